@@ -1,0 +1,2 @@
+//! `staticd collect`: plan → fingerprint → rewrite → compress → publish.
+pub mod rewrite;

@@ -1,0 +1,9 @@
+//! staticd: Django's `collectstatic` and the static tier of a Django deployment in one binary.
+//!
+//! Data flows one way: `django` (discovery) → `collect` (plan → fingerprint → rewrite →
+//! compress → publish) → `manifest` → `serve` (table → responses). `collect` and `serve`
+//! meet only in the manifest and STATIC_ROOT.
+pub mod collect;
+pub mod django;
+pub mod manifest;
+pub mod serve;

@@ -1,0 +1,1 @@
+//! `staticd serve`: the static tier and reverse proxy.
