@@ -1,0 +1,184 @@
+//! Post-processing: fingerprint every file, rewrite CSS/JS in dependency order.
+use super::naming::hashed_name;
+use super::plan::SourceFile;
+use super::report::Log;
+use super::rewrite::{self, Kind};
+use super::{graph, CollectOptions};
+use crate::django::Discovery;
+use anyhow::{bail, Result};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Result of post-processing, indexed like the planned files.
+pub struct Processed {
+    /// Final hashed name of every file.
+    pub names: Vec<String>,
+    /// New bytes of CSS/JS files whose references changed; `None` = the original bytes.
+    pub rewritten_content: Vec<Option<Vec<u8>>>,
+    /// How many files got new bytes.
+    pub rewritten: usize,
+}
+
+/// An adjustable (CSS/JS) file and what it points at.
+struct Node {
+    file: usize,
+    kind: Kind,
+    text: String,
+    refs: Vec<rewrite::Reference>,
+}
+
+pub fn process(
+    files: &[SourceFile],
+    contents: &[Arc<[u8]>],
+    d: &Discovery,
+    opts: &CollectOptions,
+    log: &Log,
+) -> Result<Processed> {
+    let index: HashMap<&str, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.rel.as_str(), i))
+        .collect();
+    let ropts = rewrite::Options {
+        static_url: &d.static_url,
+        js_modules: d.storage.js_modules || opts.js_modules,
+    };
+    let algo = opts.hash;
+
+    // Non-adjustable files: hashed from their bytes. Adjustable ones: decoded and scanned.
+    let scanned: Vec<Result<Option<Node>>> = files
+        .par_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let Some(kind) = rewrite::kind_of(&f.rel) else {
+                return Ok(None);
+            };
+            let text = match std::str::from_utf8(&contents[i]) {
+                Ok(t) => t.to_string(),
+                Err(e) => bail!(
+                    "Post-processing '{}' failed! {} is not valid UTF-8 (invalid byte at offset {}); \
+                     Django reads CSS and JS files as UTF-8: re-save it as UTF-8 or ignore it with -i",
+                    f.rel,
+                    f.abs.display(),
+                    e.valid_up_to()
+                ),
+            };
+            let refs = rewrite::references(&f.rel, kind, &text, &ropts)
+                .map_err(|e| anyhow::anyhow!("Post-processing '{}' failed! {e}", f.rel))?;
+            Ok(Some(Node {
+                file: i,
+                kind,
+                text,
+                refs,
+            }))
+        })
+        .collect();
+    let mut nodes = Vec::new();
+    let mut node_of = vec![usize::MAX; files.len()];
+    for r in scanned {
+        if let Some(n) = r? {
+            node_of[n.file] = nodes.len();
+            nodes.push(n);
+        }
+    }
+
+    // Every target must be a collected file (Django: "could not be found").
+    let mut missing = Vec::new();
+    for n in &nodes {
+        for r in &n.refs {
+            if !index.contains_key(r.target.as_str()) {
+                missing.push(format!(
+                    "{}:{}: {} references '{}', which is not a collected static file\n    {}",
+                    files[n.file].rel,
+                    r.line,
+                    r.matched,
+                    r.target,
+                    r.line_text.trim()
+                ));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        if d.storage.manifest_strict {
+            bail!(
+                "{} missing reference{}:\n{}\n(fix the reference, collect the file, or set manifest_strict = False to leave such references unchanged)",
+                missing.len(),
+                if missing.len() == 1 { "" } else { "s" },
+                missing.join("\n")
+            );
+        }
+        for m in &missing {
+            log.warn(format!(
+                "warning: left unchanged (manifest_strict is False): {m}"
+            ));
+        }
+    }
+
+    // Names of everything that is not CSS/JS are final now.
+    let mut names: Vec<Option<String>> = files
+        .par_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            (node_of[i] == usize::MAX).then(|| hashed_name(&f.rel, &algo.fingerprint(&contents[i])))
+        })
+        .collect();
+
+    let deps: Vec<Vec<usize>> = nodes
+        .iter()
+        .map(|n| {
+            n.refs
+                .iter()
+                .filter_map(|r| index.get(r.target.as_str()))
+                .filter(|&&t| node_of[t] != usize::MAX)
+                .map(|&t| node_of[t])
+                .collect()
+        })
+        .collect();
+    let levels = graph::levels(&deps).map_err(|cycles| {
+        let described: Vec<String> = cycles
+            .iter()
+            .map(|c| {
+                let mut rels: Vec<&str> = c.iter().map(|&n| files[nodes[n].file].rel.as_str()).collect();
+                rels.sort();
+                format!("Post-processing '{}' failed! These files reference each other in a cycle, so none of them can get a stable hashed name.", rels.join(", "))
+            })
+            .collect();
+        anyhow::anyhow!("{}", described.join("\n"))
+    })?;
+
+    let mut rewritten_content: Vec<Option<Vec<u8>>> = vec![None; files.len()];
+    let mut rewritten = 0;
+    for level in levels {
+        let results: Vec<Result<(usize, String, Option<Vec<u8>>)>> = level
+            .par_iter()
+            .map(|&n| {
+                let node = &nodes[n];
+                let f = &files[node.file];
+                let resolve = |target: &str| index.get(target).and_then(|&t| names[t].clone());
+                let out = rewrite::rewrite(&f.rel, node.kind, &node.text, &ropts, &resolve)
+                    .map_err(|e| anyhow::anyhow!("Post-processing '{}' failed! {e}", f.rel))?;
+                let bytes = out.into_bytes();
+                let name = hashed_name(&f.rel, &algo.fingerprint(&bytes));
+                let changed = bytes[..] != contents[node.file][..];
+                Ok((node.file, name, changed.then_some(bytes)))
+            })
+            .collect();
+        for r in results {
+            let (file, name, bytes) = r?;
+            names[file] = Some(name);
+            if bytes.is_some() {
+                rewritten += 1;
+            }
+            rewritten_content[file] = bytes;
+        }
+    }
+    Ok(Processed {
+        names: names
+            .into_iter()
+            .map(|n| n.expect("every file named"))
+            .collect(),
+        rewritten_content,
+        rewritten,
+    })
+}

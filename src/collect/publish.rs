@@ -1,0 +1,436 @@
+//! Atomic publish: a new STATIC_ROOT is built beside the old one and swapped in with one
+//! `renameat2(RENAME_EXCHANGE)`, so a server sees either the old tree or the new one, whatever
+//! fails or is killed in between.
+//!
+//! The new tree holds every file of the old one (hard links, so it costs no copy) unless
+//! `--clear`: hashed files of earlier deploys keep answering during a rolling deploy. Outputs
+//! whose bytes are already in the old tree are linked, not rewritten, so their mtime (and any
+//! validator derived from it) stays.
+//!
+//! Where the swap is impossible (STATIC_ROOT is a mount point, e.g. a container volume, or the
+//! filesystem lacks RENAME_EXCHANGE) files are renamed into place one by one, hashed files
+//! first and the manifest last: everything the old manifest names is untouched throughout,
+//! but an unhashed original can be newer than the manifest for a moment.
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// How an output reached the stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// New bytes were written.
+    New,
+    /// The old tree had identical bytes at this path; it was linked.
+    Unchanged,
+}
+
+/// A staged generation of STATIC_ROOT.
+pub struct Stage {
+    root: PathBuf,
+    dir: PathBuf,
+    _lock: File,
+    written: Mutex<Vec<String>>,
+}
+
+/// What `commit` did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Committed {
+    /// Files of the old tree not carried over (`--clear`).
+    pub deleted: usize,
+    /// True when the whole tree was swapped atomically.
+    pub swapped: bool,
+}
+
+fn sibling(root: &Path, suffix: &str) -> Result<PathBuf> {
+    let name = root
+        .file_name()
+        .ok_or_else(|| anyhow!("STATIC_ROOT {} has no directory name", root.display()))?;
+    let parent = root.parent().unwrap_or(Path::new("/"));
+    Ok(parent.join(format!(".{}.staticd-{suffix}", name.to_string_lossy())))
+}
+
+impl Stage {
+    /// Takes the collect lock of `root` (two collects never interleave) and starts an empty
+    /// stage, removing what a killed run left behind.
+    pub fn begin(root: &Path) -> Result<Stage> {
+        let root = absolute(root)?;
+        let parent = root.parent().unwrap_or(Path::new("/")).to_path_buf();
+        fs::create_dir_all(&parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let lock_path = sibling(&root, "lock")?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open lock file {}", lock_path.display()))?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+            bail!("cannot lock {}", lock_path.display());
+        }
+        let dir = sibling(&root, "stage")?;
+        if dir.exists() {
+            fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot remove leftover stage {}", dir.display()))?;
+        }
+        fs::create_dir(&dir).with_context(|| format!("cannot create stage {}", dir.display()))?;
+        if let Ok(meta) = fs::metadata(&root) {
+            let _ = fs::set_permissions(&dir, meta.permissions());
+        }
+        Ok(Stage {
+            root,
+            dir,
+            _lock: lock,
+            written: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn staged(&self, rel: &str) -> Result<PathBuf> {
+        let path = self.dir.join(safe_rel(rel)?);
+        if let Some(p) = path.parent() {
+            fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+        }
+        Ok(path)
+    }
+
+    fn record(&self, rel: &str) {
+        self.written
+            .lock()
+            .expect("stage list")
+            .push(rel.to_string());
+    }
+
+    /// Stages `bytes` at `rel`, linking the old tree's file when it holds the same bytes.
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> Result<Written> {
+        let dest = self.staged(rel)?;
+        let old = self.root.join(safe_rel(rel)?);
+        self.record(rel);
+        if let Ok(meta) = fs::symlink_metadata(&old) {
+            if meta.is_file()
+                && meta.len() == bytes.len() as u64
+                && fs::read(&old).map(|b| b == bytes).unwrap_or(false)
+                && fs::hard_link(&old, &dest).is_ok()
+            {
+                return Ok(Written::Unchanged);
+            }
+        }
+        let _ = fs::remove_file(&dest);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&dest)
+            .with_context(|| format!("cannot write {}", dest.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("cannot write {}", dest.display()))?;
+        Ok(Written::New)
+    }
+
+    /// Stages `rel` as another name for the already staged `existing` (same bytes).
+    pub fn link(&self, rel: &str, existing: &str) -> Result<()> {
+        let dest = self.staged(rel)?;
+        let src = self.dir.join(safe_rel(existing)?);
+        self.record(rel);
+        let _ = fs::remove_file(&dest);
+        if fs::hard_link(&src, &dest).is_err() {
+            fs::copy(&src, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Stages a symlink (`--link`) to an absolute source.
+    pub fn symlink(&self, rel: &str, target: &Path) -> Result<Written> {
+        let dest = self.staged(rel)?;
+        self.record(rel);
+        let old = self.root.join(safe_rel(rel)?);
+        let unchanged = fs::read_link(&old).map(|t| t == target).unwrap_or(false);
+        let _ = fs::remove_file(&dest);
+        std::os::unix::fs::symlink(target, &dest)
+            .with_context(|| format!("cannot link {}", dest.display()))?;
+        Ok(if unchanged {
+            Written::Unchanged
+        } else {
+            Written::New
+        })
+    }
+
+    /// Publishes the stage. `manifest` is written last; `clear` drops the old tree's files.
+    pub fn commit(self, manifest: Option<(&str, &[u8])>, clear: bool) -> Result<Committed> {
+        let written: HashSet<String> = self.written.lock().expect("stage list").drain(..).collect();
+        let mut committed = Committed::default();
+        let root_exists = fs::symlink_metadata(&self.root).is_ok();
+        if root_exists {
+            committed.deleted = carry_over(&self.root, &self.dir, &written, clear)?;
+        }
+        if let Some((name, bytes)) = manifest {
+            let dest = self.staged(name)?;
+            let tmp = dest.with_extension("staticd-tmp");
+            fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+            fs::rename(&tmp, &dest)?;
+        }
+        sync_dir(&self.dir);
+        if !root_exists {
+            fs::rename(&self.dir, &self.root)
+                .with_context(|| format!("cannot publish {}", self.root.display()))?;
+            committed.swapped = true;
+            return Ok(committed);
+        }
+        match exchange(&self.dir, &self.root) {
+            Ok(()) => {
+                committed.swapped = true;
+                // The stage path now holds the previous tree; every file of it that is still
+                // wanted is linked from the new one.
+                let _ = fs::remove_dir_all(&self.dir);
+            }
+            Err(e) if fallback_ok(&e) => {
+                tracing::warn!(
+                    "cannot swap {} atomically ({e}); renaming files into place, manifest last",
+                    self.root.display()
+                );
+                in_place(
+                    &self.dir,
+                    &self.root,
+                    &written,
+                    manifest.map(|m| m.0),
+                    clear,
+                )?;
+                let _ = fs::remove_dir_all(&self.dir);
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot publish {}", self.root.display()))
+            }
+        }
+        Ok(committed)
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        // After a failure the stage goes; the old tree was never touched.
+        if self.dir.exists() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Rejects a relative path that could leave STATIC_ROOT.
+fn safe_rel(rel: &str) -> Result<&Path> {
+    let p = Path::new(rel);
+    if rel.is_empty()
+        || p.is_absolute()
+        || p.components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        bail!("refusing to write {rel:?}: not a plain path below STATIC_ROOT");
+    }
+    Ok(p)
+}
+
+/// Links every old file into the stage where the stage has none (or only recreates the
+/// directories, with `clear`). Returns how many old files were dropped.
+fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool) -> Result<usize> {
+    let mut deleted = 0;
+    for entry in walkdir::WalkDir::new(root).min_depth(1) {
+        let entry = entry.with_context(|| format!("cannot read {}", root.display()))?;
+        let rel = entry.path().strip_prefix(root).expect("below root");
+        let dest = stage.join(rel);
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            fs::create_dir_all(&dest)?;
+            if let Ok(meta) = entry.metadata() {
+                let _ = fs::set_permissions(&dest, meta.permissions());
+            }
+            continue;
+        }
+        if written.contains(rel.to_string_lossy().as_ref()) || dest.symlink_metadata().is_ok() {
+            continue;
+        }
+        if clear {
+            deleted += 1;
+            continue;
+        }
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(entry.path())?, &dest)?;
+        } else if fs::hard_link(entry.path(), &dest).is_err() {
+            fs::copy(entry.path(), &dest)
+                .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+        }
+    }
+    Ok(deleted)
+}
+
+/// `renameat2(a, b, RENAME_EXCHANGE)`: both paths swap inodes in one step.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    let ca = CString::new(a.as_os_str().as_bytes())?;
+    let cb = CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: valid NUL-terminated paths; AT_FDCWD.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn fallback_ok(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EBUSY
+                | libc::EXDEV
+                | libc::EINVAL
+                | libc::ENOSYS
+                | libc::EOPNOTSUPP
+                | libc::EPERM
+        )
+    )
+}
+
+/// Per-file publish: hashed and other outputs first, the manifest last.
+fn in_place(
+    stage: &Path,
+    root: &Path,
+    written: &HashSet<String>,
+    manifest: Option<&str>,
+    clear: bool,
+) -> Result<()> {
+    let mut rels: Vec<&String> = written.iter().collect();
+    rels.sort();
+    for rel in rels {
+        let dest = root.join(rel);
+        if let Some(p) = dest.parent() {
+            fs::create_dir_all(p)?;
+        }
+        fs::rename(stage.join(rel), &dest)
+            .with_context(|| format!("cannot publish {}", dest.display()))?;
+    }
+    if clear {
+        for entry in walkdir::WalkDir::new(root).min_depth(1) {
+            let entry = entry?;
+            let rel = entry.path().strip_prefix(root).expect("below root");
+            let rel_s = rel.to_string_lossy();
+            if !entry.file_type().is_dir()
+                && !written.contains(rel_s.as_ref())
+                && Some(rel_s.as_ref()) != manifest
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    if let Some(name) = manifest {
+        fs::rename(stage.join(name), root.join(name))
+            .with_context(|| format!("cannot publish manifest in {}", root.display()))?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    // Resolve a symlinked STATIC_ROOT so the swap replaces the directory it points at.
+    if let Ok(real) = fs::canonicalize(p) {
+        return Ok(real);
+    }
+    Ok(std::path::absolute(p)?)
+}
+
+/// Device and inode of a path, for "is this a mount point" style checks in tests.
+pub fn dev_ino(p: &Path) -> Option<(u64, u64)> {
+    fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(p: &Path) -> String {
+        fs::read_to_string(p).unwrap()
+    }
+
+    #[test]
+    fn new_root_then_swap_keeps_old_files() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("static");
+        let s = Stage::begin(&root).unwrap();
+        assert_eq!(s.write("css/a.css", b"A1").unwrap(), Written::New);
+        s.link("css/a.111.css", "css/a.css").unwrap();
+        s.commit(Some(("staticfiles.json", b"{1}")), false).unwrap();
+        assert_eq!(read(&root.join("css/a.111.css")), "A1");
+
+        let before = dev_ino(&root).unwrap();
+        let s = Stage::begin(&root).unwrap();
+        assert_eq!(s.write("css/a.css", b"A2").unwrap(), Written::New);
+        assert_eq!(s.write("css/a.111.css", b"A1").unwrap(), Written::Unchanged);
+        s.write("css/a.222.css", b"A2").unwrap();
+        let c = s.commit(Some(("staticfiles.json", b"{2}")), false).unwrap();
+        assert!(c.swapped);
+        assert_ne!(dev_ino(&root).unwrap(), before, "a new directory inode");
+        assert_eq!(read(&root.join("css/a.css")), "A2");
+        assert_eq!(
+            read(&root.join("css/a.111.css")),
+            "A1",
+            "old hashed file kept"
+        );
+        assert_eq!(read(&root.join("staticfiles.json")), "{2}");
+        assert!(!sibling(&root, "stage").unwrap().exists());
+    }
+
+    #[test]
+    fn failure_leaves_old_tree_untouched() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("static");
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("keep.txt"), "old").unwrap();
+        {
+            let s = Stage::begin(&root).unwrap();
+            s.write("keep.txt", b"new").unwrap();
+            // dropped without commit
+        }
+        assert_eq!(read(&root.join("keep.txt")), "old");
+        assert!(!sibling(&root, "stage").unwrap().exists());
+    }
+
+    #[test]
+    fn clear_drops_files_keeps_dirs() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("static");
+        fs::create_dir_all(root.join("old/dir")).unwrap();
+        fs::write(root.join("old/dir/x.txt"), "x").unwrap();
+        let s = Stage::begin(&root).unwrap();
+        s.write("a.txt", b"a").unwrap();
+        let c = s.commit(None, true).unwrap();
+        assert_eq!(c.deleted, 1);
+        assert!(root.join("old/dir").is_dir());
+        assert!(!root.join("old/dir/x.txt").exists());
+    }
+
+    #[test]
+    fn rejects_escaping_paths() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Stage::begin(&t.path().join("static")).unwrap();
+        assert!(s.write("../x", b"").is_err());
+        assert!(s.write("/etc/x", b"").is_err());
+    }
+}

@@ -1,0 +1,211 @@
+//! What collect tells the user: Django's log lines and summary, a JSON summary, a progress bar.
+use super::CollectOptions;
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Django's `log(msg, level)`: a line is written when `verbosity >= level`.
+pub struct Log {
+    verbosity: u8,
+    /// Lines go to stderr when stdout carries the JSON summary.
+    to_stderr: bool,
+    lock: Mutex<()>,
+}
+
+impl Log {
+    pub fn new(verbosity: u8, to_stderr: bool) -> Self {
+        Log {
+            verbosity,
+            to_stderr,
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn line(&self, level: u8, msg: impl AsRef<str>) {
+        if self.verbosity < level {
+            return;
+        }
+        let _g = self.lock.lock();
+        if self.to_stderr {
+            let _ = writeln!(std::io::stderr(), "{}", msg.as_ref());
+        } else {
+            let _ = writeln!(std::io::stdout(), "{}", msg.as_ref());
+        }
+    }
+
+    /// Warnings always go to stderr, unless `-v 0`.
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        if self.verbosity > 0 {
+            let _g = self.lock.lock();
+            let _ = writeln!(std::io::stderr(), "{}", msg.as_ref());
+        }
+    }
+}
+
+/// Counts of one run; serialised for `--format json`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub static_root: PathBuf,
+    pub dry_run: bool,
+    pub symlinked: bool,
+    /// Files of the old tree removed by `--clear`.
+    pub deleted: usize,
+    /// Originals written (or linked) this run.
+    pub copied: usize,
+    /// Originals already present with identical bytes.
+    pub unmodified: usize,
+    /// Files that lost to an earlier finder source.
+    pub skipped: usize,
+    /// Django's "post-processed" count (WhiteNoise mode includes each variant).
+    pub post_processed: usize,
+    /// Files given a hashed name.
+    pub hashed: usize,
+    /// CSS/JS files whose references were rewritten.
+    pub rewritten: usize,
+    /// Compressed variant files written (`.br`, `.gz`, `.zst`).
+    pub compressed: usize,
+    /// Distinct contents that were compressed.
+    pub distinct_compressed: usize,
+    /// Bytes read from sources.
+    pub bytes_in: u64,
+    /// New bytes written into STATIC_ROOT (files linked from the previous tree excluded).
+    pub bytes_out: u64,
+    pub duration_ms: u128,
+}
+
+impl Summary {
+    pub fn new(root: &Path, opts: &CollectOptions) -> Self {
+        Summary {
+            static_root: root.to_path_buf(),
+            dry_run: opts.dry_run,
+            symlinked: opts.link,
+            ..Default::default()
+        }
+    }
+
+    pub fn finish(&mut self, started: std::time::Instant) {
+        self.duration_ms = started.elapsed().as_millis();
+    }
+
+    /// Django 6.x's summary line (without the leading blank line).
+    pub fn django_line(&self) -> String {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let mut s = String::new();
+        if self.deleted > 0 {
+            s += &format!(
+                "{} static file{} deleted, ",
+                self.deleted,
+                plural(self.deleted)
+            );
+        }
+        let n = self.copied;
+        let action = if self.symlinked {
+            "symlinked"
+        } else {
+            "copied"
+        };
+        s += &format!(
+            "{n} static file{} {action} to '{}'",
+            plural(n),
+            self.static_root.display()
+        );
+        if self.unmodified > 0 {
+            s += &format!(", {} unmodified", self.unmodified);
+        }
+        if self.post_processed > 0 {
+            s += &format!(", {} post-processed", self.post_processed);
+        }
+        if self.skipped > 0 {
+            s += &format!(", {} skipped due to conflict", self.skipped);
+        }
+        s.push('.');
+        s
+    }
+}
+
+/// A progress bar on a terminal; nothing otherwise.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(enabled: bool) -> Self {
+        use std::io::IsTerminal;
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new(0);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{msg:>22} [{bar:30}] {pos}/{len}")
+                    .expect("static template")
+                    .progress_chars("=> "),
+            );
+            b
+        });
+        Progress { bar }
+    }
+
+    pub fn stage(&self, name: &'static str, len: usize) {
+        if let Some(b) = &self.bar {
+            b.set_message(name);
+            b.set_length(len as u64);
+            b.set_position(0);
+        }
+    }
+
+    pub fn inc(&self) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn django_summary_lines() {
+        let mut s = Summary {
+            static_root: "/srv/static".into(),
+            copied: 47,
+            post_processed: 47,
+            skipped: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.django_line(),
+            "47 static files copied to '/srv/static', 47 post-processed, 1 skipped due to conflict."
+        );
+        s.deleted = 95;
+        assert!(s
+            .django_line()
+            .starts_with("95 static files deleted, 47 static files copied"));
+        let one = Summary {
+            static_root: "/s".into(),
+            copied: 1,
+            post_processed: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            one.django_line(),
+            "1 static file copied to '/s', 1 post-processed."
+        );
+        let again = Summary {
+            static_root: "/s".into(),
+            unmodified: 47,
+            post_processed: 29,
+            symlinked: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            again.django_line(),
+            "0 static files symlinked to '/s', 47 unmodified, 29 post-processed."
+        );
+    }
+}
