@@ -37,6 +37,11 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// Drop importlib's `File "<frozen importlib._bootstrap>"` frames: noise in a settings traceback.
+fn without_frozen_frames(traceback: &str) -> String {
+    traceback.lines().filter(|l| !l.trim_start().starts_with("File \"<frozen ")).collect::<Vec<_>>().join("\n")
+}
+
 impl fmt::Display for DiscoverError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -87,7 +92,7 @@ impl fmt::Display for DiscoverError {
                  Check the settings module (--settings, or DJANGO_SETTINGS_MODULE in manage.py) and that the project's \
                  dependencies are installed for this interpreter.",
                 python.display(),
-                tail(traceback, 8)
+                tail(&without_frozen_frames(traceback), 8)
             ),
             DiscoverError::ImproperlyConfigured { settings, message } => {
                 write!(f, "ImproperlyConfigured (settings module '{settings}'): {message}")
@@ -221,14 +226,18 @@ fn run(
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
 
-    if out.status.success() {
+    // What the project printed, Django's check warnings (e.g. staticfiles.W004): never swallowed.
+    // (Internal errors carry it in their message instead.)
+    let forward = |stderr: &str| {
         if !stderr.trim().is_empty() {
-            // Warnings from the project or Django's checks (e.g. staticfiles.W004): never swallowed.
             eprint!("{stderr}");
             if !stderr.ends_with('\n') {
                 eprintln!();
             }
         }
+    };
+    if out.status.success() {
+        forward(&stderr);
         return serde_json::from_str::<Discovery>(last).map(Run::Ok).map_err(|e| DiscoverError::Internal {
             python: python.to_path_buf(),
             message: format!("unreadable result ({e}): {}", tail(&stdout, 5)),
@@ -244,6 +253,9 @@ fn run(
         });
     };
     let ErrorBody { kind, message, detail } = doc.error;
+    if kind != "internal" {
+        forward(&stderr);
+    }
     let python = python.to_path_buf();
     let settings = settings.to_string();
     Err(match kind.as_str() {
@@ -259,8 +271,7 @@ fn run(
             settings,
             python,
             error: message,
-            // Anything the project printed before failing comes first.
-            traceback: if stderr.trim().is_empty() { detail } else { format!("{stderr}{detail}") },
+            traceback: detail,
         },
         "improperly_configured" => DiscoverError::ImproperlyConfigured { settings, message },
         "checks" => DiscoverError::Checks { settings, messages: message },
