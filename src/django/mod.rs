@@ -37,10 +37,7 @@ pub enum Source {
         root: PathBuf,
     },
     /// Any other finder: the files its `list(ignore_patterns)` returned, in order.
-    Files {
-        finder: String,
-        files: Vec<ListedFile>,
-    },
+    Files { finder: String, files: Vec<ListedFile> },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,7 +87,95 @@ pub struct DiscoverOptions {
     pub no_default_ignore: bool,
 }
 
-/// TEMP until the discovery branch lands.
-pub fn discover(_opts: &DiscoverOptions) -> anyhow::Result<Discovery> {
-    anyhow::bail!("discovery not merged yet")
+pub mod config;
+pub mod interpreter;
+mod python;
+
+pub use interpreter::InterpreterSource;
+pub use python::DiscoverError;
+
+/// `StaticFilesConfig.ignore_patterns` (`django/contrib/staticfiles/apps.py`).
+pub const DEFAULT_IGNORE_PATTERNS: [&str; 3] = ["CVS", ".*", "*~"];
+
+/// The embedded discovery program.
+pub const DISCOVER_PY: &str = include_str!("discover.py");
+
+/// What Django would collect for `opts.project`.
+///
+/// With a `manage.py` (or an explicit settings module) Django itself is asked, through the
+/// project's interpreter. Without one, or when that interpreter cannot import Django,
+/// `PROJECT/staticd.toml` is used. Errors are [`DiscoverError`]s (downcast the `anyhow::Error`)
+/// whose messages say what to do.
+pub fn discover(opts: &DiscoverOptions) -> anyhow::Result<Discovery> {
+    python::discover_with_env(opts, &|k| std::env::var(k).ok())
+}
+
+/// Python's `os.path.normpath` (POSIX).
+pub fn normpath(path: &str) -> String {
+    if path.is_empty() {
+        return ".".to_string();
+    }
+    let initial = if path.starts_with("//") && !path.starts_with("///") {
+        2
+    } else if path.starts_with('/') {
+        1
+    } else {
+        0
+    };
+    let mut comps: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        if c.is_empty() || c == "." {
+            continue;
+        }
+        if c != ".." || (initial == 0 && comps.is_empty()) || comps.last() == Some(&"..") {
+            comps.push(c);
+        } else if !comps.is_empty() {
+            comps.pop();
+        }
+    }
+    let out = format!("{}{}", "/".repeat(initial), comps.join("/"));
+    if out.is_empty() {
+        ".".to_string()
+    } else {
+        out
+    }
+}
+
+/// collectstatic's `list({os.path.normpath(p) for p in patterns})`, sorted for determinism.
+pub fn normalize_ignore_patterns<I: IntoIterator<Item = String>>(patterns: I) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> = patterns.into_iter().map(|p| normpath(&p)).collect();
+    set.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normpath_matches_python() {
+        for (i, o) in [
+            ("", "."),
+            (".", "."),
+            ("*.css", "*.css"),
+            ("a//b", "a/b"),
+            ("a/./b/", "a/b"),
+            ("a/../b", "b"),
+            ("../a", "../a"),
+            ("../../a/..", "../.."),
+            ("/../a", "/a"),
+            ("//a//b", "//a/b"),
+            ("///a", "/a"),
+            ("*/vendor/*.js", "*/vendor/*.js"),
+            (".*", ".*"),
+            ("a/..", "."),
+        ] {
+            assert_eq!(normpath(i), o, "normpath({i:?})");
+        }
+    }
+
+    #[test]
+    fn ignore_patterns_dedup_sorted() {
+        let v = normalize_ignore_patterns(["CVS", ".*", "*~", "./CVS", "b//c"].map(String::from));
+        assert_eq!(v, vec!["*~", ".*", "CVS", "b/c"]);
+    }
 }

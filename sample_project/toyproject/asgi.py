@@ -1,0 +1,8 @@
+"""ASGI config for toyproject."""
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "toyproject.settings")
+
+application = get_asgi_application()

@@ -1,0 +1,175 @@
+//! Helpers shared by the integration tests. Each test binary uses a subset.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The repository (crate) root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `sample_project/` in the repository (copy it before running anything that writes).
+pub fn sample_project() -> PathBuf {
+    repo_root().join("sample_project")
+}
+
+/// The test virtualenv's python (Django, DRF, WhiteNoise, gunicorn, uvicorn, …), built by
+/// `.ci/venv` at most once per test process (the script itself is idempotent and locked).
+pub fn venv_python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let script = repo_root().join(".ci").join("venv");
+        let out = Command::new("bash")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            panic!(
+                "{} failed ({}); the tests need it to build the Python virtualenv.\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                script.display(),
+                out.status
+            );
+        }
+        let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let py = PathBuf::from(last.trim());
+        assert!(
+            py.is_file(),
+            "{} printed {last:?} as its last line, which is not a python executable.\nstderr:\n{stderr}",
+            script.display()
+        );
+        py
+    })
+    .clone()
+}
+
+/// The `key=value` facts `.ci/venv` recorded for the venv of [`venv_python`].
+fn venv_stamp(key: &str) -> String {
+    let py = venv_python();
+    let stamp = py.parent().and_then(Path::parent).expect("venv layout").join(".staticd-stamp");
+    let text = std::fs::read_to_string(&stamp).unwrap_or_else(|e| panic!("cannot read {}: {e}", stamp.display()));
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")).map(str::to_string))
+        .unwrap_or_else(|| panic!("no {key}= in {}: {text}", stamp.display()))
+}
+
+/// Django's version in the test virtualenv (e.g. `"6.1.3"`).
+pub fn django_version() -> String {
+    venv_stamp("django")
+}
+
+/// Django's own `tests/staticfiles_tests` (from the sdist of [`django_version`]).
+pub fn django_tests_dir() -> PathBuf {
+    let dir = PathBuf::from(venv_stamp("tests"));
+    assert!(dir.join("project").is_dir(), "{} is not Django's staticfiles_tests", dir.display());
+    dir
+}
+
+/// Run the venv's python with `code`; its stdout, trimmed. Panics on failure.
+pub fn python_eval(code: &str) -> String {
+    let out = Command::new(venv_python()).arg("-c").arg(code).output().expect("run python");
+    assert!(out.status.success(), "python -c {code:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().unwrap().port()
+}
+
+/// Wait until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Copy `src` into `dst` (created), recreating symlinks as symlinks.
+pub fn copy_tree(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap_or_else(|e| panic!("mkdir {}: {e}", dst.display()));
+    for entry in walkdir::WalkDir::new(src).min_depth(1).sort_by_file_name() {
+        let entry = entry.unwrap_or_else(|e| panic!("walk {}: {e}", src.display()));
+        let rel = entry.path().strip_prefix(src).unwrap();
+        let target = dst.join(rel);
+        let ft = entry.file_type();
+        if ft.is_symlink() {
+            let link = std::fs::read_link(entry.path()).unwrap();
+            std::os::unix::fs::symlink(&link, &target)
+                .unwrap_or_else(|e| panic!("symlink {}: {e}", target.display()));
+        } else if ft.is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("copy {} → {}: {e}", entry.path().display(), target.display()));
+        }
+    }
+}
+
+/// A digest of a directory tree: sorted relative paths, file contents and symlink targets
+/// (not mtimes or permissions). Equal digests = "nothing in it changed".
+pub fn tree_digest(dir: &Path) -> String {
+    let mut h = blake3::Hasher::new();
+    for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
+        let entry = entry.unwrap_or_else(|e| panic!("walk {}: {e}", dir.display()));
+        let rel = entry.path().strip_prefix(dir).unwrap();
+        let rel = rel.to_string_lossy();
+        let ft = entry.file_type();
+        if ft.is_symlink() {
+            let link = std::fs::read_link(entry.path()).unwrap();
+            h.update(b"L\0").update(rel.as_bytes()).update(b"\0");
+            h.update(link.to_string_lossy().as_bytes()).update(b"\0");
+        } else if ft.is_dir() {
+            h.update(b"D\0").update(rel.as_bytes()).update(b"\0");
+        } else {
+            let mut f = std::fs::File::open(entry.path()).unwrap();
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf).unwrap();
+            h.update(b"F\0").update(rel.as_bytes()).update(b"\0");
+            h.update(&(buf.len() as u64).to_le_bytes()).update(&buf);
+        }
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// Kills (and reaps) the child process when dropped.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    pub fn new(child: Child) -> Self {
+        ChildGuard(child)
+    }
+}
+
+impl std::ops::Deref for ChildGuard {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
