@@ -1,0 +1,1 @@
+//# sOuRcEMaPpInGURL=source_map.js.map
