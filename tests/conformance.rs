@@ -28,6 +28,7 @@ sys.path.insert(0, PKGROOT)
 TEST_ROOT = os.path.join(PKGROOT, "staticfiles_tests")
 SECRET_KEY = "conformance"
 USE_TZ = True
+MEDIA_URL = "media/"
 STATIC_URL = os.environ.get("TEST_STATIC_URL", "static/")
 STATIC_ROOT = os.environ["TEST_STATIC_ROOT"]
 if "TEST_DIRS" in os.environ:
