@@ -206,7 +206,13 @@ mod tests {
 
     #[test]
     fn sorted_by_code_point() {
-        let man = m(&[("b", "1"), ("B", "2"), ("é", "3"), ("a/b", "4"), ("a.b", "5")]);
+        let man = m(&[
+            ("b", "1"),
+            ("B", "2"),
+            ("é", "3"),
+            ("a/b", "4"),
+            ("a.b", "5"),
+        ]);
         let keys: Vec<_> = man.paths.keys().cloned().collect();
         assert_eq!(keys, vec!["B", "a.b", "a/b", "b", "é"]);
     }

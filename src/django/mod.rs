@@ -37,7 +37,10 @@ pub enum Source {
         root: PathBuf,
     },
     /// Any other finder: the files its `list(ignore_patterns)` returned, in order.
-    Files { finder: String, files: Vec<ListedFile> },
+    Files {
+        finder: String,
+        files: Vec<ListedFile>,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
