@@ -17,6 +17,7 @@ pub const ACCESS_TARGET: &str = "staticd::access";
 pub fn init(format: LogFormat) {
     let diag = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_filter(filter_fn(|m| m.target() != ACCESS_TARGET));
