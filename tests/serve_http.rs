@@ -22,7 +22,8 @@ struct World {
 /// Fixture bytes are built once; each test gets its own server (killed on drop, which a
 /// `static` would never do).
 fn world() -> World {
-    static DATA: OnceLock<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)> = OnceLock::new();
+    type Blobs = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+    static DATA: OnceLock<Blobs> = OnceLock::new();
     let (css, big_js, big_bin, png) = DATA
         .get_or_init(|| {
             (

@@ -4,30 +4,36 @@
 //! checks make the refusal explicit and cheap, and keep odd paths from aliasing real files
 //! (`a//b`, `./a`, `%2f`), which would split caches and confuse logs.
 
+use std::borrow::Cow;
+
 /// Longest raw path we look at; anything longer cannot be in the table (PATH_MAX).
 pub const MAX_PATH: usize = 4096;
 
 /// Where a request goes.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Route {
+pub enum Route<'a> {
     /// Under the static prefix; `None` when the path is malformed (→ plain 404).
-    Static(Option<String>),
+    /// Borrowed when nothing needed decoding, the common case.
+    Static(Option<Cow<'a, str>>),
     /// Not under the static prefix (404 today; the upstream proxy later).
     Other,
 }
 
 /// `raw` is the request target's path, still percent-encoded; `prefix` starts and ends
 /// with `/`.
-pub fn route(raw: &str, prefix: &str) -> Route {
+pub fn route<'a>(raw: &'a str, prefix: &str) -> Route<'a> {
     let Some(rest) = raw.strip_prefix(prefix) else {
         return Route::Other;
     };
     Route::Static(key(rest))
 }
 
-fn key(rest: &str) -> Option<String> {
+fn key(rest: &str) -> Option<Cow<'_, str>> {
     if rest.is_empty() || rest.len() > MAX_PATH {
         return None;
+    }
+    if !rest.contains('%') {
+        return check(rest).then_some(Cow::Borrowed(rest));
     }
     // An encoded separator or NUL has no canonical meaning in a file name.
     let b = rest.as_bytes();
@@ -42,16 +48,14 @@ fn key(rest: &str) -> Option<String> {
     let decoded: Vec<u8> = percent_encoding::percent_decode(b).collect();
     // Strict UTF-8 rejects overlong forms such as `%c0%ae` (a disguised `.`).
     let s = String::from_utf8(decoded).ok()?;
-    if s.contains(['\0', '\\']) || s.chars().any(char::is_control) {
-        return None;
-    }
-    for seg in s.split('/') {
+    check(&s).then_some(Cow::Owned(s))
+}
+
+fn check(s: &str) -> bool {
+    !s.contains(['\0', '\\'])
+        && !s.chars().any(char::is_control)
         // Empty (`//`, trailing `/` = directory), `.`/`..`, and dotfiles.
-        if seg.is_empty() || seg.starts_with('.') {
-            return None;
-        }
-    }
-    Some(s)
+        && s.split('/').all(|seg| !seg.is_empty() && !seg.starts_with('.'))
 }
 
 fn hex(c: u8) -> Option<u8> {
@@ -64,7 +68,7 @@ mod tests {
 
     fn k(p: &str) -> Option<String> {
         match route(p, "/static/") {
-            Route::Static(k) => k,
+            Route::Static(k) => k.map(Cow::into_owned),
             Route::Other => Some("<other>".into()),
         }
     }

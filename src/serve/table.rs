@@ -182,7 +182,7 @@ impl Table {
         let hashed: HashMap<&str, ([u8; 32], Option<Bytes>)> = work
             .par_iter()
             .filter_map(|(f, keep)| {
-                let r = hash_file(&dir, f, *keep, reuse.get(&f.id));
+                let r = hash_file(&dir, f, *keep, &reuse);
                 match r {
                     Ok(v) => Some((f.rel.as_str(), v)),
                     Err(e) => {
@@ -372,28 +372,42 @@ fn plan_memory<'a>(
     out
 }
 
-/// Hash and bytes of every file of the previous generation, by on-disk identity.
-fn reuse_index(prev: &Table) -> HashMap<FileId, ([u8; 32], Option<Bytes>)> {
-    prev.assets
+/// What a new build can take over from the previous generation.
+#[derive(Default)]
+struct Reuse {
+    /// Hash (and bytes, if in memory) by on-disk identity: unchanged files skip hashing.
+    by_id: HashMap<FileId, ([u8; 32], Option<Bytes>)>,
+    /// In-memory bytes by content: a directory swap gives every file a new inode, but
+    /// unchanged contents then share the old buffer instead of doubling memory.
+    by_hash: HashMap<[u8; 32], Bytes>,
+}
+
+fn reuse_index(prev: &Table) -> Reuse {
+    let mut r = Reuse::default();
+    for v in prev
+        .assets
         .values()
         .flat_map(|a| a.variants.iter().flatten())
-        .map(|v| {
-            let bytes = match &v.source {
-                Source::Memory(b) => Some(b.clone()),
-                Source::File { .. } => None,
-            };
-            (v.id, (v.hash, bytes))
-        })
-        .collect()
+    {
+        let bytes = match &v.source {
+            Source::Memory(b) => {
+                r.by_hash.insert(v.hash, b.clone());
+                Some(b.clone())
+            }
+            Source::File { .. } => None,
+        };
+        r.by_id.insert(v.id, (v.hash, bytes));
+    }
+    r
 }
 
 fn hash_file(
     dir: &File,
     f: &Found,
     keep: bool,
-    prev: Option<&([u8; 32], Option<Bytes>)>,
+    reuse: &Reuse,
 ) -> io::Result<([u8; 32], Option<Bytes>)> {
-    if let Some((hash, bytes)) = prev {
+    if let Some((hash, bytes)) = reuse.by_id.get(&f.id) {
         if !keep {
             return Ok((*hash, None));
         }
@@ -411,7 +425,12 @@ fn hash_file(
         if buf.len() as u64 != f.id.len {
             return Err(io::Error::other("changed while reading"));
         }
-        Ok((*blake3::hash(&buf).as_bytes(), Some(Bytes::from(buf))))
+        let hash = *blake3::hash(&buf).as_bytes();
+        let bytes = match reuse.by_hash.get(&hash) {
+            Some(old) => old.clone(),
+            None => Bytes::from(buf),
+        };
+        Ok((hash, Some(bytes)))
     } else {
         let mut h = blake3::Hasher::new();
         h.update_reader(&file)?;
