@@ -37,6 +37,8 @@ use std::time::{Duration, Instant};
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     log::init(args.log_format);
     let (root, static_url) = locate(&args)?;
+    // Absolute, so the reloader can watch the parent even for `--root static`.
+    let root = std::path::absolute(&root).unwrap_or(root);
     let prefix = config::normalize_prefix(&static_url);
     let opts = table::BuildOptions {
         root: root.clone(),

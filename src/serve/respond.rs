@@ -2,6 +2,8 @@
 //!
 //! The order is RFC 9110's: the representation is selected first (each coding has its own
 //! ETag), then §13.2.2 preconditions are evaluated against it, then Range applies to its bytes.
+//! HEAD runs the very same path (Range included, as nginx and Go do) so that its status and
+//! headers are exactly GET's; only the body is replaced by a sized empty one.
 
 use super::body::{Segment, SegmentBody};
 use super::conditional::{self, Conditions, Outcome};
