@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Collect, fingerprint, rewrite and precompress static files into STATIC_ROOT.
     Collect(CollectArgs),
+    /// Serve STATIC_URL from STATIC_ROOT (and proxy everything else upstream).
+    Serve(staticd::serve::ServeArgs),
 }
 
 /// Where the project's facts come from (shared by every subcommand that takes a project).
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Collect(args) => run_collect(args),
+        Command::Serve(args) => staticd::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,6 +105,12 @@ fn main() -> ExitCode {
 }
 
 fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
+    // Warnings of the library (e.g. publish falling back to per-file renames) go to stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
     let discovery = django::discover(&DiscoverOptions {
         project: args.project.project.clone(),
         python: args.project.python.clone(),

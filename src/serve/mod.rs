@@ -1,1 +1,166 @@
-//! `staticd serve`: the static tier and reverse proxy.
+//! `staticd serve`: the static tier (and, later, the reverse proxy).
+//!
+//! Layout, one file per HTTP concern:
+//! - `config`: CLI flags.
+//! - `table`: STATIC_ROOT + manifest → URL table (variants, types, validators, cache policy).
+//! - `path`: request path → table key (decode once, refuse non-canonical paths).
+//! - `negotiate`, `conditional`, `range`: pure RFC 9110 logic.
+//! - `headers`, `body`, `respond`: building the response.
+//! - `reload`: watching for new generations and swapping the table.
+//! - `log`: access log.
+//! - `app`: the actix App; non-static routes end in `app::fallback` (future `--upstream`).
+
+pub mod app;
+pub mod body;
+pub mod conditional;
+pub mod config;
+pub mod headers;
+pub mod log;
+pub mod negotiate;
+pub mod path;
+pub mod range;
+pub mod reload;
+pub mod respond;
+pub mod table;
+
+pub use config::{LogFormat, ServeArgs};
+
+use actix_web::http::header::HeaderValue;
+use actix_web::{web, HttpServer};
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Runs the server until SIGTERM/SIGINT, then drains in-flight requests
+/// (bounded by `--shutdown-timeout`).
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    log::init(args.log_format);
+    let (root, static_url) = locate(&args)?;
+    // Absolute, so the reloader can watch the parent even for `--root static`.
+    let root = std::path::absolute(&root).unwrap_or(root);
+    let prefix = config::normalize_prefix(&static_url);
+    let opts = table::BuildOptions {
+        root: root.clone(),
+        manifest_name: args.manifest_name.clone(),
+        max_age: args.max_age,
+        mem_file_max: args.mem_file_max,
+        mem_total_max: args.mem_total_max,
+    };
+
+    let started = Instant::now();
+    let fp = reload::fingerprint(&opts);
+    let table = table::Table::build(&opts, None)
+        .with_context(|| format!("cannot load {}", root.display()))?;
+    if table.dir.is_none() {
+        tracing::warn!(
+            "no directory at {}; serving nothing until it appears",
+            root.display()
+        );
+    }
+    tracing::info!(
+        "loaded {}: {} URLs ({} manifest entries), {} KiB in memory, {:?}",
+        root.display(),
+        table.assets.len(),
+        table.manifest_entries,
+        table.mem_bytes / 1024,
+        started.elapsed()
+    );
+
+    let cors = if args.no_cors {
+        None
+    } else {
+        Some(
+            HeaderValue::from_str(&args.cors_origin)
+                .context("--cors-origin is not a valid header value")?,
+        )
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let state = Arc::new(app::State {
+        table: ArcSwap::from_pointee(table),
+        prefix,
+        cors,
+        log_format: args.log_format,
+        nudge: tx.clone(),
+    });
+    reload::spawn(state.clone(), opts, fp, tx, rx)?;
+
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let data = web::Data::from(state);
+    actix_web::rt::System::new().block_on(async move {
+        let server = HttpServer::new(move || app::build(data.clone()))
+            .workers(workers)
+            .keep_alive(Duration::from_secs(args.keep_alive))
+            .shutdown_timeout(args.shutdown_timeout)
+            // actix treats SIGINT as a forced stop; we want both signals graceful.
+            .disable_signals()
+            // HTTP/1.1 and h2c (prior knowledge) on the same plaintext port.
+            .bind_auto_h2c(args.bind)
+            .with_context(|| format!("cannot bind {}", args.bind))?;
+        for addr in server.addrs() {
+            // Tests and supervisors read this line to learn the port (`--bind 127.0.0.1:0`).
+            eprintln!("staticd serve: listening on http://{addr}");
+        }
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: draining in-flight requests");
+            handle.stop(true).await;
+        });
+        server.await.context("server failed")
+    })
+}
+
+/// STATIC_ROOT and STATIC_URL from the flags, else from the Django project.
+fn locate(args: &ServeArgs) -> anyhow::Result<(std::path::PathBuf, String)> {
+    if let (Some(root), Some(url)) = (&args.root, &args.static_url) {
+        return Ok((root.clone(), url.clone()));
+    }
+    match &args.project {
+        Some(project) => {
+            let d = crate::django::discover(&crate::django::DiscoverOptions {
+                project: project.clone(),
+                python: args.python.clone(),
+                settings: args.settings.clone(),
+                ..Default::default()
+            })?;
+            Ok((
+                args.root.clone().unwrap_or(d.static_root),
+                args.static_url.clone().unwrap_or(d.static_url),
+            ))
+        }
+        None => {
+            let root = args
+                .root
+                .clone()
+                .context("give a Django PROJECT directory or --root STATIC_ROOT")?;
+            Ok((
+                root,
+                args.static_url.clone().unwrap_or_else(|| "/static/".into()),
+            ))
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    first_of(term.recv(), int.recv()).await;
+}
+
+/// Waits for whichever future finishes first (no `tokio::select!` without a direct tokio dep).
+async fn first_of<A: std::future::Future, B: std::future::Future>(a: A, b: B) {
+    let a = std::pin::pin!(a);
+    let b = std::pin::pin!(b);
+    futures_util::future::select(a, b).await;
+}

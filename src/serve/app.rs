@@ -1,0 +1,111 @@
+//! The actix application: one default service that routes by prefix.
+//!
+//! No actix router is involved (it would re-decode paths and cost time): the raw path is
+//! checked against the static prefix; everything else goes to [`fallback`], which is where
+//! the `--upstream` reverse proxy will plug in. Today it answers 404.
+
+use super::config::LogFormat;
+use super::log;
+use super::path::{route, Route};
+use super::respond::{not_found, respond, Ctx};
+use super::table::Table;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::Version;
+use actix_web::{web, App, HttpRequest, HttpResponse};
+use arc_swap::ArcSwap;
+use std::sync::mpsc::SyncSender;
+use std::time::Instant;
+
+/// Shared by all workers.
+pub struct State {
+    /// The current generation; swapped whole by the reloader.
+    pub table: ArcSwap<Table>,
+    /// STATIC_URL's path, starting and ending with `/`.
+    pub prefix: String,
+    pub cors: Option<HeaderValue>,
+    pub log_format: LogFormat,
+    /// Wakes the reloader when a request finds the table stale.
+    pub nudge: SyncSender<super::reload::Wake>,
+}
+
+/// Builds the App for one worker.
+pub fn build(
+    state: web::Data<State>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .default_service(web::to(dispatch))
+}
+
+async fn dispatch(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    let start = Instant::now();
+    let res = match route(req.uri().path(), &state.prefix) {
+        Route::Static(key) => {
+            let table = state.table.load();
+            let ctx = Ctx {
+                table: &table,
+                cors: state.cors.as_ref(),
+            };
+            let (res, stale) = respond(&req, key.as_deref(), &ctx);
+            if stale {
+                let _ = state.nudge.try_send(super::reload::Wake::Stale);
+            }
+            res
+        }
+        Route::Other => fallback(&req),
+    };
+    if state.log_format != LogFormat::Off {
+        log_access(&req, &res, state.log_format, start);
+    }
+    res
+}
+
+/// Non-static requests. The reverse proxy replaces this.
+fn fallback(_req: &HttpRequest) -> HttpResponse {
+    not_found()
+}
+
+fn log_access(req: &HttpRequest, res: &HttpResponse, format: LogFormat, start: Instant) {
+    use actix_web::body::BodySize;
+    let bytes = match res.body().size() {
+        BodySize::Sized(n) if req.method() != actix_web::http::Method::HEAD => n,
+        _ => 0,
+    };
+    let hdr = |n| {
+        req.headers()
+            .get(n)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    log::access(
+        format,
+        &log::Entry {
+            remote: req.peer_addr().map(|a| a.ip()),
+            method: req.method().as_str(),
+            target,
+            version: match req.version() {
+                Version::HTTP_09 => "HTTP/0.9",
+                Version::HTTP_10 => "HTTP/1.0",
+                Version::HTTP_2 => "HTTP/2.0",
+                Version::HTTP_3 => "HTTP/3.0",
+                _ => "HTTP/1.1",
+            },
+            status: res.status().as_u16(),
+            bytes,
+            referer: hdr(header::REFERER),
+            user_agent: hdr(header::USER_AGENT),
+            elapsed: start.elapsed(),
+        },
+    );
+}

@@ -1,0 +1,262 @@
+//! Accept-Encoding negotiation (RFC 9110 §12.5.3), pure and allocation-free.
+//!
+//! Peers get this wrong in many ways (spec §7.1): q-values ignored, `q=0` honoured only for
+//! some codings, `*` not expanded, case-sensitive tokens. Here every entry is parsed, the
+//! client's q decides, and the server's order br > zstd > gzip > identity breaks ties.
+
+/// A content coding staticd can serve from STATIC_ROOT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    Brotli,
+    Zstd,
+    Gzip,
+    Identity,
+}
+
+impl Encoding {
+    /// Server preference on equal q: the smallest output first, identity last.
+    pub const PREFERENCE: [Encoding; 4] = [
+        Encoding::Brotli,
+        Encoding::Zstd,
+        Encoding::Gzip,
+        Encoding::Identity,
+    ];
+
+    /// The `Content-Encoding` token; `None` for identity (never sent as a header).
+    pub fn token(self) -> Option<&'static str> {
+        match self {
+            Encoding::Brotli => Some("br"),
+            Encoding::Zstd => Some("zstd"),
+            Encoding::Gzip => Some("gzip"),
+            Encoding::Identity => None,
+        }
+    }
+
+    /// File-name suffix of the precompressed sibling written by collect.
+    pub fn suffix(self) -> Option<&'static str> {
+        match self {
+            Encoding::Brotli => Some(".br"),
+            Encoding::Zstd => Some(".zst"),
+            Encoding::Gzip => Some(".gz"),
+            Encoding::Identity => None,
+        }
+    }
+
+    /// Index into per-asset variant arrays, in [`Encoding::PREFERENCE`] order.
+    pub fn index(self) -> usize {
+        match self {
+            Encoding::Brotli => 0,
+            Encoding::Zstd => 1,
+            Encoding::Gzip => 2,
+            Encoding::Identity => 3,
+        }
+    }
+}
+
+/// Which codings the client named, with q in thousandths; `None` = not named.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Prefs {
+    br: Option<u16>,
+    zstd: Option<u16>,
+    gzip: Option<u16>,
+    identity: Option<u16>,
+    star: Option<u16>,
+}
+
+/// Picks the representation to send. `available(e)` says whether the asset has coding `e`
+/// (identity is always available). `None` means nothing acceptable exists: answer 406.
+///
+/// A missing header means "no preference"; we then send identity, which every client can
+/// read (RFC 9110 allows any coding, but guessing would break curl-like clients).
+pub fn negotiate(header: Option<&[u8]>, available: impl Fn(Encoding) -> bool) -> Option<Encoding> {
+    let Some(header) = header else {
+        return Some(Encoding::Identity);
+    };
+    let prefs = parse(header);
+    let mut best: Option<(u16, Encoding)> = None;
+    for enc in Encoding::PREFERENCE {
+        if enc != Encoding::Identity && !available(enc) {
+            continue;
+        }
+        let named = match enc {
+            Encoding::Brotli => prefs.br,
+            Encoding::Zstd => prefs.zstd,
+            Encoding::Gzip => prefs.gzip,
+            Encoding::Identity => prefs.identity,
+        };
+        let q = match (named, prefs.star, enc) {
+            (Some(q), _, _) => q,
+            (None, Some(q), _) => q,
+            // Identity is acceptable unless refused by `identity;q=0` or `*;q=0`.
+            (None, None, Encoding::Identity) => 1,
+            (None, None, _) => 0,
+        };
+        // Strictly greater: PREFERENCE order wins ties.
+        if q > 0 && best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, enc));
+        }
+    }
+    best.map(|(_, e)| e)
+}
+
+/// Parses the list leniently: malformed members are skipped, not fatal, so garbage from a
+/// broken client degrades to identity instead of an error. When a coding appears more than
+/// once the highest q counts.
+fn parse(header: &[u8]) -> Prefs {
+    let mut p = Prefs::default();
+    for member in header.split(|&b| b == b',') {
+        let mut parts = member.split(|&b| b == b';');
+        let coding = trim(parts.next().unwrap_or_default());
+        if coding.is_empty() || !coding.iter().all(|&b| is_tchar(b)) {
+            continue;
+        }
+        let mut q = Some(1000u16);
+        for param in parts {
+            let param = trim(param);
+            if param.is_empty() {
+                continue;
+            }
+            let Some(eq) = param.iter().position(|&b| b == b'=') else {
+                q = None;
+                break;
+            };
+            let (name, value) = (trim(&param[..eq]), trim(&param[eq + 1..]));
+            if name.eq_ignore_ascii_case(b"q") {
+                q = parse_q(value);
+                if q.is_none() {
+                    break;
+                }
+            }
+        }
+        let Some(q) = q else { continue };
+        let slot = if coding.eq_ignore_ascii_case(b"br") {
+            &mut p.br
+        } else if coding.eq_ignore_ascii_case(b"zstd") {
+            &mut p.zstd
+        } else if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip") {
+            &mut p.gzip
+        } else if coding.eq_ignore_ascii_case(b"identity") {
+            &mut p.identity
+        } else if coding == b"*" {
+            &mut p.star
+        } else {
+            continue;
+        };
+        *slot = Some(slot.map_or(q, |old| old.max(q)));
+    }
+    p
+}
+
+/// RFC 9110 §12.4.2 `qvalue`, in thousandths; `None` when malformed.
+fn parse_q(v: &[u8]) -> Option<u16> {
+    let (int, frac) = match v.iter().position(|&b| b == b'.') {
+        Some(dot) => (&v[..dot], &v[dot + 1..]),
+        None => (v, &b""[..]),
+    };
+    if int.len() != 1 || frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut thousandths = 0u16;
+    for i in 0..3 {
+        thousandths = thousandths * 10 + frac.get(i).map_or(0, |d| u16::from(d - b'0'));
+    }
+    match int[0] {
+        b'0' => Some(thousandths),
+        b'1' if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Encoding::*;
+    use super::*;
+
+    fn all(_: Encoding) -> bool {
+        true
+    }
+    fn neg(h: &str) -> Option<Encoding> {
+        negotiate(Some(h.as_bytes()), all)
+    }
+
+    #[test]
+    fn q_values_and_ties() {
+        assert_eq!(neg("gzip, br"), Some(Brotli));
+        assert_eq!(neg("br;q=0, gzip"), Some(Gzip));
+        assert_eq!(neg("br;q=0.5, gzip;q=0.8"), Some(Gzip));
+        assert_eq!(neg("br;q=0.8, gzip;q=0.8, zstd;q=0.8"), Some(Brotli));
+        assert_eq!(neg("gzip, zstd"), Some(Zstd));
+        assert_eq!(neg("gzip;q=0"), Some(Identity));
+        assert_eq!(neg("identity;q=0.5, gzip;q=0.4"), Some(Identity));
+        assert_eq!(neg("gzip;q=0.001"), Some(Gzip));
+        assert_eq!(neg("gzip;Q=1.000"), Some(Gzip));
+    }
+
+    #[test]
+    fn star_and_identity_refusal() {
+        assert_eq!(neg("*"), Some(Brotli));
+        assert_eq!(neg("*;q=0"), None);
+        assert_eq!(neg("*;q=0, identity"), Some(Identity));
+        assert_eq!(neg("identity;q=0"), None);
+        assert_eq!(neg("identity;q=0, gzip"), Some(Gzip));
+        assert_eq!(neg("*;q=0.5, br;q=0"), Some(Zstd));
+        assert_eq!(negotiate(Some(b"identity;q=0, br"), |e| e == Gzip), None);
+        assert_eq!(negotiate(Some(b"*"), |_| false), Some(Identity));
+    }
+
+    #[test]
+    fn tokens_are_case_insensitive_and_x_gzip_is_gzip() {
+        assert_eq!(neg("GZIP"), Some(Gzip));
+        assert_eq!(neg("Br"), Some(Brotli));
+        assert_eq!(neg("x-gzip"), Some(Gzip));
+        assert_eq!(neg("deflate"), Some(Identity));
+    }
+
+    #[test]
+    fn garbage_and_empty() {
+        assert_eq!(neg(""), Some(Identity));
+        assert_eq!(neg(",,, ;;"), Some(Identity));
+        assert_eq!(neg("gzip;q=2"), Some(Identity));
+        assert_eq!(neg("gzip;q=abc, br;q"), Some(Identity));
+        assert_eq!(neg("g zip"), Some(Identity));
+        assert_eq!(neg("\u{1}\u{2}garbage\u{7f}"), Some(Identity));
+        assert_eq!(negotiate(None, all), Some(Identity));
+        assert_eq!(
+            negotiate(Some(&[0xff, 0xfe, b'b', b'r']), all),
+            Some(Identity)
+        );
+    }
+
+    #[test]
+    fn only_available_codings() {
+        assert_eq!(negotiate(Some(b"br, gzip"), |e| e == Gzip), Some(Gzip));
+        assert_eq!(negotiate(Some(b"br"), |e| e == Gzip), Some(Identity));
+    }
+
+    #[test]
+    fn qvalue_grammar() {
+        assert_eq!(parse_q(b"0"), Some(0));
+        assert_eq!(parse_q(b"0.5"), Some(500));
+        assert_eq!(parse_q(b"0.125"), Some(125));
+        assert_eq!(parse_q(b"1"), Some(1000));
+        assert_eq!(parse_q(b"1.0"), Some(1000));
+        assert_eq!(parse_q(b"1.5"), None);
+        assert_eq!(parse_q(b"0.1234"), None);
+        assert_eq!(parse_q(b""), None);
+        assert_eq!(parse_q(b".5"), None);
+    }
+}

@@ -1,0 +1,555 @@
+//! The asset table: URL path → precomputed representations of one file.
+//!
+//! Built from a scan of STATIC_ROOT plus its manifest, then never mutated: a new generation
+//! gets a new table (see `reload`). Requests look paths up here and never join them onto the
+//! filesystem, so traversal is impossible by construction: only files the scan admitted
+//! (regular, not hidden, resolving inside STATIC_ROOT) can ever be answered.
+
+use super::negotiate::Encoding;
+use crate::manifest::Manifest;
+use actix_web::http::header::HeaderValue;
+use bytes::Bytes;
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::io::FromRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Knobs of a build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub root: PathBuf,
+    /// Manifest file name inside the root (`staticfiles.json`).
+    pub manifest_name: String,
+    /// `max-age` for everything that is not a current fingerprinted name.
+    pub max_age: u64,
+    /// Files up to this size may be held in memory.
+    pub mem_file_max: u64,
+    /// Cap on the bytes held in memory across the table (RSS budget).
+    pub mem_total_max: u64,
+}
+
+/// Identity of a file on disk: if all of these match, the content is the one we hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+    pub len: u64,
+    pub mtime_ns: i128,
+}
+
+impl FileId {
+    fn of(md: &std::fs::Metadata) -> Self {
+        FileId {
+            dev: md.dev(),
+            ino: md.ino(),
+            len: md.len(),
+            mtime_ns: i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec()),
+        }
+    }
+}
+
+/// Where a representation's bytes come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Held in memory (small files): answered without a syscall.
+    Memory(Bytes),
+    /// Streamed from disk at request time; `rel` is symlink-free and relative to the root.
+    File { rel: PathBuf },
+}
+
+/// One representation (coding) of an asset.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    pub encoding: Encoding,
+    pub len: u64,
+    /// Strong, content-derived: identical on every replica and across redeploys.
+    pub etag: HeaderValue,
+    pub id: FileId,
+    pub hash: [u8; 32],
+    pub source: Source,
+}
+
+/// Everything needed to answer for one URL.
+#[derive(Debug)]
+pub struct Asset {
+    pub content_type: HeaderValue,
+    pub cache_control: HeaderValue,
+    /// Seconds since the epoch and the formatted header; `None` when mtime is 0 (reproducible
+    /// builds), where a date would be a lie.
+    pub last_modified: Option<(u64, HeaderValue)>,
+    /// Indexed by [`Encoding::index`]; identity is always present.
+    pub variants: [Option<Variant>; 4],
+    /// Some coding besides identity exists, so every response must carry `Vary`.
+    pub has_variants: bool,
+    /// Current-manifest fingerprinted name.
+    pub immutable: bool,
+}
+
+impl Asset {
+    pub fn variant(&self, e: Encoding) -> Option<&Variant> {
+        self.variants[e.index()].as_ref()
+    }
+}
+
+/// One generation of STATIC_ROOT.
+#[derive(Debug, Default)]
+pub struct Table {
+    /// Keyed by the path below STATIC_URL, `/`-separated, decoded (e.g. `css/app.css`).
+    pub assets: HashMap<Box<str>, Arc<Asset>>,
+    pub root: PathBuf,
+    /// The directory this generation was scanned from. A whole-directory swap leaves this fd
+    /// on the old generation, so in-flight and not-yet-reloaded requests stay consistent.
+    pub dir: Option<Arc<File>>,
+    /// (dev, ino) of `dir`.
+    pub dir_id: Option<(u64, u64)>,
+    pub mem_bytes: u64,
+    pub manifest_entries: usize,
+}
+
+/// A regular file admitted by the scan.
+struct Found {
+    rel: String,
+    resolved: PathBuf,
+    id: FileId,
+}
+
+impl Table {
+    /// Scans `opts.root`. A missing root gives an empty table (the server can start before
+    /// the first collect); `prev` lets unchanged files skip hashing and keep their memory.
+    pub fn build(opts: &BuildOptions, prev: Option<&Table>) -> anyhow::Result<Table> {
+        let root = &opts.root;
+        let dir = match File::open(root) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Table {
+                    root: root.clone(),
+                    ..Default::default()
+                })
+            }
+            Err(e) => return Err(anyhow::anyhow!("cannot open {}: {e}", root.display())),
+        };
+        let dmd = dir.metadata()?;
+        anyhow::ensure!(dmd.is_dir(), "{} is not a directory", root.display());
+        let dir_id = (dmd.dev(), dmd.ino());
+        let canon_root = std::fs::canonicalize(root)?;
+
+        let manifest_path = root.join(&opts.manifest_name);
+        let manifest = Manifest::read(&manifest_path)?.unwrap_or_default();
+
+        let found = scan(root, &canon_root);
+        let by_rel: HashSet<&str> = found.iter().map(|f| f.rel.as_str()).collect();
+
+        // Split originals from precompressed siblings.
+        let mut groups: HashMap<&str, [Option<&Found>; 4]> = HashMap::new();
+        for f in &found {
+            let mut placed = false;
+            for enc in [Encoding::Brotli, Encoding::Zstd, Encoding::Gzip] {
+                if let Some(base) = f.rel.strip_suffix(enc.suffix().unwrap_or_default()) {
+                    if by_rel.contains(base) {
+                        groups.entry(base).or_default()[enc.index()] = Some(f);
+                        placed = true;
+                    }
+                }
+            }
+            if !placed {
+                groups.entry(f.rel.as_str()).or_default()[Encoding::Identity.index()] = Some(f);
+            }
+        }
+        groups.retain(|_, g| g[Encoding::Identity.index()].is_some());
+
+        let immutable: HashSet<&str> = groups
+            .keys()
+            .copied()
+            .filter(|name| is_immutable(name, &manifest))
+            .collect();
+
+        let in_memory = plan_memory(&groups, &immutable, opts);
+        let reuse = prev.map(reuse_index).unwrap_or_default();
+
+        // Hash every file (in parallel), reading into memory only the planned ones.
+        let mut work: Vec<(&Found, bool)> = Vec::new();
+        for g in groups.values() {
+            for f in g.iter().flatten() {
+                work.push((f, in_memory.contains(f.rel.as_str())));
+            }
+        }
+        let hashed: HashMap<&str, ([u8; 32], Option<Bytes>)> = work
+            .par_iter()
+            .filter_map(|(f, keep)| {
+                let r = hash_file(&dir, f, *keep, &reuse);
+                match r {
+                    Ok(v) => Some((f.rel.as_str(), v)),
+                    Err(e) => {
+                        tracing::warn!("skipping {}: {e}", f.rel);
+                        None
+                    }
+                }
+            })
+            .collect();
+
+        // Share identical contents (e.g. an image and its hashed copy) in memory once.
+        let mut dedup: HashMap<[u8; 32], Bytes> = HashMap::new();
+        let mut mem_bytes = 0u64;
+        let mut assets = HashMap::with_capacity(groups.len());
+        let short_cache = HeaderValue::from_str(&format!("public, max-age={}", opts.max_age))?;
+        let long_cache = HeaderValue::from_static("public, max-age=31536000, immutable");
+        for (name, g) in &groups {
+            let mut variants: [Option<Variant>; 4] = Default::default();
+            for (i, f) in g.iter().enumerate() {
+                let Some(f) = f else { continue };
+                let Some((hash, bytes)) = hashed.get(f.rel.as_str()) else {
+                    continue;
+                };
+                let source = match bytes {
+                    Some(b) => {
+                        let shared = dedup.entry(*hash).or_insert_with(|| {
+                            mem_bytes += b.len() as u64;
+                            b.clone()
+                        });
+                        Source::Memory(shared.clone())
+                    }
+                    None => Source::File {
+                        rel: f.resolved.clone(),
+                    },
+                };
+                variants[i] = Some(Variant {
+                    encoding: Encoding::PREFERENCE[i],
+                    len: f.id.len,
+                    etag: etag_for(hash),
+                    id: f.id,
+                    hash: *hash,
+                    source,
+                });
+            }
+            let Some(identity) = &variants[Encoding::Identity.index()] else {
+                continue;
+            };
+            let secs = identity.id.mtime_ns.div_euclid(1_000_000_000);
+            let last_modified = (secs > 0).then(|| {
+                let s = secs as u64;
+                (
+                    s,
+                    HeaderValue::from_str(&super::conditional::http_date(s))
+                        .expect("http date is ASCII"),
+                )
+            });
+            let imm = immutable.contains(name);
+            let has_variants = variants[..3].iter().any(Option::is_some);
+            assets.insert(
+                Box::from(*name),
+                Arc::new(Asset {
+                    content_type: content_type(name),
+                    cache_control: if imm {
+                        long_cache.clone()
+                    } else {
+                        short_cache.clone()
+                    },
+                    last_modified,
+                    variants,
+                    has_variants,
+                    immutable: imm,
+                }),
+            );
+        }
+        Ok(Table {
+            assets,
+            root: root.clone(),
+            dir: Some(Arc::new(dir)),
+            dir_id: Some(dir_id),
+            mem_bytes,
+            manifest_entries: manifest.paths.len(),
+        })
+    }
+
+    pub fn get(&self, rel: &str) -> Option<&Arc<Asset>> {
+        self.assets.get(rel)
+    }
+
+    /// Opens a disk-backed variant, proving it is still the file we hashed. Tries this
+    /// generation's directory first, then the current STATIC_ROOT path (the old directory may
+    /// have been swapped out and deleted). `None` = vanished or changed: treat as absent.
+    pub fn open(&self, v: &Variant) -> Option<File> {
+        let Source::File { rel } = &v.source else {
+            return None;
+        };
+        if let Some(dir) = &self.dir {
+            if let Ok(f) = open_at(dir, rel) {
+                if f.metadata().is_ok_and(|m| FileId::of(&m) == v.id) {
+                    return Some(f);
+                }
+            }
+        }
+        let f = File::open(self.root.join(rel)).ok()?;
+        let md = f.metadata().ok()?;
+        let id = FileId::of(&md);
+        (md.is_file() && id.len == v.id.len && id.mtime_ns == v.id.mtime_ns).then_some(f)
+    }
+}
+
+/// Walks the root, admitting regular files that are not hidden and resolve inside it.
+fn scan(root: &Path, canon_root: &Path) -> Vec<Found> {
+    let inside = |p: &Path| -> Option<PathBuf> {
+        let c = std::fs::canonicalize(p).ok()?;
+        c.strip_prefix(canon_root).ok().map(Path::to_path_buf)
+    };
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| {
+            let hidden = e.file_name().as_bytes().first() == Some(&b'.');
+            // Prune symlinked directories leading outside before descending into them.
+            !hidden
+                && (!e.path_is_symlink() || !e.file_type().is_dir() || inside(e.path()).is_some())
+        });
+    let mut out = Vec::new();
+    for entry in walker {
+        let Ok(e) = entry else { continue };
+        if !e.file_type().is_file() {
+            continue;
+        }
+        let Ok(rel) = e.path().strip_prefix(root) else {
+            continue;
+        };
+        let Some(rel_str) = rel.to_str() else {
+            continue;
+        };
+        // Names that a request path could never express safely are left out.
+        if rel_str.contains(['\\', '\0']) {
+            continue;
+        }
+        let Some(resolved) = inside(e.path()) else {
+            continue;
+        };
+        let Ok(md) = std::fs::metadata(e.path()) else {
+            continue;
+        };
+        if !md.is_file() {
+            continue;
+        }
+        out.push(Found {
+            rel: rel_str.to_string(),
+            resolved,
+            id: FileId::of(&md),
+        });
+    }
+    out
+}
+
+/// Chooses the files held in memory: small ones, current fingerprinted assets first (they are
+/// what pages reference), then smaller before larger, until the byte budget is spent.
+fn plan_memory<'a>(
+    groups: &HashMap<&'a str, [Option<&'a Found>; 4]>,
+    immutable: &HashSet<&str>,
+    opts: &BuildOptions,
+) -> HashSet<&'a str> {
+    let mut cands: Vec<(bool, u64, &str)> = groups
+        .iter()
+        .flat_map(|(name, g)| {
+            let imm = immutable.contains(name);
+            g.iter()
+                .flatten()
+                .filter(|f| f.id.len <= opts.mem_file_max)
+                .map(move |f| (!imm, f.id.len, f.rel.as_str()))
+        })
+        .collect();
+    cands.sort_unstable();
+    let mut total = 0u64;
+    let mut out = HashSet::new();
+    for (_, len, rel) in cands {
+        if total + len > opts.mem_total_max {
+            break;
+        }
+        total += len;
+        out.insert(rel);
+    }
+    out
+}
+
+/// What a new build can take over from the previous generation.
+#[derive(Default)]
+struct Reuse {
+    /// Hash (and bytes, if in memory) by on-disk identity: unchanged files skip hashing.
+    by_id: HashMap<FileId, ([u8; 32], Option<Bytes>)>,
+    /// In-memory bytes by content: a directory swap gives every file a new inode, but
+    /// unchanged contents then share the old buffer instead of doubling memory.
+    by_hash: HashMap<[u8; 32], Bytes>,
+}
+
+fn reuse_index(prev: &Table) -> Reuse {
+    let mut r = Reuse::default();
+    for v in prev
+        .assets
+        .values()
+        .flat_map(|a| a.variants.iter().flatten())
+    {
+        let bytes = match &v.source {
+            Source::Memory(b) => {
+                r.by_hash.insert(v.hash, b.clone());
+                Some(b.clone())
+            }
+            Source::File { .. } => None,
+        };
+        r.by_id.insert(v.id, (v.hash, bytes));
+    }
+    r
+}
+
+fn hash_file(
+    dir: &File,
+    f: &Found,
+    keep: bool,
+    reuse: &Reuse,
+) -> io::Result<([u8; 32], Option<Bytes>)> {
+    if let Some((hash, bytes)) = reuse.by_id.get(&f.id) {
+        if !keep {
+            return Ok((*hash, None));
+        }
+        if bytes.is_some() {
+            return Ok((*hash, bytes.clone()));
+        }
+    }
+    let file = open_at(dir, &f.resolved)?;
+    if FileId::of(&file.metadata()?) != f.id {
+        return Err(io::Error::other("changed while scanning"));
+    }
+    if keep {
+        let mut buf = Vec::with_capacity(f.id.len as usize);
+        (&file).take(f.id.len).read_to_end(&mut buf)?;
+        if buf.len() as u64 != f.id.len {
+            return Err(io::Error::other("changed while reading"));
+        }
+        let hash = *blake3::hash(&buf).as_bytes();
+        let bytes = match reuse.by_hash.get(&hash) {
+            Some(old) => old.clone(),
+            None => Bytes::from(buf),
+        };
+        Ok((hash, Some(bytes)))
+    } else {
+        let mut h = blake3::Hasher::new();
+        h.update_reader(&file)?;
+        Ok((*h.finalize().as_bytes(), None))
+    }
+}
+
+/// `openat(dir, rel, O_NOFOLLOW)`: `rel` comes from the scan, already resolved.
+pub fn open_at(dir: &File, rel: &Path) -> io::Result<File> {
+    use std::os::unix::io::AsRawFd;
+    let c = CString::new(rel.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    // SAFETY: valid dirfd and NUL-terminated path; the returned fd is owned by the File.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a freshly opened, owned descriptor.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// 96 bits of BLAKE3 in hex: collision-free in practice, short on the wire.
+fn etag_for(hash: &[u8; 32]) -> HeaderValue {
+    let mut s = String::with_capacity(26);
+    s.push('"');
+    for b in &hash[..12] {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s.push('"');
+    HeaderValue::from_str(&s).expect("hex is a valid header")
+}
+
+/// WhiteNoise's `immutable_file_test` (spec §3.6): strip the second-to-last dot segment and
+/// check that the *current* manifest maps the result back to this very name. Hashed files of
+/// older generations, originals and extensionless names fail it.
+pub fn is_immutable(name: &str, manifest: &Manifest) -> bool {
+    let (stem, ext) = splitext(name);
+    let without_hash = format!("{}{}", splitext(stem).0, ext);
+    without_hash != name && manifest.paths.get(&without_hash).map(String::as_str) == Some(name)
+}
+
+/// Python's `os.path.splitext`: leading dots of the last component do not start an extension.
+fn splitext(p: &str) -> (&str, &str) {
+    let base_start = p.rfind('/').map_or(0, |i| i + 1);
+    let base = &p[base_start..];
+    let lead = base.len() - base.trim_start_matches('.').len();
+    match base[lead..].rfind('.') {
+        Some(i) => p.split_at(base_start + lead + i),
+        None => (p, ""),
+    }
+}
+
+/// MIME type from the name via `mime_guess`, with the few web types it gets wrong for a
+/// static tier, and `charset=utf-8` on text so browsers never sniff.
+fn content_type(name: &str) -> HeaderValue {
+    let ext = splitext(name)
+        .1
+        .trim_start_matches('.')
+        .to_ascii_lowercase();
+    let essence: String = match ext.as_str() {
+        "mjs" | "js" => "text/javascript".into(),
+        "map" => "application/json".into(),
+        _ => mime_guess::from_ext(&ext)
+            .first()
+            .map(|m| m.essence_str().to_string())
+            .unwrap_or_else(|| "application/octet-stream".into()),
+    };
+    let texty = essence.starts_with("text/")
+        || matches!(
+            essence.as_str(),
+            "application/javascript" | "application/json" | "application/manifest+json"
+        );
+    let v = if texty {
+        format!("{essence}; charset=utf-8")
+    } else {
+        essence
+    };
+    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("application/octet-stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn python_splitext() {
+        assert_eq!(splitext("a/b.c.css"), ("a/b.c", ".css"));
+        assert_eq!(splitext(".bashrc"), (".bashrc", ""));
+        assert_eq!(splitext("d.x/file"), ("d.x/file", ""));
+        assert_eq!(splitext("..a.b"), ("..a", ".b"));
+    }
+
+    #[test]
+    fn immutable_test_is_whitenoises() {
+        let m = Manifest::new(BTreeMap::from([
+            ("css/site.css".into(), "css/site.e76fcaa75cfb.css".into()),
+            ("app.js.map".into(), "app.js.453953456fae.map".into()),
+            ("LICENSE".into(), "LICENSE.f4630b744e0d".into()),
+        ]));
+        assert!(is_immutable("css/site.e76fcaa75cfb.css", &m));
+        assert!(is_immutable("app.js.453953456fae.map", &m));
+        assert!(!is_immutable("css/site.css", &m));
+        assert!(!is_immutable("css/site.0123456789ab.css", &m));
+        assert!(!is_immutable("LICENSE.f4630b744e0d", &m));
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type("a.css"), "text/css; charset=utf-8");
+        assert_eq!(content_type("a.js"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("a.json"), "application/json; charset=utf-8");
+        assert_eq!(content_type("a.png"), "image/png");
+        assert_eq!(content_type("a.woff2"), "font/woff2");
+        assert_eq!(content_type("LICENSE"), "application/octet-stream");
+    }
+}

@@ -1,0 +1,304 @@
+//! Live reload under traffic, against the real binary: a client loops over the old
+//! manifest's URLs while a new generation is published, first by per-file renames (manifest
+//! last), then by swapping the whole directory with `renameat2(RENAME_EXCHANGE)`. New URLs
+//! must answer within a couple of seconds; old URLs must never fail.
+
+mod serve_support;
+
+use serve_support::*;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const SHORT: &str = "public, max-age=60";
+
+/// Generation `n`: an original, its hashed copy (with variants), a large hashed binary
+/// (streamed from disk, not memory) and, from generation 2 on, a brand-new file.
+fn write_generation(root: &Path, n: u32) -> Vec<String> {
+    let css = text(4000, &format!("gen{n}"));
+    write_variants(root, "css/app.css", &css);
+    let hashed_css = format!("css/app.{n:012x}.css");
+    write_variants(root, &hashed_css, &css);
+    let hashed_bin = format!("media/video.{:012x}.bin", 0xb000 + n);
+    write_in(root, &hashed_bin, &noise(150_000, u64::from(n)));
+    let mut pairs = vec![
+        ("css/app.css".to_string(), hashed_css.clone()),
+        ("media/video.bin".to_string(), hashed_bin.clone()),
+    ];
+    if n >= 2 {
+        let new_js = format!("js/new.{:012x}.js", 0x7000 + n);
+        write_in(root, &new_js, b"console.log('new');");
+        pairs.push(("js/new.js".into(), new_js));
+    }
+    let refs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    write_manifest(root, &refs);
+    pairs
+        .into_iter()
+        .map(|(_, h)| format!("/static/{h}"))
+        .collect()
+}
+
+/// Loops GETs over `urls` on keep-alive connections, recording every non-200.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    urls: Arc<Mutex<Vec<String>>>,
+    failures: Arc<Mutex<Vec<String>>>,
+    requests: Arc<std::sync::atomic::AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    fn start(base: String, urls: Vec<String>) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let urls = Arc::new(Mutex::new(urls));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let threads = (0..2)
+            .map(|i| {
+                let (stop, urls, failures, requests, base) = (
+                    stop.clone(),
+                    urls.clone(),
+                    failures.clone(),
+                    requests.clone(),
+                    base.clone(),
+                );
+                std::thread::spawn(move || {
+                    let client = reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(10))
+                        .build()
+                        .unwrap();
+                    let mut k = i;
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        let list = urls.lock().unwrap().clone();
+                        let u = &list[k % list.len()];
+                        k += 1;
+                        let ae = ["br", "gzip", ""][k % 3];
+                        match client
+                            .get(format!("{base}{u}"))
+                            .header("Accept-Encoding", ae)
+                            .send()
+                        {
+                            Ok(r) if r.status() == 200 => {
+                                let len = r.content_length();
+                                let body = r.bytes().map(|b| b.len() as u64);
+                                if body.ok() != len {
+                                    failures.lock().unwrap().push(format!("{u}: short body"));
+                                }
+                            }
+                            Ok(r) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{u}: {}", r.status())),
+                            Err(e) => failures.lock().unwrap().push(format!("{u}: {e}")),
+                        }
+                        requests.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        Traffic {
+            stop,
+            urls,
+            failures,
+            requests,
+            threads,
+        }
+    }
+
+    fn add(&self, more: &[String]) {
+        self.urls.lock().unwrap().extend(more.iter().cloned());
+    }
+
+    fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        (
+            self.requests.load(Ordering::Relaxed),
+            self.failures.lock().unwrap().clone(),
+        )
+    }
+}
+
+/// Polls until `url` answers 200; returns how long it took.
+fn wait_for(s: &Server, url: &str, within: Duration) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if s.get(url, &[]).status == 200 {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < within,
+            "{url} did not appear within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn cache_control(s: &Server, url: &str) -> String {
+    s.get(url, &[])
+        .header("cache-control")
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn reload_by_per_file_renames_under_traffic() {
+    let fx = Fixture::new();
+    let old = write_generation(&fx.root, 1);
+    let s = Server::start(&fx.root, &[]);
+    for u in &old {
+        assert_eq!(cache_control(&s, u), IMMUTABLE, "{u}");
+    }
+    let mut watched = old.clone();
+    watched.push("/static/css/app.css".into());
+    let traffic = Traffic::start(format!("http://{}", s.addr), watched);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Publish generation 2 in place: files first (originals replaced by rename), manifest last.
+    let staging = fx.dir.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let new = write_generation(&staging, 2);
+    for entry in walkdir::WalkDir::new(&staging) {
+        let e = entry.unwrap();
+        let rel = e.path().strip_prefix(&staging).unwrap();
+        if e.file_type().is_file() && rel != Path::new("staticfiles.json") {
+            let dest = fx.root.join(rel);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::rename(e.path(), dest).unwrap();
+        }
+    }
+    std::fs::rename(
+        staging.join("staticfiles.json"),
+        fx.root.join("staticfiles.json"),
+    )
+    .unwrap();
+
+    for u in &new {
+        let took = wait_for(&s, u, Duration::from_secs(3));
+        eprintln!("{u} appeared after {took:?}");
+    }
+    traffic.add(&new);
+    std::thread::sleep(Duration::from_millis(500));
+    let (n, failures) = traffic.finish();
+    assert!(n > 20, "only {n} requests");
+    assert!(
+        failures.is_empty(),
+        "{} failures of {n}: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+
+    for u in &new {
+        assert_eq!(cache_control(&s, u), IMMUTABLE, "{u}");
+    }
+    for u in &old {
+        assert_eq!(cache_control(&s, u), SHORT, "old generation {u}");
+    }
+    let css = s.get("/static/css/app.css", &[]);
+    assert_eq!(css.body, text(4000, "gen2"), "original replaced");
+}
+
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    let ca = CString::new(a.as_os_str().as_bytes()).unwrap();
+    let cb = CString::new(b.as_os_str().as_bytes()).unwrap();
+    // SAFETY: two valid NUL-terminated paths.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[test]
+fn reload_by_directory_exchange_under_traffic() {
+    let fx = Fixture::new();
+    let old = write_generation(&fx.root, 1);
+    write_in(&fx.root, "gone.txt", b"only in generation 1");
+    let s = Server::start(&fx.root, &[]);
+    assert_eq!(s.get("/static/gone.txt", &[]).status, 200);
+    let traffic = Traffic::start(format!("http://{}", s.addr), old.clone());
+    std::thread::sleep(Duration::from_millis(300));
+
+    // The next generation is a complete directory: older hashed files carried over (as
+    // collect keeps them), new ones added, then swapped in with one syscall.
+    let next = fx.dir.path().join("static.next");
+    std::fs::create_dir_all(&next).unwrap();
+    write_generation(&next, 1);
+    std::fs::remove_file(next.join("staticfiles.json")).unwrap();
+    let new = write_generation(&next, 2);
+    exchange(&next, &fx.root).expect("renameat2(RENAME_EXCHANGE)");
+
+    for u in &new {
+        let took = wait_for(&s, u, Duration::from_secs(3));
+        eprintln!("{u} appeared after {took:?}");
+    }
+    traffic.add(&new);
+    std::thread::sleep(Duration::from_millis(300));
+    // Collect then deletes the previous generation; nothing may break.
+    std::fs::remove_dir_all(&next).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (n, failures) = traffic.finish();
+    assert!(n > 20, "only {n} requests");
+    assert!(
+        failures.is_empty(),
+        "{} failures of {n}: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+
+    for u in &new {
+        assert_eq!(cache_control(&s, u), IMMUTABLE, "{u}");
+    }
+    for u in &old {
+        assert_eq!(cache_control(&s, u), SHORT, "old generation {u}");
+    }
+    assert_eq!(s.get("/static/gone.txt", &[]).status, 404);
+
+    // A second swap (back and forth) keeps working: the watch follows the new directory.
+    let third = fx.dir.path().join("static.third");
+    std::fs::create_dir_all(&third).unwrap();
+    let newer = write_generation(&third, 3);
+    exchange(&third, &fx.root).unwrap();
+    for u in &newer {
+        wait_for(&s, u, Duration::from_secs(3));
+    }
+}
+
+#[test]
+fn root_created_after_start_and_vanished_files() {
+    let fx = Fixture::new();
+    std::fs::remove_dir_all(&fx.root).unwrap();
+    let s = Server::start(&fx.root, &["--mem-file-max", "1000"]);
+    assert_eq!(s.get("/static/css/app.css", &[]).status, 404);
+    let urls = write_generation(&fx.root, 1);
+    wait_for(&s, &urls[0], Duration::from_secs(3));
+
+    // A disk-backed file deleted behind the table's back: 404, never a 5xx.
+    let big = fx.root.join(urls[1].trim_start_matches("/static/"));
+    std::fs::remove_file(&big).unwrap();
+    let r = s.get(&urls[1], &[]);
+    assert_eq!(r.status, 404);
+    // Replaced by different bytes of another size: not served under the old validators.
+    write_in(&fx.root, "css/app.css", b"changed");
+    let r = s.get("/static/css/app.css", &[]);
+    assert!(r.status == 404 || r.body == b"changed", "{}", r.status);
+}
