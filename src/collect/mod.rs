@@ -62,6 +62,8 @@ impl Default for CollectOptions {
 /// One file to be placed in STATIC_ROOT.
 struct Output {
     rel: String,
+    /// An unhashed original under `--link`: a symlink to the source, no bytes of its own.
+    symlink: bool,
     /// Index into the content table.
     content: usize,
     /// The collected file it came from.
@@ -116,6 +118,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             };
             outputs.push(Output {
                 rel: name.clone(),
+                symlink: false,
                 content,
                 source: i,
                 hashed: true,
@@ -133,6 +136,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         for (i, f) in plan.files.iter().enumerate() {
             outputs.push(Output {
                 rel: f.rel.clone(),
+                symlink: opts.link,
                 content: i,
                 source: i,
                 hashed: false,
@@ -142,12 +146,13 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
 
     // Compress each distinct content once, biggest first so the pool stays busy.
     let settings = compress_settings(d, opts);
-    let compress_now = post_process_compression(d, opts) && settings.enabled();
+    // WhiteNoise compresses inside post-processing, so `--no-post-process` skips it too.
+    let compress_now = !opts.no_post_process && settings.enabled();
     let mut variants: HashMap<usize, compress::Variants> = HashMap::new();
     if compress_now {
         let mut wanted: Vec<usize> = outputs
             .iter()
-            .filter(|o| !(opts.link && !o.hashed) && !settings.skips(&o.rel))
+            .filter(|o| !o.symlink && !settings.skips(&o.rel))
             .map(|o| o.content)
             .collect();
         wanted.sort_unstable();
@@ -184,7 +189,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
     let first_of: HashMap<usize, usize> = {
         let mut m = HashMap::new();
         for (i, o) in outputs.iter().enumerate() {
-            if !(opts.link && !o.hashed) {
+            if !o.symlink {
                 m.entry(o.content).or_insert(i);
             }
         }
@@ -197,7 +202,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         batch.par_iter().try_for_each(|&i| -> Result<()> {
             let o = &outputs[i];
             let src = &plan.files[o.source];
-            let result = if opts.link && !o.hashed {
+            let result = if o.symlink {
                 stage.symlink(&o.rel, &src.abs)?
             } else if first_of[&o.content] == i {
                 let r = stage.write(&o.rel, &contents[o.content])?;
@@ -295,11 +300,6 @@ fn compress_settings(d: &Discovery, opts: &CollectOptions) -> compress::Settings
         s.zstd = false;
     }
     s
-}
-
-/// WhiteNoise compresses inside post-processing, so `--no-post-process` skips it too.
-fn post_process_compression(_d: &Discovery, opts: &CollectOptions) -> bool {
-    !opts.no_post_process
 }
 
 /// One representative content index per distinct byte string.

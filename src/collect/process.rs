@@ -20,6 +20,9 @@ pub struct Processed {
     pub rewritten: usize,
 }
 
+/// (file index, hashed name, new bytes if they differ from the original).
+type Rewritten = (usize, String, Option<Vec<u8>>);
+
 /// An adjustable (CSS/JS) file and what it points at.
 struct Node {
     file: usize,
@@ -150,7 +153,7 @@ pub fn process(
     let mut rewritten_content: Vec<Option<Vec<u8>>> = vec![None; files.len()];
     let mut rewritten = 0;
     for level in levels {
-        let results: Vec<Result<(usize, String, Option<Vec<u8>>)>> = level
+        let results: Vec<Result<Rewritten>> = level
             .par_iter()
             .map(|&n| {
                 let node = &nodes[n];
