@@ -169,7 +169,11 @@ fn assert_same_tree(django: &Path, staticd: &Path) {
     for k in b.keys().filter(|k| !a.contains_key(*k)) {
         problems.push(format!("only in staticd's root: {k}"));
     }
-    assert!(a.len() >= 3, "Django collected almost nothing: {:?}", a.keys());
+    assert!(
+        a.len() >= 3,
+        "Django collected almost nothing: {:?}",
+        a.keys()
+    );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
