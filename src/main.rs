@@ -1,6 +1,6 @@
 //! Command line: parse and dispatch, nothing else.
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use staticd::collect::{self, naming::HashAlgo, report::Log, CollectOptions};
+use staticd::collect::{self, cache::Cache, naming::HashAlgo, report::Log, CollectOptions};
 use staticd::django::{self, DiscoverOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +78,15 @@ struct CollectArgs {
     /// Also write .zst variants (off by default; see README).
     #[arg(long)]
     zstd: bool,
+    /// Variant cache directory (default: $XDG_CACHE_HOME/staticd or ~/.cache/staticd).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Don't use the variant cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Bound of the variant cache in MiB (least recently used entries go first).
+    #[arg(long, default_value_t = 1024)]
+    cache_size: u64,
     /// Accepted for compatibility with collectstatic: staticd never prompts.
     #[arg(long = "noinput", alias = "no-input", hide = true)]
     _noinput: bool,
@@ -128,6 +137,11 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
         js_modules: args.js_modules,
         compress: !args.no_compress,
         zstd: args.zstd,
+        cache: if args.no_cache {
+            None
+        } else {
+            Cache::new(args.cache_dir.clone(), args.cache_size * 1024 * 1024)
+        },
         progress: true,
     };
     let json = args.format == Format::Json;

@@ -3,6 +3,7 @@
 //! Every stage is pure or parallel: sources are walked per finder location, read and hashed
 //! on rayon, CSS/JS rewritten level by level of the reference graph, each distinct content
 //! compressed once, and the result published as one atomic swap of STATIC_ROOT.
+pub mod cache;
 pub mod compress;
 pub mod graph;
 pub mod ignore;
@@ -12,6 +13,7 @@ pub mod process;
 pub mod publish;
 pub mod report;
 pub mod rewrite;
+pub mod state;
 
 use crate::django::Discovery;
 use crate::manifest::Manifest;
@@ -38,6 +40,8 @@ pub struct CollectOptions {
     /// `--no-compress` turns this off.
     pub compress: bool,
     pub zstd: bool,
+    /// The shared variant cache (`None` with `--no-cache`).
+    pub cache: Option<cache::Cache>,
     /// Show a progress bar (only when stderr is a terminal).
     pub progress: bool,
 }
@@ -54,6 +58,7 @@ impl Default for CollectOptions {
             js_modules: false,
             compress: true,
             zstd: false,
+            cache: None,
             progress: false,
         }
     }
@@ -92,6 +97,34 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         return Ok(summary);
     }
 
+    // Nothing changed since the last publish: no reading, hashing, rewriting or compressing.
+    let settings_key = settings_key(d, opts);
+    let stats: Vec<Option<state::Stat>> = plan
+        .files
+        .par_iter()
+        .map(|f| state::Stat::of(&f.abs))
+        .collect();
+    let prev = if opts.clear {
+        state::State::remove(&d.static_root);
+        None
+    } else {
+        state::State::load(&d.static_root, &settings_key)
+            .filter(|p| p.root_id.is_some() && p.root_id == publish::dev_ino(&d.static_root))
+    };
+    if let Some(p) = &prev {
+        let same = p.files.len() == plan.files.len()
+            && plan.files.iter().zip(&stats).all(|(f, st)| {
+                p.files
+                    .get(&f.rel)
+                    .is_some_and(|s| s.abs == f.abs && Some(s.stat) == *st)
+            });
+        if same {
+            summary.unmodified = plan.files.len();
+            summary.finish(started);
+            return Ok(summary);
+        }
+    }
+
     let progress = report::Progress::new(opts.progress && opts.verbosity >= 1);
     progress.stage("reading", plan.files.len());
     let sources = plan::read_all(&plan.files)?;
@@ -103,10 +136,33 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
     let mut contents: Vec<Arc<[u8]>> = sources.into_iter().map(Arc::from).collect();
     let mut outputs = Vec::new();
     let mut manifest = None;
+    let mut new_state = None;
     if post_process {
         progress.stage("hashing and rewriting", plan.files.len());
-        let mut processed = process::process(&plan.files, &contents, d, opts, log)?;
-        summary.hashed = processed.names.len();
+        let mut processed =
+            process::process(&plan.files, &contents, &stats, prev.as_ref(), d, opts, log)?;
+        summary.hashed = processed.hashed;
+        new_state = Some(state::State {
+            settings: settings_key.clone(),
+            root_id: None,
+            files: plan
+                .files
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| {
+                    Some((
+                        f.rel.clone(),
+                        state::FileState {
+                            abs: f.abs.clone(),
+                            stat: stats[i]?,
+                            fingerprint: processed.fingerprints[i].clone(),
+                            name: processed.names[i].clone(),
+                            targets: std::mem::take(&mut processed.targets[i]),
+                        },
+                    ))
+                })
+                .collect(),
+        });
         summary.rewritten = processed.rewritten;
         for (i, name) in processed.names.iter().enumerate() {
             let content = match processed.rewritten_content[i].take() {
@@ -157,22 +213,20 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
-        let by_hash = dedup_contents(&wanted, &contents);
-        let mut jobs: Vec<usize> = by_hash.values().copied().collect();
-        jobs.sort_by_key(|&c| std::cmp::Reverse(contents[c].len()));
-        progress.stage("compressing", jobs.len());
-        let done: Vec<(usize, compress::Variants)> = jobs
-            .par_iter()
-            .map(|&c| {
-                let v = settings.compress(&contents[c]);
-                progress.inc();
-                (c, v)
-            })
-            .collect();
-        let computed: HashMap<usize, compress::Variants> = done.into_iter().collect();
-        for c in wanted {
-            let rep = by_hash[&blake3::hash(&contents[c])];
-            variants.insert(c, computed[&rep].clone());
+        progress.stage("compressing", wanted.len());
+        let (v, stats) = compress_all(
+            &wanted,
+            &contents,
+            &settings,
+            opts.cache.as_ref(),
+            &progress,
+        );
+        variants = v;
+        summary.compressions = stats.compressions;
+        summary.cache_hits = stats.cache_hits;
+        summary.cache_corrupt = stats.cache_corrupt;
+        if let Some(cache) = &opts.cache {
+            cache.evict();
         }
     }
 
@@ -261,6 +315,13 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         )
         .with_context(|| format!("publishing {}", d.static_root.display()))?;
     progress.finish();
+    // Recorded only after a publish: a failed run leaves the previous state describing the tree.
+    if let Some(mut st) = new_state {
+        st.root_id = publish::dev_ino(&d.static_root);
+        if let Err(e) = st.save(&d.static_root) {
+            log.warn(format!("warning: cannot record collect state: {e}"));
+        }
+    }
 
     summary.deleted = committed.deleted;
     summary.copied = copied.into_inner();
@@ -273,13 +334,27 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             0
         };
     summary.bytes_out = bytes_out.into_inner();
-    summary.distinct_compressed = variants
-        .values()
-        .filter(|v| v.count() > 0)
-        .count()
-        .min(summary.compressed);
     summary.finish(started);
     Ok(summary)
+}
+
+/// Digest of every input that changes output besides the files themselves.
+fn settings_key(d: &Discovery, opts: &CollectOptions) -> String {
+    let key = format!(
+        "{} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {} {}",
+        env!("CARGO_PKG_VERSION"),
+        d.static_url,
+        d.ignore_patterns,
+        d.storage,
+        d.whitenoise,
+        opts.hash,
+        compress_settings(d, opts),
+        opts.js_modules,
+        opts.link,
+        opts.no_post_process,
+        d.django_version.as_deref().unwrap_or("")
+    );
+    blake3::hash(key.as_bytes()).to_hex().to_string()
 }
 
 /// Compression settings from the project (WhiteNoise's skip list) and the flags.
@@ -302,15 +377,71 @@ fn compress_settings(d: &Discovery, opts: &CollectOptions) -> compress::Settings
     s
 }
 
-/// One representative content index per distinct byte string.
-fn dedup_contents(wanted: &[usize], contents: &[Arc<[u8]>]) -> HashMap<blake3::Hash, usize> {
-    let hashes: Vec<(blake3::Hash, usize)> = wanted
+#[derive(Default)]
+struct CompressStats {
+    compressions: usize,
+    cache_hits: usize,
+    cache_corrupt: usize,
+}
+
+/// Variants for each wanted content: each distinct byte string is looked up in the cache or
+/// compressed once, biggest first so the pool stays busy to the end.
+fn compress_all(
+    wanted: &[usize],
+    contents: &[Arc<[u8]>],
+    settings: &compress::Settings,
+    cache: Option<&cache::Cache>,
+    progress: &report::Progress,
+) -> (HashMap<usize, compress::Variants>, CompressStats) {
+    let keys: Vec<(usize, String)> = wanted
         .par_iter()
-        .map(|&c| (blake3::hash(&contents[c]), c))
+        .map(|&c| (c, cache::Cache::key(&contents[c], settings)))
         .collect();
-    let mut m = HashMap::new();
-    for (h, c) in hashes {
-        m.entry(h).or_insert(c);
+    let mut rep_of_key: HashMap<&str, usize> = HashMap::new();
+    for (c, k) in &keys {
+        rep_of_key.entry(k.as_str()).or_insert(*c);
     }
-    m
+    let mut jobs: Vec<(&str, usize)> = rep_of_key.iter().map(|(k, c)| (*k, *c)).collect();
+    jobs.sort_by_key(|&(_, c)| std::cmp::Reverse(contents[c].len()));
+    let hits = AtomicUsize::new(0);
+    let corrupt = AtomicUsize::new(0);
+    let computed: HashMap<&str, compress::Variants> = jobs
+        .par_iter()
+        .map(|&(key, c)| {
+            let found = match cache.map(|cache| cache.get(key)) {
+                Some(cache::Lookup::Hit(v)) => Some(v),
+                Some(cache::Lookup::Corrupt) => {
+                    corrupt.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+                _ => None,
+            };
+            let v = match found {
+                Some(v) => {
+                    hits.fetch_add(1, Ordering::Relaxed);
+                    v
+                }
+                None => {
+                    let v = settings.compress(&contents[c]);
+                    if let Some(cache) = cache {
+                        cache.put(key, &v);
+                    }
+                    v
+                }
+            };
+            progress.inc();
+            (key, v)
+        })
+        .collect();
+    let hits = hits.into_inner();
+    let stats = CompressStats {
+        compressions: jobs.len() - hits,
+        cache_hits: hits,
+        cache_corrupt: corrupt.into_inner(),
+    };
+    let variants = keys
+        .iter()
+        .map(|(c, k)| (*c, computed[k.as_str()].clone()))
+        .collect();
+    (variants, stats)
 }

@@ -3,6 +3,7 @@ use super::naming::hashed_name;
 use super::plan::SourceFile;
 use super::report::Log;
 use super::rewrite::{self, Kind};
+use super::state::{Stat, State};
 use super::{graph, CollectOptions};
 use crate::django::Discovery;
 use anyhow::{bail, Result};
@@ -16,28 +17,67 @@ pub struct Processed {
     pub names: Vec<String>,
     /// New bytes of CSS/JS files whose references changed; `None` = the original bytes.
     pub rewritten_content: Vec<Option<Vec<u8>>>,
-    /// How many files got new bytes.
+    /// CSS/JS files run through the rewriter this time.
     pub rewritten: usize,
+    /// Files fingerprinted this time (the rest reused the previous run's digest).
+    pub hashed: usize,
+    /// Digest of each source's bytes, and each CSS/JS file's reference targets, for the state.
+    pub fingerprints: Vec<String>,
+    pub targets: Vec<Vec<String>>,
 }
 
-/// (file index, hashed name, new bytes if they differ from the original).
-type Rewritten = (usize, String, Option<Vec<u8>>);
+/// (file index, hashed name, new bytes if they differ from the original, rewritten this run).
+type Rewritten = (usize, String, Option<Vec<u8>>, bool);
+
+/// An unchanged CSS/JS file whose targets all kept their names keeps its output: its name from
+/// the last run and its bytes from that run's hashed file in STATIC_ROOT.
+fn reuse(
+    node: &Node,
+    unchanged: Option<&super::state::FileState>,
+    prev: Option<&State>,
+    resolve: &dyn Fn(&str) -> Option<String>,
+    d: &Discovery,
+) -> Option<Rewritten> {
+    let p = unchanged?;
+    let prev = prev?;
+    for t in &node.targets {
+        let before = prev.files.get(t).map(|f| f.name.clone());
+        if resolve(t) != before {
+            return None;
+        }
+    }
+    let bytes = std::fs::read(d.static_root.join(&p.name)).ok()?;
+    Some((node.file, p.name.clone(), Some(bytes), false))
+}
 
 /// An adjustable (CSS/JS) file and what it points at.
 struct Node {
     file: usize,
     kind: Kind,
-    text: String,
+    /// `None` when the file is unchanged since the last run and was not scanned.
+    text: Option<String>,
     refs: Vec<rewrite::Reference>,
+    targets: Vec<String>,
 }
 
 pub fn process(
     files: &[SourceFile],
     contents: &[Arc<[u8]>],
+    stats: &[Option<Stat>],
+    prev: Option<&State>,
     d: &Discovery,
     opts: &CollectOptions,
     log: &Log,
 ) -> Result<Processed> {
+    // The previous run's record of a file, if its source is provably unchanged.
+    let unchanged: Vec<Option<&super::state::FileState>> = files
+        .iter()
+        .zip(stats)
+        .map(|(f, st)| {
+            let p = prev?.files.get(&f.rel)?;
+            (p.abs == f.abs && Some(p.stat) == *st).then_some(p)
+        })
+        .collect();
     let index: HashMap<&str, usize> = files
         .iter()
         .enumerate()
@@ -57,6 +97,15 @@ pub fn process(
             let Some(kind) = rewrite::kind_of(&f.rel) else {
                 return Ok(None);
             };
+            if let Some(p) = unchanged[i] {
+                return Ok(Some(Node {
+                    file: i,
+                    kind,
+                    text: None,
+                    refs: Vec::new(),
+                    targets: p.targets.clone(),
+                }));
+            }
             let text = match std::str::from_utf8(&contents[i]) {
                 Ok(t) => t.to_string(),
                 Err(e) => bail!(
@@ -72,7 +121,8 @@ pub fn process(
             Ok(Some(Node {
                 file: i,
                 kind,
-                text,
+                text: Some(text),
+                targets: refs.iter().map(|r| r.target.clone()).collect(),
                 refs,
             }))
         })
@@ -119,20 +169,29 @@ pub fn process(
     }
 
     // Names of everything that is not CSS/JS are final now.
-    let mut names: Vec<Option<String>> = files
-        .par_iter()
-        .enumerate()
-        .map(|(i, f)| {
-            (node_of[i] == usize::MAX).then(|| hashed_name(&f.rel, &algo.fingerprint(&contents[i])))
+    // Unchanged sources keep their digest: no hashing beyond a stat.
+    let fingerprints: Vec<String> = (0..files.len())
+        .into_par_iter()
+        .map(|i| match unchanged[i] {
+            Some(p) => p.fingerprint.clone(),
+            None => algo.fingerprint(&contents[i]),
         })
+        .collect();
+    let mut hashed = (0..files.len())
+        .filter(|&i| node_of[i] == usize::MAX && unchanged[i].is_none())
+        .count();
+    let mut names: Vec<Option<String>> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (node_of[i] == usize::MAX).then(|| hashed_name(&f.rel, &fingerprints[i])))
         .collect();
 
     let deps: Vec<Vec<usize>> = nodes
         .iter()
         .map(|n| {
-            n.refs
+            n.targets
                 .iter()
-                .filter_map(|r| index.get(r.target.as_str()))
+                .filter_map(|t| index.get(t.as_str()))
                 .filter(|&&t| node_of[t] != usize::MAX)
                 .map(|&t| node_of[t])
                 .collect()
@@ -159,19 +218,27 @@ pub fn process(
                 let node = &nodes[n];
                 let f = &files[node.file];
                 let resolve = |target: &str| index.get(target).and_then(|&t| names[t].clone());
-                let out = rewrite::rewrite(&f.rel, node.kind, &node.text, &ropts, &resolve)
+                if let Some(reused) = reuse(node, unchanged[node.file], prev, &resolve, d) {
+                    return Ok(reused);
+                }
+                let text = match &node.text {
+                    Some(t) => t.clone(),
+                    None => String::from_utf8(contents[node.file].to_vec())?,
+                };
+                let out = rewrite::rewrite(&f.rel, node.kind, &text, &ropts, &resolve)
                     .map_err(|e| anyhow::anyhow!("Post-processing '{}' failed! {e}", f.rel))?;
                 let bytes = out.into_bytes();
                 let name = hashed_name(&f.rel, &algo.fingerprint(&bytes));
                 let changed = bytes[..] != contents[node.file][..];
-                Ok((node.file, name, changed.then_some(bytes)))
+                Ok((node.file, name, changed.then_some(bytes), true))
             })
             .collect();
         for r in results {
-            let (file, name, bytes) = r?;
+            let (file, name, bytes, did_rewrite) = r?;
             names[file] = Some(name);
-            if bytes.is_some() {
+            if did_rewrite {
                 rewritten += 1;
+                hashed += 1;
             }
             rewritten_content[file] = bytes;
         }
@@ -183,5 +250,14 @@ pub fn process(
             .collect(),
         rewritten_content,
         rewritten,
+        hashed,
+        fingerprints,
+        targets: {
+            let mut t = vec![Vec::new(); files.len()];
+            for n in nodes {
+                t[n.file] = n.targets;
+            }
+            t
+        },
     })
 }

@@ -65,8 +65,12 @@ pub struct Summary {
     pub rewritten: usize,
     /// Compressed variant files written (`.br`, `.gz`, `.zst`).
     pub compressed: usize,
-    /// Distinct contents that were compressed.
-    pub distinct_compressed: usize,
+    /// Distinct contents run through the encoders this time (cache misses).
+    pub compressions: usize,
+    /// Distinct contents whose variants came from the cache.
+    pub cache_hits: usize,
+    /// Damaged cache entries found (and recomputed).
+    pub cache_corrupt: usize,
     /// Bytes read from sources.
     pub bytes_in: u64,
     /// New bytes written into STATIC_ROOT (files linked from the previous tree excluded).
