@@ -200,10 +200,16 @@ struct CorpusResult {
     pruned: usize,
     /// Wall seconds of every successful run, per tool.
     times: BTreeMap<Tool, Vec<f64>>,
+    /// CPU seconds (user + sys of the process and its waited-for children) of the same runs.
+    cpu: BTreeMap<Tool, Vec<f64>>,
+    /// 1-minute load average before each round: how noisy the machine was.
+    load: Vec<String>,
     failures: BTreeMap<Tool, String>,
     /// Files and bytes in STATIC_ROOT after the tool's last run.
     output: BTreeMap<Tool, (u64, u64)>,
     staticd_json: Option<String>,
+    /// staticd's own `duration_ms` per run (without process start and discovery), per tool.
+    internal_ms: BTreeMap<Tool, Vec<f64>>,
     floor: Option<Floor>,
 }
 
@@ -470,20 +476,44 @@ fn command(env: &Env, tool: Tool, project: &Path) -> Command {
     c
 }
 
-/// One timed run into a fresh STATIC_ROOT: wall seconds and stdout, or the error.
-fn run_once(env: &Env, tool: Tool, project: &Path) -> Result<(f64, String), String> {
+/// User + system CPU seconds of all waited-for children so far.
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// One timed run into a fresh STATIC_ROOT: wall seconds, CPU seconds and stdout, or the error.
+fn run_once(env: &Env, tool: Tool, project: &Path) -> Result<(f64, f64, String), String> {
     let root = project.join("static_root");
     let _ = fs::remove_dir_all(&root);
     let mut c = command(env, tool, project);
+    let cpu0 = children_cpu();
     let start = Instant::now();
     let out = c.output().map_err(|e| format!("spawn: {e}"))?;
     let secs = start.elapsed().as_secs_f64();
+    let cpu = children_cpu() - cpu0;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(15).collect();
         return Err(tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
     }
-    Ok((secs, String::from_utf8_lossy(&out.stdout).into_owned()))
+    Ok((secs, cpu, String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// `"duration_ms":N` from staticd's JSON summary.
+fn duration_ms(json: &str) -> Option<f64> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v.get("duration_ms")?.as_f64()
 }
 
 fn tree_size(dir: &Path) -> (u64, u64) {
@@ -505,6 +535,7 @@ fn run_corpus(env: &Env, name: &str, project: &Path) -> CorpusResult {
     let tools: Vec<Tool> = Tool::ALL.into_iter().filter(|t| !env.skip.contains(t.key())).collect();
     eprintln!("\n== corpus {name}: {} runs of {} tools, interleaved", env.repeat, tools.len());
     for rep in 0..env.repeat {
+        r.load.push(load_average());
         // Rotate the order every round so no tool always runs first (cold) or after the heaviest.
         for k in 0..tools.len() {
             let tool = tools[(k + rep) % tools.len()];
@@ -512,12 +543,23 @@ fn run_corpus(env: &Env, name: &str, project: &Path) -> CorpusResult {
                 continue;
             }
             match run_once(env, tool, project) {
-                Ok((secs, stdout)) => {
-                    eprintln!("  round {} {:<22} {:>8.2} s", rep + 1, tool.label(), secs);
+                Ok((secs, cpu, stdout)) => {
+                    eprintln!(
+                        "  round {} {:<22} {:>8.2} s wall {:>8.2} s CPU",
+                        rep + 1,
+                        tool.label(),
+                        secs,
+                        cpu
+                    );
                     r.times.entry(tool).or_default().push(secs);
+                    r.cpu.entry(tool).or_default().push(cpu);
                     r.output.insert(tool, tree_size(&project.join("static_root")));
+                    let json = stdout.lines().rev().find(|l| l.starts_with('{')).map(str::to_string);
+                    if let Some(ms) = json.as_deref().and_then(duration_ms) {
+                        r.internal_ms.entry(tool).or_default().push(ms);
+                    }
                     if tool == Tool::Staticd {
-                        r.staticd_json = stdout.lines().rev().find(|l| l.starts_with('{')).map(str::to_string);
+                        r.staticd_json = json;
                     }
                 }
                 Err(e) => {
@@ -696,8 +738,11 @@ fn report(env: &Env, results: &[CorpusResult]) {
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut ratios = String::new();
-    let _ = writeln!(ratios, "\n| corpus | staticd / WhiteNoise (≤ 0.5) | staticd / (floor/cores) (≤ 1.1) | Manifest / staticd --no-compress (≥ 10) |");
-    let _ = writeln!(ratios, "|---|---:|---:|---:|");
+    let _ = writeln!(
+        ratios,
+        "\n| corpus | staticd / WhiteNoise (≤ 0.5) | staticd / (floor/cores) (≤ 1.1) | Manifest / staticd --no-compress (≥ 10) | staticd CPU / floor CPU (info) |"
+    );
+    let _ = writeln!(ratios, "|---|---:|---:|---:|---:|");
     let mut notes = String::new();
     for r in results {
         let m = |t: Tool| r.times.get(&t).and_then(|v| median(v));
@@ -720,29 +765,48 @@ fn report(env: &Env, results: &[CorpusResult]) {
         let sw = ratio(m(Tool::Staticd), m(Tool::WhiteNoise));
         let sf = ratio(m(Tool::Staticd), floor_per_core);
         let mn = ratio(m(Tool::DjangoManifest), m(Tool::StaticdNoCompress));
+        let cpu_ratio = ratio(r.cpu.get(&Tool::Staticd).and_then(|v| median(v)), floor_cpu);
         let cell = |x: Option<f64>, ok: Option<bool>| match x {
             Some(x) => format!("{x:.2}x {}", verdict(ok)),
             None => "n/a".into(),
         };
         let _ = writeln!(
             ratios,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} |",
             r.name,
             cell(sw, sw.map(|x| x <= 0.5)),
             cell(sf, sf.map(|x| x <= 1.1)),
             cell(mn, mn.map(|x| x >= 10.0)),
+            cpu_ratio.map(|x| format!("{x:.2}x")).unwrap_or_else(|| "n/a".into()),
         );
-        let _ = writeln!(notes, "\n{} corpus:", r.name);
+        let _ = writeln!(
+            notes,
+            "\n{} corpus (1-minute load average at each round: {}):",
+            r.name,
+            r.load.join(", ")
+        );
         for (t, v) in &r.times {
             let runs: Vec<String> = v.iter().map(|x| format!("{x:.2}")).collect();
+            let cpu: Vec<String> =
+                r.cpu.get(t).into_iter().flatten().map(|x| format!("{x:.2}")).collect();
             let (n, b) = r.output.get(t).copied().unwrap_or_default();
             let _ = writeln!(
                 notes,
-                "- {}: runs {} s; output {} files, {:.1} MB",
+                "- {}: wall {} s; CPU (user+sys) {} s; output {} files, {:.1} MB",
                 t.label(),
                 runs.join(", "),
+                cpu.join(", "),
                 n,
                 b as f64 / 1e6
+            );
+        }
+        for (t, v) in &r.internal_ms {
+            let _ = writeln!(
+                notes,
+                "- {}: its own duration_ms (after discovery) median {:.2} s, wall median {} s",
+                t.label(),
+                median(v).unwrap_or(0.0) / 1000.0,
+                fmt_s(m(*t))
             );
         }
         for (t, e) in &r.failures {
