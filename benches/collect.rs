@@ -54,36 +54,112 @@ const SWAGGER_CORE: &[&str] = &[
 
 /// ~1k files / ~30 MB: what a typical site ships (dist builds, their maps and fonts).
 const SMALL: &[Pick] = &[
-    Pick { dir: "bootstrap", prefixes: &["dist/"], limit: ALL },
-    Pick { dir: "fontawesome", prefixes: &["css/", "js/", "webfonts/"], limit: ALL },
-    Pick { dir: "jquery", prefixes: &["dist/"], limit: ALL },
-    Pick { dir: "katex", prefixes: &["dist/"], limit: ALL },
-    Pick { dir: "swagger-ui", prefixes: SWAGGER_CORE, limit: ALL },
-    Pick { dir: "three", prefixes: &["build/three.module"], limit: ALL },
-    Pick { dir: "bootstrap-icons", prefixes: &["font/"], limit: ALL },
-    Pick { dir: "bootstrap-icons", prefixes: &["icons/"], limit: 700 },
+    Pick {
+        dir: "bootstrap",
+        prefixes: &["dist/"],
+        limit: ALL,
+    },
+    Pick {
+        dir: "fontawesome",
+        prefixes: &["css/", "js/", "webfonts/"],
+        limit: ALL,
+    },
+    Pick {
+        dir: "jquery",
+        prefixes: &["dist/"],
+        limit: ALL,
+    },
+    Pick {
+        dir: "katex",
+        prefixes: &["dist/"],
+        limit: ALL,
+    },
+    Pick {
+        dir: "swagger-ui",
+        prefixes: SWAGGER_CORE,
+        limit: ALL,
+    },
+    Pick {
+        dir: "three",
+        prefixes: &["build/three.module"],
+        limit: ALL,
+    },
+    Pick {
+        dir: "bootstrap-icons",
+        prefixes: &["font/"],
+        limit: ALL,
+    },
+    Pick {
+        dir: "bootstrap-icons",
+        prefixes: &["icons/"],
+        limit: 700,
+    },
 ];
 
 /// ~9k files / ~90 MB: whole package trees (sources, examples, icon sets).
 const LARGE: &[Pick] = &[
-    Pick { dir: "bootstrap", prefixes: &["dist/", "js/", "scss/"], limit: ALL },
     Pick {
-        dir: "fontawesome",
-        prefixes: &["css/", "js/", "less/", "metadata/", "scss/", "sprites/", "svgs/", "webfonts/"],
+        dir: "bootstrap",
+        prefixes: &["dist/", "js/", "scss/"],
         limit: ALL,
     },
-    Pick { dir: "jquery", prefixes: &["dist/", "src/"], limit: ALL },
-    Pick { dir: "katex", prefixes: &["dist/", "contrib/", "src/"], limit: ALL },
-    Pick { dir: "swagger-ui", prefixes: &["swagger-ui", "index.", "favicon-", "oauth2-", "absolute-path.js"], limit: ALL },
-    Pick { dir: "three", prefixes: &["build/", "examples/", "src/"], limit: ALL },
-    Pick { dir: "bootstrap-icons", prefixes: &["font/", "icons/", "bootstrap-icons.svg"], limit: ALL },
-    Pick { dir: "mdi", prefixes: &["svg/"], limit: 2900 },
+    Pick {
+        dir: "fontawesome",
+        prefixes: &[
+            "css/",
+            "js/",
+            "less/",
+            "metadata/",
+            "scss/",
+            "sprites/",
+            "svgs/",
+            "webfonts/",
+        ],
+        limit: ALL,
+    },
+    Pick {
+        dir: "jquery",
+        prefixes: &["dist/", "src/"],
+        limit: ALL,
+    },
+    Pick {
+        dir: "katex",
+        prefixes: &["dist/", "contrib/", "src/"],
+        limit: ALL,
+    },
+    Pick {
+        dir: "swagger-ui",
+        prefixes: &[
+            "swagger-ui",
+            "index.",
+            "favicon-",
+            "oauth2-",
+            "absolute-path.js",
+        ],
+        limit: ALL,
+    },
+    Pick {
+        dir: "three",
+        prefixes: &["build/", "examples/", "src/"],
+        limit: ALL,
+    },
+    Pick {
+        dir: "bootstrap-icons",
+        prefixes: &["font/", "icons/", "bootstrap-icons.svg"],
+        limit: ALL,
+    },
+    Pick {
+        dir: "mdi",
+        prefixes: &["svg/"],
+        limit: 2900,
+    },
 ];
 
 /// WhiteNoise 6.12's `SKIP_COMPRESS_EXTENSIONS`.
 const WHITENOISE_SKIP: &[&str] = &[
-    "jpg", "jpeg", "png", "gif", "webp", "zip", "gz", "tgz", "bz2", "tbz", "xz", "br", "swf", "flv",
-    "woff", "woff2", "3gp", "3gpp", "asf", "avi", "m4v", "mov", "mp4", "mpeg", "mpg", "webm", "wmv",
+    "jpg", "jpeg", "png", "gif", "webp", "zip", "gz", "tgz", "bz2", "tbz", "xz", "br", "swf",
+    "flv", "woff", "woff2", "3gp", "3gpp", "asf", "avi", "m4v", "mov", "mp4", "mpeg", "mpg",
+    "webm", "wmv",
 ];
 
 const MANAGE_PY: &str = r#"#!/usr/bin/env python
@@ -153,7 +229,12 @@ enum Tool {
 }
 
 impl Tool {
-    const ALL: [Tool; 4] = [Tool::DjangoManifest, Tool::WhiteNoise, Tool::Staticd, Tool::StaticdNoCompress];
+    const ALL: [Tool; 4] = [
+        Tool::DjangoManifest,
+        Tool::WhiteNoise,
+        Tool::Staticd,
+        Tool::StaticdNoCompress,
+    ];
 
     fn key(self) -> &'static str {
         match self {
@@ -272,7 +353,12 @@ fn setup() -> Env {
                 .expect("run .ci/venv");
             assert!(out.status.success(), ".ci/venv failed");
             let s = String::from_utf8_lossy(&out.stdout);
-            PathBuf::from(s.lines().last().expect(".ci/venv printed the python path").trim())
+            PathBuf::from(
+                s.lines()
+                    .last()
+                    .expect(".ci/venv printed the python path")
+                    .trim(),
+            )
         }
     };
     let repeat = std::env::var("STATICD_BENCH_REPEAT")
@@ -290,7 +376,9 @@ fn setup() -> Env {
         target,
         python,
         staticd: PathBuf::from(env!("CARGO_BIN_EXE_staticd")),
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         repeat,
         skip,
     }
@@ -314,13 +402,21 @@ fn fetch_packages(env: &Env) -> Result<PathBuf, String> {
         let _ = fs::remove_dir_all(&dest);
         fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
         let out = Command::new("npm")
-            .args(["pack", "--silent", &format!("{pkg}@{ver}"), "--pack-destination"])
+            .args([
+                "pack",
+                "--silent",
+                &format!("{pkg}@{ver}"),
+                "--pack-destination",
+            ])
             .arg(&dest)
             .current_dir(&dest)
             .output()
             .map_err(|e| format!("npm: {e}"))?;
         if !out.status.success() {
-            return Err(format!("npm pack {pkg}@{ver}: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "npm pack {pkg}@{ver}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         let tgz = String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -366,7 +462,10 @@ fn list_files(dir: &Path) -> Vec<String> {
 fn build_corpus(env: &Env, name: &str, picks: &[Pick]) -> Result<PathBuf, String> {
     let project = env.target.join("bench-corpus").join(name);
     let stamp = project.join(".corpus-complete");
-    if fs::read_to_string(&stamp).map(|s| s == RECIPE).unwrap_or(false) {
+    if fs::read_to_string(&stamp)
+        .map(|s| s == RECIPE)
+        .unwrap_or(false)
+    {
         return Ok(project);
     }
     let npm = fetch_packages(env)?;
@@ -417,12 +516,17 @@ fn build_corpus(env: &Env, name: &str, picks: &[Pick]) -> Result<PathBuf, String
         }
         let err = String::from_utf8_lossy(&out.stderr);
         let Some(bad) = referencing_file(&err) else {
-            return Err(format!("Django's collectstatic fails on the corpus:\n{err}"));
+            return Err(format!(
+                "Django's collectstatic fails on the corpus:\n{err}"
+            ));
         };
         let Some(path) = dirs.iter().find_map(|d| {
-            bad.strip_prefix(&format!("{d}/")).map(|rest| vendor.join(d).join(rest))
+            bad.strip_prefix(&format!("{d}/"))
+                .map(|rest| vendor.join(d).join(rest))
         }) else {
-            return Err(format!("Django fails on {bad}, which is not a vendor file:\n{err}"));
+            return Err(format!(
+                "Django fails on {bad}, which is not a vendor file:\n{err}"
+            ));
         };
         if attempt == 199 || fs::remove_file(&path).is_err() {
             return Err(format!("could not prune {bad}:\n{err}"));
@@ -521,7 +625,9 @@ fn tree_size(dir: &Path) -> (u64, u64) {
         .into_iter()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_type().is_file())
-        .fold((0, 0), |(n, b), e| (n + 1, b + e.metadata().map(|m| m.len()).unwrap_or(0)))
+        .fold((0, 0), |(n, b), e| {
+            (n + 1, b + e.metadata().map(|m| m.len()).unwrap_or(0))
+        })
 }
 
 fn run_corpus(env: &Env, name: &str, project: &Path) -> CorpusResult {
@@ -532,8 +638,15 @@ fn run_corpus(env: &Env, name: &str, project: &Path) -> CorpusResult {
             .unwrap_or(0),
         ..Default::default()
     };
-    let tools: Vec<Tool> = Tool::ALL.into_iter().filter(|t| !env.skip.contains(t.key())).collect();
-    eprintln!("\n== corpus {name}: {} runs of {} tools, interleaved", env.repeat, tools.len());
+    let tools: Vec<Tool> = Tool::ALL
+        .into_iter()
+        .filter(|t| !env.skip.contains(t.key()))
+        .collect();
+    eprintln!(
+        "\n== corpus {name}: {} runs of {} tools, interleaved",
+        env.repeat,
+        tools.len()
+    );
     for rep in 0..env.repeat {
         r.load.push(load_average());
         // Rotate the order every round so no tool always runs first (cold) or after the heaviest.
@@ -553,8 +666,13 @@ fn run_corpus(env: &Env, name: &str, project: &Path) -> CorpusResult {
                     );
                     r.times.entry(tool).or_default().push(secs);
                     r.cpu.entry(tool).or_default().push(cpu);
-                    r.output.insert(tool, tree_size(&project.join("static_root")));
-                    let json = stdout.lines().rev().find(|l| l.starts_with('{')).map(str::to_string);
+                    r.output
+                        .insert(tool, tree_size(&project.join("static_root")));
+                    let json = stdout
+                        .lines()
+                        .rev()
+                        .find(|l| l.starts_with('{'))
+                        .map(str::to_string);
                     if let Some(ms) = json.as_deref().and_then(duration_ms) {
                         r.internal_ms.entry(tool).or_default().push(ms);
                     }
@@ -619,7 +737,9 @@ print(n, b)
 fn skipped_by_whitenoise(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
     WHITENOISE_SKIP.iter().any(|ext| {
-        lower.len() > ext.len() + 1 && lower.ends_with(ext) && lower.as_bytes()[lower.len() - ext.len() - 1] == b'.'
+        lower.len() > ext.len() + 1
+            && lower.ends_with(ext)
+            && lower.as_bytes()[lower.len() - ext.len() - 1] == b'.'
     })
 }
 
@@ -628,7 +748,10 @@ fn effective(orig: usize, compressed: usize) -> bool {
 }
 
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec; CLOCK_THREAD_CPUTIME_ID is always available on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
@@ -672,7 +795,11 @@ fn floor(env: &Env, project: &Path) -> Option<Floor> {
         bytes as f64 / 1e6
     );
     let (mut kept_br, mut kept_gz) = (0, 0);
-    let params = brotli::enc::BrotliEncoderParams { quality: 11, lgwin: 22, ..Default::default() };
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        lgwin: 22,
+        ..Default::default()
+    };
     let wall = Instant::now();
     let cpu0 = thread_cpu();
     for data in &contents {
@@ -685,7 +812,10 @@ fn floor(env: &Env, project: &Path) -> Option<Floor> {
         let mut gz = flate2::GzBuilder::new()
             .mtime(0)
             .operating_system(255)
-            .write(Vec::with_capacity(data.len() / 3 + 32), flate2::Compression::best());
+            .write(
+                Vec::with_capacity(data.len() / 3 + 32),
+                flate2::Compression::best(),
+            );
         gz.write_all(data).expect("gzip");
         let gz = gz.finish().expect("gzip");
         if effective(data.len(), gz.len()) {
@@ -695,8 +825,20 @@ fn floor(env: &Env, project: &Path) -> Option<Floor> {
     }
     let cpu = thread_cpu() - cpu0;
     let wall = wall.elapsed();
-    eprintln!("  floor: {:.2} s CPU ({:.2} s wall)", cpu.as_secs_f64(), wall.as_secs_f64());
-    Some(Floor { contents: contents.len(), bytes, skipped, kept_br, kept_gz, cpu, wall })
+    eprintln!(
+        "  floor: {:.2} s CPU ({:.2} s wall)",
+        cpu.as_secs_f64(),
+        wall.as_secs_f64()
+    );
+    Some(Floor {
+        contents: contents.len(),
+        bytes,
+        skipped,
+        kept_br,
+        kept_gz,
+        cpu,
+        wall,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -709,7 +851,11 @@ fn median(v: &[f64]) -> Option<f64> {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = s.len();
-    Some(if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
 }
 
 fn fmt_s(x: Option<f64>) -> String {
@@ -777,7 +923,9 @@ fn report(env: &Env, results: &[CorpusResult]) {
             cell(sw, sw.map(|x| x <= 0.5)),
             cell(sf, sf.map(|x| x <= 1.1)),
             cell(mn, mn.map(|x| x >= 10.0)),
-            cpu_ratio.map(|x| format!("{x:.2}x")).unwrap_or_else(|| "n/a".into()),
+            cpu_ratio
+                .map(|x| format!("{x:.2}x"))
+                .unwrap_or_else(|| "n/a".into()),
         );
         let _ = writeln!(
             notes,
@@ -787,8 +935,13 @@ fn report(env: &Env, results: &[CorpusResult]) {
         );
         for (t, v) in &r.times {
             let runs: Vec<String> = v.iter().map(|x| format!("{x:.2}")).collect();
-            let cpu: Vec<String> =
-                r.cpu.get(t).into_iter().flatten().map(|x| format!("{x:.2}")).collect();
+            let cpu: Vec<String> = r
+                .cpu
+                .get(t)
+                .into_iter()
+                .flatten()
+                .map(|x| format!("{x:.2}"))
+                .collect();
             let (n, b) = r.output.get(t).copied().unwrap_or_default();
             let _ = writeln!(
                 notes,
