@@ -200,6 +200,34 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         }
     }
 
+    // Outputs the previous tree already holds with the right bytes are left to be carried
+    // over (with their variants): a hashed name pins its content, and an original is the
+    // same when its source is unchanged since the last run.
+    let reused: Vec<bool> = outputs
+        .iter()
+        .map(|o| {
+            let Some(p) = &prev else { return false };
+            if o.symlink || !d.static_root.join(&o.rel).is_file() {
+                return false;
+            }
+            o.hashed
+                || p.files.get(&plan.files[o.source].rel).is_some_and(|s| {
+                    s.abs == plan.files[o.source].abs && Some(s.stat) == stats[o.source]
+                })
+        })
+        .collect();
+    let reused_originals = outputs
+        .iter()
+        .zip(&reused)
+        .filter(|(o, r)| **r && !o.hashed)
+        .count();
+    let outputs: Vec<Output> = outputs
+        .into_iter()
+        .zip(&reused)
+        .filter(|(_, r)| !**r)
+        .map(|(o, _)| o)
+        .collect();
+
     // Compress each distinct content once, biggest first so the pool stays busy.
     let settings = compress_settings(d, opts);
     // WhiteNoise compresses inside post-processing, so `--no-post-process` skips it too.
@@ -325,7 +353,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
 
     summary.deleted = committed.deleted;
     summary.copied = copied.into_inner();
-    summary.unmodified = unmodified.into_inner();
+    summary.unmodified = unmodified.into_inner() + reused_originals;
     summary.compressed = variants_written.load(Ordering::Relaxed);
     summary.post_processed = post_processed.into_inner()
         + if d.storage.compress {
