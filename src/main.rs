@@ -22,6 +22,20 @@ enum Command {
     Collect(CollectArgs),
     /// Serve STATIC_URL from STATIC_ROOT (and proxy everything else upstream).
     Serve(staticd::serve::ServeArgs),
+    /// Development: collect --watch and serve in one process.
+    Dev(DevArgs),
+}
+
+#[derive(Args, Debug)]
+struct DevArgs {
+    #[command(flatten)]
+    serve: staticd::serve::ServeArgs,
+    /// Digest in hashed names.
+    #[arg(long, value_enum, default_value_t = HashAlgo::Blake3)]
+    hash: HashAlgo,
+    /// Write no .br/.gz/.zst variants.
+    #[arg(long)]
+    no_compress: bool,
 }
 
 /// Where the project's facts come from (shared by every subcommand that takes a project).
@@ -87,6 +101,9 @@ struct CollectArgs {
     /// Bound of the variant cache in MiB (least recently used entries go first).
     #[arg(long, default_value_t = 1024)]
     cache_size: u64,
+    /// Keep running: re-collect incrementally whenever a source changes.
+    #[arg(long)]
+    watch: bool,
     /// Accepted for compatibility with collectstatic: staticd never prompts.
     #[arg(long = "noinput", alias = "no-input", hide = true)]
     _noinput: bool,
@@ -103,6 +120,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Collect(args) => run_collect(args),
         Command::Serve(args) => staticd::serve::run(args),
+        Command::Dev(args) => run_dev(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -146,6 +164,9 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
     };
     let json = args.format == Format::Json;
     let log = Log::new(args.verbosity, json);
+    if args.watch {
+        return collect::watch::watch(&discovery, &opts, &log);
+    }
     let summary = collect::collect(&discovery, &opts, &log)?;
     if json {
         println!("{}", serde_json::to_string(&summary)?);
@@ -153,4 +174,36 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
         println!("\n{}", summary.django_line());
     }
     Ok(())
+}
+
+fn run_dev(args: DevArgs) -> anyhow::Result<()> {
+    let project = args
+        .serve
+        .project
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("staticd dev needs a PROJECT directory"))?;
+    let discovery = django::discover(&DiscoverOptions {
+        project,
+        python: args.serve.python.clone(),
+        settings: args.serve.settings.clone(),
+        ..Default::default()
+    })?;
+    let opts = CollectOptions {
+        hash: args.hash,
+        compress: !args.no_compress,
+        cache: Cache::new(None, 1024 * 1024 * 1024),
+        ..Default::default()
+    };
+    let mut serve = args.serve;
+    serve.root.get_or_insert(discovery.static_root.clone());
+    serve.static_url.get_or_insert(discovery.static_url.clone());
+    // The server notices each published generation by itself (see serve::reload).
+    std::thread::spawn(move || {
+        let log = Log::new(1, true);
+        if let Err(e) = collect::watch::watch(&discovery, &opts, &log) {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    });
+    staticd::serve::run(serve)
 }

@@ -14,6 +14,7 @@ pub mod publish;
 pub mod report;
 pub mod rewrite;
 pub mod state;
+pub mod watch;
 
 use crate::django::Discovery;
 use crate::manifest::Manifest;
