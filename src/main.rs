@@ -24,6 +24,23 @@ enum Command {
     Serve(staticd::serve::ServeArgs),
     /// Development: collect --watch and serve in one process.
     Dev(DevArgs),
+    /// Delete hashed files of generations older than the last N (only files staticd wrote).
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+struct PruneArgs {
+    #[command(flatten)]
+    project: ProjectArgs,
+    /// Generations whose hashed files stay (the current one included).
+    #[arg(long, default_value_t = 2)]
+    keep_generations: usize,
+    /// Print what would be deleted; delete nothing.
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// 0 = errors only, 1 = summary, 2 = every file.
+    #[arg(short = 'v', long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=3))]
+    verbosity: u8,
 }
 
 #[derive(Args, Debug)]
@@ -121,6 +138,7 @@ fn main() -> ExitCode {
         Command::Collect(args) => run_collect(args),
         Command::Serve(args) => staticd::serve::run(args),
         Command::Dev(args) => run_dev(args),
+        Command::Prune(args) => run_prune(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -206,4 +224,31 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         }
     });
     staticd::serve::run(serve)
+}
+
+fn run_prune(args: PruneArgs) -> anyhow::Result<()> {
+    let discovery = django::discover(&DiscoverOptions {
+        project: args.project.project.clone(),
+        python: args.project.python.clone(),
+        settings: args.project.settings.clone(),
+        ..Default::default()
+    })?;
+    let log = Log::new(args.verbosity, false);
+    let p = collect::prune(&discovery, args.keep_generations, args.dry_run, &log)?;
+    if args.verbosity >= 1 {
+        let verb = if args.dry_run {
+            "would be deleted"
+        } else {
+            "deleted"
+        };
+        println!(
+            "{} file{} ({} bytes) {verb}; {} generation{} kept.",
+            p.files,
+            if p.files == 1 { "" } else { "s" },
+            p.bytes,
+            p.kept_generations,
+            if p.kept_generations == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
 }

@@ -207,3 +207,46 @@ fn concurrent_collects_share_one_cache() {
         );
     }
 }
+
+#[test]
+fn prune_deletes_only_old_generations_staticd_wrote() {
+    let p = Project::new();
+    let mut css = Vec::new();
+    for v in 1..=3 {
+        p.write("css/c.css", format!("div {{ color: #{v}{v}{v}; }}\n").repeat(60).as_bytes());
+        p.collect();
+        let man: Value =
+            serde_json::from_slice(&fs::read(p.root().join("staticfiles.json")).unwrap()).unwrap();
+        css.push(man["paths"]["css/c.css"].as_str().unwrap().to_string());
+    }
+    let image = {
+        let man: Value =
+            serde_json::from_slice(&fs::read(p.root().join("staticfiles.json")).unwrap()).unwrap();
+        man["paths"]["img/logo.png"].as_str().unwrap().to_string()
+    };
+    fs::write(p.root().join("css/foreign.0123456789ab.css"), "not ours").unwrap();
+    assert!(p.root().join(format!("{}.br", css[0])).exists());
+
+    let out = Command::new(STATICD)
+        .arg("prune")
+        .arg(&p.dir)
+        .args(["--keep-generations", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!p.root().join(&css[0]).exists(), "generation 1 pruned");
+    assert!(!p.root().join(format!("{}.br", css[0])).exists(), "with its variants");
+    assert!(!p.root().join(format!("{}.gz", css[0])).exists());
+    for kept in [&css[1], &css[2], &image] {
+        assert!(p.root().join(kept).exists(), "{kept} kept");
+    }
+    assert!(p.root().join("css/c.css").exists(), "originals are never pruned");
+    assert!(p.root().join("css/foreign.0123456789ab.css").exists(), "not staticd's file");
+    // Nothing left to prune.
+    let again = Command::new(STATICD)
+        .arg("prune")
+        .arg(&p.dir)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("0 files"));
+}

@@ -5,6 +5,7 @@
 //! compressed once, and the result published as one atomic swap of STATIC_ROOT.
 pub mod cache;
 pub mod compress;
+pub mod generations;
 pub mod graph;
 pub mod ignore;
 pub mod naming;
@@ -344,6 +345,13 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         )
         .with_context(|| format!("publishing {}", d.static_root.display()))?;
     progress.finish();
+    if let Some(m) = &manifest {
+        let mut history = generations::History::load(&d.static_root);
+        history.record(&m.hash, m.paths.values().cloned().collect());
+        if let Err(e) = history.save(&d.static_root) {
+            log.warn(format!("warning: cannot record the generation: {e}"));
+        }
+    }
     // Recorded only after a publish: a failed run leaves the previous state describing the tree.
     if let Some(mut st) = new_state {
         st.root_id = publish::dev_ino(&d.static_root);
@@ -473,4 +481,49 @@ fn compress_all(
         .map(|(c, k)| (*c, computed[k.as_str()].clone()))
         .collect();
     (variants, stats)
+}
+
+/// What `staticd prune` removed.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Pruned {
+    pub files: usize,
+    pub bytes: u64,
+    pub kept_generations: usize,
+}
+
+/// Deletes hashed files (and their variants) that only generations older than the last `keep`
+/// named. Files staticd did not write are never touched.
+pub fn prune(d: &Discovery, keep: usize, dry_run: bool, log: &Log) -> Result<Pruned> {
+    let _lock = publish::lock(&d.static_root)?;
+    let history = generations::History::load(&d.static_root);
+    let current = Manifest::read(&d.static_root.join(&d.storage.manifest_name))?
+        .map(|m| m.paths.into_values().collect())
+        .unwrap_or_default();
+    let (doomed, kept) = history.plan_prune(keep, &current);
+    let mut pruned = Pruned {
+        kept_generations: kept.generations.len(),
+        ..Default::default()
+    };
+    for rel in doomed {
+        let path = d.static_root.join(&rel);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        if dry_run {
+            log.line(1, format!("Pretending to delete '{rel}'"));
+        } else {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot delete {}", path.display()))?;
+            log.line(2, format!("Deleting '{rel}'"));
+        }
+        pruned.files += 1;
+        pruned.bytes += meta.len();
+    }
+    if !dry_run {
+        kept.save(&d.static_root)?;
+    }
+    Ok(pruned)
 }

@@ -30,6 +30,23 @@ pub enum Written {
     Unchanged,
 }
 
+/// Takes the exclusive lock of `root` (held until the file is dropped): two collects, or a
+/// collect and a prune, never interleave.
+pub fn lock(root: &Path) -> Result<File> {
+    let lock_path = sibling(root, "lock")?;
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open lock file {}", lock_path.display()))?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+        bail!("cannot lock {}", lock_path.display());
+    }
+    Ok(lock)
+}
+
 /// A staged generation of STATIC_ROOT.
 pub struct Stage {
     root: PathBuf,
@@ -63,17 +80,7 @@ impl Stage {
         let parent = root.parent().unwrap_or(Path::new("/")).to_path_buf();
         fs::create_dir_all(&parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
-        let lock_path = sibling(&root, "lock")?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("cannot open lock file {}", lock_path.display()))?;
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-            bail!("cannot lock {}", lock_path.display());
-        }
+        let lock = lock(&root)?;
         let dir = sibling(&root, "stage")?;
         if dir.exists() {
             fs::remove_dir_all(&dir)
