@@ -213,7 +213,12 @@ fn prune_deletes_only_old_generations_staticd_wrote() {
     let p = Project::new();
     let mut css = Vec::new();
     for v in 1..=3 {
-        p.write("css/c.css", format!("div {{ color: #{v}{v}{v}; }}\n").repeat(60).as_bytes());
+        p.write(
+            "css/c.css",
+            format!("div {{ color: #{v}{v}{v}; }}\n")
+                .repeat(60)
+                .as_bytes(),
+        );
         p.collect();
         let man: Value =
             serde_json::from_slice(&fs::read(p.root().join("staticfiles.json")).unwrap()).unwrap();
@@ -233,15 +238,28 @@ fn prune_deletes_only_old_generations_staticd_wrote() {
         .args(["--keep-generations", "2"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!p.root().join(&css[0]).exists(), "generation 1 pruned");
-    assert!(!p.root().join(format!("{}.br", css[0])).exists(), "with its variants");
+    assert!(
+        !p.root().join(format!("{}.br", css[0])).exists(),
+        "with its variants"
+    );
     assert!(!p.root().join(format!("{}.gz", css[0])).exists());
     for kept in [&css[1], &css[2], &image] {
         assert!(p.root().join(kept).exists(), "{kept} kept");
     }
-    assert!(p.root().join("css/c.css").exists(), "originals are never pruned");
-    assert!(p.root().join("css/foreign.0123456789ab.css").exists(), "not staticd's file");
+    assert!(
+        p.root().join("css/c.css").exists(),
+        "originals are never pruned"
+    );
+    assert!(
+        p.root().join("css/foreign.0123456789ab.css").exists(),
+        "not staticd's file"
+    );
     // Nothing left to prune.
     let again = Command::new(STATICD)
         .arg("prune")
