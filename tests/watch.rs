@@ -161,7 +161,30 @@ fn edit_is_served_under_new_url_and_old_still_answers() {
         assert!(Instant::now() < deadline, "create and fix never published");
         std::thread::sleep(Duration::from_millis(20));
     }
-    wait_200(&dev, &format!("/static/{}", hashed(&root, "css/extra.css")));
+    let extra = format!("/static/{}", hashed(&root, "css/extra.css"));
+    wait_200(&dev, &extra);
+
+    // A rename: the old key leaves the manifest, the new one arrives; the old file stays.
+    fs::rename(
+        dir.join("assets/css/extra.css"),
+        dir.join("assets/css/moved.css"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v: serde_json::Value =
+            serde_json::from_slice(&fs::read(root.join("staticfiles.json")).unwrap()).unwrap();
+        if v["paths"]["css/moved.css"].is_string() && v["paths"]["css/extra.css"].is_null() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rename never published");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        dev.get(&extra).status,
+        200,
+        "hashed files of older generations stay"
+    );
 }
 
 #[test]
