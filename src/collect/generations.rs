@@ -28,14 +28,7 @@ pub struct History {
 }
 
 pub fn path_for(static_root: &Path) -> PathBuf {
-    let name = static_root
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    static_root
-        .parent()
-        .unwrap_or(Path::new("/"))
-        .join(format!(".{name}.staticd-generations.json"))
+    super::publish::beside(static_root, "generations.json")
 }
 
 impl History {

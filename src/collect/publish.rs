@@ -11,7 +11,7 @@
 //! filesystem lacks RENAME_EXCHANGE) files are renamed into place one by one, hashed files
 //! first and the manifest last: everything the old manifest names is untouched throughout,
 //! but an unhashed original can be newer than the manifest for a moment.
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
@@ -65,11 +65,21 @@ pub struct Committed {
 }
 
 fn sibling(root: &Path, suffix: &str) -> Result<PathBuf> {
+    if root.file_name().is_none() {
+        bail!("STATIC_ROOT {} has no directory name", root.display());
+    }
+    Ok(beside(root, suffix))
+}
+
+/// `<parent>/.<name>.staticd-<suffix>`: staticd's own files live beside STATIC_ROOT, never in
+/// it, so they are neither served nor swapped away.
+pub fn beside(root: &Path, suffix: &str) -> PathBuf {
     let name = root
         .file_name()
-        .ok_or_else(|| anyhow!("STATIC_ROOT {} has no directory name", root.display()))?;
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let parent = root.parent().unwrap_or(Path::new("/"));
-    Ok(parent.join(format!(".{}.staticd-{suffix}", name.to_string_lossy())))
+    parent.join(format!(".{name}.staticd-{suffix}"))
 }
 
 impl Stage {

@@ -50,14 +50,7 @@ pub struct State {
 }
 
 pub fn path_for(static_root: &Path) -> PathBuf {
-    let name = static_root
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    static_root
-        .parent()
-        .unwrap_or(Path::new("/"))
-        .join(format!(".{name}.staticd-state.json"))
+    super::publish::beside(static_root, "state.json")
 }
 
 impl State {
