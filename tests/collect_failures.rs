@@ -60,7 +60,11 @@ const GOOD: &[(&str, &[u8])] = &[
 fn fails_cleanly(breakage: &[(&str, &[u8])], expect: &[&str]) -> Project {
     let p = Project::new(GOOD);
     let out = p.collect(&[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let before = common::tree_digest(&p.root());
     for (rel, bytes) in breakage {
         p.write(rel, bytes);
@@ -71,14 +75,21 @@ fn fails_cleanly(breakage: &[(&str, &[u8])], expect: &[&str]) -> Project {
     for e in expect {
         assert!(stderr.contains(e), "expected {e:?} in: {stderr}");
     }
-    assert_eq!(common::tree_digest(&p.root()), before, "STATIC_ROOT changed");
+    assert_eq!(
+        common::tree_digest(&p.root()),
+        before,
+        "STATIC_ROOT changed"
+    );
     p
 }
 
 #[test]
 fn missing_reference_names_file_line_and_reference() {
     fails_cleanly(
-        &[("css/app.css", b"/* ok */\nh1 { background: url('../img/nope.png'); }\n")],
+        &[(
+            "css/app.css",
+            b"/* ok */\nh1 { background: url('../img/nope.png'); }\n",
+        )],
         &["css/app.css:2:", "url('../img/nope.png')", "img/nope.png"],
     );
 }
@@ -111,7 +122,10 @@ fn symlink_loop_is_named() {
     let out = p.collect(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("symlink loop") && stderr.contains("loop"), "{stderr}");
+    assert!(
+        stderr.contains("symlink loop") && stderr.contains("loop"),
+        "{stderr}"
+    );
     assert_eq!(common::tree_digest(&p.root()), before);
 }
 
@@ -134,7 +148,13 @@ fn unreadable_file_is_named() {
             }
         }
         Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", STATICD, "collect"])
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                STATICD,
+                "collect",
+            ])
             .arg(&p.dir)
             .output()
             .unwrap()
@@ -157,7 +177,10 @@ fn no_project_facts_says_what_to_do() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.contains("staticd.toml") && stderr.contains("manage.py"), "{stderr}");
+    assert!(
+        stderr.contains("staticd.toml") && stderr.contains("manage.py"),
+        "{stderr}"
+    );
 }
 
 /// A bigger tree so that a collect takes a while; kill -9 at several moments. Each time the
@@ -199,14 +222,20 @@ fn kill_during_collect_leaves_old_or_new_tree() {
         let _ = child.kill();
         let _ = child.wait();
         let now = common::tree_digest(&p.root());
-        assert!(now == old || now == new, "killed after {delay_ms} ms: a mixed tree");
+        assert!(
+            now == old || now == new,
+            "killed after {delay_ms} ms: a mixed tree"
+        );
         if now == old {
             saw_old = true;
         } else {
             break;
         }
     }
-    assert!(saw_old, "no kill landed before the publish; the test proved nothing");
+    assert!(
+        saw_old,
+        "no kill landed before the publish; the test proved nothing"
+    );
     // The next run cleans up what the killed one left and publishes.
     assert!(p.collect(&[]).status.success());
     assert_eq!(common::tree_digest(&p.root()), new);

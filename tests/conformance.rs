@@ -74,7 +74,10 @@ impl Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let pkgroot = dir.join("pkgroot");
-        common::copy_tree(&common::django_tests_dir(), &pkgroot.join("staticfiles_tests"));
+        common::copy_tree(
+            &common::django_tests_dir(),
+            &pkgroot.join("staticfiles_tests"),
+        );
         let project = dir.join("proj");
         std::fs::create_dir_all(&project).unwrap();
         std::fs::write(project.join("manage.py"), MANAGE_PY).unwrap();
@@ -210,9 +213,16 @@ fn js_module_imports_and_static_url_slash_are_byte_identical() {
     .enumerate()
     {
         let (dj, sd) = (f.dir.join(format!("dj{i}")), f.dir.join(format!("sd{i}")));
-        ok(&django_collect(&f.project, &f.env(&dj, &extra), &[]), "django");
         ok(
-            &staticd_collect(&f.project, &f.env(&sd, &extra), &["--hash", "md5", "--no-compress"]),
+            &django_collect(&f.project, &f.env(&dj, &extra), &[]),
+            "django",
+        );
+        ok(
+            &staticd_collect(
+                &f.project,
+                &f.env(&sd, &extra),
+                &["--hash", "md5", "--no-compress"],
+            ),
             "staticd",
         );
         assert_same_tree(&dj, &sd);
@@ -229,7 +239,10 @@ fn django_error_fixtures_fail_in_both() {
         ("nonutf8", vec!["nonutf8.css", "UTF-8"]),
     ] {
         let env_extra = [("TEST_DIRS", dirs)];
-        let (dj, sd) = (f.dir.join(format!("dj-{dirs}")), f.dir.join(format!("sd-{dirs}")));
+        let (dj, sd) = (
+            f.dir.join(format!("dj-{dirs}")),
+            f.dir.join(format!("sd-{dirs}")),
+        );
         let d = django_collect(&f.project, &f.env(&dj, &env_extra), &[]);
         assert!(!d.status.success(), "Django should fail on {dirs}");
         let s = staticd_collect(&f.project, &f.env(&sd, &env_extra), &["--hash", "md5"]);
@@ -238,7 +251,10 @@ fn django_error_fixtures_fail_in_both() {
         for e in expect {
             assert!(stderr.contains(e), "{dirs}: expected {e:?} in {stderr}");
         }
-        assert!(!sd.exists(), "{dirs}: a failed collect must not create STATIC_ROOT");
+        assert!(
+            !sd.exists(),
+            "{dirs}: a failed collect must not create STATIC_ROOT"
+        );
     }
 }
 
@@ -260,7 +276,10 @@ fn sample(tmp: &Path, storage: Option<&str>) -> PathBuf {
 fn sample_env(root: &Path) -> Vec<(String, String)> {
     vec![
         ("TEST_STATIC_ROOT".into(), root.display().to_string()),
-        ("DJANGO_SETTINGS_MODULE".into(), "conformance_settings".into()),
+        (
+            "DJANGO_SETTINGS_MODULE".into(),
+            "conformance_settings".into(),
+        ),
     ]
 }
 
@@ -274,7 +293,13 @@ fn sample_project_is_byte_identical() {
         &staticd_collect(
             &project,
             &sample_env(&sd),
-            &["--settings", "conformance_settings", "--hash", "md5", "--no-compress"],
+            &[
+                "--settings",
+                "conformance_settings",
+                "--hash",
+                "md5",
+                "--no-compress",
+            ],
         ),
         "staticd",
     );
@@ -282,8 +307,14 @@ fn sample_project_is_byte_identical() {
     // The app's CSS really was rewritten (not just copied) by both.
     let man: serde_json::Value =
         serde_json::from_slice(&std::fs::read(sd.join("staticfiles.json")).unwrap()).unwrap();
-    assert!(man["paths"]["admin/css/base.css"].is_string(), "admin collected");
-    assert!(man["paths"]["rest_framework/css/bootstrap.min.css"].is_string(), "DRF collected");
+    assert!(
+        man["paths"]["admin/css/base.css"].is_string(),
+        "admin collected"
+    );
+    assert!(
+        man["paths"]["rest_framework/css/bootstrap.min.css"].is_string(),
+        "DRF collected"
+    );
 }
 
 /// WhiteNoise's CompressedManifestStaticFilesStorage against staticd's default compression:
@@ -296,7 +327,10 @@ fn sample_project_matches_whitenoise_variants() {
         Some("whitenoise.storage.CompressedManifestStaticFilesStorage"),
     );
     let (dj, sd) = (tmp.path().join("dj"), tmp.path().join("sd"));
-    ok(&django_collect(&project, &sample_env(&dj), &[]), "django+whitenoise");
+    ok(
+        &django_collect(&project, &sample_env(&dj), &[]),
+        "django+whitenoise",
+    );
     ok(
         &staticd_collect(
             &project,
@@ -314,7 +348,9 @@ fn sample_project_matches_whitenoise_variants() {
     for (k, v) in &b {
         if let Some(base) = k.strip_suffix(".gz") {
             let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&v[..]).read_to_end(&mut out).unwrap();
+            flate2::read::GzDecoder::new(&v[..])
+                .read_to_end(&mut out)
+                .unwrap();
             assert_eq!(&out, &b[base], "{k} decodes to {base}");
             gz_identical += usize::from(a[k] == *v);
         } else if let Some(base) = k.strip_suffix(".br") {
@@ -338,7 +374,11 @@ fn django_renders_static_from_staticd_manifest() {
     let project = sample(tmp.path(), None);
     let sd = tmp.path().join("sd");
     ok(
-        &staticd_collect(&project, &sample_env(&sd), &["--settings", "conformance_settings"]),
+        &staticd_collect(
+            &project,
+            &sample_env(&sd),
+            &["--settings", "conformance_settings"],
+        ),
         "staticd",
     );
     let out = Command::new(common::venv_python())
@@ -358,6 +398,9 @@ fn django_renders_static_from_staticd_manifest() {
         let rel = url.strip_prefix("/static/").expect("STATIC_URL prefix");
         let bytes = std::fs::read(sd.join(rel)).unwrap_or_else(|_| panic!("{url} exists"));
         let fp = &blake3::hash(&bytes).to_hex()[..12];
-        assert!(rel.contains(&format!(".{fp}.")), "{url} carries blake3 {fp}");
+        assert!(
+            rel.contains(&format!(".{fp}.")),
+            "{url} carries blake3 {fp}"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! Discovery against real Django (the test virtualenv), `staticd.toml`, and the error messages.
 mod common;
 
-use staticd::django::{discover, DiscoverError, DiscoverOptions, Discovery, InterpreterSource, Source};
+use staticd::django::{
+    discover, DiscoverError, DiscoverOptions, Discovery, InterpreterSource, Source,
+};
 use std::path::{Path, PathBuf};
 
 const FS: &str = "django.contrib.staticfiles.finders.FileSystemFinder";
@@ -27,7 +29,11 @@ fn dirs(d: &Discovery) -> Vec<(String, String, PathBuf)> {
     d.sources
         .iter()
         .filter_map(|s| match s {
-            Source::Dir { finder, prefix, root } => Some((finder.clone(), prefix.clone(), root.clone())),
+            Source::Dir {
+                finder,
+                prefix,
+                root,
+            } => Some((finder.clone(), prefix.clone(), root.clone())),
             Source::Files { .. } => None,
         })
         .collect()
@@ -40,7 +46,9 @@ fn dir(finder: &str, prefix: &str, root: impl Into<PathBuf>) -> (String, String,
 fn discover_err(o: &DiscoverOptions) -> DiscoverError {
     match discover(o) {
         Ok(d) => panic!("expected an error, got {d:?}"),
-        Err(e) => e.downcast::<DiscoverError>().unwrap_or_else(|e| panic!("not a DiscoverError: {e:#}")),
+        Err(e) => e
+            .downcast::<DiscoverError>()
+            .unwrap_or_else(|e| panic!("not a DiscoverError: {e:#}")),
     }
 }
 
@@ -59,7 +67,10 @@ fn sample_project() {
     ));
 
     let d = discover(&opts(&project)).unwrap();
-    assert_eq!(d.django_version.as_deref(), Some(common::django_version().as_str()));
+    assert_eq!(
+        d.django_version.as_deref(),
+        Some(common::django_version().as_str())
+    );
     assert_eq!(d.static_root, project.join("static"));
     assert_eq!(d.static_url, "/static/");
     assert_eq!(
@@ -72,7 +83,10 @@ fn sample_project() {
     );
     assert_eq!(d.sources.len(), 3);
     assert_eq!(d.ignore_patterns, vec!["*~", ".*", "CVS"]);
-    assert_eq!(d.storage.class, "django.contrib.staticfiles.storage.ManifestStaticFilesStorage");
+    assert_eq!(
+        d.storage.class,
+        "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+    );
     assert!(d.storage.manifest);
     assert_eq!(d.storage.manifest_name, "staticfiles.json");
     assert!(d.storage.manifest_strict);
@@ -86,7 +100,10 @@ fn sample_project() {
     let mut o = opts(&project);
     o.extra_ignore = vec!["*.map".into(), "vendor//x/../*.js".into(), "*.map".into()];
     let d = discover(&o).unwrap();
-    assert_eq!(d.ignore_patterns, vec!["*.map", "*~", ".*", "CVS", "vendor/*.js"]);
+    assert_eq!(
+        d.ignore_patterns,
+        vec!["*.map", "*~", ".*", "CVS", "vendor/*.js"]
+    );
     o.no_default_ignore = true;
     let d = discover(&o).unwrap();
     assert_eq!(d.ignore_patterns, vec!["*.map", "vendor/*.js"]);
@@ -114,7 +131,11 @@ fn fixture_project(extra_settings: &str) -> (tempfile::TempDir, PathBuf, PathBuf
 }
 
 fn fixture_opts(root: &Path) -> DiscoverOptions {
-    DiscoverOptions { settings: Some("fixture_settings".into()), extra_ignore: vec!["*.ignoreme".into()], ..opts(root) }
+    DiscoverOptions {
+        settings: Some("fixture_settings".into()),
+        extra_ignore: vec!["*.ignoreme".into()],
+        ..opts(root)
+    }
 }
 
 #[test]
@@ -141,14 +162,20 @@ fn django_staticfiles_tests_settings() {
     match &d.sources[5] {
         Source::Files { finder, files } => {
             assert_eq!(finder, DEFAULT_STORAGE);
-            let got: Vec<(&str, &Path)> = files.iter().map(|f| (f.path.as_str(), f.abs.as_path())).collect();
+            let got: Vec<(&str, &Path)> = files
+                .iter()
+                .map(|f| (f.path.as_str(), f.abs.as_path()))
+                .collect();
             let media = project.join("site_media/media/media-file.txt");
             assert_eq!(got, vec![("media-file.txt", media.as_path())]);
         }
         other => panic!("expected DefaultStorageFinder's files, got {other:?}"),
     }
     assert_eq!(d.ignore_patterns, vec!["*.ignoreme", "*~", ".*", "CVS"]);
-    assert_eq!(d.storage.class, "django.contrib.staticfiles.storage.StaticFilesStorage");
+    assert_eq!(
+        d.storage.class,
+        "django.contrib.staticfiles.storage.StaticFilesStorage"
+    );
     assert!(!d.storage.manifest && !d.storage.compress);
 }
 
@@ -158,7 +185,10 @@ fn custom_staticfiles_config_ignore_patterns() {
         "INSTALLED_APPS = ['staticfiles_tests.apps.staticfiles_config.IgnorePatternsAppConfig'] + INSTALLED_APPS[1:]",
     );
     let d = discover(&fixture_opts(&root)).unwrap();
-    assert_eq!(d.ignore_patterns, vec!["*.css", "*.ignoreme", "*/vendor/*.js"]);
+    assert_eq!(
+        d.ignore_patterns,
+        vec!["*.css", "*.ignoreme", "*/vendor/*.js"]
+    );
     let mut o = fixture_opts(&root);
     o.no_default_ignore = true;
     assert_eq!(discover(&o).unwrap().ignore_patterns, vec!["*.ignoreme"]);
@@ -204,9 +234,15 @@ fn whitenoise_storage_and_script_prefix() {
     assert_eq!(d.storage.class, "mini.storage.Custom");
     assert!(d.storage.manifest && d.storage.compress && d.storage.js_modules);
     assert_eq!(d.storage.manifest_name, "assets.json");
-    assert!(!d.storage.manifest_strict, "WHITENOISE_MANIFEST_STRICT applies to WhiteNoise's storage");
+    assert!(
+        !d.storage.manifest_strict,
+        "WHITENOISE_MANIFEST_STRICT applies to WhiteNoise's storage"
+    );
     assert!(d.whitenoise.keep_only_hashed_files);
-    assert_eq!(d.whitenoise.skip_compress_extensions, Some(vec!["jpg".to_string(), "woff2".to_string()]));
+    assert_eq!(
+        d.whitenoise.skip_compress_extensions,
+        Some(vec!["jpg".to_string(), "woff2".to_string()])
+    );
     assert_eq!(d.whitenoise.manifest_strict, Some(false));
 }
 
@@ -222,14 +258,26 @@ fn staticd_toml_fallback_without_manage_py() {
          [storage]\nmanifest = true\n",
     );
     // No interpreter is needed: a nonexistent one is never run.
-    let o = DiscoverOptions { python: Some("/nonexistent/python".into()), ..opts(&root) };
+    let o = DiscoverOptions {
+        python: Some("/nonexistent/python".into()),
+        ..opts(&root)
+    };
     let d = discover(&o).unwrap();
     assert_eq!(d.django_version, None);
     assert_eq!(d.static_root, root.join("public/static"));
     assert_eq!(d.static_url, "/static/");
-    assert_eq!(dirs(&d), vec![dir(FS, "", root.join("assets")), dir(FS, "vendor", root.join("third"))]);
+    assert_eq!(
+        dirs(&d),
+        vec![
+            dir(FS, "", root.join("assets")),
+            dir(FS, "vendor", root.join("third"))
+        ]
+    );
     assert_eq!(d.ignore_patterns, vec!["*~", ".*", "CVS"]);
-    assert_eq!(d.storage.class, "django.contrib.staticfiles.storage.ManifestStaticFilesStorage");
+    assert_eq!(
+        d.storage.class,
+        "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+    );
     assert!(d.storage.manifest && !d.storage.compress);
 }
 
@@ -249,11 +297,19 @@ fn bare_venv(root: &Path) -> PathBuf {
 fn error_django_not_importable_then_toml_fallback() {
     let (_t, root) = mini_project("STATIC_ROOT = BASE_DIR / 'static'\nSTATIC_URL = '/static/'");
     let py = bare_venv(&root);
-    let o = DiscoverOptions { python: Some(py.clone()), ..opts(&root) };
+    let o = DiscoverOptions {
+        python: Some(py.clone()),
+        ..opts(&root)
+    };
     let e = discover_err(&o);
     let msg = e.to_string();
     match &e {
-        DiscoverError::DjangoNotImportable { python, source, error, .. } => {
+        DiscoverError::DjangoNotImportable {
+            python,
+            source,
+            error,
+            ..
+        } => {
             assert_eq!(python, &py);
             assert_eq!(*source, InterpreterSource::Flag);
             assert_eq!(error, "ModuleNotFoundError: No module named 'django'");
@@ -269,7 +325,10 @@ fn error_django_not_importable_then_toml_fallback() {
         "{msg}"
     );
     assert!(msg.contains("--python /path/to/venv/bin/python"), "{msg}");
-    assert!(msg.contains(&format!("{}/staticd.toml", root.display())), "{msg}");
+    assert!(
+        msg.contains(&format!("{}/staticd.toml", root.display())),
+        "{msg}"
+    );
 
     // With a staticd.toml, it stands in for Django.
     write(&root.join("staticd.toml"), "static_root = \"collected\"\n");
@@ -281,12 +340,17 @@ fn error_django_not_importable_then_toml_fallback() {
 #[test]
 fn error_interpreter_missing() {
     let (_t, root) = mini_project("STATIC_ROOT = 'x'");
-    let o = DiscoverOptions { python: Some("/nonexistent/bin/python".into()), ..opts(&root) };
+    let o = DiscoverOptions {
+        python: Some("/nonexistent/bin/python".into()),
+        ..opts(&root)
+    };
     let e = discover_err(&o);
     assert!(matches!(e, DiscoverError::PythonNotFound { .. }), "{e:?}");
     let msg = e.to_string();
     assert!(
-        msg.starts_with("cannot run the Python interpreter /nonexistent/bin/python (given with --python): "),
+        msg.starts_with(
+            "cannot run the Python interpreter /nonexistent/bin/python (given with --python): "
+        ),
         "{msg}"
     );
     assert!(msg.contains("--python /path/to/venv/bin/python"), "{msg}");
@@ -296,9 +360,18 @@ fn error_interpreter_missing() {
 fn error_no_manage_py_no_toml() {
     let (_t, root) = tmp();
     let e = discover_err(&opts(&root));
-    assert!(matches!(&e, DiscoverError::NoProject { project } if project == &root), "{e:?}");
+    assert!(
+        matches!(&e, DiscoverError::NoProject { project } if project == &root),
+        "{e:?}"
+    );
     let msg = e.to_string();
-    assert!(msg.starts_with(&format!("no manage.py and no staticd.toml in {}.\n", root.display())), "{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "no manage.py and no staticd.toml in {}.\n",
+            root.display()
+        )),
+        "{msg}"
+    );
     assert!(msg.contains("--python"), "{msg}");
     assert!(msg.contains("static_root = \"static\""), "{msg}");
     assert!(msg.contains("[[sources]]"), "{msg}");
@@ -309,10 +382,21 @@ fn error_broken_settings() {
     let (_t, root) = mini_project("import staticd_no_such_module  # broken on purpose");
     let e = discover_err(&opts(&root));
     match &e {
-        DiscoverError::Settings { settings, error, traceback, .. } => {
+        DiscoverError::Settings {
+            settings,
+            error,
+            traceback,
+            ..
+        } => {
             assert_eq!(settings, "mini.settings");
-            assert_eq!(error, "ModuleNotFoundError: No module named 'staticd_no_such_module'");
-            assert!(traceback.contains("mini/settings.py\", line 5"), "{traceback}");
+            assert_eq!(
+                error,
+                "ModuleNotFoundError: No module named 'staticd_no_such_module'"
+            );
+            assert!(
+                traceback.contains("mini/settings.py\", line 5"),
+                "{traceback}"
+            );
         }
         other => panic!("wrong error: {other:?}"),
     }
@@ -321,14 +405,28 @@ fn error_broken_settings() {
         msg.starts_with("cannot load the Django settings module 'mini.settings' with "),
         "{msg}"
     );
-    assert!(msg.contains("ModuleNotFoundError: No module named 'staticd_no_such_module'\n"), "{msg}");
-    assert!(msg.contains("import staticd_no_such_module"), "the offending line is shown: {msg}");
-    assert!(!msg.contains("<frozen"), "importlib frames are left out: {msg}");
+    assert!(
+        msg.contains("ModuleNotFoundError: No module named 'staticd_no_such_module'\n"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("import staticd_no_such_module"),
+        "the offending line is shown: {msg}"
+    );
+    assert!(
+        !msg.contains("<frozen"),
+        "importlib frames are left out: {msg}"
+    );
 
     // --settings names a module that doesn't exist.
-    let o = DiscoverOptions { settings: Some("mini.nope".into()), ..opts(&root) };
+    let o = DiscoverOptions {
+        settings: Some("mini.nope".into()),
+        ..opts(&root)
+    };
     match discover_err(&o) {
-        DiscoverError::Settings { settings, error, .. } => {
+        DiscoverError::Settings {
+            settings, error, ..
+        } => {
             assert_eq!(settings, "mini.nope");
             assert_eq!(error, "ModuleNotFoundError: No module named 'mini.nope'");
         }
@@ -349,7 +447,9 @@ fn error_static_root_unset() {
 
 #[test]
 fn error_system_checks() {
-    let (_t, root) = mini_project("STATIC_URL = 'static/'\nSTATIC_ROOT = BASE_DIR / 's'\nSTATICFILES_DIRS = 'assets'");
+    let (_t, root) = mini_project(
+        "STATIC_URL = 'static/'\nSTATIC_ROOT = BASE_DIR / 's'\nSTATICFILES_DIRS = 'assets'",
+    );
     let e = discover_err(&opts(&root));
     assert!(matches!(e, DiscoverError::Checks { .. }), "{e:?}");
     assert_eq!(

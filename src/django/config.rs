@@ -13,7 +13,9 @@
 //! [whitenoise]                  # optional
 //! keep_only_hashed_files = false
 //! ```
-use super::{normalize_ignore_patterns, Discovery, Source, Storage, WhiteNoise, DEFAULT_IGNORE_PATTERNS};
+use super::{
+    normalize_ignore_patterns, Discovery, Source, Storage, WhiteNoise, DEFAULT_IGNORE_PATTERNS,
+};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -99,7 +101,12 @@ pub struct WhiteNoiseConfig {
 /// Parse and validate `staticd.toml` text. `path` is only used in messages.
 pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
     let cfg: Config = toml::from_str(text).map_err(|e| {
-        anyhow::anyhow!("invalid {}: {}\nExample:\n{}", path.display(), e.to_string().trim_end(), EXAMPLE)
+        anyhow::anyhow!(
+            "invalid {}: {}\nExample:\n{}",
+            path.display(),
+            e.to_string().trim_end(),
+            EXAMPLE
+        )
     })?;
     if cfg.static_root.as_os_str().is_empty() {
         anyhow::bail!("invalid {}: static_root must not be empty", path.display());
@@ -146,8 +153,19 @@ fn script_prefixed(url: &str) -> String {
 
 impl Config {
     /// The discovery this configuration describes, for a project at `project` (absolute).
-    pub fn to_discovery(&self, project: &Path, extra_ignore: &[String], no_default_ignore: bool) -> Discovery {
-        let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { project.join(p) };
+    pub fn to_discovery(
+        &self,
+        project: &Path,
+        extra_ignore: &[String],
+        no_default_ignore: bool,
+    ) -> Discovery {
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                project.join(p)
+            }
+        };
         let mut patterns: Vec<String> = extra_ignore.to_vec();
         if !no_default_ignore {
             match &self.ignore {
@@ -159,12 +177,19 @@ impl Config {
         for s in &self.sources {
             let root = abs(&s.root);
             if !root.is_dir() {
-                tracing::warn!("staticd.toml: source directory {} does not exist; skipped", root.display());
+                tracing::warn!(
+                    "staticd.toml: source directory {} does not exist; skipped",
+                    root.display()
+                );
                 continue;
             }
             let dup = sources.iter().any(|x| matches!(x, Source::Dir { prefix, root: r, .. } if *prefix == s.prefix && *r == root));
             if !dup {
-                sources.push(Source::Dir { finder: TOML_FINDER.to_string(), prefix: s.prefix.clone(), root });
+                sources.push(Source::Dir {
+                    finder: TOML_FINDER.to_string(),
+                    prefix: s.prefix.clone(),
+                    root,
+                });
             }
         }
         let st = &self.storage;
@@ -218,8 +243,17 @@ mod tests {
         let cfg = parse(EXAMPLE, p()).unwrap();
         assert_eq!(cfg.static_root, PathBuf::from("static"));
         assert_eq!(cfg.static_url, "/static/");
-        assert_eq!(cfg.ignore, Some(vec!["CVS".into(), ".*".into(), "*~".into()]));
-        assert_eq!(cfg.sources, vec![SourceConfig { root: "assets".into(), prefix: String::new() }]);
+        assert_eq!(
+            cfg.ignore,
+            Some(vec!["CVS".into(), ".*".into(), "*~".into()])
+        );
+        assert_eq!(
+            cfg.sources,
+            vec![SourceConfig {
+                root: "assets".into(),
+                prefix: String::new()
+            }]
+        );
         assert!(cfg.storage.manifest && cfg.storage.compress);
         assert_eq!(cfg.storage.manifest_name, "staticfiles.json");
         assert!(cfg.storage.manifest_strict);
@@ -237,7 +271,10 @@ mod tests {
         let d = cfg.to_discovery(Path::new("/proj"), &[], false);
         assert_eq!(d.static_root, PathBuf::from("/srv/static"));
         assert_eq!(d.ignore_patterns, vec!["*~", ".*", "CVS"]);
-        assert_eq!(d.storage.class, "django.contrib.staticfiles.storage.StaticFilesStorage");
+        assert_eq!(
+            d.storage.class,
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+        );
         assert!(!d.storage.manifest && !d.storage.compress);
         assert_eq!(d.django_version, None);
     }
@@ -276,15 +313,25 @@ skip_compress_extensions = []
         assert_eq!(d.ignore_patterns, vec!["*.scss", "a/c", "extra/*.js"]);
         assert_eq!(d.sources.len(), 2);
         match &d.sources[1] {
-            Source::Dir { finder, prefix, root } => {
+            Source::Dir {
+                finder,
+                prefix,
+                root,
+            } => {
                 assert_eq!(finder, TOML_FINDER);
                 assert_eq!(prefix, "lib");
                 assert_eq!(root, &dir.path().join("vendor"));
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(d.storage.class, "whitenoise.storage.CompressedManifestStaticFilesStorage");
-        assert!(!d.storage.manifest_strict, "WHITENOISE_MANIFEST_STRICT wins for WhiteNoise's storage");
+        assert_eq!(
+            d.storage.class,
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        );
+        assert!(
+            !d.storage.manifest_strict,
+            "WHITENOISE_MANIFEST_STRICT wins for WhiteNoise's storage"
+        );
         assert!(d.whitenoise.keep_only_hashed_files);
         assert_eq!(d.whitenoise.skip_compress_extensions, Some(vec![]));
         assert_eq!(d.whitenoise.manifest_strict, Some(false));
@@ -295,24 +342,37 @@ skip_compress_extensions = []
 
     #[test]
     fn errors_are_clear() {
-        let e = parse("static_url = \"/s/\"\n", p()).unwrap_err().to_string();
+        let e = parse("static_url = \"/s/\"\n", p())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("invalid /proj/staticd.toml: "), "{e}");
         assert!(e.contains("missing field `static_root`"), "{e}");
         assert!(e.contains("[[sources]]"), "the example is shown: {e}");
 
-        let e = parse("static_root = \"s\"\nstatic_rot = 1\n", p()).unwrap_err().to_string();
+        let e = parse("static_root = \"s\"\nstatic_rot = 1\n", p())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `static_rot`"), "{e}");
 
-        let e = parse("static_root = \"s\"\nstatic_url = \"/static\"\n", p()).unwrap_err().to_string();
+        let e = parse("static_root = \"s\"\nstatic_url = \"/static\"\n", p())
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "invalid /proj/staticd.toml: static_url must end with a slash (got \"/static\"), e.g. static_url = \"/static/\""
         );
 
-        let e = parse("static_root = \"s\"\n[[sources]]\nroot = \"a\"\nprefix = \"p/\"\n", p()).unwrap_err().to_string();
+        let e = parse(
+            "static_root = \"s\"\n[[sources]]\nroot = \"a\"\nprefix = \"p/\"\n",
+            p(),
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(e, "invalid /proj/staticd.toml: the prefix \"p/\" of source \"a\" must not end with a slash");
 
-        let e = parse("static_root = \"s\"\n[storage]\nmanifest = \"yes\"\n", p()).unwrap_err().to_string();
+        let e = parse("static_root = \"s\"\n[storage]\nmanifest = \"yes\"\n", p())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invalid type"), "{e}");
     }
 }

@@ -20,7 +20,9 @@ impl InterpreterSource {
             InterpreterSource::Flag => "given with --python",
             InterpreterSource::VirtualEnv => "from $VIRTUAL_ENV",
             InterpreterSource::ProjectVenv => "the project's .venv",
-            InterpreterSource::Default => "default: python3 on PATH; no --python, no $VIRTUAL_ENV, no PROJECT/.venv",
+            InterpreterSource::Default => {
+                "default: python3 on PATH; no --python, no $VIRTUAL_ENV, no PROJECT/.venv"
+            }
         }
     }
 }
@@ -94,24 +96,45 @@ mod tests {
         let dq = r#"    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "toyproject.settings")"#;
         let sq = "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'a.b.settings_prod')";
         let mixed = "os.environ.setdefault( 'DJANGO_SETTINGS_MODULE' ,\"x.y\" )";
-        assert_eq!(settings_from_manage_py(dq).as_deref(), Some("toyproject.settings"));
-        assert_eq!(settings_from_manage_py(sq).as_deref(), Some("a.b.settings_prod"));
+        assert_eq!(
+            settings_from_manage_py(dq).as_deref(),
+            Some("toyproject.settings")
+        );
+        assert_eq!(
+            settings_from_manage_py(sq).as_deref(),
+            Some("a.b.settings_prod")
+        );
         assert_eq!(settings_from_manage_py(mixed).as_deref(), Some("x.y"));
         let commented = "# os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'old.settings')\n\
                          os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'new.settings')";
-        assert_eq!(settings_from_manage_py(commented).as_deref(), Some("new.settings"));
+        assert_eq!(
+            settings_from_manage_py(commented).as_deref(),
+            Some("new.settings")
+        );
         assert_eq!(settings_from_manage_py("import os\n"), None);
         // mismatched quotes are not a Python string
-        assert_eq!(settings_from_manage_py(r#"setdefault('DJANGO_SETTINGS_MODULE", "x.y")"#), None);
+        assert_eq!(
+            settings_from_manage_py(r#"setdefault('DJANGO_SETTINGS_MODULE", "x.y")"#),
+            None
+        );
     }
 
     #[test]
     fn settings_precedence() {
         let env = |k: &str| (k == "DJANGO_SETTINGS_MODULE").then(|| "env.settings".to_string());
         let mp = "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'mp.settings')";
-        assert_eq!(choose_settings(Some("flag.s"), Some(mp), &env).as_deref(), Some("flag.s"));
-        assert_eq!(choose_settings(None, Some(mp), &env).as_deref(), Some("mp.settings"));
-        assert_eq!(choose_settings(None, Some("pass"), &env).as_deref(), Some("env.settings"));
+        assert_eq!(
+            choose_settings(Some("flag.s"), Some(mp), &env).as_deref(),
+            Some("flag.s")
+        );
+        assert_eq!(
+            choose_settings(None, Some(mp), &env).as_deref(),
+            Some("mp.settings")
+        );
+        assert_eq!(
+            choose_settings(None, Some("pass"), &env).as_deref(),
+            Some("env.settings")
+        );
         assert_eq!(choose_settings(None, None, &no_env), None);
     }
 
@@ -130,14 +153,26 @@ mod tests {
         let venv_s = venv.to_string_lossy().to_string();
         let env = move |k: &str| (k == "VIRTUAL_ENV").then(|| venv_s.clone());
         let (p, s) = choose_python(&project, None, &env);
-        assert_eq!((p, s), (venv.join("bin/python"), InterpreterSource::VirtualEnv));
+        assert_eq!(
+            (p, s),
+            (venv.join("bin/python"), InterpreterSource::VirtualEnv)
+        );
 
         // no project .venv python yet
         let (p, s) = choose_python(&project, None, &no_env);
-        assert_eq!((p, s), (PathBuf::from("python3"), InterpreterSource::Default));
+        assert_eq!(
+            (p, s),
+            (PathBuf::from("python3"), InterpreterSource::Default)
+        );
 
         std::fs::write(project.join(".venv/bin/python"), "").unwrap();
         let (p, s) = choose_python(&project, None, &no_env);
-        assert_eq!((p, s), (project.join(".venv/bin/python"), InterpreterSource::ProjectVenv));
+        assert_eq!(
+            (p, s),
+            (
+                project.join(".venv/bin/python"),
+                InterpreterSource::ProjectVenv
+            )
+        );
     }
 }

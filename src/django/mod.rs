@@ -37,7 +37,10 @@ pub enum Source {
         root: PathBuf,
     },
     /// Any other finder: the files its `list(ignore_patterns)` returned, in order.
-    Files { finder: String, files: Vec<ListedFile> },
+    Files {
+        finder: String,
+        files: Vec<ListedFile>,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,7 +146,8 @@ pub fn normpath(path: &str) -> String {
 
 /// collectstatic's `list({os.path.normpath(p) for p in patterns})`, sorted for determinism.
 pub fn normalize_ignore_patterns<I: IntoIterator<Item = String>>(patterns: I) -> Vec<String> {
-    let set: std::collections::BTreeSet<String> = patterns.into_iter().map(|p| normpath(&p)).collect();
+    let set: std::collections::BTreeSet<String> =
+        patterns.into_iter().map(|p| normpath(&p)).collect();
     set.into_iter().collect()
 }
 

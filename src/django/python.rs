@@ -17,17 +17,36 @@ pub enum DiscoverError {
     /// `manage.py` exists but names no settings module, and none was given.
     NoSettingsModule { project: PathBuf },
     /// The interpreter could not be started.
-    PythonNotFound { python: PathBuf, source: InterpreterSource, project: PathBuf, error: String },
+    PythonNotFound {
+        python: PathBuf,
+        source: InterpreterSource,
+        project: PathBuf,
+        error: String,
+    },
     /// `import django` failed.
-    DjangoNotImportable { python: PathBuf, source: InterpreterSource, project: PathBuf, error: String },
+    DjangoNotImportable {
+        python: PathBuf,
+        source: InterpreterSource,
+        project: PathBuf,
+        error: String,
+    },
     /// Importing the settings / `django.setup()` failed.
-    Settings { settings: String, python: PathBuf, error: String, traceback: String },
+    Settings {
+        settings: String,
+        python: PathBuf,
+        error: String,
+        traceback: String,
+    },
     /// Like Django's `ImproperlyConfigured` (e.g. STATIC_ROOT unset).
     ImproperlyConfigured { settings: String, message: String },
     /// Django's staticfiles system checks reported errors (E001–E005).
     Checks { settings: String, messages: String },
     /// The discovery program itself failed or printed nothing usable.
-    Internal { python: PathBuf, message: String, stderr: String },
+    Internal {
+        python: PathBuf,
+        message: String,
+        stderr: String,
+    },
 }
 
 impl std::error::Error for DiscoverError {}
@@ -39,7 +58,11 @@ fn tail(text: &str, n: usize) -> String {
 
 /// Drop importlib's `File "<frozen importlib._bootstrap>"` frames: noise in a settings traceback.
 fn without_frozen_frames(traceback: &str) -> String {
-    traceback.lines().filter(|l| !l.trim_start().starts_with("File \"<frozen ")).collect::<Vec<_>>().join("\n")
+    traceback
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("File \"<frozen "))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl fmt::Display for DiscoverError {
@@ -136,17 +159,23 @@ pub(super) fn discover_with_env(
     opts: &DiscoverOptions,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Discovery> {
-    let project = std::fs::canonicalize(&opts.project).map_err(|e| DiscoverError::NoProjectDir {
-        project: opts.project.clone(),
-        error: e.to_string(),
-    })?;
+    let project =
+        std::fs::canonicalize(&opts.project).map_err(|e| DiscoverError::NoProjectDir {
+            project: opts.project.clone(),
+            error: e.to_string(),
+        })?;
     if !project.is_dir() {
-        return Err(DiscoverError::NoProjectDir { project, error: "not a directory".into() }.into());
+        return Err(DiscoverError::NoProjectDir {
+            project,
+            error: "not a directory".into(),
+        }
+        .into());
     }
     let manage_py = std::fs::read_to_string(project.join("manage.py")).ok();
     let toml = config::load(&project)?;
-    let from_toml =
-        |cfg: &config::Config| cfg.to_discovery(&project, &opts.extra_ignore, opts.no_default_ignore);
+    let from_toml = |cfg: &config::Config| {
+        cfg.to_discovery(&project, &opts.extra_ignore, opts.no_default_ignore)
+    };
 
     let explicit_settings = opts.settings.as_deref().filter(|s| !s.is_empty()).is_some();
     if manage_py.is_none() && !explicit_settings {
@@ -154,7 +183,8 @@ pub(super) fn discover_with_env(
             return Ok(from_toml(cfg));
         }
     }
-    let Some(settings) = choose_settings(opts.settings.as_deref(), manage_py.as_deref(), env) else {
+    let Some(settings) = choose_settings(opts.settings.as_deref(), manage_py.as_deref(), env)
+    else {
         if let Some(cfg) = &toml {
             return Ok(from_toml(cfg));
         }
@@ -224,7 +254,11 @@ fn run(
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
 
     // What the project printed, Django's check warnings (e.g. staticfiles.W004): never swallowed.
     // (Internal errors carry it in their message instead.)
@@ -238,11 +272,13 @@ fn run(
     };
     if out.status.success() {
         forward(&stderr);
-        return serde_json::from_str::<Discovery>(last).map(Run::Ok).map_err(|e| DiscoverError::Internal {
-            python: python.to_path_buf(),
-            message: format!("unreadable result ({e}): {}", tail(&stdout, 5)),
-            stderr,
-        });
+        return serde_json::from_str::<Discovery>(last)
+            .map(Run::Ok)
+            .map_err(|e| DiscoverError::Internal {
+                python: python.to_path_buf(),
+                message: format!("unreadable result ({e}): {}", tail(&stdout, 5)),
+                stderr,
+            });
     }
 
     let Ok(doc) = serde_json::from_str::<ErrorDoc>(last) else {
@@ -252,7 +288,11 @@ fn run(
             stderr,
         });
     };
-    let ErrorBody { kind, message, detail } = doc.error;
+    let ErrorBody {
+        kind,
+        message,
+        detail,
+    } = doc.error;
     if kind != "internal" {
         forward(&stderr);
     }
@@ -274,7 +314,14 @@ fn run(
             traceback: detail,
         },
         "improperly_configured" => DiscoverError::ImproperlyConfigured { settings, message },
-        "checks" => DiscoverError::Checks { settings, messages: message },
-        _ => DiscoverError::Internal { python, message: format!("{message}\n{}", tail(&detail, 12)), stderr },
+        "checks" => DiscoverError::Checks {
+            settings,
+            messages: message,
+        },
+        _ => DiscoverError::Internal {
+            python,
+            message: format!("{message}\n{}", tail(&detail, 12)),
+            stderr,
+        },
     })
 }

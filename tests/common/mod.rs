@@ -53,8 +53,13 @@ pub fn venv_python() -> PathBuf {
 /// The `key=value` facts `.ci/venv` recorded for the venv of [`venv_python`].
 fn venv_stamp(key: &str) -> String {
     let py = venv_python();
-    let stamp = py.parent().and_then(Path::parent).expect("venv layout").join(".staticd-stamp");
-    let text = std::fs::read_to_string(&stamp).unwrap_or_else(|e| panic!("cannot read {}: {e}", stamp.display()));
+    let stamp = py
+        .parent()
+        .and_then(Path::parent)
+        .expect("venv layout")
+        .join(".staticd-stamp");
+    let text = std::fs::read_to_string(&stamp)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", stamp.display()));
     text.split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{key}=")).map(str::to_string))
         .unwrap_or_else(|| panic!("no {key}= in {}: {text}", stamp.display()))
@@ -68,20 +73,36 @@ pub fn django_version() -> String {
 /// Django's own `tests/staticfiles_tests` (from the sdist of [`django_version`]).
 pub fn django_tests_dir() -> PathBuf {
     let dir = PathBuf::from(venv_stamp("tests"));
-    assert!(dir.join("project").is_dir(), "{} is not Django's staticfiles_tests", dir.display());
+    assert!(
+        dir.join("project").is_dir(),
+        "{} is not Django's staticfiles_tests",
+        dir.display()
+    );
     dir
 }
 
 /// Run the venv's python with `code`; its stdout, trimmed. Panics on failure.
 pub fn python_eval(code: &str) -> String {
-    let out = Command::new(venv_python()).arg("-c").arg(code).output().expect("run python");
-    assert!(out.status.success(), "python -c {code:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(venv_python())
+        .arg("-c")
+        .arg(code)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python -c {code:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A TCP port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Wait until something accepts connections on 127.0.0.1:`port`.
@@ -111,8 +132,13 @@ pub fn copy_tree(src: &Path, dst: &Path) {
         } else if ft.is_dir() {
             std::fs::create_dir_all(&target).unwrap();
         } else {
-            std::fs::copy(entry.path(), &target)
-                .unwrap_or_else(|e| panic!("copy {} → {}: {e}", entry.path().display(), target.display()));
+            std::fs::copy(entry.path(), &target).unwrap_or_else(|e| {
+                panic!(
+                    "copy {} → {}: {e}",
+                    entry.path().display(),
+                    target.display()
+                )
+            });
         }
     }
 }
