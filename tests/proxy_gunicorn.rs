@@ -46,7 +46,9 @@ fn drf_list_create_detail() {
 
 #[test]
 fn admin_login_with_csrf_and_separate_cookies() {
-    let st = Stack::start(&[]);
+    let project = Project::new();
+    project.collect();
+    let st = Stack::on(project, &[]);
     st.project.shell(
         "from django.contrib.auth.models import User; User.objects.create_superuser('admin', 'a@example.com', 'pw-123-secret')",
     );
@@ -249,7 +251,7 @@ fn slow_view_is_504_after_read_timeout() {
         t.elapsed()
     );
     assert!(
-        st.staticd.log().contains("read-timeout"),
+        st.staticd.wait_log("read-timeout").contains("read-timeout"),
         "{}",
         st.staticd.log()
     );

@@ -34,6 +34,24 @@ impl Project {
         Project { dir }
     }
 
+    /// `staticd collect` into the project's STATIC_ROOT (Django's manifest storage needs
+    /// its manifest with DEBUG off, e.g. for the admin pages).
+    pub fn collect(&self) {
+        let out = Command::new(env!("CARGO_BIN_EXE_staticd"))
+            .arg("collect")
+            .arg(self.path())
+            .arg("--python")
+            .arg(venv_python())
+            .envs(django_env())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "collect failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -180,6 +198,18 @@ impl Staticd {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits (up to 3 s) for `needle` in the error log; returns the log.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let l = self.log();
+            if l.contains(needle) || std::time::Instant::now() > deadline {
+                return l;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -324,7 +354,10 @@ pub struct Stack {
 
 impl Stack {
     pub fn start(extra: &[&str]) -> Stack {
-        let project = Project::new();
+        Self::on(Project::new(), extra)
+    }
+
+    pub fn on(project: Project, extra: &[&str]) -> Stack {
         let port = free_port();
         let gunicorn = Gunicorn::start(&project, port);
         let up = format!("127.0.0.1:{port}");

@@ -74,7 +74,7 @@ pub fn serve(
     let etag = format!("\"{:x}-{:x}\"", mtime.unwrap_or(0), len);
     let has = |n: &HeaderName| extra.iter().any(|(k, _)| k == n);
     let common = |b: &mut actix_web::HttpResponseBuilder| {
-        for (k, v) in extra {
+        for (k, v) in extra.iter().filter(|(k, _)| k != header::CONTENT_TYPE) {
             b.append_header((k.clone(), v.clone()));
         }
         if !has(&header::CACHE_CONTROL) {
