@@ -21,7 +21,7 @@ enum Command {
     /// Collect, fingerprint, rewrite and precompress static files into STATIC_ROOT.
     Collect(CollectArgs),
     /// Serve STATIC_URL from STATIC_ROOT (and proxy everything else upstream).
-    Serve(staticd::serve::ServeArgs),
+    Serve(Box<staticd::serve::ServeArgs>),
 }
 
 /// Where the project's facts come from (shared by every subcommand that takes a project).
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Collect(args) => run_collect(args),
-        Command::Serve(args) => staticd::serve::run(args),
+        Command::Serve(args) => staticd::serve::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

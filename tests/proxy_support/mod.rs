@@ -311,10 +311,7 @@ pub fn parse(buf: &[u8], head: bool) -> Option<Resp> {
 
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(nl) = raw.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(nl) = raw.windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(
             std::str::from_utf8(&raw[..nl])
                 .unwrap_or("0")
