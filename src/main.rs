@@ -21,9 +21,9 @@ enum Command {
     /// Collect, fingerprint, rewrite and precompress static files into STATIC_ROOT.
     Collect(CollectArgs),
     /// Serve STATIC_URL from STATIC_ROOT (and proxy everything else upstream).
-    Serve(staticd::serve::ServeArgs),
+    Serve(Box<staticd::serve::ServeArgs>),
     /// Development: collect --watch and serve in one process.
-    Dev(DevArgs),
+    Dev(Box<DevArgs>),
     /// Delete hashed files of generations older than the last N (only files staticd wrote).
     Prune(PruneArgs),
 }
@@ -136,8 +136,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Collect(args) => run_collect(args),
-        Command::Serve(args) => staticd::serve::run(args),
-        Command::Dev(args) => run_dev(args),
+        Command::Serve(args) => staticd::serve::run(*args),
+        Command::Dev(args) => run_dev(*args),
         Command::Prune(args) => run_prune(args),
     };
     match result {

@@ -1,13 +1,14 @@
 //! The actix application: one default service that routes by prefix.
 //!
 //! No actix router is involved (it would re-decode paths and cost time): the raw path is
-//! checked against the static prefix; everything else goes to [`fallback`], which is where
-//! the `--upstream` reverse proxy will plug in. Today it answers 404.
+//! checked against the static prefix; everything else goes to
+//! the `--upstream` reverse proxy (`super::proxy`), which also serves the media and
+//! X-Accel-Redirect mounts and answers 404 when there is no upstream.
 
 use super::config::LogFormat;
 use super::log;
 use super::path::{route, Route};
-use super::respond::{not_found, respond, Ctx};
+use super::respond::{respond, Ctx};
 use super::table::Table;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -28,6 +29,8 @@ pub struct State {
     pub log_format: LogFormat,
     /// Wakes the reloader when a request finds the table stale.
     pub nudge: SyncSender<super::reload::Wake>,
+    /// Upstreams, internal and media mounts (everything outside the static prefix).
+    pub proxy: std::sync::Arc<super::proxy::Proxy>,
 }
 
 /// Builds the App for one worker.
@@ -47,7 +50,11 @@ pub fn build(
         .default_service(web::to(dispatch))
 }
 
-async fn dispatch(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+async fn dispatch(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<State>,
+) -> HttpResponse {
     let start = Instant::now();
     let res = match route(req.uri().path(), &state.prefix) {
         Route::Static(key) => {
@@ -62,17 +69,12 @@ async fn dispatch(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
             }
             res
         }
-        Route::Other => fallback(&req),
+        Route::Other => state.proxy.handle(&req, payload).await,
     };
     if state.log_format != LogFormat::Off {
         log_access(&req, &res, state.log_format, start);
     }
     res
-}
-
-/// Non-static requests. The reverse proxy replaces this.
-fn fallback(_req: &HttpRequest) -> HttpResponse {
-    not_found()
 }
 
 fn log_access(req: &HttpRequest, res: &HttpResponse, format: LogFormat, start: Instant) {

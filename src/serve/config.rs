@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Access log format.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +81,106 @@ pub struct ServeArgs {
     /// Django settings module for discovery (with PROJECT).
     #[arg(long)]
     pub settings: Option<String>,
+
+    /// Backend for everything outside STATIC_URL: `HOST:PORT` or `unix:/path.sock`
+    /// (repeatable: balanced). Without one, those routes answer 404.
+    #[arg(long = "upstream", value_name = "ADDR", env = "STATICD_UPSTREAM", value_delimiter = ',', value_parser = parse_upstream)]
+    pub upstreams: Vec<crate::serve::proxy::upstream::Addr>,
+
+    /// Peers (address or CIDR, repeatable) whose X-Forwarded-* headers are believed;
+    /// from anyone else they are dropped and replaced.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = crate::serve::proxy::forward::parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Largest request body buffered for the upstream (`10M`, `512k`, bytes; 0 = no limit);
+    /// over it: 413, nothing sent upstream.
+    #[arg(long, default_value = "10M", value_parser = parse_size)]
+    pub max_body: u64,
+
+    /// Time allowed to connect to an upstream (`5s`, `500ms`) → 504.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Time allowed for the response head, and between two body reads → 504.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
+
+    /// How requests are spread over several upstreams.
+    #[arg(long, value_enum, default_value_t = crate::serve::proxy::upstream::Balance::RoundRobin)]
+    pub balance: crate::serve::proxy::upstream::Balance,
+
+    /// Failed attempts after which an upstream is skipped for --fail-timeout (0 = never).
+    #[arg(long, default_value_t = 1)]
+    pub max_fails: u32,
+
+    /// How long an upstream that failed is skipped.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub fail_timeout: Duration,
+
+    /// Active health check: GET this path on every upstream each --health-interval.
+    #[arg(long, value_name = "PATH")]
+    pub health_check: Option<String>,
+
+    /// Interval of the active health check.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub health_interval: Duration,
+
+    /// `/PREFIX/=DIR`: files served only through an upstream's X-Accel-Redirect
+    /// (nginx `internal;`); direct requests get 404. Repeatable.
+    #[arg(long = "internal", value_name = "PREFIX=DIR", value_parser = crate::serve::proxy::files::Mount::parse)]
+    pub internal: Vec<crate::serve::proxy::files::Mount>,
+
+    /// MEDIA_ROOT: user uploads served under --media-url (ETag, Range, short max-age).
+    #[arg(long, env = "STATICD_MEDIA_ROOT")]
+    pub media_root: Option<PathBuf>,
+
+    /// URL prefix of --media-root.
+    #[arg(long, default_value = "/media/", env = "STATICD_MEDIA_URL")]
+    pub media_url: String,
+
+    /// WebSocket/Upgrade tunnels close after this long without traffic either way.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub ws_idle_timeout: Duration,
+}
+
+fn parse_upstream(s: &str) -> Result<crate::serve::proxy::upstream::Addr, String> {
+    crate::serve::proxy::upstream::Addr::parse(s)
+}
+
+/// `10M`, `10MiB`, `512k`, `1G`, or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.trim_end_matches("ib").trim_end_matches('b');
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|_| format!("{s:?} is not a size (e.g. 10M, 512k, 1048576)"))
+}
+
+/// `5s`, `1500ms`, `2m`, or plain seconds (fractions allowed).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, unit) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(Duration::from_secs_f64(v * unit)),
+        _ => Err(format!("{s:?} is not a duration (e.g. 5s, 500ms)")),
+    }
 }
 
 /// STATIC_URL normalised to a path prefix that starts and ends with `/`: the mount is always
@@ -102,6 +203,21 @@ pub fn normalize_prefix(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("10M").unwrap(), 10 << 20);
+        assert_eq!(parse_size("10MiB").unwrap(), 10 << 20);
+        assert_eq!(parse_size("512k").unwrap(), 512 << 10);
+        assert_eq!(parse_size("7").unwrap(), 7);
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("x").is_err());
+    }
 
     #[test]
     fn prefixes() {

@@ -8,7 +8,7 @@
 //! - `headers`, `body`, `respond`: building the response.
 //! - `reload`: watching for new generations and swapping the table.
 //! - `log`: access log.
-//! - `app`: the actix App; non-static routes end in `app::fallback` (future `--upstream`).
+//! - `app`: the actix App; non-static routes go to `proxy` (`--upstream`, media, internal).
 
 pub mod app;
 pub mod body;
@@ -18,6 +18,7 @@ pub mod headers;
 pub mod log;
 pub mod negotiate;
 pub mod path;
+pub mod proxy;
 pub mod range;
 pub mod reload;
 pub mod respond;
@@ -75,6 +76,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .context("--cors-origin is not a valid header value")?,
         )
     };
+    let proxy = Arc::new(proxy::Proxy::new(proxy::Options {
+        upstreams: args.upstreams.clone(),
+        trusted: args.trusted_proxies.clone(),
+        max_body: args.max_body,
+        connect_timeout: args.connect_timeout,
+        read_timeout: args.read_timeout,
+        balance: args.balance,
+        max_fails: args.max_fails,
+        fail_timeout: args.fail_timeout,
+        health_check: args.health_check.clone(),
+        health_interval: args.health_interval,
+        internal: args.internal.clone(),
+        media: args.media_root.clone().map(|dir| proxy::files::Mount {
+            prefix: config::normalize_prefix(&args.media_url),
+            dir,
+        }),
+        media_max_age: args.max_age,
+        ws_idle_timeout: args.ws_idle_timeout,
+    }));
+    for u in &args.upstreams {
+        tracing::info!("proxying everything outside {prefix} to {u}");
+    }
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let state = Arc::new(app::State {
         table: ArcSwap::from_pointee(table),
@@ -82,6 +105,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         cors,
         log_format: args.log_format,
         nudge: tx.clone(),
+        proxy: proxy.clone(),
     });
     reload::spawn(state.clone(), opts, fp, tx, rx)?;
 
@@ -105,6 +129,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             eprintln!("staticd serve: listening on http://{addr}");
         }
         let server = server.run();
+        if args.health_check.is_some() && !args.upstreams.is_empty() {
+            actix_web::rt::spawn(proxy.health_loop());
+        }
         let handle = server.handle();
         actix_web::rt::spawn(async move {
             wait_for_signal().await;

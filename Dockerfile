@@ -1,0 +1,44 @@
+# staticd in nginx's place in front of Django/gunicorn.
+#
+#   docker build --target runtime -t staticd .     # the proxy/static tier: only the binary
+#   docker build --target web -t toyproject .      # sample_project under gunicorn (+ staticd collect)
+#
+# docker-compose.yml wires both with postgres.
+
+# ---- builder: the release binary --------------------------------------------------------
+FROM rust:1-bookworm AS builder
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN cargo build --release --locked --bin staticd \
+    && strip target/release/staticd
+
+# ---- web: sample_project under gunicorn; `staticd collect` fills the shared volume ----------
+FROM python:3.13-slim AS web
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY sample_project/requirements.txt /app/requirements.txt
+RUN pip install --no-cache-dir -r /app/requirements.txt
+COPY sample_project /app
+COPY --from=builder /src/target/release/staticd /usr/local/bin/staticd
+RUN useradd --system --uid 10001 --home-dir /app app && mkdir -p /app/static && chown app /app/static
+USER app
+EXPOSE 8000
+STOPSIGNAL SIGTERM
+CMD ["sh", "-c", "staticd collect /app --python python && python manage.py migrate --noinput && exec gunicorn toyproject.wsgi --bind 0.0.0.0:8000 --workers 3"]
+
+# ---- runtime: only the binary, non-root --------------------------------------------------
+FROM debian:bookworm-slim AS runtime
+RUN useradd --system --uid 10001 --no-create-home staticd
+COPY --from=builder /src/target/release/staticd /usr/local/bin/staticd
+USER staticd
+# Unprivileged port inside the container; compose publishes it as 80.
+EXPOSE 8080
+ENV STATICD_BIND=0.0.0.0:8080
+# SIGTERM drains in-flight requests (--shutdown-timeout).
+STOPSIGNAL SIGTERM
+# No curl in the image: bash's /dev/tcp sends one request; any HTTP status below 500 is alive.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'HEAD /static/ HTTP/1.0\\r\\n\\r\\n' >&3 && head -c 12 <&3 | grep -Eq 'HTTP/1.[01] [1-4]'"]
+ENTRYPOINT ["staticd"]
+CMD ["serve", "--root", "/srv/static", "--static-url", "/static/"]

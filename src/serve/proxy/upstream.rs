@@ -1,0 +1,327 @@
+//! Upstream addresses, the connector (TCP or Unix socket, with a connect timeout), balancing
+//! and passive/active health.
+
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+/// Where an upstream listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addr {
+    /// `host:port` (resolved at connect time, so container names work).
+    Tcp(String),
+    /// `unix:/path/to.sock`.
+    Unix(PathBuf),
+}
+
+impl Addr {
+    pub fn parse(s: &str) -> Result<Addr, String> {
+        let s = s.trim();
+        if let Some(p) = s.strip_prefix("unix:") {
+            let p = p.trim_start_matches("//");
+            if p.is_empty() {
+                return Err(format!("{s:?}: empty socket path"));
+            }
+            return Ok(Addr::Unix(PathBuf::from(p)));
+        }
+        let hp = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
+        if hp.contains('/') {
+            return Err(format!(
+                "{s:?}: an upstream is HOST:PORT or unix:/path, without a path"
+            ));
+        }
+        match hp.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(Addr::Tcp(hp.into())),
+            _ => Err(format!("{s:?}: expected HOST:PORT or unix:/path.sock")),
+        }
+    }
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Addr::Tcp(hp) => f.write_str(hp),
+            Addr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Balancing policy.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConn,
+}
+
+/// One upstream and its health.
+pub struct Upstream {
+    pub addr: Addr,
+    /// In-flight requests (least-conn).
+    active: AtomicUsize,
+    fails: AtomicU32,
+    /// Milliseconds since the pool's epoch until which the upstream is skipped.
+    down_until: AtomicU64,
+}
+
+/// All upstreams, shared by every worker.
+pub struct Pool {
+    pub upstreams: Vec<Upstream>,
+    balance: Balance,
+    max_fails: u32,
+    fail_timeout: Duration,
+    rr: AtomicUsize,
+    epoch: Instant,
+}
+
+impl Pool {
+    pub fn new(addrs: Vec<Addr>, balance: Balance, max_fails: u32, fail_timeout: Duration) -> Self {
+        Pool {
+            upstreams: addrs
+                .into_iter()
+                .map(|addr| Upstream {
+                    addr,
+                    active: AtomicUsize::new(0),
+                    fails: AtomicU32::new(0),
+                    down_until: AtomicU64::new(0),
+                })
+                .collect(),
+            balance,
+            max_fails,
+            fail_timeout,
+            rr: AtomicUsize::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn is_up(&self, i: usize, now: u64) -> bool {
+        self.upstreams[i].down_until.load(Ordering::Relaxed) <= now
+    }
+
+    /// The next upstream, skipping `tried` and (while any other is left) those marked down.
+    /// Like nginx, when every candidate is down one is tried anyway rather than failing.
+    pub fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let n = self.upstreams.len();
+        let now = self.now_ms();
+        let start = self.rr.fetch_add(1, Ordering::Relaxed);
+        let order = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|i| !tried.contains(i));
+        let candidates: Vec<usize> = order.collect();
+        let live: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| self.is_up(i, now))
+            .collect();
+        let set = if live.is_empty() { &candidates } else { &live };
+        match self.balance {
+            Balance::RoundRobin => set.first().copied(),
+            Balance::LeastConn => set
+                .iter()
+                .copied()
+                .min_by_key(|&i| self.upstreams[i].active.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// A failed attempt (nginx `max_fails` within `fail_timeout`).
+    pub fn failed(&self, i: usize) {
+        let u = &self.upstreams[i];
+        let f = u.fails.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.max_fails > 0 && f >= self.max_fails {
+            u.down_until.store(
+                self.now_ms() + self.fail_timeout.as_millis() as u64,
+                Ordering::Relaxed,
+            );
+            u.fails.store(0, Ordering::Relaxed);
+            if self.upstreams.len() > 1 {
+                tracing::warn!(upstream = %u.addr, "upstream marked down for {:?}", self.fail_timeout);
+            }
+        }
+    }
+
+    pub fn succeeded(&self, i: usize) {
+        let u = &self.upstreams[i];
+        u.fails.store(0, Ordering::Relaxed);
+    }
+
+    /// Active health check result.
+    pub fn set_health(&self, i: usize, healthy: bool, hold: Duration) {
+        let u = &self.upstreams[i];
+        if healthy {
+            u.fails.store(0, Ordering::Relaxed);
+            u.down_until.store(0, Ordering::Relaxed);
+        } else {
+            u.down_until
+                .store(self.now_ms() + hold.as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Counts an in-flight request for least-conn until dropped (after the body ends).
+pub struct Active(Arc<Pool>, usize);
+
+impl Active {
+    pub fn enter(pool: &Arc<Pool>, i: usize) -> Self {
+        pool.upstreams[i].active.fetch_add(1, Ordering::Relaxed);
+        Active(pool.clone(), i)
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.upstreams[self.1]
+            .active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The connect timeout fired (→ 504, not 502).
+#[derive(Debug)]
+pub struct ConnectTimeout;
+
+impl std::fmt::Display for ConnectTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connect timeout")
+    }
+}
+impl std::error::Error for ConnectTimeout {}
+
+/// Connects `http://u<index>/…` URIs to upstream `index`. One pool key per upstream.
+#[derive(Clone)]
+pub struct Connector {
+    pub pool: Arc<Pool>,
+    pub timeout: Duration,
+}
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = TokioIo<Stream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<TokioIo<Stream>>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let addr = uri
+            .host()
+            .and_then(|h| h.strip_prefix('u'))
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| self.pool.upstreams.get(i))
+            .map(|u| u.addr.clone());
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let addr = addr.ok_or_else(|| io::Error::other("unknown upstream"))?;
+            let connect = async {
+                Ok::<_, io::Error>(match &addr {
+                    Addr::Tcp(hp) => {
+                        let s = TcpStream::connect(hp.as_str()).await?;
+                        let _ = s.set_nodelay(true);
+                        Stream::Tcp(s)
+                    }
+                    Addr::Unix(p) => Stream::Unix(UnixStream::connect(p).await?),
+                })
+            };
+            match tokio::time::timeout(timeout, connect).await {
+                Ok(r) => r.map(TokioIo::new),
+                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, ConnectTimeout)),
+            }
+        })
+    }
+}
+
+/// A connection to an upstream.
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Connection for Stream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addrs() {
+        assert_eq!(
+            Addr::parse("web:8000").unwrap(),
+            Addr::Tcp("web:8000".into())
+        );
+        assert_eq!(
+            Addr::parse("unix:/run/g.sock").unwrap(),
+            Addr::Unix("/run/g.sock".into())
+        );
+        assert!(Addr::parse("web").is_err());
+        assert!(Addr::parse("web:80/x").is_err());
+    }
+
+    #[test]
+    fn round_robin_skips_down() {
+        let p = Pool::new(
+            vec![Addr::Tcp("a:1".into()), Addr::Tcp("b:1".into())],
+            Balance::RoundRobin,
+            1,
+            Duration::from_secs(10),
+        );
+        p.failed(0);
+        for _ in 0..4 {
+            assert_eq!(p.pick(&[]), Some(1));
+        }
+        assert_eq!(p.pick(&[1]), Some(0));
+    }
+}

@@ -1,0 +1,542 @@
+//! `staticd serve --upstream` in front of a real gunicorn running sample_project.
+
+mod common;
+mod proxy_support;
+
+use common::{free_port, wait_for_port};
+use proxy_support::{cookie, parse, request, Gunicorn, Project, Stack, Staticd};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+#[test]
+fn no_upstream_is_404_and_static_still_served() {
+    let s = Staticd::start(&[]);
+    assert_eq!(request(s.addr, "GET", "/api/notes/", &[], b"").status, 404);
+    assert_eq!(
+        request(s.addr, "GET", "/static/app.css", &[], b"").status,
+        200
+    );
+}
+
+#[test]
+fn drf_list_create_detail() {
+    let st = Stack::start(&[]);
+    let list = st.get("/api/notes/");
+    assert_eq!(list.status, 200, "{}", list.text());
+    assert_eq!(list.json(), serde_json::json!([]));
+    let created = request(
+        st.staticd.addr,
+        "POST",
+        "/api/notes/",
+        &[("Content-Type", "application/json")],
+        br#"{"title": "through staticd", "body": "hello"}"#,
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.json()["id"].as_i64().unwrap();
+    // DRF sends Location only for serializers with a `url` field; whatever it sends passes.
+    let detail = st.get(&format!("/api/notes/{id}/"));
+    assert_eq!(detail.status, 200);
+    assert_eq!(detail.json()["title"], "through staticd");
+    assert_eq!(st.get("/api/notes/").json().as_array().unwrap().len(), 1);
+    // Static routes never reach gunicorn.
+    assert_eq!(st.get("/static/app.css").status, 200);
+    assert!(!st.gunicorn.access_log().contains("/static/app.css"));
+}
+
+#[test]
+fn admin_login_with_csrf_and_separate_cookies() {
+    let project = Project::new();
+    project.collect();
+    let st = Stack::on(project, &[]);
+    st.project.shell(
+        "from django.contrib.auth.models import User; User.objects.create_superuser('admin', 'a@example.com', 'pw-123-secret')",
+    );
+    let host = ("Host", "app.example.com");
+    let login = request(
+        st.staticd.addr,
+        "GET",
+        "/admin/login/?next=/admin/",
+        &[host],
+        b"",
+    );
+    assert_eq!(login.status, 200, "{}", login.text());
+    let csrf = cookie(&login, "csrftoken")
+        .expect("csrftoken cookie")
+        .to_string();
+    let html = login.text();
+    let token = html
+        .split("name=\"csrfmiddlewaretoken\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf token in form")
+        .to_string();
+    let form = format!(
+        "csrfmiddlewaretoken={token}&username=admin&password=pw-123-secret&next=%2Fadmin%2F"
+    );
+    let cookie_line = format!("csrftoken={csrf}");
+    let done = request(
+        st.staticd.addr,
+        "POST",
+        "/admin/login/?next=/admin/",
+        &[
+            host,
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &cookie_line),
+            ("Referer", "http://app.example.com/admin/login/"),
+            ("Origin", "http://app.example.com"),
+        ],
+        form.as_bytes(),
+    );
+    assert_eq!(done.status, 302, "{}", done.text());
+    // Redirect not followed, Location untouched.
+    assert_eq!(done.header("location"), Some("/admin/"));
+    let set = done.all("set-cookie");
+    assert!(set.len() >= 2, "{set:?}");
+    assert!(cookie(&done, "sessionid").is_some(), "{set:?}");
+    assert!(cookie(&done, "csrftoken").is_some(), "{set:?}");
+    // The session works through the proxy.
+    let session = format!(
+        "sessionid={}; csrftoken={}",
+        cookie(&done, "sessionid").unwrap(),
+        cookie(&done, "csrftoken").unwrap()
+    );
+    let admin = request(
+        st.staticd.addr,
+        "GET",
+        "/admin/",
+        &[host, ("Cookie", &session)],
+        b"",
+    );
+    assert_eq!(admin.status, 200);
+    // What Django saw: the client's Host and scheme.
+    let echo = request(st.staticd.addr, "GET", "/echo/", &[host], b"").json();
+    assert_eq!(echo["host"], "app.example.com");
+    assert_eq!(echo["scheme"], "http");
+    assert_eq!(echo["headers"]["X-Forwarded-Proto"], "http");
+    assert_eq!(echo["headers"]["X-Forwarded-Host"], "app.example.com");
+}
+
+#[test]
+fn append_slash_redirect_untouched() {
+    let st = Stack::start(&[]);
+    let r = st.get("/echo?x=1");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("/echo/?x=1"));
+}
+
+/// Sends `body` while reading the response (the server may answer before reading it all).
+fn send_big(addr: std::net::SocketAddr, head: String, body: Vec<u8>) -> proxy_support::Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(head.as_bytes());
+        let _ = w.write_all(&body);
+    });
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let _ = writer.join();
+    parse(&buf, false).unwrap_or_else(|| panic!("unparsable: {:?}", String::from_utf8_lossy(&buf)))
+}
+
+#[test]
+fn upload_over_max_body_is_413_and_never_reaches_gunicorn() {
+    let st = Stack::start(&[]);
+    let big = vec![b'x'; 12 << 20];
+    let head = format!(
+        "POST /echo/ HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        big.len()
+    );
+    let r = send_big(st.staticd.addr, head, big.clone());
+    assert_eq!(r.status, 413);
+    assert!(r.text().contains("413"));
+    // Chunked: counted as it arrives.
+    let mut chunked = Vec::new();
+    for part in big.chunks(1 << 20) {
+        chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        chunked.extend_from_slice(part);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let head = "POST /echo/ HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_string();
+    assert_eq!(send_big(st.staticd.addr, head, chunked).status, 413);
+    // A small body goes through (CSRF exempt? /echo/ is a plain view: 403 from CSRF is fine
+    // as long as gunicorn answered).
+    let small = request(st.staticd.addr, "POST", "/echo/", &[], b"x=1");
+    assert!(
+        small.status == 200 || small.status == 403,
+        "{}",
+        small.status
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let log = st.gunicorn.access_log();
+    assert_eq!(log.matches("POST /echo/").count(), 1, "gunicorn saw: {log}");
+}
+
+/// Reads from a raw GET until `needle` shows up; returns (time to needle, time to end, all).
+fn timed(addr: std::net::SocketAddr, path: &str, needle: &str) -> (Duration, Duration, String) {
+    let start = Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut first = None;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if first.is_none() && String::from_utf8_lossy(&buf).contains(needle) {
+            first = Some(start.elapsed());
+        }
+    }
+    (
+        first.expect("needle never arrived"),
+        start.elapsed(),
+        String::from_utf8_lossy(&buf).into_owned(),
+    )
+}
+
+#[test]
+fn streaming_and_sse_arrive_incrementally() {
+    let st = Stack::start(&[]);
+    let (first, total, all) = timed(st.staticd.addr, "/stream/", "chunk 0");
+    assert!(all.contains("chunk 4"), "{all}");
+    assert!(total >= Duration::from_millis(400), "{total:?}");
+    assert!(
+        first + Duration::from_millis(250) < total,
+        "first chunk at {first:?}, end at {total:?}"
+    );
+
+    let (first, total, all) = timed(st.staticd.addr, "/events/?n=6", "id: 0");
+    let r = parse(all.as_bytes(), false).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    assert!(
+        r.all("x-accel-buffering").is_empty(),
+        "X-Accel-Buffering must not reach the client"
+    );
+    assert!(r.text().contains("id: 5"));
+    assert!(
+        first + Duration::from_millis(300) < total,
+        "first event at {first:?}, end at {total:?}"
+    );
+}
+
+#[test]
+fn slow_view_is_504_after_read_timeout() {
+    let st = Stack::start(&["--read-timeout", "1s"]);
+    let t = Instant::now();
+    let r = st.get("/slow/?s=4");
+    assert_eq!(r.status, 504);
+    assert!(r.text().contains("504 Gateway Timeout"));
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(
+        st.staticd.wait_log("read-timeout").contains("read-timeout"),
+        "{}",
+        st.staticd.log()
+    );
+    // Still serving afterwards (gunicorn's other worker; generous under a loaded machine).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while st.get("/slow/?s=0").status != 200 {
+        assert!(Instant::now() < deadline, "no 200 after the 504");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn gunicorn_killed_is_502_fast_then_recovers() {
+    let mut st = Stack::start(&[]);
+    assert_eq!(st.get("/echo/").status, 200);
+    st.gunicorn.kill();
+    let t = Instant::now();
+    let r = st.get("/echo/");
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("502 Bad Gateway"));
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let log = st.staticd.log();
+    assert!(
+        log.contains(&format!("127.0.0.1:{}", st.gunicorn.port)),
+        "{log}"
+    );
+    let g = Gunicorn::start(&st.project, st.gunicorn.port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = st.get("/echo/");
+        if r.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {}", r.status);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(g);
+}
+
+#[test]
+fn two_gunicorns_one_killed_every_request_200() {
+    let project = Project::new();
+    let (p1, p2) = (free_port(), free_port());
+    let mut g1 = Gunicorn::start(&project, p1);
+    let _g2 = Gunicorn::start(&project, p2);
+    for balance in ["round-robin", "least-conn"] {
+        let (a, b) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
+        let s = Staticd::start(&["--upstream", &a, "--upstream", &b, "--balance", balance]);
+        for _ in 0..6 {
+            assert_eq!(request(s.addr, "GET", "/echo/", &[], b"").status, 200);
+        }
+    }
+    let (a, b) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
+    let s = Staticd::start(&["--upstream", &a, "--upstream", &b]);
+    g1.kill();
+    for i in 0..20 {
+        let r = request(s.addr, "GET", "/echo/", &[], b"");
+        assert_eq!(r.status, 200, "request {i}");
+    }
+}
+
+#[test]
+fn spoofed_forwarded_for_replaced_unless_trusted() {
+    let st = Stack::start(&[]);
+    let spoof = [
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "evil.example"),
+    ];
+    let echo = request(st.staticd.addr, "GET", "/echo/", &spoof, b"").json();
+    assert_eq!(echo["headers"]["X-Forwarded-For"], "127.0.0.1");
+    assert_eq!(echo["headers"]["X-Forwarded-Proto"], "http");
+    assert_eq!(echo["host"], "testserver");
+    assert_eq!(echo["is_secure"], false);
+    // From a trusted peer the chain is appended and the scheme believed.
+    let up = format!("127.0.0.1:{}", st.gunicorn.port);
+    let trusted = Staticd::start(&["--upstream", &up, "--trusted-proxy", "127.0.0.0/8"]);
+    let echo = request(trusted.addr, "GET", "/echo/", &spoof, b"").json();
+    assert_eq!(echo["headers"]["X-Forwarded-For"], "6.6.6.6, 127.0.0.1");
+    assert_eq!(echo["headers"]["X-Forwarded-Proto"], "https");
+    assert_eq!(echo["is_secure"], true);
+}
+
+#[test]
+fn x_accel_redirect_download_with_range() {
+    let protected = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(protected.path().join("report.bin"), &data).unwrap();
+    let mount = format!("/protected/={}", protected.path().display());
+    let st = Stack::start(&["--internal", &mount]);
+    let r = st.get("/download/report.bin");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.body, data);
+    assert_eq!(
+        r.header("content-disposition"),
+        Some("attachment; filename=\"report.bin\"")
+    );
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    assert!(r.all("x-accel-redirect").is_empty());
+    let etag = r.header("etag").expect("etag").to_string();
+    let part = request(
+        st.staticd.addr,
+        "GET",
+        "/download/report.bin",
+        &[("Range", "bytes=100-199")],
+        b"",
+    );
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, &data[100..200]);
+    assert_eq!(part.header("content-range"), Some("bytes 100-199/5000"));
+    let cached = request(
+        st.staticd.addr,
+        "GET",
+        "/download/report.bin",
+        &[("If-None-Match", &etag)],
+        b"",
+    );
+    assert_eq!(cached.status, 304);
+    // Never reachable directly; traversal refused.
+    assert_eq!(st.get("/protected/report.bin").status, 404);
+    assert_eq!(st.get("/download/..%2f..%2fetc%2fpasswd").status, 404);
+    assert_eq!(st.get("/download/missing.bin").status, 404);
+}
+
+#[test]
+fn media_root_served_with_validators() {
+    let media = tempfile::tempdir().unwrap();
+    std::fs::create_dir(media.path().join("up")).unwrap();
+    std::fs::write(media.path().join("up/a.txt"), "hello media\n").unwrap();
+    std::fs::write(media.path().join(".secret"), "no").unwrap();
+    let root = media.path().to_str().unwrap();
+    let s = Staticd::start(&["--media-root", root, "--media-url", "/media/"]);
+    let r = request(s.addr, "GET", "/media/up/a.txt", &[], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"hello media\n");
+    assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
+    assert!(r.header("etag").is_some());
+    let p = request(
+        s.addr,
+        "GET",
+        "/media/up/a.txt",
+        &[("Range", "bytes=0-4")],
+        b"",
+    );
+    assert_eq!((p.status, p.body.as_slice()), (206, &b"hello"[..]));
+    for bad in [
+        "/media/.secret",
+        "/media/up/",
+        "/media/up",
+        "/media/../etc/passwd",
+        "/media/up/%2e%2e/.secret",
+    ] {
+        assert_eq!(request(s.addr, "GET", bad, &[], b"").status, 404, "{bad}");
+    }
+}
+
+/// A masked client text frame.
+fn ws_frame(text: &str) -> Vec<u8> {
+    let mut f = vec![0x81, 0x80 | text.len() as u8, 1, 2, 3, 4];
+    f.extend(
+        text.bytes()
+            .enumerate()
+            .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
+    );
+    f
+}
+
+#[test]
+fn websocket_echo_through_uvicorn() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("wsapp.py"),
+        r#"
+async def app(scope, receive, send):
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            m = await receive()
+            if m["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": "echo:" + (m.get("text") or "")})
+    elif scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"plain http"})
+"#,
+    )
+    .unwrap();
+    let port = free_port();
+    let uvicorn = common::venv_python().parent().unwrap().join("uvicorn");
+    let child = std::process::Command::new(uvicorn)
+        .args([
+            "wsapp:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = common::ChildGuard::new(child);
+    assert!(wait_for_port(port, Duration::from_secs(20)));
+    let up = format!("127.0.0.1:{port}");
+    let s = Staticd::start(&["--upstream", &up]);
+    assert_eq!(
+        request(s.addr, "GET", "/plain", &[], b"").text(),
+        "plain http"
+    );
+
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /ws/ HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            c.read(&mut byte).unwrap(),
+            1,
+            "closed during handshake: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    for msg in ["hello", "second message"] {
+        c.write_all(&ws_frame(msg)).unwrap();
+        let mut h = [0u8; 2];
+        c.read_exact(&mut h).unwrap();
+        assert_eq!(h[0], 0x81);
+        let mut payload = vec![0u8; (h[1] & 0x7f) as usize];
+        c.read_exact(&mut payload).unwrap();
+        assert_eq!(String::from_utf8(payload).unwrap(), format!("echo:{msg}"));
+    }
+}
+
+#[test]
+fn unix_socket_upstream() {
+    let project = Project::new();
+    let sock = project.path().join("gunicorn.sock");
+    let bin = common::venv_python().parent().unwrap().join("gunicorn");
+    let child = std::process::Command::new(bin)
+        .args(["toyproject.wsgi", "--workers", "2", "--bind"])
+        .arg(format!("unix:{}", sock.display()))
+        .current_dir(project.path())
+        .envs(proxy_support::django_env())
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _g = common::ChildGuard::new(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "no socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let up = format!("unix:{}", sock.display());
+    let s = Staticd::start(&["--upstream", &up]);
+    let echo = request(s.addr, "GET", "/echo/", &[], b"");
+    assert_eq!(echo.status, 200, "{}", echo.text());
+    assert_eq!(echo.json()["headers"]["X-Forwarded-For"], "127.0.0.1");
+}
+
+/// Known gap: actix keeps the handler running after the client left, so the 499 is logged
+/// only when actix drops the streamed body early; not reliably detected yet.
+#[test]
+#[ignore = "499 on client abort not reliably detected yet"]
+fn client_abort_logged_499() {
+    let st = Stack::start(&[]);
+    let mut c = TcpStream::connect(st.staticd.addr).unwrap();
+    c.write_all(b"GET /stream/ HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 64];
+    let _ = c.read(&mut first).unwrap();
+    drop(c);
+    let log = st.staticd.wait_log("499");
+    assert!(log.contains("499"), "{log}");
+}
