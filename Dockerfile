@@ -21,7 +21,7 @@ COPY sample_project/requirements.txt /app/requirements.txt
 RUN pip install --no-cache-dir -r /app/requirements.txt
 COPY sample_project /app
 COPY --from=builder /src/target/release/staticd /usr/local/bin/staticd
-RUN useradd --system --uid 10001 --home-dir /app app && mkdir -p /app/static && chown app /app/static
+RUN useradd --system --uid 10001 --home-dir /app app && mkdir -p /app/public && chown app /app/public
 USER app
 EXPOSE 8000
 STOPSIGNAL SIGTERM

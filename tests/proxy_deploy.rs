@@ -170,8 +170,8 @@ fn compose_reproduces_the_seed_stack() {
         "{cmd}"
     );
     assert_eq!(y["services.staticd.ports"], ["80:8080"]);
-    assert!(y["services.staticd.volumes"].contains(&"static:/srv/static:ro".to_string()));
-    assert!(y["services.web.volumes"].contains(&"static:/app/static".to_string()));
+    assert!(y["services.staticd.volumes"].contains(&"static:/srv/public:ro".to_string()));
+    assert!(y["services.web.volumes"].contains(&"static:/app/public".to_string()));
     assert!(y["services.db.image"][0].starts_with("postgres"));
     assert!(y.contains_key("services.db.environment.POSTGRES_PASSWORD"));
     assert!(y["services.db.volumes"][0].ends_with(":/var/lib/postgresql/data"));

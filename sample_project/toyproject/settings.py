@@ -101,7 +101,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "static"
+# Override with DJANGO_STATIC_ROOT in containers: a volume mounted one level above STATIC_ROOT
+# lets staticd swap the whole tree atomically (a mount point itself cannot be swapped).
+STATIC_ROOT = Path(env("STATIC_ROOT", str(BASE_DIR / "static")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
