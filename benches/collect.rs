@@ -567,7 +567,9 @@ fn command(env: &Env, tool: Tool, project: &Path) -> Command {
                 .arg(project)
                 .arg("--python")
                 .arg(&env.python)
-                .args(["--clear", "--format", "json", "-v", "0"]);
+                // --no-cache: every run pays for its compression, as WhiteNoise's does
+                // (the cache's effect is measured by benches/incremental.rs).
+                .args(["--clear", "--no-cache", "--format", "json", "-v", "0"]);
             if tool == Tool::StaticdNoCompress {
                 c.arg("--no-compress");
             }
