@@ -1155,6 +1155,21 @@ fn run() -> Result<(), String> {
             let _ = writeln!(md, "- {n}");
         }
     }
+    let starved: Vec<&str> = reqs
+        .iter()
+        .filter(|r| {
+            ["staticd", "nginx"].iter().all(|n| aggs.get(&(*n, r.key)).map_or(false, |a| a.server_cpu < 90.0))
+        })
+        .map(|r| r.label)
+        .collect();
+    if !starved.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nCaution: neither staticd nor nginx got 90% of its core on: {}. Those req/s and p99 ratios measure \
+             the machine's other load more than the servers; compare CPU µs/req there (req/s at saturation ≈ 1e6 / CPU µs/req).",
+            starved.join(", ")
+        );
+    }
     let _ = writeln!(md, "\nTargets: {}", verdicts.iter().map(|v| v.0.clone()).collect::<Vec<_>>().join("; "));
 
     println!("\n{md}");
