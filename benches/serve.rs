@@ -1096,16 +1096,16 @@ fn run() -> Result<(), String> {
                 let mut why = Vec::new();
                 if req.key != "image" {
                     if rr < 1.3 {
-                        why.push(format!("req/s {rr:.2}x < 1.3x"));
+                        why.push(format!("req/s {rr:.3}x < 1.3x"));
                     }
                     if pr > 1.0 {
-                        why.push(format!("p99 {pr:.2}x > 1.0x"));
+                        why.push(format!("p99 {pr:.3}x > 1.0x"));
                     }
                     if cr > 0.8 {
-                        why.push(format!("CPU {cr:.2}x > 0.8x"));
+                        why.push(format!("CPU {cr:.3}x > 0.8x"));
                     }
                 } else if rr < 0.95 {
-                    why.push(format!("req/s {rr:.2}x < 0.95x"));
+                    why.push(format!("req/s {rr:.3}x < 0.95x"));
                 }
                 verdicts.push((
                     format!("{}: {}{}", req.label, verdict, if why.is_empty() { String::new() } else { format!(" ({})", why.join(", ")) }),
