@@ -164,7 +164,12 @@ fn ensure_tools() -> Tools {
         yes(caddy),
         yes(have("taskset"))
     );
-    Tools { wrk, nginx, brotli_module, caddy }
+    Tools {
+        wrk,
+        nginx,
+        brotli_module,
+        caddy,
+    }
 }
 
 fn yes(b: bool) -> &'static str {
@@ -218,10 +223,45 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "button", "header", "footer", "nav", "item", "active", "disabled", "primary", "secondary",
-    "container", "row", "col", "grid", "flex", "card", "modal", "tooltip", "dropdown", "form",
-    "input", "label", "select", "table", "list", "icon", "badge", "alert", "panel", "title",
-    "content", "wrapper", "inner", "outer", "left", "right", "top", "bottom", "small", "large",
+    "button",
+    "header",
+    "footer",
+    "nav",
+    "item",
+    "active",
+    "disabled",
+    "primary",
+    "secondary",
+    "container",
+    "row",
+    "col",
+    "grid",
+    "flex",
+    "card",
+    "modal",
+    "tooltip",
+    "dropdown",
+    "form",
+    "input",
+    "label",
+    "select",
+    "table",
+    "list",
+    "icon",
+    "badge",
+    "alert",
+    "panel",
+    "title",
+    "content",
+    "wrapper",
+    "inner",
+    "outer",
+    "left",
+    "right",
+    "top",
+    "bottom",
+    "small",
+    "large",
 ];
 
 fn css_text(rng: &mut Rng, size: usize) -> Vec<u8> {
@@ -418,7 +458,12 @@ fn free_port() -> u16 {
 }
 
 /// `taskset -c 0 PROG ARGS`, stdout/stderr to `log`, dying with us.
-fn spawn_pinned(prog: &str, args: &[&str], log: &Path, env: &[(&str, &str)]) -> Result<Child, String> {
+fn spawn_pinned(
+    prog: &str,
+    args: &[&str],
+    log: &Path,
+    env: &[(&str, &str)],
+) -> Result<Child, String> {
     let logf = std::fs::File::create(log).map_err(|e| e.to_string())?;
     let mut cmd = Command::new("taskset");
     cmd.arg("-c").arg("0").arg(prog).args(args);
@@ -459,7 +504,9 @@ fn children_of(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
             if let Some(fields) = proc_stat_fields(p) {
                 if fields.get(1).and_then(|s| s.parse::<i32>().ok()) == Some(pid) {
                     out.push(p);
@@ -513,7 +560,14 @@ fn start_nginx(work: &Path, corpus: &Corpus, brotli: Option<&Path>) -> Result<Se
     let conf = fill(
         include_str!("serve/nginx.conf.in"),
         &[
-            ("USER", if is_root() { "user root root;".into() } else { String::new() }),
+            (
+                "USER",
+                if is_root() {
+                    "user root root;".into()
+                } else {
+                    String::new()
+                },
+            ),
             ("PREFIX", prefix.display().to_string()),
             ("PORT", port.to_string()),
             ("PARENT", corpus.parent.display().to_string()),
@@ -523,7 +577,11 @@ fn start_nginx(work: &Path, corpus: &Corpus, brotli: Option<&Path>) -> Result<Se
             ),
             (
                 "BROTLI_STATIC",
-                if brotli.is_some() { "            brotli_static on;".into() } else { String::new() },
+                if brotli.is_some() {
+                    "            brotli_static on;".into()
+                } else {
+                    String::new()
+                },
             ),
         ],
     );
@@ -533,7 +591,12 @@ fn start_nginx(work: &Path, corpus: &Corpus, brotli: Option<&Path>) -> Result<Se
     let p = prefix.display().to_string();
     let c = conf_path.display().to_string();
     let child = spawn_pinned("nginx", &["-p", &p, "-c", &c], &log, &[])?;
-    let mut s = Server { name: "nginx", port, child, pids: vec![] };
+    let mut s = Server {
+        name: "nginx",
+        port,
+        child,
+        pids: vec![],
+    };
     wait_listening(&mut s, &log)?;
     // The worker forks after the master listens; give it a moment to exist.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -553,7 +616,10 @@ fn start_caddy(work: &Path, corpus: &Corpus) -> Result<Server, String> {
     let port = free_port();
     let conf = fill(
         include_str!("serve/Caddyfile.in"),
-        &[("PORT", port.to_string()), ("PARENT", corpus.parent.display().to_string())],
+        &[
+            ("PORT", port.to_string()),
+            ("PARENT", corpus.parent.display().to_string()),
+        ],
     );
     let conf_path = dir.join("Caddyfile");
     std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
@@ -567,7 +633,12 @@ fn start_caddy(work: &Path, corpus: &Corpus) -> Result<Server, String> {
         &log,
         &[("HOME", &d), ("XDG_DATA_HOME", &d), ("XDG_CONFIG_HOME", &d)],
     )?;
-    let mut s = Server { name: "caddy", port, child, pids: vec![] };
+    let mut s = Server {
+        name: "caddy",
+        port,
+        child,
+        pids: vec![],
+    };
     wait_listening(&mut s, &log)?;
     s.pids = vec![s.pid()];
     Ok(s)
@@ -581,13 +652,27 @@ fn start_staticd(work: &Path, corpus: &Corpus) -> Result<Server, String> {
     let child = spawn_pinned(
         STATICD,
         &[
-            "serve", "--root", &root, "--static-url", "/static/", "--bind", &bind, "--workers", "1",
-            "--log-format", "off",
+            "serve",
+            "--root",
+            &root,
+            "--static-url",
+            "/static/",
+            "--bind",
+            &bind,
+            "--workers",
+            "1",
+            "--log-format",
+            "off",
         ],
         &log,
         &[],
     )?;
-    let mut s = Server { name: "staticd", port, child, pids: vec![] };
+    let mut s = Server {
+        name: "staticd",
+        port,
+        child,
+        pids: vec![],
+    };
     wait_listening(&mut s, &log)?;
     s.pids = vec![s.pid()];
     Ok(s)
@@ -604,7 +689,12 @@ fn start_ref(work: &Path, body: &Path) -> Result<Server, String> {
         &log,
         &[],
     )?;
-    let mut s = Server { name: "actix-ref", port, child, pids: vec![] };
+    let mut s = Server {
+        name: "actix-ref",
+        port,
+        child,
+        pids: vec![],
+    };
     wait_listening(&mut s, &log)?;
     s.pids = vec![s.pid()];
     Ok(s)
@@ -626,9 +716,15 @@ struct Req {
 fn probe(port: u16, req: &Req) -> Result<(u16, Option<String>, Option<u64>), String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    let ae = req.accept_encoding.map_or(String::new(), |a| format!("Accept-Encoding: {a}\r\n"));
-    write!(s, "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\n{ae}Connection: close\r\n\r\n", req.path)
-        .map_err(|e| e.to_string())?;
+    let ae = req
+        .accept_encoding
+        .map_or(String::new(), |a| format!("Accept-Encoding: {a}\r\n"));
+    write!(
+        s,
+        "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\n{ae}Connection: close\r\n\r\n",
+        req.path
+    )
+    .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -711,7 +807,11 @@ fn parse_wrk(out: &str) -> Result<Sample, String> {
             got_rps = true;
         }
         if t.contains(" requests in ") {
-            s.requests = t.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            s.requests = t
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
         }
         if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
             s.non2xx = v.trim().parse().unwrap_or(0);
@@ -719,7 +819,11 @@ fn parse_wrk(out: &str) -> Result<Sample, String> {
         if let Some(v) = t.strip_prefix("Socket errors:") {
             s.socket_errors = v
                 .split(',')
-                .filter_map(|p| p.split_whitespace().last().and_then(|n| n.parse::<u64>().ok()))
+                .filter_map(|p| {
+                    p.split_whitespace()
+                        .last()
+                        .and_then(|n| n.parse::<u64>().ok())
+                })
                 .sum();
         }
     }
@@ -733,7 +837,18 @@ fn run_wrk(server: &Server, req: &Req, secs: u64) -> Result<Sample, String> {
     let url = format!("http://127.0.0.1:{}{}", server.port, req.path);
     let d = format!("{secs}s");
     let mut cmd = Command::new("taskset");
-    cmd.args(["-c", "1", "wrk", "-t1", "-c32", "-d", &d, "--timeout", "5s", "--latency"]);
+    cmd.args([
+        "-c",
+        "1",
+        "wrk",
+        "-t1",
+        "-c32",
+        "-d",
+        &d,
+        "--timeout",
+        "5s",
+        "--latency",
+    ]);
     if let Some(ae) = req.accept_encoding {
         cmd.arg("-H").arg(format!("Accept-Encoding: {ae}"));
     }
@@ -785,7 +900,12 @@ fn aggregate(samples: &[Sample]) -> Agg {
         rps: median(samples.iter().map(|s| s.rps).collect()),
         p99_ms: median(samples.iter().map(|s| s.p99_ms).collect()),
         cpu_us: median(samples.iter().map(|s| s.cpu_us_per_req).collect()),
-        server_cpu: median(samples.iter().map(|s| s.cpu_us_per_req * s.rps / 1e4).collect()),
+        server_cpu: median(
+            samples
+                .iter()
+                .map(|s| s.cpu_us_per_req * s.rps / 1e4)
+                .collect(),
+        ),
         wrk_cpu: median(samples.iter().map(|s| s.wrk_cpu_pct).collect()),
         runs: samples.len(),
         bad: samples.iter().map(|s| s.socket_errors).sum(),
@@ -802,7 +922,10 @@ fn loadavg() -> String {
 }
 
 fn env_num(key: &str, default: u64) -> u64 {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn target_dir() -> PathBuf {
@@ -893,7 +1016,9 @@ fn run() -> Result<(), String> {
             Err(e) => println!("caddy: cannot start, skipped: {e}"),
         }
     }
-    let small_br = corpus.static_root.join(format!("{}.br", &corpus.small_url["/static/".len()..]));
+    let small_br = corpus
+        .static_root
+        .join(format!("{}.br", &corpus.small_url["/static/".len()..]));
     let reference = if small_br.exists() {
         match start_ref(&work, &small_br) {
             Ok(s) => Some(s),
@@ -940,7 +1065,13 @@ fn run() -> Result<(), String> {
     }
     if let Some(r) = &reference {
         if let Ok((st, enc, len)) = probe(r.port, &reqs[0]) {
-            println!("  {:<9} {:<22} {st} {:<5} {:>8}", r.name, reqs[0].label, enc.unwrap_or_default(), len.unwrap_or(0));
+            println!(
+                "  {:<9} {:<22} {st} {:<5} {:>8}",
+                r.name,
+                reqs[0].label,
+                enc.unwrap_or_default(),
+                len.unwrap_or(0)
+            );
         }
     }
 
@@ -1019,7 +1150,11 @@ fn run() -> Result<(), String> {
         version_of(STATICD, &["--version"]),
         version_of("nginx", &["-v"]).trim_start_matches("nginx version: "),
         yes(tools.brotli_module.is_some()),
-        if tools.caddy { format!("Caddy {}", version_of("caddy", &["version"])) } else { "Caddy: skipped".into() },
+        if tools.caddy {
+            format!("Caddy {}", version_of("caddy", &["version"]))
+        } else {
+            "Caddy: skipped".into()
+        },
         version_of("wrk", &["-v"]),
         version_of("uname", &["-r"])
     );
@@ -1037,7 +1172,10 @@ fn run() -> Result<(), String> {
         corpus.root_files,
         corpus.root_bytes as f64 / 1048576.0
     );
-    let _ = writeln!(md, "| request | server | req/s | p99 ms | CPU µs/req | server CPU | wrk CPU | runs (req/s) |");
+    let _ = writeln!(
+        md,
+        "| request | server | req/s | p99 ms | CPU µs/req | server CPU | wrk CPU | runs (req/s) |"
+    );
     let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---|");
     let mut aggs: BTreeMap<(&str, &str), Agg> = BTreeMap::new();
     let names: Vec<&str> = servers
@@ -1047,7 +1185,9 @@ fn run() -> Result<(), String> {
         .collect();
     for req in &reqs {
         for &name in &names {
-            let Some(v) = samples.get(&(name, req.key)) else { continue };
+            let Some(v) = samples.get(&(name, req.key)) else {
+                continue;
+            };
             let a = aggregate(v);
             let _ = writeln!(
                 md,
@@ -1059,8 +1199,16 @@ fn run() -> Result<(), String> {
                 a.cpu_us,
                 a.server_cpu,
                 a.wrk_cpu,
-                a.rps_all.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
-                if a.bad > 0 { format!(" (socket errors {})", a.bad) } else { String::new() }
+                a.rps_all
+                    .iter()
+                    .map(|r| format!("{r:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if a.bad > 0 {
+                    format!(" (socket errors {})", a.bad)
+                } else {
+                    String::new()
+                }
             );
             let _ = a.runs;
             aggs.insert((name, req.key), a);
@@ -1073,7 +1221,10 @@ fn run() -> Result<(), String> {
         let _ = writeln!(md, "| request | req/s | p99 | CPU/req | target | verdict |");
         let _ = writeln!(md, "|---|---:|---:|---:|---|---|");
         for req in &reqs {
-            let (Some(s), Some(n)) = (aggs.get(&("staticd", req.key)), aggs.get(&("nginx", req.key))) else {
+            let (Some(s), Some(n)) = (
+                aggs.get(&("staticd", req.key)),
+                aggs.get(&("nginx", req.key)),
+            ) else {
                 continue;
             };
             let rr = s.rps / n.rps;
@@ -1108,11 +1259,24 @@ fn run() -> Result<(), String> {
                     why.push(format!("req/s {rr:.3}x < 0.95x"));
                 }
                 verdicts.push((
-                    format!("{}: {}{}", req.label, verdict, if why.is_empty() { String::new() } else { format!(" ({})", why.join(", ")) }),
+                    format!(
+                        "{}: {}{}",
+                        req.label,
+                        verdict,
+                        if why.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", why.join(", "))
+                        }
+                    ),
                     m,
                 ));
             }
-            let _ = writeln!(md, "| {} | {rr:.2}x | {pr:.2}x | {cr:.2}x | {target} | {verdict} |", req.label);
+            let _ = writeln!(
+                md,
+                "| {} | {rr:.2}x | {pr:.2}x | {cr:.2}x | {target} | {verdict} |",
+                req.label
+            );
         }
     } else {
         let _ = writeln!(md, "nginx was not measured: no ratios.");
@@ -1135,7 +1299,10 @@ fn run() -> Result<(), String> {
     if let Some(ok) = rss_ok {
         verdicts.push((format!("RSS: {}", if ok { "met" } else { "MISSED" }), ok));
     }
-    if let (Some(r), Some(n)) = (aggs.get(&("actix-ref", "small")), aggs.get(&("nginx", "small"))) {
+    if let (Some(r), Some(n)) = (
+        aggs.get(&("actix-ref", "small")),
+        aggs.get(&("nginx", "small")),
+    ) {
         let _ = writeln!(
             md,
             "\nReference: a minimal actix-web handler returning the small asset's br bytes from memory: {:.0} req/s ({:.2}x nginx), {:.2} µs CPU/req, wrk at {:.0}% of its core: the load generator is {}.",
@@ -1158,7 +1325,10 @@ fn run() -> Result<(), String> {
     let starved: Vec<&str> = reqs
         .iter()
         .filter(|r| {
-            ["staticd", "nginx"].iter().all(|n| aggs.get(&(*n, r.key)).map_or(false, |a| a.server_cpu < 90.0))
+            ["staticd", "nginx"].iter().all(|n| {
+                aggs.get(&(*n, r.key))
+                    .map_or(false, |a| a.server_cpu < 90.0)
+            })
         })
         .map(|r| r.label)
         .collect();
@@ -1170,7 +1340,15 @@ fn run() -> Result<(), String> {
             starved.join(", ")
         );
     }
-    let _ = writeln!(md, "\nTargets: {}", verdicts.iter().map(|v| v.0.clone()).collect::<Vec<_>>().join("; "));
+    let _ = writeln!(
+        md,
+        "\nTargets: {}",
+        verdicts
+            .iter()
+            .map(|v| v.0.clone())
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
 
     println!("\n{md}");
     let out = target_dir().join("bench-serve.md");
