@@ -94,7 +94,7 @@ fn have(cmd: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
         .status()
-        .map_or(false, |s| s.success())
+        .is_ok_and(|s| s.success())
 }
 
 fn brotli_module_path() -> Option<PathBuf> {
@@ -121,7 +121,7 @@ fn apt_install(pkg: &str, updated: &mut bool) -> bool {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .map_or(false, |s| s.success())
+            .is_ok_and(|s| s.success())
     };
     println!("  installing {pkg} ...");
     if install() {
@@ -1325,10 +1325,9 @@ fn run() -> Result<(), String> {
     let starved: Vec<&str> = reqs
         .iter()
         .filter(|r| {
-            ["staticd", "nginx"].iter().all(|n| {
-                aggs.get(&(*n, r.key))
-                    .map_or(false, |a| a.server_cpu < 90.0)
-            })
+            ["staticd", "nginx"]
+                .iter()
+                .all(|n| aggs.get(&(*n, r.key)).is_some_and(|a| a.server_cpu < 90.0))
         })
         .map(|r| r.label)
         .collect();
