@@ -50,9 +50,10 @@ struct DevArgs {
     /// Digest in hashed names.
     #[arg(long, value_enum, default_value_t = HashAlgo::Blake3)]
     hash: HashAlgo,
-    /// Write no .br/.gz/.zst variants.
+    /// Also write .br/.gz variants. Off in development: brotli 11 on every save would
+    /// dominate the edit-to-reload time, and the server answers identity just as well.
     #[arg(long)]
-    no_compress: bool,
+    compress: bool,
 }
 
 /// Where the project's facts come from (shared by every subcommand that takes a project).
@@ -208,7 +209,7 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     })?;
     let opts = CollectOptions {
         hash: args.hash,
-        compress: !args.no_compress,
+        compress: args.compress,
         cache: Cache::new(None, 1024 * 1024 * 1024),
         ..Default::default()
     };
