@@ -163,6 +163,7 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
         settings: args.project.settings.clone(),
         extra_ignore: args.ignore.clone(),
         no_default_ignore: args.no_default_ignore,
+        memo: !args.no_cache,
     })?;
     let opts = CollectOptions {
         clear: args.clear,

@@ -466,3 +466,50 @@ fn error_system_checks() {
     assert!(msg.contains("(staticfiles.E002) The STATICFILES_DIRS setting should not contain the STATIC_ROOT setting."), "{msg}");
     assert!(msg.contains("(staticfiles.E003) The prefix 'pre/' in the STATICFILES_DIRS setting must not end with a slash."), "{msg}");
 }
+
+/// The remembered discovery is reused while nothing it depends on changed, and dropped when
+/// the settings module changes.
+#[test]
+fn remembered_discovery_follows_settings_changes() {
+    let (_t, dir) = tmp();
+    let project = dir.join("sample");
+    common::copy_tree(&common::sample_project(), &project);
+    let cache = dir.join("cache");
+    let root_of = || -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_staticd"))
+            .arg("collect")
+            .arg(&project)
+            .arg("--python")
+            .arg(common::venv_python())
+            .args(["-n", "--format", "json"])
+            .env("XDG_CACHE_HOME", &cache)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["static_root"].as_str().unwrap().to_string()
+    };
+    assert!(root_of().ends_with("/sample/static"));
+    let memo_dir = cache.join("staticd/discovery");
+    assert_eq!(
+        std::fs::read_dir(&memo_dir).unwrap().count(),
+        1,
+        "remembered"
+    );
+    assert!(root_of().ends_with("/sample/static"), "reused");
+    let settings = project.join("toyproject/settings.py");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(
+        &settings,
+        format!("{text}\nSTATIC_ROOT = BASE_DIR / 'elsewhere'\n"),
+    )
+    .unwrap();
+    assert!(
+        root_of().ends_with("/sample/elsewhere"),
+        "settings change seen"
+    );
+}

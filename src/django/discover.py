@@ -97,7 +97,33 @@ def main(argv):
     except Exception:
         fail("internal", exc_line(), exc_text())
     doc["django_version"] = django.get_version()
+    doc["witnesses"] = witnesses(project, apps, settings)
     emit(doc)
+
+
+def witnesses(project, apps, settings):
+    """Paths whose change (mtime, size) can change these facts: the project's imported modules
+    (settings, app configs), every app directory (a new static/ dir), the parent of a missing
+    STATICFILES_DIRS entry (it appearing) and sys.path entries outside the project (pip
+    install). The project directory itself is left out: staticd's own files beside a
+    STATIC_ROOT inside it change its mtime on every collect."""
+    paths = set()
+    project = os.path.abspath(project)
+    for mod in list(sys.modules.values()):
+        f = getattr(mod, "__file__", None)
+        if f and os.path.abspath(f).startswith(project + os.sep):
+            paths.add(os.path.abspath(f))
+    for app in apps.get_app_configs():
+        paths.add(os.path.abspath(app.path))
+    for entry in getattr(settings, "STATICFILES_DIRS", []):
+        root = os.path.abspath(os.fspath(entry[1] if isinstance(entry, (list, tuple)) else entry))
+        if not os.path.isdir(root):
+            paths.add(os.path.dirname(root))
+    for entry in sys.path:
+        entry = os.path.abspath(entry) if entry else ""
+        if entry and os.path.isdir(entry) and entry != project and not entry.startswith(project + os.sep):
+            paths.add(entry)
+    return sorted(paths)
 
 
 def collect_facts(settings, apps, extra_ignore, no_default_ignore):

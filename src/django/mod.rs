@@ -3,11 +3,11 @@
 //! An embedded Python program (`discover.py`) runs with the project's interpreter and prints
 //! one JSON document ([`Discovery`]). Rust does all walking and work afterwards. Without an
 //! importable Django, `staticd.toml` in the project gives the same facts.
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Everything collect needs to know about a project.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Discovery {
     /// `django.get_version()`; `None` when the facts came from `staticd.toml`.
     pub django_version: Option<String>,
@@ -22,10 +22,13 @@ pub struct Discovery {
     pub ignore_patterns: Vec<String>,
     pub storage: Storage,
     pub whitenoise: WhiteNoise,
+    /// Files and directories whose change can change these facts (see `memo`).
+    #[serde(default)]
+    pub witnesses: Vec<PathBuf>,
 }
 
 /// One finder location.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Source {
     /// A directory walked by Rust (FileSystemFinder, AppDirectoriesFinder).
@@ -43,7 +46,7 @@ pub enum Source {
     },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ListedFile {
     /// The collected (prefixed) relative path, with `/` separators.
     pub path: String,
@@ -52,7 +55,7 @@ pub struct ListedFile {
 }
 
 /// The `STORAGES["staticfiles"]` backend and the settings of it that change output.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Storage {
     /// Dotted class path, e.g. `django.contrib.staticfiles.storage.ManifestStaticFilesStorage`.
     pub class: String,
@@ -67,7 +70,7 @@ pub struct Storage {
 }
 
 /// `WHITENOISE_*` settings that change collect's output.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct WhiteNoise {
     pub keep_only_hashed_files: bool,
     /// `None` = WhiteNoise's default skip list.
@@ -88,10 +91,13 @@ pub struct DiscoverOptions {
     pub extra_ignore: Vec<String>,
     /// `--no-default-ignore`.
     pub no_default_ignore: bool,
+    /// Reuse the facts of an earlier identical discovery when nothing they depend on changed.
+    pub memo: bool,
 }
 
 pub mod config;
 pub mod interpreter;
+pub mod memo;
 mod python;
 
 pub use interpreter::InterpreterSource;
@@ -110,7 +116,16 @@ pub const DISCOVER_PY: &str = include_str!("discover.py");
 /// `PROJECT/staticd.toml` is used. Errors are [`DiscoverError`]s (downcast the `anyhow::Error`)
 /// whose messages say what to do.
 pub fn discover(opts: &DiscoverOptions) -> anyhow::Result<Discovery> {
-    python::discover_with_env(opts, &|k| std::env::var(k).ok())
+    if !opts.memo {
+        return python::discover_with_env(opts, &|k| std::env::var(k).ok());
+    }
+    let key = memo::key(opts);
+    if let Some(d) = memo::load(&key) {
+        return Ok(d);
+    }
+    let d = python::discover_with_env(opts, &|k| std::env::var(k).ok())?;
+    memo::store(&key, &d);
+    Ok(d)
 }
 
 /// Python's `os.path.normpath` (POSIX).
