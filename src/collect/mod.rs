@@ -129,7 +129,24 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
 
     let progress = report::Progress::new(opts.progress && opts.verbosity >= 1);
     progress.stage("reading", plan.files.len());
-    let sources = plan::read_all(&plan.files)?;
+    // A source unchanged since the last run, that is not CSS/JS (which may need rewriting)
+    // and whose outputs are still in the tree, is not even read: its outputs are carried over.
+    let skip_read: Vec<bool> = plan
+        .files
+        .iter()
+        .zip(&stats)
+        .map(|(f, st)| {
+            let Some(p) = prev.as_ref().and_then(|p| p.files.get(&f.rel)) else {
+                return false;
+            };
+            p.abs == f.abs
+                && Some(p.stat) == *st
+                && rewrite::kind_of(&f.rel).is_none()
+                && d.static_root.join(&p.name).is_file()
+                && (d.whitenoise.keep_only_hashed_files || d.static_root.join(&f.rel).is_file())
+        })
+        .collect();
+    let sources = plan::read_some(&plan.files, &skip_read)?;
     summary.bytes_in = sources.iter().map(|s| s.len() as u64).sum();
 
     let post_process = d.storage.manifest && !opts.no_post_process;
@@ -229,6 +246,16 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         .filter(|(_, r)| !**r)
         .map(|(o, _)| o)
         .collect();
+    // An output that must be written after all (its old copy vanished meanwhile) needs the
+    // bytes that were skipped.
+    for o in &outputs {
+        if o.content == o.source && skip_read[o.source] {
+            let f = &plan.files[o.source];
+            let bytes = std::fs::read(&f.abs)
+                .with_context(|| format!("cannot read {}", f.abs.display()))?;
+            contents[o.content] = Arc::from(bytes);
+        }
+    }
 
     // Compress each distinct content once, biggest first so the pool stays busy.
     let settings = compress_settings(d, opts);

@@ -122,11 +122,18 @@ fn walk_error(root: &Path, e: walkdir::Error) -> anyhow::Error {
     }
 }
 
-/// Reads every planned file in parallel; a failure names the file.
-pub fn read_all(files: &[SourceFile]) -> Result<Vec<Vec<u8>>> {
+/// Reads the planned files in parallel, but those marked in `skip` (left empty); a failure
+/// names the file.
+pub fn read_some(files: &[SourceFile], skip: &[bool]) -> Result<Vec<Vec<u8>>> {
     files
         .par_iter()
-        .map(|f| std::fs::read(&f.abs).with_context(|| format!("cannot read {}", f.abs.display())))
+        .zip(skip)
+        .map(|(f, &skip)| {
+            if skip {
+                return Ok(Vec::new());
+            }
+            std::fs::read(&f.abs).with_context(|| format!("cannot read {}", f.abs.display()))
+        })
         .collect()
 }
 
