@@ -181,6 +181,7 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
             Cache::new(args.cache_dir.clone(), args.cache_size * 1024 * 1024)
         },
         progress: true,
+        background_cleanup: false,
     };
     let json = args.format == Format::Json;
     let log = Log::new(args.verbosity, json);

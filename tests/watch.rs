@@ -14,6 +14,8 @@ struct Dev {
     child: Child,
     addr: std::net::SocketAddr,
     lines: mpsc::Receiver<String>,
+    /// Lines read while waiting for the address (the first collect can come before it).
+    early: std::cell::RefCell<Vec<String>>,
 }
 
 impl Drop for Dev {
@@ -48,6 +50,7 @@ impl Dev {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut early = Vec::new();
         let addr = loop {
             let line = lines
                 .recv_timeout(deadline - Instant::now())
@@ -55,8 +58,14 @@ impl Dev {
             if let Some(a) = line.strip_prefix("staticd serve: listening on http://") {
                 break a.parse().unwrap();
             }
+            early.push(line);
         };
-        Dev { child, addr, lines }
+        Dev {
+            child,
+            addr,
+            lines,
+            early: early.into(),
+        }
     }
 
     fn get(&self, path: &str) -> serve_support::Response {
@@ -66,6 +75,13 @@ impl Dev {
 
     /// Waits for a stderr line containing `needle`; returns it.
     fn wait_line(&self, needle: &str) -> String {
+        let mut early = self.early.borrow_mut();
+        if let Some(i) = early.iter().position(|l| l.contains(needle)) {
+            let line = early.remove(i);
+            early.drain(..i);
+            return line;
+        }
+        early.clear();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

@@ -19,7 +19,7 @@ pub mod watch;
 
 use crate::django::Discovery;
 use crate::manifest::Manifest;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use naming::HashAlgo;
 use publish::{Stage, Written};
 use rayon::prelude::*;
@@ -46,6 +46,8 @@ pub struct CollectOptions {
     pub cache: Option<cache::Cache>,
     /// Show a progress bar (only when stderr is a terminal).
     pub progress: bool,
+    /// Remove the previous tree in the background after a publish (watch mode).
+    pub background_cleanup: bool,
 }
 
 impl Default for CollectOptions {
@@ -62,6 +64,7 @@ impl Default for CollectOptions {
             zstd: false,
             cache: None,
             progress: false,
+            background_cleanup: false,
         }
     }
 }
@@ -129,8 +132,8 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
 
     let progress = report::Progress::new(opts.progress && opts.verbosity >= 1);
     progress.stage("reading", plan.files.len());
-    // A source unchanged since the last run, that is not CSS/JS (which may need rewriting)
-    // and whose outputs are still in the tree, is not even read: its outputs are carried over.
+    // A source unchanged since the last run whose outputs are still in the tree is not even
+    // read: its outputs are carried over (CSS/JS whose targets were renamed are read later).
     let skip_read: Vec<bool> = plan
         .files
         .iter()
@@ -141,7 +144,6 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             };
             p.abs == f.abs
                 && Some(p.stat) == *st
-                && rewrite::kind_of(&f.rel).is_none()
                 && d.static_root.join(&p.name).is_file()
                 && (d.whitenoise.keep_only_hashed_files || d.static_root.join(&f.rel).is_file())
         })
@@ -156,6 +158,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
     let mut outputs = Vec::new();
     let mut manifest = None;
     let mut new_state = None;
+    let mut carried: Vec<bool> = Vec::new();
     if post_process {
         progress.stage("hashing and rewriting", plan.files.len());
         let mut processed =
@@ -183,6 +186,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
                 .collect(),
         });
         summary.rewritten = processed.rewritten;
+        carried = processed.carried.clone();
         for (i, name) in processed.names.iter().enumerate() {
             let content = match processed.rewritten_content[i].take() {
                 Some(bytes) => {
@@ -249,6 +253,12 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
     // An output that must be written after all (its old copy vanished meanwhile) needs the
     // bytes that were skipped.
     for o in &outputs {
+        if o.hashed && carried.get(o.source).copied().unwrap_or(false) {
+            bail!(
+                "{} vanished from STATIC_ROOT during the collect; run it again",
+                o.rel
+            );
+        }
         if o.content == o.source && skip_read[o.source] {
             let f = &plan.files[o.source];
             let bytes = std::fs::read(&f.abs)
@@ -289,7 +299,8 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
 
     // Stage everything, then swap.
     progress.stage("writing", outputs.len());
-    let stage = Stage::begin(&d.static_root)?;
+    let mut stage = Stage::begin(&d.static_root)?;
+    stage.background_cleanup = opts.background_cleanup;
     let copied = AtomicUsize::new(0);
     let unmodified = AtomicUsize::new(0);
     let post_processed = AtomicUsize::new(0);

@@ -6,7 +6,7 @@ use super::rewrite::{self, Kind};
 use super::state::{Stat, State};
 use super::{graph, CollectOptions};
 use crate::django::Discovery;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,13 +24,15 @@ pub struct Processed {
     /// Digest of each source's bytes, and each CSS/JS file's reference targets, for the state.
     pub fingerprints: Vec<String>,
     pub targets: Vec<Vec<String>>,
+    /// Files whose hashed output exists only in the old tree (bytes never loaded).
+    pub carried: Vec<bool>,
 }
 
 /// (file index, hashed name, new bytes if they differ from the original, rewritten this run).
 type Rewritten = (usize, String, Option<Vec<u8>>, bool);
 
 /// An unchanged CSS/JS file whose targets all kept their names keeps its output: its name from
-/// the last run and its bytes from that run's hashed file in STATIC_ROOT.
+/// the last run, its file in STATIC_ROOT (carried over, never read).
 fn reuse(
     node: &Node,
     unchanged: Option<&super::state::FileState>,
@@ -46,8 +48,11 @@ fn reuse(
             return None;
         }
     }
-    let bytes = std::fs::read(d.static_root.join(&p.name)).ok()?;
-    Some((node.file, p.name.clone(), Some(bytes), false))
+    // The hashed file is carried over from the old tree; its bytes are not needed.
+    d.static_root
+        .join(&p.name)
+        .is_file()
+        .then(|| (node.file, p.name.clone(), None, false))
 }
 
 /// An adjustable (CSS/JS) file and what it points at.
@@ -210,6 +215,7 @@ pub fn process(
     })?;
 
     let mut rewritten_content: Vec<Option<Vec<u8>>> = vec![None; files.len()];
+    let mut carried = vec![false; files.len()];
     let mut rewritten = 0;
     for level in levels {
         let results: Vec<Result<Rewritten>> = level
@@ -221,20 +227,30 @@ pub fn process(
                 if let Some(reused) = reuse(node, unchanged[node.file], prev, &resolve, d) {
                     return Ok(reused);
                 }
+                // Unchanged sources were not read; one whose targets were renamed is read now.
+                let lazily_read = node.text.is_none() && contents[node.file].is_empty();
+                let source: std::borrow::Cow<[u8]> = if lazily_read {
+                    std::fs::read(&f.abs)
+                        .with_context(|| format!("cannot read {}", f.abs.display()))?
+                        .into()
+                } else {
+                    (&contents[node.file][..]).into()
+                };
                 let text = match &node.text {
                     Some(t) => t.clone(),
-                    None => String::from_utf8(contents[node.file].to_vec())?,
+                    None => String::from_utf8(source.to_vec())?,
                 };
                 let out = rewrite::rewrite(&f.rel, node.kind, &text, &ropts, &resolve)
                     .map_err(|e| anyhow::anyhow!("Post-processing '{}' failed! {e}", f.rel))?;
                 let bytes = out.into_bytes();
                 let name = hashed_name(&f.rel, &algo.fingerprint(&bytes));
-                let changed = bytes[..] != contents[node.file][..];
+                let changed = lazily_read || bytes[..] != source[..];
                 Ok((node.file, name, changed.then_some(bytes), true))
             })
             .collect();
         for r in results {
             let (file, name, bytes, did_rewrite) = r?;
+            carried[file] = !did_rewrite;
             names[file] = Some(name);
             if did_rewrite {
                 rewritten += 1;
@@ -251,6 +267,7 @@ pub fn process(
         rewritten_content,
         rewritten,
         hashed,
+        carried,
         fingerprints,
         targets: {
             let mut t = vec![Vec::new(); files.len()];

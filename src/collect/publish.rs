@@ -51,6 +51,9 @@ pub fn lock(root: &Path) -> Result<File> {
 pub struct Stage {
     root: PathBuf,
     dir: PathBuf,
+    /// Remove the previous tree on a background thread (watch mode: the next change should
+    /// not wait for thousands of unlinks).
+    pub background_cleanup: bool,
     _lock: File,
     written: Mutex<Vec<String>>,
 }
@@ -100,9 +103,11 @@ impl Stage {
         if let Ok(meta) = fs::metadata(&root) {
             let _ = fs::set_permissions(&dir, meta.permissions());
         }
+        remove_trash(&root);
         Ok(Stage {
             root,
             dir,
+            background_cleanup: false,
             _lock: lock,
             written: Mutex::new(Vec::new()),
         })
@@ -207,6 +212,14 @@ impl Stage {
                 committed.swapped = true;
                 // The stage path now holds the previous tree; every file of it that is still
                 // wanted is linked from the new one.
+                if self.background_cleanup {
+                    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let trash = beside(&self.root, &format!("trash-{}-{n}", std::process::id()));
+                    if fs::rename(&self.dir, &trash).is_ok() {
+                        std::thread::spawn(move || fs::remove_dir_all(trash));
+                    }
+                }
                 let _ = fs::remove_dir_all(&self.dir);
             }
             Err(e) if fallback_ok(&e) => {
@@ -236,6 +249,22 @@ impl Drop for Stage {
         // After a failure the stage goes; the old tree was never touched.
         if self.dir.exists() {
             let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Removes previous trees that a background cleanup did not finish (the process ended).
+fn remove_trash(root: &Path) {
+    let prefix = beside(root, "trash-");
+    let (Some(parent), Some(prefix)) = (prefix.parent(), prefix.file_name()) else {
+        return;
+    };
+    let prefix = prefix.to_string_lossy().to_string();
+    if let Ok(entries) = fs::read_dir(parent) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_dir_all(e.path());
+            }
         }
     }
 }

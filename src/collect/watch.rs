@@ -25,6 +25,7 @@ pub fn watch(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<()> {
     let opts = CollectOptions {
         progress: false,
         clear: false,
+        background_cleanup: true,
         ..opts.clone()
     };
     let (tx, rx) = mpsc::channel();
