@@ -19,6 +19,7 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use rayon::prelude::*;
 use std::sync::Mutex;
 
 /// How an output reached the stage.
@@ -285,34 +286,35 @@ fn safe_rel(rel: &str) -> Result<&Path> {
 /// Links every old file into the stage where the stage has none (or only recreates the
 /// directories, with `clear`). Returns how many old files were dropped.
 fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool) -> Result<usize> {
-    let mut deleted = 0;
+    // Directories first (in walk order, so parents exist), then the files, linked in parallel:
+    // thousands of links are most of a small re-collect.
+    let mut files = Vec::new();
     for entry in walkdir::WalkDir::new(root).min_depth(1) {
         let entry = entry.with_context(|| format!("cannot read {}", root.display()))?;
-        let rel = entry.path().strip_prefix(root).expect("below root");
-        let dest = stage.join(rel);
-        let ft = entry.file_type();
-        if ft.is_dir() {
+        let rel = entry.path().strip_prefix(root).expect("below root").to_path_buf();
+        if entry.file_type().is_dir() {
+            let dest = stage.join(&rel);
             fs::create_dir_all(&dest)?;
             if let Ok(meta) = entry.metadata() {
                 let _ = fs::set_permissions(&dest, meta.permissions());
             }
-            continue;
-        }
-        if written.contains(rel.to_string_lossy().as_ref()) || dest.symlink_metadata().is_ok() {
-            continue;
-        }
-        if clear {
-            deleted += 1;
-            continue;
-        }
-        if ft.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(entry.path())?, &dest)?;
-        } else if fs::hard_link(entry.path(), &dest).is_err() {
-            fs::copy(entry.path(), &dest)
-                .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+        } else if !written.contains(rel.to_string_lossy().as_ref()) {
+            files.push((rel, entry.file_type().is_symlink()));
         }
     }
-    Ok(deleted)
+    if clear {
+        return Ok(files.len());
+    }
+    files.par_iter().try_for_each(|(rel, symlink)| -> Result<()> {
+        let (src, dest) = (root.join(rel), stage.join(rel));
+        if *symlink {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dest)?;
+        } else if fs::hard_link(&src, &dest).is_err() {
+            fs::copy(&src, &dest).with_context(|| format!("cannot copy {}", src.display()))?;
+        }
+        Ok(())
+    })?;
+    Ok(0)
 }
 
 /// `renameat2(a, b, RENAME_EXCHANGE)`: both paths swap inodes in one step.
