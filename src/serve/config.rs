@@ -63,7 +63,7 @@ pub struct ServeArgs {
     pub mem_file_max: u64,
 
     /// Cap on file bytes held in memory (keeps RSS bounded on big corpora).
-    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub mem_total_max: u64,
 
     /// Seconds in-flight requests get to finish on SIGTERM/SIGINT before they are cut.

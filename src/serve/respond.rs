@@ -71,7 +71,7 @@ pub fn respond(req: &HttpRequest, key: Option<&str>, ctx: &Ctx<'_>) -> (HttpResp
     // Open before committing to a status, so a vanished file is a 404, never a 5xx.
     let file = match &v.source {
         Source::Memory(_) => None,
-        Source::File { .. } => match ctx.table.open(v) {
+        Source::File | Source::FileAt(_) => match ctx.table.open(asset, v) {
             Some(f) => Some(f),
             None => return (not_found(), true),
         },
@@ -135,7 +135,7 @@ fn full(
         // The hot path: a refcounted slice, no allocation, no syscall.
         (Source::Memory(bytes), false) => b.body(bytes.clone()),
         (_, true) => b.body(SegmentBody::head(v.len)),
-        (Source::File { .. }, false) => b.body(SegmentBody::new(
+        (Source::File | Source::FileAt(_), false) => b.body(SegmentBody::new(
             vec![Segment::File {
                 offset: 0,
                 len: v.len,
@@ -155,7 +155,7 @@ fn partial(
 ) -> HttpResponse {
     let slice = |first: u64, last: u64| match &v.source {
         Source::Memory(bytes) => Segment::Mem(bytes.slice(first as usize..=last as usize)),
-        Source::File { .. } => Segment::File {
+        Source::File | Source::FileAt(_) => Segment::File {
             offset: first,
             len: last - first + 1,
         },

@@ -40,7 +40,8 @@ pub struct FileId {
     pub dev: u64,
     pub ino: u64,
     pub len: u64,
-    pub mtime_ns: i128,
+    /// Nanoseconds since the epoch (i64 covers 1678–2262).
+    pub mtime_ns: i64,
 }
 
 impl FileId {
@@ -49,7 +50,10 @@ impl FileId {
             dev: md.dev(),
             ino: md.ino(),
             len: md.len(),
-            mtime_ns: i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec()),
+            mtime_ns: md
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(md.mtime_nsec()),
         }
     }
 }
@@ -59,8 +63,11 @@ impl FileId {
 pub enum Source {
     /// Held in memory (small files): answered without a syscall.
     Memory(Bytes),
-    /// Streamed from disk at request time; `rel` is symlink-free and relative to the root.
-    File { rel: PathBuf },
+    /// Streamed from disk at request time from the asset's `rel` plus this coding's suffix.
+    File,
+    /// Streamed from disk, from a path that is not derivable (symlinked sibling); symlink-free
+    /// and relative to the root.
+    FileAt(Box<Path>),
 }
 
 /// One representation (coding) of an asset.
@@ -68,23 +75,29 @@ pub enum Source {
 pub struct Variant {
     pub encoding: Encoding,
     pub len: u64,
-    /// Strong, content-derived: identical on every replica and across redeploys.
+    /// Strong, content-derived: identical on every replica and across redeploys. A slice of
+    /// one buffer shared by the table (no allocation per variant).
     pub etag: HeaderValue,
     pub id: FileId,
     pub hash: [u8; 32],
     pub source: Source,
 }
 
-/// Everything needed to answer for one URL.
+/// Everything needed to answer for one URL. Header values are interned across the table.
 #[derive(Debug)]
 pub struct Asset {
+    /// Symlink-free path of the identity file, relative to the root (usually the URL key
+    /// itself, sharing its allocation); disk-backed variants append their suffix.
+    pub rel: Arc<str>,
     pub content_type: HeaderValue,
     pub cache_control: HeaderValue,
     /// Seconds since the epoch and the formatted header; `None` when mtime is 0 (reproducible
     /// builds), where a date would be a lie.
     pub last_modified: Option<(u64, HeaderValue)>,
-    /// Indexed by [`Encoding::index`]; identity is always present.
-    pub variants: [Option<Variant>; 4],
+    /// The variants present, in [`Encoding::index`] order; identity is always present.
+    pub variants: Box<[Variant]>,
+    /// Position in `variants` by [`Encoding::index`], `u8::MAX` when absent.
+    pub slots: [u8; 4],
     /// Some coding besides identity exists, so every response must carry `Vary`.
     pub has_variants: bool,
     /// Current-manifest fingerprinted name.
@@ -93,7 +106,7 @@ pub struct Asset {
 
 impl Asset {
     pub fn variant(&self, e: Encoding) -> Option<&Variant> {
-        self.variants[e.index()].as_ref()
+        self.variants.get(usize::from(self.slots[e.index()]))
     }
 }
 
@@ -101,7 +114,7 @@ impl Asset {
 #[derive(Debug, Default)]
 pub struct Table {
     /// Keyed by the path below STATIC_URL, `/`-separated, decoded (e.g. `css/app.css`).
-    pub assets: HashMap<Box<str>, Arc<Asset>>,
+    pub assets: HashMap<Arc<str>, Arc<Asset>>,
     pub root: PathBuf,
     /// The directory this generation was scanned from. A whole-directory swap leaves this fd
     /// on the old generation, so in-flight and not-yet-reloaded requests stay consistent.
@@ -123,6 +136,14 @@ impl Table {
     /// Scans `opts.root`. A missing root gives an empty table (the server can start before
     /// the first collect); `prev` lets unchanged files skip hashing and keep their memory.
     pub fn build(opts: &BuildOptions, prev: Option<&Table>) -> anyhow::Result<Table> {
+        let t = Self::build_inner(opts, prev);
+        // The scan's temporaries (many small allocations, spread over rayon's per-thread
+        // arenas) are freed by now: give their pages back instead of keeping them in RSS.
+        trim_heap();
+        t
+    }
+
+    fn build_inner(opts: &BuildOptions, prev: Option<&Table>) -> anyhow::Result<Table> {
         let root = &opts.root;
         let dir = match File::open(root) {
             Ok(f) => f,
@@ -199,13 +220,29 @@ impl Table {
         let mut assets = HashMap::with_capacity(groups.len());
         let short_cache = HeaderValue::from_str(&format!("public, max-age={}", opts.max_age))?;
         let long_cache = HeaderValue::from_static("public, max-age=31536000, immutable");
+        // Interned header values: few distinct types and dates, one buffer for all ETags.
+        let mut types: HashMap<String, HeaderValue> = HashMap::new();
+        let mut dates: HashMap<u64, HeaderValue> = HashMap::new();
+        let mut etags = EtagArena::default();
         for (name, g) in &groups {
-            let mut variants: [Option<Variant>; 4] = Default::default();
+            let Some(ident) = g[Encoding::Identity.index()] else {
+                continue;
+            };
+            let name: Arc<str> = Arc::from(*name);
+            let rel: Arc<str> = match ident.resolved.to_str() {
+                Some(r) if r == &*name => name.clone(),
+                Some(r) => Arc::from(r),
+                // Not expressible as a prefix: every disk variant keeps its own path.
+                None => name.clone(),
+            };
+            let mut variants = Vec::with_capacity(4);
+            let mut slots = [u8::MAX; 4];
             for (i, f) in g.iter().enumerate() {
                 let Some(f) = f else { continue };
                 let Some((hash, bytes)) = hashed.get(f.rel.as_str()) else {
                     continue;
                 };
+                let enc = Encoding::PREFERENCE[i];
                 let source = match bytes {
                     Some(b) => {
                         let shared = dedup.entry(*hash).or_insert_with(|| {
@@ -214,44 +251,65 @@ impl Table {
                         });
                         Source::Memory(shared.clone())
                     }
-                    None => Source::File {
-                        rel: f.resolved.clone(),
-                    },
+                    None => {
+                        let derived = f.resolved.to_str().is_some_and(|r| {
+                            r.strip_prefix(&*rel) == Some(enc.suffix().unwrap_or_default())
+                        });
+                        if derived {
+                            Source::File
+                        } else {
+                            Source::FileAt(f.resolved.clone().into_boxed_path())
+                        }
+                    }
                 };
-                variants[i] = Some(Variant {
-                    encoding: Encoding::PREFERENCE[i],
+                slots[i] = variants.len() as u8;
+                variants.push(Variant {
+                    encoding: enc,
                     len: f.id.len,
-                    etag: etag_for(hash),
+                    etag: etags.etag(hash),
                     id: f.id,
                     hash: *hash,
                     source,
                 });
             }
-            let Some(identity) = &variants[Encoding::Identity.index()] else {
+            let Some(identity) = variants.last().filter(|v| v.encoding == Encoding::Identity)
+            else {
                 continue;
             };
             let secs = identity.id.mtime_ns.div_euclid(1_000_000_000);
             let last_modified = (secs > 0).then(|| {
                 let s = secs as u64;
-                (
-                    s,
+                let v = dates.entry(s).or_insert_with(|| {
                     HeaderValue::from_str(&super::conditional::http_date(s))
-                        .expect("http date is ASCII"),
-                )
+                        .expect("http date is ASCII")
+                });
+                (s, v.clone())
             });
-            let imm = immutable.contains(name);
-            let has_variants = variants[..3].iter().any(Option::is_some);
+            let imm = immutable.contains(&*name);
+            let has_variants = slots[..3].iter().any(|&s| s != u8::MAX);
+            let ct = content_type(&name);
+            let ct = match types.get(ct.as_str()) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = HeaderValue::from_str(&ct)
+                        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+                    types.insert(ct, v.clone());
+                    v
+                }
+            };
             assets.insert(
-                Box::from(*name),
+                name,
                 Arc::new(Asset {
-                    content_type: content_type(name),
+                    rel,
+                    content_type: ct,
                     cache_control: if imm {
                         long_cache.clone()
                     } else {
                         short_cache.clone()
                     },
                     last_modified,
-                    variants,
+                    variants: variants.into_boxed_slice(),
+                    slots,
                     has_variants,
                     immutable: imm,
                 }),
@@ -274,9 +332,15 @@ impl Table {
     /// Opens a disk-backed variant, proving it is still the file we hashed. Tries this
     /// generation's directory first, then the current STATIC_ROOT path (the old directory may
     /// have been swapped out and deleted). `None` = vanished or changed: treat as absent.
-    pub fn open(&self, v: &Variant) -> Option<File> {
-        let Source::File { rel } = &v.source else {
-            return None;
+    pub fn open(&self, asset: &Asset, v: &Variant) -> Option<File> {
+        let derived;
+        let rel: &Path = match &v.source {
+            Source::Memory(_) => return None,
+            Source::FileAt(p) => p,
+            Source::File => {
+                derived = format!("{}{}", asset.rel, v.encoding.suffix().unwrap_or_default());
+                Path::new(&derived)
+            }
         };
         if let Some(dir) = &self.dir {
             if let Ok(f) = open_at(dir, rel) {
@@ -342,29 +406,46 @@ fn scan(root: &Path, canon_root: &Path) -> Vec<Found> {
     out
 }
 
-/// Chooses the files held in memory: small ones, current fingerprinted assets first (they are
-/// what pages reference), then smaller before larger, until the byte budget is spent.
+/// Chooses the files held in memory, most likely served first, until the byte budget is
+/// spent. For each URL the coding browsers actually get comes first (br, else zstd, else
+/// gzip; identity only when it has no compressed sibling), then the other compressed
+/// codings, and identity files that have a compressed sibling (only clients that accept no
+/// coding get them) last. Current fingerprinted names (what pages reference) go before
+/// unhashed originals and older generations; smaller before larger within a rank.
 fn plan_memory<'a>(
     groups: &HashMap<&'a str, [Option<&'a Found>; 4]>,
     immutable: &HashSet<&str>,
     opts: &BuildOptions,
 ) -> HashSet<&'a str> {
-    let mut cands: Vec<(bool, u64, &str)> = groups
-        .iter()
-        .flat_map(|(name, g)| {
-            let imm = immutable.contains(name);
-            g.iter()
-                .flatten()
-                .filter(|f| f.id.len <= opts.mem_file_max)
-                .map(move |f| (!imm, f.id.len, f.rel.as_str()))
-        })
-        .collect();
+    let mut cands: Vec<(u8, u64, &str)> = Vec::new();
+    for (name, g) in groups {
+        let imm = immutable.contains(name);
+        let compressed = g[..3].iter().any(Option::is_some);
+        let mut first = true;
+        for (i, f) in g.iter().enumerate() {
+            let Some(f) = f else { continue };
+            let rank = if i == Encoding::Identity.index() {
+                if compressed {
+                    2
+                } else {
+                    0
+                }
+            } else if std::mem::take(&mut first) {
+                0
+            } else {
+                1
+            };
+            if f.id.len <= opts.mem_file_max {
+                cands.push((rank + if imm { 0 } else { 3 }, f.id.len, f.rel.as_str()));
+            }
+        }
+    }
     cands.sort_unstable();
     let mut total = 0u64;
     let mut out = HashSet::new();
     for (_, len, rel) in cands {
         if total + len > opts.mem_total_max {
-            break;
+            continue;
         }
         total += len;
         out.insert(rel);
@@ -384,17 +465,13 @@ struct Reuse {
 
 fn reuse_index(prev: &Table) -> Reuse {
     let mut r = Reuse::default();
-    for v in prev
-        .assets
-        .values()
-        .flat_map(|a| a.variants.iter().flatten())
-    {
+    for v in prev.assets.values().flat_map(|a| a.variants.iter()) {
         let bytes = match &v.source {
             Source::Memory(b) => {
                 r.by_hash.insert(v.hash, b.clone());
                 Some(b.clone())
             }
-            Source::File { .. } => None,
+            Source::File | Source::FileAt(_) => None,
         };
         r.by_id.insert(v.id, (v.hash, bytes));
     }
@@ -457,15 +534,44 @@ pub fn open_at(dir: &File, rel: &Path) -> io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
-/// 96 bits of BLAKE3 in hex: collision-free in practice, short on the wire.
-fn etag_for(hash: &[u8; 32]) -> HeaderValue {
-    let mut s = String::with_capacity(26);
-    s.push('"');
-    for b in &hash[..12] {
-        s.push_str(&format!("{b:02x}"));
+/// ETags of one table, written into shared buffers: each `HeaderValue` is a slice, so a
+/// variant costs no allocation of its own.
+#[derive(Default)]
+struct EtagArena {
+    buf: bytes::BytesMut,
+}
+
+impl EtagArena {
+    /// Quoted ETag bytes per variant: 96 bits of BLAKE3 in hex.
+    const LEN: usize = 26;
+    /// ETags per shared buffer.
+    const PER_BUF: usize = 4096;
+
+    /// 96 bits of BLAKE3 in hex: collision-free in practice, short on the wire.
+    fn etag(&mut self, hash: &[u8; 32]) -> HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        if self.buf.capacity() - self.buf.len() < Self::LEN {
+            self.buf = bytes::BytesMut::with_capacity(Self::LEN * Self::PER_BUF);
+        }
+        self.buf.extend_from_slice(b"\"");
+        for b in &hash[..12] {
+            self.buf
+                .extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+        self.buf.extend_from_slice(b"\"");
+        // The written bytes leave as their own view; `buf` keeps the rest of the allocation.
+        let v = self.buf.split().freeze();
+        HeaderValue::from_maybe_shared(v).expect("hex is a valid header")
     }
-    s.push('"');
-    HeaderValue::from_str(&s).expect("hex is a valid header")
+}
+
+/// Returns freed heap pages to the system (glibc keeps them otherwise).
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// WhiteNoise's `immutable_file_test` (spec §3.6): strip the second-to-last dot segment and
@@ -490,7 +596,7 @@ fn splitext(p: &str) -> (&str, &str) {
 
 /// MIME type from the name via `mime_guess`, with the few web types it gets wrong for a
 /// static tier, and `charset=utf-8` on text so browsers never sniff.
-fn content_type(name: &str) -> HeaderValue {
+fn content_type(name: &str) -> String {
     let ext = splitext(name)
         .1
         .trim_start_matches('.')
@@ -508,12 +614,11 @@ fn content_type(name: &str) -> HeaderValue {
             essence.as_str(),
             "application/javascript" | "application/json" | "application/manifest+json"
         );
-    let v = if texty {
+    if texty {
         format!("{essence}; charset=utf-8")
     } else {
         essence
-    };
-    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("application/octet-stream"))
+    }
 }
 
 #[cfg(test)]
