@@ -12,6 +12,7 @@
 //! first and the manifest last: everything the old manifest names is untouched throughout,
 //! but an unhashed original can be newer than the manifest for a moment.
 use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
@@ -19,7 +20,6 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use rayon::prelude::*;
 use std::sync::Mutex;
 
 /// How an output reached the stage.
@@ -291,7 +291,11 @@ fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool)
     let mut files = Vec::new();
     for entry in walkdir::WalkDir::new(root).min_depth(1) {
         let entry = entry.with_context(|| format!("cannot read {}", root.display()))?;
-        let rel = entry.path().strip_prefix(root).expect("below root").to_path_buf();
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .expect("below root")
+            .to_path_buf();
         if entry.file_type().is_dir() {
             let dest = stage.join(&rel);
             fs::create_dir_all(&dest)?;
@@ -305,15 +309,17 @@ fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool)
     if clear {
         return Ok(files.len());
     }
-    files.par_iter().try_for_each(|(rel, symlink)| -> Result<()> {
-        let (src, dest) = (root.join(rel), stage.join(rel));
-        if *symlink {
-            std::os::unix::fs::symlink(fs::read_link(&src)?, &dest)?;
-        } else if fs::hard_link(&src, &dest).is_err() {
-            fs::copy(&src, &dest).with_context(|| format!("cannot copy {}", src.display()))?;
-        }
-        Ok(())
-    })?;
+    files
+        .par_iter()
+        .try_for_each(|(rel, symlink)| -> Result<()> {
+            let (src, dest) = (root.join(rel), stage.join(rel));
+            if *symlink {
+                std::os::unix::fs::symlink(fs::read_link(&src)?, &dest)?;
+            } else if fs::hard_link(&src, &dest).is_err() {
+                fs::copy(&src, &dest).with_context(|| format!("cannot copy {}", src.display()))?;
+            }
+            Ok(())
+        })?;
     Ok(0)
 }
 
