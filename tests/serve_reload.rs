@@ -6,8 +6,8 @@
 mod serve_support;
 
 use serve_support::*;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
+// The swap `staticd collect` publishes with.
+use staticd::collect::publish::exchange;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -206,26 +206,6 @@ fn reload_by_per_file_renames_under_traffic() {
     }
     let css = s.get("/static/css/app.css", &[]);
     assert_eq!(css.body, text(4000, "gen2"), "original replaced");
-}
-
-fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
-    let ca = CString::new(a.as_os_str().as_bytes()).unwrap();
-    let cb = CString::new(b.as_os_str().as_bytes()).unwrap();
-    // SAFETY: two valid NUL-terminated paths.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 #[test]

@@ -324,7 +324,7 @@ fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool)
 }
 
 /// `renameat2(a, b, RENAME_EXCHANGE)`: both paths swap inodes in one step.
-fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+pub fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     let ca = CString::new(a.as_os_str().as_bytes())?;
     let cb = CString::new(b.as_os_str().as_bytes())?;
     // SAFETY: valid NUL-terminated paths; AT_FDCWD.
