@@ -117,6 +117,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(move || app::build(data.clone()))
             .workers(workers)
+            .on_connect(proxy::abort::on_connect)
             .keep_alive(Duration::from_secs(args.keep_alive))
             .shutdown_timeout(args.shutdown_timeout)
             // actix treats SIGINT as a forced stop; we want both signals graceful.

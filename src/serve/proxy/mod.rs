@@ -9,6 +9,7 @@
 //! Request bodies are buffered (bounded by `--max-body`) before an upstream is contacted, so
 //! a slow client never holds a gunicorn sync worker; responses are streamed as produced.
 
+pub mod abort;
 pub mod files;
 pub mod forward;
 pub mod tunnel;
@@ -147,9 +148,12 @@ impl Proxy {
                 return page(StatusCode::BAD_REQUEST, "Bad Request");
             }
         };
-        let res = self.forward(req, body).await;
+        let res = abort::unless_client_leaves(req, self.forward(req, body)).await;
         watch.done();
-        res
+        res.unwrap_or_else(|| {
+            tracing::info!(status = 499, method = %req.method(), uri = %req.uri(), "client closed the connection before the upstream answered; upstream request cancelled");
+            client_closed()
+        })
     }
 
     /// Builds the upstream request for upstream `i`.
@@ -467,6 +471,13 @@ pub(crate) fn failure_page(f: Failure) -> HttpResponse {
         }
         Failure::ConnectRefused | Failure::Broken => page(StatusCode::BAD_GATEWAY, "Bad Gateway"),
     }
+}
+
+/// What is logged when the client left first (nginx's non-standard 499); nothing reaches
+/// the client, whose socket is closed.
+fn client_closed() -> HttpResponse {
+    let status = StatusCode::from_u16(499).expect("499 is a valid status code");
+    HttpResponse::build(status).force_close().finish()
 }
 
 /// A short HTML error page.
