@@ -10,6 +10,8 @@ FROM rust:1-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# Cargo.toml declares the benches; cargo refuses the manifest without their files.
+COPY benches ./benches
 RUN cargo build --release --locked --bin staticd \
     && strip target/release/staticd
 

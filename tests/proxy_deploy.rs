@@ -102,6 +102,69 @@ fn dockerfile_is_well_formed_and_its_sources_exist() {
     );
 }
 
+/// Cargo refuses a manifest whose declared targets are missing (`[[bench]]` without its
+/// file fails `cargo build --bin staticd` too), so the builder stage must copy every path
+/// Cargo.toml declares, not just `src`.
+#[test]
+fn builder_stage_copies_every_declared_cargo_target() {
+    let ins = instructions(&read("Dockerfile"));
+    let copied: Vec<String> = ins
+        .iter()
+        .skip_while(|(op, r)| !(op == "FROM" && r.ends_with("builder")))
+        .skip(1)
+        .take_while(|(op, _)| op != "FROM")
+        .filter(|(op, r)| op == "COPY" && !r.contains("--from="))
+        .flat_map(|(_, r)| {
+            let words: Vec<&str> = r.split_whitespace().collect();
+            words[..words.len() - 1]
+                .iter()
+                .map(|w| w.trim_end_matches('/').to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let manifest: toml::Table = read("Cargo.toml").parse().expect("Cargo.toml parses");
+    let mut needed = vec!["Cargo.toml".to_string(), "Cargo.lock".to_string()];
+    let default_dir = [
+        ("bin", "src/bin"),
+        ("bench", "benches"),
+        ("test", "tests"),
+        ("example", "examples"),
+    ];
+    for (kind, dir) in default_dir {
+        for t in manifest
+            .get(kind)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let path = match (t.get("path"), t.get("name")) {
+                (Some(p), _) => p.as_str().unwrap().to_string(),
+                (None, Some(n)) if kind == "bin" && n.as_str() == Some("staticd") => {
+                    "src/main.rs".to_string()
+                }
+                (None, Some(n)) => format!("{dir}/{}.rs", n.as_str().unwrap()),
+                (None, None) => panic!("[[{kind}]] without name or path"),
+            };
+            needed.push(path);
+        }
+    }
+    if let Some(p) = manifest.get("lib").and_then(|l| l.get("path")) {
+        needed.push(p.as_str().unwrap().to_string());
+    }
+    for path in &needed {
+        assert!(
+            repo_root().join(path).exists(),
+            "Cargo.toml names {path}, which is missing"
+        );
+        assert!(
+            copied
+                .iter()
+                .any(|c| path == c || path.starts_with(&format!("{c}/"))),
+            "the builder stage does not COPY {path} (Cargo.toml declares it): {copied:?}"
+        );
+    }
+}
+
 /// A small reader for the YAML subset the compose file uses: maps by indentation, `- item`
 /// lists, scalars. Returns `path → values` with paths like `services.web.build.target`.
 fn yaml_paths(text: &str) -> BTreeMap<String, Vec<String>> {
