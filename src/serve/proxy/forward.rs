@@ -1,8 +1,9 @@
 //! Header rewriting in both directions: hop-by-hop stripping, X-Forwarded-*, Host.
 
-use actix_web::http::header::HeaderMap as AxMap;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{self as ax, HeaderMap as AxMap, HeaderName, HeaderValue};
+use bytes::BytesMut;
 use ipnet::IpNet;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus Caddy's list).
@@ -73,10 +74,16 @@ pub struct Inbound<'a> {
     pub upgrade: Option<&'a [u8]>,
 }
 
-/// Headers for the upstream request.
-pub fn request_headers(i: &Inbound<'_>) -> HeaderMap {
+/// Writes the upstream request's header lines (`name: value\r\n`) into `out`, straight
+/// from the inbound map: this runs for every proxied request, so no map is built.
+pub fn write_request_headers(i: &Inbound<'_>, out: &mut BytesMut) {
+    let line = |out: &mut BytesMut, n: &[u8], v: &[u8]| {
+        out.extend_from_slice(n);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v);
+        out.extend_from_slice(b"\r\n");
+    };
     let named = connection_tokens(i.headers.get_all("connection").map(|v| v.as_bytes()));
-    let mut out = HeaderMap::with_capacity(i.headers.len() + 4);
     let mut cookies: Vec<&[u8]> = Vec::new();
     for (name, value) in i.headers.iter() {
         let n = name.as_str();
@@ -85,9 +92,7 @@ pub fn request_headers(i: &Inbound<'_>) -> HeaderMap {
             || n == "content-length"
             || n == "expect"
             || n == "host"
-            || (!i.trusted && FORWARDED.contains(&n))
-            || (i.trusted
-                && (n == "x-forwarded-for" || n == "x-forwarded-proto" || n == "x-forwarded-host"))
+            || FORWARDED.contains(&n)
         {
             continue;
         }
@@ -96,78 +101,73 @@ pub fn request_headers(i: &Inbound<'_>) -> HeaderMap {
             cookies.push(value.as_bytes());
             continue;
         }
-        if let (Ok(hn), Ok(hv)) = (
-            HeaderName::from_bytes(n.as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            out.append(hn, hv);
-        }
+        line(out, n.as_bytes(), value.as_bytes());
     }
     if !cookies.is_empty() {
-        if let Ok(v) = HeaderValue::from_bytes(&cookies.join(&b"; "[..])) {
-            out.insert(http::header::COOKIE, v);
-        }
+        line(out, b"cookie", &cookies.join(&b"; "[..]));
     }
-    if let Some(h) = i.host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        out.insert(http::header::HOST, h);
+    if let Some(h) = i.host {
+        line(out, b"host", h.as_bytes());
     }
-    // Believed only from trusted peers: the chain so far, the original scheme and host.
-    let prior = |n: &str| -> Option<String> {
+    // Believed only from trusted peers: the chain so far, the original scheme and host; a
+    // trusted peer's other forwarding headers (X-Real-IP, Forwarded…) pass unchanged.
+    let prior = |n: &str| -> Option<Vec<u8>> {
         if !i.trusted {
             return None;
         }
-        let vals: Vec<&str> = i
-            .headers
-            .get_all(n)
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!vals.is_empty()).then(|| vals.join(", "))
+        let vals: Vec<&[u8]> = i.headers.get_all(n).map(|v| v.as_bytes()).collect();
+        (!vals.is_empty()).then(|| vals.join(&b", "[..]))
     };
-    let peer = i.peer.map(|p| p.to_string());
-    let xff = match (prior("x-forwarded-for"), peer) {
-        (Some(chain), Some(p)) => Some(format!("{chain}, {p}")),
-        (Some(chain), None) => Some(chain),
-        (None, p) => p,
-    };
-    if let Some(v) = xff.and_then(|v| HeaderValue::from_str(&v).ok()) {
-        out.insert("x-forwarded-for", v);
+    if i.trusted {
+        for n in ["x-forwarded-port", "x-real-ip", "forwarded"] {
+            for v in i.headers.get_all(n) {
+                line(out, n.as_bytes(), v.as_bytes());
+            }
+        }
     }
-    let proto = prior("x-forwarded-proto").unwrap_or_else(|| i.scheme.to_string());
-    if let Ok(v) = HeaderValue::from_str(&proto) {
-        out.insert("x-forwarded-proto", v);
+    let chain = prior("x-forwarded-for");
+    if chain.is_some() || i.peer.is_some() {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(chain) = &chain {
+            out.extend_from_slice(chain);
+        }
+        if let Some(p) = i.peer {
+            if chain.is_some() {
+                out.extend_from_slice(b", ");
+            }
+            let _ = write!(out, "{p}");
+        }
+        out.extend_from_slice(b"\r\n");
     }
-    let fhost = prior("x-forwarded-host").or_else(|| i.host.map(str::to_string));
-    if let Some(v) = fhost.and_then(|v| HeaderValue::from_str(&v).ok()) {
-        out.insert("x-forwarded-host", v);
+    let proto = prior("x-forwarded-proto");
+    line(
+        out,
+        b"x-forwarded-proto",
+        proto.as_deref().unwrap_or(i.scheme.as_bytes()),
+    );
+    let fhost = prior("x-forwarded-host");
+    if let Some(h) = fhost.as_deref().or(i.host.map(str::as_bytes)) {
+        line(out, b"x-forwarded-host", h);
     }
-    if let Some(up) = i.upgrade.and_then(|u| HeaderValue::from_bytes(u).ok()) {
-        out.insert(http::header::UPGRADE, up);
-        out.insert(
-            http::header::CONNECTION,
-            HeaderValue::from_static("upgrade"),
-        );
+    if let Some(up) = i.upgrade {
+        line(out, b"upgrade", up);
+        line(out, b"connection", b"upgrade");
     }
-    out
 }
 
 /// Response headers to pass to the client: everything but hop-by-hop, names listed in
 /// `Connection`, framing (actix frames the body itself) and nginx's `X-Accel-*` controls.
 /// Repeated headers (`Set-Cookie`) stay separate lines.
 pub fn response_headers(
-    h: &HeaderMap,
+    h: &[(HeaderName, HeaderValue)],
     keep_upgrade: bool,
-) -> Vec<(
-    actix_web::http::header::HeaderName,
-    actix_web::http::header::HeaderValue,
-)> {
-    use actix_web::http::header as ax;
+) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
     let named = connection_tokens(
-        h.get_all(http::header::CONNECTION)
-            .iter()
-            .map(|v| v.as_bytes()),
+        h.iter()
+            .filter(|(n, _)| n == ax::CONNECTION)
+            .map(|(_, v)| v.as_bytes()),
     );
-    let mut out = Vec::with_capacity(h.len());
-    for (name, value) in h.iter() {
+    h.iter().filter_map(move |(name, value)| {
         let n = name.as_str();
         if (is_hop(n) && !(keep_upgrade && n == "upgrade"))
             || named
@@ -176,16 +176,10 @@ pub fn response_headers(
             || n == "content-length"
             || n.starts_with("x-accel-")
         {
-            continue;
+            return None;
         }
-        if let (Ok(hn), Ok(hv)) = (
-            ax::HeaderName::from_bytes(n.as_bytes()),
-            ax::HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            out.push((hn, hv));
-        }
-    }
-    out
+        Some((name, value))
+    })
 }
 
 /// The `Upgrade` value when this is an HTTP/1.1 upgrade request (`Connection: upgrade`).
@@ -200,7 +194,27 @@ pub fn upgrade_of(h: &AxMap) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header as ax;
+
+    /// The written header lines as (name, value) pairs.
+    fn written(i: &Inbound<'_>) -> Vec<(String, String)> {
+        let mut out = BytesMut::new();
+        write_request_headers(i, &mut out);
+        String::from_utf8(out.to_vec())
+            .unwrap()
+            .split_terminator("\r\n")
+            .map(|l| {
+                let (n, v) = l.split_once(": ").unwrap();
+                (n.to_string(), v.to_string())
+            })
+            .collect()
+    }
+
+    fn get<'a>(h: &'a [(String, String)], n: &str) -> Option<&'a str> {
+        let mut it = h.iter().filter(|(k, _)| k == n);
+        let v = it.next().map(|(_, v)| v.as_str());
+        assert!(it.next().is_none(), "{n} written twice");
+        v
+    }
 
     fn map(pairs: &[(&'static str, &'static str)]) -> AxMap {
         let mut m = AxMap::new();
@@ -232,16 +246,16 @@ mod tests {
             scheme: "http",
             upgrade: None,
         };
-        let out = request_headers(&i);
-        assert_eq!(out["x-forwarded-for"], "10.0.0.1");
-        assert_eq!(out["x-forwarded-proto"], "http");
-        assert_eq!(out["x-forwarded-host"], "example.com");
-        assert_eq!(out["host"], "example.com");
-        assert_eq!(out["cookie"], "a=1; b=2");
+        let out = written(&i);
+        assert_eq!(get(&out, "x-forwarded-for").unwrap(), "10.0.0.1");
+        assert_eq!(get(&out, "x-forwarded-proto").unwrap(), "http");
+        assert_eq!(get(&out, "x-forwarded-host").unwrap(), "example.com");
+        assert_eq!(get(&out, "host").unwrap(), "example.com");
+        assert_eq!(get(&out, "cookie").unwrap(), "a=1; b=2");
         assert!(
-            out.get("x-secret").is_none()
-                && out.get("te").is_none()
-                && out.get("connection").is_none()
+            get(&out, "x-secret").is_none()
+                && get(&out, "te").is_none()
+                && get(&out, "connection").is_none()
         );
     }
 
@@ -262,8 +276,8 @@ mod tests {
             scheme: "http",
             upgrade: None,
         };
-        let out = request_headers(&i);
-        assert_eq!(out["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
-        assert_eq!(out["x-forwarded-proto"], "https");
+        let out = written(&i);
+        assert_eq!(get(&out, "x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.1");
+        assert_eq!(get(&out, "x-forwarded-proto").unwrap(), "https");
     }
 }

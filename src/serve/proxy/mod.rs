@@ -1,7 +1,8 @@
 //! `--upstream`: the reverse proxy to the WSGI/ASGI backend, plus the file mounts that only
 //! make sense next to it (`--internal` for X-Accel-Redirect, `--media-root`).
 //!
-//! - `upstream`: addresses, connector (TCP/Unix, connect timeout), balancing, health.
+//! - `client`: the HTTP/1.1 client (per-worker keep-alive connections, framing).
+//! - `upstream`: addresses, TCP/Unix streams, balancing, health.
 //! - `forward`: header rewriting both ways.
 //! - `files`: internal and media mounts (ETag, Range, conditionals).
 //! - `tunnel`: WebSocket/Upgrade.
@@ -10,6 +11,7 @@
 //! a slow client never holds a gunicorn sync worker; responses are streamed as produced.
 
 pub mod abort;
+pub mod client;
 pub mod files;
 pub mod forward;
 pub mod tunnel;
@@ -20,18 +22,16 @@ use actix_web::http::header::{self as ax, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
+use client::{BodyState, Conn, Piece};
 use files::Mount;
 use futures_util::StreamExt;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
-use upstream::{Active, Addr, Balance, Connector, Pool};
+use std::time::{Duration, Instant};
+use upstream::{Active, Addr, Balance, Pool};
 
 /// Everything the proxy needs, from the command line.
 #[derive(Debug, Clone)]
@@ -55,7 +55,6 @@ pub struct Options {
 pub struct Proxy {
     opts: Options,
     pool: Arc<Pool>,
-    client: Client<Connector, Full<Bytes>>,
     media_cc: String,
 }
 
@@ -77,24 +76,10 @@ impl Proxy {
             opts.max_fails,
             opts.fail_timeout,
         ));
-        let connector = Connector {
-            pool: pool.clone(),
-            timeout: opts.connect_timeout,
-        };
-        let client = Client::builder(TokioExecutor::new())
-            // Below gunicorn's 2 s keepalive: a pooled connection is dropped before the
-            // upstream closes it (the rest is covered by the retry of idempotent requests).
-            .pool_idle_timeout(Duration::from_millis(1500))
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(32)
-            .retry_canceled_requests(true)
-            .set_host(false)
-            .build(connector);
         let media_cc = format!("public, max-age={}", opts.media_max_age);
         Proxy {
             opts,
             pool,
-            client,
             media_cc,
         }
     }
@@ -148,7 +133,7 @@ impl Proxy {
                 return page(StatusCode::BAD_REQUEST, "Bad Request");
             }
         };
-        let res = abort::unless_client_leaves(req, self.forward(req, body)).await;
+        let res = abort::unless_client_leaves(req, self.forward(req, &body)).await;
         watch.done();
         res.unwrap_or_else(|| {
             tracing::info!(status = 499, method = %req.method(), uri = %req.uri(), "client closed the connection before the upstream answered; upstream request cancelled");
@@ -156,49 +141,46 @@ impl Proxy {
         })
     }
 
-    /// Builds the upstream request for upstream `i`.
-    fn upstream_request(
-        &self,
-        req: &HttpRequest,
-        i: usize,
-        body: Bytes,
-        upgrade: Option<&[u8]>,
-    ) -> Option<hyper::Request<Full<Bytes>>> {
+    /// The upstream request's bytes: the same for every upstream, so built once.
+    fn encode(&self, req: &HttpRequest, body: &[u8], upgrade: Option<&[u8]>) -> Bytes {
         let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let uri: http::Uri = format!("http://u{i}{pq}").parse().ok()?;
         let peer = req.peer_addr().map(|a| a.ip());
-        let info = req.connection_info();
-        let host = req
+        let fallback;
+        let host = match req
             .headers()
             .get(ax::HOST)
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri().authority().map(|a| a.as_str()))
-            .map(str::to_string)
-            .or_else(|| Some(info.host().to_string()));
+        {
+            Some(h) => h,
+            None => {
+                fallback = req.connection_info().host().to_string();
+                &fallback
+            }
+        };
         let inbound = forward::Inbound {
             headers: req.headers(),
             peer,
             trusted: forward::trusted(peer, &self.opts.trusted),
-            host: host.as_deref(),
+            host: Some(host),
             scheme: "http",
             upgrade,
         };
-        let headers = forward::request_headers(&inbound);
-        let method = http::Method::from_bytes(req.method().as_str().as_bytes()).ok()?;
-        let mut r = hyper::Request::new(Full::new(body));
-        *r.method_mut() = method;
-        *r.uri_mut() = uri;
-        *r.headers_mut() = headers;
-        Some(r)
+        let method = req.method().as_str();
+        let mut out = client::start_request(method, pq, body.len());
+        forward::write_request_headers(&inbound, &mut out);
+        client::end_request(&mut out, method, body);
+        out.freeze()
     }
 
-    /// Sends with retries; returns the response head or the final failure.
+    /// Sends with retries; returns the connection with the response head read, or the
+    /// final failure.
     pub(crate) async fn send(
         &self,
         req: &HttpRequest,
-        body: Bytes,
+        body: &[u8],
         upgrade: Option<&[u8]>,
-    ) -> Result<(hyper::Response<Incoming>, usize, Active), Failure> {
+    ) -> Result<(Conn, client::Head, Active), Failure> {
         let idempotent = matches!(
             *req.method(),
             Method::GET
@@ -208,31 +190,63 @@ impl Proxy {
                 | Method::DELETE
                 | Method::TRACE
         ) && upgrade.is_none();
+        let head_request = *req.method() == Method::HEAD;
+        let request = self.encode(req, body, upgrade);
         let mut tried: Vec<usize> = Vec::with_capacity(2);
         let mut last = Failure::Broken;
         for attempt in 0..2 {
-            // A stale pooled connection may be retried on the same upstream; a failed connect
-            // goes to another one.
+            // A stale pooled connection is retried on the same upstream over a new
+            // connection; a failed connect goes to another one.
             let i = match self.pool.pick(&tried) {
                 Some(i) => i,
                 None if attempt > 0 => tried[0],
                 None => return Err(Failure::ConnectRefused),
             };
             tried.push(i);
-            let Some(hreq) = self.upstream_request(req, i, body.clone(), upgrade) else {
-                return Err(Failure::Broken);
-            };
             let active = Active::enter(&self.pool, i);
-            let addr = &self.pool.upstreams[i].addr;
-            let failure = match tokio::time::timeout(
+            let addr = active.addr();
+            let idle = if attempt == 0 {
+                client::take_idle(i)
+            } else {
+                None
+            };
+            let mut conn = match idle {
+                Some(c) => c,
+                None => {
+                    match tokio::time::timeout(self.opts.connect_timeout, client::connect(addr, i))
+                        .await
+                    {
+                        Ok(Ok(c)) => c,
+                        Ok(Err(e)) => {
+                            tracing::warn!(upstream = %addr, method = %req.method(), uri = %req.uri(), cause = %e, "cannot connect to the upstream");
+                            last = Failure::ConnectRefused;
+                            self.pool.failed(i);
+                            if idempotent && self.pool.upstreams.len() > 1 {
+                                continue;
+                            }
+                            break;
+                        }
+                        Err(_) => {
+                            tracing::warn!(upstream = %addr, method = %req.method(), uri = %req.uri(), "connect timed out (--connect-timeout {:?})", self.opts.connect_timeout);
+                            last = Failure::ConnectTimeout;
+                            self.pool.failed(i);
+                            if idempotent && self.pool.upstreams.len() > 1 {
+                                continue;
+                            }
+                            break;
+                        }
+                    }
+                }
+            };
+            match tokio::time::timeout(
                 self.opts.read_timeout,
-                self.client.request(hreq),
+                client::exchange(&mut conn, &request, head_request),
             )
             .await
             {
-                Ok(Ok(resp)) => {
+                Ok(Ok(head)) => {
                     self.pool.succeeded(i);
-                    return Ok((resp, i, active));
+                    return Ok((conn, head, active));
                 }
                 Err(_) => {
                     tracing::warn!(upstream = %addr, method = %req.method(), uri = %req.uri(), "upstream timed out reading the response head (--read-timeout {:?}): 504", self.opts.read_timeout);
@@ -240,63 +254,66 @@ impl Proxy {
                     return Err(Failure::ReadTimeout);
                 }
                 Ok(Err(e)) => {
-                    let f = classify(&e);
-                    tracing::warn!(upstream = %addr, method = %req.method(), uri = %req.uri(), cause = %error_chain(&e), "upstream request failed ({f:?})");
-                    f
+                    // A kept-alive connection the upstream closed as we used it says
+                    // nothing about the upstream's health.
+                    let stale = conn.reused
+                        && conn.buf.is_empty()
+                        && matches!(e, client::ReadError::ClosedEarly | client::ReadError::Io(_));
+                    if stale {
+                        tracing::debug!(upstream = %addr, cause = %e, "kept-alive upstream connection was closed");
+                    } else {
+                        tracing::warn!(upstream = %addr, method = %req.method(), uri = %req.uri(), cause = %e, "upstream request failed");
+                        self.pool.failed(i);
+                    }
+                    last = Failure::Broken;
+                    if !idempotent {
+                        break;
+                    }
                 }
-            };
-            self.pool.failed(i);
-            last = failure;
-            let others = self.pool.upstreams.len() > 1;
-            let retry = idempotent
-                && match failure {
-                    Failure::ConnectRefused | Failure::ConnectTimeout => others,
-                    Failure::Broken => true,
-                    Failure::ReadTimeout => false,
-                };
-            if !retry {
-                break;
             }
         }
         Err(last)
     }
 
-    async fn forward(&self, req: &HttpRequest, body: Bytes) -> HttpResponse {
+    async fn forward(&self, req: &HttpRequest, body: &[u8]) -> HttpResponse {
         match self.send(req, body, None).await {
-            Ok((resp, i, active)) => self.relay(req, resp, i, active),
+            Ok((conn, head, active)) => self.relay(req, conn, head, active),
             Err(f) => failure_page(f),
         }
     }
 
-    /// The upstream's answer, streamed to the client.
+    /// The upstream's answer: whole when it arrived with its head, else streamed.
     pub(crate) fn relay(
         &self,
         req: &HttpRequest,
-        resp: hyper::Response<Incoming>,
-        i: usize,
+        mut conn: Conn,
+        head: client::Head,
         active: Active,
     ) -> HttpResponse {
-        let (parts, incoming) = resp.into_parts();
-        if let Some(target) = parts.headers.get("x-accel-redirect") {
-            drop(incoming);
-            return self.accel_redirect(req, target.as_bytes(), &parts.headers);
+        let mut state = BodyState::new(head.framing);
+        if let Some(target) = head.get("x-accel-redirect") {
+            if state.complete(&mut conn.buf).is_some() && head.keep_alive {
+                client::put_idle(conn);
+            }
+            return self.accel_redirect(req, target.as_bytes(), &head.headers);
         }
-        let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
         let mut b = HttpResponse::build(status);
-        for (k, v) in forward::response_headers(&parts.headers, false) {
-            b.append_header((k, v));
+        for (k, v) in forward::response_headers(&head.headers, false) {
+            b.append_header((k.clone(), v.clone()));
         }
-        let length = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
         let no_body = *req.method() == Method::HEAD
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
         if no_body {
-            drop(incoming);
+            let length = head
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if head.framing == client::Framing::Empty && head.keep_alive {
+                client::put_idle(conn);
+            }
             return match length {
                 Some(n) if *req.method() == Method::HEAD => {
                     b.body(crate::serve::body::SegmentBody::head(n))
@@ -304,17 +321,26 @@ impl Proxy {
                 _ => b.finish(),
             };
         }
+        if let Some(whole) = state.complete(&mut conn.buf) {
+            if head.keep_alive {
+                client::put_idle(conn);
+            }
+            return b.body(whole);
+        }
         let stream = UpBody {
-            inner: incoming,
+            conn: Some(conn),
+            state,
+            eof: false,
+            keep_alive: head.keep_alive,
             read_timeout: self.opts.read_timeout,
-            sleep: Box::pin(tokio::time::sleep(self.opts.read_timeout)),
+            last_read: Instant::now(),
+            sleep: None,
             watch: Watch::new(req),
-            upstream: self.pool.upstreams[i].addr.to_string(),
-            _active: active,
+            active,
         };
-        match length {
-            Some(n) => b.body(actix_web::body::SizedStream::new(n, stream)),
-            None => b.streaming(stream),
+        match head.framing {
+            client::Framing::Length(n) => b.body(actix_web::body::SizedStream::new(n, stream)),
+            _ => b.streaming(stream),
         }
     }
 
@@ -324,7 +350,7 @@ impl Proxy {
         &self,
         req: &HttpRequest,
         target: &[u8],
-        up: &http::HeaderMap,
+        up: &[(ax::HeaderName, HeaderValue)],
     ) -> HttpResponse {
         const CARRIED: &[&str] = &[
             "content-type",
@@ -336,17 +362,11 @@ impl Proxy {
         ];
         let target = String::from_utf8_lossy(target);
         let path = target.split('?').next().unwrap_or("");
-        let mut extra = Vec::new();
-        for (k, v) in up.iter() {
-            if CARRIED.contains(&k.as_str()) {
-                if let (Ok(k), Ok(v)) = (
-                    ax::HeaderName::from_bytes(k.as_str().as_bytes()),
-                    HeaderValue::from_bytes(v.as_bytes()),
-                ) {
-                    extra.push((k, v));
-                }
-            }
-        }
+        let extra: Vec<_> = up
+            .iter()
+            .filter(|(k, _)| CARRIED.contains(&k.as_str()))
+            .cloned()
+            .collect();
         let head = *req.method() == Method::HEAD;
         let mounts = self.opts.internal.iter().chain(self.opts.media.iter());
         for m in mounts {
@@ -374,26 +394,24 @@ impl Proxy {
         let Some(path) = self.opts.health_check.clone() else {
             return;
         };
+        let request =
+            format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
         let mut tick = tokio::time::interval(self.opts.health_interval);
         loop {
             tick.tick().await;
-            for i in 0..self.pool.upstreams.len() {
-                let uri: http::Uri = match format!("http://u{i}{path}").parse() {
-                    Ok(u) => u,
-                    Err(_) => return,
+            for (i, u) in self.pool.upstreams.iter().enumerate() {
+                let probe = async {
+                    let mut c = client::connect(&u.addr, i).await.ok()?;
+                    client::exchange(&mut c, request.as_bytes(), false)
+                        .await
+                        .ok()
                 };
-                let mut r = hyper::Request::new(Full::new(Bytes::new()));
-                *r.uri_mut() = uri;
-                r.headers_mut().insert(
-                    http::header::HOST,
-                    http::HeaderValue::from_static("localhost"),
-                );
                 let ok = matches!(
-                    tokio::time::timeout(self.opts.connect_timeout, self.client.request(r)).await,
-                    Ok(Ok(resp)) if resp.status().as_u16() < 400
+                    tokio::time::timeout(self.opts.connect_timeout, probe).await,
+                    Ok(Some(head)) if head.status < 400
                 );
                 if !ok {
-                    tracing::warn!(upstream = %self.pool.upstreams[i].addr, "health check {path} failed");
+                    tracing::warn!(upstream = %u.addr, "health check {path} failed");
                 }
                 self.pool
                     .set_health(i, ok, self.opts.health_interval.max(self.opts.fail_timeout));
@@ -433,37 +451,6 @@ async fn read_body(
     Ok(buf.freeze())
 }
 
-fn classify(e: &hyper_util::client::legacy::Error) -> Failure {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    let mut timed_out = false;
-    while let Some(s) = src {
-        if s.is::<upstream::ConnectTimeout>() {
-            timed_out = true;
-        }
-        src = s.source();
-    }
-    if e.is_connect() {
-        if timed_out {
-            Failure::ConnectTimeout
-        } else {
-            Failure::ConnectRefused
-        }
-    } else {
-        Failure::Broken
-    }
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
-
 pub(crate) fn failure_page(f: Failure) -> HttpResponse {
     match f {
         Failure::ConnectTimeout | Failure::ReadTimeout => {
@@ -493,72 +480,90 @@ pub fn page(status: StatusCode, title: &str) -> HttpResponse {
 
 /// Logs a 499 when dropped before [`Watch::done`]: the client went away first.
 struct Watch {
-    what: Option<String>,
+    req: Option<HttpRequest>,
 }
 
 impl Watch {
     fn new(req: &HttpRequest) -> Watch {
         Watch {
-            what: Some(format!("{} {}", req.method(), req.uri())),
+            req: Some(req.clone()),
         }
     }
     fn done(&mut self) {
-        self.what = None;
+        self.req = None;
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        if let Some(w) = self.what.take() {
-            tracing::info!(status = 499, "client closed the connection before the response was complete: {w}; upstream request dropped");
+        if let Some(r) = self.req.take() {
+            tracing::info!(status = 499, "client closed the connection before the response was complete: {} {}; upstream request dropped", r.method(), r.uri());
         }
     }
 }
 
-/// The upstream body as it arrives, with the read timeout between chunks.
+/// A response body still arriving from the upstream, read by the client's task; the
+/// connection goes back to the idle list once the body has been read to its end.
 struct UpBody {
-    inner: Incoming,
+    conn: Option<Conn>,
+    state: BodyState,
+    eof: bool,
+    keep_alive: bool,
     read_timeout: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
+    last_read: Instant,
+    /// Armed on the first wait; re-armed from `last_read` only when it fires.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     watch: Watch,
-    upstream: String,
-    _active: Active,
+    active: Active,
+}
+
+impl UpBody {
+    fn fail(&mut self, why: impl std::fmt::Display) -> Poll<Option<Result<Bytes, std::io::Error>>> {
+        self.watch.done();
+        self.conn = None;
+        tracing::warn!(upstream = %self.active.addr(), "upstream response body failed: {why}");
+        Poll::Ready(Some(Err(std::io::Error::other(why.to_string()))))
+    }
 }
 
 impl futures_util::Stream for UpBody {
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        use hyper::body::Body;
         let this = self.get_mut();
         loop {
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    let deadline = tokio::time::Instant::now() + this.read_timeout;
-                    this.sleep.as_mut().reset(deadline);
-                    if let Ok(data) = frame.into_data() {
-                        if !data.is_empty() {
-                            return Poll::Ready(Some(Ok(data)));
-                        }
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match this.state.next(&mut conn.buf, this.eof) {
+                Ok(Piece::Data(d)) if d.is_empty() => continue,
+                Ok(Piece::Data(d)) => return Poll::Ready(Some(Ok(d))),
+                Ok(Piece::End) => {
+                    this.watch.done();
+                    if let Some(c) = this.conn.take().filter(|_| this.keep_alive) {
+                        client::put_idle(c);
                     }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.watch.done();
-                    tracing::warn!(upstream = %this.upstream, cause = %error_chain(&e), "upstream response body failed");
-                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
-                }
-                Poll::Ready(None) => {
-                    this.watch.done();
                     return Poll::Ready(None);
                 }
+                Err(why) => return this.fail(why),
+                Ok(Piece::NeedMore) => {}
+            }
+            match client::poll_fill(conn, cx) {
+                Poll::Ready(Ok(0)) => this.eof = true,
+                Poll::Ready(Ok(_)) => this.last_read = Instant::now(),
+                Poll::Ready(Err(e)) => return this.fail(e),
                 Poll::Pending => {
-                    if std::future::Future::poll(this.sleep.as_mut(), cx).is_ready() {
-                        this.watch.done();
-                        tracing::warn!(upstream = %this.upstream, "upstream body stalled longer than --read-timeout {:?}", this.read_timeout);
-                        return Poll::Ready(Some(Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "read timeout",
-                        ))));
+                    let deadline =
+                        tokio::time::Instant::from_std(this.last_read + this.read_timeout);
+                    let sleep = this
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if sleep.deadline() != deadline {
+                        sleep.as_mut().reset(deadline);
+                    }
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        let t = this.read_timeout;
+                        return this.fail(format_args!("stalled longer than --read-timeout {t:?}"));
                     }
                     return Poll::Pending;
                 }

@@ -2,12 +2,10 @@
 //! `101` the two connections are spliced, closing after `--ws-idle-timeout` of silence in
 //! both directions.
 
-use super::{error_chain, failure_page, forward, page, Proxy};
-use actix_web::http::StatusCode;
+use super::{failure_page, forward, Proxy};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use hyper_util::rt::TokioIo;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,29 +35,24 @@ pub async fn run(
     mut payload: web::Payload,
     upgrade: &[u8],
 ) -> HttpResponse {
-    let (resp, i, active) = match p.send(req, Bytes::new(), Some(upgrade)).await {
+    let (conn, head, active) = match p.send(req, &[], Some(upgrade)).await {
         Ok(r) => r,
         Err(f) => return failure_page(f),
     };
-    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        return p.relay(req, resp, i, active);
+    if head.status != 101 {
+        return p.relay(req, conn, head, active);
     }
-    let upstream = p.pool.upstreams[i].addr.to_string();
-    let headers = forward::response_headers(resp.headers(), false);
-    let proto = resp
-        .headers()
-        .get(http::header::UPGRADE)
+    let headers: Vec<_> = forward::response_headers(&head.headers, false)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let proto = head
+        .get("upgrade")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("websocket")
         .to_string();
-    let upgraded = match hyper::upgrade::on(resp).await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::warn!(upstream = %upstream, cause = %error_chain(&e), "upgrade failed");
-            return page(StatusCode::BAD_GATEWAY, "Bad Gateway");
-        }
-    };
-    let (rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
+    // Whatever the upstream sent right after its 101 goes to the client first.
+    let early = conn.buf.freeze();
+    let (rd, mut wr) = tokio::io::split(conn.io);
     let limit = p.opts.ws_idle_timeout;
     let idle = Arc::new(Idle {
         start: Instant::now(),
@@ -85,6 +78,7 @@ pub async fn run(
         let _ = wr.shutdown().await;
     });
     // Upstream → client: the 101 response's body.
+    let early = futures_util::stream::iter((!early.is_empty()).then(|| Ok(early)));
     let down = futures_util::stream::unfold(
         (rd, idle, active),
         move |(mut rd, idle, active)| async move {
@@ -114,5 +108,5 @@ pub async fn run(
     for (k, v) in headers {
         b.append_header((k, v));
     }
-    b.streaming(down)
+    b.streaming(early.chain(down))
 }

@@ -1,9 +1,6 @@
-//! Upstream addresses, the connector (TCP or Unix socket, with a connect timeout), balancing
-//! and passive/active health.
+//! Upstream addresses, their connections (TCP or Unix socket), balancing and passive/active
+//! health.
 
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
-use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -116,22 +113,19 @@ impl Pool {
         let n = self.upstreams.len();
         let now = self.now_ms();
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
-        let order = (0..n)
-            .map(|k| (start + k) % n)
-            .filter(|i| !tried.contains(i));
-        let candidates: Vec<usize> = order.collect();
-        let live: Vec<usize> = candidates
-            .iter()
-            .copied()
-            .filter(|&i| self.is_up(i, now))
-            .collect();
-        let set = if live.is_empty() { &candidates } else { &live };
+        // No allocation: this runs for every proxied request.
+        let order = || {
+            (0..n)
+                .map(move |k| (start + k) % n)
+                .filter(|i| !tried.contains(i))
+        };
+        let any_live = order().any(|i| self.is_up(i, now));
+        let mut set = order().filter(|&i| !any_live || self.is_up(i, now));
         match self.balance {
-            Balance::RoundRobin => set.first().copied(),
-            Balance::LeastConn => set
-                .iter()
-                .copied()
-                .min_by_key(|&i| self.upstreams[i].active.load(Ordering::Relaxed)),
+            Balance::RoundRobin => set.next(),
+            Balance::LeastConn => {
+                set.min_by_key(|&i| self.upstreams[i].active.load(Ordering::Relaxed))
+            }
         }
     }
 
@@ -177,6 +171,14 @@ impl Active {
         pool.upstreams[i].active.fetch_add(1, Ordering::Relaxed);
         Active(pool.clone(), i)
     }
+
+    pub fn upstream(&self) -> usize {
+        self.1
+    }
+
+    pub fn addr(&self) -> &Addr {
+        &self.0.upstreams[self.1].addr
+    }
 }
 
 impl Drop for Active {
@@ -187,71 +189,10 @@ impl Drop for Active {
     }
 }
 
-/// The connect timeout fired (→ 504, not 502).
-#[derive(Debug)]
-pub struct ConnectTimeout;
-
-impl std::fmt::Display for ConnectTimeout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connect timeout")
-    }
-}
-impl std::error::Error for ConnectTimeout {}
-
-/// Connects `http://u<index>/…` URIs to upstream `index`. One pool key per upstream.
-#[derive(Clone)]
-pub struct Connector {
-    pub pool: Arc<Pool>,
-    pub timeout: Duration,
-}
-
-impl tower_service::Service<http::Uri> for Connector {
-    type Response = TokioIo<Stream>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<TokioIo<Stream>>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        let addr = uri
-            .host()
-            .and_then(|h| h.strip_prefix('u'))
-            .and_then(|i| i.parse::<usize>().ok())
-            .and_then(|i| self.pool.upstreams.get(i))
-            .map(|u| u.addr.clone());
-        let timeout = self.timeout;
-        Box::pin(async move {
-            let addr = addr.ok_or_else(|| io::Error::other("unknown upstream"))?;
-            let connect = async {
-                Ok::<_, io::Error>(match &addr {
-                    Addr::Tcp(hp) => {
-                        let s = TcpStream::connect(hp.as_str()).await?;
-                        let _ = s.set_nodelay(true);
-                        Stream::Tcp(s)
-                    }
-                    Addr::Unix(p) => Stream::Unix(UnixStream::connect(p).await?),
-                })
-            };
-            match tokio::time::timeout(timeout, connect).await {
-                Ok(r) => r.map(TokioIo::new),
-                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, ConnectTimeout)),
-            }
-        })
-    }
-}
-
 /// A connection to an upstream.
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
-}
-
-impl Connection for Stream {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
 }
 
 impl AsyncRead for Stream {
