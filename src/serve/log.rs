@@ -6,7 +6,8 @@
 
 use super::config::LogFormat;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing::Level;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -14,14 +15,25 @@ use tracing_subscriber::Layer;
 pub const ACCESS_TARGET: &str = "staticd::access";
 
 /// Installs the subscriber; a no-op if the binary already installed one.
+///
+/// Every filter here states its maximum level (no closures), so the subscriber knows the
+/// most verbose level anyone wants: `log` records of dependencies (actix emits `trace!`
+/// calls for every request) are then dropped at the macro's level check instead of being
+/// built and offered to each filter, which cost 2 % of the proxy's CPU.
 pub fn init(format: LogFormat) {
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let diag = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
-        .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_filter(filter_fn(|m| m.target() != ACCESS_TARGET));
-    let is_access = || filter_fn(|m| m.target() == ACCESS_TARGET);
+        .with_filter(
+            env.add_directive(
+                format!("{ACCESS_TARGET}=off")
+                    .parse()
+                    .expect("a valid directive"),
+            ),
+        );
+    let is_access = || Targets::new().with_target(ACCESS_TARGET, Level::INFO);
     let access: Box<dyn Layer<_> + Send + Sync> = match format {
         LogFormat::Combined => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stdout)
@@ -42,7 +54,7 @@ pub fn init(format: LogFormat) {
             .boxed(),
         LogFormat::Off => tracing_subscriber::fmt::layer()
             .with_writer(std::io::sink)
-            .with_filter(filter_fn(|_| false))
+            .with_filter(LevelFilter::OFF)
             .boxed(),
     };
     let _ = tracing_subscriber::registry()
