@@ -55,7 +55,8 @@ async fn dispatch(
     payload: web::Payload,
     state: web::Data<State>,
 ) -> HttpResponse {
-    let start = Instant::now();
+    // Only read the clock when the time will be logged.
+    let start = (state.log_format != LogFormat::Off).then(Instant::now);
     let res = match route(req.uri().path(), &state.prefix) {
         Route::Static(key) => {
             let table = state.table.load();
@@ -71,7 +72,7 @@ async fn dispatch(
         }
         Route::Other => state.proxy.handle(&req, payload).await,
     };
-    if state.log_format != LogFormat::Off {
+    if let Some(start) = start {
         log_access(&req, &res, state.log_format, start);
     }
     res

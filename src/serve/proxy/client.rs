@@ -33,6 +33,8 @@ const MAX_IDLE: usize = 32;
 /// its `proxy_buffer_size`.
 const MAX_HEAD: usize = 64 * 1024;
 const READ_SIZE: usize = 16 * 1024;
+/// Header lines accepted in one response head.
+const MAX_HEADERS: usize = 256;
 
 /// An open connection to upstream `upstream`, with what was read past the last response.
 pub struct Conn {
@@ -196,9 +198,12 @@ impl std::fmt::Display for ReadError {
 /// share the head's memory instead of being copied one by one.
 pub fn take_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, String> {
     let mut start = 0;
+    // Few slots first (they are zeroed on every parse), many only for a head that needs them.
+    let mut few = [httparse::EMPTY_HEADER; 32];
+    let mut many = Vec::new();
     let (status, version, lines, end) = loop {
-        let mut slots = [httparse::EMPTY_HEADER; 128];
-        let mut r = httparse::Response::new(&mut slots);
+        let slots: &mut [httparse::Header<'_>] = if many.is_empty() { &mut few } else { &mut many };
+        let mut r = httparse::Response::new(slots);
         let n = match r.parse(&buf[start..]) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
@@ -206,6 +211,10 @@ pub fn take_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>,
                     return Err(format!("head larger than {MAX_HEAD} bytes"));
                 }
                 return Ok(None);
+            }
+            Err(httparse::Error::TooManyHeaders) if many.is_empty() => {
+                many = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+                continue;
             }
             Err(e) => return Err(e.to_string()),
         };
@@ -546,6 +555,25 @@ mod tests {
         let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-"[..]);
         assert!(take_head(&mut partial, false).unwrap().is_none());
         assert_eq!(partial.len(), 25, "nothing consumed");
+    }
+
+    #[test]
+    fn many_headers() {
+        let mut raw = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..100 {
+            raw.push_str(&format!("X-H{i}: {i}\r\n"));
+        }
+        raw.push_str("Content-Length: 0\r\n\r\n");
+        let h = head(&raw);
+        assert_eq!(h.headers.len(), 101);
+        assert_eq!(h.get("x-h99").unwrap(), "99");
+        for i in 100..300 {
+            raw.insert_str(17, &format!("X-M{i}: {i}\r\n"));
+        }
+        assert!(
+            parse(raw.as_bytes(), false).is_err(),
+            "over {MAX_HEADERS} lines"
+        );
     }
 
     #[test]

@@ -111,6 +111,10 @@ impl Pool {
     /// Like nginx, when every candidate is down one is tried anyway rather than failing.
     pub fn pick(&self, tried: &[usize]) -> Option<usize> {
         let n = self.upstreams.len();
+        if n == 1 {
+            // The only candidate is tried whatever its health (nginx does the same).
+            return (!tried.contains(&0)).then_some(0);
+        }
         let now = self.now_ms();
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
         // No allocation: this runs for every proxied request.
