@@ -352,13 +352,13 @@ fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool)
             let staged = have.remove(&rel);
             let current = !clear
                 && match staged {
-                // A hard link of the very file: nothing to do.
-                Some((ino, false)) if !symlink => ino == entry.ino(),
-                Some((_, true)) if symlink => {
-                    fs::read_link(entry.path()).ok() == fs::read_link(stage.join(&rel)).ok()
-                }
-                _ => false,
-            };
+                    // A hard link of the very file: nothing to do.
+                    Some((ino, false)) if !symlink => ino == entry.ino(),
+                    Some((_, true)) if symlink => {
+                        fs::read_link(entry.path()).ok() == fs::read_link(stage.join(&rel)).ok()
+                    }
+                    _ => false,
+                };
             if !current {
                 files.push((rel, symlink, staged.is_some()));
             }
@@ -558,7 +558,10 @@ mod tests {
         s.write("a.css", b"A2").unwrap();
         s.write("a.2.css", b"A2").unwrap();
         s.commit(Some(("m.json", b"{2}")), false).unwrap();
-        assert!(stage.is_dir(), "the tree swapped out stays as the next stage");
+        assert!(
+            stage.is_dir(),
+            "the tree swapped out stays as the next stage"
+        );
 
         // Between runs: a prune deletes from the tree, another tool adds to it.
         fs::remove_file(root.join("a.1.css")).unwrap();

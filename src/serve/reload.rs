@@ -125,12 +125,10 @@ fn run(
         let mut stale = false;
         if !again {
             match rx.recv_timeout(POLL) {
-                Ok(wake) => {
-                    match settle(wake, &rx, DEBOUNCE) {
-                        Some(s) => stale = s,
-                        None => return,
-                    }
-                }
+                Ok(wake) => match settle(wake, &rx, DEBOUNCE) {
+                    Some(s) => stale = s,
+                    None => return,
+                },
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -186,7 +184,10 @@ mod tests {
         tx.send(Wake::Published).unwrap();
         tx.send(Wake::Event).unwrap();
         assert_eq!(settle(Wake::Event, &rx, long), Some(true));
-        assert!(t.elapsed() < Duration::from_secs(5), "waited out the debounce");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "waited out the debounce"
+        );
         assert!(rx.try_recv().is_err(), "the burst is drained");
     }
 
@@ -195,7 +196,10 @@ mod tests {
         let (tx, rx) = channel();
         let t = Instant::now();
         tx.send(Wake::Event).unwrap();
-        assert_eq!(settle(Wake::Event, &rx, Duration::from_millis(50)), Some(false));
+        assert_eq!(
+            settle(Wake::Event, &rx, Duration::from_millis(50)),
+            Some(false)
+        );
         assert!(t.elapsed() >= Duration::from_millis(50));
         drop(tx);
         assert_eq!(settle(Wake::Event, &rx, Duration::from_millis(50)), None);
