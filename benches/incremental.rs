@@ -9,7 +9,8 @@
 //! `STATICD_BENCH_CORPORA` (default `small,large`), `STATICD_BENCH_REPEAT` (default 3),
 //! `STATICD_BENCH_WATCH_EDITS` (default 20), `STATICD_BENCH_SKIP=whitenoise` to leave the slow
 //! WhiteNoise runs out, `STATICD_BENCH_ONLY=watch` to time only the watch latency (no
-//! warm/cold runs, and a variant cache kept across runs: quick iterations on the watch loop).
+//! warm/cold runs, and a variant cache kept across runs: quick iterations on the watch loop),
+//! `STATICD_BENCH_STATICD` to time another staticd binary.
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -17,7 +18,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const STATICD: &str = env!("CARGO_BIN_EXE_staticd");
+/// The binary timed: this build's, or `STATICD_BENCH_STATICD` (e.g. an older build, to compare
+/// two versions under the same machine load).
+fn staticd_bin() -> PathBuf {
+    std::env::var_os("STATICD_BENCH_STATICD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_staticd").into())
+}
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -54,7 +61,9 @@ fn main() {
         // Watch-only runs keep their variant cache across runs: the compressing first collect
         // (which gives STATIC_ROOT its ~6 files per source) then costs seconds, not minutes.
         let cache = if watch_only {
-            target.join("bench-incremental").join(format!("{name}-cache"))
+            target
+                .join("bench-incremental")
+                .join(format!("{name}-cache"))
         } else {
             work.join("cache")
         };
@@ -82,7 +91,7 @@ fn main() {
 
         let staticd = |extra: &[&str]| -> (f64, serde_json::Value) {
             let t = Instant::now();
-            let out = Command::new(STATICD)
+            let out = Command::new(staticd_bin())
                 .arg("collect")
                 .arg(&proj)
                 .arg("--python")
@@ -175,7 +184,7 @@ fn met(ok: bool) -> &'static str {
 /// Starts `staticd dev`, edits one CSS file `edits` times; each latency is from the write to
 /// the first 200 of the new hashed URL.
 fn watch_latency(proj: &Path, python: &Path, edits: usize) -> Vec<f64> {
-    let mut child = Command::new(STATICD)
+    let mut child = Command::new(staticd_bin())
         .arg("dev")
         .arg(proj)
         .arg("--python")
