@@ -4,10 +4,13 @@
 //! - a cold collect into an empty STATIC_ROOT with a warm variant cache,
 //! - watch latency: a CSS file written → its new hashed URL answers 200 from `staticd dev`.
 //!
-//! Needs the corpora of `cargo bench --bench collect` (built under `target/bench-corpus/`).
+//! Needs the corpora of `cargo bench --bench collect` (built under `target/bench-corpus/`, or
+//! `$CARGO_TARGET_DIR/bench-corpus/`).
 //! `STATICD_BENCH_CORPORA` (default `small,large`), `STATICD_BENCH_REPEAT` (default 3),
 //! `STATICD_BENCH_WATCH_EDITS` (default 20), `STATICD_BENCH_SKIP=whitenoise` to leave the slow
-//! WhiteNoise runs out.
+//! WhiteNoise runs out, `STATICD_BENCH_ONLY=watch` to time only the watch latency (no
+//! warm/cold runs, and a variant cache kept across runs: quick iterations on the watch loop),
+//! `STATICD_BENCH_STATICD` to time another staticd binary.
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,15 +18,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const STATICD: &str = env!("CARGO_BIN_EXE_staticd");
+/// The binary timed: this build's, or `STATICD_BENCH_STATICD` (e.g. an older build, to compare
+/// two versions under the same machine load).
+fn staticd_bin() -> PathBuf {
+    std::env::var_os("STATICD_BENCH_STATICD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_staticd").into())
+}
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = root.join("target");
+    // Where `cargo bench --bench collect` built the corpora (it honours CARGO_TARGET_DIR too).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"));
     let python = venv_python(&root);
     let repeat: usize = env_num("STATICD_BENCH_REPEAT", 3);
     let edits: usize = env_num("STATICD_BENCH_WATCH_EDITS", 20);
     let skip = std::env::var("STATICD_BENCH_SKIP").unwrap_or_default();
+    let watch_only = std::env::var("STATICD_BENCH_ONLY").is_ok_and(|v| v == "watch");
     let corpora = std::env::var("STATICD_BENCH_CORPORA").unwrap_or_else(|_| "small,large".into());
     let mut md = String::from(
         "| corpus | files | WhiteNoise 2nd run | staticd warm re-collect | cold, warm cache | watch p50 | watch p95 |\n|---|---:|---:|---:|---:|---:|---:|\n",
@@ -44,11 +58,19 @@ fn main() {
         // A private copy: the watch edits must not touch the shared corpus.
         copy_tree(&project, &work.join("proj"));
         let proj = work.join("proj");
-        let cache = work.join("cache");
+        // Watch-only runs keep their variant cache across runs: the compressing first collect
+        // (which gives STATIC_ROOT its ~6 files per source) then costs seconds, not minutes.
+        let cache = if watch_only {
+            target
+                .join("bench-incremental")
+                .join(format!("{name}-cache"))
+        } else {
+            work.join("cache")
+        };
         let static_root = proj.join("static_root");
 
         // WhiteNoise: a first run, then its second run on the unchanged tree.
-        let whitenoise = (!skip.contains("whitenoise")).then(|| {
+        let whitenoise = (!skip.contains("whitenoise") && !watch_only).then(|| {
             let _ = fs::remove_dir_all(&static_root);
             let run = || {
                 let t = Instant::now();
@@ -69,7 +91,7 @@ fn main() {
 
         let staticd = |extra: &[&str]| -> (f64, serde_json::Value) {
             let t = Instant::now();
-            let out = Command::new(STATICD)
+            let out = Command::new(staticd_bin())
                 .arg("collect")
                 .arg(&proj)
                 .arg("--python")
@@ -91,19 +113,22 @@ fn main() {
                 serde_json::from_slice(&out.stdout).unwrap(),
             )
         };
-        let _ = fs::remove_dir_all(&cache);
+        if !watch_only {
+            let _ = fs::remove_dir_all(&cache);
+        }
         let (_, first) = staticd(&[]);
         let files = first["copied"].as_u64().unwrap_or(0);
+        let runs = if watch_only { 0 } else { repeat };
 
         let mut warm = Vec::new();
-        for _ in 0..repeat {
+        for _ in 0..runs {
             let (t, s) = staticd(&[]);
             assert_eq!(s["compressions"], 0, "warm re-collect compressed: {s}");
             assert_eq!(s["hashed"], 0, "warm re-collect hashed: {s}");
             warm.push(t);
         }
         let mut cold = Vec::new();
-        for _ in 0..repeat {
+        for _ in 0..runs {
             let _ = fs::remove_dir_all(&static_root);
             let state = proj.join(".static_root.staticd-state.json");
             let _ = fs::remove_file(state);
@@ -122,7 +147,7 @@ fn main() {
             p50 * 1e3,
             p95 * 1e3
         );
-        if name == "small" {
+        if name == "small" && !watch_only {
             verdicts.push(format!("warm ≤ 0.3 s: {}", met(warm_m <= 0.3)));
             if let Some(wn) = whitenoise {
                 verdicts.push(format!(
@@ -132,10 +157,12 @@ fn main() {
                 ));
             }
         }
-        verdicts.push(format!(
-            "{name}: cold with warm cache ≤ 1 s: {}",
-            met(cold_m <= 1.0)
-        ));
+        if !watch_only {
+            verdicts.push(format!(
+                "{name}: cold with warm cache ≤ 1 s: {}",
+                met(cold_m <= 1.0)
+            ));
+        }
         verdicts.push(format!("{name}: watch p95 ≤ 150 ms: {}", met(p95 <= 0.150)));
         println!(
             "{name}: warm runs {warm:?}, cold runs {cold:?}, watch latencies (s) {latencies:?}"
@@ -157,7 +184,7 @@ fn met(ok: bool) -> &'static str {
 /// Starts `staticd dev`, edits one CSS file `edits` times; each latency is from the write to
 /// the first 200 of the new hashed URL.
 fn watch_latency(proj: &Path, python: &Path, edits: usize) -> Vec<f64> {
-    let mut child = Command::new(STATICD)
+    let mut child = Command::new(staticd_bin())
         .arg("dev")
         .arg(proj)
         .arg("--python")

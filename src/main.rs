@@ -181,7 +181,8 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
             Cache::new(args.cache_dir.clone(), args.cache_size * 1024 * 1024)
         },
         progress: true,
-        background_cleanup: false,
+        reuse_stage: false,
+        on_publish: None,
     };
     let json = args.format == Format::Json;
     let log = Log::new(args.verbosity, json);
@@ -209,16 +210,22 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         settings: args.serve.settings.clone(),
         ..Default::default()
     })?;
+    // The server notices each published generation by itself (see serve::reload); being told
+    // right after the swap saves it waiting out the debounce of the filesystem events.
+    let (tx, rx) = staticd::serve::reload::channel();
+    let published = tx.clone();
     let opts = CollectOptions {
         hash: args.hash,
         compress: args.compress,
         cache: Cache::new(None, 1024 * 1024 * 1024),
+        on_publish: Some(collect::OnPublish(std::sync::Arc::new(move || {
+            let _ = published.try_send(staticd::serve::reload::Wake::Published);
+        }))),
         ..Default::default()
     };
     let mut serve = args.serve;
     serve.root.get_or_insert(discovery.static_root.clone());
     serve.static_url.get_or_insert(discovery.static_url.clone());
-    // The server notices each published generation by itself (see serve::reload).
     std::thread::spawn(move || {
         let log = Log::new(1, true);
         if let Err(e) = collect::watch::watch(&discovery, &opts, &log) {
@@ -226,7 +233,7 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
             std::process::exit(1);
         }
     });
-    staticd::serve::run(serve)
+    staticd::serve::run_with(serve, (tx, rx))
 }
 
 fn run_prune(args: PruneArgs) -> anyhow::Result<()> {

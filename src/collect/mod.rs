@@ -46,8 +46,21 @@ pub struct CollectOptions {
     pub cache: Option<cache::Cache>,
     /// Show a progress bar (only when stderr is a terminal).
     pub progress: bool,
-    /// Remove the previous tree in the background after a publish (watch mode).
-    pub background_cleanup: bool,
+    /// Keep the tree each publish swaps out as the next run's stage (watch mode): the next
+    /// publish then links only what changed instead of every file.
+    pub reuse_stage: bool,
+    /// Called right after each publish, before the bookkeeping that follows it.
+    pub on_publish: Option<OnPublish>,
+}
+
+/// A hook run when a generation has just been published (`staticd dev` wakes its server).
+#[derive(Clone)]
+pub struct OnPublish(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for OnPublish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnPublish")
+    }
 }
 
 impl Default for CollectOptions {
@@ -64,7 +77,8 @@ impl Default for CollectOptions {
             zstd: false,
             cache: None,
             progress: false,
-            background_cleanup: false,
+            reuse_stage: false,
+            on_publish: None,
         }
     }
 }
@@ -299,8 +313,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
 
     // Stage everything, then swap.
     progress.stage("writing", outputs.len());
-    let mut stage = Stage::begin(&d.static_root)?;
-    stage.background_cleanup = opts.background_cleanup;
+    let stage = Stage::begin_with(&d.static_root, opts.reuse_stage && !opts.clear)?;
     let copied = AtomicUsize::new(0);
     let unmodified = AtomicUsize::new(0);
     let post_processed = AtomicUsize::new(0);
@@ -382,6 +395,9 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             opts.clear,
         )
         .with_context(|| format!("publishing {}", d.static_root.display()))?;
+    if let Some(hook) = &opts.on_publish {
+        (hook.0)();
+    }
     progress.finish();
     if let Some(m) = &manifest {
         let mut history = generations::History::load(&d.static_root);

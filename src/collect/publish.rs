@@ -7,13 +7,17 @@
 //! whose bytes are already in the old tree are linked, not rewritten, so their mtime (and any
 //! validator derived from it) stays.
 //!
+//! In watch mode the tree swapped out is kept at the stage path and becomes the next stage:
+//! bringing it up to date costs a walk of both trees and a few links, where relinking every
+//! file of a large STATIC_ROOT took most of a re-collect.
+//!
 //! Where the swap is impossible (STATIC_ROOT is a mount point, e.g. a container volume, or the
 //! filesystem lacks RENAME_EXCHANGE) files are renamed into place one by one, hashed files
 //! first and the manifest last: everything the old manifest names is untouched throughout,
 //! but an unhashed original can be newer than the manifest for a moment.
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -52,9 +56,8 @@ pub fn lock(root: &Path) -> Result<File> {
 pub struct Stage {
     root: PathBuf,
     dir: PathBuf,
-    /// Remove the previous tree on a background thread (watch mode: the next change should
-    /// not wait for thousands of unlinks).
-    pub background_cleanup: bool,
+    /// Keep the previous tree, once swapped out, as the next stage (watch mode).
+    reuse: bool,
     _lock: File,
     written: Mutex<Vec<String>>,
 }
@@ -90,17 +93,28 @@ impl Stage {
     /// Takes the collect lock of `root` (two collects never interleave) and starts an empty
     /// stage, removing what a killed run left behind.
     pub fn begin(root: &Path) -> Result<Stage> {
+        Self::begin_with(root, false)
+    }
+
+    /// Like [`Stage::begin`], but with `reuse` a stage left at the stage path (the tree the
+    /// last swap took out, or what a failed run left) is kept: `commit` makes it mirror the
+    /// current tree, and after the swap the tree taken out stays there for the next run.
+    pub fn begin_with(root: &Path, reuse: bool) -> Result<Stage> {
         let root = absolute(root)?;
         let parent = root.parent().unwrap_or(Path::new("/")).to_path_buf();
         fs::create_dir_all(&parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
         let lock = lock(&root)?;
         let dir = sibling(&root, "stage")?;
-        if dir.exists() {
-            fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot remove leftover stage {}", dir.display()))?;
+        let kept = reuse && fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+        if !kept {
+            if fs::symlink_metadata(&dir).is_ok() {
+                fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot remove leftover stage {}", dir.display()))?;
+            }
+            fs::create_dir(&dir)
+                .with_context(|| format!("cannot create stage {}", dir.display()))?;
         }
-        fs::create_dir(&dir).with_context(|| format!("cannot create stage {}", dir.display()))?;
         if let Ok(meta) = fs::metadata(&root) {
             let _ = fs::set_permissions(&dir, meta.permissions());
         }
@@ -108,7 +122,7 @@ impl Stage {
         Ok(Stage {
             root,
             dir,
-            background_cleanup: false,
+            reuse,
             _lock: lock,
             written: Mutex::new(Vec::new()),
         })
@@ -142,9 +156,16 @@ impl Stage {
             if meta.is_file()
                 && meta.len() == bytes.len() as u64
                 && fs::read(&old).map(|b| b == bytes).unwrap_or(false)
-                && fs::hard_link(&old, &dest).is_ok()
             {
-                return Ok(Written::Unchanged);
+                // A reused stage may hold this very file already.
+                let linked = fs::symlink_metadata(&dest)
+                    .is_ok_and(|d| (d.dev(), d.ino()) == (meta.dev(), meta.ino()));
+                if linked || {
+                    let _ = fs::remove_file(&dest);
+                    fs::hard_link(&old, &dest).is_ok()
+                } {
+                    return Ok(Written::Unchanged);
+                }
             }
         }
         let _ = fs::remove_file(&dest);
@@ -188,7 +209,7 @@ impl Stage {
     }
 
     /// Publishes the stage. `manifest` is written last; `clear` drops the old tree's files.
-    pub fn commit(self, manifest: Option<(&str, &[u8])>, clear: bool) -> Result<Committed> {
+    pub fn commit(mut self, manifest: Option<(&str, &[u8])>, clear: bool) -> Result<Committed> {
         let written: HashSet<String> = self.written.lock().expect("stage list").drain(..).collect();
         let mut committed = Committed::default();
         let root_exists = fs::symlink_metadata(&self.root).is_ok();
@@ -212,16 +233,13 @@ impl Stage {
             Ok(()) => {
                 committed.swapped = true;
                 // The stage path now holds the previous tree; every file of it that is still
-                // wanted is linked from the new one.
-                if self.background_cleanup {
-                    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-                    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let trash = beside(&self.root, &format!("trash-{}-{n}", std::process::id()));
-                    if fs::rename(&self.dir, &trash).is_ok() {
-                        std::thread::spawn(move || fs::remove_dir_all(trash));
-                    }
+                // wanted is linked from the new one. Kept for reuse, or removed.
+                if self.reuse {
+                    self.reuse = false;
+                    self.dir = PathBuf::new();
+                } else {
+                    let _ = fs::remove_dir_all(&self.dir);
                 }
-                let _ = fs::remove_dir_all(&self.dir);
             }
             Err(e) if fallback_ok(&e) => {
                 tracing::warn!(
@@ -248,13 +266,13 @@ impl Stage {
 impl Drop for Stage {
     fn drop(&mut self) {
         // After a failure the stage goes; the old tree was never touched.
-        if self.dir.exists() {
+        if !self.dir.as_os_str().is_empty() && self.dir.exists() {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
 }
 
-/// Removes previous trees that a background cleanup did not finish (the process ended).
+/// Removes previous trees that an earlier version's background cleanup did not finish.
 fn remove_trash(root: &Path) {
     let prefix = beside(root, "trash-");
     let (Some(parent), Some(prefix)) = (prefix.parent(), prefix.file_name()) else {
@@ -283,36 +301,96 @@ fn safe_rel(rel: &str) -> Result<&Path> {
     Ok(p)
 }
 
-/// Links every old file into the stage where the stage has none (or only recreates the
-/// directories, with `clear`). Returns how many old files were dropped.
+/// Makes the stage mirror the old tree around what was staged anew (`written`): every other
+/// old file is hard-linked in (so it keeps its inode), and a stage file the old tree lacks is
+/// removed (the stage may be a previous tree being reused). With `clear` only the
+/// directories are carried. Returns how many old files were dropped.
 fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool) -> Result<usize> {
+    use walkdir::DirEntryExt;
+    let rel_of = |base: &Path, p: &Path| p.strip_prefix(base).expect("below base").to_path_buf();
+    // What the stage holds besides the new outputs: inode, and symlink or not.
+    let mut have: HashMap<PathBuf, (u64, bool)> = HashMap::new();
+    let mut have_dirs: Vec<PathBuf> = Vec::new();
+    for entry in walkdir::WalkDir::new(stage).min_depth(1) {
+        let entry = entry.with_context(|| format!("cannot read {}", stage.display()))?;
+        let rel = rel_of(stage, entry.path());
+        if entry.file_type().is_dir() {
+            have_dirs.push(rel);
+        } else if !written.contains(rel.to_string_lossy().as_ref()) {
+            have.insert(rel, (entry.ino(), entry.file_type().is_symlink()));
+        }
+    }
+    let have_dir: HashSet<&Path> = have_dirs.iter().map(PathBuf::as_path).collect();
     // Directories first (in walk order, so parents exist), then the files, linked in parallel:
-    // thousands of links are most of a small re-collect.
+    // thousands of links are most of a small re-collect on a fresh stage.
     let mut files = Vec::new();
+    let mut old_dirs: HashSet<PathBuf> = HashSet::new();
     for entry in walkdir::WalkDir::new(root).min_depth(1) {
         let entry = entry.with_context(|| format!("cannot read {}", root.display()))?;
-        let rel = entry
-            .path()
-            .strip_prefix(root)
-            .expect("below root")
-            .to_path_buf();
+        let rel = rel_of(root, entry.path());
         if entry.file_type().is_dir() {
             let dest = stage.join(&rel);
-            fs::create_dir_all(&dest)?;
-            if let Ok(meta) = entry.metadata() {
-                let _ = fs::set_permissions(&dest, meta.permissions());
+            if !have_dir.contains(rel.as_path()) {
+                if have.remove(&rel).is_some() {
+                    fs::remove_file(&dest)?;
+                }
+                fs::create_dir_all(&dest)?;
             }
+            if let Ok(meta) = entry.metadata() {
+                let same = fs::symlink_metadata(&dest)
+                    .is_ok_and(|m| m.permissions() == meta.permissions());
+                if !same {
+                    let _ = fs::set_permissions(&dest, meta.permissions());
+                }
+            }
+            old_dirs.insert(rel);
         } else if !written.contains(rel.to_string_lossy().as_ref()) {
-            files.push((rel, entry.file_type().is_symlink()));
+            let symlink = entry.file_type().is_symlink();
+            if have_dir.contains(rel.as_path()) {
+                fs::remove_dir_all(stage.join(&rel))?;
+            }
+            let staged = have.remove(&rel);
+            let current = !clear
+                && match staged {
+                    // A hard link of the very file: nothing to do.
+                    Some((ino, false)) if !symlink => ino == entry.ino(),
+                    Some((_, true)) if symlink => {
+                        fs::read_link(entry.path()).ok() == fs::read_link(stage.join(&rel)).ok()
+                    }
+                    _ => false,
+                };
+            if !current {
+                files.push((rel, symlink, staged.is_some()));
+            }
+        }
+    }
+    // The stage's own files that the old tree no longer has (pruned meanwhile, say).
+    for rel in have.keys() {
+        fs::remove_file(stage.join(rel))
+            .with_context(|| format!("cannot remove {}", stage.join(rel).display()))?;
+    }
+    for rel in have_dirs.iter().rev() {
+        if !old_dirs.contains(rel) {
+            // Only empty ones: new outputs may live there.
+            let _ = fs::remove_dir(stage.join(rel));
         }
     }
     if clear {
+        for (rel, _, staged) in &files {
+            if *staged {
+                fs::remove_file(stage.join(rel))?;
+            }
+        }
         return Ok(files.len());
     }
     files
         .par_iter()
-        .try_for_each(|(rel, symlink)| -> Result<()> {
+        .try_for_each(|(rel, symlink, staged)| -> Result<()> {
             let (src, dest) = (root.join(rel), stage.join(rel));
+            if *staged {
+                fs::remove_file(&dest)
+                    .with_context(|| format!("cannot replace {}", dest.display()))?;
+            }
             if *symlink {
                 std::os::unix::fs::symlink(fs::read_link(&src)?, &dest)?;
             } else if fs::hard_link(&src, &dest).is_err() {
@@ -449,6 +527,69 @@ mod tests {
         );
         assert_eq!(read(&root.join("staticfiles.json")), "{2}");
         assert!(!sibling(&root, "stage").unwrap().exists());
+    }
+
+    fn files(dir: &Path) -> Vec<(String, String)> {
+        let mut v: Vec<_> = walkdir::WalkDir::new(dir)
+            .min_depth(1)
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| {
+                let rel = e.path().strip_prefix(dir).unwrap();
+                (rel.to_string_lossy().to_string(), read(e.path()))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn reused_stage_mirrors_the_current_tree() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("static");
+        let stage = sibling(&root, "stage").unwrap();
+        let s = Stage::begin_with(&root, true).unwrap();
+        s.write("a.css", b"A1").unwrap();
+        s.write("a.1.css", b"A1").unwrap();
+        s.write("gone/x.txt", b"x").unwrap();
+        s.commit(Some(("m.json", b"{1}")), false).unwrap();
+        let s = Stage::begin_with(&root, true).unwrap();
+        s.write("a.css", b"A2").unwrap();
+        s.write("a.2.css", b"A2").unwrap();
+        s.commit(Some(("m.json", b"{2}")), false).unwrap();
+        assert!(
+            stage.is_dir(),
+            "the tree swapped out stays as the next stage"
+        );
+
+        // Between runs: a prune deletes from the tree, another tool adds to it.
+        fs::remove_file(root.join("a.1.css")).unwrap();
+        fs::remove_file(root.join("gone/x.txt")).unwrap();
+        fs::remove_dir(root.join("gone")).unwrap();
+        fs::write(root.join("extra.txt"), "e").unwrap();
+        let before = files(&root);
+
+        let s = Stage::begin_with(&root, true).unwrap();
+        assert_eq!(s.write("a.2.css", b"A2").unwrap(), Written::Unchanged);
+        s.write("a.css", b"A3").unwrap();
+        s.write("a.3.css", b"A3").unwrap();
+        s.commit(Some(("m.json", b"{3}")), false).unwrap();
+        let mut want: Vec<_> = before
+            .into_iter()
+            .filter(|(r, _)| r != "a.css" && r != "m.json")
+            .collect();
+        want.extend([
+            ("a.3.css".into(), "A3".into()),
+            ("a.css".into(), "A3".into()),
+            ("m.json".into(), "{3}".into()),
+        ]);
+        want.sort();
+        assert_eq!(files(&root), want);
+        assert!(!root.join("gone").exists(), "emptied directories go too");
+        // Carried files are the old inodes, not copies.
+        let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+        assert_eq!(ino(&root.join("extra.txt")), ino(&stage.join("extra.txt")));
     }
 
     #[test]

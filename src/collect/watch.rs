@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long the sources must be quiet before a re-collect starts.
-const QUIET: Duration = Duration::from_millis(30);
+const QUIET: Duration = Duration::from_millis(10);
 /// A steady stream of events still gets a re-collect this often.
 const MAX_WAIT: Duration = Duration::from_millis(500);
 
@@ -25,7 +25,7 @@ pub fn watch(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<()> {
     let opts = CollectOptions {
         progress: false,
         clear: false,
-        background_cleanup: true,
+        reuse_stage: true,
         ..opts.clone()
     };
     let (tx, rx) = mpsc::channel();

@@ -36,6 +36,18 @@ use std::time::{Duration, Instant};
 /// Runs the server until SIGTERM/SIGINT, then drains in-flight requests
 /// (bounded by `--shutdown-timeout`).
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    run_with(args, reload::channel())
+}
+
+/// [`run`] with the reloader's channel made by the caller, who keeps a sender to say when it
+/// has published (`staticd dev`).
+pub fn run_with(
+    args: ServeArgs,
+    (tx, rx): (
+        std::sync::mpsc::SyncSender<reload::Wake>,
+        std::sync::mpsc::Receiver<reload::Wake>,
+    ),
+) -> anyhow::Result<()> {
     log::init(args.log_format);
     let (root, static_url) = locate(&args)?;
     // Absolute, so the reloader can watch the parent even for `--root static`.
@@ -98,7 +110,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     for u in &args.upstreams {
         tracing::info!("proxying everything outside {prefix} to {u}");
     }
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let state = Arc::new(app::State {
         table: ArcSwap::from_pointee(table),
         prefix,

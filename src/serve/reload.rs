@@ -5,12 +5,14 @@
 //! inotify (via `notify`) makes pickup immediate; a 1 s poll of the same fingerprint covers
 //! what inotify misses (a watch follows the old directory inode across a swap, network
 //! filesystems, overflowed queues). Requests in flight keep the `Arc<Table>` they loaded.
+//! `staticd dev` also says when it has published ([`Wake::Published`]), so the rebuild starts
+//! at once instead of after the debounce.
 
 use super::app::State;
 use super::table::{BuildOptions, Table};
 use notify::{RecursiveMode, Watcher};
 use std::os::unix::fs::MetadataExt;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +45,37 @@ pub enum Wake {
     /// A request found a file vanished or changed under the table: rebuild even if the
     /// fingerprint did not move (per-file publishing before the manifest lands).
     Stale,
+    /// A collect in this process has just finished publishing: no burst to wait out.
+    Published,
+}
+
+/// The reloader's wake-up channel. Roomy enough that a `Published` sent with `try_send` is
+/// not lost behind a queue of filesystem events.
+pub fn channel() -> (SyncSender<Wake>, Receiver<Wake>) {
+    sync_channel(64)
+}
+
+/// Gathers the wakes of one burst, starting with `first`: waits out `DEBOUNCE` unless a
+/// `Published` says the burst is over. Returns whether any wake was `Stale`, or `None` when
+/// every sender is gone.
+fn settle(first: Wake, rx: &Receiver<Wake>, debounce: Duration) -> Option<bool> {
+    let mut stale = first == Wake::Stale;
+    let mut done = first == Wake::Published;
+    let deadline = Instant::now() + debounce;
+    while !done {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(w) => {
+                stale |= w == Wake::Stale;
+                done = w == Wake::Published;
+            }
+            Err(RecvTimeoutError::Timeout) => break,
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+    while let Ok(w) = rx.try_recv() {
+        stale |= w == Wake::Stale;
+    }
+    Some(stale)
 }
 
 /// Starts the reloader thread. `built_at` is the fingerprint taken before the initial build.
@@ -92,13 +125,10 @@ fn run(
         let mut stale = false;
         if !again {
             match rx.recv_timeout(POLL) {
-                Ok(wake) => {
-                    std::thread::sleep(DEBOUNCE);
-                    stale = wake == Wake::Stale;
-                    while let Ok(w) = rx.try_recv() {
-                        stale |= w == Wake::Stale;
-                    }
-                }
+                Ok(wake) => match settle(wake, &rx, DEBOUNCE) {
+                    Some(s) => stale = s,
+                    None => return,
+                },
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -137,5 +167,41 @@ fn run(
         }
         current = now;
         last_build = Instant::now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_ends_the_debounce() {
+        let long = Duration::from_secs(30);
+        let (tx, rx) = channel();
+        let t = Instant::now();
+        assert_eq!(settle(Wake::Published, &rx, long), Some(false));
+        tx.send(Wake::Stale).unwrap();
+        tx.send(Wake::Published).unwrap();
+        tx.send(Wake::Event).unwrap();
+        assert_eq!(settle(Wake::Event, &rx, long), Some(true));
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "waited out the debounce"
+        );
+        assert!(rx.try_recv().is_err(), "the burst is drained");
+    }
+
+    #[test]
+    fn events_wait_out_the_debounce() {
+        let (tx, rx) = channel();
+        let t = Instant::now();
+        tx.send(Wake::Event).unwrap();
+        assert_eq!(
+            settle(Wake::Event, &rx, Duration::from_millis(50)),
+            Some(false)
+        );
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        drop(tx);
+        assert_eq!(settle(Wake::Event, &rx, Duration::from_millis(50)), None);
     }
 }

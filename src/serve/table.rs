@@ -357,6 +357,8 @@ impl Table {
 }
 
 /// Walks the root, admitting regular files that are not hidden and resolve inside it.
+/// Only paths through a symlink are canonicalized: for the others the path below the root is
+/// already the resolved one, and a `realpath` per file was most of a rebuild.
 fn scan(root: &Path, canon_root: &Path) -> Vec<Found> {
     let inside = |p: &Path| -> Option<PathBuf> {
         let c = std::fs::canonicalize(p).ok()?;
@@ -373,9 +375,15 @@ fn scan(root: &Path, canon_root: &Path) -> Vec<Found> {
                 && (!e.path_is_symlink() || !e.file_type().is_dir() || inside(e.path()).is_some())
         });
     let mut out = Vec::new();
+    // Symlinked directories seen so far: whatever is below them needs resolving.
+    let mut linked_dirs: Vec<PathBuf> = Vec::new();
     for entry in walker {
         let Ok(e) = entry else { continue };
+        let via_link = e.path_is_symlink() || linked_dirs.iter().any(|d| e.path().starts_with(d));
         if !e.file_type().is_file() {
+            if via_link && e.file_type().is_dir() {
+                linked_dirs.push(e.path().to_path_buf());
+            }
             continue;
         }
         let Ok(rel) = e.path().strip_prefix(root) else {
@@ -388,8 +396,13 @@ fn scan(root: &Path, canon_root: &Path) -> Vec<Found> {
         if rel_str.contains(['\\', '\0']) {
             continue;
         }
-        let Some(resolved) = inside(e.path()) else {
-            continue;
+        let resolved = if via_link {
+            let Some(r) = inside(e.path()) else {
+                continue;
+            };
+            r
+        } else {
+            rel.to_path_buf()
         };
         let Ok(md) = std::fs::metadata(e.path()) else {
             continue;
@@ -646,6 +659,31 @@ mod tests {
         assert!(!is_immutable("css/site.css", &m));
         assert!(!is_immutable("css/site.0123456789ab.css", &m));
         assert!(!is_immutable("LICENSE.f4630b744e0d", &m));
+    }
+
+    #[test]
+    fn scan_resolves_only_paths_through_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("static");
+        std::fs::create_dir_all(root.join("css")).unwrap();
+        std::fs::write(root.join("css/a.css"), "a").unwrap();
+        std::os::unix::fs::symlink("css", root.join("alias")).unwrap();
+        std::os::unix::fs::symlink("css/a.css", root.join("b.css")).unwrap();
+        let canon = std::fs::canonicalize(&root).unwrap();
+        let mut found: Vec<(String, PathBuf)> = scan(&root, &canon)
+            .into_iter()
+            .map(|f| (f.rel, f.resolved))
+            .collect();
+        found.sort();
+        let want = |r: &str, p: &str| (r.to_string(), PathBuf::from(p));
+        assert_eq!(
+            found,
+            vec![
+                want("alias/a.css", "css/a.css"),
+                want("b.css", "css/a.css"),
+                want("css/a.css", "css/a.css"),
+            ]
+        );
     }
 
     #[test]
