@@ -128,7 +128,7 @@ pub fn run_with(
     actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(move || app::build(data.clone()))
             .workers(workers)
-            .on_connect(proxy::abort::on_connect)
+            .on_connect(on_connect)
             .keep_alive(Duration::from_secs(args.keep_alive))
             .shutdown_timeout(args.shutdown_timeout)
             // actix treats SIGINT as a forced stop; we want both signals graceful.
@@ -202,4 +202,14 @@ async fn first_of<A: std::future::Future, B: std::future::Future>(a: A, b: B) {
     let a = std::pin::pin!(a);
     let b = std::pin::pin!(b);
     futures_util::future::select(a, b).await;
+}
+
+/// Runs for every accepted connection. `TCP_NODELAY`, as nginx's `tcp_nodelay on`: actix
+/// does not set it, and a response written in two parts (a proxied head, then a body that
+/// arrived later) otherwise waited for the client's delayed ACK, 40 ms per keep-alive request.
+fn on_connect(conn: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        let _ = tcp.set_nodelay(true);
+        proxy::abort::remember(tcp, data);
+    }
 }

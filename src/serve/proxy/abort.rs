@@ -7,7 +7,7 @@
 //! zero-timeout `poll(POLLRDHUP)` on a backing-off tick (50 ms doubling to 500 ms): fast
 //! requests never reach the first tick, and the check is one syscall per tick.
 //!
-//! The socket's descriptor is taken at accept time ([`on_connect`]). It is only used for
+//! The socket's descriptor is taken at accept time ([`remember`]). It is only used for
 //! HTTP/1 requests, whose handler future lives inside actix's connection dispatcher and so
 //! never outlives the socket (HTTP/2 streams are spawned as separate tasks, where the
 //! descriptor could be closed and reused: no check there).
@@ -16,7 +16,6 @@ use actix_web::dev::Extensions;
 use actix_web::http::Version;
 use actix_web::HttpRequest;
 use futures_util::future::{select, Either};
-use std::any::Any;
 use std::future::Future;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::time::Duration;
@@ -25,11 +24,9 @@ use std::time::Duration;
 #[derive(Clone, Copy)]
 struct ClientFd(RawFd);
 
-/// `HttpServer::on_connect` hook: remembers the accepted TCP socket's descriptor.
-pub fn on_connect(conn: &dyn Any, data: &mut Extensions) {
-    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-        data.insert(ClientFd(tcp.as_raw_fd()));
-    }
+/// Remembers an accepted TCP socket's descriptor (called from the server's connect hook).
+pub fn remember(tcp: &actix_web::rt::net::TcpStream, data: &mut Extensions) {
+    data.insert(ClientFd(tcp.as_raw_fd()));
 }
 
 /// Runs `work` unless the client goes first: `None` means the client closed (or reset) its
