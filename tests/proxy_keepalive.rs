@@ -1,0 +1,162 @@
+//! The proxy's HTTP/1.1 client against a scripted keep-alive upstream (gunicorn's sync
+//! workers close every connection, so `proxy_gunicorn` never exercises reuse): connections
+//! are reused, an idle connection the upstream closed is replaced without an error, and
+//! every framing of a response body (length, chunked across reads, until close, none for
+//! HEAD) reaches the client intact.
+
+mod serve_support;
+
+use serve_support::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the upstream keeps an idle connection (well below staticd's 1.5 s).
+const UPSTREAM_IDLE: Duration = Duration::from_millis(150);
+
+struct Upstream {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+}
+
+fn upstream() -> Upstream {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().map_while(Result::ok) {
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || serve(s));
+        }
+    });
+    Upstream { addr, accepted }
+}
+
+/// One connection: requests until the client closes or it has been idle for UPSTREAM_IDLE.
+fn serve(s: TcpStream) {
+    s.set_read_timeout(Some(UPSTREAM_IDLE)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return; // closed, or idle too long: close like gunicorn's keepalive
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
+        let mut length = 0;
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).unwrap();
+            if h == "\r\n" {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        r.read_exact(&mut body).unwrap();
+        let head = method == "HEAD";
+        match path.as_str() {
+            "/len" => {
+                let b = if head { "" } else { "hello" };
+                write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Conn: 1\r\n\r\n{b}"
+                )
+                .unwrap();
+            }
+            "/echo" => {
+                write!(
+                    w,
+                    "HTTP/1.1 201 Created\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .unwrap();
+                w.write_all(&body).unwrap();
+            }
+            "/chunked" => {
+                // The last chunk comes in a later read than the head.
+                w.write_all(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n",
+                )
+                .unwrap();
+                w.flush().unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                w.write_all(b"6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
+                    .unwrap();
+            }
+            "/until-close" => {
+                w.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nno length, ")
+                    .unwrap();
+                w.flush().unwrap();
+                std::thread::sleep(Duration::from_millis(50));
+                w.write_all(b"ends at close").unwrap();
+                return;
+            }
+            _ => w
+                .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                .unwrap(),
+        }
+    }
+}
+
+fn start() -> (Fixture, Upstream, Server) {
+    let f = Fixture::new();
+    let up = upstream();
+    let s = Server::start(&f.root, &["--upstream", &up.addr.to_string()]);
+    (f, up, s)
+}
+
+#[test]
+fn connections_reused_and_stale_ones_replaced() {
+    let (_f, up, s) = start();
+    for _ in 0..20 {
+        let r = s.get("/len", &[]);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
+    }
+    // Two workers, each with its own idle list: at most one connection each.
+    let n = up.accepted.load(Ordering::SeqCst);
+    assert!(n <= 2, "20 requests opened {n} upstream connections");
+    // The upstream closes the idle connections; the next requests must not see it.
+    std::thread::sleep(UPSTREAM_IDLE * 3);
+    for _ in 0..4 {
+        let r = s.get("/len", &[]);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
+    }
+    assert!(
+        up.accepted.load(Ordering::SeqCst) > n,
+        "a new connection replaced the closed one"
+    );
+}
+
+#[test]
+fn every_body_framing_arrives_intact() {
+    let (_f, _up, s) = start();
+    let r = s.get("/chunked", &[]);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
+    assert!(!r.has("x-trailer"));
+    let r = s.get("/until-close", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"no length, ends at close");
+    let r = s.request("HEAD", "/len", &[]);
+    assert_eq!((r.status, r.header("content-length")), (200, Some("5")));
+    // After a HEAD (no body on the wire) the connection still frames the next response.
+    let r = s.get("/len", &[]);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
+    let body = "x".repeat(100_000);
+    let req = format!(
+        "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let r = raw(s.addr, req.as_bytes(), false);
+    assert_eq!(r.status, 201);
+    assert_eq!(r.body, body.as_bytes());
+}
