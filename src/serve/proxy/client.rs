@@ -26,7 +26,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 /// Idle connections older than this are closed instead of reused: below gunicorn's 2 s
 /// keepalive, so the upstream does not close a connection as we start writing to it.
-pub const IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
+const IDLE_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Idle connections kept per upstream and worker (nginx's `keepalive 32`).
 const MAX_IDLE: usize = 32;
 /// A response head larger than this is refused (502), as nginx refuses one larger than

@@ -176,10 +176,6 @@ impl Active {
         Active(pool.clone(), i)
     }
 
-    pub fn upstream(&self) -> usize {
-        self.1
-    }
-
     pub fn addr(&self) -> &Addr {
         &self.0.upstreams[self.1].addr
     }
