@@ -11,7 +11,7 @@ use super::path::{route, Route};
 use super::respond::{respond, Ctx};
 use super::table::Table;
 use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::dev::{fn_service, Payload, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Version;
 use actix_web::{web, App, HttpRequest, HttpResponse};
@@ -45,16 +45,19 @@ pub fn build(
         InitError = (),
     >,
 > {
-    App::new()
-        .app_data(state)
-        .default_service(web::to(dispatch))
+    // A plain service, not a handler with extractors: the request, its payload and the
+    // shared state are all at hand without per-request extraction futures.
+    App::new().default_service(fn_service(move |sreq: ServiceRequest| {
+        let state = state.clone();
+        async move {
+            let (req, payload) = sreq.into_parts();
+            let res = dispatch(&req, payload, &state).await;
+            Ok(ServiceResponse::new(req, res))
+        }
+    }))
 }
 
-async fn dispatch(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<State>,
-) -> HttpResponse {
+async fn dispatch(req: &HttpRequest, payload: Payload, state: &State) -> HttpResponse {
     // Only read the clock when the time will be logged.
     let start = (state.log_format != LogFormat::Off).then(Instant::now);
     let res = match route(req.uri().path(), &state.prefix) {
@@ -64,16 +67,16 @@ async fn dispatch(
                 table: &table,
                 cors: state.cors.as_ref(),
             };
-            let (res, stale) = respond(&req, key.as_deref(), &ctx);
+            let (res, stale) = respond(req, key.as_deref(), &ctx);
             if stale {
                 let _ = state.nudge.try_send(super::reload::Wake::Stale);
             }
             res
         }
-        Route::Other => state.proxy.handle(&req, payload).await,
+        Route::Other => state.proxy.handle(req, payload).await,
     };
     if let Some(start) = start {
-        log_access(&req, &res, state.log_format, start);
+        log_access(req, &res, state.log_format, start);
     }
     res
 }

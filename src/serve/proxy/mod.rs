@@ -18,9 +18,10 @@ pub mod tunnel;
 pub mod upstream;
 
 use crate::serve::respond::not_found;
+use actix_web::dev::Payload;
 use actix_web::http::header::{self as ax, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use client::{BodyState, Conn, Piece};
 use files::Mount;
@@ -89,7 +90,7 @@ impl Proxy {
     }
 
     /// Every request outside STATIC_URL.
-    pub async fn handle(&self, req: &HttpRequest, payload: web::Payload) -> HttpResponse {
+    pub async fn handle(&self, req: &HttpRequest, payload: Payload) -> HttpResponse {
         let path = req.uri().path();
         // Internal mounts are never reachable directly (nginx `internal;`).
         if self.opts.internal.iter().any(|m| m.key(path).is_some()) {
@@ -427,11 +428,7 @@ enum BodyError {
 
 /// Reads the whole request body, refusing more than `max` bytes (by Content-Length up front,
 /// by counting for chunked bodies). Nothing reaches the upstream until this is done.
-async fn read_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    max: u64,
-) -> Result<Bytes, BodyError> {
+async fn read_body(req: &HttpRequest, mut payload: Payload, max: u64) -> Result<Bytes, BodyError> {
     let declared = req
         .headers()
         .get(ax::CONTENT_LENGTH)

@@ -3,7 +3,8 @@
 //! both directions.
 
 use super::{failure_page, forward, Proxy};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::dev::Payload;
+use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +33,7 @@ impl Idle {
 pub async fn run(
     p: &Proxy,
     req: &HttpRequest,
-    mut payload: web::Payload,
+    mut payload: Payload,
     upgrade: &[u8],
 ) -> HttpResponse {
     let (conn, head, active) = match p.send(req, &[], Some(upgrade)).await {
