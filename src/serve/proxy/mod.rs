@@ -211,32 +211,34 @@ impl Proxy {
             } else {
                 None
             };
-            let mut conn = match idle {
-                Some(c) => c,
+            let connected = match idle {
+                Some(c) => Ok(c),
                 None => {
                     match tokio::time::timeout(self.opts.connect_timeout, client::connect(addr, i))
                         .await
                     {
-                        Ok(Ok(c)) => c,
-                        Ok(Err(e)) => {
-                            tracing::warn!(upstream = %addr, method = %req.method(), uri = %req.uri(), cause = %e, "cannot connect to the upstream");
-                            last = Failure::ConnectRefused;
-                            self.pool.failed(i);
-                            if idempotent && self.pool.upstreams.len() > 1 {
-                                continue;
-                            }
-                            break;
-                        }
-                        Err(_) => {
-                            tracing::warn!(upstream = %addr, method = %req.method(), uri = %req.uri(), "connect timed out (--connect-timeout {:?})", self.opts.connect_timeout);
-                            last = Failure::ConnectTimeout;
-                            self.pool.failed(i);
-                            if idempotent && self.pool.upstreams.len() > 1 {
-                                continue;
-                            }
-                            break;
-                        }
+                        Ok(Ok(c)) => Ok(c),
+                        Ok(Err(e)) => Err((Failure::ConnectRefused, e.to_string())),
+                        Err(_) => Err((
+                            Failure::ConnectTimeout,
+                            format!(
+                                "timed out (--connect-timeout {:?})",
+                                self.opts.connect_timeout
+                            ),
+                        )),
                     }
+                }
+            };
+            let mut conn = match connected {
+                Ok(c) => c,
+                Err((f, cause)) => {
+                    tracing::warn!(upstream = %addr, method = %req.method(), uri = %req.uri(), %cause, "cannot connect to the upstream");
+                    last = f;
+                    self.pool.failed(i);
+                    if idempotent && self.pool.upstreams.len() > 1 {
+                        continue;
+                    }
+                    break;
                 }
             };
             match tokio::time::timeout(
