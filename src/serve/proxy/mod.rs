@@ -397,17 +397,16 @@ impl Proxy {
         let Some(path) = self.opts.health_check.clone() else {
             return;
         };
-        let request =
-            format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+        let mut request = client::start_request("GET", &path, 0);
+        request.extend_from_slice(b"host: localhost\r\nconnection: close\r\n");
+        client::end_request(&mut request, "GET", b"");
         let mut tick = tokio::time::interval(self.opts.health_interval);
         loop {
             tick.tick().await;
             for (i, u) in self.pool.upstreams.iter().enumerate() {
                 let probe = async {
                     let mut c = client::connect(&u.addr, i).await.ok()?;
-                    client::exchange(&mut c, request.as_bytes(), false)
-                        .await
-                        .ok()
+                    client::exchange(&mut c, &request, false).await.ok()
                 };
                 let ok = matches!(
                     tokio::time::timeout(self.opts.connect_timeout, probe).await,
