@@ -22,6 +22,11 @@ struct Upstream {
 }
 
 fn upstream() -> Upstream {
+    upstream_with(true)
+}
+
+/// `healthy` is what `/health` says (200 or 503); `/who` names it either way.
+fn upstream_with(healthy: bool) -> Upstream {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -29,14 +34,14 @@ fn upstream() -> Upstream {
     std::thread::spawn(move || {
         for s in l.incoming().map_while(Result::ok) {
             count.fetch_add(1, Ordering::SeqCst);
-            std::thread::spawn(move || serve(s));
+            std::thread::spawn(move || serve(s, healthy));
         }
     });
     Upstream { addr, accepted }
 }
 
 /// One connection: requests until the client closes or it has been idle for UPSTREAM_IDLE.
-fn serve(s: TcpStream) {
+fn serve(s: TcpStream, healthy: bool) {
     s.set_read_timeout(Some(UPSTREAM_IDLE)).unwrap();
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
@@ -101,6 +106,23 @@ fn serve(s: TcpStream) {
                 w.write_all(b"ends at close").unwrap();
                 return;
             }
+            "/health" => {
+                let status = if healthy {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                };
+                write!(w, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").unwrap();
+            }
+            "/who" => {
+                let b = if healthy { "healthy" } else { "sick" };
+                write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{b}",
+                    b.len()
+                )
+                .unwrap();
+            }
             _ => w
                 .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                 .unwrap(),
@@ -159,4 +181,35 @@ fn every_body_framing_arrives_intact() {
     let r = raw(s.addr, req.as_bytes(), false);
     assert_eq!(r.status, 201);
     assert_eq!(r.body, body.as_bytes());
+}
+
+#[test]
+fn active_health_check_takes_a_failing_upstream_out() {
+    let f = Fixture::new();
+    let (good, sick) = (upstream_with(true), upstream_with(false));
+    let s = Server::start(
+        &f.root,
+        &[
+            "--upstream",
+            &good.addr.to_string(),
+            "--upstream",
+            &sick.addr.to_string(),
+            "--health-check",
+            "/health",
+            "--health-interval",
+            "100ms",
+        ],
+    );
+    // Its /who answers 200, so only the active check can tell it apart.
+    let mut served = Vec::new();
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        let r = s.get("/who", &[]);
+        assert_eq!(r.status, 200);
+        served.push(String::from_utf8(r.body).unwrap());
+        if served.len() >= 10 && served[served.len() - 10..].iter().all(|w| w == "healthy") {
+            return;
+        }
+    }
+    panic!("the sick upstream kept receiving requests: {served:?}");
 }
