@@ -8,7 +8,7 @@
 use super::config::LogFormat;
 use super::log;
 use super::path::{route, Route};
-use super::respond::{respond, Ctx};
+use super::respond::{respond, Ctx, Request, Verb};
 use super::table::Table;
 use actix_web::body::MessageBody;
 use actix_web::dev::{fn_service, Payload, ServiceFactory, ServiceRequest, ServiceResponse};
@@ -67,11 +67,17 @@ async fn dispatch(req: &HttpRequest, payload: Payload, state: &State) -> HttpRes
                 table: &table,
                 cors: state.cors.as_ref(),
             };
-            let (res, stale) = respond(req, key.as_deref(), &ctx);
-            if stale {
+            let verb = Verb::of(req.method());
+            let reply = respond(
+                verb,
+                &Request::from_headers(req.headers()),
+                key.as_deref(),
+                &ctx,
+            );
+            if reply.stale {
                 let _ = state.nudge.try_send(super::reload::Wake::Stale);
             }
-            res
+            reply.into_actix(verb == Verb::Head)
         }
         Route::Other => state.proxy.handle(req, payload).await,
     };

@@ -33,6 +33,15 @@ pub enum Segment {
     },
 }
 
+impl Segment {
+    pub fn size(&self) -> u64 {
+        match self {
+            Segment::Mem(b) => b.len() as u64,
+            Segment::File { len, .. } => *len,
+        }
+    }
+}
+
 /// A sized body assembled from segments.
 pub struct SegmentBody {
     segments: VecDeque<Segment>,
@@ -47,13 +56,7 @@ pub struct SegmentBody {
 
 impl SegmentBody {
     pub fn new(segments: Vec<Segment>, file: Option<File>) -> Self {
-        let size = segments
-            .iter()
-            .map(|s| match s {
-                Segment::Mem(b) => b.len() as u64,
-                Segment::File { len, .. } => *len,
-            })
-            .sum();
+        let size = segments.iter().map(Segment::size).sum();
         SegmentBody {
             segments: segments.into(),
             file: file.map(Arc::new),

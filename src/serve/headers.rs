@@ -3,38 +3,45 @@
 //! (206/304/416 included, unlike WhiteNoise).
 
 use super::table::{Asset, Variant};
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::HttpResponseBuilder;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use std::borrow::Cow;
+
+/// A response's headers, in order. Values are borrowed from the table where they can be:
+/// the HTTP/1 fast path writes them without copying or touching a refcount.
+pub type Headers<'a> = Vec<(HeaderName, Cow<'a, HeaderValue>)>;
 
 pub const VARY_AE: HeaderValue = HeaderValue::from_static("accept-encoding");
 pub const BYTES: HeaderValue = HeaderValue::from_static("bytes");
 pub const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD");
 
 /// Headers shared by every response about an asset.
-pub fn common(b: &mut HttpResponseBuilder, asset: &Asset, cors: Option<&HeaderValue>) {
+pub fn common<'a>(h: &mut Headers<'a>, asset: &Asset, cors: Option<&'a HeaderValue>) {
     if asset.has_variants {
-        b.insert_header((header::VARY, VARY_AE));
+        h.push((header::VARY, Cow::Owned(VARY_AE)));
     }
     if let Some(origin) = cors {
-        b.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()));
+        h.push((header::ACCESS_CONTROL_ALLOW_ORIGIN, Cow::Borrowed(origin)));
     }
 }
 
 /// Validators and caching of the selected representation: what a 304 must repeat
 /// (RFC 9110 §15.4.5: Cache-Control, ETag, Vary).
-pub fn validators(b: &mut HttpResponseBuilder, asset: &Asset, v: &Variant) {
-    b.insert_header((header::CACHE_CONTROL, asset.cache_control.clone()));
-    b.insert_header((header::ETAG, v.etag.clone()));
+pub fn validators<'a>(h: &mut Headers<'a>, asset: &'a Asset, v: &'a Variant) {
+    h.push((header::CACHE_CONTROL, Cow::Borrowed(&asset.cache_control)));
+    h.push((header::ETAG, Cow::Borrowed(&v.etag)));
     if let Some((_, lm)) = &asset.last_modified {
-        b.insert_header((header::LAST_MODIFIED, lm.clone()));
+        h.push((header::LAST_MODIFIED, Cow::Borrowed(lm)));
     }
 }
 
 /// Full representation metadata for 200 and 206.
-pub fn representation(b: &mut HttpResponseBuilder, asset: &Asset, v: &Variant) {
-    validators(b, asset, v);
-    b.insert_header((header::ACCEPT_RANGES, BYTES));
+pub fn representation<'a>(h: &mut Headers<'a>, asset: &'a Asset, v: &'a Variant) {
+    validators(h, asset, v);
+    h.push((header::ACCEPT_RANGES, Cow::Owned(BYTES)));
     if let Some(token) = v.encoding.token() {
-        b.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static(token)));
+        h.push((
+            header::CONTENT_ENCODING,
+            Cow::Owned(HeaderValue::from_static(token)),
+        ));
     }
 }

@@ -14,6 +14,7 @@ pub mod app;
 pub mod body;
 pub mod conditional;
 pub mod config;
+pub mod h1;
 pub mod headers;
 pub mod log;
 pub mod negotiate;
@@ -27,7 +28,6 @@ pub mod table;
 pub use config::{LogFormat, ServeArgs};
 
 use actix_web::http::header::HeaderValue;
-use actix_web::{web, HttpServer};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
@@ -124,23 +124,31 @@ pub fn run_with(
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let data = web::Data::from(state);
+    // Bound here rather than by actix so the address is known before the workers start.
+    let listener = std::net::TcpListener::bind(args.bind)
+        .with_context(|| format!("cannot bind {}", args.bind))?;
+    let local = listener.local_addr()?;
+    raise_backlog(&listener);
     actix_web::rt::System::new().block_on(async move {
-        let server = HttpServer::new(move || app::build(data.clone()))
+        let builder = actix_server::Server::build();
+        let settings = h1::Settings {
+            keep_alive: Duration::from_secs(args.keep_alive),
+            request_timeout: Duration::from_secs(5),
+            local,
+            shutdown: builder.graceful_shutdown_signal(),
+        };
+        let server = builder
             .workers(workers)
-            .on_connect(on_connect)
-            .keep_alive(Duration::from_secs(args.keep_alive))
             .shutdown_timeout(args.shutdown_timeout)
             // actix treats SIGINT as a forced stop; we want both signals graceful.
             .disable_signals()
-            // HTTP/1.1 and h2c (prior knowledge) on the same plaintext port.
-            .bind_auto_h2c(args.bind)
-            .with_context(|| format!("cannot bind {}", args.bind))?;
-        for addr in server.addrs() {
-            // Tests and supervisors read this line to learn the port (`--bind 127.0.0.1:0`).
-            eprintln!("staticd serve: listening on http://{addr}");
-        }
-        let server = server.run();
+            // HTTP/1.1 (the fast path, then actix-web) and h2c on the same plaintext port.
+            .listen("staticd", listener, move || {
+                h1::factory(state.clone(), settings.clone())
+            })?
+            .run();
+        // Tests and supervisors read this line to learn the port (`--bind 127.0.0.1:0`).
+        eprintln!("staticd serve: listening on http://{local}");
         if args.health_check.is_some() && !args.upstreams.is_empty() {
             actix_web::rt::spawn(proxy.health_loop());
         }
@@ -152,6 +160,14 @@ pub fn run_with(
         });
         server.await.context("server failed")
     })
+}
+
+/// A listen backlog of 1024 like actix-web's own binding (std's is 128): bursts of new
+/// connections queue instead of being refused. Calling `listen` again only resizes the queue.
+fn raise_backlog(listener: &std::net::TcpListener) {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: a valid, bound and listening socket.
+    unsafe { libc::listen(listener.as_raw_fd(), 1024) };
 }
 
 /// STATIC_ROOT and STATIC_URL from the flags, else from the Django project.
@@ -202,14 +218,4 @@ async fn first_of<A: std::future::Future, B: std::future::Future>(a: A, b: B) {
     let a = std::pin::pin!(a);
     let b = std::pin::pin!(b);
     futures_util::future::select(a, b).await;
-}
-
-/// Runs for every accepted connection. `TCP_NODELAY`, as nginx's `tcp_nodelay on`: actix
-/// does not set it, and a response written in two parts (a proxied head, then a body that
-/// arrived later) otherwise waited for the client's delayed ACK, 40 ms per keep-alive request.
-fn on_connect(conn: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
-    if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
-        let _ = tcp.set_nodelay(true);
-        proxy::abort::remember(tcp, data);
-    }
 }

@@ -3,18 +3,23 @@
 //! The order is RFC 9110's: the representation is selected first (each coding has its own
 //! ETag), then §13.2.2 preconditions are evaluated against it, then Range applies to its bytes.
 //! HEAD runs the very same path (Range included, as nginx and Go do) so that its status and
-//! headers are exactly GET's; only the body is replaced by a sized empty one.
+//! headers are exactly GET's; only the body is left out when the answer is written.
+//!
+//! The answer is a [`Reply`], not a framework response: the HTTP/1 fast path (`conn`) writes
+//! it straight to the socket, and [`Reply::into_actix`] turns it into an actix response for
+//! HTTP/2 and for connections handed to actix.
 
 use super::body::{Segment, SegmentBody};
 use super::conditional::{self, Conditions, Outcome};
-use super::headers;
+use super::headers::{self, Headers};
 use super::negotiate::negotiate;
 use super::range::{self, RangeSet};
 use super::table::{Asset, Source, Table, Variant};
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::http::Method;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::HttpResponse;
 use bytes::Bytes;
+use std::borrow::Cow;
 
 /// What a handler needs besides the request.
 pub struct Ctx<'a> {
@@ -22,49 +27,166 @@ pub struct Ctx<'a> {
     pub cors: Option<&'a HeaderValue>,
 }
 
+/// The request method, as far as the static tier cares.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Head,
+    #[default]
+    Other,
+}
+
+/// The parts of a request the static tier reads (raw header bytes; `None` when absent).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Request<'a> {
+    pub accept_encoding: Option<&'a [u8]>,
+    pub conditions: Conditions<'a>,
+    pub range: Option<&'a [u8]>,
+    pub if_range: Option<&'a [u8]>,
+}
+
+impl<'a> Request<'a> {
+    /// From an actix request's headers.
+    pub fn from_headers(h: &'a HeaderMap) -> Self {
+        let get = |n| h.get(n).map(HeaderValue::as_bytes);
+        Request {
+            accept_encoding: get(header::ACCEPT_ENCODING),
+            conditions: Conditions {
+                if_match: get(header::IF_MATCH),
+                if_none_match: get(header::IF_NONE_MATCH),
+                if_modified_since: get(header::IF_MODIFIED_SINCE),
+                if_unmodified_since: get(header::IF_UNMODIFIED_SINCE),
+            },
+            range: get(header::RANGE),
+            if_range: get(header::IF_RANGE),
+        }
+    }
+}
+
+impl Verb {
+    pub fn of(m: &Method) -> Verb {
+        match *m {
+            Method::GET => Verb::Get,
+            Method::HEAD => Verb::Head,
+            _ => Verb::Other,
+        }
+    }
+}
+
+/// A response body. Its length is always known (Content-Length).
+#[derive(Debug)]
+pub enum Body {
+    Empty,
+    Mem(Bytes),
+    /// File ranges and memory pieces (part headers of `multipart/byteranges`), in order.
+    Parts {
+        segments: Vec<Segment>,
+        file: Option<std::fs::File>,
+    },
+}
+
+impl Body {
+    pub fn size(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Mem(b) => b.len() as u64,
+            Body::Parts { segments, .. } => segments.iter().map(Segment::size).sum(),
+        }
+    }
+}
+
+/// A complete answer, independent of the HTTP implementation that writes it.
+#[derive(Debug)]
+pub struct Reply<'a> {
+    pub status: StatusCode,
+    pub headers: Headers<'a>,
+    pub body: Body,
+    /// A file vanished or changed under the table: the caller asks for a reload.
+    pub stale: bool,
+}
+
+impl<'a> Reply<'a> {
+    fn new(status: StatusCode) -> Self {
+        Reply {
+            status,
+            headers: Headers::new(),
+            body: Body::Empty,
+            stale: false,
+        }
+    }
+
+    /// 404 for anything not in the table: no body worth caching, no hint of what exists.
+    pub fn not_found() -> Self {
+        let mut r = Reply::new(StatusCode::NOT_FOUND);
+        r.headers.push((
+            header::CONTENT_TYPE,
+            Cow::Owned(HeaderValue::from_static("text/plain; charset=utf-8")),
+        ));
+        r.body = Body::Mem(Bytes::from_static(b"404 Not Found\n"));
+        r
+    }
+
+    /// As an actix response; for HEAD (`head`), a body that declares the length and sends
+    /// nothing.
+    pub fn into_actix(self, head: bool) -> HttpResponse {
+        let mut b = HttpResponse::build(self.status);
+        for (name, value) in self.headers {
+            b.append_header((name, value.into_owned()));
+        }
+        let len = self.body.size();
+        match self.body {
+            Body::Empty => b.finish(),
+            _ if head => b.body(SegmentBody::head(len)),
+            Body::Mem(bytes) => b.body(bytes),
+            Body::Parts { segments, file } => b.body(SegmentBody::new(segments, file)),
+        }
+    }
+}
+
+/// 404 as an actix response (the proxy's mounts and routes without an upstream).
+pub fn not_found() -> HttpResponse {
+    Reply::not_found().into_actix(false)
+}
+
 /// The answer for a path under the static prefix. `key` is the decoded table key, `None`
-/// for a malformed path. Returns the response and whether the table looked stale (a file
-/// vanished or changed under it) so the caller can ask for a reload.
-pub fn respond(req: &HttpRequest, key: Option<&str>, ctx: &Ctx<'_>) -> (HttpResponse, bool) {
+/// for a malformed path.
+pub fn respond<'a>(verb: Verb, req: &Request<'_>, key: Option<&str>, ctx: &Ctx<'a>) -> Reply<'a> {
     let Some(asset) = key.and_then(|k| ctx.table.get(k)) else {
-        return (not_found(), false);
+        return Reply::not_found();
     };
-    let head = match *req.method() {
-        Method::GET => false,
-        Method::HEAD => true,
-        _ => {
-            let mut b = HttpResponse::MethodNotAllowed();
-            b.insert_header((header::ALLOW, headers::ALLOW));
-            headers::common(&mut b, asset, ctx.cors);
-            return (b.finish(), false);
-        }
-    };
-    let h = req.headers();
-    let ae = h.get(header::ACCEPT_ENCODING).map(HeaderValue::as_bytes);
-    let Some(enc) = negotiate(ae, |e| asset.variant(e).is_some()) else {
-        let mut b = HttpResponse::NotAcceptable();
-        b.insert_header((header::VARY, headers::VARY_AE));
+    if verb == Verb::Other {
+        let mut r = Reply::new(StatusCode::METHOD_NOT_ALLOWED);
+        r.headers.push((header::ALLOW, Cow::Owned(headers::ALLOW)));
+        headers::common(&mut r.headers, asset, ctx.cors);
+        return r;
+    }
+    let Some(enc) = negotiate(req.accept_encoding, |e| asset.variant(e).is_some()) else {
+        let mut r = Reply::new(StatusCode::NOT_ACCEPTABLE);
+        r.headers.push((header::VARY, Cow::Owned(headers::VARY_AE)));
         if let Some(origin) = ctx.cors {
-            b.insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()));
+            r.headers
+                .push((header::ACCESS_CONTROL_ALLOW_ORIGIN, Cow::Borrowed(origin)));
         }
-        return (b.finish(), false);
+        return r;
     };
     let Some(v) = asset.variant(enc) else {
-        return (not_found(), true);
+        let mut r = Reply::not_found();
+        r.stale = true;
+        return r;
     };
     let lm = asset.last_modified.as_ref().map(|(s, _)| *s);
-    match conditional::evaluate(&conditions(h), v.etag.as_bytes(), lm) {
+    match conditional::evaluate(&req.conditions, v.etag.as_bytes(), lm) {
         Outcome::Proceed => {}
         Outcome::NotModified => {
-            let mut b = HttpResponse::NotModified();
-            headers::common(&mut b, asset, ctx.cors);
-            headers::validators(&mut b, asset, v);
-            return (b.finish(), false);
+            let mut r = Reply::new(StatusCode::NOT_MODIFIED);
+            headers::common(&mut r.headers, asset, ctx.cors);
+            headers::validators(&mut r.headers, asset, v);
+            return r;
         }
         Outcome::PreconditionFailed => {
-            let mut b = HttpResponse::PreconditionFailed();
-            headers::common(&mut b, asset, ctx.cors);
-            return (b.finish(), false);
+            let mut r = Reply::new(StatusCode::PRECONDITION_FAILED);
+            headers::common(&mut r.headers, asset, ctx.cors);
+            return r;
         }
     }
 
@@ -73,86 +195,77 @@ pub fn respond(req: &HttpRequest, key: Option<&str>, ctx: &Ctx<'_>) -> (HttpResp
         Source::Memory(_) => None,
         Source::File | Source::FileAt(_) => match ctx.table.open(asset, v) {
             Some(f) => Some(f),
-            None => return (not_found(), true),
+            None => {
+                let mut r = Reply::not_found();
+                r.stale = true;
+                return r;
+            }
         },
     };
 
-    let ranges = match h.get(header::RANGE) {
-        Some(r) if if_range_ok(h, v, lm) => range::parse(r.as_bytes(), v.len),
+    let ranges = match req.range {
+        Some(r) if if_range_ok(req, v, lm) => range::parse(r, v.len),
         _ => RangeSet::Full,
     };
-    let resp = match ranges {
-        RangeSet::Full => full(asset, v, file, head, ctx),
+    match ranges {
+        RangeSet::Full => full(asset, v, file, ctx),
         RangeSet::Unsatisfiable => {
-            let mut b = HttpResponse::RangeNotSatisfiable();
-            headers::common(&mut b, asset, ctx.cors);
-            b.insert_header((header::ACCEPT_RANGES, headers::BYTES));
-            b.insert_header((header::CONTENT_RANGE, format!("bytes */{}", v.len)));
-            b.finish()
+            let mut r = Reply::new(StatusCode::RANGE_NOT_SATISFIABLE);
+            headers::common(&mut r.headers, asset, ctx.cors);
+            r.headers
+                .push((header::ACCEPT_RANGES, Cow::Owned(headers::BYTES)));
+            r.headers.push((
+                header::CONTENT_RANGE,
+                Cow::Owned(owned_value(format!("bytes */{}", v.len))),
+            ));
+            r
         }
-        RangeSet::Ranges(r) => partial(asset, v, file, &r, head, ctx),
-    };
-    (resp, false)
-}
-
-/// 404 for anything not in the table: no body worth caching, no hint of what exists.
-pub fn not_found() -> HttpResponse {
-    HttpResponse::NotFound()
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        ))
-        .body(Bytes::from_static(b"404 Not Found\n"))
-}
-
-fn conditions(h: &HeaderMap) -> Conditions<'_> {
-    let get = |n| h.get(n).map(HeaderValue::as_bytes);
-    Conditions {
-        if_match: get(header::IF_MATCH),
-        if_none_match: get(header::IF_NONE_MATCH),
-        if_modified_since: get(header::IF_MODIFIED_SINCE),
-        if_unmodified_since: get(header::IF_UNMODIFIED_SINCE),
+        RangeSet::Ranges(ranges) => partial(asset, v, file, &ranges, ctx),
     }
 }
 
-fn if_range_ok(h: &HeaderMap, v: &Variant, lm: Option<u64>) -> bool {
-    h.get(header::IF_RANGE)
-        .is_none_or(|ir| conditional::if_range_allows(ir.as_bytes(), v.etag.as_bytes(), lm))
+fn if_range_ok(req: &Request<'_>, v: &Variant, lm: Option<u64>) -> bool {
+    req.if_range
+        .is_none_or(|ir| conditional::if_range_allows(ir, v.etag.as_bytes(), lm))
 }
 
-fn full(
-    asset: &Asset,
-    v: &Variant,
+/// A header value we formatted ourselves (digits, tokens): always valid.
+fn owned_value(s: String) -> HeaderValue {
+    HeaderValue::try_from(s).expect("formatted header values are visible ASCII")
+}
+
+fn full<'a>(
+    asset: &'a Asset,
+    v: &'a Variant,
     file: Option<std::fs::File>,
-    head: bool,
-    ctx: &Ctx<'_>,
-) -> HttpResponse {
-    let mut b = HttpResponse::Ok();
-    b.insert_header((header::CONTENT_TYPE, asset.content_type.clone()));
-    headers::common(&mut b, asset, ctx.cors);
-    headers::representation(&mut b, asset, v);
-    match (&v.source, head) {
+    ctx: &Ctx<'a>,
+) -> Reply<'a> {
+    let mut r = Reply::new(StatusCode::OK);
+    r.headers
+        .push((header::CONTENT_TYPE, Cow::Borrowed(&asset.content_type)));
+    headers::common(&mut r.headers, asset, ctx.cors);
+    headers::representation(&mut r.headers, asset, v);
+    r.body = match &v.source {
         // The hot path: a refcounted slice, no allocation, no syscall.
-        (Source::Memory(bytes), false) => b.body(bytes.clone()),
-        (_, true) => b.body(SegmentBody::head(v.len)),
-        (Source::File | Source::FileAt(_), false) => b.body(SegmentBody::new(
-            vec![Segment::File {
+        Source::Memory(bytes) => Body::Mem(bytes.clone()),
+        Source::File | Source::FileAt(_) => Body::Parts {
+            segments: vec![Segment::File {
                 offset: 0,
                 len: v.len,
             }],
             file,
-        )),
-    }
+        },
+    };
+    r
 }
 
-fn partial(
-    asset: &Asset,
-    v: &Variant,
+fn partial<'a>(
+    asset: &'a Asset,
+    v: &'a Variant,
     file: Option<std::fs::File>,
     ranges: &[(u64, u64)],
-    head: bool,
-    ctx: &Ctx<'_>,
-) -> HttpResponse {
+    ctx: &Ctx<'a>,
+) -> Reply<'a> {
     let slice = |first: u64, last: u64| match &v.source {
         Source::Memory(bytes) => Segment::Mem(bytes.slice(first as usize..=last as usize)),
         Source::File | Source::FileAt(_) => Segment::File {
@@ -160,14 +273,15 @@ fn partial(
             len: last - first + 1,
         },
     };
-    let mut b = HttpResponse::PartialContent();
-    headers::common(&mut b, asset, ctx.cors);
-    headers::representation(&mut b, asset, v);
+    let mut r = Reply::new(StatusCode::PARTIAL_CONTENT);
+    headers::common(&mut r.headers, asset, ctx.cors);
+    headers::representation(&mut r.headers, asset, v);
     let segments = if let [(first, last)] = ranges {
-        b.insert_header((header::CONTENT_TYPE, asset.content_type.clone()));
-        b.insert_header((
+        r.headers
+            .push((header::CONTENT_TYPE, Cow::Borrowed(&asset.content_type)));
+        r.headers.push((
             header::CONTENT_RANGE,
-            format!("bytes {first}-{last}/{}", v.len),
+            Cow::Owned(owned_value(format!("bytes {first}-{last}/{}", v.len))),
         ));
         vec![slice(*first, *last)]
     } else {
@@ -178,9 +292,11 @@ fn partial(
             .content_type
             .to_str()
             .unwrap_or("application/octet-stream");
-        b.insert_header((
+        r.headers.push((
             header::CONTENT_TYPE,
-            format!("multipart/byteranges; boundary={boundary}"),
+            Cow::Owned(owned_value(format!(
+                "multipart/byteranges; boundary={boundary}"
+            ))),
         ));
         let mut segs = Vec::with_capacity(ranges.len() * 2 + 1);
         for &(first, last) in ranges {
@@ -191,18 +307,6 @@ fn partial(
         segs.push(Segment::Mem(Bytes::from(range::closing(&boundary))));
         segs
     };
-    let body = SegmentBody::new(segments, file);
-    if head {
-        b.body(SegmentBody::head(body_size(&body)))
-    } else {
-        b.body(body)
-    }
-}
-
-fn body_size(b: &SegmentBody) -> u64 {
-    use actix_web::body::{BodySize, MessageBody};
-    match b.size() {
-        BodySize::Sized(n) => n,
-        _ => 0,
-    }
+    r.body = Body::Parts { segments, file };
+    r
 }

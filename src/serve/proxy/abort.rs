@@ -17,7 +17,7 @@ use actix_web::http::Version;
 use actix_web::HttpRequest;
 use futures_util::future::{select, Either};
 use std::future::Future;
-use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::io::RawFd;
 use std::time::Duration;
 
 /// The client connection's socket, stored in the connection's data.
@@ -25,8 +25,8 @@ use std::time::Duration;
 struct ClientFd(RawFd);
 
 /// Remembers an accepted TCP socket's descriptor (called from the server's connect hook).
-pub fn remember(tcp: &actix_web::rt::net::TcpStream, data: &mut Extensions) {
-    data.insert(ClientFd(tcp.as_raw_fd()));
+pub fn remember(fd: RawFd, data: &mut Extensions) {
+    data.insert(ClientFd(fd));
 }
 
 /// Runs `work` unless the client goes first: `None` means the client closed (or reset) its

@@ -35,6 +35,10 @@ use std::time::{Duration, Instant};
 use upstream::{Active, Addr, Balance, Pool};
 
 /// Everything the proxy needs, from the command line.
+/// The local address of a client connection, kept in its connection data.
+#[derive(Clone, Copy)]
+pub struct LocalAddr(pub std::net::SocketAddr);
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub upstreams: Vec<Addr>,
@@ -154,8 +158,13 @@ impl Proxy {
             .or_else(|| req.uri().authority().map(|a| a.as_str()))
         {
             Some(h) => h,
+            // HTTP/1.0 without Host: the address the client reached, as actix-web's
+            // ConnectionInfo would give it (the listening socket's).
             None => {
-                fallback = req.connection_info().host().to_string();
+                fallback = req.conn_data::<LocalAddr>().map_or_else(
+                    || req.connection_info().host().to_string(),
+                    |a| a.0.to_string(),
+                );
                 &fallback
             }
         };

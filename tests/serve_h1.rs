@@ -1,0 +1,244 @@
+//! The HTTP/1 fast path (src/serve/h1) and its hand-over to actix-web: pipelining, one
+//! connection mixing static and non-static requests, HTTP/1.0 keep-alive, large files sent
+//! with `sendfile` to a slow reader, heads split across packets, idle connections on shutdown.
+
+mod serve_support;
+
+use serve_support::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// One response read off a persistent connection (Content-Length framing, as staticd uses).
+fn next(r: &mut BufReader<TcpStream>, head: bool) -> Response {
+    let mut status_line = String::new();
+    r.read_line(&mut status_line).unwrap();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':').unwrap();
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let len = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; if head || status == 304 { 0 } else { len }];
+    r.read_exact(&mut body).unwrap();
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn connect(s: &Server) -> (TcpStream, BufReader<TcpStream>) {
+    let c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let r = BufReader::new(c.try_clone().unwrap());
+    (c, r)
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let fx = Fixture::new();
+    fx.write("a.txt", b"first");
+    fx.write("b.txt", b"second");
+    let s = Server::start(&fx.root, &[]);
+    let (mut c, mut r) = connect(&s);
+    c.write_all(
+        b"GET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n\
+          HEAD /static/b.txt HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /static/missing.txt HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /static/b.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    let a = next(&mut r, false);
+    assert_eq!((a.status, &a.body[..]), (200, &b"first"[..]));
+    let b = next(&mut r, true);
+    assert_eq!((b.status, b.header("content-length")), (200, Some("6")));
+    let m = next(&mut r, false);
+    assert_eq!(m.status, 404);
+    let b = next(&mut r, false);
+    assert_eq!((b.status, &b.body[..]), (200, &b"second"[..]));
+}
+
+/// A non-static request hands the connection to actix-web with the bytes already read
+/// (including a pipelined request after it); everything after it is answered there.
+#[test]
+fn one_connection_mixing_static_and_other_routes() {
+    let fx = Fixture::new();
+    fx.write("a.txt", b"static bytes");
+    let s = Server::start(&fx.root, &[]);
+    let (mut c, mut r) = connect(&s);
+    c.write_all(b"GET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(next(&mut r, false).body, b"static bytes");
+    c.write_all(
+        b"GET /app/page/ HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /static/a.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=7-11\r\n\r\n",
+    )
+    .unwrap();
+    // No upstream: routes outside STATIC_URL are 404, answered by actix.
+    assert_eq!(next(&mut r, false).status, 404);
+    let part = next(&mut r, false);
+    assert_eq!((part.status, &part.body[..]), (206, &b"bytes"[..]));
+    assert_eq!(part.header("content-range"), Some("bytes 7-11/12"));
+    // A request with a body under STATIC_URL is actix's too: 405, and the body is consumed.
+    c.write_all(
+        b"POST /static/a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello\
+          GET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    let post = next(&mut r, false);
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    assert_eq!(next(&mut r, false).body, b"static bytes");
+}
+
+#[test]
+fn a_body_on_the_first_request_goes_to_actix_too() {
+    let fx = Fixture::new();
+    fx.write("a.txt", b"x");
+    let s = Server::start(&fx.root, &[]);
+    let (mut c, mut r) = connect(&s);
+    c.write_all(
+        b"DELETE /static/a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+          GET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(next(&mut r, false).status, 405);
+    assert_eq!(next(&mut r, false).body, b"x");
+}
+
+#[test]
+fn http_1_0_keep_alive_is_confirmed_and_plain_1_0_closes() {
+    let fx = Fixture::new();
+    fx.write("a.txt", b"hello");
+    let s = Server::start(&fx.root, &[]);
+    let (mut c, mut r) = connect(&s);
+    for _ in 0..2 {
+        c.write_all(b"GET /static/a.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let res = next(&mut r, false);
+        assert_eq!(res.body, b"hello");
+        assert_eq!(res.header("connection"), Some("keep-alive"));
+    }
+    c.write_all(b"GET /static/a.txt HTTP/1.0\r\n\r\n").unwrap();
+    let res = next(&mut r, false);
+    assert_eq!(res.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    assert_eq!(
+        r.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed after the answer"
+    );
+}
+
+/// A file larger than the socket buffers, read slowly: sendfile hits EAGAIN and waits for
+/// the socket again, many times; the bytes must still be exact, ranges included.
+#[test]
+fn large_files_to_a_slow_reader_are_byte_exact() {
+    let fx = Fixture::new();
+    let big = noise(6 << 20, 42);
+    fx.write("big.bin", &big);
+    let s = Server::start(&fx.root, &[]);
+    let (mut c, mut r) = connect(&s);
+    c.write_all(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut got = Vec::with_capacity(big.len());
+    let mut chunk = vec![0; 256 * 1024];
+    while got.len() < big.len() {
+        let n = r
+            .read(&mut chunk[..(big.len() - got.len()).min(256 * 1024)])
+            .unwrap();
+        assert!(n > 0, "connection closed after {} bytes", got.len());
+        got.extend_from_slice(&chunk[..n]);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(got == big, "body differs from the file");
+    // Same connection: a range in the middle and a multipart range across it.
+    c.write_all(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=3000000-3000099\r\n\r\n")
+        .unwrap();
+    let part = next(&mut r, false);
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, &big[3_000_000..3_000_100]);
+    c.write_all(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,-2\r\n\r\n")
+        .unwrap();
+    let multi = next(&mut r, false);
+    assert_eq!(multi.status, 206);
+    let ct = multi.header("content-type").unwrap().to_string();
+    let boundary = ct.split("boundary=").nth(1).unwrap();
+    let parts = multipart(&multi.body, boundary);
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0].1, &big[..2]);
+    assert_eq!(parts[1].1, &big[big.len() - 2..]);
+}
+
+#[test]
+fn a_head_split_across_packets() {
+    let fx = Fixture::new();
+    fx.write("a.txt", b"pieces");
+    let s = Server::start(&fx.root, &[]);
+    let (mut c, mut r) = connect(&s);
+    c.set_nodelay(true).unwrap();
+    for piece in [
+        &b"GET /stat"[..],
+        b"ic/a.txt HTTP/1.1\r\nHo",
+        b"st: t\r\n",
+        b"\r\n",
+    ] {
+        c.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert_eq!(next(&mut r, false).body, b"pieces");
+}
+
+/// An idle keep-alive connection must not hold a graceful shutdown for its whole timeout.
+#[test]
+fn idle_connections_close_on_shutdown() {
+    let fx = Fixture::new();
+    fx.write("a.txt", b"x");
+    let mut s = Server::start(&fx.root, &["--shutdown-timeout", "30"]);
+    let (mut c, mut r) = connect(&s);
+    c.write_all(b"GET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(next(&mut r, false).status, 200);
+    let t0 = Instant::now();
+    s.signal(libc::SIGTERM);
+    let mut rest = Vec::new();
+    assert_eq!(r.read_to_end(&mut rest).unwrap(), 0);
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "waited {:?} for an idle connection",
+        t0.elapsed()
+    );
+}
