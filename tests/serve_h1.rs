@@ -242,3 +242,24 @@ fn idle_connections_close_on_shutdown() {
         t0.elapsed()
     );
 }
+
+/// A file not in the page cache is read in on the blocking pool before `sendfile` (the
+/// worker never waits for the disk); the bytes are the file's.
+#[test]
+fn a_file_evicted_from_the_page_cache_is_served_whole() {
+    use std::os::unix::io::AsRawFd;
+    let fx = Fixture::new();
+    let big = noise(3 << 20, 7);
+    let path = fx.write("cold.bin", &big);
+    let s = Server::start(&fx.root, &[]);
+    let f = std::fs::File::open(&path).unwrap();
+    f.sync_all().unwrap();
+    // SAFETY: a valid descriptor; DONTNEED only drops clean cached pages.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    let (mut c, mut r) = connect(&s);
+    c.write_all(b"GET /static/cold.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let res = next(&mut r, false);
+    assert_eq!(res.status, 200);
+    assert!(res.body == big, "body differs from the file");
+}

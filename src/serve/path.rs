@@ -51,11 +51,25 @@ fn key(rest: &str) -> Option<Cow<'_, str>> {
     check(&s).then_some(Cow::Owned(s))
 }
 
+/// One pass over the bytes: no control characters (C0, DEL, and C1 as UTF-8 `C2 80`–`C2 9F`),
+/// no backslash, and no empty, `.`-led or trailing segment (`//`, `./`, `..`, dotfiles, a
+/// directory's trailing `/`).
 fn check(s: &str) -> bool {
-    !s.contains(['\0', '\\'])
-        && !s.chars().any(char::is_control)
-        // Empty (`//`, trailing `/` = directory), `.`/`..`, and dotfiles.
-        && s.split('/').all(|seg| !seg.is_empty() && !seg.starts_with('.'))
+    let b = s.as_bytes();
+    let mut segment_start = true;
+    for (i, &c) in b.iter().enumerate() {
+        if c < 0x20 || c == 0x7f || c == b'\\' {
+            return false;
+        }
+        if c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)) {
+            return false;
+        }
+        if segment_start && (c == b'/' || c == b'.') {
+            return false;
+        }
+        segment_start = c == b'/';
+    }
+    !segment_start
 }
 
 fn hex(c: u8) -> Option<u8> {
@@ -101,6 +115,9 @@ mod tests {
             "/static/a/.git/config",
             "/static/%zz",
             "/static/%ff",
+            "/static/a%c2%85b.txt",
+            "/static/a%7fb.txt",
+            "/static/a%1fb.txt",
         ] {
             assert_eq!(k(p), None, "{p}");
         }

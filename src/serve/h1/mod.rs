@@ -146,6 +146,8 @@ struct Conn<'a> {
 impl Conn<'_> {
     async fn run(&mut self, buf: &mut BytesMut) -> End {
         let mut wait = self.settings.request_timeout;
+        // One shutdown listener for the connection's life, polled whenever it idles.
+        let mut stop = std::pin::pin!(self.settings.shutdown.notified());
         loop {
             let head = loop {
                 if !buf.is_empty() {
@@ -156,10 +158,20 @@ impl Conn<'_> {
                         Parse::Partial => {}
                     }
                 }
-                // Between requests an idle connection closes when the server stops.
                 let idle = buf.is_empty();
-                match self.read(buf, wait, idle).await {
-                    Some(n) if n > 0 => {}
+                let read =
+                    std::pin::pin!(tokio::time::timeout(wait, socket::read_some(self.io, buf)));
+                // Between requests an idle connection closes when the server stops.
+                let got = if idle {
+                    match select(read, stop.as_mut()).await {
+                        Either::Left((r, _)) => r,
+                        Either::Right(_) => return End::Close,
+                    }
+                } else {
+                    read.await
+                };
+                match got {
+                    Ok(Ok(n)) if n > 0 => {}
                     _ => return End::Close,
                 }
             };
@@ -170,19 +182,6 @@ impl Conn<'_> {
             }
             buf.advance(head.len);
             wait = self.settings.keep_alive;
-        }
-    }
-
-    /// Reads more of the next request: `None` on timeout, shutdown (when `idle`) or error.
-    async fn read(&self, buf: &mut BytesMut, wait: Duration, idle: bool) -> Option<usize> {
-        let read = std::pin::pin!(tokio::time::timeout(wait, socket::read_some(self.io, buf)));
-        if !idle {
-            return read.await.ok()?.ok();
-        }
-        let stop = std::pin::pin!(self.settings.shutdown.notified());
-        match select(read, stop).await {
-            Either::Left((r, _)) => r.ok()?.ok(),
-            Either::Right(_) => None,
         }
     }
 

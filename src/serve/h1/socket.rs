@@ -70,9 +70,18 @@ pub async fn send_more(io: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Bytes per `sendfile` call (and per page-cache check): one big file cannot hold the
+/// worker for long.
+const SEND_CHUNK: u64 = 1 << 20;
+
 /// Sends `len` bytes of `file` from `offset` with `sendfile`: no copy through user space.
 /// A file that shrank under us ends the response with an error (the client sees a short
 /// body, never wrong bytes under our Content-Length).
+///
+/// `sendfile` reads the disk on the worker when the bytes are not in the page cache, which
+/// would stall every connection of that worker. So each chunk is first checked with
+/// `cachestat`, and a cold one is read into the cache on the blocking pool (`readahead`)
+/// before it is sent.
 pub async fn send_file(
     io: &TcpStream,
     file: &File,
@@ -80,11 +89,18 @@ pub async fn send_file(
     mut len: u64,
 ) -> io::Result<()> {
     let (sock, src) = (io.as_raw_fd(), file.as_raw_fd());
+    let mut checked_to = offset;
     while len > 0 {
+        if offset >= checked_to {
+            let span = len.min(SEND_CHUNK);
+            if !cached(file, offset, span) {
+                warm(file, offset, span).await?;
+            }
+            checked_to = offset + span;
+        }
         let r = io.try_io(Interest::WRITABLE, || {
             let mut off = libc::off_t::try_from(offset).map_err(io::Error::other)?;
-            // Bounded per call so one big file cannot hold the worker for long.
-            let count = len.min(1 << 20) as usize;
+            let count = len.min(checked_to - offset) as usize;
             // SAFETY: valid descriptors; `off` is a local the kernel updates.
             let n = unsafe { libc::sendfile(sock, src, &mut off, count) };
             if n < 0 {
@@ -106,6 +122,83 @@ pub async fn send_file(
     Ok(())
 }
 
+/// `cachestat(2)` answers ENOSYS before Linux 6.5: stop asking.
+static NO_CACHESTAT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether every page of `len` bytes from `offset` is in the page cache. `true` when the
+/// kernel cannot tell (before 6.5): then `sendfile` behaves as nginx's does.
+fn cached(file: &File, offset: u64, len: u64) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    if len == 0 || NO_CACHESTAT.load(Relaxed) {
+        return true;
+    }
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    /// The same number on every architecture (the unified table for calls after 424).
+    const SYS_CACHESTAT: libc::c_long = 451;
+    let range = Range { off: offset, len };
+    let mut stat = Stat::default();
+    // SAFETY: valid descriptor and pointers to live, correctly laid out structs.
+    let r = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            file.as_raw_fd(),
+            &range as *const Range,
+            &mut stat as *mut Stat,
+            0,
+        )
+    };
+    if r != 0 {
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            NO_CACHESTAT.store(true, Relaxed);
+        }
+        return true;
+    }
+    let page = page_size();
+    let pages = (offset + len - 1) / page - offset / page + 1;
+    stat.nr_cache >= pages
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as u64
+    } else {
+        4096
+    }
+}
+
+/// Reads a range into the page cache on the blocking pool (`readahead` returns once the
+/// pages are in).
+async fn warm(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let file = file.try_clone()?;
+    tokio::task::spawn_blocking(move || {
+        let off = libc::off64_t::try_from(offset).map_err(io::Error::other)?;
+        // SAFETY: a valid descriptor owned by this closure.
+        let r = unsafe { libc::readahead(file.as_raw_fd(), off, len as usize) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .map_err(io::Error::other)?
+}
+
 /// Ends our side after a `Connection: close` response (the peer sees EOF once the bytes are
 /// through; the socket itself closes when dropped).
 pub fn finish(io: &TcpStream) {
@@ -114,14 +207,27 @@ pub fn finish(io: &TcpStream) {
 }
 
 /// Reads what the socket has into `buf`; `Ok(0)` is the peer's end of stream.
+///
+/// A read that did not fill the space offered drained the socket, so its readiness is
+/// cleared at once: the next call then waits for epoll instead of spending a `recv` on
+/// EAGAIN first (edge-triggered epoll reports any byte that arrives after this read).
 pub async fn read_some(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     if buf.capacity() - buf.len() < 1024 {
         buf.reserve(4096);
     }
     loop {
+        let offered = buf.capacity() - buf.len();
         match io.try_read_buf(buf) {
+            Ok(n) => {
+                if n > 0 && n < offered {
+                    let _ = io.try_io(Interest::READABLE, || {
+                        Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+                    });
+                }
+                return Ok(n);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.readable().await?,
-            r => return r,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -197,6 +303,30 @@ impl AsyncWrite for Prefixed {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    /// Evicted pages are seen as cold and `warm` brings them back (skipped where the kernel
+    /// has no `cachestat`).
+    #[tokio::test]
+    async fn cold_ranges_are_detected_and_warmed() {
+        use std::io::Write;
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(&vec![7u8; 3 << 20]).unwrap();
+        f.as_file().sync_all().unwrap();
+        let file = File::open(f.path()).unwrap();
+        // SAFETY: a valid descriptor; DONTNEED only drops clean cached pages.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if cached(&file, 0, 3 << 20) {
+            assert!(
+                NO_CACHESTAT.load(std::sync::atomic::Ordering::Relaxed),
+                "evicted pages reported as cached"
+            );
+            return;
+        }
+        warm(&file, 1 << 20, 1 << 20).await.unwrap();
+        assert!(cached(&file, 1 << 20, 1 << 20));
+        assert!(cached(&file, (1 << 20) + 10, 100));
+        assert!(!cached(&file, 0, 3 << 20), "only the warmed range is in");
+    }
 
     #[tokio::test]
     async fn prefixed_reads_the_kept_bytes_first() {
