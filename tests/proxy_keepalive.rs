@@ -165,6 +165,21 @@ fn every_body_framing_arrives_intact() {
     let r = s.get("/chunked", &[]);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
     assert!(!r.has("x-trailer"));
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    // An HTTP/1.0 client cannot take chunked: the body ends when the connection does.
+    let r = raw(s.addr, b"GET /chunked HTTP/1.0\r\nHost: t\r\n\r\n", false);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
+    assert!(!r.has("transfer-encoding") && !r.has("content-length"));
+    // Two streamed responses on one kept-alive connection: each chunked body ends cleanly.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /chunked HTTP/1.1\r\nHost: t\r\n\r\nGET /chunked HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
+    assert_eq!(text.matches("\r\n0\r\n\r\n").count(), 2, "{text}");
     let r = s.get("/until-close", &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"no length, ends at close");

@@ -70,7 +70,7 @@ async fn dispatch(req: &HttpRequest, payload: Payload, state: &State) -> HttpRes
             let verb = Verb::of(req.method());
             let reply = respond(
                 verb,
-                &Request::from_headers(req.headers()),
+                &Request::from_fields(req.headers()),
                 key.as_deref(),
                 &ctx,
             );

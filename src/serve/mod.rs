@@ -14,6 +14,7 @@ pub mod app;
 pub mod body;
 pub mod conditional;
 pub mod config;
+pub mod fields;
 pub mod h1;
 pub mod headers;
 pub mod log;

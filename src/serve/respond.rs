@@ -11,11 +11,12 @@
 
 use super::body::{Segment, SegmentBody};
 use super::conditional::{self, Conditions, Outcome};
+use super::fields::Fields;
 use super::headers::{self, Headers};
 use super::negotiate::negotiate;
 use super::range::{self, RangeSet};
 use super::table::{Asset, Source, Table, Variant};
-use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::HttpResponse;
 use bytes::Bytes;
@@ -46,20 +47,27 @@ pub struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    /// From an actix request's headers.
-    pub fn from_headers(h: &'a HeaderMap) -> Self {
-        let get = |n| h.get(n).map(HeaderValue::as_bytes);
-        Request {
-            accept_encoding: get(header::ACCEPT_ENCODING),
-            conditions: Conditions {
-                if_match: get(header::IF_MATCH),
-                if_none_match: get(header::IF_NONE_MATCH),
-                if_modified_since: get(header::IF_MODIFIED_SINCE),
-                if_unmodified_since: get(header::IF_UNMODIFIED_SINCE),
-            },
-            range: get(header::RANGE),
-            if_range: get(header::IF_RANGE),
-        }
+    /// From any header source (first value of each field, as actix's `get`).
+    pub fn from_fields(h: &'a dyn Fields) -> Self {
+        let mut r = Request::default();
+        h.each(&mut |name, value| {
+            let slot = match name.len() {
+                5 if name.eq_ignore_ascii_case("range") => &mut r.range,
+                8 if name.eq_ignore_ascii_case("if-match") => &mut r.conditions.if_match,
+                8 if name.eq_ignore_ascii_case("if-range") => &mut r.if_range,
+                13 if name.eq_ignore_ascii_case("if-none-match") => &mut r.conditions.if_none_match,
+                15 if name.eq_ignore_ascii_case("accept-encoding") => &mut r.accept_encoding,
+                17 if name.eq_ignore_ascii_case("if-modified-since") => {
+                    &mut r.conditions.if_modified_since
+                }
+                19 if name.eq_ignore_ascii_case("if-unmodified-since") => {
+                    &mut r.conditions.if_unmodified_since
+                }
+                _ => return,
+            };
+            slot.get_or_insert(value);
+        });
+        r
     }
 }
 
@@ -73,8 +81,10 @@ impl Verb {
     }
 }
 
-/// A response body. Its length is always known (Content-Length).
-#[derive(Debug)]
+/// Bytes still arriving (a proxied response streamed as the upstream produces it).
+pub type Stream = std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>>>>;
+
+/// A response body.
 pub enum Body {
     Empty,
     Mem(Bytes),
@@ -83,15 +93,39 @@ pub enum Body {
         segments: Vec<Segment>,
         file: Option<std::fs::File>,
     },
+    /// The answer to HEAD when the bytes are not at hand: the length GET would send.
+    Omitted(u64),
+    /// Streamed; `len` when declared (Content-Length), else chunked (or until close for
+    /// HTTP/1.0).
+    Stream {
+        len: Option<u64>,
+        stream: Stream,
+    },
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Stream { len, .. } => write!(f, "Stream({len:?})"),
+            other => write!(f, "Body({:?})", other.size()),
+        }
+    }
 }
 
 impl Body {
-    pub fn size(&self) -> u64 {
+    /// The length, when known before sending (`None`: a stream of undeclared length).
+    pub fn known_size(&self) -> Option<u64> {
         match self {
-            Body::Empty => 0,
-            Body::Mem(b) => b.len() as u64,
-            Body::Parts { segments, .. } => segments.iter().map(Segment::size).sum(),
+            Body::Empty => Some(0),
+            Body::Mem(b) => Some(b.len() as u64),
+            Body::Parts { segments, .. } => Some(segments.iter().map(Segment::size).sum()),
+            Body::Omitted(n) => Some(*n),
+            Body::Stream { len, .. } => *len,
         }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.known_size().unwrap_or(0)
     }
 }
 
@@ -103,6 +137,8 @@ pub struct Reply<'a> {
     pub body: Body,
     /// A file vanished or changed under the table: the caller asks for a reload.
     pub stale: bool,
+    /// Write nothing and close the connection (the client already left: nginx's 499).
+    pub close: bool,
 }
 
 impl<'a> Reply<'a> {
@@ -114,7 +150,13 @@ impl<'a> Reply<'a> {
             headers: Headers::with_capacity(10),
             body: Body::Empty,
             stale: false,
+            close: false,
         }
+    }
+
+    /// An answer with owned headers (the proxy's; nothing borrowed from the table).
+    pub fn build(status: StatusCode) -> Reply<'static> {
+        Reply::new(status)
     }
 
     /// 404 for anything not in the table: no body worth caching, no hint of what exists.
@@ -135,12 +177,28 @@ impl<'a> Reply<'a> {
         for (name, value) in self.headers {
             b.append_header((name, value.into_owned()));
         }
-        let len = self.body.size();
+        if self.close {
+            b.force_close();
+        }
+        if head {
+            return match self.body {
+                Body::Empty => b.finish(),
+                body => match body.known_size() {
+                    Some(n) => b.body(SegmentBody::head(n)),
+                    None => b.finish(),
+                },
+            };
+        }
         match self.body {
             Body::Empty => b.finish(),
-            _ if head => b.body(SegmentBody::head(len)),
             Body::Mem(bytes) => b.body(bytes),
             Body::Parts { segments, file } => b.body(SegmentBody::new(segments, file)),
+            Body::Omitted(n) => b.body(SegmentBody::head(n)),
+            Body::Stream {
+                len: Some(n),
+                stream,
+            } => b.body(actix_web::body::SizedStream::new(n, stream)),
+            Body::Stream { len: None, stream } => b.streaming(stream),
         }
     }
 }

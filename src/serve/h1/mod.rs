@@ -1,22 +1,25 @@
 //! The HTTP/1.1 fast path: every accepted connection starts here.
 //!
-//! Static requests (GET/HEAD/other methods without a body, under STATIC_URL) are parsed,
-//! answered and written by this module directly: one `writev` for a file held in memory,
-//! `sendfile` for one on disk. actix-web's HTTP/1 dispatcher cannot do either (it copies every
-//! body chunk into its own write buffer and exposes no socket), and its per-request work was
-//! most of staticd's CPU time for a small file.
+//! Requests without a body are parsed, answered and written by this module directly:
+//! static files (one `writev` for a file held in memory, `sendfile` for one on disk) and
+//! proxied routes (the upstream's answer relayed as it comes, chunked when its length is not
+//! known). actix-web's HTTP/1 dispatcher can do neither as cheaply: it copies every body chunk
+//! into its own write buffer, exposes no socket, and its per-request work was most of
+//! staticd's CPU time for a small file.
 //!
-//! The first request it does not answer itself (anything outside STATIC_URL, a body, an
-//! upgrade, h2c, a malformed head) hands the whole connection, with the bytes already read,
-//! to actix-web for the rest of its life: the proxy, media and internal mounts and HTTP/2
-//! behave exactly as before. Both paths build their static answers with the same
-//! [`respond`](super::respond) logic.
+//! The first request it does not take (a body, an upgrade, `Expect`, h2c, a malformed head)
+//! hands the whole connection, with the bytes already read, to actix-web for the rest of its
+//! life: request bodies (`--max-body`, 413), WebSocket tunnels and HTTP/2 behave exactly as
+//! before. Both paths build their answers with the same code ([`respond`](super::respond)
+//! for the static tier, [`Proxy::local`](super::proxy::Proxy::local) and
+//! [`Proxy::forward`](super::proxy::Proxy::forward) for the rest); only the writing differs.
 
 pub mod request;
 pub mod response;
 pub mod socket;
 
 use super::app::State;
+use super::body::Segment;
 use super::config::LogFormat;
 use super::path::{route, Route};
 use super::respond::{respond, Body, Ctx, Reply, Verb};
@@ -28,10 +31,12 @@ use actix_service::{
     ServiceFactoryExt as _,
 };
 use actix_web::dev::AppConfig;
+use actix_web::http::StatusCode;
 use bytes::{Buf, BytesMut};
 use futures_util::future::{select, Either};
+use futures_util::StreamExt as _;
 use request::{Head, Parse};
-use response::Persist;
+use response::{Framing, Persist};
 use socket::Prefixed;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -186,54 +191,112 @@ impl Conn<'_> {
     }
 
     /// Answers one request. `Some(keep)`: answered, and whether the connection goes on;
-    /// `None`: not a static request, hand the connection over (nothing was written).
+    /// `None`: not one for the fast path, hand the connection over (nothing was written).
     async fn answer(&mut self, head: &Head, buf: &BytesMut) -> Option<bool> {
         let path = std::str::from_utf8(&buf[head.path.clone()]).ok()?;
-        let Route::Static(key) = route(path, &self.state.prefix) else {
-            return None;
-        };
         let start = (self.state.log_format != LogFormat::Off).then(Instant::now);
-        let table = self.state.table.load();
-        let ctx = Ctx {
-            table: &table,
-            cors: self.state.cors.as_ref(),
-        };
-        let reply = respond(head.verb, &head.request(buf), key.as_deref(), &ctx);
-        if reply.stale {
-            let _ = self.state.nudge.try_send(super::reload::Wake::Stale);
+        match route(path, &self.state.prefix) {
+            Route::Static(key) => {
+                let table = self.state.table.load();
+                let ctx = Ctx {
+                    table: &table,
+                    cors: self.state.cors.as_ref(),
+                };
+                let reply = respond(head.verb, &head.request(buf), key.as_deref(), &ctx);
+                if reply.stale {
+                    let _ = self.state.nudge.try_send(super::reload::Wake::Stale);
+                }
+                Some(self.send(head, buf, reply, start).await)
+            }
+            Route::Other => {
+                // All fields this time: they are forwarded.
+                let mut lines = [httparse::EMPTY_HEADER; request::MAX_HEADERS];
+                let mut parsed = httparse::Request::new(&mut lines);
+                parsed.parse(buf).ok()?;
+                let fields: &[httparse::Header<'_>] = parsed.headers;
+                let host = fields
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("host"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok());
+                let inc = proxy::Incoming {
+                    method: request::text(buf, Some(head.method.clone())),
+                    target: request::text(buf, Some(head.target.clone())),
+                    path,
+                    headers: &fields,
+                    host,
+                    peer: self.peer.map(|a| a.ip()),
+                    local: self.io.local_addr().ok(),
+                    client_fd: Some(std::os::unix::io::AsRawFd::as_raw_fd(self.io)),
+                };
+                let proxy = &self.state.proxy;
+                let reply = match proxy.local(&inc) {
+                    Some(r) => r,
+                    None => proxy.forward(&inc, &[]).await,
+                };
+                Some(self.send(head, buf, reply, start).await)
+            }
         }
-        let keep = head.keep_alive && !self.settings.keep_alive.is_zero();
+    }
+
+    /// Writes `reply` and logs it; whether the connection can go on.
+    async fn send(
+        &mut self,
+        head: &Head,
+        buf: &[u8],
+        mut reply: Reply<'_>,
+        start: Option<Instant>,
+    ) -> bool {
+        if reply.close {
+            // The client left (499): nothing to write.
+            if let Some(start) = start {
+                self.log(head, buf, reply.status, 0, start);
+            }
+            return false;
+        }
+        let framing = response::framing(reply.status, &reply.body, head.http10);
+        let keep = head.keep_alive
+            && !self.settings.keep_alive.is_zero()
+            && framing != Framing::UntilClose;
         let persist = match (keep, head.http10) {
             (false, _) => Persist::Close,
             (true, true) => Persist::KeepAlive10,
             (true, false) => Persist::KeepAlive,
         };
-        let sent = self.write(&reply, head.verb == Verb::Head, persist).await;
-        if let Some(start) = start {
-            self.log(head, buf, &reply, start);
+        self.out.clear();
+        response::encode(&mut self.out, &reply, framing, persist);
+        let head_only = head.verb == Verb::Head || framing == Framing::Bare;
+        let sent = self.write(&mut reply.body, head_only, framing).await;
+        if persist == Persist::Close {
+            socket::finish(self.io);
         }
-        Some(sent.is_ok() && persist != Persist::Close)
+        if let Some(start) = start {
+            let bytes = *sent.as_ref().unwrap_or(&0);
+            self.log(head, buf, reply.status, bytes, start);
+        }
+        sent.is_ok() && persist != Persist::Close
     }
 
+    /// Writes the head in `self.out` and the body; the body bytes sent.
     async fn write(
         &mut self,
-        reply: &Reply<'_>,
+        body: &mut Body,
         head_only: bool,
-        persist: Persist,
-    ) -> std::io::Result<()> {
-        self.out.clear();
-        response::encode(&mut self.out, reply, reply.body.size(), persist);
+        framing: Framing,
+    ) -> std::io::Result<u64> {
         let io = self.io;
-        let r = match &reply.body {
-            _ if head_only => socket::write_all(io, &self.out, &[]).await,
-            Body::Empty => socket::write_all(io, &self.out, &[]).await,
-            Body::Mem(bytes) => socket::write_all(io, &self.out, bytes).await,
+        if head_only {
+            socket::write_all(io, &self.out, &[]).await?;
+            return Ok(0);
+        }
+        match body {
+            Body::Empty | Body::Omitted(_) => socket::write_all(io, &self.out, &[]).await?,
+            Body::Mem(bytes) => socket::write_all(io, &self.out, bytes).await?,
             Body::Parts { segments, file } => {
                 socket::send_more(io, &self.out).await?;
-                for seg in segments {
+                for seg in segments.iter() {
                     match seg {
-                        super::body::Segment::Mem(b) => socket::send_more(io, b).await?,
-                        super::body::Segment::File { offset, len } => {
+                        Segment::Mem(b) => socket::send_more(io, b).await?,
+                        Segment::File { offset, len } => {
                             let Some(file) = file else {
                                 return Err(std::io::Error::other("file segment without file"));
                             };
@@ -241,21 +304,35 @@ impl Conn<'_> {
                         }
                     }
                 }
-                Ok(())
             }
-        };
-        if persist == Persist::Close {
-            socket::finish(io);
+            Body::Stream { stream, .. } => {
+                // The head goes at once: a server-sent event stream may wait long for its
+                // first event. Each chunk is written as it arrives.
+                socket::write_all(io, &self.out, &[]).await?;
+                let mut sent = 0;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    if framing == Framing::Chunked {
+                        if chunk.is_empty() {
+                            continue;
+                        }
+                        socket::write_chunk(io, &chunk).await?;
+                    } else {
+                        socket::write_all(io, &chunk, &[]).await?;
+                    }
+                    sent += chunk.len() as u64;
+                }
+                if framing == Framing::Chunked {
+                    socket::write_all(io, b"0\r\n\r\n", &[]).await?;
+                }
+                return Ok(sent);
+            }
         }
-        r
+        Ok(body.size())
     }
 
-    fn log(&self, head: &Head, buf: &[u8], reply: &Reply<'_>, start: Instant) {
-        let bytes = if head.verb == Verb::Head {
-            0
-        } else {
-            reply.body.size()
-        };
+    fn log(&self, head: &Head, buf: &[u8], status: StatusCode, bytes: u64, start: Instant) {
+        let bytes = if head.verb == Verb::Head { 0 } else { bytes };
         log::access(
             self.state.log_format,
             &log::Entry {
@@ -263,7 +340,7 @@ impl Conn<'_> {
                 method: request::text(buf, Some(head.method.clone())),
                 target: request::text(buf, Some(head.target.clone())),
                 version: if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
-                status: reply.status.as_u16(),
+                status: status.as_u16(),
                 bytes,
                 referer: request::text(buf, head.referer.clone()),
                 user_agent: request::text(buf, head.user_agent.clone()),

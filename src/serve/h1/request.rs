@@ -1,16 +1,16 @@
 //! Request heads for the fast path: parsed once with httparse, kept as byte ranges into the
 //! connection's buffer (so the buffer can be read into again without a borrow in the way).
 //!
-//! Anything the static tier does not answer by itself is [`Parse::HandOver`]: a request with
-//! a body, an upgrade, `Expect`, a target that is not origin-form, h2c's preface, a malformed
-//! head. actix-web then gets the connection and answers as it always did.
+//! What the fast path does not take is [`Parse::HandOver`]: a request with a body, an
+//! upgrade, `Expect`, a target that is not origin-form, h2c's preface, a malformed head.
+//! actix-web then gets the connection and answers as it always did.
 
 use crate::serve::conditional::Conditions;
 use crate::serve::respond::{Request, Verb};
 use std::ops::Range;
 
 /// Header lines we look at before handing a request over (actix takes more).
-const MAX_HEADERS: usize = 48;
+pub const MAX_HEADERS: usize = 48;
 
 // Returned by value once per request and never stored: boxing `Head` would only add an
 // allocation.

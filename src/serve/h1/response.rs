@@ -1,7 +1,7 @@
 //! Response heads for the fast path: status line, the reply's headers, then what HTTP/1.1
 //! framing adds (Content-Length, Date, Connection), written into one reused buffer.
 
-use crate::serve::respond::Reply;
+use crate::serve::respond::{Body, Reply};
 use actix_web::http::StatusCode;
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -16,10 +16,36 @@ pub enum Persist {
     Close,
 }
 
-/// Appends the head of `reply` to `out`. `content_length` is the body's length (sent or, for
-/// HEAD, not): every status but 304 (and 1xx/204, which the static tier never sends)
-/// declares it, as actix does.
-pub fn encode(out: &mut Vec<u8>, reply: &Reply<'_>, content_length: u64, persist: Persist) {
+/// How the body is delimited on the wire (RFC 9112 §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length` (also on HEAD: the length GET would send).
+    Length(u64),
+    /// 1xx, 204 and 304: no length, no body.
+    Bare,
+    /// A stream of unknown length to an HTTP/1.1 client.
+    Chunked,
+    /// A stream of unknown length to an HTTP/1.0 client: ends when the connection does.
+    UntilClose,
+}
+
+/// The framing for `body` under `status`.
+pub fn framing(status: StatusCode, body: &Body, http10: bool) -> Framing {
+    if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Framing::Bare;
+    }
+    match body.known_size() {
+        Some(n) => Framing::Length(n),
+        None if http10 => Framing::UntilClose,
+        None => Framing::Chunked,
+    }
+}
+
+/// Appends the head of `reply` to `out`.
+pub fn encode(out: &mut Vec<u8>, reply: &Reply<'_>, framing: Framing, persist: Persist) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(reply.status.as_str().as_bytes());
     out.push(b' ');
@@ -37,10 +63,14 @@ pub fn encode(out: &mut Vec<u8>, reply: &Reply<'_>, content_length: u64, persist
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if reply.status != StatusCode::NOT_MODIFIED {
-        out.extend_from_slice(b"content-length: ");
-        decimal(out, content_length);
-        out.extend_from_slice(b"\r\n");
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Bare | Framing::UntilClose => {}
     }
     out.extend_from_slice(match persist {
         Persist::KeepAlive => b"",
@@ -91,18 +121,21 @@ fn date(out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serve::respond::Body;
     use actix_web::http::header::{self, HeaderValue};
     use std::borrow::Cow;
 
     fn head(reply: &Reply<'_>, len: u64, p: Persist) -> String {
         let mut out = Vec::new();
-        encode(&mut out, reply, len, p);
+        let f = match framing(reply.status, &reply.body, false) {
+            Framing::Length(_) => Framing::Length(len),
+            other => other,
+        };
+        encode(&mut out, reply, f, p);
         String::from_utf8(out).unwrap()
     }
 
     #[test]
-    fn framing() {
+    fn heads_and_lengths() {
         let r = Reply::not_found();
         let s = head(&r, 14, Persist::KeepAlive);
         assert!(s.starts_with(
@@ -123,11 +156,46 @@ mod tests {
             headers: vec![(header::ETAG, Cow::Owned(HeaderValue::from_static("\"x\"")))],
             body: Body::Empty,
             stale: false,
+            close: false,
         };
         let s = head(&r, 0, Persist::KeepAlive);
         assert!(
             s.starts_with("HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\ndate: "),
             "{s}"
         );
+    }
+
+    #[test]
+    fn streams_are_chunked_for_1_1_and_until_close_for_1_0() {
+        let stream = || Body::Stream {
+            len: None,
+            stream: Box::pin(futures_util::stream::empty()),
+        };
+        assert_eq!(framing(StatusCode::OK, &stream(), false), Framing::Chunked);
+        assert_eq!(
+            framing(StatusCode::OK, &stream(), true),
+            Framing::UntilClose
+        );
+        assert_eq!(
+            framing(StatusCode::NO_CONTENT, &stream(), false),
+            Framing::Bare
+        );
+        let sized = Body::Stream {
+            len: Some(5),
+            stream: Box::pin(futures_util::stream::empty()),
+        };
+        assert_eq!(framing(StatusCode::OK, &sized, true), Framing::Length(5));
+        let mut out = Vec::new();
+        let r = Reply {
+            status: StatusCode::OK,
+            headers: Vec::new(),
+            body: stream(),
+            stale: false,
+            close: false,
+        };
+        encode(&mut out, &r, Framing::Chunked, Persist::KeepAlive);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .starts_with("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ndate: "));
     }
 }

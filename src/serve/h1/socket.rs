@@ -27,8 +27,25 @@ async fn writable(io: &TcpStream) -> io::Result<()> {
 
 /// Writes a response head and a body held in memory (one `writev`, as a rule).
 pub async fn write_all(io: &TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
-    let mut slices = [IoSlice::new(head), IoSlice::new(body)];
-    let mut rest = &mut slices[..];
+    write_slices(io, &mut [IoSlice::new(head), IoSlice::new(body)]).await
+}
+
+/// Writes one chunk of a `Transfer-Encoding: chunked` body (size line, data, CRLF).
+pub async fn write_chunk(io: &TcpStream, data: &[u8]) -> io::Result<()> {
+    let size = format!("{:x}\r\n", data.len());
+    write_slices(
+        io,
+        &mut [
+            IoSlice::new(size.as_bytes()),
+            IoSlice::new(data),
+            IoSlice::new(b"\r\n"),
+        ],
+    )
+    .await
+}
+
+async fn write_slices(io: &TcpStream, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    let mut rest = slices;
     while !rest.is_empty() {
         match io.try_write_vectored(rest) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

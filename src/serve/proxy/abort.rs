@@ -29,15 +29,24 @@ pub fn remember(fd: RawFd, data: &mut Extensions) {
     data.insert(ClientFd(fd));
 }
 
-/// Runs `work` unless the client goes first: `None` means the client closed (or reset) its
-/// connection before `work` finished, and `work` was dropped (cancelling what it had sent).
+/// The client socket of an HTTP/1 request that reached actix (see the module's note on
+/// HTTP/2).
+pub fn client_fd(req: &HttpRequest) -> Option<RawFd> {
+    match req.conn_data::<ClientFd>() {
+        Some(fd) if req.version() != Version::HTTP_2 => Some(fd.0),
+        _ => None,
+    }
+}
+
+/// Runs `work` unless the client on `fd` goes first: `None` means the client closed (or
+/// reset) its connection before `work` finished, and `work` was dropped (cancelling what it
+/// had sent). Without a descriptor, `work` simply runs.
 pub async fn unless_client_leaves<T>(
-    req: &HttpRequest,
+    fd: Option<RawFd>,
     work: impl Future<Output = T>,
 ) -> Option<T> {
-    let fd = match req.conn_data::<ClientFd>() {
-        Some(fd) if req.version() != Version::HTTP_2 => fd.0,
-        _ => return Some(work.await),
+    let Some(fd) = fd else {
+        return Some(work.await);
     };
     let work = std::pin::pin!(work);
     let gone = std::pin::pin!(client_gone(fd));

@@ -3,14 +3,15 @@
 //! are visible at once. Paths go through the static tier's canonical-path check (no dotfiles,
 //! no `..`, no encoded separators); directories are 404 (no listings).
 
-use crate::serve::body::{Segment, SegmentBody};
-use crate::serve::conditional::{self, Conditions, Outcome};
+use crate::serve::body::Segment;
+use crate::serve::conditional::{self, Outcome};
 use crate::serve::path::{route, Route};
 use crate::serve::range::{self, RangeSet};
-use crate::serve::respond::not_found;
-use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use actix_web::HttpResponse;
+use crate::serve::respond::{Body, Reply, Request};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// A URL prefix (starting and ending with `/`) mapped to a directory.
@@ -44,64 +45,56 @@ impl Mount {
     }
 }
 
-/// Serves `key` from `dir` for GET (or HEAD when `head`), honouring the request's
-/// conditional and Range headers. `extra` headers go on every answer (X-Accel-Redirect carries
-/// Content-Type, Set-Cookie, Content-Disposition, Cache-Control, Expires, Accept-Ranges over);
-/// `cache_control` applies only when `extra` has none.
+/// Serves `key` from `dir` for GET (or HEAD, which the writer answers without the bytes),
+/// honouring the request's conditional and Range headers. `extra` headers go on every answer
+/// (X-Accel-Redirect carries Content-Type, Set-Cookie, Content-Disposition, Cache-Control,
+/// Expires, Accept-Ranges over); `cache_control` applies only when `extra` has none.
 pub fn serve(
-    req: &HeaderMap,
-    head: bool,
+    req: &Request<'_>,
     dir: &Path,
     key: &str,
     extra: &[(HeaderName, HeaderValue)],
     cache_control: Option<&str>,
-) -> HttpResponse {
+) -> Reply<'static> {
     let Ok(dirf) = std::fs::File::open(dir) else {
-        return not_found();
+        return Reply::not_found();
     };
     let Ok(file) = crate::serve::table::open_at(&dirf, Path::new(key)) else {
-        return not_found();
+        return Reply::not_found();
     };
     let Ok(meta) = file.metadata() else {
-        return not_found();
+        return Reply::not_found();
     };
     if !meta.is_file() {
-        return not_found();
+        return Reply::not_found();
     }
     let len = meta.len();
     let mtime = meta.modified().ok().and_then(conditional::unix_seconds);
     // nginx-style validator: mtime and size in hex, host-independent.
     let etag = format!("\"{:x}-{:x}\"", mtime.unwrap_or(0), len);
     let has = |n: &HeaderName| extra.iter().any(|(k, _)| k == n);
-    let common = |b: &mut actix_web::HttpResponseBuilder| {
+    let common = |r: &mut Reply<'static>| {
         for (k, v) in extra.iter().filter(|(k, _)| k != header::CONTENT_TYPE) {
-            b.append_header((k.clone(), v.clone()));
+            r.headers.push((k.clone(), Cow::Owned(v.clone())));
         }
         if !has(&header::CACHE_CONTROL) {
-            if let Some(cc) = cache_control {
-                b.insert_header((header::CACHE_CONTROL, cc));
+            if let Some(cc) = cache_control.and_then(|cc| HeaderValue::from_str(cc).ok()) {
+                r.headers.push((header::CACHE_CONTROL, Cow::Owned(cc)));
             }
         }
-        b.insert_header((header::ETAG, etag.as_str()));
+        push(r, header::ETAG, etag.clone());
         if let Some(lm) = mtime {
-            b.insert_header((header::LAST_MODIFIED, conditional::http_date(lm)));
+            push(r, header::LAST_MODIFIED, conditional::http_date(lm));
         }
     };
-    let get = |n| req.get(n).map(HeaderValue::as_bytes);
-    let cond = Conditions {
-        if_match: get(header::IF_MATCH),
-        if_none_match: get(header::IF_NONE_MATCH),
-        if_modified_since: get(header::IF_MODIFIED_SINCE),
-        if_unmodified_since: get(header::IF_UNMODIFIED_SINCE),
-    };
-    match conditional::evaluate(&cond, etag.as_bytes(), mtime) {
+    match conditional::evaluate(&req.conditions, etag.as_bytes(), mtime) {
         Outcome::Proceed => {}
         Outcome::NotModified => {
-            let mut b = HttpResponse::NotModified();
-            common(&mut b);
-            return b.finish();
+            let mut r = Reply::build(StatusCode::NOT_MODIFIED);
+            common(&mut r);
+            return r;
         }
-        Outcome::PreconditionFailed => return HttpResponse::PreconditionFailed().finish(),
+        Outcome::PreconditionFailed => return Reply::build(StatusCode::PRECONDITION_FAILED),
     }
     let ct = extra
         .iter()
@@ -112,35 +105,39 @@ pub fn serve(
                 .first_or_octet_stream()
                 .to_string()
         });
-    let ranges = match req.get(header::RANGE) {
+    let ranges = match req.range {
         Some(r)
-            if req.get(header::IF_RANGE).is_none_or(|ir| {
-                conditional::if_range_allows(ir.as_bytes(), etag.as_bytes(), mtime)
-            }) =>
+            if req
+                .if_range
+                .is_none_or(|ir| conditional::if_range_allows(ir, etag.as_bytes(), mtime)) =>
         {
-            range::parse(r.as_bytes(), len)
+            range::parse(r, len)
         }
         _ => RangeSet::Full,
     };
-    let (mut b, segments) = match ranges {
+    let (mut r, segments) = match ranges {
         RangeSet::Full => {
-            let mut b = HttpResponse::Ok();
-            b.insert_header((header::CONTENT_TYPE, ct.as_str()));
-            (b, vec![Segment::File { offset: 0, len }])
+            let mut r = Reply::build(StatusCode::OK);
+            push(&mut r, header::CONTENT_TYPE, ct);
+            (r, vec![Segment::File { offset: 0, len }])
         }
         RangeSet::Unsatisfiable => {
-            let mut b = HttpResponse::RangeNotSatisfiable();
-            common(&mut b);
-            b.insert_header((header::CONTENT_RANGE, format!("bytes */{len}")));
-            return b.finish();
+            let mut r = Reply::build(StatusCode::RANGE_NOT_SATISFIABLE);
+            common(&mut r);
+            push(&mut r, header::CONTENT_RANGE, format!("bytes */{len}"));
+            return r;
         }
-        RangeSet::Ranges(r) => {
-            let mut b = HttpResponse::PartialContent();
-            if let [(first, last)] = r[..] {
-                b.insert_header((header::CONTENT_TYPE, ct.as_str()));
-                b.insert_header((header::CONTENT_RANGE, format!("bytes {first}-{last}/{len}")));
+        RangeSet::Ranges(ranges) => {
+            let mut r = Reply::build(StatusCode::PARTIAL_CONTENT);
+            if let [(first, last)] = ranges[..] {
+                push(&mut r, header::CONTENT_TYPE, ct);
+                push(
+                    &mut r,
+                    header::CONTENT_RANGE,
+                    format!("bytes {first}-{last}/{len}"),
+                );
                 (
-                    b,
+                    r,
                     vec![Segment::File {
                         offset: first,
                         len: last - first + 1,
@@ -148,12 +145,13 @@ pub fn serve(
                 )
             } else {
                 let boundary = format!("{:016x}{:016x}", mtime.unwrap_or(0), len);
-                b.insert_header((
+                push(
+                    &mut r,
                     header::CONTENT_TYPE,
                     format!("multipart/byteranges; boundary={boundary}"),
-                ));
-                let mut segs = Vec::with_capacity(r.len() * 2 + 1);
-                for (first, last) in r {
+                );
+                let mut segs = Vec::with_capacity(ranges.len() * 2 + 1);
+                for (first, last) in ranges {
                     let part = range::part_header(&boundary, &ct, first, last, len);
                     segs.push(Segment::Mem(Bytes::from(part)));
                     segs.push(Segment::File {
@@ -162,23 +160,28 @@ pub fn serve(
                     });
                 }
                 segs.push(Segment::Mem(Bytes::from(range::closing(&boundary))));
-                (b, segs)
+                (r, segs)
             }
         }
     };
-    common(&mut b);
+    common(&mut r);
     if !has(&header::ACCEPT_RANGES) {
-        b.insert_header((header::ACCEPT_RANGES, "bytes"));
+        r.headers.push((
+            header::ACCEPT_RANGES,
+            Cow::Owned(HeaderValue::from_static("bytes")),
+        ));
     }
-    let body = SegmentBody::new(segments, Some(file));
-    if head {
-        use actix_web::body::{BodySize, MessageBody};
-        let n = match body.size() {
-            BodySize::Sized(n) => n,
-            _ => 0,
-        };
-        b.body(SegmentBody::head(n))
-    } else {
-        b.body(body)
+    r.body = Body::Parts {
+        segments,
+        file: Some(file),
+    };
+    r
+}
+
+/// Adds a header whose value we formatted (content types come from the upstream or
+/// mime_guess, dates and numbers from us); an invalid one is left out rather than sent.
+fn push(r: &mut Reply<'static>, name: HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::try_from(value) {
+        r.headers.push((name, Cow::Owned(v)));
     }
 }

@@ -1,5 +1,6 @@
 //! Header rewriting in both directions: hop-by-hop stripping, X-Forwarded-*, Host.
 
+use crate::serve::fields::Fields;
 use actix_web::http::header::{self as ax, HeaderMap as AxMap, HeaderName, HeaderValue};
 use bytes::BytesMut;
 use ipnet::IpNet;
@@ -39,8 +40,9 @@ fn connection_tokens<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> 
         .collect()
 }
 
+/// Whether `name` (any case) is hop-by-hop.
 pub fn is_hop(name: &str) -> bool {
-    HOP.contains(&name)
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// `true` when the peer may set X-Forwarded-* for us.
@@ -63,7 +65,7 @@ pub fn parse_net(s: &str) -> Result<IpNet, String> {
 
 /// What the request looked like to us.
 pub struct Inbound<'a> {
-    pub headers: &'a AxMap,
+    pub headers: &'a dyn Fields,
     pub peer: Option<IpAddr>,
     pub trusted: bool,
     /// Host header, or the authority of an HTTP/2 request.
@@ -83,10 +85,19 @@ pub fn write_request_headers(i: &Inbound<'_>, out: &mut BytesMut) {
         out.extend_from_slice(v);
         out.extend_from_slice(b"\r\n");
     };
-    let named = connection_tokens(i.headers.get_all("connection").map(|v| v.as_bytes()));
+    let named = connection_tokens(i.headers.all("connection").into_iter());
     let mut cookies: Vec<&[u8]> = Vec::new();
-    for (name, value) in i.headers.iter() {
-        let n = name.as_str();
+    let mut lower = String::new();
+    i.headers.each(&mut |name, value| {
+        // actix's names are lower case already; a parsed head's are as sent.
+        let n = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower.clear();
+            lower.push_str(name);
+            lower.make_ascii_lowercase();
+            lower.as_str()
+        } else {
+            name
+        };
         if is_hop(n)
             || named.iter().any(|t| t == n)
             || n == "content-length"
@@ -94,15 +105,15 @@ pub fn write_request_headers(i: &Inbound<'_>, out: &mut BytesMut) {
             || n == "host"
             || FORWARDED.contains(&n)
         {
-            continue;
+            return;
         }
         if n == "cookie" {
             // HTTP/2 splits cookies into several fields; HTTP/1.1 wants one line.
-            cookies.push(value.as_bytes());
-            continue;
+            cookies.push(value);
+            return;
         }
-        line(out, n.as_bytes(), value.as_bytes());
-    }
+        line(out, name.as_bytes(), value);
+    });
     if !cookies.is_empty() {
         line(out, b"cookie", &cookies.join(&b"; "[..]));
     }
@@ -115,13 +126,13 @@ pub fn write_request_headers(i: &Inbound<'_>, out: &mut BytesMut) {
         if !i.trusted {
             return None;
         }
-        let vals: Vec<&[u8]> = i.headers.get_all(n).map(|v| v.as_bytes()).collect();
+        let vals = i.headers.all(n);
         (!vals.is_empty()).then(|| vals.join(&b", "[..]))
     };
     if i.trusted {
         for n in ["x-forwarded-port", "x-real-ip", "forwarded"] {
-            for v in i.headers.get_all(n) {
-                line(out, n.as_bytes(), v.as_bytes());
+            for v in i.headers.all(n) {
+                line(out, n.as_bytes(), v);
             }
         }
     }

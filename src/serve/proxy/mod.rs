@@ -17,7 +17,8 @@ pub mod forward;
 pub mod tunnel;
 pub mod upstream;
 
-use crate::serve::respond::not_found;
+use crate::serve::fields::Fields;
+use crate::serve::respond::{Body, Reply, Request};
 use actix_web::dev::Payload;
 use actix_web::http::header::{self as ax, HeaderValue};
 use actix_web::http::{Method, StatusCode};
@@ -27,18 +28,57 @@ use client::{BodyState, Conn, Piece};
 use files::Mount;
 use futures_util::StreamExt;
 use ipnet::IpNet;
+use std::borrow::Cow;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use upstream::{Active, Addr, Balance, Pool};
 
-/// Everything the proxy needs, from the command line.
 /// The local address of a client connection, kept in its connection data.
 #[derive(Clone, Copy)]
 pub struct LocalAddr(pub std::net::SocketAddr);
 
+/// A request as the proxy sees it, from actix-web or from the HTTP/1 fast path.
+pub struct Incoming<'a> {
+    pub method: &'a str,
+    /// Path and query, as sent.
+    pub target: &'a str,
+    /// The target's path, still percent-encoded.
+    pub path: &'a str,
+    pub headers: &'a dyn Fields,
+    /// Host header (or HTTP/2 authority); `None` for HTTP/1.0 without one.
+    pub host: Option<&'a str>,
+    pub peer: Option<IpAddr>,
+    pub local: Option<std::net::SocketAddr>,
+    /// The client's socket, watched for a close while the upstream works (HTTP/1 only: an
+    /// HTTP/2 stream's task may outlive its connection's descriptor).
+    pub client_fd: Option<std::os::unix::io::RawFd>,
+}
+
+impl<'a> Incoming<'a> {
+    pub fn from_actix(req: &'a HttpRequest) -> Self {
+        let host = req
+            .headers()
+            .get(ax::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        Incoming {
+            method: req.method().as_str(),
+            target: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+            path: req.uri().path(),
+            headers: req.headers(),
+            host,
+            peer: req.peer_addr().map(|a| a.ip()),
+            local: req.conn_data::<LocalAddr>().map(|a| a.0),
+            client_fd: abort::client_fd(req),
+        }
+    }
+}
+
+/// Everything the proxy needs, from the command line.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub upstreams: Vec<Addr>,
@@ -93,93 +133,104 @@ impl Proxy {
         !self.opts.upstreams.is_empty()
     }
 
-    /// Every request outside STATIC_URL.
+    /// Every request outside STATIC_URL that reached actix-web (HTTP/2, bodies, upgrades,
+    /// and whatever follows them on a connection).
     pub async fn handle(&self, req: &HttpRequest, payload: Payload) -> HttpResponse {
-        let path = req.uri().path();
-        // Internal mounts are never reachable directly (nginx `internal;`).
-        if self.opts.internal.iter().any(|m| m.key(path).is_some()) {
-            return not_found();
-        }
-        if let Some(m) = &self.opts.media {
-            if let Some(key) = m.key(path) {
-                let head = match *req.method() {
-                    Method::GET => false,
-                    Method::HEAD => true,
-                    _ => {
-                        return HttpResponse::MethodNotAllowed()
-                            .insert_header((ax::ALLOW, "GET, HEAD"))
-                            .finish()
-                    }
-                };
-                let Some(key) = key else { return not_found() };
-                return files::serve(req.headers(), head, &m.dir, &key, &[], Some(&self.media_cc));
-            }
-        }
-        if !self.has_upstreams() {
-            return not_found();
+        let inc = Incoming::from_actix(req);
+        let head = *req.method() == Method::HEAD;
+        if let Some(r) = self.local(&inc) {
+            return r.into_actix(head);
         }
         if let Some(up) = forward::upgrade_of(req.headers()) {
             if req.version() == actix_web::http::Version::HTTP_11 {
                 let up = up.to_vec();
-                return tunnel::run(self, req, payload, &up).await;
+                return tunnel::run(self, &inc, payload, &up).await;
             }
         }
-        let mut watch = Watch::new(req);
+        let mut watch = Watch::new(&inc);
         let body = match read_body(req, payload, self.opts.max_body).await {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {
                 watch.done();
                 tracing::info!(path = %req.uri(), "request body over --max-body ({} bytes): 413", self.opts.max_body);
-                return page(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+                return page(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+                    .into_actix(head);
             }
             Err(BodyError::Client(e)) => {
                 watch.done();
                 tracing::info!(path = %req.uri(), "reading the request body failed: {e}");
-                return page(StatusCode::BAD_REQUEST, "Bad Request");
+                return page(StatusCode::BAD_REQUEST, "Bad Request").into_actix(head);
             }
         };
-        let res = abort::unless_client_leaves(req, self.forward(req, &body)).await;
         watch.done();
-        res.unwrap_or_else(|| {
-            tracing::info!(status = 499, method = %req.method(), uri = %req.uri(), "client closed the connection before the upstream answered; upstream request cancelled");
-            client_closed()
-        })
+        self.forward(&inc, &body).await.into_actix(head)
+    }
+
+    /// What is answered here without an upstream: the internal mounts (never reachable
+    /// directly, nginx's `internal;`), the media mount, and 404 when there is no upstream.
+    pub fn local(&self, inc: &Incoming<'_>) -> Option<Reply<'static>> {
+        if self.opts.internal.iter().any(|m| m.key(inc.path).is_some()) {
+            return Some(Reply::not_found());
+        }
+        if let Some(m) = &self.opts.media {
+            if let Some(key) = m.key(inc.path) {
+                if !matches!(inc.method, "GET" | "HEAD") {
+                    let mut r = Reply::build(StatusCode::METHOD_NOT_ALLOWED);
+                    r.headers
+                        .push((ax::ALLOW, Cow::Owned(HeaderValue::from_static("GET, HEAD"))));
+                    return Some(r);
+                }
+                let Some(key) = key else {
+                    return Some(Reply::not_found());
+                };
+                let req = Request::from_fields(inc.headers);
+                return Some(files::serve(&req, &m.dir, &key, &[], Some(&self.media_cc)));
+            }
+        }
+        (!self.has_upstreams()).then(Reply::not_found)
+    }
+
+    /// Sends a request whose body is buffered to an upstream and returns its answer; a
+    /// client that leaves while the upstream works cancels the upstream request (499).
+    pub async fn forward(&self, inc: &Incoming<'_>, body: &[u8]) -> Reply<'static> {
+        let work = async {
+            match self.send(inc, body, None).await {
+                Ok((conn, head, active)) => self.relay(inc, conn, head, active),
+                Err(f) => failure_page(f),
+            }
+        };
+        abort::unless_client_leaves(inc.client_fd, work)
+            .await
+            .unwrap_or_else(|| {
+                tracing::info!(status = 499, method = %inc.method, uri = %inc.target, "client closed the connection before the upstream answered; upstream request cancelled");
+                client_closed()
+            })
     }
 
     /// The upstream request's bytes: the same for every upstream, so built once.
-    fn encode(&self, req: &HttpRequest, body: &[u8], upgrade: Option<&[u8]>) -> Bytes {
-        let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let peer = req.peer_addr().map(|a| a.ip());
+    fn encode(&self, inc: &Incoming<'_>, body: &[u8], upgrade: Option<&[u8]>) -> Bytes {
         let fallback;
-        let host = match req
-            .headers()
-            .get(ax::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        {
+        let host = match inc.host {
             Some(h) => h,
-            // HTTP/1.0 without Host: the address the client reached, as actix-web's
-            // ConnectionInfo would give it (the listening socket's).
+            // HTTP/1.0 without Host: the address the client reached.
             None => {
-                fallback = req.conn_data::<LocalAddr>().map_or_else(
-                    || req.connection_info().host().to_string(),
-                    |a| a.0.to_string(),
-                );
+                fallback = inc
+                    .local
+                    .map_or_else(|| "localhost".to_string(), |a| a.to_string());
                 &fallback
             }
         };
         let inbound = forward::Inbound {
-            headers: req.headers(),
-            peer,
-            trusted: forward::trusted(peer, &self.opts.trusted),
+            headers: inc.headers,
+            peer: inc.peer,
+            trusted: forward::trusted(inc.peer, &self.opts.trusted),
             host: Some(host),
             scheme: "http",
             upgrade,
         };
-        let method = req.method().as_str();
-        let mut out = client::start_request(method, pq, body.len());
+        let mut out = client::start_request(inc.method, inc.target, body.len());
         forward::write_request_headers(&inbound, &mut out);
-        client::end_request(&mut out, method, body);
+        client::end_request(&mut out, inc.method, body);
         out.freeze()
     }
 
@@ -187,21 +238,16 @@ impl Proxy {
     /// final failure.
     pub(crate) async fn send(
         &self,
-        req: &HttpRequest,
+        inc: &Incoming<'_>,
         body: &[u8],
         upgrade: Option<&[u8]>,
     ) -> Result<(Conn, client::Head, Active), Failure> {
         let idempotent = matches!(
-            *req.method(),
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::PUT
-                | Method::DELETE
-                | Method::TRACE
+            inc.method,
+            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
         ) && upgrade.is_none();
-        let head_request = *req.method() == Method::HEAD;
-        let request = self.encode(req, body, upgrade);
+        let head_request = inc.method == "HEAD";
+        let request = self.encode(inc, body, upgrade);
         let mut tried: Vec<usize> = Vec::with_capacity(2);
         let mut last = Failure::Broken;
         for attempt in 0..2 {
@@ -241,7 +287,7 @@ impl Proxy {
             let mut conn = match connected {
                 Ok(c) => c,
                 Err((f, cause)) => {
-                    tracing::warn!(upstream = %addr, method = %req.method(), uri = %req.uri(), %cause, "cannot connect to the upstream");
+                    tracing::warn!(upstream = %addr, method = %inc.method, uri = %inc.target, %cause, "cannot connect to the upstream");
                     last = f;
                     self.pool.failed(i);
                     if idempotent && self.pool.upstreams.len() > 1 {
@@ -261,7 +307,7 @@ impl Proxy {
                     return Ok((conn, head, active));
                 }
                 Err(_) => {
-                    tracing::warn!(upstream = %addr, method = %req.method(), uri = %req.uri(), "upstream timed out reading the response head (--read-timeout {:?}): 504", self.opts.read_timeout);
+                    tracing::warn!(upstream = %addr, method = %inc.method, uri = %inc.target, "upstream timed out reading the response head (--read-timeout {:?}): 504", self.opts.read_timeout);
                     self.pool.failed(i);
                     return Err(Failure::ReadTimeout);
                 }
@@ -274,7 +320,7 @@ impl Proxy {
                     if stale {
                         tracing::debug!(upstream = %addr, cause = %e, "kept-alive upstream connection was closed");
                     } else {
-                        tracing::warn!(upstream = %addr, method = %req.method(), uri = %req.uri(), cause = %e, "upstream request failed");
+                        tracing::warn!(upstream = %addr, method = %inc.method, uri = %inc.target, cause = %e, "upstream request failed");
                         self.pool.failed(i);
                     }
                     last = Failure::Broken;
@@ -287,34 +333,28 @@ impl Proxy {
         Err(last)
     }
 
-    async fn forward(&self, req: &HttpRequest, body: &[u8]) -> HttpResponse {
-        match self.send(req, body, None).await {
-            Ok((conn, head, active)) => self.relay(req, conn, head, active),
-            Err(f) => failure_page(f),
-        }
-    }
-
     /// The upstream's answer: whole when it arrived with its head, else streamed.
     pub(crate) fn relay(
         &self,
-        req: &HttpRequest,
+        inc: &Incoming<'_>,
         mut conn: Conn,
         head: client::Head,
         active: Active,
-    ) -> HttpResponse {
+    ) -> Reply<'static> {
         let mut state = BodyState::new(head.framing);
         if let Some(target) = head.get("x-accel-redirect") {
             if state.complete(&mut conn.buf).is_some() && head.keep_alive {
                 client::put_idle(conn);
             }
-            return self.accel_redirect(req, target.as_bytes(), &head.headers);
+            return self.accel_redirect(inc, target.as_bytes(), &head.headers);
         }
         let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
-        let mut b = HttpResponse::build(status);
+        let mut r = Reply::build(status);
         for (k, v) in forward::response_headers(&head.headers, false) {
-            b.append_header((k.clone(), v.clone()));
+            r.headers.push((k.clone(), Cow::Owned(v.clone())));
         }
-        let no_body = *req.method() == Method::HEAD
+        let is_head = inc.method == "HEAD";
+        let no_body = is_head
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
@@ -326,19 +366,22 @@ impl Proxy {
             if head.framing == client::Framing::Empty && head.keep_alive {
                 client::put_idle(conn);
             }
-            return match length {
-                Some(n) if *req.method() == Method::HEAD => {
-                    b.body(crate::serve::body::SegmentBody::head(n))
-                }
-                _ => b.finish(),
-            };
+            if let (Some(n), true) = (length, is_head) {
+                r.body = Body::Omitted(n);
+            }
+            return r;
         }
         if let Some(whole) = state.complete(&mut conn.buf) {
             if head.keep_alive {
                 client::put_idle(conn);
             }
-            return b.body(whole);
+            r.body = Body::Mem(whole);
+            return r;
         }
+        let len = match head.framing {
+            client::Framing::Length(n) => Some(n),
+            _ => None,
+        };
         let stream = UpBody {
             conn: Some(conn),
             state,
@@ -347,23 +390,24 @@ impl Proxy {
             read_timeout: self.opts.read_timeout,
             last_read: Instant::now(),
             sleep: None,
-            watch: Watch::new(req),
+            watch: Watch::new(inc),
             active,
         };
-        match head.framing {
-            client::Framing::Length(n) => b.body(actix_web::body::SizedStream::new(n, stream)),
-            _ => b.streaming(stream),
-        }
+        r.body = Body::Stream {
+            len,
+            stream: Box::pin(stream),
+        };
+        r
     }
 
     /// nginx X-Accel-Redirect: drop the upstream body, serve the named internal file with
     /// GET semantics, carrying over only the headers nginx carries over.
     fn accel_redirect(
         &self,
-        req: &HttpRequest,
+        inc: &Incoming<'_>,
         target: &[u8],
         up: &[(ax::HeaderName, HeaderValue)],
-    ) -> HttpResponse {
+    ) -> Reply<'static> {
         const CARRIED: &[&str] = &[
             "content-type",
             "set-cookie",
@@ -379,11 +423,13 @@ impl Proxy {
             .filter(|(k, _)| CARRIED.contains(&k.as_str()))
             .cloned()
             .collect();
-        let head = *req.method() == Method::HEAD;
+        let req = Request::from_fields(inc.headers);
         let mounts = self.opts.internal.iter().chain(self.opts.media.iter());
         for m in mounts {
             if let Some(key) = m.key(path) {
-                let Some(key) = key else { return not_found() };
+                let Some(key) = key else {
+                    return Reply::not_found();
+                };
                 let cc = if self
                     .opts
                     .media
@@ -394,11 +440,11 @@ impl Proxy {
                 } else {
                     None
                 };
-                return files::serve(req.headers(), head, &m.dir, &key, &extra, cc);
+                return files::serve(&req, &m.dir, &key, &extra, cc);
             }
         }
         tracing::warn!(target = %target, "X-Accel-Redirect to a path under no --internal mount: 404");
-        not_found()
+        Reply::not_found()
     }
 
     /// `--health-check PATH`: probes every upstream each interval (runs until shutdown).
@@ -458,7 +504,7 @@ async fn read_body(req: &HttpRequest, mut payload: Payload, max: u64) -> Result<
     Ok(buf.freeze())
 }
 
-pub(crate) fn failure_page(f: Failure) -> HttpResponse {
+pub(crate) fn failure_page(f: Failure) -> Reply<'static> {
     match f {
         Failure::ConnectTimeout | Failure::ReadTimeout => {
             page(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout")
@@ -469,42 +515,50 @@ pub(crate) fn failure_page(f: Failure) -> HttpResponse {
 
 /// What is logged when the client left first (nginx's non-standard 499); nothing reaches
 /// the client, whose socket is closed.
-fn client_closed() -> HttpResponse {
-    let status = StatusCode::from_u16(499).expect("499 is a valid status code");
-    HttpResponse::build(status).force_close().finish()
+fn client_closed() -> Reply<'static> {
+    let mut r = Reply::build(StatusCode::from_u16(499).expect("499 is a valid status code"));
+    r.close = true;
+    r
 }
 
 /// A short HTML error page.
-pub fn page(status: StatusCode, title: &str) -> HttpResponse {
+pub fn page(status: StatusCode, title: &str) -> Reply<'static> {
     let code = status.as_u16();
-    HttpResponse::build(status)
-        .insert_header((ax::CONTENT_TYPE, "text/html; charset=utf-8"))
-        .insert_header((ax::CACHE_CONTROL, "no-store"))
-        .body(format!(
-            "<!doctype html>\n<html><head><title>{code} {title}</title></head>\n<body><h1>{code} {title}</h1><hr><p>staticd</p></body></html>\n"
-        ))
+    let mut r = Reply::build(status);
+    r.headers.push((
+        ax::CONTENT_TYPE,
+        Cow::Owned(HeaderValue::from_static("text/html; charset=utf-8")),
+    ));
+    r.headers.push((
+        ax::CACHE_CONTROL,
+        Cow::Owned(HeaderValue::from_static("no-store")),
+    ));
+    r.body = Body::Mem(Bytes::from(format!(
+        "<!doctype html>\n<html><head><title>{code} {title}</title></head>\n<body><h1>{code} {title}</h1><hr><p>staticd</p></body></html>\n"
+    )));
+    r
 }
 
 /// Logs a 499 when dropped before [`Watch::done`]: the client went away first.
 struct Watch {
-    req: Option<HttpRequest>,
+    what: Option<String>,
 }
 
 impl Watch {
-    fn new(req: &HttpRequest) -> Watch {
+    fn new(inc: &Incoming<'_>) -> Watch {
         Watch {
-            req: Some(req.clone()),
+            what: Some(format!("{} {}", inc.method, inc.target)),
         }
     }
     fn done(&mut self) {
-        self.req = None;
+        self.what = None;
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        if let Some(r) = self.req.take() {
-            tracing::info!(status = 499, "client closed the connection before the response was complete: {} {}; upstream request dropped", r.method(), r.uri());
+        if let Some(what) = self.what.take() {
+            tracing::info!(status = 499, "client closed the connection before the response was complete: {what}; upstream request dropped");
         }
     }
 }

@@ -2,9 +2,9 @@
 //! `101` the two connections are spliced, closing after `--ws-idle-timeout` of silence in
 //! both directions.
 
-use super::{failure_page, forward, Proxy};
+use super::{failure_page, forward, Incoming, Proxy};
 use actix_web::dev::Payload;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,16 +32,16 @@ impl Idle {
 
 pub async fn run(
     p: &Proxy,
-    req: &HttpRequest,
+    inc: &Incoming<'_>,
     mut payload: Payload,
     upgrade: &[u8],
 ) -> HttpResponse {
-    let (conn, head, active) = match p.send(req, &[], Some(upgrade)).await {
+    let (conn, head, active) = match p.send(inc, &[], Some(upgrade)).await {
         Ok(r) => r,
-        Err(f) => return failure_page(f),
+        Err(f) => return failure_page(f).into_actix(false),
     };
     if head.status != 101 {
-        return p.relay(req, conn, head, active);
+        return p.relay(inc, conn, head, active).into_actix(false);
     }
     let headers: Vec<_> = forward::response_headers(&head.headers, false)
         .map(|(k, v)| (k.clone(), v.clone()))
