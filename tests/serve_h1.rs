@@ -263,3 +263,36 @@ fn a_file_evicted_from_the_page_cache_is_served_whole() {
     assert_eq!(res.status, 200);
     assert!(res.body == big, "body differs from the file");
 }
+
+/// A client trickling its request head byte by byte is cut off when the head's 5 s are up:
+/// each byte does not buy it more time (slowloris).
+#[test]
+fn a_trickled_head_is_cut_off() {
+    let fx = Fixture::new();
+    fx.write("a.txt", b"x");
+    let s = Server::start(&fx.root, &[]);
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    let t0 = Instant::now();
+    let mut closed = false;
+    for b in b"GET /static/a.txt HTTP/1.1\r\nX-Slow: ".iter().cycle() {
+        if c.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        if t0.elapsed() > Duration::from_secs(12) {
+            break;
+        }
+    }
+    if !closed {
+        // The write side may not have noticed yet: the read side says EOF (or reset).
+        c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut rest = Vec::new();
+        closed = match c.read_to_end(&mut rest) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        };
+    }
+    assert!(closed, "connection still open after {:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(12));
+}

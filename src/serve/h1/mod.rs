@@ -154,6 +154,9 @@ impl Conn<'_> {
         // One shutdown listener for the connection's life, polled whenever it idles.
         let mut stop = std::pin::pin!(self.settings.shutdown.notified());
         loop {
+            // The whole head must arrive within `wait` (a client trickling bytes does not
+            // reset it), as actix's `client_request_timeout`.
+            let deadline = tokio::time::Instant::now() + wait;
             let head = loop {
                 if !buf.is_empty() {
                     match request::parse(buf) {
@@ -164,8 +167,10 @@ impl Conn<'_> {
                     }
                 }
                 let idle = buf.is_empty();
-                let read =
-                    std::pin::pin!(tokio::time::timeout(wait, socket::read_some(self.io, buf)));
+                let read = std::pin::pin!(tokio::time::timeout_at(
+                    deadline,
+                    socket::read_some(self.io, buf)
+                ));
                 // Between requests an idle connection closes when the server stops.
                 let got = if idle {
                     match select(read, stop.as_mut()).await {
@@ -225,7 +230,8 @@ impl Conn<'_> {
                     headers: &fields,
                     host,
                     peer: self.peer.map(|a| a.ip()),
-                    local: self.io.local_addr().ok(),
+                    // Only asked for when there is no Host to forward (a syscall).
+                    local: host.is_none().then(|| self.io.local_addr().ok()).flatten(),
                     client_fd: Some(std::os::unix::io::AsRawFd::as_raw_fd(self.io)),
                 };
                 let proxy = &self.state.proxy;
