@@ -1,4 +1,4 @@
-//! `staticd serve`: the static tier (and, later, the reverse proxy).
+//! `staticd serve`: the static tier and the reverse proxy.
 //!
 //! Layout, one file per HTTP concern:
 //! - `config`: CLI flags.
@@ -8,7 +8,10 @@
 //! - `headers`, `body`, `respond`: building the response.
 //! - `reload`: watching for new generations and swapping the table.
 //! - `log`: access log.
-//! - `app`: the actix App; non-static routes go to `proxy` (`--upstream`, media, internal).
+//! - `h1`: the HTTP/1 fast path every connection starts in; it hands what it does not take
+//!   to `app`, the actix App (HTTP/2 too). Both answer static requests with `respond` and the
+//!   rest with `proxy` (`--upstream`, media, internal mounts).
+//! - `fields`: request headers as either side holds them.
 
 pub mod app;
 pub mod body;
