@@ -106,6 +106,12 @@ fn serve(s: TcpStream, healthy: bool) {
                 w.write_all(b"ends at close").unwrap();
                 return;
             }
+            "/204" => w
+                .write_all(b"HTTP/1.1 204 No Content\r\nX-Done: 1\r\n\r\n")
+                .unwrap(),
+            "/304" => w
+                .write_all(b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n")
+                .unwrap(),
             "/health" => {
                 let status = if healthy {
                     "200 OK"
@@ -188,6 +194,42 @@ fn every_body_framing_arrives_intact() {
     // After a HEAD (no body on the wire) the connection still frames the next response.
     let r = s.get("/len", &[]);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
+    // 204 and 304 carry no body and no length: the next response on the same connection
+    // must still be framed right.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(
+        b"GET /204 HTTP/1.1\r\nHost: t\r\n\r\nGET /304 HTTP/1.1\r\nHost: t\r\n\r\n\
+          HEAD /len HTTP/1.1\r\nHost: t\r\n\r\nGET /len HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).unwrap();
+    let text = String::from_utf8_lossy(&all);
+    let heads: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(heads.len(), 4, "{text}");
+    assert!(
+        heads[0].starts_with("204") && heads[0].contains("x-done: 1"),
+        "{text}"
+    );
+    assert!(
+        heads[1].starts_with("304") && heads[1].contains("etag: \"v1\""),
+        "{text}"
+    );
+    for h in &heads[..2] {
+        assert!(
+            !h.contains("content-length") && !h.contains("transfer-encoding"),
+            "{h}"
+        );
+    }
+    assert!(
+        heads[2].starts_with("200") && heads[2].contains("content-length: 5"),
+        "{text}"
+    );
+    assert!(
+        heads[3].starts_with("200") && heads[3].ends_with("\r\n\r\nhello"),
+        "{text}"
+    );
     let body = "x".repeat(100_000);
     let req = format!(
         "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
