@@ -228,13 +228,7 @@ fn idle_connections_close_on_shutdown() {
     s.signal(libc::SIGTERM);
     let mut rest = Vec::new();
     assert_eq!(r.read_to_end(&mut rest).unwrap(), 0);
-    let status = loop {
-        if let Some(st) = s.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(20), "did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = s.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "{status:?}");
     assert!(
         t0.elapsed() < Duration::from_secs(10),

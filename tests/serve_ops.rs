@@ -4,7 +4,7 @@ mod serve_support;
 
 use serve_support::*;
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn h2c_prior_knowledge() {
@@ -143,14 +143,7 @@ fn graceful_shutdown_drains_in_flight_requests() {
             big.len(),
             "signal {sig}: body cut short"
         );
-        let t0 = Instant::now();
-        let status = loop {
-            if let Some(st) = s.child.try_wait().unwrap() {
-                break st;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(15), "did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = s.wait_exit(Duration::from_secs(15));
         assert!(status.success(), "signal {sig}: {status:?}");
         // New connections are refused once stopped.
         assert!(std::net::TcpStream::connect(s.addr).is_err());

@@ -220,6 +220,18 @@ impl Server {
         }
     }
 
+    /// Waits for the server to exit on its own, failing the test after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(t0.elapsed() < limit, "did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM, wait for exit, return the access log.
     pub fn stop_and_stdout(mut self) -> String {
         self.signal(libc::SIGTERM);
