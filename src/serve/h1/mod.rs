@@ -298,17 +298,31 @@ impl Conn<'_> {
             Body::Empty | Body::Omitted(_) => socket::write_all(io, &self.out, &[]).await?,
             Body::Mem(bytes) => socket::write_all(io, &self.out, bytes).await?,
             Body::Parts { segments, file } => {
-                socket::send_more(io, &self.out).await?;
+                // Memory pieces (the head, part headers) are held back until a file range
+                // follows them: they go out with MSG_MORE to share its packets. The last
+                // piece of the response must go without it, or the kernel would keep it
+                // back (about 200 ms) waiting for more.
+                let mut held: Vec<&[u8]> = vec![&self.out];
                 for seg in segments.iter() {
                     match seg {
-                        Segment::Mem(b) => socket::send_more(io, b).await?,
+                        Segment::Mem(b) => held.push(b),
+                        Segment::File { len: 0, .. } => {}
                         Segment::File { offset, len } => {
                             let Some(file) = file else {
                                 return Err(std::io::Error::other("file segment without file"));
                             };
+                            for piece in held.drain(..) {
+                                socket::send_more(io, piece).await?;
+                            }
                             socket::send_file(io, file, *offset, *len).await?;
                         }
                     }
+                }
+                if let Some((last, before)) = held.split_last() {
+                    for piece in before {
+                        socket::send_more(io, piece).await?;
+                    }
+                    socket::write_all(io, last, &[]).await?;
                 }
             }
             Body::Stream { stream, .. } => {
