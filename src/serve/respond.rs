@@ -5,7 +5,7 @@
 //! HEAD runs the very same path (Range included, as nginx and Go do) so that its status and
 //! headers are exactly GET's; only the body is left out when the answer is written.
 //!
-//! The answer is a [`Reply`], not a framework response: the HTTP/1 fast path (`conn`) writes
+//! The answer is a [`Reply`], not a framework response: the HTTP/1 fast path (`h1`) writes
 //! it straight to the socket, and [`Reply::into_actix`] turns it into an actix response for
 //! HTTP/2 and for connections handed to actix.
 
@@ -142,7 +142,7 @@ pub struct Reply<'a> {
 }
 
 impl<'a> Reply<'a> {
-    fn new(status: StatusCode) -> Self {
+    pub fn new(status: StatusCode) -> Self {
         Reply {
             status,
             // Room for the most a response carries (a 206 of a coded asset: 10), so the
@@ -152,11 +152,6 @@ impl<'a> Reply<'a> {
             stale: false,
             close: false,
         }
-    }
-
-    /// An answer with owned headers (the proxy's; nothing borrowed from the table).
-    pub fn build(status: StatusCode) -> Reply<'static> {
-        Reply::new(status)
     }
 
     /// 404 for anything not in the table: no body worth caching, no hint of what exists.

@@ -271,11 +271,17 @@ impl Conn<'_> {
         self.out.clear();
         response::encode(&mut self.out, &reply, framing, persist);
         let head_only = head.verb == Verb::Head || framing == Framing::Bare;
+        // Logged before writing when the length is known (as actix-web does), so lines
+        // keep the order in which requests were answered; a stream's after it ends.
+        let known = reply.body.known_size();
+        if let (Some(start), Some(n)) = (start, known) {
+            self.log(head, buf, reply.status, n, start);
+        }
         let sent = self.write(&mut reply.body, head_only, framing).await;
         if persist == Persist::Close {
             socket::finish(self.io);
         }
-        if let Some(start) = start {
+        if let (Some(start), None) = (start, known) {
             let bytes = *sent.as_ref().unwrap_or(&0);
             self.log(head, buf, reply.status, bytes, start);
         }

@@ -106,9 +106,14 @@ pub async fn send_file(
     mut len: u64,
 ) -> io::Result<()> {
     let (sock, src) = (io.as_raw_fd(), file.as_raw_fd());
-    let mut checked_to = offset;
+    let (checked_start, mut checked_to) = (offset, offset);
     while len > 0 {
         if offset >= checked_to {
+            if offset > checked_start {
+                // A MiB went out without the socket pushing back: let the worker's other
+                // connections have a turn before the next one.
+                tokio::task::yield_now().await;
+            }
             let span = len.min(SEND_CHUNK);
             if !cached(file, offset, span) {
                 warm(file, offset, span).await?;

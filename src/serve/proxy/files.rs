@@ -90,11 +90,11 @@ pub fn serve(
     match conditional::evaluate(&req.conditions, etag.as_bytes(), mtime) {
         Outcome::Proceed => {}
         Outcome::NotModified => {
-            let mut r = Reply::build(StatusCode::NOT_MODIFIED);
+            let mut r = Reply::new(StatusCode::NOT_MODIFIED);
             common(&mut r);
             return r;
         }
-        Outcome::PreconditionFailed => return Reply::build(StatusCode::PRECONDITION_FAILED),
+        Outcome::PreconditionFailed => return Reply::new(StatusCode::PRECONDITION_FAILED),
     }
     let ct = extra
         .iter()
@@ -117,18 +117,18 @@ pub fn serve(
     };
     let (mut r, segments) = match ranges {
         RangeSet::Full => {
-            let mut r = Reply::build(StatusCode::OK);
+            let mut r = Reply::new(StatusCode::OK);
             push(&mut r, header::CONTENT_TYPE, ct);
             (r, vec![Segment::File { offset: 0, len }])
         }
         RangeSet::Unsatisfiable => {
-            let mut r = Reply::build(StatusCode::RANGE_NOT_SATISFIABLE);
+            let mut r = Reply::new(StatusCode::RANGE_NOT_SATISFIABLE);
             common(&mut r);
             push(&mut r, header::CONTENT_RANGE, format!("bytes */{len}"));
             return r;
         }
         RangeSet::Ranges(ranges) => {
-            let mut r = Reply::build(StatusCode::PARTIAL_CONTENT);
+            let mut r = Reply::new(StatusCode::PARTIAL_CONTENT);
             if let [(first, last)] = ranges[..] {
                 push(&mut r, header::CONTENT_TYPE, ct);
                 push(

@@ -162,8 +162,9 @@ impl Proxy {
                 return page(StatusCode::BAD_REQUEST, "Bad Request").into_actix(head);
             }
         };
+        let reply = self.forward(&inc, &body).await;
         watch.done();
-        self.forward(&inc, &body).await.into_actix(head)
+        reply.into_actix(head)
     }
 
     /// What is answered here without an upstream: the internal mounts (never reachable
@@ -175,7 +176,7 @@ impl Proxy {
         if let Some(m) = &self.opts.media {
             if let Some(key) = m.key(inc.path) {
                 if !matches!(inc.method, "GET" | "HEAD") {
-                    let mut r = Reply::build(StatusCode::METHOD_NOT_ALLOWED);
+                    let mut r = Reply::new(StatusCode::METHOD_NOT_ALLOWED);
                     r.headers
                         .push((ax::ALLOW, Cow::Owned(HeaderValue::from_static("GET, HEAD"))));
                     return Some(r);
@@ -349,7 +350,7 @@ impl Proxy {
             return self.accel_redirect(inc, target.as_bytes(), &head.headers);
         }
         let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
-        let mut r = Reply::build(status);
+        let mut r = Reply::new(status);
         for (k, v) in forward::response_headers(&head.headers, false) {
             r.headers.push((k.clone(), Cow::Owned(v.clone())));
         }
@@ -516,7 +517,7 @@ pub(crate) fn failure_page(f: Failure) -> Reply<'static> {
 /// What is logged when the client left first (nginx's non-standard 499); nothing reaches
 /// the client, whose socket is closed.
 fn client_closed() -> Reply<'static> {
-    let mut r = Reply::build(StatusCode::from_u16(499).expect("499 is a valid status code"));
+    let mut r = Reply::new(StatusCode::from_u16(499).expect("499 is a valid status code"));
     r.close = true;
     r
 }
@@ -524,7 +525,7 @@ fn client_closed() -> Reply<'static> {
 /// A short HTML error page.
 pub fn page(status: StatusCode, title: &str) -> Reply<'static> {
     let code = status.as_u16();
-    let mut r = Reply::build(status);
+    let mut r = Reply::new(status);
     r.headers.push((
         ax::CONTENT_TYPE,
         Cow::Owned(HeaderValue::from_static("text/html; charset=utf-8")),
