@@ -198,11 +198,6 @@ impl<'a> Reply<'a> {
     }
 }
 
-/// 404 as an actix response (the proxy's mounts and routes without an upstream).
-pub fn not_found() -> HttpResponse {
-    Reply::not_found().into_actix(false)
-}
-
 /// The answer for a path under the static prefix. `key` is the decoded table key, `None`
 /// for a malformed path.
 pub fn respond<'a>(verb: Verb, req: &Request<'_>, key: Option<&str>, ctx: &Ctx<'a>) -> Reply<'a> {
