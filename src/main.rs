@@ -117,7 +117,7 @@ struct CollectArgs {
     #[arg(long)]
     no_cache: bool,
     /// Bound of the variant cache in MiB (least recently used entries go first).
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(0..=u64::MAX >> 20))]
     cache_size: u64,
     /// Keep running: re-collect incrementally whenever a source changes.
     #[arg(long)]

@@ -59,20 +59,22 @@ pub struct ServeArgs {
     pub manifest_name: String,
 
     /// Files up to this many bytes are answered from memory.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value = "64k", value_parser = parse_size)]
     pub mem_file_max: u64,
 
     /// Cap on file bytes held in memory (keeps RSS bounded on big corpora).
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, default_value = "16M", value_parser = parse_size)]
     pub mem_total_max: u64,
 
-    /// Seconds in-flight requests get to finish on SIGTERM/SIGINT before they are cut.
-    #[arg(long, default_value_t = 10)]
-    pub shutdown_timeout: u64,
+    /// Time in-flight requests get to finish on SIGTERM/SIGINT before they are cut
+    /// (`10s`, `500ms`; a plain number is seconds).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
 
-    /// Keep-alive timeout in seconds for idle client connections.
-    #[arg(long, default_value_t = 75)]
-    pub keep_alive: u64,
+    /// Keep-alive timeout for idle client connections (`75s`; a plain number is seconds;
+    /// 0 turns keep-alive off).
+    #[arg(long, default_value = "75s", value_parser = parse_duration)]
+    pub keep_alive: Duration,
 
     /// Python interpreter for discovery (with PROJECT).
     #[arg(long)]
@@ -147,7 +149,8 @@ fn parse_upstream(s: &str) -> Result<crate::serve::proxy::upstream::Addr, String
     crate::serve::proxy::upstream::Addr::parse(s)
 }
 
-/// `10M`, `10MiB`, `512k`, `1G`, or plain bytes.
+/// `10M`, `10MiB`, `512k`, `1G`, or plain bytes. A size that does not fit in 64 bits is an
+/// error, never a wrap-around (`99999999999G` would otherwise become a small limit).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
     let t = t.trim_end_matches("ib").trim_end_matches('b');
@@ -157,13 +160,20 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         Some('g') => (&t[..t.len() - 1], 1 << 30),
         _ => (t, 1),
     };
-    num.trim()
+    let n = num
+        .trim()
         .parse::<u64>()
-        .map(|n| n * mult)
-        .map_err(|_| format!("{s:?} is not a size (e.g. 10M, 512k, 1048576)"))
+        .map_err(|_| format!("{s:?} is not a size (e.g. 10M, 512k, 1048576)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large (at most {} bytes)", u64::MAX))
 }
 
-/// `5s`, `1500ms`, `2m`, or plain seconds (fractions allowed).
+/// The longest duration any option takes: ten years, far beyond any sensible timeout.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// `5s`, `1500ms`, `2m`, or plain seconds (fractions allowed), at most [`MAX_DURATION`]:
+/// a deadline computed as `now + duration` must not overflow, and `from_secs_f64` would
+/// panic on a value too large for `Duration`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let (num, unit) = if let Some(n) = t.strip_suffix("ms") {
@@ -178,7 +188,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         (t, 1.0)
     };
     match num.trim().parse::<f64>() {
-        Ok(v) if v >= 0.0 && v.is_finite() => Ok(Duration::from_secs_f64(v * unit)),
+        Ok(v) if v >= 0.0 && v.is_finite() => Duration::try_from_secs_f64(v * unit)
+            .ok()
+            .filter(|d| *d <= MAX_DURATION)
+            .ok_or_else(|| format!("{s:?} is too long a duration (at most 10 years)")),
         _ => Err(format!("{s:?} is not a duration (e.g. 5s, 500ms)")),
     }
 }
@@ -217,6 +230,25 @@ mod tests {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn overflowing_sizes_and_durations_are_errors() {
+        assert_eq!(
+            parse_size("16777216T"),
+            Err("\"16777216T\" is not a size (e.g. 10M, 512k, 1048576)".into())
+        );
+        let e = parse_size("99999999999G").unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+        assert!(parse_size("18446744073709551616").is_err());
+        assert_eq!(parse_size("17179869183G").unwrap(), 17179869183 << 30);
+        let e = parse_duration("1e300s").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+        assert!(parse_duration("99999999999999999999h").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("NaN").is_err());
+        assert!(parse_duration("18446744073709551615").is_err());
+        assert_eq!(parse_duration("3650d").map_err(|_| ()), Err(()));
     }
 
     #[test]

@@ -136,14 +136,14 @@ pub fn run_with(
     actix_web::rt::System::new().block_on(async move {
         let builder = actix_server::Server::build();
         let settings = h1::Settings {
-            keep_alive: Duration::from_secs(args.keep_alive),
+            keep_alive: args.keep_alive,
             request_timeout: Duration::from_secs(5),
             local,
             shutdown: builder.graceful_shutdown_signal(),
         };
         let server = builder
             .workers(workers)
-            .shutdown_timeout(args.shutdown_timeout)
+            .shutdown_timeout(args.shutdown_timeout.as_secs_f64().ceil() as u64)
             // actix treats SIGINT as a forced stop; we want both signals graceful.
             .disable_signals()
             // HTTP/1.1 (the fast path, then actix-web) and h2c on the same plaintext port.
