@@ -1,5 +1,14 @@
-//! Helpers shared by the integration tests. Each test binary uses a subset.
+//! The integration tests' one harness: paths and the Python venv (here), the strict raw
+//! HTTP/1.1 client ([`http`]), the launcher of `staticd serve`/`dev` ([`staticd`]),
+//! `staticd collect` projects ([`project`]), STATIC_ROOT fixtures ([`fixture`]) and real
+//! Django under gunicorn ([`django`]).
 #![allow(dead_code)]
+
+pub mod django;
+pub mod fixture;
+pub mod http;
+pub mod project;
+pub mod staticd;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -105,6 +114,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Polls `probe` (every 10 ms) until it gives a value; fails the test after `timeout`,
+/// naming `what`. The one way tests wait for something: never a fixed sleep.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Wait until something accepts connections on 127.0.0.1:`port`.
 pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
@@ -112,9 +137,17 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return true;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     false
+}
+
+/// Writes `root/rel`, creating its directories; the path written.
+pub fn write_file(root: &Path, rel: &str, data: &[u8]) -> PathBuf {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, data).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+    p
 }
 
 /// Copy `src` into `dst` (created), recreating symlinks as symlinks.
