@@ -1,14 +1,16 @@
 //! Traversal and malformed paths against the real binary over a raw socket (a client library
 //! would normalise `..` and `//` away). Never a file outside the table, never a 5xx.
 
-mod serve_support;
+mod common;
 
-use serve_support::*;
+use crate::common::fixture::StaticRoot;
+use crate::common::http::{self, Expect};
+use crate::common::staticd::Staticd;
 
 const SECRET: &[u8] = b"TOP-SECRET-OUTSIDE-STATIC-ROOT";
 
-fn fixture() -> Fixture {
-    let fx = Fixture::new();
+fn fixture() -> StaticRoot {
+    let fx = StaticRoot::new();
     let outside = fx.dir.path();
     std::fs::write(outside.join("secret.txt"), SECRET).unwrap();
     std::fs::create_dir_all(outside.join("private")).unwrap();
@@ -32,7 +34,7 @@ fn fixture() -> Fixture {
 #[test]
 fn traversal_and_malformed_paths_never_escape() {
     let fx = fixture();
-    let s = Server::start(&fx.root, &[]);
+    let s = Staticd::serve(&fx.root, &[]);
     assert_eq!(s.get("/static/css/app.css", &[]).status, 200);
     assert_eq!(s.get("/static/alias.css", &[]).body, b"body{}");
     assert_eq!(s.get("/static/cssdir/app.css", &[]).body, b"body{}");
@@ -119,7 +121,7 @@ fn traversal_and_malformed_paths_never_escape() {
     for p in &paths {
         for method in ["GET", "HEAD"] {
             let req = format!("{method} {p} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-            let r = raw(s.addr, req.as_bytes(), method == "HEAD");
+            let r = http::raw(s.addr, req.as_bytes(), Expect::for_method(method));
             let shown = &p[..p.len().min(80)];
             assert!(r.status < 500, "{method} {shown} -> {}", r.status);
             assert!(
@@ -150,20 +152,21 @@ fn traversal_and_malformed_paths_never_escape() {
     ] {
         let mut req = line.to_vec();
         req.extend_from_slice(b"Host: test\r\nConnection: close\r\n\r\n");
-        let mut stream = std::net::TcpStream::connect(s.addr).unwrap();
-        use std::io::{Read, Write};
-        stream.write_all(&req).unwrap();
-        let mut buf = Vec::new();
-        let _ = stream.read_to_end(&mut buf);
-        let text = String::from_utf8_lossy(&buf);
+        // The server may answer (strictly framed, then closed) or just close.
+        let buf = http::raw_bytes(s.addr, &req);
+        let shown = String::from_utf8_lossy(line);
         if !buf.is_empty() {
-            let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+            let (r, used) = http::parse(&buf, Expect::default(), true)
+                .unwrap_or_else(|e| panic!("{shown:?}: bad response: {e}"))
+                .expect("complete at eof");
+            assert_eq!(used, buf.len(), "{shown:?}: bytes after the response");
             assert!(
-                status < 500 && status != 200,
-                "{:?} -> {status}",
-                String::from_utf8_lossy(line)
+                r.status < 500 && r.status != 200,
+                "{shown:?} -> {}",
+                r.status
             );
         }
+        let text = String::from_utf8_lossy(&buf);
         assert!(!text.contains(std::str::from_utf8(SECRET).unwrap()));
     }
 
