@@ -1,9 +1,11 @@
 //! Black-box HTTP semantics of `staticd serve` over a raw socket: negotiation, validators,
 //! preconditions, ranges, cache policy, methods, HEAD, CORS, Vary.
 
-mod serve_support;
+mod common;
 
-use serve_support::*;
+use crate::common::fixture::{gz, noise, text, unbr, ungz, StaticRoot};
+use crate::common::http::{multipart, Response};
+use crate::common::staticd::Staticd;
 use std::sync::OnceLock;
 
 const ORIG: &str = "css/app.css";
@@ -11,12 +13,12 @@ const HASHED: &str = "css/app.0123456789ab.css";
 const OLD_HASHED: &str = "css/app.fedcba987654.css";
 
 struct World {
-    server: Server,
+    server: Staticd,
     css: Vec<u8>,
     big_js: Vec<u8>,
     big_bin: Vec<u8>,
     png: Vec<u8>,
-    fx: Fixture,
+    fx: StaticRoot,
 }
 
 /// Fixture bytes are built once; each test gets its own server (killed on drop, which a
@@ -35,7 +37,7 @@ fn world() -> World {
         })
         .clone();
     {
-        let fx = Fixture::new();
+        let fx = StaticRoot::new();
         fx.write_with_variants(ORIG, &css);
         fx.write_with_variants(HASHED, &css);
         fx.write_with_variants(OLD_HASHED, &text(2000, "old"));
@@ -50,7 +52,7 @@ fn world() -> World {
             ("LICENSE", "LICENSE.f4630b744e0d"),
             ("img/logo.png", "img/logo.png"),
         ]);
-        let server = Server::start(&fx.root, &[]);
+        let server = Staticd::serve(&fx.root, &[]);
         World {
             server,
             css,
@@ -399,8 +401,8 @@ fn head_has_the_headers_of_get() {
         ("missing.css", vec![]),
     ];
     for (rel, headers) in cases {
-        let g = w.server.request("GET", &url(rel), &headers);
-        let h = w.server.request("HEAD", &url(rel), &headers);
+        let g = w.server.request("GET", &url(rel), &headers, b"");
+        let h = w.server.request("HEAD", &url(rel), &headers, b"");
         assert_eq!(g.status, h.status, "{rel} {headers:?}");
         assert_eq!(
             g.comparable_headers(),
@@ -415,13 +417,15 @@ fn head_has_the_headers_of_get() {
 fn other_methods_are_405() {
     let w = world();
     for m in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "BREW"] {
-        let r = w.server.request(m, &url(ORIG), &[("Content-Length", "0")]);
+        let r = w
+            .server
+            .request(m, &url(ORIG), &[("Content-Length", "0")], b"");
         assert_eq!(r.status, 405, "{m}");
         assert_eq!(r.header("allow"), Some("GET, HEAD"));
         assert_eq!(r.all("vary").len(), 1);
         assert_eq!(
             w.server
-                .request(m, &url("missing.css"), &[("Content-Length", "0")])
+                .request(m, &url("missing.css"), &[("Content-Length", "0")], b"")
                 .status,
             404
         );
@@ -439,9 +443,9 @@ fn non_static_routes_are_404() {
 
 #[test]
 fn cors_and_max_age_are_configurable() {
-    let fx = Fixture::new();
+    let fx = StaticRoot::new();
     fx.write("a.txt", b"hello");
-    let s = Server::start(
+    let s = Staticd::serve(
         &fx.root,
         &["--cors-origin", "https://app.example", "--max-age", "120"],
     );
@@ -452,7 +456,7 @@ fn cors_and_max_age_are_configurable() {
     );
     assert_eq!(r.header("cache-control"), Some("public, max-age=120"));
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
-    let s = Server::start(&fx.root, &["--no-cors", "--static-url", "/assets/"]);
+    let s = Staticd::serve(&fx.root, &["--no-cors", "--static-url", "/assets/"]);
     let r = s.get("/assets/a.txt", &[]);
     assert_eq!(r.status, 200);
     assert!(!r.has("access-control-allow-origin"));
@@ -461,10 +465,10 @@ fn cors_and_max_age_are_configurable() {
 
 #[test]
 fn memory_cap_zero_serves_everything_from_disk() {
-    let fx = Fixture::new();
+    let fx = StaticRoot::new();
     let css = text(5000, "cap");
     fx.write_with_variants("a.css", &css);
-    let s = Server::start(&fx.root, &["--mem-total-max", "0"]);
+    let s = Staticd::serve(&fx.root, &["--mem-total-max", "0"]);
     let r = s.get("/static/a.css", &[("Accept-Encoding", "br")]);
     assert_eq!(unbr(&r.body), css);
     let r = s.get("/static/a.css", &[("Range", "bytes=10-19,100-109")]);
