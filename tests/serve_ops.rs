@@ -1,17 +1,21 @@
 //! Operations: h2c, access logs, graceful shutdown, HTTP/1.0 and keep-alive.
 
-mod serve_support;
+mod common;
 
-use serve_support::*;
-use std::io::{Read, Write};
+use crate::common::fixture::{noise, text, unbr, StaticRoot};
+use crate::common::http::{self, Expect};
+use crate::common::staticd::{Staticd, WAIT};
+use crate::common::wait_until;
+use std::io::Read;
+use std::net::TcpStream;
 use std::time::Duration;
 
 #[test]
 fn h2c_prior_knowledge() {
-    let fx = Fixture::new();
+    let fx = StaticRoot::new();
     let css = text(3000, "h2");
     fx.write_with_variants("app.css", &css);
-    let s = Server::start(&fx.root, &[]);
+    let s = Staticd::serve(&fx.root, &[]);
     let client = reqwest::blocking::Client::builder()
         .http2_prior_knowledge()
         .build()
@@ -42,37 +46,39 @@ fn h2c_prior_knowledge() {
 
 #[test]
 fn keep_alive_and_http_1_0() {
-    let fx = Fixture::new();
+    let fx = StaticRoot::new();
     fx.write("a.txt", b"hello");
-    let s = Server::start(&fx.root, &[]);
-    let mut c = std::net::TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let s = Staticd::serve(&fx.root, &[]);
+    let mut c = s.conn();
     for _ in 0..3 {
-        c.write_all(b"GET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
-            .unwrap();
-        let mut buf = [0u8; 1024];
-        let n = c.read(&mut buf).unwrap();
-        let resp = String::from_utf8_lossy(&buf[..n]);
-        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-        assert!(resp.ends_with("hello"), "{resp}");
+        c.send(b"GET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.response(Expect::default());
+        assert_eq!((r.version, r.status), (1, 200));
+        assert_eq!(r.body, b"hello");
     }
-    let r = raw(s.addr, b"GET /static/a.txt HTTP/1.0\r\n\r\n", false);
+    let r = http::raw(
+        s.addr,
+        b"GET /static/a.txt HTTP/1.0\r\n\r\n",
+        Expect::default(),
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"hello");
 }
 
 #[test]
 fn combined_access_log() {
-    let fx = Fixture::new();
+    let fx = StaticRoot::new();
     fx.write("a.txt", b"hello");
-    let s = Server::start_with(&fx.root, &[], true);
+    let mut s = Staticd::serve(&fx.root, &["--log-format", "combined"]);
     s.get(
         "/static/a.txt?x=1",
         &[("User-Agent", "probe/1.0"), ("Referer", "http://r/")],
     );
-    s.request("HEAD", "/static/a.txt", &[]);
+    s.request("HEAD", "/static/a.txt", &[], b"");
     s.get("/static/nope\"quoted", &[]);
-    let log = s.stop_and_stdout();
+    // After the exit every line is in: exactly the three requests.
+    assert!(s.stop().success());
+    let log = s.stdout.text();
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 3, "{log}");
     let l = lines[0];
@@ -96,11 +102,12 @@ fn combined_access_log() {
 
 #[test]
 fn json_access_log() {
-    let fx = Fixture::new();
+    let fx = StaticRoot::new();
     fx.write("a.txt", b"hello");
-    let s = Server::start_with(&fx.root, &["--log-format", "json"], true);
+    let mut s = Staticd::serve(&fx.root, &["--log-format", "json"]);
     s.get("/static/a.txt", &[("User-Agent", "probe/1.0")]);
-    let log = s.stop_and_stdout();
+    assert!(s.stop().success());
+    let log = s.stdout.text();
     let line = log
         .lines()
         .next()
@@ -119,33 +126,39 @@ fn json_access_log() {
 #[test]
 fn graceful_shutdown_drains_in_flight_requests() {
     for sig in [libc::SIGTERM, libc::SIGINT] {
-        let fx = Fixture::new();
+        let fx = StaticRoot::new();
         let big = noise(16 << 20, 9);
         fx.write("big.bin", &big);
-        let mut s = Server::start(&fx.root, &["--shutdown-timeout", "10"]);
-        let mut c = std::net::TcpStream::connect(s.addr).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        // Small receive buffer so the server cannot push everything before the signal.
-        c.write_all(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            .unwrap();
+        let mut s = Staticd::serve(&fx.root, &["--shutdown-timeout", "10"]);
+        let mut c = s.conn();
+        c.send(b"GET /static/big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        // The response has begun; 16 MiB cannot fit in the socket buffers, so the server is
+        // still writing it while this client does not read.
         let mut first = [0u8; 4096];
-        let n = c.read(&mut first).unwrap();
+        let n = c.stream.read(&mut first).unwrap();
         assert!(n > 0);
         s.signal(sig);
-        std::thread::sleep(Duration::from_millis(300));
-        let mut rest = Vec::new();
-        c.read_to_end(&mut rest).unwrap();
+        // Shutdown is under way before the client reads on: the server said so, and its
+        // listener is gone (new connections refused) while the response is still in flight.
+        s.stderr
+            .wait(&format!("signal {sig}: the shutdown line"), |l| {
+                l.ends_with("shutting down: draining in-flight requests")
+            });
+        wait_until("the listener to close", WAIT, || {
+            TcpStream::connect(s.addr).is_err().then_some(())
+        });
         let mut all = first[..n].to_vec();
-        all.extend_from_slice(&rest);
-        let head_end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        assert_eq!(
-            all.len() - head_end,
-            big.len(),
-            "signal {sig}: body cut short"
-        );
+        all.extend_from_slice(&c.rest());
+        let (r, used) = http::parse(&all, Expect::default(), true)
+            .unwrap_or_else(|e| panic!("signal {sig}: bad response: {e}"))
+            .expect("complete at eof");
+        assert_eq!(used, all.len(), "signal {sig}: bytes after the response");
+        assert_eq!(r.status, 200, "signal {sig}");
+        assert_eq!(r.body.len(), big.len(), "signal {sig}: body cut short");
+        assert!(r.body == big, "signal {sig}: body differs from the file");
         let status = s.wait_exit(Duration::from_secs(15));
         assert!(status.success(), "signal {sig}: {status:?}");
         // New connections are refused once stopped.
-        assert!(std::net::TcpStream::connect(s.addr).is_err());
+        assert!(TcpStream::connect(s.addr).is_err());
     }
 }
