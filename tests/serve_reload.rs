@@ -3,13 +3,19 @@
 //! last), then by swapping the whole directory with `renameat2(RENAME_EXCHANGE)`. New URLs
 //! must answer within a couple of seconds; old URLs must never fail.
 
-mod serve_support;
+mod common;
 
-use serve_support::*;
+use crate::common::fixture::{noise, text, write_manifest, write_variants, StaticRoot};
+use crate::common::http::{self, Conn, Expect};
+use crate::common::staticd::{Staticd, WAIT};
+use crate::common::{wait_until, write_file};
 // The swap `staticd collect` publishes with.
 use staticd::collect::publish::exchange;
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,14 +30,14 @@ fn write_generation(root: &Path, n: u32) -> Vec<String> {
     let hashed_css = format!("css/app.{n:012x}.css");
     write_variants(root, &hashed_css, &css);
     let hashed_bin = format!("media/video.{:012x}.bin", 0xb000 + n);
-    write_in(root, &hashed_bin, &noise(150_000, u64::from(n)));
+    write_file(root, &hashed_bin, &noise(150_000, u64::from(n)));
     let mut pairs = vec![
         ("css/app.css".to_string(), hashed_css.clone()),
         ("media/video.bin".to_string(), hashed_bin.clone()),
     ];
     if n >= 2 {
         let new_js = format!("js/new.{:012x}.js", 0x7000 + n);
-        write_in(root, &new_js, b"console.log('new');");
+        write_file(root, &new_js, b"console.log('new');");
         pairs.push(("js/new.js".into(), new_js));
     }
     let refs: Vec<(&str, &str)> = pairs
@@ -45,35 +51,36 @@ fn write_generation(root: &Path, n: u32) -> Vec<String> {
         .collect()
 }
 
-/// Loops GETs over `urls` on keep-alive connections, recording every non-200.
+/// Loops GETs over `urls` on keep-alive connections of the strict client, recording every
+/// answer that is not a well-framed 200 (a body shorter than its Content-Length included) and
+/// how many times each URL was answered.
 struct Traffic {
     stop: Arc<AtomicBool>,
     urls: Arc<Mutex<Vec<String>>>,
     failures: Arc<Mutex<Vec<String>>>,
-    requests: Arc<std::sync::atomic::AtomicU64>,
+    requests: Arc<AtomicU64>,
+    served: Arc<Mutex<HashMap<String, u64>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Traffic {
-    fn start(base: String, urls: Vec<String>) -> Traffic {
+    fn start(addr: SocketAddr, urls: Vec<String>) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let urls = Arc::new(Mutex::new(urls));
         let failures = Arc::new(Mutex::new(Vec::new()));
-        let requests = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let requests = Arc::new(AtomicU64::new(0));
+        let served = Arc::new(Mutex::new(HashMap::new()));
         let threads = (0..2)
             .map(|i| {
-                let (stop, urls, failures, requests, base) = (
+                let (stop, urls, failures, requests, served) = (
                     stop.clone(),
                     urls.clone(),
                     failures.clone(),
                     requests.clone(),
-                    base.clone(),
+                    served.clone(),
                 );
                 std::thread::spawn(move || {
-                    let client = reqwest::blocking::Client::builder()
-                        .timeout(Duration::from_secs(10))
-                        .build()
-                        .unwrap();
+                    let mut conn: Option<Conn> = None;
                     let mut k = i;
                     let deadline = Instant::now() + Duration::from_secs(60);
                     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -81,23 +88,35 @@ impl Traffic {
                         let u = &list[k % list.len()];
                         k += 1;
                         let ae = ["br", "gzip", ""][k % 3];
-                        match client
-                            .get(format!("{base}{u}"))
-                            .header("Accept-Encoding", ae)
-                            .send()
-                        {
-                            Ok(r) if r.status() == 200 => {
-                                let len = r.content_length();
-                                let body = r.bytes().map(|b| b.len() as u64);
-                                if body.ok() != len {
-                                    failures.lock().unwrap().push(format!("{u}: short body"));
+                        let req = http::request_bytes(
+                            "GET",
+                            u,
+                            &[("Accept-Encoding", ae), ("Connection", "keep-alive")],
+                            b"",
+                        );
+                        let c = conn.get_or_insert_with(|| Conn::open(addr));
+                        let answer = c
+                            .stream
+                            .write_all(&req)
+                            .map_err(|e| e.to_string())
+                            .and_then(|()| {
+                                c.try_response(Expect::default()).map_err(|e| e.to_string())
+                            });
+                        match answer {
+                            Ok(r) if r.status == 200 => {
+                                *served.lock().unwrap().entry(u.clone()).or_insert(0) += 1;
+                                if r.header("connection") == Some("close") {
+                                    conn = None;
                                 }
                             }
-                            Ok(r) => failures
-                                .lock()
-                                .unwrap()
-                                .push(format!("{u}: {}", r.status())),
-                            Err(e) => failures.lock().unwrap().push(format!("{u}: {e}")),
+                            Ok(r) => {
+                                failures.lock().unwrap().push(format!("{u}: {}", r.status));
+                                conn = None;
+                            }
+                            Err(e) => {
+                                failures.lock().unwrap().push(format!("{u}: {e}"));
+                                conn = None;
+                            }
                         }
                         requests.fetch_add(1, Ordering::Relaxed);
                     }
@@ -109,12 +128,27 @@ impl Traffic {
             urls,
             failures,
             requests,
+            served,
             threads,
         }
     }
 
     fn add(&self, more: &[String]) {
         self.urls.lock().unwrap().extend(more.iter().cloned());
+    }
+
+    /// Waits until every URL in the list has been answered `more` times since this call
+    /// (returns early once something failed or a client stopped: `finish` reports it).
+    fn wait_each(&self, more: u64, what: &str) {
+        let urls = self.urls.lock().unwrap().clone();
+        let count = |u: &String| self.served.lock().unwrap().get(u).copied().unwrap_or(0);
+        let want: Vec<(String, u64)> = urls.iter().map(|u| (u.clone(), count(u) + more)).collect();
+        wait_until(what, WAIT, || {
+            let done = want.iter().all(|(u, n)| count(u) >= *n)
+                || !self.failures.lock().unwrap().is_empty()
+                || self.threads.iter().any(|t| t.is_finished());
+            done.then_some(())
+        });
     }
 
     fn finish(self) -> (u64, Vec<String>) {
@@ -130,21 +164,15 @@ impl Traffic {
 }
 
 /// Polls until `url` answers 200; returns how long it took.
-fn wait_for(s: &Server, url: &str, within: Duration) -> Duration {
+fn wait_for(s: &Staticd, url: &str, within: Duration) -> Duration {
     let t0 = Instant::now();
-    loop {
-        if s.get(url, &[]).status == 200 {
-            return t0.elapsed();
-        }
-        assert!(
-            t0.elapsed() < within,
-            "{url} did not appear within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(&format!("{url} to answer 200"), within, || {
+        (s.get(url, &[]).status == 200).then_some(())
+    });
+    t0.elapsed()
 }
 
-fn cache_control(s: &Server, url: &str) -> String {
+fn cache_control(s: &Staticd, url: &str) -> String {
     s.get(url, &[])
         .header("cache-control")
         .unwrap_or("")
@@ -153,16 +181,16 @@ fn cache_control(s: &Server, url: &str) -> String {
 
 #[test]
 fn reload_by_per_file_renames_under_traffic() {
-    let fx = Fixture::new();
+    let fx = StaticRoot::new();
     let old = write_generation(&fx.root, 1);
-    let s = Server::start(&fx.root, &[]);
+    let s = Staticd::serve(&fx.root, &[]);
     for u in &old {
         assert_eq!(cache_control(&s, u), IMMUTABLE, "{u}");
     }
     let mut watched = old.clone();
     watched.push("/static/css/app.css".into());
-    let traffic = Traffic::start(format!("http://{}", s.addr), watched);
-    std::thread::sleep(Duration::from_millis(300));
+    let traffic = Traffic::start(s.addr, watched);
+    traffic.wait_each(2, "traffic over generation 1");
 
     // Publish generation 2 in place: files first (originals replaced by rename), manifest last.
     let staging = fx.dir.path().join("staging");
@@ -188,15 +216,15 @@ fn reload_by_per_file_renames_under_traffic() {
         eprintln!("{u} appeared after {took:?}");
     }
     traffic.add(&new);
-    std::thread::sleep(Duration::from_millis(500));
+    traffic.wait_each(3, "traffic over both generations");
     let (n, failures) = traffic.finish();
-    assert!(n > 20, "only {n} requests");
     assert!(
         failures.is_empty(),
         "{} failures of {n}: {:?}",
         failures.len(),
         &failures[..failures.len().min(10)]
     );
+    assert!(n > 20, "only {n} requests");
 
     for u in &new {
         assert_eq!(cache_control(&s, u), IMMUTABLE, "{u}");
@@ -210,13 +238,13 @@ fn reload_by_per_file_renames_under_traffic() {
 
 #[test]
 fn reload_by_directory_exchange_under_traffic() {
-    let fx = Fixture::new();
+    let fx = StaticRoot::new();
     let old = write_generation(&fx.root, 1);
-    write_in(&fx.root, "gone.txt", b"only in generation 1");
-    let s = Server::start(&fx.root, &[]);
+    write_file(&fx.root, "gone.txt", b"only in generation 1");
+    let s = Staticd::serve(&fx.root, &[]);
     assert_eq!(s.get("/static/gone.txt", &[]).status, 200);
-    let traffic = Traffic::start(format!("http://{}", s.addr), old.clone());
-    std::thread::sleep(Duration::from_millis(300));
+    let traffic = Traffic::start(s.addr, old.clone());
+    traffic.wait_each(2, "traffic over generation 1");
 
     // The next generation is a complete directory: older hashed files carried over (as
     // collect keeps them), new ones added, then swapped in with one syscall.
@@ -232,18 +260,18 @@ fn reload_by_directory_exchange_under_traffic() {
         eprintln!("{u} appeared after {took:?}");
     }
     traffic.add(&new);
-    std::thread::sleep(Duration::from_millis(300));
+    traffic.wait_each(2, "traffic over both generations");
     // Collect then deletes the previous generation; nothing may break.
     std::fs::remove_dir_all(&next).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    traffic.wait_each(3, "traffic after the old generation was deleted");
     let (n, failures) = traffic.finish();
-    assert!(n > 20, "only {n} requests");
     assert!(
         failures.is_empty(),
         "{} failures of {n}: {:?}",
         failures.len(),
         &failures[..failures.len().min(10)]
     );
+    assert!(n > 20, "only {n} requests");
 
     for u in &new {
         assert_eq!(cache_control(&s, u), IMMUTABLE, "{u}");
@@ -265,9 +293,9 @@ fn reload_by_directory_exchange_under_traffic() {
 
 #[test]
 fn root_created_after_start_and_vanished_files() {
-    let fx = Fixture::new();
+    let fx = StaticRoot::new();
     std::fs::remove_dir_all(&fx.root).unwrap();
-    let s = Server::start(&fx.root, &["--mem-file-max", "1000"]);
+    let s = Staticd::serve(&fx.root, &["--mem-file-max", "1000"]);
     assert_eq!(s.get("/static/css/app.css", &[]).status, 404);
     let urls = write_generation(&fx.root, 1);
     wait_for(&s, &urls[0], Duration::from_secs(3));
@@ -278,7 +306,7 @@ fn root_created_after_start_and_vanished_files() {
     let r = s.get(&urls[1], &[]);
     assert_eq!(r.status, 404);
     // Replaced by different bytes of another size: not served under the old validators.
-    write_in(&fx.root, "css/app.css", b"changed");
+    write_file(&fx.root, "css/app.css", b"changed");
     let r = s.get("/static/css/app.css", &[]);
     assert!(r.status == 404 || r.body == b"changed", "{}", r.status);
 }
