@@ -2,52 +2,16 @@
 //! Projects here use `staticd.toml`, so no Python is needed.
 mod common;
 
+use crate::common::project::{collect_output, Project};
+use crate::common::{copy_tree, tree_digest};
 use std::fs;
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
 const STATICD: &str = env!("CARGO_BIN_EXE_staticd");
 
-struct Project {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-impl Project {
-    fn new(files: &[(&str, &[u8])]) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("proj");
-        fs::create_dir_all(dir.join("assets")).unwrap();
-        fs::write(
-            dir.join("staticd.toml"),
-            "static_root = \"static\"\nstatic_url = \"/static/\"\n[[sources]]\nroot = \"assets\"\n[storage]\nmanifest = true\ncompress = true\n",
-        )
-        .unwrap();
-        let p = Project { _tmp: tmp, dir };
-        for (rel, bytes) in files {
-            p.write(rel, bytes);
-        }
-        p
-    }
-
-    fn write(&self, rel: &str, bytes: &[u8]) {
-        let path = self.dir.join("assets").join(rel);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, bytes).unwrap();
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.join("static")
-    }
-
-    fn collect(&self, args: &[&str]) -> Output {
-        Command::new(STATICD)
-            .arg("collect")
-            .arg(&self.dir)
-            .args(args)
-            .output()
-            .unwrap()
-    }
+/// A project of these files, with compression on (the failures must hold with it).
+fn project(files: &[(&str, &[u8])]) -> Project {
+    Project::with_storage("compress = true\n").files(files)
 }
 
 const GOOD: &[(&str, &[u8])] = &[
@@ -58,14 +22,9 @@ const GOOD: &[(&str, &[u8])] = &[
 /// Collects a good tree, breaks the sources with `breakage`, collects again: exit 1, stderr
 /// contains every `expect`ed part, the tree is unchanged.
 fn fails_cleanly(breakage: &[(&str, &[u8])], expect: &[&str]) -> Project {
-    let p = Project::new(GOOD);
-    let out = p.collect(&[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let before = common::tree_digest(&p.root());
+    let p = project(GOOD);
+    p.run_collect(&[]);
+    let before = tree_digest(&p.root());
     for (rel, bytes) in breakage {
         p.write(rel, bytes);
     }
@@ -75,11 +34,7 @@ fn fails_cleanly(breakage: &[(&str, &[u8])], expect: &[&str]) -> Project {
     for e in expect {
         assert!(stderr.contains(e), "expected {e:?} in: {stderr}");
     }
-    assert_eq!(
-        common::tree_digest(&p.root()),
-        before,
-        "STATIC_ROOT changed"
-    );
+    assert_eq!(tree_digest(&p.root()), before, "STATIC_ROOT changed");
     p
 }
 
@@ -115,9 +70,9 @@ fn non_utf8_css_is_named() {
 
 #[test]
 fn symlink_loop_is_named() {
-    let p = Project::new(GOOD);
-    assert!(p.collect(&[]).status.success());
-    let before = common::tree_digest(&p.root());
+    let p = project(GOOD);
+    p.run_collect(&[]);
+    let before = tree_digest(&p.root());
     std::os::unix::fs::symlink(p.dir.join("assets"), p.dir.join("assets/css/loop")).unwrap();
     let out = p.collect(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -126,14 +81,14 @@ fn symlink_loop_is_named() {
         stderr.contains("symlink loop") && stderr.contains("loop"),
         "{stderr}"
     );
-    assert_eq!(common::tree_digest(&p.root()), before);
+    assert_eq!(tree_digest(&p.root()), before);
 }
 
 #[test]
 fn unreadable_file_is_named() {
-    let p = Project::new(GOOD);
-    assert!(p.collect(&[]).status.success());
-    let before = common::tree_digest(&p.root());
+    let p = project(GOOD);
+    p.run_collect(&[]);
+    let before = tree_digest(&p.root());
     p.write("img/secret.png", b"x");
     let secret = p.dir.join("assets/img/secret.png");
     fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
@@ -148,6 +103,7 @@ fn unreadable_file_is_named() {
             }
         }
         Command::new("setpriv")
+            .env("XDG_CACHE_HOME", &p.cache)
             .args([
                 "--reuid=65534",
                 "--regid=65534",
@@ -164,17 +120,13 @@ fn unreadable_file_is_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("secret.png"), "{stderr}");
-    assert_eq!(common::tree_digest(&p.root()), before);
+    assert_eq!(tree_digest(&p.root()), before);
 }
 
 #[test]
 fn no_project_facts_says_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(STATICD)
-        .arg("collect")
-        .arg(tmp.path())
-        .output()
-        .unwrap();
+    let out = collect_output(tmp.path(), &[], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -187,10 +139,11 @@ fn no_project_facts_says_what_to_do() {
 /// tree is either exactly the old one or exactly the finished new one, never a mix.
 #[test]
 fn kill_during_collect_leaves_old_or_new_tree() {
-    let p = Project::new(GOOD);
-    assert!(p.collect(&[]).status.success());
-    let old = common::tree_digest(&p.root());
-    // Compressible, distinct files: brotli 11 keeps the collect busy for a second or so.
+    let p = project(GOOD);
+    p.run_collect(&[]);
+    let old = tree_digest(&p.root());
+    // Compressible, distinct files: brotli 11 keeps the collect busy for a second or so
+    // (`--no-cache` below, so no run is shortened by a cache another one warmed).
     for i in 0..100 {
         let body: String = (0..200)
             .map(|j| format!(".c{i}-{j} {{ margin: {j}px; content: \"{}\"; }}\n", i * j))
@@ -199,14 +152,9 @@ fn kill_during_collect_leaves_old_or_new_tree() {
     }
     // What a finished collect produces, computed on a copy.
     let copy = tempfile::tempdir().unwrap();
-    common::copy_tree(&p.dir, &copy.path().join("proj"));
-    let out = Command::new(STATICD)
-        .arg("collect")
-        .arg(copy.path().join("proj"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let new = common::tree_digest(&copy.path().join("proj/static"));
+    copy_tree(&p.dir, &copy.path().join("proj"));
+    crate::common::project::run_collect(&copy.path().join("proj"), &["--no-cache"]);
+    let new = tree_digest(&copy.path().join("proj/static"));
     assert_ne!(old, new);
 
     let mut saw_old = false;
@@ -214,14 +162,16 @@ fn kill_during_collect_leaves_old_or_new_tree() {
         let mut child = Command::new(STATICD)
             .arg("collect")
             .arg(&p.dir)
+            .arg("--no-cache")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        // The sleep is the test's input (when the kill lands), not a wait for an outcome.
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
-        let now = common::tree_digest(&p.root());
+        let now = tree_digest(&p.root());
         assert!(
             now == old || now == new,
             "killed after {delay_ms} ms: a mixed tree"
@@ -237,8 +187,8 @@ fn kill_during_collect_leaves_old_or_new_tree() {
         "no kill landed before the publish; the test proved nothing"
     );
     // The next run cleans up what the killed one left and publishes.
-    assert!(p.collect(&[]).status.success());
-    assert_eq!(common::tree_digest(&p.root()), new);
+    p.run_collect(&["--no-cache"]);
+    assert_eq!(tree_digest(&p.root()), new);
     let leftovers: Vec<_> = fs::read_dir(&p.dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())

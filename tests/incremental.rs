@@ -1,81 +1,28 @@
 //! The work a collect skips, proven with the counters of `--format json`, not with timings.
 mod common;
 
+use crate::common::project::{collect_output, run_collect, Project};
+use crate::common::{copy_tree, tree_digest};
 use serde_json::Value;
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const STATICD: &str = env!("CARGO_BIN_EXE_staticd");
 
-struct Project {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    cache: PathBuf,
-}
-
-impl Project {
-    fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("proj");
-        let cache = tmp.path().join("cache");
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(
-            dir.join("staticd.toml"),
-            "static_root = \"static\"\nstatic_url = \"/static/\"\n[[sources]]\nroot = \"assets\"\n[storage]\nmanifest = true\n",
-        )
-        .unwrap();
-        let p = Project {
-            _tmp: tmp,
-            dir,
-            cache,
-        };
-        let rule = |sel: &str| {
-            format!("{sel} {{ margin: 0 auto; padding: 1em; color: #333; }}\n").repeat(40)
-        };
-        p.write("img/logo.png", b"\x89PNG logo v1");
-        p.write(
-            "css/a.css",
-            format!("h1 {{ background: url(../img/logo.png); }}\n{}", rule("h1")).as_bytes(),
-        );
-        p.write(
-            "css/b.css",
-            format!("@import \"a.css\";\n{}", rule("p")).as_bytes(),
-        );
-        p.write("css/c.css", rule("div").as_bytes());
-        p.write("js/app.js", "console.log('hello');\n".repeat(50).as_bytes());
-        p
-    }
-
-    fn write(&self, rel: &str, bytes: &[u8]) {
-        let path = self.dir.join("assets").join(rel);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, bytes).unwrap();
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.join("static")
-    }
-
-    fn collect_into(&self, project: &Path, cache: &Path) -> Value {
-        let out = Command::new(STATICD)
-            .arg("collect")
-            .arg(project)
-            .args(["--format", "json", "--cache-dir"])
-            .arg(cache)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn collect(&self) -> Value {
-        self.collect_into(&self.dir, &self.cache)
-    }
+/// An image, three stylesheets (a.css references the image, b.css imports a.css) and a
+/// script: enough for a change to propagate along references and leave the rest alone.
+fn project() -> Project {
+    let rule =
+        |sel: &str| format!("{sel} {{ margin: 0 auto; padding: 1em; color: #333; }}\n").repeat(40);
+    let a = format!("h1 {{ background: url(../img/logo.png); }}\n{}", rule("h1"));
+    let b = format!("@import \"a.css\";\n{}", rule("p"));
+    Project::new().files(&[
+        ("img/logo.png", b"\x89PNG logo v1"),
+        ("css/a.css", a.as_bytes()),
+        ("css/b.css", b.as_bytes()),
+        ("css/c.css", rule("div").as_bytes()),
+        ("js/app.js", "console.log('hello');\n".repeat(50).as_bytes()),
+    ])
 }
 
 fn n(v: &Value, k: &str) -> u64 {
@@ -84,13 +31,13 @@ fn n(v: &Value, k: &str) -> u64 {
 
 #[test]
 fn unchanged_recollect_does_nothing_and_dependants_propagate() {
-    let p = Project::new();
-    let first = p.collect();
+    let p = project();
+    let first = p.run_collect(&[]);
     assert_eq!(n(&first, "hashed"), 5);
     assert!(n(&first, "compressions") > 0);
-    let digest = common::tree_digest(&p.root());
+    let digest = tree_digest(&p.root());
 
-    let again = p.collect();
+    let again = p.run_collect(&[]);
     assert_eq!(n(&again, "unmodified"), 5, "{again}");
     for k in [
         "hashed",
@@ -102,25 +49,19 @@ fn unchanged_recollect_does_nothing_and_dependants_propagate() {
     ] {
         assert_eq!(n(&again, k), 0, "{k}: {again}");
     }
-    assert_eq!(
-        common::tree_digest(&p.root()),
-        digest,
-        "byte-identical tree"
-    );
+    assert_eq!(tree_digest(&p.root()), digest, "byte-identical tree");
 
     // A new image: the image, a.css (references it) and b.css (imports a.css) are re-hashed;
     // c.css and app.js are not touched.
     p.write("img/logo.png", b"\x89PNG logo v2");
-    let changed = p.collect();
+    let changed = p.run_collect(&[]);
     assert_eq!(n(&changed, "hashed"), 3, "{changed}");
     assert_eq!(n(&changed, "rewritten"), 2, "{changed}");
     // Only the new contents were compressed: a.css and b.css, original and rewritten each
     // (the image is on the skip list).
     assert!(n(&changed, "compressions") <= 4, "{changed}");
-    let man: Value =
-        serde_json::from_slice(&fs::read(p.root().join("staticfiles.json")).unwrap()).unwrap();
-    let b = fs::read_to_string(p.root().join(man["paths"]["css/b.css"].as_str().unwrap())).unwrap();
-    let a_name = man["paths"]["css/a.css"].as_str().unwrap();
+    let b = fs::read_to_string(p.root().join(p.hashed("css/b.css"))).unwrap();
+    let a_name = p.hashed("css/a.css");
     assert!(
         b.contains(a_name.rsplit('/').next().unwrap()),
         "b.css imports the new a.css"
@@ -129,18 +70,18 @@ fn unchanged_recollect_does_nothing_and_dependants_propagate() {
 
 #[test]
 fn fresh_root_with_warm_cache_compresses_nothing_and_corruption_is_recomputed() {
-    let p = Project::new();
-    let first = p.collect();
+    let p = project();
+    let first = p.run_collect(&[]);
     let compressed = n(&first, "compressions");
     assert!(compressed > 0);
-    let digest = common::tree_digest(&p.root());
+    let digest = tree_digest(&p.root());
 
     // A new container: no STATIC_ROOT, no state, same cache.
     fs::remove_dir_all(p.root()).unwrap();
-    let fresh = p.collect();
+    let fresh = p.run_collect(&[]);
     assert_eq!(n(&fresh, "compressions"), 0, "{fresh}");
     assert_eq!(n(&fresh, "cache_hits"), compressed, "{fresh}");
-    assert_eq!(common::tree_digest(&p.root()), digest);
+    assert_eq!(tree_digest(&p.root()), digest);
 
     // Damage one entry: it is detected, recomputed, and the output is still right.
     let entry = walkdir::WalkDir::new(&p.cache)
@@ -153,24 +94,25 @@ fn fresh_root_with_warm_cache_compresses_nothing_and_corruption_is_recomputed() 
     bytes[mid] ^= 0xff;
     fs::write(entry.path(), bytes).unwrap();
     fs::remove_dir_all(p.root()).unwrap();
-    let repaired = p.collect();
+    let repaired = p.run_collect(&[]);
     assert_eq!(n(&repaired, "cache_corrupt"), 1, "{repaired}");
     assert_eq!(n(&repaired, "compressions"), 1, "{repaired}");
-    assert_eq!(common::tree_digest(&p.root()), digest);
+    assert_eq!(tree_digest(&p.root()), digest);
 }
 
 #[test]
 fn concurrent_collects_share_one_cache() {
-    let p = Project::new();
+    let p = project();
     let reference = {
         let other = tempfile::tempdir().unwrap();
-        p.collect_into(&p.dir, &other.path().join("c"));
-        common::tree_digest(&p.root())
+        let cache = other.path().join("c");
+        run_collect(&p.dir, &["--cache-dir", cache.to_str().unwrap()]);
+        tree_digest(&p.root())
     };
     let copies: Vec<tempfile::TempDir> = (0..2)
         .map(|_| {
             let t = tempfile::tempdir().unwrap();
-            common::copy_tree(&p.dir, &t.path().join("proj"));
+            copy_tree(&p.dir, &t.path().join("proj"));
             let _ = fs::remove_dir_all(t.path().join("proj/static"));
             t
         })
@@ -182,13 +124,7 @@ fn concurrent_collects_share_one_cache() {
             let proj = t.path().join("proj");
             let cache = cache.clone();
             std::thread::spawn(move || {
-                Command::new(STATICD)
-                    .arg("collect")
-                    .arg(&proj)
-                    .arg("--cache-dir")
-                    .arg(&cache)
-                    .output()
-                    .unwrap()
+                collect_output(&proj, &["--cache-dir", cache.to_str().unwrap()], &[])
             })
         })
         .collect();
@@ -201,16 +137,13 @@ fn concurrent_collects_share_one_cache() {
         );
     }
     for t in &copies {
-        assert_eq!(
-            common::tree_digest(&t.path().join("proj/static")),
-            reference
-        );
+        assert_eq!(tree_digest(&t.path().join("proj/static")), reference);
     }
 }
 
 #[test]
 fn prune_deletes_only_old_generations_staticd_wrote() {
-    let p = Project::new();
+    let p = project();
     let mut css = Vec::new();
     for v in 1..=3 {
         p.write(
@@ -219,16 +152,10 @@ fn prune_deletes_only_old_generations_staticd_wrote() {
                 .repeat(60)
                 .as_bytes(),
         );
-        p.collect();
-        let man: Value =
-            serde_json::from_slice(&fs::read(p.root().join("staticfiles.json")).unwrap()).unwrap();
-        css.push(man["paths"]["css/c.css"].as_str().unwrap().to_string());
+        p.run_collect(&[]);
+        css.push(p.hashed("css/c.css"));
     }
-    let image = {
-        let man: Value =
-            serde_json::from_slice(&fs::read(p.root().join("staticfiles.json")).unwrap()).unwrap();
-        man["paths"]["img/logo.png"].as_str().unwrap().to_string()
-    };
+    let image = p.hashed("img/logo.png");
     fs::write(p.root().join("css/foreign.0123456789ab.css"), "not ours").unwrap();
     assert!(p.root().join(format!("{}.br", css[0])).exists());
 

@@ -4,6 +4,8 @@
 //! trees and counters must agree at every step.
 mod common;
 
+use crate::common::project::Project;
+use crate::common::tree_digest;
 use staticd::collect::{collect, CollectOptions, OnPublish};
 use staticd::django::{discover, DiscoverOptions};
 use std::fs;
@@ -11,20 +13,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-fn project(dir: &Path) {
-    fs::create_dir_all(dir.join("assets/css")).unwrap();
-    fs::create_dir_all(dir.join("assets/img")).unwrap();
-    fs::write(
-        dir.join("staticd.toml"),
-        "static_root = \"static\"\nstatic_url = \"/static/\"\n[[sources]]\nroot = \"assets\"\n[storage]\nmanifest = true\n",
-    )
-    .unwrap();
-    fs::write(dir.join("assets/img/logo.png"), b"\x89PNG v1").unwrap();
-    fs::write(
-        dir.join("assets/css/app.css"),
-        "h1 { background: url(../img/logo.png); }\n",
-    )
-    .unwrap();
+fn project() -> Project {
+    Project::new().files(&[
+        ("img/logo.png", b"\x89PNG v1"),
+        ("css/app.css", b"h1 { background: url(../img/logo.png); }\n"),
+    ])
 }
 
 /// The counters of a run, without its timing and root.
@@ -38,10 +31,8 @@ fn counters(s: &staticd::collect::report::Summary) -> serde_json::Value {
 
 #[test]
 fn reused_stage_publishes_what_a_fresh_one_does() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (watch_dir, plain_dir) = (tmp.path().join("watch"), tmp.path().join("plain"));
-    project(&watch_dir);
-    project(&plain_dir);
+    let (watch, plain) = (project(), project());
+    let (watch_dir, plain_dir) = (&watch.dir, &plain.dir);
     let disc = |dir: &Path| {
         discover(&DiscoverOptions {
             project: dir.to_path_buf(),
@@ -49,7 +40,7 @@ fn reused_stage_publishes_what_a_fresh_one_does() {
         })
         .unwrap()
     };
-    let (dw, dp) = (disc(&watch_dir), disc(&plain_dir));
+    let (dw, dp) = (disc(watch_dir), disc(plain_dir));
     let published = Arc::new(AtomicUsize::new(0));
     let count = published.clone();
     let watch_opts = CollectOptions {
@@ -75,14 +66,14 @@ fn reused_stage_publishes_what_a_fresh_one_does() {
     ];
     let mut want_published = 0;
     for (i, edit) in edits.iter().enumerate() {
-        edit(&watch_dir);
-        edit(&plain_dir);
+        edit(watch_dir);
+        edit(plain_dir);
         let w = collect(&dw, &watch_opts, &log).unwrap();
         let p = collect(&dp, &plain_opts, &log).unwrap();
         assert_eq!(counters(&w), counters(&p), "edit {i}");
         assert_eq!(
-            common::tree_digest(&dw.static_root),
-            common::tree_digest(&dp.static_root),
+            tree_digest(&dw.static_root),
+            tree_digest(&dp.static_root),
             "edit {i}"
         );
         // Every edit but the foreign file publishes a generation.
