@@ -1,22 +1,23 @@
 //! `staticd serve --upstream` in front of a real gunicorn running sample_project.
 
 mod common;
-mod proxy_support;
 
-use common::{free_port, wait_for_port};
-use proxy_support::{cookie, parse, request, Gunicorn, Project, Stack, Staticd};
+use crate::common::django::{django_env, Gunicorn, SampleProject, Stack};
+use crate::common::http::{self, Conn, Expect, Response};
+use crate::common::staticd::{has_field, Staticd, WAIT};
+use crate::common::{free_port, venv_python, wait_for_port, wait_until, ChildGuard};
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+const GET: Expect = Expect { head: false };
 
 #[test]
 fn no_upstream_is_404_and_static_still_served() {
-    let s = Staticd::start(&[]);
-    assert_eq!(request(s.addr, "GET", "/api/notes/", &[], b"").status, 404);
-    assert_eq!(
-        request(s.addr, "GET", "/static/app.css", &[], b"").status,
-        200
-    );
+    let s = Staticd::proxy(&[]);
+    assert_eq!(s.get("/api/notes/", &[]).status, 404);
+    assert_eq!(s.get("/static/app.css", &[]).status, 200);
 }
 
 #[test]
@@ -25,8 +26,7 @@ fn drf_list_create_detail() {
     let list = st.get("/api/notes/");
     assert_eq!(list.status, 200, "{}", list.text());
     assert_eq!(list.json(), serde_json::json!([]));
-    let created = request(
-        st.staticd.addr,
+    let created = st.staticd.request(
         "POST",
         "/api/notes/",
         &[("Content-Type", "application/json")],
@@ -46,22 +46,17 @@ fn drf_list_create_detail() {
 
 #[test]
 fn admin_login_with_csrf_and_separate_cookies() {
-    let project = Project::new();
+    let project = SampleProject::new();
     project.collect();
     let st = Stack::on(project, &[]);
     st.project.shell(
         "from django.contrib.auth.models import User; User.objects.create_superuser('admin', 'a@example.com', 'pw-123-secret')",
     );
     let host = ("Host", "app.example.com");
-    let login = request(
-        st.staticd.addr,
-        "GET",
-        "/admin/login/?next=/admin/",
-        &[host],
-        b"",
-    );
+    let login = st.staticd.get("/admin/login/?next=/admin/", &[host]);
     assert_eq!(login.status, 200, "{}", login.text());
-    let csrf = cookie(&login, "csrftoken")
+    let csrf = login
+        .cookie("csrftoken")
         .expect("csrftoken cookie")
         .to_string();
     let html = login.text();
@@ -75,8 +70,7 @@ fn admin_login_with_csrf_and_separate_cookies() {
         "csrfmiddlewaretoken={token}&username=admin&password=pw-123-secret&next=%2Fadmin%2F"
     );
     let cookie_line = format!("csrftoken={csrf}");
-    let done = request(
-        st.staticd.addr,
+    let done = st.staticd.request(
         "POST",
         "/admin/login/?next=/admin/",
         &[
@@ -93,24 +87,18 @@ fn admin_login_with_csrf_and_separate_cookies() {
     assert_eq!(done.header("location"), Some("/admin/"));
     let set = done.all("set-cookie");
     assert!(set.len() >= 2, "{set:?}");
-    assert!(cookie(&done, "sessionid").is_some(), "{set:?}");
-    assert!(cookie(&done, "csrftoken").is_some(), "{set:?}");
+    assert!(done.cookie("sessionid").is_some(), "{set:?}");
+    assert!(done.cookie("csrftoken").is_some(), "{set:?}");
     // The session works through the proxy.
     let session = format!(
         "sessionid={}; csrftoken={}",
-        cookie(&done, "sessionid").unwrap(),
-        cookie(&done, "csrftoken").unwrap()
+        done.cookie("sessionid").unwrap(),
+        done.cookie("csrftoken").unwrap()
     );
-    let admin = request(
-        st.staticd.addr,
-        "GET",
-        "/admin/",
-        &[host, ("Cookie", &session)],
-        b"",
-    );
+    let admin = st.staticd.get("/admin/", &[host, ("Cookie", &session)]);
     assert_eq!(admin.status, 200);
     // What Django saw: the client's Host and scheme.
-    let echo = request(st.staticd.addr, "GET", "/echo/", &[host], b"").json();
+    let echo = st.staticd.get("/echo/", &[host]).json();
     assert_eq!(echo["host"], "app.example.com");
     assert_eq!(echo["scheme"], "http");
     assert_eq!(echo["headers"]["X-Forwarded-Proto"], "http");
@@ -125,25 +113,20 @@ fn append_slash_redirect_untouched() {
     assert_eq!(r.header("location"), Some("/echo/?x=1"));
 }
 
-/// Sends `body` while reading the response (the server may answer before reading it all).
-fn send_big(addr: std::net::SocketAddr, head: String, body: Vec<u8>) -> proxy_support::Resp {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut w = s.try_clone().unwrap();
+/// Sends `body` while reading the response (the server may answer before reading it all);
+/// the one response, then the server's close with nothing after it.
+fn send_big(addr: SocketAddr, head: String, body: Vec<u8>) -> Response {
+    let mut c = Conn::open(addr);
+    let mut w = c.stream.try_clone().unwrap();
     let writer = std::thread::spawn(move || {
+        // The server may close before taking it all: a failed write is its answer.
         let _ = w.write_all(head.as_bytes());
         let _ = w.write_all(&body);
     });
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
+    let r = c.response(GET);
+    c.expect_closed();
     let _ = writer.join();
-    parse(&buf, false).unwrap_or_else(|| panic!("unparsable: {:?}", String::from_utf8_lossy(&buf)))
+    r
 }
 
 #[test]
@@ -168,60 +151,77 @@ fn upload_over_max_body_is_413_and_never_reaches_gunicorn() {
     let head = "POST /echo/ HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_string();
     assert_eq!(send_big(st.staticd.addr, head, chunked).status, 413);
     // A small body goes through (CSRF exempt? /echo/ is a plain view: 403 from CSRF is fine
-    // as long as gunicorn answered).
-    let small = request(st.staticd.addr, "POST", "/echo/", &[], b"x=1");
+    // as long as gunicorn answered). Its query marks its line in gunicorn's access log.
+    let small = st.staticd.request("POST", "/echo/?small=1", &[], b"x=1");
     assert!(
         small.status == 200 || small.status == 403,
         "{}",
         small.status
     );
-    std::thread::sleep(Duration::from_millis(300));
-    let log = st.gunicorn.access_log();
+    // gunicorn writes its access line after sending the response: wait for the small
+    // request's line, which comes after anything the big ones could have caused.
+    let log = wait_until("gunicorn to log the small POST", WAIT, || {
+        let log = st.gunicorn.access_log();
+        log.contains("POST /echo/?small=1 ").then_some(log)
+    });
     assert_eq!(log.matches("POST /echo/").count(), 1, "gunicorn saw: {log}");
 }
 
-/// Reads from a raw GET until `needle` shows up; returns (time to needle, time to end, all).
-fn timed(addr: std::net::SocketAddr, path: &str, needle: &str) -> (Duration, Duration, String) {
+/// GETs `path` on a connection of its own, reading until `needle` shows up in the bytes
+/// received; returns (time to needle, time to the server's close, the response parsed
+/// strictly, with nothing after it).
+fn timed(addr: SocketAddr, path: &str, needle: &str) -> (Duration, Duration, Response) {
     let start = Instant::now();
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    let mut c = Conn::open(addr);
+    c.send(&http::request_bytes("GET", path, &[("Host", "t")], b""));
     let mut buf = Vec::new();
     let mut first = None;
     let mut chunk = [0u8; 4096];
     loop {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
+        match c.stream.read(&mut chunk) {
+            Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!(
+                "reading {path}: {e}; read so far: {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
         }
         if first.is_none() && String::from_utf8_lossy(&buf).contains(needle) {
             first = Some(start.elapsed());
         }
     }
-    (
-        first.expect("needle never arrived"),
-        start.elapsed(),
-        String::from_utf8_lossy(&buf).into_owned(),
-    )
+    let total = start.elapsed();
+    let (r, used) = http::parse(&buf, GET, true)
+        .unwrap_or_else(|e| {
+            panic!(
+                "bad response to {path}: {e}\n{:?}",
+                String::from_utf8_lossy(&buf)
+            )
+        })
+        .expect("complete at the close");
+    assert_eq!(
+        used,
+        buf.len(),
+        "{}",
+        http::Error::Trailing(buf[used..].to_vec())
+    );
+    (first.expect("needle never arrived"), total, r)
 }
 
 #[test]
 fn streaming_and_sse_arrive_incrementally() {
     let st = Stack::start(&[]);
-    let (first, total, all) = timed(st.staticd.addr, "/stream/", "chunk 0");
-    assert!(all.contains("chunk 4"), "{all}");
+    let (first, total, r) = timed(st.staticd.addr, "/stream/", "chunk 0");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("chunk 4"), "{}", r.text());
     assert!(total >= Duration::from_millis(400), "{total:?}");
     assert!(
         first + Duration::from_millis(250) < total,
         "first chunk at {first:?}, end at {total:?}"
     );
 
-    let (first, total, all) = timed(st.staticd.addr, "/events/?n=6", "id: 0");
-    let r = parse(all.as_bytes(), false).unwrap();
+    let (first, total, r) = timed(st.staticd.addr, "/events/?n=6", "id: 0");
     assert_eq!(r.status, 200);
     assert!(r
         .header("content-type")
@@ -250,17 +250,15 @@ fn slow_view_is_504_after_read_timeout() {
         "{:?}",
         t.elapsed()
     );
-    assert!(
-        st.staticd.wait_log("read-timeout").contains("read-timeout"),
-        "{}",
-        st.staticd.log()
-    );
+    st.staticd
+        .stderr
+        .wait("the --read-timeout warning for /slow/?s=4", |l| {
+            has_field(l, "uri", "/slow/?s=4") && l.contains("--read-timeout")
+        });
     // Still serving afterwards (gunicorn's other worker; generous under a loaded machine).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while st.get("/slow/?s=0").status != 200 {
-        assert!(Instant::now() < deadline, "no 200 after the 504");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until("a 200 after the 504", WAIT, || {
+        (st.get("/slow/?s=0").status == 200).then_some(())
+    });
 }
 
 #[test]
@@ -273,42 +271,40 @@ fn gunicorn_killed_is_502_fast_then_recovers() {
     assert_eq!(r.status, 502);
     assert!(r.text().contains("502 Bad Gateway"));
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
-    let log = st.staticd.log();
-    assert!(
-        log.contains(&format!("127.0.0.1:{}", st.gunicorn.port)),
-        "{log}"
-    );
+    // The diagnostic names the upstream that failed.
+    let up = format!("127.0.0.1:{}", st.gunicorn.port);
+    st.staticd
+        .stderr
+        .wait(&format!("a diagnostic naming upstream={up}"), |l| {
+            has_field(l, "upstream", &up)
+        });
     let g = Gunicorn::start(&st.project, st.gunicorn.port);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = st.get("/echo/");
-        if r.status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no recovery: {}", r.status);
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        "a 200 once gunicorn is back",
+        Duration::from_secs(10),
+        || (st.get("/echo/").status == 200).then_some(()),
+    );
     drop(g);
 }
 
 #[test]
 fn two_gunicorns_one_killed_every_request_200() {
-    let project = Project::new();
+    let project = SampleProject::new();
     let (p1, p2) = (free_port(), free_port());
     let mut g1 = Gunicorn::start(&project, p1);
     let _g2 = Gunicorn::start(&project, p2);
     for balance in ["round-robin", "least-conn"] {
         let (a, b) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
-        let s = Staticd::start(&["--upstream", &a, "--upstream", &b, "--balance", balance]);
+        let s = Staticd::proxy(&["--upstream", &a, "--upstream", &b, "--balance", balance]);
         for _ in 0..6 {
-            assert_eq!(request(s.addr, "GET", "/echo/", &[], b"").status, 200);
+            assert_eq!(s.get("/echo/", &[]).status, 200);
         }
     }
     let (a, b) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
-    let s = Staticd::start(&["--upstream", &a, "--upstream", &b]);
+    let s = Staticd::proxy(&["--upstream", &a, "--upstream", &b]);
     g1.kill();
     for i in 0..20 {
-        let r = request(s.addr, "GET", "/echo/", &[], b"");
+        let r = s.get("/echo/", &[]);
         assert_eq!(r.status, 200, "request {i}");
     }
 }
@@ -321,15 +317,15 @@ fn spoofed_forwarded_for_replaced_unless_trusted() {
         ("X-Forwarded-Proto", "https"),
         ("X-Forwarded-Host", "evil.example"),
     ];
-    let echo = request(st.staticd.addr, "GET", "/echo/", &spoof, b"").json();
+    let echo = st.staticd.get("/echo/", &spoof).json();
     assert_eq!(echo["headers"]["X-Forwarded-For"], "127.0.0.1");
     assert_eq!(echo["headers"]["X-Forwarded-Proto"], "http");
     assert_eq!(echo["host"], "testserver");
     assert_eq!(echo["is_secure"], false);
     // From a trusted peer the chain is appended and the scheme believed.
     let up = format!("127.0.0.1:{}", st.gunicorn.port);
-    let trusted = Staticd::start(&["--upstream", &up, "--trusted-proxy", "127.0.0.0/8"]);
-    let echo = request(trusted.addr, "GET", "/echo/", &spoof, b"").json();
+    let trusted = Staticd::proxy(&["--upstream", &up, "--trusted-proxy", "127.0.0.0/8"]);
+    let echo = trusted.get("/echo/", &spoof).json();
     assert_eq!(echo["headers"]["X-Forwarded-For"], "6.6.6.6, 127.0.0.1");
     assert_eq!(echo["headers"]["X-Forwarded-Proto"], "https");
     assert_eq!(echo["is_secure"], true);
@@ -352,23 +348,15 @@ fn x_accel_redirect_download_with_range() {
     assert_eq!(r.header("content-type"), Some("application/octet-stream"));
     assert!(r.all("x-accel-redirect").is_empty());
     let etag = r.header("etag").expect("etag").to_string();
-    let part = request(
-        st.staticd.addr,
-        "GET",
-        "/download/report.bin",
-        &[("Range", "bytes=100-199")],
-        b"",
-    );
+    let part = st
+        .staticd
+        .get("/download/report.bin", &[("Range", "bytes=100-199")]);
     assert_eq!(part.status, 206);
     assert_eq!(part.body, &data[100..200]);
     assert_eq!(part.header("content-range"), Some("bytes 100-199/5000"));
-    let cached = request(
-        st.staticd.addr,
-        "GET",
-        "/download/report.bin",
-        &[("If-None-Match", &etag)],
-        b"",
-    );
+    let cached = st
+        .staticd
+        .get("/download/report.bin", &[("If-None-Match", &etag)]);
     assert_eq!(cached.status, 304);
     // Never reachable directly; traversal refused.
     assert_eq!(st.get("/protected/report.bin").status, 404);
@@ -383,19 +371,13 @@ fn media_root_served_with_validators() {
     std::fs::write(media.path().join("up/a.txt"), "hello media\n").unwrap();
     std::fs::write(media.path().join(".secret"), "no").unwrap();
     let root = media.path().to_str().unwrap();
-    let s = Staticd::start(&["--media-root", root, "--media-url", "/media/"]);
-    let r = request(s.addr, "GET", "/media/up/a.txt", &[], b"");
+    let s = Staticd::proxy(&["--media-root", root, "--media-url", "/media/"]);
+    let r = s.get("/media/up/a.txt", &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"hello media\n");
     assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
     assert!(r.header("etag").is_some());
-    let p = request(
-        s.addr,
-        "GET",
-        "/media/up/a.txt",
-        &[("Range", "bytes=0-4")],
-        b"",
-    );
+    let p = s.get("/media/up/a.txt", &[("Range", "bytes=0-4")]);
     assert_eq!((p.status, p.body.as_slice()), (206, &b"hello"[..]));
     for bad in [
         "/media/.secret",
@@ -404,7 +386,7 @@ fn media_root_served_with_validators() {
         "/media/../etc/passwd",
         "/media/up/%2e%2e/.secret",
     ] {
-        assert_eq!(request(s.addr, "GET", bad, &[], b"").status, 404, "{bad}");
+        assert_eq!(s.get(bad, &[]).status, 404, "{bad}");
     }
 }
 
@@ -441,7 +423,7 @@ async def app(scope, receive, send):
     )
     .unwrap();
     let port = free_port();
-    let uvicorn = common::venv_python().parent().unwrap().join("uvicorn");
+    let uvicorn = venv_python().parent().unwrap().join("uvicorn");
     let child = std::process::Command::new(uvicorn)
         .args([
             "wsapp:app",
@@ -458,99 +440,139 @@ async def app(scope, receive, send):
         .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let _guard = common::ChildGuard::new(child);
+    let _guard = ChildGuard::new(child);
     assert!(wait_for_port(port, Duration::from_secs(20)));
     let up = format!("127.0.0.1:{port}");
-    let s = Staticd::start(&["--upstream", &up]);
-    assert_eq!(
-        request(s.addr, "GET", "/plain", &[], b"").text(),
-        "plain http"
-    );
+    let s = Staticd::proxy(&["--upstream", &up]);
+    assert_eq!(s.get("/plain", &[]).text(), "plain http");
 
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c.write_all(b"GET /ws/ HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let mut c = Conn::open(s.addr);
+    c.send(b"GET /ws/ HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    // The head byte by byte, so no frame byte after it is read into a buffer here.
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         assert_eq!(
-            c.read(&mut byte).unwrap(),
+            c.stream.read(&mut byte).unwrap(),
             1,
             "closed during handshake: {:?}",
             String::from_utf8_lossy(&head)
         );
         head.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(
-        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
-        "{head}"
+    let (r, used) = http::parse(&head, GET, false)
+        .unwrap_or_else(|e| panic!("bad 101 head: {e}"))
+        .expect("a complete head");
+    assert_eq!(used, head.len());
+    assert_eq!(
+        (r.version, r.status),
+        (1, 101),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+    assert_eq!(
+        r.header("sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{:?}",
+        String::from_utf8_lossy(&head)
     );
     for msg in ["hello", "second message"] {
-        c.write_all(&ws_frame(msg)).unwrap();
+        c.send(&ws_frame(msg));
         let mut h = [0u8; 2];
-        c.read_exact(&mut h).unwrap();
+        c.stream.read_exact(&mut h).unwrap();
         assert_eq!(h[0], 0x81);
         let mut payload = vec![0u8; (h[1] & 0x7f) as usize];
-        c.read_exact(&mut payload).unwrap();
+        c.stream.read_exact(&mut payload).unwrap();
         assert_eq!(String::from_utf8(payload).unwrap(), format!("echo:{msg}"));
     }
 }
 
 #[test]
 fn unix_socket_upstream() {
-    let project = Project::new();
+    let project = SampleProject::new();
     let sock = project.path().join("gunicorn.sock");
-    let bin = common::venv_python().parent().unwrap().join("gunicorn");
+    let bin = venv_python().parent().unwrap().join("gunicorn");
     let child = std::process::Command::new(bin)
         .args(["toyproject.wsgi", "--workers", "2", "--bind"])
         .arg(format!("unix:{}", sock.display()))
         .current_dir(project.path())
-        .envs(proxy_support::django_env())
+        .envs(django_env())
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let _g = common::ChildGuard::new(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !sock.exists() {
-        assert!(Instant::now() < deadline, "no socket");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _g = ChildGuard::new(child);
+    wait_until("gunicorn's socket", Duration::from_secs(30), || {
+        sock.exists().then_some(())
+    });
     let up = format!("unix:{}", sock.display());
-    let s = Staticd::start(&["--upstream", &up]);
-    let echo = request(s.addr, "GET", "/echo/", &[], b"");
+    let s = Staticd::proxy(&["--upstream", &up]);
+    let echo = s.get("/echo/", &[]);
     assert_eq!(echo.status, 200, "{}", echo.text());
     assert_eq!(echo.json()["headers"]["X-Forwarded-For"], "127.0.0.1");
+}
+
+/// sample_project with a `gunicorn.conf.py` (read from gunicorn's working directory) whose
+/// `pre_request` hook appends `METHOD URI` to a file as a worker takes a request up: a test
+/// can then see that a view is running instead of guessing with a sleep.
+fn project_logging_started_requests() -> (SampleProject, PathBuf) {
+    let project = SampleProject::new();
+    let started = project.path().join("started-requests.log");
+    let path = started.to_str().expect("a UTF-8 temp path");
+    std::fs::write(
+        project.path().join("gunicorn.conf.py"),
+        format!(
+            "def pre_request(worker, req):\n    with open({path:?}, 'a') as f:\n        f.write(req.method + ' ' + req.uri + '\\n')\n"
+        ),
+    )
+    .unwrap();
+    (project, started)
 }
 
 /// A client that leaves while gunicorn is still in a slow view is logged as 499 at once
 /// (not when the view finally answers).
 #[test]
 fn client_abort_before_answer_logged_499() {
-    let st = Stack::start(&[]);
-    let mut c = TcpStream::connect(st.staticd.addr).unwrap();
-    c.write_all(b"GET /slow/?s=20 HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let (project, started) = project_logging_started_requests();
+    let st = Stack::on(project, &[]);
+    let mut c = st.staticd.conn();
+    c.send(b"GET /slow/?s=20 HTTP/1.1\r\nHost: t\r\n\r\n");
+    wait_until("a gunicorn worker to start /slow/?s=20", WAIT, || {
+        let text = std::fs::read_to_string(&started).ok()?;
+        text.lines().any(|l| l == "GET /slow/?s=20").then_some(())
+    });
     drop(c);
-    let log = st.staticd.wait_log("499");
-    assert!(log.contains("499") && log.contains("/slow/?s=20"), "{log}");
+    // The view sleeps 20 s: a 499 within 10 s was logged when the client left.
+    st.staticd.stdout.wait_from(
+        &mut 0,
+        "/slow/?s=20 logged with status 499",
+        Duration::from_secs(10),
+        |l| {
+            serde_json::from_str(l)
+                .is_ok_and(|v: serde_json::Value| v["uri"] == "/slow/?s=20" && v["status"] == 499)
+        },
+    );
 }
 
 /// A client that leaves in the middle of a streamed answer is logged as 499 too.
 #[test]
 fn client_abort_while_streaming_logged_499() {
     let st = Stack::start(&[]);
-    let mut c = TcpStream::connect(st.staticd.addr).unwrap();
-    c.write_all(b"GET /stream/ HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    let mut c = st.staticd.conn();
+    c.send(b"GET /stream/ HTTP/1.1\r\nHost: t\r\n\r\n");
     let mut first = [0u8; 64];
-    let _ = c.read(&mut first).unwrap();
+    let n = c.stream.read(&mut first).unwrap();
+    assert!(n > 0, "closed before the response started");
     drop(c);
-    let log = st.staticd.wait_log("499");
-    assert!(log.contains("499"), "{log}");
+    // The access line of a stream carries the status it began with (200); the diagnostic
+    // says the client left first.
+    let line = st
+        .staticd
+        .stderr
+        .wait("a status=499 diagnostic for GET /stream/", |l| {
+            has_field(l, "status", "499") && l.contains("GET /stream/")
+        });
+    assert!(has_field(&line, "status", "499"), "{line}");
 }
 
 /// The upstream request is cancelled when the client leaves: its connection is closed, so
@@ -560,10 +582,9 @@ fn client_abort_while_streaming_logged_499() {
 fn client_abort_cancels_upstream_request() {
     let up = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let up_addr = up.local_addr().unwrap().to_string();
-    let s = Staticd::start(&["--upstream", &up_addr]);
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.write_all(b"GET /never/ HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
+    let s = Staticd::proxy(&["--upstream", &up_addr]);
+    let mut c = s.conn();
+    c.send(b"GET /never/ HTTP/1.1\r\nHost: t\r\n\r\n");
     let (mut conn, _) = up.accept().unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -595,6 +616,6 @@ fn client_abort_cancels_upstream_request() {
         "{:?}",
         left.elapsed()
     );
-    let log = s.wait_log("499");
-    assert!(log.contains("/never/"), "{log}");
+    let entry = s.wait_status("/never/", 499);
+    assert_eq!(entry["method"], "GET", "{entry}");
 }

@@ -4,21 +4,29 @@
 //! every framing of a response body (length, chunked across reads, until close, none for
 //! HEAD) reaches the client intact.
 
-mod serve_support;
+mod common;
 
-use serve_support::*;
+use crate::common::http::{self, Expect, Framing};
+use crate::common::staticd::{Staticd, WAIT};
+use crate::common::wait_until;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+const GET: Expect = Expect { head: false };
+const HEAD: Expect = Expect { head: true };
+
 /// How long the upstream keeps an idle connection (well below staticd's 1.5 s).
 const UPSTREAM_IDLE: Duration = Duration::from_millis(150);
 
 struct Upstream {
     addr: SocketAddr,
+    /// Connections accepted so far.
     accepted: Arc<AtomicUsize>,
+    /// Connections still open on the upstream's side.
+    open: Arc<AtomicUsize>,
 }
 
 fn upstream() -> Upstream {
@@ -30,14 +38,25 @@ fn upstream_with(healthy: bool) -> Upstream {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
+    let open = Arc::new(AtomicUsize::new(0));
+    let (count, live) = (accepted.clone(), open.clone());
     std::thread::spawn(move || {
         for s in l.incoming().map_while(Result::ok) {
             count.fetch_add(1, Ordering::SeqCst);
-            std::thread::spawn(move || serve(s, healthy));
+            live.fetch_add(1, Ordering::SeqCst);
+            let live = live.clone();
+            std::thread::spawn(move || {
+                serve(s, healthy);
+                // `serve` owned both handles of the socket: it is closed now.
+                live.fetch_sub(1, Ordering::SeqCst);
+            });
         }
     });
-    Upstream { addr, accepted }
+    Upstream {
+        addr,
+        accepted,
+        open,
+    }
 }
 
 /// One connection: requests until the client closes or it has been idle for UPSTREAM_IDLE.
@@ -94,6 +113,7 @@ fn serve(s: TcpStream, healthy: bool) {
                 )
                 .unwrap();
                 w.flush().unwrap();
+                // The pause is the point: staticd must read the body across two reads.
                 std::thread::sleep(Duration::from_millis(50));
                 w.write_all(b"6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
                     .unwrap();
@@ -102,6 +122,8 @@ fn serve(s: TcpStream, healthy: bool) {
                 w.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nno length, ")
                     .unwrap();
                 w.flush().unwrap();
+                // The pause is the point: the body arrives in two reads and only the close
+                // ends it.
                 std::thread::sleep(Duration::from_millis(50));
                 w.write_all(b"ends at close").unwrap();
                 return;
@@ -136,16 +158,15 @@ fn serve(s: TcpStream, healthy: bool) {
     }
 }
 
-fn start() -> (Fixture, Upstream, Server) {
-    let f = Fixture::new();
+fn start() -> (Upstream, Staticd) {
     let up = upstream();
-    let s = Server::start(&f.root, &["--upstream", &up.addr.to_string()]);
-    (f, up, s)
+    let s = Staticd::proxy(&["--upstream", &up.addr.to_string()]);
+    (up, s)
 }
 
 #[test]
 fn connections_reused_and_stale_ones_replaced() {
-    let (_f, up, s) = start();
+    let (up, s) = start();
     for _ in 0..20 {
         let r = s.get("/len", &[]);
         assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
@@ -153,8 +174,11 @@ fn connections_reused_and_stale_ones_replaced() {
     // Two workers, each with its own idle list: at most one connection each.
     let n = up.accepted.load(Ordering::SeqCst);
     assert!(n <= 2, "20 requests opened {n} upstream connections");
-    // The upstream closes the idle connections; the next requests must not see it.
-    std::thread::sleep(UPSTREAM_IDLE * 3);
+    // The upstream closes the idle connections (after UPSTREAM_IDLE); the next requests
+    // must not see it.
+    wait_until("the upstream to close its idle connections", WAIT, || {
+        (up.open.load(Ordering::SeqCst) == 0).then_some(())
+    });
     for _ in 0..4 {
         let r = s.get("/len", &[]);
         assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
@@ -167,106 +191,108 @@ fn connections_reused_and_stale_ones_replaced() {
 
 #[test]
 fn every_body_framing_arrives_intact() {
-    let (_f, _up, s) = start();
+    let (_up, s) = start();
     let r = s.get("/chunked", &[]);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
     assert!(!r.has("x-trailer"));
     assert_eq!(r.header("transfer-encoding"), Some("chunked"));
     // An HTTP/1.0 client cannot take chunked: the body ends when the connection does.
-    let r = raw(s.addr, b"GET /chunked HTTP/1.0\r\nHost: t\r\n\r\n", false);
+    let r = http::raw(s.addr, b"GET /chunked HTTP/1.0\r\nHost: t\r\n\r\n", GET);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
     assert!(!r.has("transfer-encoding") && !r.has("content-length"));
+    assert_eq!(r.framing, Framing::Close);
     // Two streamed responses on one kept-alive connection: each chunked body ends cleanly.
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c.write_all(b"GET /chunked HTTP/1.1\r\nHost: t\r\n\r\nGET /chunked HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut all = Vec::new();
-    c.read_to_end(&mut all).unwrap();
-    let text = String::from_utf8_lossy(&all);
-    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 2, "{text}");
-    assert_eq!(text.matches("\r\n0\r\n\r\n").count(), 2, "{text}");
+    let mut c = s.conn();
+    c.send(b"GET /chunked HTTP/1.1\r\nHost: t\r\n\r\nGET /chunked HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    for _ in 0..2 {
+        let r = c.response(GET);
+        let text = String::from_utf8_lossy(&r.raw).into_owned();
+        assert_eq!(
+            (r.version, r.status, r.reason.as_str()),
+            (1, 200, "OK"),
+            "{text}"
+        );
+        assert_eq!(r.framing, Framing::Chunked, "{text}");
+        assert_eq!(r.body, b"hello world", "{text}");
+        assert!(r.raw.ends_with(b"\r\n0\r\n\r\n"), "{text}");
+    }
+    c.expect_closed();
     let r = s.get("/until-close", &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"no length, ends at close");
-    let r = s.request("HEAD", "/len", &[]);
+    let r = s.request("HEAD", "/len", &[], b"");
     assert_eq!((r.status, r.header("content-length")), (200, Some("5")));
     // After a HEAD (no body on the wire) the connection still frames the next response.
     let r = s.get("/len", &[]);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
     // 204 and 304 carry no body and no length: the next response on the same connection
     // must still be framed right.
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c.write_all(
+    let mut c = s.conn();
+    c.send(
         b"GET /204 HTTP/1.1\r\nHost: t\r\n\r\nGET /304 HTTP/1.1\r\nHost: t\r\n\r\n\
           HEAD /len HTTP/1.1\r\nHost: t\r\n\r\nGET /len HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    )
-    .unwrap();
-    let mut all = Vec::new();
-    c.read_to_end(&mut all).unwrap();
-    let text = String::from_utf8_lossy(&all);
-    let heads: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
-    assert_eq!(heads.len(), 4, "{text}");
-    assert!(
-        heads[0].starts_with("204") && heads[0].contains("x-done: 1"),
-        "{text}"
     );
-    assert!(
-        heads[1].starts_with("304") && heads[1].contains("etag: \"v1\""),
-        "{text}"
+    let no_content = c.response(GET);
+    let not_modified = c.response(GET);
+    let head = c.response(HEAD);
+    let last = c.response(GET);
+    c.expect_closed();
+    assert_eq!(no_content.status, 204, "{no_content:?}");
+    assert_eq!(no_content.header("x-done"), Some("1"), "{no_content:?}");
+    assert_eq!(not_modified.status, 304, "{not_modified:?}");
+    assert_eq!(
+        not_modified.header("etag"),
+        Some("\"v1\""),
+        "{not_modified:?}"
     );
-    for h in &heads[..2] {
+    for r in [&no_content, &not_modified] {
         assert!(
-            !h.contains("content-length") && !h.contains("transfer-encoding"),
-            "{h}"
+            !r.has("content-length") && !r.has("transfer-encoding"),
+            "{r:?}"
         );
     }
-    assert!(
-        heads[2].starts_with("200") && heads[2].contains("content-length: 5"),
-        "{text}"
+    assert_eq!(
+        (head.status, head.header("content-length"), head.body.len()),
+        (200, Some("5"), 0),
+        "{head:?}"
     );
-    assert!(
-        heads[3].starts_with("200") && heads[3].ends_with("\r\n\r\nhello"),
-        "{text}"
+    assert_eq!(
+        (last.status, last.body.as_slice(), last.framing),
+        (200, &b"hello"[..], Framing::Length(5)),
+        "{last:?}"
     );
     let body = "x".repeat(100_000);
-    let req = format!(
-        "POST /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let r = raw(s.addr, req.as_bytes(), false);
+    let r = s.request("POST", "/echo", &[], body.as_bytes());
     assert_eq!(r.status, 201);
     assert_eq!(r.body, body.as_bytes());
 }
 
 #[test]
 fn active_health_check_takes_a_failing_upstream_out() {
-    let f = Fixture::new();
     let (good, sick) = (upstream_with(true), upstream_with(false));
-    let s = Server::start(
-        &f.root,
-        &[
-            "--upstream",
-            &good.addr.to_string(),
-            "--upstream",
-            &sick.addr.to_string(),
-            "--health-check",
-            "/health",
-            "--health-interval",
-            "100ms",
-        ],
-    );
-    // Its /who answers 200, so only the active check can tell it apart.
+    let s = Staticd::proxy(&[
+        "--upstream",
+        &good.addr.to_string(),
+        "--upstream",
+        &sick.addr.to_string(),
+        "--health-check",
+        "/health",
+        "--health-interval",
+        "100ms",
+    ]);
+    // Its /who answers 200, so only the active check can tell it apart. Round-robin
+    // alternates while both are in rotation: ten healthy answers in a row mean the sick
+    // one is out.
     let mut served = Vec::new();
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(100));
-        let r = s.get("/who", &[]);
-        assert_eq!(r.status, 200);
-        served.push(String::from_utf8(r.body).unwrap());
-        if served.len() >= 10 && served[served.len() - 10..].iter().all(|w| w == "healthy") {
-            return;
-        }
-    }
-    panic!("the sick upstream kept receiving requests: {served:?}");
+    wait_until(
+        "ten answers in a row from the healthy upstream (the sick one kept receiving requests)",
+        WAIT,
+        || {
+            let r = s.get("/who", &[]);
+            assert_eq!(r.status, 200);
+            served.push(String::from_utf8(r.body).unwrap());
+            let n = served.len();
+            (n >= 10 && served[n - 10..].iter().all(|w| w == "healthy")).then_some(())
+        },
+    );
 }
