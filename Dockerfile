@@ -10,8 +10,10 @@ FROM rust:1-bookworm AS builder
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
-# Cargo.toml declares the benches; cargo refuses the manifest without their files.
+# Cargo.toml declares the benches and the test binary; cargo refuses the manifest without
+# their files (only the test binary's root is needed, not its modules).
 COPY benches ./benches
+COPY tests/main.rs ./tests/main.rs
 RUN cargo build --release --locked --bin staticd \
     && strip target/release/staticd
 

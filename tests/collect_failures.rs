@@ -1,6 +1,5 @@
 //! Bad input gives a clear message, exit status 1, and leaves STATIC_ROOT exactly as it was.
 //! Projects here use `staticd.toml`, so no Python is needed.
-mod common;
 
 use crate::common::project::{collect_output, Project};
 use crate::common::{copy_tree, tree_digest};

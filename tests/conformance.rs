@@ -3,14 +3,14 @@
 //!
 //! Inputs are Django's own `tests/staticfiles_tests` fixtures (extracted from the Django sdist
 //! by `.ci/venv`, never committed) and `sample_project`.
-mod common;
+
+use crate::common;
+use crate::common::project::collect_output;
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const STATICD: &str = env!("CARGO_BIN_EXE_staticd");
 
 /// A Django project in a temp dir whose settings read the knobs from the environment, so one
 /// settings file serves Django's run and staticd's run alike.
@@ -90,42 +90,36 @@ impl Fixture {
         }
     }
 
-    fn env(&self, root: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn env(&self, root: &Path, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
         let mut env = vec![
             (
-                "TEST_PKGROOT".to_string(),
+                "TEST_PKGROOT",
                 self.dir.join("pkgroot").display().to_string(),
             ),
-            ("TEST_STATIC_ROOT".to_string(), root.display().to_string()),
+            ("TEST_STATIC_ROOT", root.display().to_string()),
         ];
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         env
     }
 }
 
-fn django_collect(project: &Path, env: &[(String, String)], args: &[&str]) -> Output {
+fn django_collect(project: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
     let out = Command::new(common::venv_python())
         .arg("manage.py")
         .args(["collectstatic", "--noinput", "-v", "0"])
         .args(args)
         .current_dir(project)
-        .envs(env.iter().cloned())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     out
 }
 
-fn staticd_collect(project: &Path, env: &[(String, String)], args: &[&str]) -> Output {
-    Command::new(STATICD)
-        .arg("collect")
-        .arg(project)
-        .arg("--python")
-        .arg(common::venv_python())
-        .args(["-v", "0"])
-        .args(args)
-        .envs(env.iter().cloned())
-        .output()
-        .unwrap()
+fn staticd_collect(project: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
+    let py = common::venv_python();
+    let mut all = vec!["--python", py.to_str().unwrap(), "-v", "0"];
+    all.extend_from_slice(args);
+    collect_output(project, &all, env)
 }
 
 fn ok(out: &Output, what: &str) {
@@ -277,13 +271,10 @@ fn sample(tmp: &Path, storage: Option<&str>) -> PathBuf {
     project
 }
 
-fn sample_env(root: &Path) -> Vec<(String, String)> {
+fn sample_env(root: &Path) -> Vec<(&'static str, String)> {
     vec![
-        ("TEST_STATIC_ROOT".into(), root.display().to_string()),
-        (
-            "DJANGO_SETTINGS_MODULE".into(),
-            "conformance_settings".into(),
-        ),
+        ("TEST_STATIC_ROOT", root.display().to_string()),
+        ("DJANGO_SETTINGS_MODULE", "conformance_settings".into()),
     ]
 }
 

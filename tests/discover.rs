@@ -1,6 +1,6 @@
 //! Discovery against real Django (the test virtualenv), `staticd.toml`, and the error messages.
-mod common;
 
+use crate::common;
 use staticd::django::{
     discover, DiscoverError, DiscoverOptions, Discovery, InterpreterSource, Source,
 };
@@ -475,22 +475,11 @@ fn remembered_discovery_follows_settings_changes() {
     let project = dir.join("sample");
     common::copy_tree(&common::sample_project(), &project);
     let cache = dir.join("cache");
+    let py = common::venv_python();
+    let env = [("XDG_CACHE_HOME", cache.display().to_string())];
     let root_of = || -> String {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_staticd"))
-            .arg("collect")
-            .arg(&project)
-            .arg("--python")
-            .arg(common::venv_python())
-            .args(["-n", "--format", "json"])
-            .env("XDG_CACHE_HOME", &cache)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let args = ["--python", py.to_str().unwrap(), "-n"];
+        let v = crate::common::project::run_collect_env(&project, &args, &env);
         v["static_root"].as_str().unwrap().to_string()
     };
     assert!(root_of().ends_with("/sample/static"));

@@ -1,5 +1,4 @@
 //! The work a collect skips, proven with the counters of `--format json`, not with timings.
-mod common;
 
 use crate::common::project::{collect_output, run_collect, Project};
 use crate::common::{copy_tree, tree_digest};

@@ -2,9 +2,7 @@
 //! that they parse the way an engine reads them and that every repository path they name
 //! exists (and is not hidden by .dockerignore).
 
-mod common;
-
-use common::repo_root;
+use crate::common::repo_root;
 use std::collections::BTreeMap;
 
 fn read(name: &str) -> String {

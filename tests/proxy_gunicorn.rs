@@ -1,7 +1,5 @@
 //! `staticd serve --upstream` in front of a real gunicorn running sample_project.
 
-mod common;
-
 use crate::common::django::{django_env, Gunicorn, SampleProject, Stack};
 use crate::common::http::{self, Conn, Expect, Response};
 use crate::common::staticd::{has_field, Staticd, WAIT};

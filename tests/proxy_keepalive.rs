@@ -4,8 +4,6 @@
 //! every framing of a response body (length, chunked across reads, until close, none for
 //! HEAD) reaches the client intact.
 
-mod common;
-
 use crate::common::http::{self, Expect, Framing};
 use crate::common::staticd::{Staticd, WAIT};
 use crate::common::wait_until;

@@ -1,7 +1,6 @@
 //! collect and serve meet only in STATIC_ROOT and the manifest: a real `staticd collect`
 //! publishing a new generation under a running `staticd serve`, while a client loops over the
 //! old manifest's URLs and then the new one's.
-mod common;
 
 use crate::common::http::{self, Conn, Expect};
 use crate::common::project::Project;

@@ -2,8 +2,6 @@
 //! connection mixing static and non-static requests, HTTP/1.0 keep-alive, large files sent
 //! with `sendfile` to a slow reader, heads split across packets, idle connections on shutdown.
 
-mod common;
-
 use crate::common::fixture::{noise, StaticRoot};
 use crate::common::http::{self, multipart, Expect};
 use crate::common::staticd::Staticd;

@@ -1,8 +1,6 @@
 //! Black-box HTTP semantics of `staticd serve` over a raw socket: negotiation, validators,
 //! preconditions, ranges, cache policy, methods, HEAD, CORS, Vary.
 
-mod common;
-
 use crate::common::fixture::{gz, noise, text, unbr, ungz, StaticRoot};
 use crate::common::http::{multipart, Response};
 use crate::common::staticd::Staticd;

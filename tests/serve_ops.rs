@@ -1,7 +1,5 @@
 //! Operations: h2c, access logs, graceful shutdown, HTTP/1.0 and keep-alive.
 
-mod common;
-
 use crate::common::fixture::{noise, text, unbr, StaticRoot};
 use crate::common::http::{self, Expect};
 use crate::common::staticd::{Staticd, WAIT};

@@ -3,8 +3,6 @@
 //! last), then by swapping the whole directory with `renameat2(RENAME_EXCHANGE)`. New URLs
 //! must answer within a couple of seconds; old URLs must never fail.
 
-mod common;
-
 use crate::common::fixture::{noise, text, write_manifest, write_variants, StaticRoot};
 use crate::common::http::{self, Conn, Expect};
 use crate::common::staticd::{Staticd, WAIT};

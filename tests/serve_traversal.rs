@@ -1,8 +1,6 @@
 //! Traversal and malformed paths against the real binary over a raw socket (a client library
 //! would normalise `..` and `//` away). Never a file outside the table, never a 5xx.
 
-mod common;
-
 use crate::common::fixture::StaticRoot;
 use crate::common::http::{self, Expect};
 use crate::common::staticd::Staticd;

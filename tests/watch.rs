@@ -1,7 +1,6 @@
 //! `staticd dev`: collect --watch and serve in one process. An edit is served under its new
 //! hashed URL, the old URL still answers, a broken edit keeps the last good generation, and a
 //! burst of changes is one re-collect.
-mod common;
 
 use crate::common::project::Project;
 use crate::common::staticd::{Staticd, WAIT};

@@ -2,7 +2,6 @@
 //! right after the swap. Neither may change what is published or what `--format json` counts:
 //! a run of edits is collected twice, once the watch way and once the plain way, and the
 //! trees and counters must agree at every step.
-mod common;
 
 use crate::common::project::Project;
 use crate::common::tree_digest;

@@ -2,6 +2,7 @@
 //! free port, and the pair (gunicorn + `staticd serve --upstream`) most proxy tests use.
 
 use super::http::{self, Response};
+use super::project::run_collect_env;
 use super::staticd::Staticd;
 use super::{copy_tree, free_port, sample_project, venv_python, wait_for_port, ChildGuard};
 use std::path::{Path, PathBuf};
@@ -40,22 +41,8 @@ impl SampleProject {
     /// its manifest with DEBUG off, e.g. for the admin pages); the JSON summary.
     pub fn collect(&self) -> serde_json::Value {
         let py = venv_python();
-        let env: Vec<(&str, String)> = django_env();
-        let out = Command::new(env!("CARGO_BIN_EXE_staticd"))
-            .arg("collect")
-            .arg(self.path())
-            .arg("--python")
-            .arg(&py)
-            .args(["--format", "json"])
-            .envs(env)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "collect failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        let args = ["--python", py.to_str().unwrap()];
+        run_collect_env(self.path(), &args, &django_env())
     }
 
     /// `manage.py shell -c CODE`.

@@ -415,11 +415,6 @@ impl Conn {
         assert!(rest.is_empty(), "{}", Error::Trailing(rest));
     }
 
-    /// Whether the server has closed, without failing on a reset.
-    pub fn is_eof(&self) -> bool {
-        self.eof
-    }
-
     fn fill(&mut self) -> Result<(), Error> {
         let mut chunk = [0u8; 16384];
         match self.stream.read(&mut chunk) {

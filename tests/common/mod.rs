@@ -2,7 +2,6 @@
 //! HTTP/1.1 client ([`http`]), the launcher of `staticd serve`/`dev` ([`staticd`]),
 //! `staticd collect` projects ([`project`]), STATIC_ROOT fixtures ([`fixture`]) and real
 //! Django under gunicorn ([`django`]).
-#![allow(dead_code)]
 
 pub mod django;
 pub mod fixture;

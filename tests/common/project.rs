@@ -61,12 +61,16 @@ impl Project {
 
     /// `staticd collect DIR ARGS` with the project's own cache; the raw output.
     pub fn collect(&self, args: &[&str]) -> Output {
-        collect_output(&self.dir, args, &[("XDG_CACHE_HOME", self.cache.as_path())])
+        collect_output(&self.dir, args, &self.env())
     }
 
     /// A collect that must succeed; its JSON summary.
     pub fn run_collect(&self, args: &[&str]) -> serde_json::Value {
-        summary(&self.dir, self.collect(&with_json(args)))
+        run_collect_env(&self.dir, args, &self.env())
+    }
+
+    fn env(&self) -> [(&'static str, String); 1] {
+        [("XDG_CACHE_HOME", self.cache.display().to_string())]
     }
 
     /// The published manifest's `paths`.
@@ -83,12 +87,12 @@ impl Project {
 }
 
 /// `staticd collect PROJECT ARGS` with `env` set; the raw output.
-pub fn collect_output(project: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+pub fn collect_output(project: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_staticd"))
         .arg("collect")
         .arg(project)
         .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run staticd collect")
@@ -96,7 +100,12 @@ pub fn collect_output(project: &Path, args: &[&str], env: &[(&str, &Path)]) -> O
 
 /// `staticd collect PROJECT ARGS --format json`, which must succeed: the parsed summary.
 pub fn run_collect(project: &Path, args: &[&str]) -> serde_json::Value {
-    summary(project, collect_output(project, &with_json(args), &[]))
+    run_collect_env(project, args, &[])
+}
+
+/// [`run_collect`] with `env` set.
+pub fn run_collect_env(project: &Path, args: &[&str], env: &[(&str, String)]) -> serde_json::Value {
+    summary(project, collect_output(project, &with_json(args), env))
 }
 
 fn with_json<'a>(args: &[&'a str]) -> Vec<&'a str> {

@@ -75,10 +75,6 @@ impl Lines {
         s
     }
 
-    pub fn len(&self) -> usize {
-        self.0 .0.lock().unwrap().lines.len()
-    }
-
     /// Waits until the stream is closed (the process exited and the reader finished).
     pub fn wait_closed(&self, timeout: Duration) -> bool {
         let (m, cv) = &*self.0;
@@ -234,15 +230,6 @@ impl Staticd {
         body: &[u8],
     ) -> Response {
         http::request(self.addr, method, path, headers, body)
-    }
-
-    /// The access log so far, one JSON object per request (`--log-format json`).
-    pub fn access_log(&self) -> Vec<serde_json::Value> {
-        self.stdout
-            .snapshot()
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
-            .collect()
     }
 
     /// Waits for the access-log entry for which `pred` holds (JSON log format).

@@ -1,0 +1,22 @@
+//! Every integration test, as modules of one binary: one link instead of one per file, one
+//! check of the Python venv, and one pool of test threads for all of them (a slow module no
+//! longer runs alone at the end of its own binary). `cargo test MODULE::` runs one module.
+//! The shared harness is `common` (see tests/common/mod.rs).
+
+mod common;
+
+mod collect_failures;
+mod conformance;
+mod discover;
+mod incremental;
+mod proxy_deploy;
+mod proxy_gunicorn;
+mod proxy_keepalive;
+mod serve_collect;
+mod serve_h1;
+mod serve_http;
+mod serve_ops;
+mod serve_reload;
+mod serve_traversal;
+mod watch;
+mod watch_stage;
