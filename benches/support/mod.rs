@@ -1,0 +1,121 @@
+//! What the benches share, so each bench file keeps only its scenarios and its report:
+//! - `wrk`: wrk runs, their output parsed, medians over repetitions;
+//! - `cpu`: CPU time from /proc (per request of a server) and getrusage (of a child);
+//! - `spawn`: servers pinned to a core, waited for until they listen, killed on drop;
+//! - `peers`: nginx, Caddy and wrk, installed with apt when missing and started from templates;
+//! - `http`: one plain GET, for the sanity checks before a run;
+//! - `corpus`: the serve bench's synthetic corpus, where the collect bench keeps its Django
+//!   projects, tree copies and sizes;
+//! - `python`: the venv `.ci/venv` builds.
+//!
+//! Every bench is its own crate and uses only part of this module: unused items are expected.
+#![allow(dead_code)]
+
+pub mod corpus;
+pub mod cpu;
+pub mod http;
+pub mod peers;
+pub mod python;
+pub mod spawn;
+pub mod wrk;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The staticd this build made.
+pub const STATICD: &str = env!("CARGO_BIN_EXE_staticd");
+
+/// `$CARGO_TARGET_DIR` (relative to the package root when relative, as cargo reads it), else
+/// `<package>/target`: where corpora, runs and reports go.
+pub fn target_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// `cargo bench -- <filter>`: a filter that is not part of `name` means another bench was asked
+/// for (flags such as `--bench` are not filters).
+pub fn filtered_out(name: &str) -> bool {
+    std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_some_and(|f| !name.contains(f.as_str()))
+}
+
+/// A numeric knob from the environment; `default` when unset or unparsable.
+pub fn env_num(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A comma-separated knob from the environment, trimmed, empty items dropped.
+pub fn env_list(key: &str, default: &str) -> Vec<String> {
+    std::env::var(key)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The median (the mean of the two middle values for an even count); `None` for no values.
+pub fn median(v: &[f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = s.len();
+    Some(if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    })
+}
+
+pub fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// First line `cmd ARGS` prints on stdout or stderr (nginx -v writes to stderr); empty if none.
+pub fn version_of(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| {
+            let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+            s.push_str(&String::from_utf8_lossy(&o.stderr));
+            s.lines().next().unwrap_or("").trim().to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs `cmd` to its end; an error names `what` and, when it failed, carries its stderr.
+pub fn checked_output(cmd: &mut Command, what: &str) -> Result<Output, String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(out)
+}
+
+/// Prints the report and writes it to `target/<file>`.
+pub fn publish(md: &str, file: &str) {
+    println!("\n{md}");
+    let out = target_dir().join(file);
+    match std::fs::write(&out, md) {
+        Ok(()) => println!("written to {}", out.display()),
+        Err(e) => println!("cannot write {}: {e}", out.display()),
+    }
+}
