@@ -10,6 +10,8 @@
 //!   one `.ci/venv` prints)
 //! - `STATICD_BENCH_SKIP` = comma-separated tools not to run (`django-manifest`, `whitenoise`,
 //!   `staticd`, `staticd-no-compress`, `floor`), for quick iterations on one of them.
+mod support;
+
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::fs;
@@ -17,6 +19,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::corpus::{bench_corpus_root, tree_size};
+use support::cpu::{loadavg, timed_output};
+use support::{checked_output, env_list, env_num, median, python::bench_python};
 
 /// Bump to rebuild cached corpora when the recipe below changes.
 const RECIPE: &str = "collect-corpus-v1";
@@ -307,12 +312,7 @@ struct Floor {
 fn main() {
     // `cargo bench` passes `--bench`; a plain `fn main` has no filter to honour.
     let env = setup();
-    let corpora: Vec<String> = std::env::var("STATICD_BENCH_CORPORA")
-        .unwrap_or_else(|_| "small,large".into())
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let corpora = env_list("STATICD_BENCH_CORPORA", "small,large");
     let mut results = Vec::new();
     for name in &corpora {
         let picks = match name.as_str() {
@@ -337,50 +337,15 @@ fn main() {
 }
 
 fn setup() -> Env {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root.join(p) })
-        .unwrap_or_else(|| root.join("target"));
-    let python = match std::env::var_os("STATICD_BENCH_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            eprintln!("bench: preparing the Python venv (.ci/venv)");
-            let out = Command::new("bash")
-                .arg(root.join(".ci/venv"))
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("run .ci/venv");
-            assert!(out.status.success(), ".ci/venv failed");
-            let s = String::from_utf8_lossy(&out.stdout);
-            PathBuf::from(
-                s.lines()
-                    .last()
-                    .expect(".ci/venv printed the python path")
-                    .trim(),
-            )
-        }
-    };
-    let repeat = std::env::var("STATICD_BENCH_REPEAT")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3usize)
-        .max(1);
-    let skip = std::env::var("STATICD_BENCH_SKIP")
-        .unwrap_or_default()
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
     Env {
-        target,
-        python,
-        staticd: PathBuf::from(env!("CARGO_BIN_EXE_staticd")),
+        target: support::target_dir(),
+        python: bench_python(),
+        staticd: PathBuf::from(support::STATICD),
         cores: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
-        repeat,
-        skip,
+        repeat: env_num("STATICD_BENCH_REPEAT", 3).max(1) as usize,
+        skip: env_list("STATICD_BENCH_SKIP", "").into_iter().collect(),
     }
 }
 
@@ -389,8 +354,8 @@ fn setup() -> Env {
 
 /// Fetches the pinned packages once (`npm pack`) and unpacks each under
 /// `target/bench-corpus/npm/<dir>/package`.
-fn fetch_packages(env: &Env) -> Result<PathBuf, String> {
-    let npm = env.target.join("bench-corpus/npm");
+fn fetch_packages() -> Result<PathBuf, String> {
+    let npm = bench_corpus_root().join("npm");
     fs::create_dir_all(&npm).map_err(|e| e.to_string())?;
     for (pkg, ver, dir) in PACKAGES {
         let dest = npm.join(dir);
@@ -401,23 +366,18 @@ fn fetch_packages(env: &Env) -> Result<PathBuf, String> {
         eprintln!("bench: fetching {pkg}@{ver}");
         let _ = fs::remove_dir_all(&dest);
         fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
-        let out = Command::new("npm")
-            .args([
-                "pack",
-                "--silent",
-                &format!("{pkg}@{ver}"),
-                "--pack-destination",
-            ])
-            .arg(&dest)
-            .current_dir(&dest)
-            .output()
-            .map_err(|e| format!("npm: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "npm pack {pkg}@{ver}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        let out = checked_output(
+            Command::new("npm")
+                .args([
+                    "pack",
+                    "--silent",
+                    &format!("{pkg}@{ver}"),
+                    "--pack-destination",
+                ])
+                .arg(&dest)
+                .current_dir(&dest),
+            &format!("npm pack {pkg}@{ver}"),
+        )?;
         let tgz = String::from_utf8_lossy(&out.stdout)
             .lines()
             .last()
@@ -460,7 +420,7 @@ fn list_files(dir: &Path) -> Vec<String> {
 /// Builds (once) `target/bench-corpus/<name>/`: a Django project whose STATICFILES_DIRS are the
 /// picked vendor trees, pruned until Django's own collectstatic succeeds on it.
 fn build_corpus(env: &Env, name: &str, picks: &[Pick]) -> Result<PathBuf, String> {
-    let project = env.target.join("bench-corpus").join(name);
+    let project = bench_corpus_root().join(name);
     let stamp = project.join(".corpus-complete");
     if fs::read_to_string(&stamp)
         .map(|s| s == RECIPE)
@@ -468,7 +428,7 @@ fn build_corpus(env: &Env, name: &str, picks: &[Pick]) -> Result<PathBuf, String
     {
         return Ok(project);
     }
-    let npm = fetch_packages(env)?;
+    let npm = fetch_packages()?;
     eprintln!("bench: laying out corpus {name} in {}", project.display());
     let _ = fs::remove_dir_all(&project);
     let vendor = project.join("vendor");
@@ -582,54 +542,28 @@ fn command(env: &Env, tool: Tool, project: &Path) -> Command {
     c
 }
 
-/// User + system CPU seconds of all waited-for children so far.
-fn children_cpu() -> f64 {
-    // SAFETY: getrusage fills the zeroed struct it is given.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
-}
-
 /// One timed run into a fresh STATIC_ROOT: wall seconds, CPU seconds and stdout, or the error.
 fn run_once(env: &Env, tool: Tool, project: &Path) -> Result<(f64, f64, String), String> {
     let root = project.join("static_root");
     let _ = fs::remove_dir_all(&root);
-    let mut c = command(env, tool, project);
-    let cpu0 = children_cpu();
-    let start = Instant::now();
-    let out = c.output().map_err(|e| format!("spawn: {e}"))?;
-    let secs = start.elapsed().as_secs_f64();
-    let cpu = children_cpu() - cpu0;
+    let run = timed_output(&mut command(env, tool, project)).map_err(|e| format!("spawn: {e}"))?;
+    let out = run.output;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(15).collect();
         return Err(tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
     }
-    Ok((secs, cpu, String::from_utf8_lossy(&out.stdout).into_owned()))
+    Ok((
+        run.wall,
+        run.cpu,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
 }
 
 /// `"duration_ms":N` from staticd's JSON summary.
 fn duration_ms(json: &str) -> Option<f64> {
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
     v.get("duration_ms")?.as_f64()
-}
-
-fn tree_size(dir: &Path) -> (u64, u64) {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .fold((0, 0), |(n, b), e| {
-            (n + 1, b + e.metadata().map(|m| m.len()).unwrap_or(0))
-        })
 }
 
 fn run_corpus(env: &Env, name: &str, project: &Path) -> CorpusResult {
@@ -650,7 +584,7 @@ fn run_corpus(env: &Env, name: &str, project: &Path) -> CorpusResult {
         tools.len()
     );
     for rep in 0..env.repeat {
-        r.load.push(load_average());
+        r.load.push(loadavg(1));
         // Rotate the order every round so no tool always runs first (cold) or after the heaviest.
         for k in 0..tools.len() {
             let tool = tools[(k + rep) % tools.len()];
@@ -845,20 +779,6 @@ fn floor(env: &Env, project: &Path) -> Option<Floor> {
 
 // ---------------------------------------------------------------------------------------------
 // Report
-
-fn median(v: &[f64]) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let n = s.len();
-    Some(if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    })
-}
 
 fn fmt_s(x: Option<f64>) -> String {
     x.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into())

@@ -11,40 +11,42 @@
 //! WhiteNoise runs out, `STATICD_BENCH_ONLY=watch` to time only the watch latency (no
 //! warm/cold runs, and a variant cache kept across runs: quick iterations on the watch loop),
 //! `STATICD_BENCH_STATICD` to time another staticd binary.
+mod support;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::corpus::{bench_corpus_root, copy_tree};
+use support::cpu::timed_output;
+use support::spawn::poll;
+use support::{env_list, env_num, python::bench_python, target_dir};
 
 /// The binary timed: this build's, or `STATICD_BENCH_STATICD` (e.g. an older build, to compare
 /// two versions under the same machine load).
 fn staticd_bin() -> PathBuf {
     std::env::var_os("STATICD_BENCH_STATICD")
         .map(PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_staticd").into())
+        .unwrap_or_else(|| support::STATICD.into())
 }
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    // Where `cargo bench --bench collect` built the corpora (it honours CARGO_TARGET_DIR too).
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_absolute() { p } else { root.join(p) })
-        .unwrap_or_else(|| root.join("target"));
-    let python = venv_python(&root);
-    let repeat: usize = env_num("STATICD_BENCH_REPEAT", 3);
-    let edits: usize = env_num("STATICD_BENCH_WATCH_EDITS", 20);
+    let target = target_dir();
+    let python = bench_python();
+    let repeat = env_num("STATICD_BENCH_REPEAT", 3) as usize;
+    let edits = env_num("STATICD_BENCH_WATCH_EDITS", 20) as usize;
     let skip = std::env::var("STATICD_BENCH_SKIP").unwrap_or_default();
     let watch_only = std::env::var("STATICD_BENCH_ONLY").is_ok_and(|v| v == "watch");
-    let corpora = std::env::var("STATICD_BENCH_CORPORA").unwrap_or_else(|_| "small,large".into());
     let mut md = String::from(
         "| corpus | files | WhiteNoise 2nd run | staticd warm re-collect | cold, warm cache | watch p50 | watch p95 |\n|---|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut verdicts = Vec::new();
-    for name in corpora.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let project = target.join("bench-corpus").join(name);
+    for name in env_list("STATICD_BENCH_CORPORA", "small,large") {
+        let name = name.as_str();
+        // Built by `cargo bench --bench collect`.
+        let project = bench_corpus_root().join(name);
         if !project.join("manage.py").exists() {
             println!(
                 "{name}: no corpus at {}; run `cargo bench --bench collect` first",
@@ -56,7 +58,10 @@ fn main() {
         let _ = fs::remove_dir_all(&work);
         fs::create_dir_all(&work).unwrap();
         // A private copy: the watch edits must not touch the shared corpus.
-        copy_tree(&project, &work.join("proj"));
+        copy_tree(&project, &work.join("proj"), |rel| {
+            rel.starts_with("static_root") || rel.to_string_lossy().contains("staticd-")
+        })
+        .expect("copying the corpus");
         let proj = work.join("proj");
         // Watch-only runs keep their variant cache across runs: the compressing first collect
         // (which gives STATIC_ROOT its ~6 files per source) then costs seconds, not minutes.
@@ -90,28 +95,26 @@ fn main() {
         let _ = fs::remove_dir_all(&static_root);
 
         let staticd = |extra: &[&str]| -> (f64, serde_json::Value) {
-            let t = Instant::now();
-            let out = Command::new(staticd_bin())
-                .arg("collect")
-                .arg(&proj)
-                .arg("--python")
-                .arg(&python)
-                .arg("--cache-dir")
-                .arg(&cache)
-                .args(["--format", "json", "-v", "0"])
-                .args(extra)
-                .env("STATICD_BENCH_STORAGE", "whitenoise")
-                .output()
-                .unwrap();
+            let run = timed_output(
+                Command::new(staticd_bin())
+                    .arg("collect")
+                    .arg(&proj)
+                    .arg("--python")
+                    .arg(&python)
+                    .arg("--cache-dir")
+                    .arg(&cache)
+                    .args(["--format", "json", "-v", "0"])
+                    .args(extra)
+                    .env("STATICD_BENCH_STORAGE", "whitenoise"),
+            )
+            .unwrap();
+            let out = run.output;
             assert!(
                 out.status.success(),
                 "{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            (
-                t.elapsed().as_secs_f64(),
-                serde_json::from_slice(&out.stdout).unwrap(),
-            )
+            (run.wall, serde_json::from_slice(&out.stdout).unwrap())
         };
         if !watch_only {
             let _ = fs::remove_dir_all(&cache);
@@ -234,25 +237,16 @@ fn watch_latency(proj: &Path, python: &Path, edits: usize) -> Vec<f64> {
         body.extend_from_slice(format!("\n/* edit {i} */\n").as_bytes());
         let t = Instant::now();
         fs::write(&css.0, &body).unwrap();
-        let new = loop {
-            if let Some(v) =
-                manifest_value(&static_root, &key).filter(|v| Some(v) != before.as_ref())
-            {
-                break v;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "edit {i} never published"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        while get_status(addr, &format!("/static/{new}")) != 200 {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "{new} never answered"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let (within, every) = (Duration::from_secs(30), Duration::from_millis(1));
+        let new = poll(within, every, || {
+            manifest_value(&static_root, &key).filter(|v| Some(v) != before.as_ref())
+        })
+        .unwrap_or_else(|| panic!("edit {i} never published"));
+        let url = format!("/static/{new}");
+        poll(within, every, || {
+            (get_status(addr, &url) == 200).then_some(())
+        })
+        .unwrap_or_else(|| panic!("{new} never answered"));
         out.push(t.elapsed().as_secs_f64());
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -309,45 +303,6 @@ fn get_status(addr: SocketAddr, path: &str) -> u16 {
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
-}
-
-fn venv_python(root: &Path) -> PathBuf {
-    if let Some(p) = std::env::var_os("STATICD_BENCH_PYTHON") {
-        return p.into();
-    }
-    let out = Command::new(root.join(".ci/venv"))
-        .output()
-        .expect(".ci/venv");
-    let s = String::from_utf8_lossy(&out.stdout);
-    PathBuf::from(
-        s.lines()
-            .last()
-            .expect(".ci/venv printed the python path")
-            .trim(),
-    )
-}
-
-fn copy_tree(src: &Path, dst: &Path) {
-    for e in walkdir::WalkDir::new(src) {
-        let e = e.unwrap();
-        let rel = e.path().strip_prefix(src).unwrap();
-        if rel.starts_with("static_root") || rel.to_string_lossy().contains("staticd-") {
-            continue;
-        }
-        let to = dst.join(rel);
-        if e.file_type().is_dir() {
-            fs::create_dir_all(&to).unwrap();
-        } else {
-            fs::copy(e.path(), &to).unwrap();
-        }
-    }
-}
-
-fn env_num(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn median(v: &[f64]) -> f64 {
