@@ -248,7 +248,17 @@ fn watch_latency(proj: &Path, python: &Path, edits: usize) -> Vec<f64> {
         })
         .unwrap_or_else(|| panic!("{new} never answered"));
         out.push(t.elapsed().as_secs_f64());
-        std::thread::sleep(Duration::from_millis(100));
+        // The next edit starts once the watcher has reported this re-collect (a line
+        // `... changed → ... in N ms`, or its error): it is idle again, and the edits do not
+        // coalesce into one burst.
+        let reported = poll(Duration::from_secs(5), Duration::ZERO, || {
+            rx.recv_timeout(Duration::from_millis(50))
+                .ok()
+                .filter(|l| l.contains(" changed → ") || l.contains("error:"))
+        });
+        if reported.is_none() {
+            println!("edit {i}: no report line from the watcher within 5 s; going on");
+        }
     }
     fs::write(&css.0, original).unwrap();
     out
