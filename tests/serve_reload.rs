@@ -177,6 +177,33 @@ fn cache_control(s: &Staticd, url: &str) -> String {
         .to_string()
 }
 
+/// Waits (3 s at most each) until every URL of a new generation answers.
+fn appear(s: &Staticd, new: &[String]) {
+    for u in new {
+        let took = wait_for(s, u, Duration::from_secs(3));
+        eprintln!("{u} appeared after {took:?}");
+    }
+}
+
+/// Stops the traffic: no request failed, and the cache policy moved from the old generation
+/// to the new one.
+fn assert_switched(s: &Staticd, traffic: Traffic, old: &[String], new: &[String]) {
+    let (n, failures) = traffic.finish();
+    assert!(
+        failures.is_empty(),
+        "{} failures of {n}: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    assert!(n > 20, "only {n} requests");
+    for u in new {
+        assert_eq!(cache_control(s, u), IMMUTABLE, "{u}");
+    }
+    for u in old {
+        assert_eq!(cache_control(s, u), SHORT, "old generation {u}");
+    }
+}
+
 #[test]
 fn reload_by_per_file_renames_under_traffic() {
     let fx = StaticRoot::new();
@@ -209,27 +236,10 @@ fn reload_by_per_file_renames_under_traffic() {
     )
     .unwrap();
 
-    for u in &new {
-        let took = wait_for(&s, u, Duration::from_secs(3));
-        eprintln!("{u} appeared after {took:?}");
-    }
+    appear(&s, &new);
     traffic.add(&new);
     traffic.wait_each(3, "traffic over both generations");
-    let (n, failures) = traffic.finish();
-    assert!(
-        failures.is_empty(),
-        "{} failures of {n}: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(10)]
-    );
-    assert!(n > 20, "only {n} requests");
-
-    for u in &new {
-        assert_eq!(cache_control(&s, u), IMMUTABLE, "{u}");
-    }
-    for u in &old {
-        assert_eq!(cache_control(&s, u), SHORT, "old generation {u}");
-    }
+    assert_switched(&s, traffic, &old, &new);
     let css = s.get("/static/css/app.css", &[]);
     assert_eq!(css.body, text(4000, "gen2"), "original replaced");
 }
@@ -253,30 +263,13 @@ fn reload_by_directory_exchange_under_traffic() {
     let new = write_generation(&next, 2);
     exchange(&next, &fx.root).expect("renameat2(RENAME_EXCHANGE)");
 
-    for u in &new {
-        let took = wait_for(&s, u, Duration::from_secs(3));
-        eprintln!("{u} appeared after {took:?}");
-    }
+    appear(&s, &new);
     traffic.add(&new);
     traffic.wait_each(2, "traffic over both generations");
     // Collect then deletes the previous generation; nothing may break.
     std::fs::remove_dir_all(&next).unwrap();
     traffic.wait_each(3, "traffic after the old generation was deleted");
-    let (n, failures) = traffic.finish();
-    assert!(
-        failures.is_empty(),
-        "{} failures of {n}: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(10)]
-    );
-    assert!(n > 20, "only {n} requests");
-
-    for u in &new {
-        assert_eq!(cache_control(&s, u), IMMUTABLE, "{u}");
-    }
-    for u in &old {
-        assert_eq!(cache_control(&s, u), SHORT, "old generation {u}");
-    }
+    assert_switched(&s, traffic, &old, &new);
     assert_eq!(s.get("/static/gone.txt", &[]).status, 404);
 
     // A second swap (back and forth) keeps working: the watch follows the new directory.
