@@ -75,31 +75,80 @@ impl Settings {
         self.brotli || self.gzip || self.zstd
     }
 
-    /// Compresses `data`; empty content is never compressed.
-    pub fn compress(&self, data: &[u8]) -> Variants {
-        let mut v = Variants::default();
+    /// The encoders to run on `data`, each independent of the others so that one big file's
+    /// encoders can run on different cores ([`Settings::assemble`] applies the rules that
+    /// tie them together). Empty content is never compressed.
+    pub fn encoders(&self, data: &[u8]) -> Vec<Encoder> {
         if data.is_empty() {
-            return v;
+            return Vec::new();
         }
-        if self.brotli {
-            let br = brotli_11(data);
-            if !effective(data.len(), br.len()) {
-                // WhiteNoise returns here: no gzip when brotli did not help.
-                v.zst = self
-                    .zstd
-                    .then(|| zstd_19(data))
-                    .filter(|z| effective(data.len(), z.len()));
-                return v;
+        [
+            (self.brotli, Encoder::Brotli),
+            (self.gzip, Encoder::Gzip),
+            (self.zstd, Encoder::Zstd),
+        ]
+        .into_iter()
+        .filter_map(|(on, e)| on.then_some(e))
+        .collect()
+    }
+
+    /// The variants kept from each encoder's result (`None`: not effective), with
+    /// WhiteNoise's shortcut: when brotli did not help, no gzip either.
+    pub fn assemble(&self, results: Vec<(Encoder, Option<Vec<u8>>)>) -> Variants {
+        let mut v = Variants::default();
+        for (e, out) in results {
+            match e {
+                Encoder::Brotli => v.br = out,
+                Encoder::Gzip => v.gz = out,
+                Encoder::Zstd => v.zst = out,
             }
-            v.br = Some(br);
         }
-        if self.gzip {
-            v.gz = Some(gzip_9(data)).filter(|g| effective(data.len(), g.len()));
-        }
-        if self.zstd {
-            v.zst = Some(zstd_19(data)).filter(|z| effective(data.len(), z.len()));
+        if self.brotli && v.br.is_none() {
+            v.gz = None;
         }
         v
+    }
+
+    /// Compresses `data` on this thread (every encoder in turn).
+    pub fn compress(&self, data: &[u8]) -> Variants {
+        let results = self
+            .encoders(data)
+            .into_iter()
+            .map(|e| (e, e.run(data)))
+            .collect();
+        self.assemble(results)
+    }
+}
+
+/// One encoder at WhiteNoise's (and staticd's) settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoder {
+    Brotli,
+    Gzip,
+    Zstd,
+}
+
+impl Encoder {
+    /// Estimated CPU cost of encoding `len` bytes, in arbitrary units: only the order
+    /// matters (the longest jobs are started first). Throughput on this kind of machine, one
+    /// core, CSS/JS text: brotli 11 about 1 MB/s, zstd 19 about 3 MB/s, gzip 9 about 25 MB/s.
+    pub fn cost(self, len: usize) -> u64 {
+        let per_byte = match self {
+            Encoder::Brotli => 25,
+            Encoder::Zstd => 8,
+            Encoder::Gzip => 1,
+        };
+        len as u64 * per_byte
+    }
+
+    /// The encoded bytes, if effective (at most 95 % of `data`).
+    pub fn run(self, data: &[u8]) -> Option<Vec<u8>> {
+        let out = match self {
+            Encoder::Brotli => brotli_11(data),
+            Encoder::Gzip => gzip_9(data),
+            Encoder::Zstd => zstd_19(data),
+        };
+        effective(data.len(), out.len()).then_some(out)
     }
 }
 
@@ -192,5 +241,27 @@ mod tests {
         // 26 bytes of CSS: neither variant is effective (WhiteNoise observed the same).
         let v = s.compress(b"@import url('other.css');\n");
         assert_eq!(v.count(), 0);
+    }
+
+    #[test]
+    fn no_gzip_when_brotli_did_not_help() {
+        let s = Settings {
+            zstd: true,
+            ..Settings::default()
+        };
+        let v = s.assemble(vec![
+            (Encoder::Brotli, None),
+            (Encoder::Gzip, Some(vec![1])),
+            (Encoder::Zstd, Some(vec![2])),
+        ]);
+        assert_eq!((v.br, v.gz, v.zst), (None, None, Some(vec![2])));
+        let no_br = Settings {
+            brotli: false,
+            ..Settings::default()
+        };
+        let v = no_br.assemble(vec![(Encoder::Gzip, Some(vec![1]))]);
+        assert_eq!(v.gz, Some(vec![1]));
+        assert_eq!(no_br.encoders(b"x"), [Encoder::Gzip]);
+        assert!(s.encoders(b"").is_empty());
     }
 }

@@ -14,6 +14,7 @@ pub mod process;
 pub mod publish;
 pub mod report;
 pub mod rewrite;
+pub mod schedule;
 pub mod state;
 pub mod watch;
 
@@ -476,7 +477,9 @@ struct CompressStats {
 }
 
 /// Variants for each wanted content: each distinct byte string is looked up in the cache or
-/// compressed once, biggest first so the pool stays busy to the end.
+/// compressed once. Every encoder of every missed content is a job of its own, and the jobs
+/// run longest first across the pool ([`schedule::longest_first`]): the two cores stay busy
+/// to the end, and one big file's brotli and gzip run side by side.
 fn compress_all(
     wanted: &[usize],
     contents: &[Arc<[u8]>],
@@ -492,42 +495,76 @@ fn compress_all(
     for (c, k) in &keys {
         rep_of_key.entry(k.as_str()).or_insert(*c);
     }
-    let mut jobs: Vec<(&str, usize)> = rep_of_key.iter().map(|(k, c)| (*k, *c)).collect();
-    jobs.sort_by_key(|&(_, c)| std::cmp::Reverse(contents[c].len()));
-    let hits = AtomicUsize::new(0);
+    let distinct: Vec<(&str, usize)> = rep_of_key.iter().map(|(k, c)| (*k, *c)).collect();
     let corrupt = AtomicUsize::new(0);
-    let computed: HashMap<&str, compress::Variants> = jobs
+    let found: Vec<Option<compress::Variants>> = distinct
         .par_iter()
-        .map(|&(key, c)| {
-            let found = match cache.map(|cache| cache.get(key)) {
-                Some(cache::Lookup::Hit(v)) => Some(v),
-                Some(cache::Lookup::Corrupt) => {
-                    corrupt.fetch_add(1, Ordering::Relaxed);
-                    None
-                }
-                _ => None,
-            };
-            let v = match found {
-                Some(v) => {
-                    hits.fetch_add(1, Ordering::Relaxed);
-                    v
-                }
-                None => {
-                    let v = settings.compress(&contents[c]);
-                    if let Some(cache) = cache {
-                        cache.put(key, &v);
-                    }
-                    v
-                }
-            };
+        .map(|&(key, _)| match cache.map(|cache| cache.get(key)) {
+            Some(cache::Lookup::Hit(v)) => {
+                progress.inc();
+                Some(v)
+            }
+            Some(cache::Lookup::Corrupt) => {
+                corrupt.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            _ => None,
+        })
+        .collect();
+    let missed: Vec<usize> = (0..distinct.len())
+        .filter(|&i| found[i].is_none())
+        .collect();
+    let jobs: Vec<(usize, compress::Encoder)> = missed
+        .iter()
+        .flat_map(|&i| {
+            let data = &contents[distinct[i].1];
+            settings.encoders(data).into_iter().map(move |e| (i, e))
+        })
+        .collect();
+    let left: Vec<AtomicUsize> = distinct.iter().map(|_| AtomicUsize::new(0)).collect();
+    for &(i, _) in &jobs {
+        left[i].fetch_add(1, Ordering::Relaxed);
+    }
+    // Empty contents have no encoder to run: done already.
+    for &i in &missed {
+        if left[i].load(Ordering::Relaxed) == 0 {
             progress.inc();
+        }
+    }
+    let encoded = schedule::longest_first(
+        &jobs,
+        |&(i, e)| e.cost(contents[distinct[i].1].len()),
+        |&(i, e)| {
+            let out = e.run(&contents[distinct[i].1]);
+            if left[i].fetch_sub(1, Ordering::Relaxed) == 1 {
+                progress.inc();
+            }
+            out
+        },
+    );
+    let mut results: Vec<Vec<(compress::Encoder, Option<Vec<u8>>)>> =
+        distinct.iter().map(|_| Vec::new()).collect();
+    for (&(i, e), out) in jobs.iter().zip(encoded) {
+        results[i].push((e, out));
+    }
+    let computed: HashMap<&str, compress::Variants> = found
+        .into_par_iter()
+        .zip(results)
+        .zip(&distinct)
+        .map(|((f, results), &(key, _))| {
+            let v = f.unwrap_or_else(|| {
+                let v = settings.assemble(results);
+                if let Some(cache) = cache {
+                    cache.put(key, &v);
+                }
+                v
+            });
             (key, v)
         })
         .collect();
-    let hits = hits.into_inner();
     let stats = CompressStats {
-        compressions: jobs.len() - hits,
-        cache_hits: hits,
+        compressions: missed.len(),
+        cache_hits: distinct.len() - missed.len(),
         cache_corrupt: corrupt.into_inner(),
     };
     let variants = keys
