@@ -18,5 +18,6 @@ mod serve_http;
 mod serve_ops;
 mod serve_reload;
 mod serve_traversal;
+mod upstream_strict;
 mod watch;
 mod watch_stage;

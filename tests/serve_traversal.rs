@@ -23,6 +23,10 @@ fn fixture() -> StaticRoot {
     std::os::unix::fs::symlink(outside.join("private"), root.join("outdir")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", root.join("passwd")).unwrap();
     std::os::unix::fs::symlink("../secret.txt", root.join("css/up.txt")).unwrap();
+    // Directory symlinks leading out: relative, nested in a subdirectory, chained.
+    std::os::unix::fs::symlink("../private", root.join("reloutdir")).unwrap();
+    std::os::unix::fs::symlink("../../private", root.join("css/escape")).unwrap();
+    std::os::unix::fs::symlink("outdir", root.join("chain")).unwrap();
     // Symlinks that stay inside are fine.
     std::os::unix::fs::symlink("css/app.css", root.join("alias.css")).unwrap();
     std::os::unix::fs::symlink("css", root.join("cssdir")).unwrap();
@@ -96,6 +100,11 @@ fn traversal_and_malformed_paths_never_escape() {
         "/static/outdir/",
         "/static/passwd",
         "/static/css/up.txt",
+        "/static/cssdir/up.txt",
+        "/static/reloutdir/secret.txt",
+        "/static/css/escape/secret.txt",
+        "/static/cssdir/escape/secret.txt",
+        "/static/chain/secret.txt",
         "/static/staticfiles.json/..",
         "/static/%",
         "/static/%zz",

@@ -4,6 +4,8 @@
 //! - `config`: CLI flags.
 //! - `table`: STATIC_ROOT + manifest → URL table (variants, types, validators, cache policy).
 //! - `path`: request path → table key (decode once, refuse non-canonical paths).
+//! - `beneath`: opening a file below a root that no symlink can lead out of (the table and
+//!   the media/internal mounts).
 //! - `negotiate`, `conditional`, `range`: pure RFC 9110 logic.
 //! - `headers`, `body`, `respond`: building the response.
 //! - `reload`: watching for new generations and swapping the table.
@@ -14,6 +16,7 @@
 //! - `fields`: request headers as either side holds them.
 
 pub mod app;
+pub mod beneath;
 pub mod body;
 pub mod conditional;
 pub mod config;

@@ -2,6 +2,12 @@
 //!
 //! Unlike WhiteNoise (`bytes=0-0` → 416) and actix-files (first range only), every
 //! satisfiable range is served, several as `multipart/byteranges`.
+//!
+//! A range set that covers the whole representation (`bytes=0-`, `bytes=0-78` of 79 bytes,
+//! `bytes=-500` of 100, `bytes=0-49,50-99`) is answered 200 with all of it, as §14.2 lets
+//! a server ignore Range: a 206 of everything only costs the client a Content-Range to
+//! parse (REDbot flags it). The static table, the media mount and `--internal` mounts all
+//! go through [`parse`], so the rule is the same for each.
 
 /// Above this many ranges the header is ignored and the whole representation sent:
 /// a cheap defence against range amplification (RFC 9110 §14.2 allows ignoring Range).
@@ -78,6 +84,9 @@ pub fn parse(header: &[u8], len: u64) -> RangeSet {
     if out.is_empty() {
         return RangeSet::Unsatisfiable;
     }
+    if covers_all(&out, len) {
+        return RangeSet::Full;
+    }
     if overlaps(&out) {
         out.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::with_capacity(out.len());
@@ -90,6 +99,23 @@ pub fn parse(header: &[u8], len: u64) -> RangeSet {
         out = merged;
     }
     RangeSet::Ranges(out)
+}
+
+/// Whether the (non-empty, in-bounds) ranges together cover bytes `0..len`.
+fn covers_all(r: &[(u64, u64)], len: u64) -> bool {
+    if !r.iter().any(|&(f, _)| f == 0) {
+        return false; // the usual case, decided without sorting
+    }
+    let mut sorted = r.to_vec();
+    sorted.sort_unstable();
+    let mut next = 0; // first byte not yet covered
+    for (f, l) in sorted {
+        if f > next {
+            return false;
+        }
+        next = next.max(l + 1);
+    }
+    next >= len
 }
 
 fn overlaps(r: &[(u64, u64)]) -> bool {
@@ -131,10 +157,32 @@ mod tests {
         assert_eq!(p("bytes=5-5"), Ranges(vec![(5, 5)]));
         assert_eq!(p("bytes=-1"), Ranges(vec![(99, 99)]));
         assert_eq!(p("bytes=99-"), Ranges(vec![(99, 99)]));
-        assert_eq!(p("bytes=0-"), Ranges(vec![(0, 99)]));
         assert_eq!(p("bytes=10-1000"), Ranges(vec![(10, 99)]));
-        assert_eq!(p("bytes=-500"), Ranges(vec![(0, 99)]));
+        assert_eq!(p("bytes=0-98"), Ranges(vec![(0, 98)]));
+        assert_eq!(p("bytes=-99"), Ranges(vec![(1, 99)]));
         assert_eq!(p("Bytes = 1-2"), Ranges(vec![(1, 2)]));
+    }
+
+    #[test]
+    fn whole_representation_is_full() {
+        for h in [
+            "bytes=0-",
+            "bytes=0-99",
+            "bytes=0-1000",
+            "bytes=-100",
+            "bytes=-500",
+            "bytes=0-49,50-99",
+            "bytes=50-99, 0-49",
+            "bytes=0-60,40-",
+            "bytes=0-0,1-",
+        ] {
+            assert_eq!(p(h), Full, "{h}");
+        }
+        assert_eq!(parse(b"bytes=0-0", 1), Full);
+        assert_eq!(parse(b"bytes=0-78", 79), Full);
+        assert_eq!(parse(b"bytes=0-77", 79), Ranges(vec![(0, 77)]));
+        // A gap keeps it partial.
+        assert_eq!(p("bytes=0-48,50-99"), Ranges(vec![(0, 48), (50, 99)]));
     }
 
     #[test]

@@ -178,10 +178,9 @@ impl<'a> Reply<'a> {
         if head {
             return match self.body {
                 Body::Empty => b.finish(),
-                body => match body.known_size() {
-                    Some(n) => b.body(SegmentBody::head(n)),
-                    None => b.finish(),
-                },
+                // Length unknown: declared as GET's stream would be (chunked), never as 0.
+                Body::Stream { len: None, stream } => b.streaming(stream),
+                body => b.body(SegmentBody::head(body.size())),
             };
         }
         match self.body {

@@ -5,18 +5,17 @@
 //! filesystem, so traversal is impossible by construction: only files the scan admitted
 //! (regular, not hidden, resolving inside STATIC_ROOT) can ever be answered.
 
+use super::beneath::{self, Links};
 use super::negotiate::Encoding;
 use crate::manifest::Manifest;
 use actix_web::http::header::HeaderValue;
 use bytes::Bytes;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -343,13 +342,16 @@ impl Table {
             }
         };
         if let Some(dir) = &self.dir {
-            if let Ok(f) = open_at(dir, rel) {
+            if let Ok(f) = beneath::open(dir, rel, Links::Never) {
                 if f.metadata().is_ok_and(|m| FileId::of(&m) == v.id) {
                     return Some(f);
                 }
             }
         }
-        let f = File::open(self.root.join(rel)).ok()?;
+        // The root as it is now (a swap may have replaced it), never a path through a
+        // symlink below it: the scan resolved `rel` already.
+        let root = File::open(&self.root).ok()?;
+        let f = beneath::open(&root, rel, Links::Never).ok()?;
         let md = f.metadata().ok()?;
         let id = FileId::of(&md);
         (md.is_file() && id.len == v.id.len && id.mtime_ns == v.id.mtime_ns).then_some(f)
@@ -505,7 +507,7 @@ fn hash_file(
             return Ok((*hash, bytes.clone()));
         }
     }
-    let file = open_at(dir, &f.resolved)?;
+    let file = beneath::open(dir, &f.resolved, Links::Never)?;
     if FileId::of(&file.metadata()?) != f.id {
         return Err(io::Error::other("changed while scanning"));
     }
@@ -526,25 +528,6 @@ fn hash_file(
         h.update_reader(&file)?;
         Ok((*h.finalize().as_bytes(), None))
     }
-}
-
-/// `openat(dir, rel, O_NOFOLLOW)`: `rel` comes from the scan, already resolved.
-pub fn open_at(dir: &File, rel: &Path) -> io::Result<File> {
-    use std::os::unix::io::AsRawFd;
-    let c = CString::new(rel.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: valid dirfd and NUL-terminated path; the returned fd is owned by the File.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a freshly opened, owned descriptor.
-    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 /// ETags of one table, written into shared buffers: each `HeaderValue` is a slice, so a

@@ -11,6 +11,15 @@
 //! What stays as in hyper: redirects are never followed, repeated header lines stay apart,
 //! framing follows RFC 9112 §6 (a response read to EOF is never reused), and a connection is
 //! only reused once its response was read to the end.
+//!
+//! Framing is strict, as nginx's: whatever makes a response's length ambiguous
+//! (Content-Length with Transfer-Encoding, a coding other than `chunked`, a signed, listed or
+//! repeated Content-Length, a chunk size that is not plain hex, a 101 nobody asked for, a
+//! head over 64 KiB) is a [`FramingError`]: a 502 when found in the head, and the end of
+//! the client's connection (with no terminating chunk) when found in a body already being
+//! relayed. Either way the upstream connection is closed, never reused. The checks are pure
+//! functions ([`take_head`], [`framing`], [`content_length`], [`chunk_size`],
+//! [`BodyState`]) with their unit tests below.
 
 use super::upstream::{Addr, Stream};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -35,6 +44,8 @@ const MAX_HEAD: usize = 64 * 1024;
 const READ_SIZE: usize = 16 * 1024;
 /// Header lines accepted in one response head.
 const MAX_HEADERS: usize = 256;
+/// Longest chunk-size or trailer line.
+const MAX_CHUNK_LINE: usize = 4096;
 
 /// An open connection to upstream `upstream`, with what was read past the last response.
 pub struct Conn {
@@ -174,13 +185,103 @@ impl Head {
     }
 }
 
+/// What the request we sent allows the response to be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Asked {
+    /// A HEAD request: the response has no body, whatever its headers say.
+    pub head: bool,
+    /// The request asked for an upgrade (`Connection: upgrade`): only then may the answer
+    /// be `101 Switching Protocols`.
+    pub upgrade: bool,
+}
+
+/// Why an upstream response is refused (502 when found in the head; a cut-off client
+/// connection when found in a body already being relayed). Each one leaves the upstream
+/// connection unusable: it is closed, never reused. The rules are nginx's (which refuses
+/// these as "upstream sent invalid header" or "invalid chunked response"), which are
+/// stricter than RFC 9112 §6.3 where the RFC lets a recipient choose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FramingError {
+    /// The head (with any interim 1xx heads before it) is over [`MAX_HEAD`] bytes.
+    HeadTooLarge,
+    /// More than [`MAX_HEADERS`] header lines.
+    TooManyHeaders,
+    /// Not an HTTP/1.x status line and header fields.
+    Malformed(httparse::Error),
+    /// A status code outside 100..=599 (RFC 9110 §15).
+    BadStatus(u16),
+    BadHeaderName(String),
+    BadHeaderValue(HeaderName),
+    /// `101 Switching Protocols` to a request that asked for no upgrade.
+    UnaskedSwitch,
+    /// Both `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.3 item 3: "ought to be
+    /// handled as an error").
+    LengthAndTransferEncoding,
+    /// A `Transfer-Encoding` other than exactly `chunked`.
+    UnsupportedTransferEncoding(String),
+    /// `Transfer-Encoding` in an HTTP/1.0 response (RFC 9112 §6.1: the framing is faulty).
+    TransferEncodingInHttp10,
+    /// A `Content-Length` that is not one decimal number of at most 64 bits (a sign, a
+    /// list, spaces, hex, an overflow).
+    BadContentLength(String),
+    /// More than one `Content-Length` line, even with equal values (as nginx).
+    DuplicateContentLength,
+    /// The upstream closed in the middle of the head.
+    TruncatedHead,
+    /// A chunk-size that is not 1*HEXDIG (a sign, `0x`, other characters, nothing) or does
+    /// not fit 64 bits.
+    BadChunkSize(String),
+    /// A chunk-size or trailer line over 4 KiB.
+    ChunkLineTooLong,
+    /// Chunk data not followed by CRLF.
+    ChunkWithoutCrlf,
+    /// The upstream closed with `missing` bytes of a sized body still to come.
+    ClosedInBody {
+        missing: u64,
+    },
+    /// The upstream closed before the last chunk of a chunked body.
+    ClosedInChunkedBody,
+}
+
+impl std::fmt::Display for FramingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use FramingError::*;
+        match self {
+            HeadTooLarge => write!(f, "response head larger than {MAX_HEAD} bytes"),
+            TooManyHeaders => write!(f, "more than {MAX_HEADERS} header lines"),
+            Malformed(e) => write!(f, "malformed response head: {e}"),
+            BadStatus(s) => write!(f, "status code {s:03} outside 100-599"),
+            BadHeaderName(n) => write!(f, "bad header name {n:?}"),
+            BadHeaderValue(n) => write!(f, "bad value of header {n}"),
+            UnaskedSwitch => f.write_str("101 Switching Protocols to a request without Upgrade"),
+            LengthAndTransferEncoding => f.write_str("both Content-Length and Transfer-Encoding"),
+            UnsupportedTransferEncoding(te) => {
+                write!(f, "Transfer-Encoding {te:?} is not exactly \"chunked\"")
+            }
+            TransferEncodingInHttp10 => f.write_str("Transfer-Encoding in an HTTP/1.0 response"),
+            BadContentLength(v) => write!(f, "bad Content-Length {v:?}"),
+            DuplicateContentLength => f.write_str("more than one Content-Length"),
+            TruncatedHead => f.write_str("connection closed inside the response head"),
+            BadChunkSize(line) => write!(f, "bad chunk size line {line:?}"),
+            ChunkLineTooLong => f.write_str("chunk size or trailer line too long"),
+            ChunkWithoutCrlf => f.write_str("chunk data not followed by CRLF"),
+            ClosedInBody { missing } => {
+                write!(f, "closed with {missing} bytes of the body missing")
+            }
+            ClosedInChunkedBody => f.write_str("closed inside a chunked body"),
+        }
+    }
+}
+
+impl std::error::Error for FramingError {}
+
 /// Why a response could not be read.
 #[derive(Debug)]
 pub enum ReadError {
     Io(io::Error),
     /// The upstream closed the connection before sending a byte of the response.
     ClosedEarly,
-    Invalid(String),
+    Invalid(FramingError),
 }
 
 impl std::fmt::Display for ReadError {
@@ -194,9 +295,10 @@ impl std::fmt::Display for ReadError {
 }
 
 /// Takes one complete head off the front of `buf`: `Ok(None)` when more bytes are needed
-/// (nothing consumed). Interim 1xx responses (other than 101) are skipped. Header values
-/// share the head's memory instead of being copied one by one.
-pub fn take_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>, String> {
+/// (nothing consumed). Interim 1xx responses (other than 101) are skipped; they count
+/// towards [`MAX_HEAD`]. Header values share the head's memory instead of being copied one
+/// by one.
+pub fn take_head(buf: &mut BytesMut, asked: Asked) -> Result<Option<Head>, FramingError> {
     let mut start = 0;
     // Few slots first (they are zeroed on every parse), many only for a head that needs them.
     let mut few = [httparse::EMPTY_HEADER; 32];
@@ -207,8 +309,8 @@ pub fn take_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>,
         let n = match r.parse(&buf[start..]) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => {
-                if buf.len() - start > MAX_HEAD {
-                    return Err(format!("head larger than {MAX_HEAD} bytes"));
+                if buf.len() > MAX_HEAD {
+                    return Err(FramingError::HeadTooLarge);
                 }
                 return Ok(None);
             }
@@ -216,9 +318,21 @@ pub fn take_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>,
                 many = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
                 continue;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(httparse::Error::TooManyHeaders) => return Err(FramingError::TooManyHeaders),
+            Err(e) => return Err(FramingError::Malformed(e)),
         };
+        // Checked on the complete head too: a head that arrived in one large read is
+        // complete before the partial check above ever sees it.
+        if start + n > MAX_HEAD {
+            return Err(FramingError::HeadTooLarge);
+        }
         let status = r.code.unwrap_or(0);
+        if !(100..=599).contains(&status) {
+            return Err(FramingError::BadStatus(status));
+        }
+        if status == 101 && !asked.upgrade {
+            return Err(FramingError::UnaskedSwitch);
+        }
         if (100..200).contains(&status) && status != 101 {
             start += n;
             continue;
@@ -227,7 +341,7 @@ pub fn take_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>,
         let mut lines = Vec::with_capacity(r.headers.len());
         for h in r.headers.iter() {
             let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| format!("bad header name {:?}", h.name))?;
+                .map_err(|_| FramingError::BadHeaderName(h.name.to_string()))?;
             let at = h.value.as_ptr() as usize - base;
             lines.push((name, at..at + h.value.len()));
         }
@@ -237,10 +351,10 @@ pub fn take_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<Head>,
     let mut headers = Vec::with_capacity(lines.len());
     for (name, range) in lines {
         let value = HeaderValue::from_maybe_shared(raw.slice(range))
-            .map_err(|_| format!("bad value of header {name}"))?;
+            .map_err(|_| FramingError::BadHeaderValue(name.clone()))?;
         headers.push((name, value));
     }
-    let framing = framing(status, head_request, &headers)?;
+    let framing = framing(status, version == Some(1), asked.head, &headers)?;
     let close = tokens(&headers, "connection").any(|t| t.eq_ignore_ascii_case("close"));
     let keep_alive = version == Some(1) && !close && framing != Framing::Close;
     Ok(Some(Head {
@@ -265,42 +379,107 @@ fn tokens<'a>(
         .filter(|t| !t.is_empty())
 }
 
-/// RFC 9112 §6.3, for a response to a request we sent.
-fn framing(
+/// RFC 9112 §6.3 for a response to a request we sent, with nginx's refusals where the RFC
+/// leaves a choice: the framing fields are checked on every response (also on those that
+/// have no body by rule), and anything ambiguous is an error rather than a guess.
+///
+/// `Transfer-Encoding` must be exactly `chunked`. RFC 9112 would read `gzip, chunked` as a
+/// chunked body still coded with gzip, to be relayed with `Transfer-Encoding: gzip` kept,
+/// and any other final coding as a body read until close; neither can be passed on to an
+/// HTTP/2 or HTTP/1.0 client, no WSGI/ASGI server sends them, and nginx refuses every
+/// coding but `chunked` ("upstream sent unknown Transfer-Encoding"). So does staticd.
+pub fn framing(
     status: u16,
+    http11: bool,
     head_request: bool,
     headers: &[(HeaderName, HeaderValue)],
-) -> Result<Framing, String> {
-    if head_request || status == 101 || status == 204 || status == 304 {
+) -> Result<Framing, FramingError> {
+    let mut te: Option<Vec<&[u8]>> = None;
+    let mut cl: Option<&HeaderValue> = None;
+    for (n, v) in headers {
+        if n == actix_web::http::header::TRANSFER_ENCODING {
+            te.get_or_insert_with(Vec::new).push(v.as_bytes());
+        } else if n == actix_web::http::header::CONTENT_LENGTH {
+            if cl.is_some() {
+                return Err(FramingError::DuplicateContentLength);
+            }
+            cl = Some(v);
+        }
+    }
+    if te.is_some() && cl.is_some() {
+        return Err(FramingError::LengthAndTransferEncoding);
+    }
+    if let Some(te) = &te {
+        if !http11 {
+            return Err(FramingError::TransferEncodingInHttp10);
+        }
+        let joined = te.join(&b", "[..]);
+        if !joined.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            return Err(FramingError::UnsupportedTransferEncoding(
+                String::from_utf8_lossy(&joined).into_owned(),
+            ));
+        }
+    }
+    let length = match cl {
+        Some(v) => Some(content_length(v.as_bytes())?),
+        None => None,
+    };
+    if head_request || status < 200 || status == 204 || status == 304 {
         return Ok(Framing::Empty);
     }
-    if let Some(last) = tokens(headers, "transfer-encoding").last() {
-        return Ok(if last.eq_ignore_ascii_case("chunked") {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        });
-    }
-    let mut length = None;
-    for v in tokens(headers, "content-length") {
-        let n: u64 = v.parse().map_err(|_| format!("bad Content-Length {v:?}"))?;
-        if length.is_some_and(|l| l != n) {
-            return Err("conflicting Content-Length values".into());
-        }
-        length = Some(n);
-    }
-    Ok(match length {
-        Some(0) => Framing::Empty,
-        Some(n) => Framing::Length(n),
-        None => Framing::Close,
+    Ok(match (te, length) {
+        (Some(_), _) => Framing::Chunked,
+        (None, Some(0)) => Framing::Empty,
+        (None, Some(n)) => Framing::Length(n),
+        (None, None) => Framing::Close,
     })
 }
 
+/// One `Content-Length` value: 1*DIGIT, fitting 64 bits (no sign, no list, no spaces
+/// inside; httparse has already trimmed the field's surrounding whitespace).
+pub fn content_length(v: &[u8]) -> Result<u64, FramingError> {
+    let bad = || FramingError::BadContentLength(String::from_utf8_lossy(v).into_owned());
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    v.iter()
+        .try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .ok_or_else(bad)
+}
+
+/// The size on a chunk-size line (RFC 9112 §7.1): 1*HEXDIG fitting 64 bits, then nothing,
+/// or whitespace and extensions (`;name=value`, skipped). `+5`, `0x5`, ` 5` and `5z` are
+/// errors, as in nginx.
+pub fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
+    let bad = || FramingError::BadChunkSize(String::from_utf8_lossy(line).into_owned());
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return Err(bad());
+    }
+    let rest = &line[digits..];
+    let rest = &rest[rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count()..];
+    if !(rest.is_empty() || rest[0] == b';') {
+        return Err(bad());
+    }
+    line[..digits]
+        .iter()
+        .try_fold(0u64, |n, &d| {
+            let v = (d as char).to_digit(16)?;
+            n.checked_mul(16)?.checked_add(u64::from(v))
+        })
+        .ok_or_else(bad)
+}
+
 /// Writes `request` and reads the response head.
-pub async fn exchange(c: &mut Conn, request: &[u8], head_request: bool) -> Result<Head, ReadError> {
+pub async fn exchange(c: &mut Conn, request: &[u8], asked: Asked) -> Result<Head, ReadError> {
     c.io.write_all(request).await.map_err(ReadError::Io)?;
     loop {
-        match take_head(&mut c.buf, head_request) {
+        match take_head(&mut c.buf, asked) {
             Ok(Some(head)) => return Ok(head),
             Ok(None) => {}
             Err(why) => return Err(ReadError::Invalid(why)),
@@ -308,7 +487,7 @@ pub async fn exchange(c: &mut Conn, request: &[u8], head_request: bool) -> Resul
         c.buf.reserve(READ_SIZE);
         match c.io.read_buf(&mut c.buf).await {
             Ok(0) if c.buf.is_empty() => return Err(ReadError::ClosedEarly),
-            Ok(0) => return Err(ReadError::Invalid("truncated head".into())),
+            Ok(0) => return Err(ReadError::Invalid(FramingError::TruncatedHead)),
             Ok(_) => {}
             Err(e) => return Err(ReadError::Io(e)),
         }
@@ -335,14 +514,14 @@ pub enum Piece {
 
 impl Chunked {
     /// Consumes what it can of `buf`.
-    pub fn step(&mut self, buf: &mut BytesMut) -> Result<Piece, String> {
+    pub fn step(&mut self, buf: &mut BytesMut) -> Result<Piece, FramingError> {
         loop {
             match *self {
                 Chunked::Done => return Ok(Piece::End),
                 Chunked::Size | Chunked::Trailers => {
                     let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
-                        if buf.len() > 4096 {
-                            return Err("chunk line too long".into());
+                        if buf.len() > MAX_CHUNK_LINE {
+                            return Err(FramingError::ChunkLineTooLong);
                         }
                         return Ok(Piece::NeedMore);
                     };
@@ -354,10 +533,7 @@ impl Chunked {
                         }
                         continue;
                     }
-                    let hex = line.split(|&b| b == b';').next().unwrap_or(b"");
-                    let hex = std::str::from_utf8(hex).map_err(|_| "bad chunk size")?;
-                    let n = u64::from_str_radix(hex.trim(), 16)
-                        .map_err(|_| format!("bad chunk size {hex:?}"))?;
+                    let n = chunk_size(line)?;
                     *self = if n == 0 {
                         Chunked::Trailers
                     } else {
@@ -382,7 +558,7 @@ impl Chunked {
                         return Ok(Piece::NeedMore);
                     }
                     if &buf[..2] != b"\r\n" {
-                        return Err("chunk not followed by CRLF".into());
+                        return Err(FramingError::ChunkWithoutCrlf);
                     }
                     let _ = buf.split_to(2);
                     *self = Chunked::Size;
@@ -411,13 +587,13 @@ impl BodyState {
     }
 
     /// The next piece decodable from `buf` without reading; `eof` says the upstream closed.
-    pub fn next(&mut self, buf: &mut BytesMut, eof: bool) -> Result<Piece, String> {
+    pub fn next(&mut self, buf: &mut BytesMut, eof: bool) -> Result<Piece, FramingError> {
         match self {
             BodyState::Done => Ok(Piece::End),
             BodyState::Length(n) => {
                 if buf.is_empty() {
                     return if eof {
-                        Err(format!("closed with {n} bytes of the body missing"))
+                        Err(FramingError::ClosedInBody { missing: *n })
                     } else {
                         Ok(Piece::NeedMore)
                     };
@@ -435,7 +611,7 @@ impl BodyState {
                     *self = BodyState::Done;
                     Ok(Piece::End)
                 }
-                Piece::NeedMore if eof => Err("closed inside a chunked body".into()),
+                Piece::NeedMore if eof => Err(FramingError::ClosedInChunkedBody),
                 p => Ok(p),
             },
             BodyState::Close => {
@@ -451,15 +627,16 @@ impl BodyState {
         }
     }
 
-    /// The whole body when it is already in `buf` (the common small response); `None`
-    /// leaves `buf` untouched.
-    pub fn complete(&mut self, buf: &mut BytesMut) -> Option<Bytes> {
+    /// The whole body when it is already in `buf` (the common small response); `Ok(None)`
+    /// leaves `buf` untouched. An error in the part of a chunked body already in `buf` is
+    /// found here, before anything of the response was relayed.
+    pub fn complete(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FramingError> {
         match self {
-            BodyState::Done => Some(Bytes::new()),
+            BodyState::Done => Ok(Some(Bytes::new())),
             BodyState::Length(n) if buf.len() as u64 >= *n => {
                 let b = buf.split_to(*n as usize).freeze();
                 *self = BodyState::Done;
-                Some(b)
+                Ok(Some(b))
             }
             BodyState::Chunked(c) => {
                 // Decode a copy: if the terminating chunk is not there yet, nothing is consumed.
@@ -467,18 +644,18 @@ impl BodyState {
                 let mut state = *c;
                 let mut out = BytesMut::new();
                 loop {
-                    match state.step(&mut probe) {
-                        Ok(Piece::Data(d)) => out.extend_from_slice(&d),
-                        Ok(Piece::End) => {
+                    match state.step(&mut probe)? {
+                        Piece::Data(d) => out.extend_from_slice(&d),
+                        Piece::End => {
                             *buf = probe;
                             *self = BodyState::Done;
-                            return Some(out.freeze());
+                            return Ok(Some(out.freeze()));
                         }
-                        Ok(Piece::NeedMore) | Err(_) => return None,
+                        Piece::NeedMore => return Ok(None),
                     }
                 }
             }
-            _ => None,
+            _ => Ok(None),
         }
     }
 }
@@ -499,12 +676,29 @@ pub fn poll_fill(c: &mut Conn, cx: &mut Context<'_>) -> Poll<io::Result<usize>> 
 mod tests {
     use super::*;
 
-    fn parse(raw: &[u8], head_request: bool) -> Result<Option<Head>, String> {
-        take_head(&mut BytesMut::from(raw), head_request)
+    const GET: Asked = Asked {
+        head: false,
+        upgrade: false,
+    };
+    const HEAD: Asked = Asked {
+        head: true,
+        upgrade: false,
+    };
+
+    fn parse(raw: &[u8], head_request: bool) -> Result<Option<Head>, FramingError> {
+        take_head(
+            &mut BytesMut::from(raw),
+            if head_request { HEAD } else { GET },
+        )
     }
 
     fn head(raw: &str) -> Head {
         parse(raw.as_bytes(), false).unwrap().unwrap()
+    }
+
+    /// The error a complete head gives.
+    fn refused(raw: &str) -> FramingError {
+        parse(raw.as_bytes(), false).unwrap_err()
     }
 
     #[test]
@@ -513,9 +707,7 @@ mod tests {
             head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n").framing,
             Framing::Length(5)
         );
-        let h = head(
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n",
-        );
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked \r\n\r\n");
         assert_eq!(h.framing, Framing::Chunked);
         let h = head("HTTP/1.1 200 OK\r\n\r\n");
         assert_eq!((h.framing, h.keep_alive), (Framing::Close, false));
@@ -525,23 +717,220 @@ mod tests {
         assert!(!h.keep_alive);
         let h = head("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n");
         assert!(!h.keep_alive);
-        assert!(parse(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-            false
-        )
-        .is_err());
-        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
         let h = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true)
             .unwrap()
             .unwrap();
         assert_eq!(h.framing, Framing::Empty);
+        let h = parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            true,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Empty, true));
+    }
+
+    #[test]
+    fn ambiguous_lengths_refused() {
+        use FramingError::*;
+        let r = |fields: &str| refused(&format!("HTTP/1.1 200 OK\r\n{fields}\r\n"));
+        assert_eq!(
+            r("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"),
+            LengthAndTransferEncoding
+        );
+        assert_eq!(
+            r("Transfer-Encoding: chunked\r\nContent-Length: 0\r\n"),
+            LengthAndTransferEncoding
+        );
+        for te in [
+            "gzip, chunked",
+            "gzip",
+            "chunked, chunked",
+            "identity",
+            "",
+            "chunked;q=1",
+        ] {
+            assert_eq!(
+                r(&format!("Transfer-Encoding: {te}\r\n")),
+                UnsupportedTransferEncoding(te.into()),
+                "{te:?}"
+            );
+        }
+        assert_eq!(
+            r("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"),
+            UnsupportedTransferEncoding("gzip, chunked".into())
+        );
+        for cl in [
+            "+5",
+            "-5",
+            "5, 5",
+            "5,6",
+            "0x5",
+            "5 5",
+            "",
+            "18446744073709551616",
+        ] {
+            assert_eq!(
+                r(&format!("Content-Length: {cl}\r\n")),
+                BadContentLength(cl.into()),
+                "{cl:?}"
+            );
+        }
+        assert_eq!(
+            r("Content-Length: 5\r\nContent-Length: 5\r\n"),
+            DuplicateContentLength
+        );
+        assert_eq!(
+            r("Content-Length: 1\r\nContent-Length: 2\r\n"),
+            DuplicateContentLength
+        );
+        assert_eq!(
+            refused("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            TransferEncodingInHttp10
+        );
+        // Checked even where the body is empty by rule.
+        assert_eq!(
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n", true).unwrap_err(),
+            BadContentLength("+1".into())
+        );
+        assert_eq!(
+            refused("HTTP/1.1 304 Not Modified\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            LengthAndTransferEncoding
+        );
+        assert_eq!(content_length(b"18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(content_length(b"007"), Ok(7));
+    }
+
+    #[test]
+    fn status_and_switch() {
+        use FramingError::*;
+        assert_eq!(
+            refused("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"),
+            UnaskedSwitch
+        );
+        let asked = Asked {
+            head: false,
+            upgrade: true,
+        };
+        let mut b = BytesMut::from(&b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: ws\r\n\r\n"[..]);
+        let h = take_head(&mut b, asked).unwrap().unwrap();
+        assert_eq!((h.status, h.framing), (101, Framing::Empty));
+        assert_eq!(refused("HTTP/1.1 600 Odd\r\n\r\n"), BadStatus(600));
+        assert_eq!(refused("HTTP/1.1 099 Odd\r\n\r\n"), BadStatus(99));
+        assert!(matches!(refused("HTTP/1.1 2xx OK\r\n\r\n"), Malformed(_)));
+    }
+
+    #[test]
+    fn head_size_limit() {
+        // Complete in one buffer, and still too large.
+        let pad = "x".repeat(70_000);
+        let raw = format!("HTTP/1.1 200 OK\r\nX-Pad: {pad}\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(refused(&raw), FramingError::HeadTooLarge);
+        // Incomplete and already too large.
+        let partial = format!("HTTP/1.1 200 OK\r\nX-Pad: {pad}");
+        assert_eq!(
+            parse(partial.as_bytes(), false).unwrap_err(),
+            FramingError::HeadTooLarge
+        );
+        // Exactly the limit is fine.
+        let fixed = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Pad: \r\n\r\n".len();
+        let pad = "x".repeat(MAX_HEAD - fixed);
+        let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Pad: {pad}\r\n\r\n");
+        assert_eq!(raw.len(), MAX_HEAD);
+        assert_eq!(head(&raw).framing, Framing::Empty);
+        // Interim heads count towards the limit.
+        let hint = format!(
+            "HTTP/1.1 103 Early Hints\r\nLink: {}\r\n\r\n",
+            "y".repeat(40_000)
+        );
+        let raw = format!(
+            "{hint}HTTP/1.1 200 OK\r\nX-Pad: {}\r\n\r\n",
+            "z".repeat(30_000)
+        );
+        assert_eq!(refused(&raw), FramingError::HeadTooLarge);
+    }
+
+    #[test]
+    fn chunk_sizes() {
+        use FramingError::BadChunkSize;
+        for (line, n) in [
+            ("5", 5),
+            ("a", 10),
+            ("FF", 255),
+            ("0", 0),
+            ("000005", 5),
+            ("5;ext=1", 5),
+            ("5 ;ext", 5),
+            ("5\t; a=\"b\"", 5),
+            ("5 ", 5),
+            ("ffffffffffffffff", u64::MAX),
+        ] {
+            assert_eq!(chunk_size(line.as_bytes()), Ok(n), "{line:?}");
+        }
+        for line in [
+            "+5",
+            "-5",
+            "0x5",
+            "0X5",
+            " 5",
+            "5z",
+            "z",
+            "",
+            ";ext",
+            "5 5",
+            "10000000000000000",
+            "5,6",
+        ] {
+            assert_eq!(
+                chunk_size(line.as_bytes()),
+                Err(BadChunkSize(line.into())),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn chunked_errors_found_before_relaying() {
+        // `complete` reports an error in what is buffered rather than waiting for more.
+        for bad in [
+            &b"+5\r\nhello\r\n0\r\n\r\n"[..],
+            b"0x5\r\nhello\r\n",
+            b"5\r\nhelloXX",
+        ] {
+            let mut st = BodyState::new(Framing::Chunked);
+            let mut buf = BytesMut::from(bad);
+            assert!(st.complete(&mut buf).is_err(), "{bad:?}");
+        }
+        // Mid-body: the first chunk comes out, then the error.
+        let mut st = BodyState::new(Framing::Chunked);
+        let mut buf = BytesMut::from(&b"5\r\nhello\r\n"[..]);
+        assert_eq!(st.complete(&mut buf), Ok(None));
+        assert_eq!(st.next(&mut buf, false), Ok(Piece::Data("hello".into())));
+        assert_eq!(st.next(&mut buf, false), Ok(Piece::NeedMore));
+        buf.extend_from_slice(b"+6\r\n world\r\n");
+        assert_eq!(
+            st.next(&mut buf, false),
+            Err(FramingError::BadChunkSize("+6".into()))
+        );
+        let mut st = BodyState::new(Framing::Chunked);
+        let mut buf = BytesMut::from(&b"5\r\nhel"[..]);
+        assert_eq!(st.next(&mut buf, false), Ok(Piece::Data("hel".into())));
+        assert_eq!(
+            st.next(&mut buf, true),
+            Err(FramingError::ClosedInChunkedBody)
+        );
+        let long = vec![b'1'; MAX_CHUNK_LINE + 1];
+        assert_eq!(
+            Chunked::Size.step(&mut BytesMut::from(&long[..])),
+            Err(FramingError::ChunkLineTooLong)
+        );
     }
 
     #[test]
     fn interim_skipped_repeated_kept() {
         let raw = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 302 Found\r\nLocation: /x/\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\nrest";
         let mut buf = BytesMut::from(&raw[..]);
-        let h = take_head(&mut buf, false).unwrap().unwrap();
+        let h = take_head(&mut buf, GET).unwrap().unwrap();
         assert_eq!(h.status, 302);
         assert_eq!(&buf[..], b"rest");
         let cookies: Vec<_> = h
@@ -553,7 +942,7 @@ mod tests {
         assert_eq!(cookies, ["a=1", "b=2"]);
         assert_eq!(h.get("location").unwrap(), "/x/");
         let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-"[..]);
-        assert!(take_head(&mut partial, false).unwrap().is_none());
+        assert!(take_head(&mut partial, GET).unwrap().is_none());
         assert_eq!(partial.len(), 25, "nothing consumed");
     }
 
@@ -570,8 +959,9 @@ mod tests {
         for i in 100..300 {
             raw.insert_str(17, &format!("X-M{i}: {i}\r\n"));
         }
-        assert!(
-            parse(raw.as_bytes(), false).is_err(),
+        assert_eq!(
+            parse(raw.as_bytes(), false).unwrap_err(),
+            FramingError::TooManyHeaders,
             "over {MAX_HEADERS} lines"
         );
     }
@@ -603,12 +993,12 @@ mod tests {
         let mut st = BodyState::new(Framing::Chunked);
         let mut buf = BytesMut::from(&raw[..]);
         buf.extend_from_slice(b"NEXT");
-        assert_eq!(st.complete(&mut buf).unwrap(), &b"hello world"[..]);
+        assert_eq!(st.complete(&mut buf).unwrap().unwrap(), &b"hello world"[..]);
         assert_eq!(&buf[..], b"NEXT");
         // Incomplete: nothing consumed.
         let mut st = BodyState::new(Framing::Chunked);
         let mut buf = BytesMut::from(&raw[..20]);
-        assert!(st.complete(&mut buf).is_none());
+        assert!(st.complete(&mut buf).unwrap().is_none());
         assert_eq!(buf.len(), 20);
         assert!(Chunked::Size
             .step(&mut BytesMut::from(&b"zz\r\n"[..]))
@@ -619,7 +1009,7 @@ mod tests {
     fn length_and_close_bodies() {
         let mut st = BodyState::new(Framing::Length(4));
         let mut buf = BytesMut::from(&b"ab"[..]);
-        assert!(st.complete(&mut buf).is_none());
+        assert!(st.complete(&mut buf).unwrap().is_none());
         assert_eq!(st.next(&mut buf, false).unwrap(), Piece::Data("ab".into()));
         assert_eq!(st.next(&mut buf, false).unwrap(), Piece::NeedMore);
         assert!(st.next(&mut buf, true).is_err(), "EOF inside a sized body");

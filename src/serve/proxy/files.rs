@@ -1,8 +1,11 @@
 //! Files outside the static table: `--internal` mounts (reached only through an upstream's
 //! `X-Accel-Redirect`) and `--media-root` (user uploads). Opened per request, so new uploads
 //! are visible at once. Paths go through the static tier's canonical-path check (no dotfiles,
-//! no `..`, no encoded separators); directories are 404 (no listings).
+//! no `..`, no encoded separators); directories are 404 (no listings). Files are opened with
+//! [`beneath::open`]: symlinks inside a mount are followed only while they stay inside it
+//! (a symlinked directory or file leading out of the mount is a 404).
 
+use crate::serve::beneath::{self, Links};
 use crate::serve::body::Segment;
 use crate::serve::conditional::{self, Outcome};
 use crate::serve::path::{route, Route};
@@ -59,7 +62,7 @@ pub fn serve(
     let Ok(dirf) = std::fs::File::open(dir) else {
         return Reply::not_found();
     };
-    let Ok(file) = crate::serve::table::open_at(&dirf, Path::new(key)) else {
+    let Ok(file) = beneath::open(&dirf, Path::new(key), Links::Beneath) else {
         return Reply::not_found();
     };
     let Ok(meta) = file.metadata() else {

@@ -169,6 +169,10 @@ pub fn write_request_headers(i: &Inbound<'_>, out: &mut BytesMut) {
 /// Response headers to pass to the client: everything but hop-by-hop, names listed in
 /// `Connection`, framing (actix frames the body itself) and nginx's `X-Accel-*` controls.
 /// Repeated headers (`Set-Cookie`) stay separate lines.
+///
+/// `Date` and `Server` are dropped too, as nginx's default `proxy_hide_header` does: the
+/// writer adds staticd's own `Date` (exactly one per response, RFC 9110 §6.6.1), and
+/// staticd sends no `Server` on any response, proxied or not.
 pub fn response_headers(
     h: &[(HeaderName, HeaderValue)],
     keep_upgrade: bool,
@@ -185,6 +189,8 @@ pub fn response_headers(
                 .iter()
                 .any(|t| t == n && !(keep_upgrade && t == "upgrade"))
             || n == "content-length"
+            || n == "date"
+            || n == "server"
             || n.starts_with("x-accel-")
         {
             return None;
@@ -267,6 +273,37 @@ mod tests {
             get(&out, "x-secret").is_none()
                 && get(&out, "te").is_none()
                 && get(&out, "connection").is_none()
+        );
+    }
+
+    #[test]
+    fn response_headers_hidden() {
+        let pairs = [
+            ("date", "Mon, 01 Jan 2024 00:00:00 GMT"),
+            ("server", "gunicorn"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+            ("content-length", "5"),
+            ("transfer-encoding", "chunked"),
+            ("x-accel-buffering", "no"),
+            ("etag", "\"v\""),
+        ];
+        let h: Vec<_> = pairs
+            .iter()
+            .map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v)))
+            .collect();
+        let kept: Vec<_> = response_headers(&h, false)
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("set-cookie", "a=1"),
+                ("set-cookie", "b=2"),
+                ("etag", "\"v\"")
+            ]
         );
     }
 

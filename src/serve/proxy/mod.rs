@@ -247,7 +247,10 @@ impl Proxy {
             inc.method,
             "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
         ) && upgrade.is_none();
-        let head_request = inc.method == "HEAD";
+        let asked = client::Asked {
+            head: inc.method == "HEAD",
+            upgrade: upgrade.is_some(),
+        };
         let request = self.encode(inc, body, upgrade);
         let mut tried: Vec<usize> = Vec::with_capacity(2);
         let mut last = Failure::Broken;
@@ -299,7 +302,7 @@ impl Proxy {
             };
             match tokio::time::timeout(
                 self.opts.read_timeout,
-                client::exchange(&mut conn, &request, head_request),
+                client::exchange(&mut conn, &request, asked),
             )
             .await
             {
@@ -325,7 +328,10 @@ impl Proxy {
                         self.pool.failed(i);
                     }
                     last = Failure::Broken;
-                    if !idempotent {
+                    // An invalid response is the upstream's answer, not a lost connection:
+                    // not retried (nginx's `proxy_next_upstream` leaves out
+                    // `invalid_header` by default).
+                    if !idempotent || matches!(e, client::ReadError::Invalid(_)) {
                         break;
                     }
                 }
@@ -343,13 +349,23 @@ impl Proxy {
         active: Active,
     ) -> Reply<'static> {
         let mut state = BodyState::new(head.framing);
+        // What of the body is already here: the whole of it, or an error in it, or neither.
+        let whole = match state.complete(&mut conn.buf) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(upstream = %active.addr(), method = %inc.method, uri = %inc.target, cause = %e, "invalid response body from the upstream: 502");
+                return failure_page(Failure::Broken);
+            }
+        };
         if let Some(target) = head.get("x-accel-redirect") {
-            if state.complete(&mut conn.buf).is_some() && head.keep_alive {
+            if whole.is_some() && head.keep_alive {
                 client::put_idle(conn);
             }
             return self.accel_redirect(inc, target.as_bytes(), &head.headers);
         }
-        let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        let Ok(status) = StatusCode::from_u16(head.status) else {
+            return failure_page(Failure::Broken); // `take_head` admits only 100-599
+        };
         let mut r = Reply::new(status);
         for (k, v) in forward::response_headers(&head.headers, false) {
             r.headers.push((k.clone(), Cow::Owned(v.clone())));
@@ -360,19 +376,15 @@ impl Proxy {
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
         if no_body {
-            let length = head
-                .get("content-length")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
             if head.framing == client::Framing::Empty && head.keep_alive {
                 client::put_idle(conn);
             }
-            if let (Some(n), true) = (length, is_head) {
-                r.body = Body::Omitted(n);
+            if is_head && status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
+                r.body = head_body(&head);
             }
             return r;
         }
-        if let Some(whole) = state.complete(&mut conn.buf) {
+        if let Some(whole) = whole {
             if head.keep_alive {
                 client::put_idle(conn);
             }
@@ -462,7 +474,9 @@ impl Proxy {
             for (i, u) in self.pool.upstreams.iter().enumerate() {
                 let probe = async {
                     let mut c = client::connect(&u.addr, i).await.ok()?;
-                    client::exchange(&mut c, &request, false).await.ok()
+                    client::exchange(&mut c, &request, client::Asked::default())
+                        .await
+                        .ok()
                 };
                 let ok = matches!(
                     tokio::time::timeout(self.opts.connect_timeout, probe).await,
@@ -511,6 +525,24 @@ pub(crate) fn failure_page(f: Failure) -> Reply<'static> {
             page(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout")
         }
         Failure::ConnectRefused | Failure::Broken => page(StatusCode::BAD_GATEWAY, "Bad Gateway"),
+    }
+}
+
+/// The body of the answer to HEAD, declaring what GET's would: the upstream's
+/// Content-Length when it sent one (already checked by `client::framing`), else a stream of
+/// unknown length, which goes out as `Transfer-Encoding: chunked` to HTTP/1.1 clients, as
+/// GET's streamed body does (RFC 9112 §6.1 allows that on HEAD). Never a length of 0 that
+/// nobody declared.
+fn head_body(head: &client::Head) -> Body {
+    let length = head
+        .get("content-length")
+        .and_then(|v| client::content_length(v.as_bytes()).ok());
+    match length {
+        Some(n) => Body::Omitted(n),
+        None => Body::Stream {
+            len: None,
+            stream: Box::pin(futures_util::stream::empty()),
+        },
     }
 }
 
