@@ -9,15 +9,15 @@ use crate::common::staticd::{Staticd, WAIT};
 use crate::common::wait_until;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 const GET: Expect = Expect { head: false };
 const HEAD: Expect = Expect { head: true };
 
-/// How long the upstream keeps an idle connection (well below staticd's 1.5 s).
-const UPSTREAM_IDLE: Duration = Duration::from_millis(150);
+/// How often an idle upstream connection looks at [`Upstream::close_idle`].
+const IDLE_POLL: Duration = Duration::from_millis(20);
 
 struct Upstream {
     addr: SocketAddr,
@@ -25,6 +25,9 @@ struct Upstream {
     accepted: Arc<AtomicUsize>,
     /// Connections still open on the upstream's side.
     open: Arc<AtomicUsize>,
+    /// Set: idle connections close (as gunicorn's keepalive timeout would), at the moment
+    /// the test chooses rather than after a time a loaded machine may exceed mid-test.
+    close_idle: Arc<AtomicBool>,
 }
 
 fn upstream() -> Upstream {
@@ -37,14 +40,15 @@ fn upstream_with(healthy: bool) -> Upstream {
     let addr = l.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let open = Arc::new(AtomicUsize::new(0));
-    let (count, live) = (accepted.clone(), open.clone());
+    let close_idle = Arc::new(AtomicBool::new(false));
+    let (count, live, idle) = (accepted.clone(), open.clone(), close_idle.clone());
     std::thread::spawn(move || {
         for s in l.incoming().map_while(Result::ok) {
             count.fetch_add(1, Ordering::SeqCst);
             live.fetch_add(1, Ordering::SeqCst);
-            let live = live.clone();
+            let (live, idle) = (live.clone(), idle.clone());
             std::thread::spawn(move || {
-                serve(s, healthy);
+                serve(s, healthy, &idle);
                 // `serve` owned both handles of the socket: it is closed now.
                 live.fetch_sub(1, Ordering::SeqCst);
             });
@@ -54,19 +58,46 @@ fn upstream_with(healthy: bool) -> Upstream {
         addr,
         accepted,
         open,
+        close_idle,
     }
 }
 
-/// One connection: requests until the client closes or it has been idle for UPSTREAM_IDLE.
-fn serve(s: TcpStream, healthy: bool) {
-    s.set_read_timeout(Some(UPSTREAM_IDLE)).unwrap();
+/// The next request line; `None` when the client closed, or when the connection is idle
+/// (nothing of a request read yet) and `close_idle` is set.
+fn request_line(r: &mut BufReader<TcpStream>, close_idle: &AtomicBool) -> Option<String> {
+    r.get_ref().set_read_timeout(Some(IDLE_POLL)).unwrap();
+    let mut line = String::new();
+    let got = loop {
+        match r.read_line(&mut line) {
+            Ok(0) => break None,
+            Ok(_) => break Some(line),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if line.is_empty() && close_idle.load(Ordering::SeqCst) {
+                    break None;
+                }
+            }
+            Err(_) => break None,
+        }
+    };
+    // The rest of a request is read without a deadline.
+    r.get_ref().set_read_timeout(None).unwrap();
+    got
+}
+
+/// One connection: requests until the client closes, or until it is idle once
+/// `close_idle` is set.
+fn serve(s: TcpStream, healthy: bool, close_idle: &AtomicBool) {
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
     loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return; // closed, or idle too long: close like gunicorn's keepalive
-        }
+        let Some(line) = request_line(&mut r, close_idle) else {
+            return;
+        };
         let mut parts = line.split_whitespace();
         let (method, path) = (
             parts.next().unwrap_or("").to_string(),
@@ -172,8 +203,9 @@ fn connections_reused_and_stale_ones_replaced() {
     // Two workers, each with its own idle list: at most one connection each.
     let n = up.accepted.load(Ordering::SeqCst);
     assert!(n <= 2, "20 requests opened {n} upstream connections");
-    // The upstream closes the idle connections (after UPSTREAM_IDLE); the next requests
-    // must not see it.
+    // The upstream closes the idle connections (as gunicorn's keepalive timeout does); the
+    // next requests must not see it.
+    up.close_idle.store(true, Ordering::SeqCst);
     wait_until("the upstream to close its idle connections", WAIT, || {
         (up.open.load(Ordering::SeqCst) == 0).then_some(())
     });
