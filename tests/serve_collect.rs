@@ -99,3 +99,118 @@ fn recollect_under_traffic_serves_old_and_new() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
 }
+
+/// Version `v` of a file of about `size` bytes: a first line naming the version, then text
+/// that compresses quickly (so ten collects with brotli stay fast).
+fn version(v: usize, size: usize) -> Vec<u8> {
+    let mut s = format!("/* version {v} */\n");
+    while s.len() < size {
+        s.push_str("a { color: red; margin: 0 auto; }\n");
+    }
+    s.into_bytes()
+}
+
+/// Which version `body` is, if any (identity, or gzip-decoded).
+fn version_of(body: &[u8], gzip: bool) -> Option<usize> {
+    let body = if gzip {
+        crate::common::fixture::ungz(body)
+    } else {
+        body.to_vec()
+    };
+    let first = body.split(|&b| b == b'\n').next()?;
+    let v = std::str::from_utf8(first)
+        .ok()?
+        .strip_prefix("/* version ")?
+        .strip_suffix(" */")?
+        .parse()
+        .ok()?;
+    (body.len() > 1000 && body == version(v, body.len().max(1)).as_slice()[..body.len()])
+        .then_some(v)
+}
+
+/// A file that exists before and after a collect answers 200 throughout, with the bytes of
+/// one of the generations: an unhashed 200 KB file and a hashed 2 MB one, both on disk, both
+/// replaced by each of ten collects while a client loops over every URL seen so far.
+#[test]
+fn replaced_files_answer_200_throughout_ten_collects() {
+    const SMALL: usize = 200 * 1024;
+    const BIG: usize = 2 * 1024 * 1024;
+    let project = Project::new().files(&[
+        ("css/app.css", &version(0, SMALL)),
+        ("js/big.js", &version(0, BIG)),
+    ]);
+    project.run_collect(&[]);
+    let server = Staticd::serve(&project.root(), &[]);
+    let urls = Arc::new(Mutex::new(vec![
+        "/static/css/app.css".to_string(),
+        "/static/js/big.js".to_string(),
+        format!("/static/{}", project.hashed("js/big.js")),
+    ]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let client = {
+        let (urls, stop, failures, requests) = (
+            urls.clone(),
+            stop.clone(),
+            failures.clone(),
+            requests.clone(),
+        );
+        let addr = server.addr;
+        std::thread::spawn(move || {
+            let mut gzip = false;
+            while !stop.load(Ordering::Relaxed) {
+                let list = urls.lock().unwrap().clone();
+                for u in &list {
+                    gzip = !gzip;
+                    let headers: &[(&str, &str)] = if gzip {
+                        &[("Accept-Encoding", "gzip")]
+                    } else {
+                        &[]
+                    };
+                    let mut c = Conn::open(addr);
+                    c.send(&http::request_bytes("GET", u, headers, b""));
+                    let verdict = match c.try_response(Expect::default()) {
+                        Ok(r) if r.status == 200 => {
+                            let coded = r.header("content-encoding") == Some("gzip");
+                            match version_of(&r.body, coded) {
+                                Some(_) => Ok(()),
+                                None => Err(format!("{u}: 200 with bytes of no version")),
+                            }
+                        }
+                        Ok(r) => Err(format!("{u}: {}", r.status)),
+                        Err(e) => Err(format!("{u}: {e}")),
+                    };
+                    if let Err(e) = verdict {
+                        failures.lock().unwrap().push(e);
+                    }
+                    requests.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    for v in 1..=10 {
+        project.write("css/app.css", &version(v, SMALL));
+        project.write("js/big.js", &version(v, BIG));
+        let before = requests.load(Ordering::Relaxed);
+        project.run_collect(&[]);
+        urls.lock()
+            .unwrap()
+            .push(format!("/static/{}", project.hashed("js/big.js")));
+        // Some traffic after each publish, before the next one.
+        wait_until("requests after the publish", WAIT, || {
+            (requests.load(Ordering::Relaxed) > before + 10 || client.is_finished()).then_some(())
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    let failures = failures.lock().unwrap();
+    let n = requests.load(Ordering::Relaxed);
+    assert!(
+        failures.is_empty(),
+        "{} of {n} requests failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    assert!(n > 100, "only {n} requests");
+}

@@ -13,9 +13,9 @@ use super::body::{Segment, SegmentBody};
 use super::conditional::{self, Conditions, Outcome};
 use super::fields::Fields;
 use super::headers::{self, Headers};
-use super::negotiate::negotiate;
+use super::negotiate::{negotiate, Encoding};
 use super::range::{self, RangeSet};
-use super::table::{Asset, Source, Table, Variant};
+use super::table::{Asset, Opened, Source, Table, Variant};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::HttpResponse;
@@ -154,6 +154,13 @@ impl<'a> Reply<'a> {
         }
     }
 
+    /// Marks the answer as coming from a table that no longer matches the disk: the
+    /// reloader is woken.
+    pub fn stale(mut self) -> Self {
+        self.stale = true;
+        self
+    }
+
     /// 404 for anything not in the table: no body worth caching, no hint of what exists.
     pub fn not_found() -> Self {
         let mut r = Reply::new(StatusCode::NOT_FOUND);
@@ -243,11 +250,20 @@ pub fn respond<'a>(verb: Verb, req: &Request<'_>, key: Option<&str>, ctx: &Ctx<'
     let file = match &v.source {
         Source::Memory(_) => None,
         Source::File | Source::FileAt(_) => match ctx.table.open(asset, v) {
-            Some(f) => Some(f),
-            None => {
-                let mut r = Reply::not_found();
-                r.stale = true;
-                return r;
+            Opened::Same(f) => Some(f),
+            Opened::Replaced(f, len) => return replaced(asset, v, f, len, ctx),
+            Opened::Gone => {
+                // A new generation may have no such variant (its content compressed
+                // badly): the identity file under the same name is still an answer.
+                let identity = asset.variant(Encoding::Identity);
+                if let Some(id) = identity.filter(|id| id.encoding != v.encoding) {
+                    match ctx.table.open(asset, id) {
+                        Opened::Same(f) => return full(asset, id, Some(f), ctx).stale(),
+                        Opened::Replaced(f, len) => return replaced(asset, id, f, len, ctx),
+                        Opened::Gone => {}
+                    }
+                }
+                return Reply::not_found().stale();
             }
         },
     };
@@ -306,6 +322,36 @@ fn full<'a>(
         },
     };
     r
+}
+
+/// The file under the asset's name was replaced since the table was built (a collect
+/// published new bytes and the reload has not landed yet): it is served as it is now, so a
+/// URL that exists before and after a collect never answers 404. Without validators and
+/// ranges, which describe the old bytes; the reload is nudged.
+fn replaced<'a>(
+    asset: &'a Asset,
+    v: &'a Variant,
+    file: std::fs::File,
+    len: u64,
+    ctx: &Ctx<'a>,
+) -> Reply<'a> {
+    let mut r = Reply::new(StatusCode::OK);
+    r.headers
+        .push((header::CONTENT_TYPE, Cow::Borrowed(&asset.content_type)));
+    headers::common(&mut r.headers, asset, ctx.cors);
+    r.headers
+        .push((header::CACHE_CONTROL, Cow::Borrowed(&asset.cache_control)));
+    if let Some(token) = v.encoding.token() {
+        r.headers.push((
+            header::CONTENT_ENCODING,
+            Cow::Owned(HeaderValue::from_static(token)),
+        ));
+    }
+    r.body = Body::Parts {
+        segments: vec![Segment::File { offset: 0, len }],
+        file: Some(file),
+    };
+    r.stale()
 }
 
 fn partial<'a>(

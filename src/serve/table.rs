@@ -328,13 +328,15 @@ impl Table {
         self.assets.get(rel)
     }
 
-    /// Opens a disk-backed variant, proving it is still the file we hashed. Tries this
-    /// generation's directory first, then the current STATIC_ROOT path (the old directory may
-    /// have been swapped out and deleted). `None` = vanished or changed: treat as absent.
-    pub fn open(&self, asset: &Asset, v: &Variant) -> Option<File> {
+    /// Opens a disk-backed variant. [`Opened::Same`] proves it is still the file we hashed:
+    /// this generation's directory is tried first, then the current STATIC_ROOT (the old
+    /// directory may have been swapped out and deleted). A file at the current STATIC_ROOT
+    /// that differs is [`Opened::Replaced`]: a collect published new bytes under this name
+    /// and the table has not caught up yet.
+    pub fn open(&self, asset: &Asset, v: &Variant) -> Opened {
         let derived;
         let rel: &Path = match &v.source {
-            Source::Memory(_) => return None,
+            Source::Memory(_) => return Opened::Gone,
             Source::FileAt(p) => p,
             Source::File => {
                 derived = format!("{}{}", asset.rel, v.encoding.suffix().unwrap_or_default());
@@ -344,18 +346,40 @@ impl Table {
         if let Some(dir) = &self.dir {
             if let Ok(f) = beneath::open(dir, rel, Links::Never) {
                 if f.metadata().is_ok_and(|m| FileId::of(&m) == v.id) {
-                    return Some(f);
+                    return Opened::Same(f);
                 }
             }
         }
         // The root as it is now (a swap may have replaced it), never a path through a
         // symlink below it: the scan resolved `rel` already.
-        let root = File::open(&self.root).ok()?;
-        let f = beneath::open(&root, rel, Links::Never).ok()?;
-        let md = f.metadata().ok()?;
+        let Some(f) = File::open(&self.root)
+            .ok()
+            .and_then(|root| beneath::open(&root, rel, Links::Never).ok())
+        else {
+            return Opened::Gone;
+        };
+        let Ok(md) = f.metadata() else {
+            return Opened::Gone;
+        };
         let id = FileId::of(&md);
-        (md.is_file() && id.len == v.id.len && id.mtime_ns == v.id.mtime_ns).then_some(f)
+        if !md.is_file() {
+            Opened::Gone
+        } else if id.len == v.id.len && id.mtime_ns == v.id.mtime_ns {
+            Opened::Same(f)
+        } else {
+            Opened::Replaced(f, md.len())
+        }
     }
+}
+
+/// What [`Table::open`] found.
+pub enum Opened {
+    /// The very file the table describes.
+    Same(File),
+    /// Another file under the same name, of this many bytes.
+    Replaced(File, u64),
+    /// Nothing (or not a regular file) under that name any more.
+    Gone,
 }
 
 /// Walks the root, admitting regular files that are not hidden and resolve inside it.
