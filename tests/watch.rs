@@ -6,6 +6,7 @@ use crate::common::project::Project;
 use crate::common::staticd::{Staticd, WAIT};
 use crate::common::wait_until;
 use std::fs;
+use std::time::{Duration, Instant};
 
 /// `staticd dev` on `p`, and a cursor into its stderr so that each wait sees only the lines
 /// after the one the previous wait found.
@@ -115,10 +116,20 @@ fn a_burst_of_changes_is_coalesced() {
     let p = project();
     let dev = Dev::start(&p);
     dev.wait_line("initial collect");
-    // Like a `git checkout`: hundreds of files within a few milliseconds.
+    // Like a `git checkout`: hundreds of files within a few milliseconds. The watcher starts
+    // a re-collect once the sources were quiet for 10 ms, or 500 ms after a batch began; on
+    // a loaded machine this writer can itself pause that long, so those pauses are counted.
+    let (mut pauses, started) = (0, Instant::now());
+    let mut last = started;
     for i in 0..300 {
         p.write(&format!("gen/f{i}.txt"), format!("{i}").as_bytes());
+        let now = Instant::now();
+        if now - last >= Duration::from_millis(8) {
+            pauses += 1;
+        }
+        last = now;
     }
+    let allowed = 1 + pauses + (started.elapsed().as_millis() / 500) as usize;
     let first = dev.wait_line(" → ");
     wait_until("all 300 files to be published", WAIT, || {
         (p.manifest().len() == 301).then_some(())
@@ -133,9 +144,10 @@ fn a_burst_of_changes_is_coalesced() {
         .iter()
         .filter(|l| l.contains(" → "))
         .collect();
+    // One more for a pause the notify thread (not this writer) took on a loaded machine.
     assert!(
-        rest.len() <= 1,
-        "300 files gave {} re-collects: {first} {rest:?}",
+        rest.len() < allowed + 1,
+        "300 files gave {} re-collects ({pauses} pauses while writing, {allowed} allowed): {first} {rest:?}",
         rest.len() + 1
     );
     assert_eq!(p.manifest().len(), 301);
