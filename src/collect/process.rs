@@ -2,13 +2,13 @@
 use super::naming::hashed_name;
 use super::plan::SourceFile;
 use super::report::Log;
-use super::rewrite::{self, Kind};
+use super::rewrite::{self, Kind, Resolved};
 use super::state::{Stat, State};
 use super::{graph, CollectOptions};
 use crate::django::Discovery;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Result of post-processing, indexed like the planned files.
@@ -31,20 +31,62 @@ pub struct Processed {
 /// (file index, hashed name, new bytes if they differ from the original, rewritten this run).
 type Rewritten = (usize, String, Option<Vec<u8>>, bool);
 
-/// An unchanged CSS/JS file whose targets all kept their names keeps its output: its name from
+/// The collected tree as references see it (Django asks `hashed_files`, then whether STATIC_ROOT
+/// has the path): the collected files, and every directory that holds one.
+struct Tree<'a> {
+    files: HashMap<&'a str, usize>,
+    /// Directories of the collected files, `""` (STATIC_ROOT itself) included.
+    dirs: HashSet<&'a str>,
+}
+
+/// What a reference's lookup key names in a [`Tree`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Located {
+    File(usize),
+    Directory,
+    Missing,
+}
+
+impl<'a> Tree<'a> {
+    fn new(rels: impl Iterator<Item = &'a str>) -> Self {
+        let mut files = HashMap::new();
+        let mut dirs = HashSet::from([""]);
+        for (i, rel) in rels.enumerate() {
+            files.insert(rel, i);
+            let mut at = rel.len();
+            while let Some(slash) = rel[..at].rfind('/') {
+                if !dirs.insert(&rel[..slash]) {
+                    break;
+                }
+                at = slash;
+            }
+        }
+        Tree { files, dirs }
+    }
+
+    fn locate(&self, key: &str) -> Located {
+        match self.files.get(key) {
+            Some(&i) => Located::File(i),
+            None if self.dirs.contains(rewrite::directory_of(key).as_str()) => Located::Directory,
+            None => Located::Missing,
+        }
+    }
+}
+
+/// An unchanged CSS/JS file whose targets all resolve as they did last time (files to the same
+/// names, directories still there, missing ones still missing) keeps its output: its name from
 /// the last run, its file in STATIC_ROOT (carried over, never read).
 fn reuse(
     node: &Node,
     unchanged: Option<&super::state::FileState>,
-    prev: Option<&State>,
-    resolve: &dyn Fn(&str) -> Option<String>,
+    resolve: &dyn Fn(&str) -> Resolved,
+    before: Option<&dyn Fn(&str) -> Resolved>,
     d: &Discovery,
 ) -> Option<Rewritten> {
     let p = unchanged?;
-    let prev = prev?;
+    let before = before?;
     for t in &node.targets {
-        let before = prev.files.get(t).map(|f| f.name.clone());
-        if resolve(t) != before {
+        if resolve(t) != before(t) {
             return None;
         }
     }
@@ -83,11 +125,21 @@ pub fn process(
             (p.abs == f.abs && Some(p.stat) == *st).then_some(p)
         })
         .collect();
-    let index: HashMap<&str, usize> = files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.rel.as_str(), i))
-        .collect();
+    let tree = Tree::new(files.iter().map(|f| f.rel.as_str()));
+    // The previous run's tree, to tell whether an unchanged file's targets resolve as before.
+    let prev_rels: Vec<&str> = prev
+        .map(|p| p.files.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let prev_tree = Tree::new(prev_rels.iter().copied());
+    let resolve_before = |key: &str| match prev_tree.locate(key) {
+        Located::File(i) => Resolved::File(
+            prev.expect("a previous tree").files[prev_rels[i]]
+                .name
+                .clone(),
+        ),
+        Located::Directory => Resolved::Directory,
+        Located::Missing => Resolved::Missing,
+    };
     let ropts = rewrite::Options {
         static_url: &d.static_url,
         js_modules: d.storage.js_modules || opts.js_modules,
@@ -102,16 +154,30 @@ pub fn process(
             let Some(kind) = rewrite::kind_of(&f.rel) else {
                 return Ok(None);
             };
+            // An unchanged file is not scanned again, unless a target of it is missing now:
+            // that needs its lines for the report.
             if let Some(p) = unchanged[i] {
-                return Ok(Some(Node {
-                    file: i,
-                    kind,
-                    text: None,
-                    refs: Vec::new(),
-                    targets: p.targets.clone(),
-                }));
+                if p.targets.iter().all(|t| tree.locate(t) != Located::Missing) {
+                    return Ok(Some(Node {
+                        file: i,
+                        kind,
+                        text: None,
+                        refs: Vec::new(),
+                        targets: p.targets.clone(),
+                    }));
+                }
             }
-            let text = match std::str::from_utf8(&contents[i]) {
+            // Unchanged sources were not read.
+            let read;
+            let bytes = match unchanged[i].is_some() && contents[i].is_empty() {
+                true => {
+                    read = std::fs::read(&f.abs)
+                        .with_context(|| format!("cannot read {}", f.abs.display()))?;
+                    &read[..]
+                }
+                false => &contents[i][..],
+            };
+            let text = match std::str::from_utf8(bytes) {
                 Ok(t) => t.to_string(),
                 Err(e) => bail!(
                     "Post-processing '{}' failed! {} is not valid UTF-8 (invalid byte at offset {}); \
@@ -145,7 +211,7 @@ pub fn process(
     let mut missing = Vec::new();
     for n in &nodes {
         for r in &n.refs {
-            if !index.contains_key(r.target.as_str()) {
+            if tree.locate(&r.target) == Located::Missing {
                 missing.push(format!(
                     "{}:{}: {} references '{}', which is not a collected static file\n    {}",
                     files[n.file].rel,
@@ -196,9 +262,10 @@ pub fn process(
         .map(|n| {
             n.targets
                 .iter()
-                .filter_map(|t| index.get(t.as_str()))
-                .filter(|&&t| node_of[t] != usize::MAX)
-                .map(|&t| node_of[t])
+                .filter_map(|t| match tree.locate(t) {
+                    Located::File(t) if node_of[t] != usize::MAX => Some(node_of[t]),
+                    _ => None,
+                })
                 .collect()
         })
         .collect();
@@ -223,8 +290,17 @@ pub fn process(
             .map(|&n| {
                 let node = &nodes[n];
                 let f = &files[node.file];
-                let resolve = |target: &str| index.get(target).and_then(|&t| names[t].clone());
-                if let Some(reused) = reuse(node, unchanged[node.file], prev, &resolve, d) {
+                let resolve = |target: &str| match tree.locate(target) {
+                    Located::File(t) => Resolved::File(
+                        names[t]
+                            .clone()
+                            .expect("targets are named before the files that reference them"),
+                    ),
+                    Located::Directory => Resolved::Directory,
+                    Located::Missing => Resolved::Missing,
+                };
+                let before = prev.map(|_| &resolve_before as &dyn Fn(&str) -> Resolved);
+                if let Some(reused) = reuse(node, unchanged[node.file], &resolve, before, d) {
                     return Ok(reused);
                 }
                 // Unchanged sources were not read; one whose targets were renamed is read now.

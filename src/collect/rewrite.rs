@@ -82,6 +82,32 @@ impl Reference {
     }
 }
 
+/// What a lookup key names in the collected tree, in the order Django's `_stored_name` asks:
+/// its `hashed_files` first, then the destination storage (`hashed_name` → `exists`, `open`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// A collected file: its final hashed path (e.g. "cached/img/relative.acae32e4532b.png").
+    File(String),
+    /// A directory of the collected tree ([`directory_of`] the key), STATIC_ROOT itself included.
+    /// Django's `hashed_name` finds it (`exists`), cannot `open` it, and returns the name unhashed:
+    /// `url(../img)` → `url("../img")`, `url(.)` in `css/s.css` → `url("css")`,
+    /// `/*# sourceMappingURL= */` → `/*# sourceMappingURL=  */`.
+    Directory,
+    /// Neither (Django: "The file ... could not be found"). The match is left unchanged; whether
+    /// that is an error is the caller's decision.
+    Missing,
+}
+
+/// The path Django's existence check tests for a lookup key that names no collected file:
+/// `safe_join` normalises it (`posixpath.normpath`), so `css/`, `css/.` and `css` are all the
+/// directory `css`, and `""`/`"."` is STATIC_ROOT itself (returned as `""`).
+pub fn directory_of(key: &str) -> String {
+    match normpath(key).as_str() {
+        "." => String::new(),
+        d => d.to_string(),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The reference resolves outside STATIC_ROOT (Django: SuspiciousFileOperation). Message names file, line, reference.
@@ -107,7 +133,7 @@ pub fn references(
         let reference = r.build();
         let key = reference.target.clone();
         found.push(reference);
-        Some(key)
+        Resolved::File(key)
     };
     substitute(name, kind, text, opts, &mut visit)?;
     Ok(found)
@@ -115,11 +141,11 @@ pub fn references(
 
 /// Django 6.1's substitution: apply every pattern of the group in Django's order, each over the output of the
 /// previous one, with the ignored-region rule computed afresh per pattern. `resolve(target)` returns the final
-/// hashed relative path of the target (e.g. "cached/img/relative.acae32e4532b.png"); the rewritten URL keeps the
-/// author's directory part and replaces only the last segment, restores query/fragment (incl. the "?#" case),
-/// unquotes, and uses the template (`url("%s")`, `@import url("%s")`, `/*# sourceMappingURL=%s */`, ...).
-/// When `resolve` returns None the match is left unchanged (non-strict mode; the caller decides whether a missing
-/// target is an error before calling this).
+/// what the lookup key names ([`Resolved`]). For a file, the rewritten URL keeps the author's directory part and
+/// replaces only the last segment with the hashed name, restores query/fragment (incl. the "?#" case), unquotes,
+/// and uses the template (`url("%s")`, `@import url("%s")`, `/*# sourceMappingURL=%s */`, ...). A directory gets
+/// the same treatment with its own (normalised, unhashed) name. A missing target leaves the match unchanged (the
+/// caller decides whether that is an error before calling this).
 ///
 /// Paths ending in `/` are not looked up but still get the template (`url(../img/)` → `url("../img/")`).
 pub fn rewrite(
@@ -127,7 +153,7 @@ pub fn rewrite(
     kind: Kind,
     text: &str,
     opts: &Options,
-    resolve: &dyn Fn(&str) -> Option<String>,
+    resolve: &dyn Fn(&str) -> Resolved,
 ) -> Result<String, Error> {
     let mut visit = |r: Lazy<'_>| resolve(r.target);
     substitute(name, kind, text, opts, &mut visit)
@@ -160,8 +186,8 @@ impl Lazy<'_> {
     }
 }
 
-/// Callback for each reference that needs a lookup; returns the hashed path, or None to keep the match.
-type Visit<'v> = dyn FnMut(Lazy<'_>) -> Option<String> + 'v;
+/// Callback for each reference that needs a lookup: what its key names.
+type Visit<'v> = dyn FnMut(Lazy<'_>) -> Resolved + 'v;
 
 /// The patterns of a group, in Django's order (the module patterns are appended to the `*.js` list).
 fn group(kind: Kind, opts: &Options) -> Vec<&'static Pattern> {
@@ -295,7 +321,12 @@ enum Plan {
     /// Look `key` up; the rest rebuilds the URL around the hashed file name.
     Lookup {
         key: String,
-        tail: String,
+        /// `posixpath.normpath` of the path before the key was cleaned (query and whitespace kept):
+        /// the name Django's `hashed_name` hands back unchanged for a directory.
+        normalized: String,
+        /// What `_url` appends after the query: `?` for the "?#" hack, then `#fragment`.
+        suffix: String,
+        query: String,
         prefix: String,
         fragment: String,
     },
@@ -308,7 +339,9 @@ fn convert(found: &Found, opts: &Options, visit: &mut Visit) -> Result<Option<St
         Plan::Directory { transformed } => Ok(Some(unquote(&transformed))),
         Plan::Lookup {
             key,
-            tail,
+            normalized,
+            suffix,
+            query,
             prefix,
             fragment,
         } => {
@@ -319,16 +352,27 @@ fn convert(found: &Found, opts: &Options, visit: &mut Visit) -> Result<Option<St
                 start: found.start,
                 line: found.line,
             };
-            if escapes(&key) {
+            // Django's storage refuses such a path (SuspiciousFileOperation) whether it would be
+            // looked up as a file or tested as a directory.
+            if escapes(&key) || escapes(&directory_of(&key)) {
                 return Err(Error::Escapes {
                     name: found.name.to_string(),
                     reference: lazy.build(),
                 });
             }
-            let Some(hashed) = visit(lazy) else {
-                return Ok(None);
+            let hashed_url = match visit(lazy) {
+                Resolved::Missing => return Ok(None),
+                Resolved::File(hashed) if query.is_empty() => {
+                    format!("{}{suffix}", last_segment(&hashed))
+                }
+                Resolved::File(hashed) => format!("{}?{query}{suffix}", last_segment(&hashed)),
+                // `hashed_name` returns the normalised name as it is (query and whitespace
+                // included); `urljoin(STATIC_URL, ".")` drops a lone ".".
+                Resolved::Directory => match last_segment(&normalized) {
+                    "." => suffix,
+                    seg => format!("{seg}{suffix}"),
+                },
             };
-            let hashed_url = format!("{}{tail}", last_segment(&hashed));
             Ok(Some(unquote(&format!(
                 "{prefix}{}{fragment}",
                 last_segment(&hashed_url)
@@ -385,15 +429,13 @@ fn plan(name: &str, url: &str, static_url: &str) -> Plan {
             transformed: format!("{prefix}{}{fragment}", last_segment(&hashed_url)),
         };
     }
-    let (key, query) = lookup_key(&normpath(&clean));
-    let tail = if query.is_empty() {
-        suffix
-    } else {
-        format!("?{query}{suffix}")
-    };
+    let normalized = normpath(&clean);
+    let (key, query) = lookup_key(&normalized);
     Plan::Lookup {
         key,
-        tail,
+        normalized,
+        suffix,
+        query,
         prefix,
         fragment,
     }

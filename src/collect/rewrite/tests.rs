@@ -72,13 +72,27 @@ const MODULES: Options<'static> = Options {
     js_modules: true,
 };
 
+/// The collected tree a table describes, resolved as collect does: a collected file, else a
+/// directory holding one (STATIC_ROOT itself included), else missing.
+fn resolver(t: &HashMap<String, String>) -> impl Fn(&str) -> Resolved + '_ {
+    move |k: &str| match t.get(k) {
+        Some(h) => Resolved::File(h.clone()),
+        None => {
+            let dir = directory_of(k);
+            if dir.is_empty() || t.keys().any(|f| f.starts_with(&format!("{dir}/"))) {
+                Resolved::Directory
+            } else {
+                Resolved::Missing
+            }
+        }
+    }
+}
+
 /// Rewrite with a fixed table; unknown targets stay unchanged (non-strict).
 fn rw(name: &str, text: &str, opts: &Options) -> String {
     let t = table(SNIPPET_HASHES);
-    rewrite(name, kind_of(name).unwrap(), text, opts, &|k| {
-        t.get(k).cloned()
-    })
-    .unwrap()
+    let out = rewrite(name, kind_of(name).unwrap(), text, opts, &resolver(&t)).unwrap();
+    out
 }
 
 fn targets(name: &str, text: &str, opts: &Options) -> Vec<String> {
@@ -429,12 +443,159 @@ fn escaping_references_are_errors() {
             err.to_string().contains(name) && err.to_string().contains(&reference.matched),
             "{err}"
         );
-        assert!(rewrite(name, Kind::Css, text, &STATIC, &|_| Some("x".into())).is_err());
+        assert!(rewrite(name, Kind::Css, text, &STATIC, &|_| Resolved::File(
+            "x".into()
+        ))
+        .is_err());
+        assert!(rewrite(name, Kind::Css, text, &STATIC, &|_| Resolved::Directory).is_err());
     }
     // A directory path is never looked up, so it cannot escape.
     assert_eq!(
         rw("css/s.css", "a{b:url(../../)}", &STATIC),
         r#"a{b:url("../../")}"#
+    );
+}
+
+/// References to directories, as Django 6.1.3's collectstatic wrote them (observed on a project of
+/// `css/s.css` or `s.css` plus `img/a.png`): a directory found in STATIC_ROOT comes back unhashed
+/// from `hashed_name`, and only its last segment replaces the author's.
+#[test]
+fn directory_references_match_django() {
+    let t = table(&[("css/s.css", "000000000000"), ("img/a.png", "111111111111")]);
+    let rw = |name: &str, text: &str, opts: &Options| {
+        rewrite(name, kind_of(name).unwrap(), text, opts, &resolver(&t)).unwrap()
+    };
+    let cases: &[(&str, &str, &str)] = &[
+        ("css/s.css", "a{b:url(../img)}", r#"a{b:url("../img")}"#),
+        ("css/s.css", "a{b:url('../img')}", r#"a{b:url("../img")}"#),
+        (
+            "css/s.css",
+            "a{b:url(../img?v=1#f)}",
+            r#"a{b:url("../img?v=1#f")}"#,
+        ),
+        ("css/s.css", "a{b:url(../img )}", r#"a{b:url("../img ")}"#),
+        ("css/s.css", "a{b:url(.)}", r#"a{b:url("css")}"#),
+        ("s.css", "a{b:url(.)}", r#"a{b:url("")}"#),
+        ("css/s.css", "a{b:url(..)}", r#"a{b:url("")}"#),
+        ("css/s.css", "a{b:url(./)}", r#"a{b:url("./")}"#),
+        ("s.css", "a{b:url(./)}", r#"a{b:url("./")}"#),
+        ("css/s.css", "a{b:url(../img/)}", r#"a{b:url("../img/")}"#),
+        (
+            "css/s.css",
+            "a{b:url(../nodir/)}",
+            r#"a{b:url("../nodir/")}"#,
+        ),
+        (
+            "css/s.css",
+            "a{b:url(/static/img)}",
+            r#"a{b:url("/static/img")}"#,
+        ),
+        ("css/s.css", "a{b:url(/static/)}", r#"a{b:url("/static/")}"#),
+        ("css/s.css", "a{b:url(/static)}", "a{b:url(/static)}"),
+    ];
+    for (name, input, want) in cases {
+        assert_eq!(rw(name, input, &STATIC), *want, "{name}: {input:?}");
+    }
+    // A directory that holds no collected file is missing, as in Django ("could not be found").
+    assert_eq!(
+        rw("css/s.css", "a{b:url(../nodir)}", &STATIC),
+        "a{b:url(../nodir)}"
+    );
+    assert_eq!(
+        targets("css/s.css", "a{b:url(../nodir)}", &STATIC),
+        ["nodir"]
+    );
+    // The keys, and the directories Django's existence check would test for them.
+    assert_eq!(targets("css/s.css", "a{b:url(.)}", &STATIC), ["css"]);
+    assert_eq!(targets("s.css", "a{b:url(.)}", &STATIC), ["."]);
+    assert_eq!(directory_of("."), "");
+    assert_eq!(directory_of(""), "");
+    assert_eq!(directory_of("css/"), "css");
+    assert_eq!(directory_of("css/."), "css");
+    assert_eq!(directory_of("css/x/.."), "css");
+    // Above STATIC_ROOT is an error (Django: SuspiciousFileOperation), directory or not.
+    assert!(references("css/s.css", Kind::Css, "a{b:url(../..)}", &STATIC).is_err());
+    assert!(references("s.css", Kind::Css, "a{b:url(..)}", &STATIC).is_err());
+}
+
+/// Empty and blank `sourceMappingURL`s, as Django 6.1.3's collectstatic wrote them: a blank url
+/// resolves to the file's own directory (`css/ ` → `css`), which exists, so it is kept as it is,
+/// and the CSS template adds its space before `*/`; an empty one has no path and is skipped.
+#[test]
+fn empty_source_map_urls_match_django() {
+    let t = table(&[("css/s.css", "000000000000"), ("js/a.js", "111111111111")]);
+    let rw = |name: &str, text: &str| {
+        rewrite(name, kind_of(name).unwrap(), text, &STATIC, &resolver(&t)).unwrap()
+    };
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "css/s.css",
+            "a{}\n/*# sourceMappingURL= */\n",
+            "a{}\n/*# sourceMappingURL=  */\n",
+        ),
+        (
+            "css/s.css",
+            "a{}\n/*# sourceMappingURL=*/\n",
+            "a{}\n/*# sourceMappingURL=*/\n",
+        ),
+        (
+            "css/s.css",
+            "a{}\n/*# sourceMappingURL=  */\n",
+            "a{}\n/*# sourceMappingURL=   */\n",
+        ),
+        (
+            "css/s.css",
+            "a{}\n/*# sourceMappingURL=\t*/\n",
+            "a{}\n/*# sourceMappingURL=\t */\n",
+        ),
+        (
+            "s.css",
+            "a{}\n/*# sourceMappingURL= */\n",
+            "a{}\n/*# sourceMappingURL=  */\n",
+        ),
+        (
+            "css/s.css",
+            "a{}\n/*# sourceMappingURL=. */\n",
+            "a{}\n/*# sourceMappingURL=.  */\n",
+        ),
+        (
+            "js/a.js",
+            "x;\n//# sourceMappingURL=\n",
+            "x;\n//# sourceMappingURL=\n",
+        ),
+        (
+            "js/a.js",
+            "x;\n//# sourceMappingURL= \n",
+            "x;\n//# sourceMappingURL= \n",
+        ),
+        (
+            "js/a.js",
+            "x;\n//# sourceMappingURL=",
+            "x;\n//# sourceMappingURL=",
+        ),
+        (
+            "a.js",
+            "x;\n//# sourceMappingURL= \n",
+            "x;\n//# sourceMappingURL= \n",
+        ),
+    ];
+    for (name, input, want) in cases {
+        assert_eq!(rw(name, input), *want, "{name}: {input:?}");
+    }
+    // A blank url's key is its file's directory (with the slash Django's strip() leaves).
+    assert_eq!(
+        targets("css/s.css", "/*# sourceMappingURL= */", &STATIC),
+        ["css/"]
+    );
+    assert_eq!(
+        targets("js/a.js", "//# sourceMappingURL= ", &STATIC),
+        ["js/"]
+    );
+    assert_eq!(targets("a.js", "//# sourceMappingURL= ", &STATIC), [""]);
+    // A real map that is missing stays missing.
+    assert_eq!(
+        rw("css/s.css", "/*# sourceMappingURL=s.css.map */"),
+        "/*# sourceMappingURL=s.css.map */"
     );
 }
 
@@ -953,10 +1114,7 @@ fn django_fixtures_hash_like_django() {
             static_url: "/static/",
             js_modules: *modules,
         };
-        let out = rewrite(name, kind_of(name).unwrap(), text, &opts, &|k| {
-            t.get(k).cloned()
-        })
-        .unwrap();
+        let out = rewrite(name, kind_of(name).unwrap(), text, &opts, &resolver(&t)).unwrap();
         assert_eq!(
             md5_12(&out),
             *want,
@@ -973,10 +1131,7 @@ fn django_fixtures_hash_like_django() {
 fn django_fixtures_exact_output() {
     let t = table(FIXTURE_HASHES);
     let rwf = |name: &str, text: &str, opts: &Options| {
-        rewrite(name, kind_of(name).unwrap(), text, opts, &|k| {
-            t.get(k).cloned()
-        })
-        .unwrap()
+        rewrite(name, kind_of(name).unwrap(), text, opts, &resolver(&t)).unwrap()
     };
     assert_eq!(
         rwf("cached/import.css", fixture!("import.css"), &STATIC),
@@ -1068,10 +1223,13 @@ fn differential_against_django() {
             .iter()
             .map(|(k, v)| (k.clone(), hashed(k, v.as_str().unwrap())))
             .collect();
+        // The harness creates every file of `hashes` in its STATIC_ROOT, so their directories
+        // exist for Django too.
+        let tree = resolver(&table);
         let missed = std::cell::Cell::new(false);
         let resolve = |t: &str| {
-            let r = table.get(t).cloned();
-            missed.set(missed.get() || r.is_none());
+            let r = tree(t);
+            missed.set(missed.get() || r == Resolved::Missing);
             r
         };
         let got = rewrite(name, kind_of(name).unwrap(), text, &opts, &resolve);
