@@ -354,3 +354,19 @@ fn the_library_error_is_typed() {
     assert_eq!(summary.missing_warned, 2);
     assert_eq!(summary.warnings[1].reference.path, "js/app.js");
 }
+
+/// `manifest_strict` is a request-time setting in Django, whose collectstatic fails on a
+/// missing reference either way; it no longer relaxes staticd's collect (the rules do).
+#[test]
+fn manifest_strict_false_does_not_relax_collect() {
+    let p = Project::with_storage("manifest_strict = false\n")
+        .files(&[("css/app.css", b"a { background: url(nope.png); }\n")]);
+    let err = collect_fails(&p, &[]);
+    assert!(
+        err.contains("css/app.css:1: url(nope.png) references 'css/nope.png'"),
+        "{err}"
+    );
+    assert!(err.contains("--missing warn:'*.png'"), "{err}");
+    let (summary, _) = collect_ok(&p, &["--missing", "warn:css/nope.png"]);
+    assert_eq!(summary["missing_warned"], 1, "{summary}");
+}
