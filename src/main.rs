@@ -1,8 +1,9 @@
 //! Command line: parse and dispatch, nothing else.
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use staticd::collect::missing::{Policy, Rule};
 use staticd::collect::{self, cache::Cache, naming::HashAlgo, report::Log, CollectOptions};
 use staticd::django::{self, DiscoverOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -54,6 +55,9 @@ struct DevArgs {
     /// dominate the edit-to-reload time, and the server answers identity just as well.
     #[arg(long)]
     compress: bool,
+    /// What a reference to a missing file does, as for `collect --missing`.
+    #[arg(long, value_name = "ACTION:PATTERN")]
+    missing: Vec<Rule>,
 }
 
 /// Where the project's facts come from (shared by every subcommand that takes a project).
@@ -122,6 +126,13 @@ struct CollectArgs {
     /// Keep running: re-collect incrementally whenever a source changes.
     #[arg(long)]
     watch: bool,
+    /// What a CSS/JS reference to a missing file does, per target: ACTION is error (the
+    /// default, as Django), warn (leave it unchanged, print a warning) or ignore (leave it
+    /// unchanged); PATTERN is a glob on the target's path under STATIC_ROOT or its basename,
+    /// e.g. --missing warn:'*.map'. Repeatable; the last matching rule wins, and these come
+    /// after staticd.toml's [collect] missing.
+    #[arg(long, value_name = "ACTION:PATTERN")]
+    missing: Vec<Rule>,
     /// Accepted for compatibility with collectstatic: staticd never prompts.
     #[arg(long = "noinput", alias = "no-input", hide = true)]
     _noinput: bool,
@@ -165,6 +176,7 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
         no_default_ignore: args.no_default_ignore,
         memo: !args.no_cache,
     })?;
+    let missing = missing_policy(&args.project.project, args.missing.clone())?;
     let opts = CollectOptions {
         clear: args.clear,
         dry_run: args.dry_run,
@@ -183,6 +195,7 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
         progress: true,
         reuse_stage: false,
         on_publish: None,
+        missing,
     };
     let json = args.format == Format::Json;
     let log = Log::new(args.verbosity, json);
@@ -190,6 +203,9 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
         return collect::watch::watch(&discovery, &opts, &log);
     }
     let summary = collect::collect(&discovery, &opts, &log)?;
+    for w in &summary.warnings {
+        log.warn(w.warning(&opts.missing));
+    }
     if json {
         println!("{}", serde_json::to_string(&summary)?);
     } else if args.verbosity >= 1 {
@@ -204,6 +220,7 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         .project
         .clone()
         .ok_or_else(|| anyhow::anyhow!("staticd dev needs a PROJECT directory"))?;
+    let missing = missing_policy(&project, args.missing.clone())?;
     let discovery = django::discover(&DiscoverOptions {
         project,
         python: args.serve.python.clone(),
@@ -221,6 +238,7 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         on_publish: Some(collect::OnPublish(std::sync::Arc::new(move || {
             let _ = published.try_send(staticd::serve::reload::Wake::Published);
         }))),
+        missing,
         ..Default::default()
     };
     let mut serve = args.serve;
@@ -234,6 +252,17 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         }
     });
     staticd::serve::run_with(serve, (tx, rx))
+}
+
+/// The missing-reference policy: `[collect] missing` of `PROJECT/staticd.toml` (if there is
+/// one), then the `--missing` rules, which therefore win.
+fn missing_policy(project: &Path, cli: Vec<Rule>) -> anyhow::Result<Policy> {
+    let path = project.join(django::config::FILE_NAME);
+    let cfg = django::config::load(project)?;
+    let file = cfg
+        .as_ref()
+        .map(|c| (path.as_path(), c.collect.missing.as_slice()));
+    Policy::new(file, cli)
 }
 
 fn run_prune(args: PruneArgs) -> anyhow::Result<()> {

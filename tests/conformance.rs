@@ -90,6 +90,17 @@ impl Fixture {
         }
     }
 
+    /// A source directory of our own beside Django's fixtures (select it with `TEST_DIRS`).
+    fn add_dir(&self, name: &str, files: &[(&str, &str)]) {
+        let dir = self
+            .dir
+            .join("pkgroot/staticfiles_tests/project")
+            .join(name);
+        for (rel, text) in files {
+            common::write_file(&dir, rel, text.as_bytes());
+        }
+    }
+
     fn env(&self, root: &Path, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
         let mut env = vec![
             (
@@ -235,6 +246,104 @@ fn django_error_fixtures_fail_in_both() {
         ("loop", vec!["bar.css, foo.css", "cycle"]),
         ("faulty", vec!["faulty.css:1:", "missing.css"]),
         ("nonutf8", vec!["nonutf8.css", "UTF-8"]),
+    ] {
+        let env_extra = [("TEST_DIRS", dirs)];
+        let (dj, sd) = (
+            f.dir.join(format!("dj-{dirs}")),
+            f.dir.join(format!("sd-{dirs}")),
+        );
+        let d = django_collect(&f.project, &f.env(&dj, &env_extra), &[]);
+        assert!(!d.status.success(), "Django should fail on {dirs}");
+        let s = staticd_collect(&f.project, &f.env(&sd, &env_extra), &["--hash", "md5"]);
+        let stderr = String::from_utf8_lossy(&s.stderr);
+        assert_eq!(s.status.code(), Some(1), "{dirs}: {stderr}");
+        for e in expect {
+            assert!(stderr.contains(e), "{dirs}: expected {e:?} in {stderr}");
+        }
+        assert!(
+            !sd.exists(),
+            "{dirs}: a failed collect must not create STATIC_ROOT"
+        );
+    }
+}
+
+/// References Django 6.1 resolves to a directory of STATIC_ROOT (without a trailing slash, `.`,
+/// `..`, `./`, `/static/`) and blank `sourceMappingURL`s (which resolve to the file's own
+/// directory): Django succeeds and keeps them unhashed, in its own spelling (`url(.)` in
+/// `css/dot.css` becomes `url("css")`, `/*# sourceMappingURL= */` gains a space), and so must
+/// staticd, byte for byte. `css/imports.css` makes a file with such references a dependency.
+#[test]
+fn directory_and_blank_source_map_references_are_byte_identical() {
+    let f = Fixture::new();
+    f.add_dir(
+        "edge",
+        &[
+            (
+                "css/dir.css",
+                "a{b:url(../img)}\nc{d:url('../img')}\ne{f:url(../img?v=1#f)}\ng{h:url(../img )}\ni{j:url(img)}\n",
+            ),
+            (
+                "css/dot.css",
+                "a{b:url(.)}\nc{d:url(..)}\ne{f:url(./)}\ng{h:url(../img/)}\ni{j:url(/static/img)}\nk{l:url(/static/)}\nm{n:url(../img/..)}\n",
+            ),
+            ("css/imports.css", "@import 'dot.css';\n@import \"../img\";\n"),
+            ("css/map_blank.css", "a{}\n/*# sourceMappingURL= */\n"),
+            ("css/map_blank2.css", "a{}\n/*# sourceMappingURL=  */\n"),
+            ("css/map_empty.css", "a{}\n/*# sourceMappingURL=*/\n"),
+            ("css/map_dot.css", "a{}\n/*# sourceMappingURL=. */\n"),
+            ("root.css", "a{b:url(.)}\nc{d:url(./)}\n/*# sourceMappingURL= */\n"),
+            ("js/map_empty.js", "x;\n//# sourceMappingURL=\n"),
+            ("js/map_blank.js", "x;\n//# sourceMappingURL= \n"),
+            ("root.js", "x;\n//# sourceMappingURL= "),
+            ("img/a.png", "png"),
+            ("css/img/x.png", "png"),
+        ],
+    );
+    let extra = [("TEST_DIRS", "edge")];
+    let (dj, sd) = (f.dir.join("dj"), f.dir.join("sd"));
+    ok(
+        &django_collect(&f.project, &f.env(&dj, &extra), &[]),
+        "django",
+    );
+    ok(
+        &staticd_collect(
+            &f.project,
+            &f.env(&sd, &extra),
+            &["--hash", "md5", "--no-compress"],
+        ),
+        "staticd",
+    );
+    assert_same_tree(&dj, &sd);
+    // The cases really are what they claim: Django kept them as (unhashed) directories.
+    let man: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sd.join("staticfiles.json")).unwrap()).unwrap();
+    let read = |key: &str| {
+        let hashed = man["paths"][key].as_str().unwrap();
+        std::fs::read_to_string(sd.join(hashed)).unwrap()
+    };
+    assert!(read("css/dot.css").starts_with("a{b:url(\"css\")}\nc{d:url(\"\")}"));
+    assert!(read("css/map_blank.css").ends_with("/*# sourceMappingURL=  */\n"));
+}
+
+/// Real broken references stay errors in both: a directory that holds no collected file, and a
+/// source map that is not there. staticd names file, line and reference, and writes nothing.
+#[test]
+fn missing_directory_and_source_map_fail_in_both() {
+    let f = Fixture::new();
+    f.add_dir(
+        "nodir",
+        &[
+            ("css/s.css", "a{}\nb{c:url(../nodir)}\n"),
+            ("img/a.png", "png"),
+        ],
+    );
+    f.add_dir(
+        "nomap",
+        &[("js/a.js", "x;\n//# sourceMappingURL=a.js.map\n")],
+    );
+    for (dirs, expect) in [
+        ("nodir", ["css/s.css:2:", "url(../nodir)"]),
+        ("nomap", ["js/a.js:2:", "a.js.map"]),
     ] {
         let env_extra = [("TEST_DIRS", dirs)];
         let (dj, sd) = (

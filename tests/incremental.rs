@@ -194,3 +194,39 @@ fn prune_deletes_only_old_generations_staticd_wrote() {
         .unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).starts_with("0 files"));
 }
+
+/// An unchanged stylesheet is not re-read, but what its references point at is checked again:
+/// deleting the image it references fails the next collect exactly as a fresh collect would
+/// (it used to succeed, leaving `url(../img/logo.png)` unrewritten and dangling), and a
+/// directory it references stays resolved only while it holds a collected file.
+#[test]
+fn deleted_targets_of_unchanged_files_are_missing() {
+    let p = project();
+    p.write("css/d.css", b"a { background: url(../img); }\n");
+    p.run_collect(&[]);
+    let before = tree_digest(&p.root());
+    fs::remove_file(p.dir.join("assets/img/logo.png")).unwrap();
+    let out = p.collect(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for e in [
+        "css/a.css:1:",
+        "url(../img/logo.png)",
+        "css/d.css:1:",
+        "url(../img)",
+    ] {
+        assert!(stderr.contains(e), "expected {e:?} in {stderr}");
+    }
+    assert_eq!(tree_digest(&p.root()), before, "nothing published");
+    // Another file in img/ makes the directory reference good again.
+    p.write("img/other.png", b"\x89PNG other");
+    p.write("css/a.css", b"h1 { color: red; }\n");
+    let fixed = p.run_collect(&[]);
+    assert_eq!(
+        n(&fixed, "rewritten"),
+        2,
+        "a.css changed, b.css imports it: {fixed}"
+    );
+    let d = fs::read_to_string(p.root().join(p.hashed("css/d.css"))).unwrap();
+    assert_eq!(d, "a { background: url(\"../img\"); }\n");
+}

@@ -6,6 +6,7 @@
 mod common;
 
 mod collect_failures;
+mod collect_policy;
 mod conformance;
 mod discover;
 mod incremental;

@@ -8,6 +8,7 @@ pub mod compress;
 pub mod generations;
 pub mod graph;
 pub mod ignore;
+pub mod missing;
 pub mod naming;
 pub mod plan;
 pub mod process;
@@ -52,6 +53,8 @@ pub struct CollectOptions {
     pub reuse_stage: bool,
     /// Called right after each publish, before the bookkeeping that follows it.
     pub on_publish: Option<OnPublish>,
+    /// What a reference to a missing file does (`--missing`, `[collect] missing`).
+    pub missing: missing::Policy,
 }
 
 /// A hook run when a generation has just been published (`staticd dev` wakes its server).
@@ -80,6 +83,7 @@ impl Default for CollectOptions {
             progress: false,
             reuse_stage: false,
             on_publish: None,
+            missing: missing::Policy::default(),
         }
     }
 }
@@ -140,6 +144,14 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             });
         if same {
             summary.unmodified = plan.files.len();
+            // The references left unchanged last time still are: report them again.
+            let mut rels: Vec<&String> = p.files.keys().collect();
+            rels.sort();
+            summary.record_missing(
+                rels.into_iter()
+                    .flat_map(|r| p.files[r].missing.iter().cloned()),
+                &opts.missing,
+            );
             summary.finish(started);
             return Ok(summary);
         }
@@ -177,8 +189,9 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
     if post_process {
         progress.stage("hashing and rewriting", plan.files.len());
         let mut processed =
-            process::process(&plan.files, &contents, &stats, prev.as_ref(), d, opts, log)?;
+            process::process(&plan.files, &contents, &stats, prev.as_ref(), d, opts)?;
         summary.hashed = processed.hashed;
+        summary.record_missing(processed.missing.iter().flatten().cloned(), &opts.missing);
         new_state = Some(state::State {
             settings: settings_key.clone(),
             root_id: None,
@@ -195,6 +208,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
                             fingerprint: processed.fingerprints[i].clone(),
                             name: processed.names[i].clone(),
                             targets: std::mem::take(&mut processed.targets[i]),
+                            missing: std::mem::take(&mut processed.missing[i]),
                         },
                     ))
                 })
@@ -433,7 +447,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
 /// Digest of every input that changes output besides the files themselves.
 fn settings_key(d: &Discovery, opts: &CollectOptions) -> String {
     let key = format!(
-        "{} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {} {}",
+        "{} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {} {} {:?}",
         env!("CARGO_PKG_VERSION"),
         d.static_url,
         d.ignore_patterns,
@@ -444,7 +458,8 @@ fn settings_key(d: &Discovery, opts: &CollectOptions) -> String {
         opts.js_modules,
         opts.link,
         opts.no_post_process,
-        d.django_version.as_deref().unwrap_or("")
+        d.django_version.as_deref().unwrap_or(""),
+        opts.missing.key()
     );
     blake3::hash(key.as_bytes()).to_hex().to_string()
 }

@@ -1,4 +1,5 @@
 //! What collect tells the user: Django's log lines and summary, a JSON summary, a progress bar.
+use super::missing::{Action, MissingReference, Policy, Unresolved};
 use super::CollectOptions;
 use serde::Serialize;
 use std::io::Write;
@@ -76,6 +77,12 @@ pub struct Summary {
     /// New bytes written into STATIC_ROOT (files linked from the previous tree excluded).
     pub bytes_out: u64,
     pub duration_ms: u128,
+    /// Missing references left unchanged by a `warn` rule (each is in `warnings`).
+    pub missing_warned: usize,
+    /// Missing references left unchanged by an `ignore` rule.
+    pub missing_ignored: usize,
+    /// The `warn` ones: file, line, reference, target, rule. Callers print them.
+    pub warnings: Vec<Unresolved>,
 }
 
 impl Summary {
@@ -86,6 +93,29 @@ impl Summary {
             symlinked: opts.link,
             ..Default::default()
         }
+    }
+
+    /// Counts the missing references the policy let through; keeps the warned ones.
+    pub fn record_missing(
+        &mut self,
+        refs: impl Iterator<Item = MissingReference>,
+        policy: &Policy,
+    ) {
+        for r in refs {
+            let u = Unresolved::new(r, policy);
+            match u.action {
+                Action::Ignore => self.missing_ignored += 1,
+                // An `error` here would have failed the run; count it as a warning regardless.
+                Action::Warn | Action::Error => {
+                    self.missing_warned += 1;
+                    self.warnings.push(u);
+                }
+            }
+        }
+        self.warnings.sort_by(|a, b| {
+            let key = |u: &Unresolved| (u.reference.path.clone(), u.reference.line);
+            key(a).cmp(&key(b))
+        });
     }
 
     pub fn finish(&mut self, started: std::time::Instant) {

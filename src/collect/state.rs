@@ -38,6 +38,9 @@ pub struct FileState {
     pub name: String,
     /// Reference targets (CSS/JS only), as manifest keys.
     pub targets: Vec<String>,
+    /// Missing references the policy let through (reported again by a run that skips the file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<super::missing::MissingReference>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -2,8 +2,9 @@
 //!
 //! Events are coalesced until the sources have been quiet for a moment, so a `git checkout`
 //! of thousands of files is one re-collect. Each re-collect publishes atomically; a broken
-//! reference prints its error and the last good generation stays published. Discovery runs
-//! once: a change to Django's settings needs a restart.
+//! reference prints its error and the last good generation stays published. A missing
+//! reference a `warn` rule lets through is printed once, when it first appears, and counted in
+//! each report line. Discovery runs once: a change to Django's settings needs a restart.
 use super::report::{Log, Summary};
 use super::{collect, CollectOptions};
 use crate::django::{Discovery, Source};
@@ -48,7 +49,8 @@ pub fn watch(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<()> {
         roots.len(),
         if roots.len() == 1 { "y" } else { "ies" }
     ));
-    let mut last = run_once(d, &opts, log, &BTreeSet::new(), None);
+    let mut warned = BTreeSet::new();
+    let mut last = run_once(d, &opts, log, &BTreeSet::new(), None, &mut warned);
     loop {
         let Ok(first) = rx.recv() else {
             return Ok(());
@@ -66,7 +68,7 @@ pub fn watch(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<()> {
         if changed.is_empty() {
             continue;
         }
-        last = run_once(d, &opts, log, &changed, last);
+        last = run_once(d, &opts, log, &changed, last, &mut warned);
     }
 }
 
@@ -90,18 +92,29 @@ fn is_noise(p: &Path) -> bool {
     name.ends_with('~') || name.ends_with(".swp") || name.ends_with(".swx") || name == "4913"
 }
 
-/// One re-collect and its one-line report. Returns the manifest now published.
+/// One re-collect and its one-line report. Returns the manifest now published. `warned`: the
+/// warnings printed so far that still apply (a warning is printed when it first appears).
 fn run_once(
     d: &Discovery,
     opts: &CollectOptions,
     log: &Log,
     changed: &BTreeSet<PathBuf>,
     before: Option<Manifest>,
+    warned: &mut BTreeSet<String>,
 ) -> Option<Manifest> {
     let started = Instant::now();
     let manifest_path = d.static_root.join(&d.storage.manifest_name);
     match collect(d, opts, log) {
         Ok(summary) => {
+            let now: BTreeSet<String> = summary
+                .warnings
+                .iter()
+                .map(|w| w.warning(&opts.missing))
+                .collect();
+            for w in now.difference(warned) {
+                log.warn(w);
+            }
+            *warned = now;
             let after = Manifest::read(&manifest_path).ok().flatten();
             log.line(
                 1,
@@ -165,7 +178,15 @@ fn describe(
         1 => urls.remove(0),
         n => format!("{} (+{} more)", urls[0], n - 1),
     };
-    format!("{what} → {new} in {} ms", started.elapsed().as_millis())
+    let unresolved = match summary.missing_warned {
+        0 => String::new(),
+        1 => " (1 missing reference left unchanged)".to_string(),
+        n => format!(" ({n} missing references left unchanged)"),
+    };
+    format!(
+        "{what} → {new} in {} ms{unresolved}",
+        started.elapsed().as_millis()
+    )
 }
 
 fn short(p: &Path) -> String {

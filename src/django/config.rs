@@ -12,6 +12,8 @@
 //! compress = true
 //! [whitenoise]                  # optional
 //! keep_only_hashed_files = false
+//! [collect]                     # optional: staticd's own collect options, not Django facts
+//! missing = ["warn:*.map"]      # missing-reference rules (validated by `collect::missing`)
 //! ```
 use super::{
     normalize_ignore_patterns, Discovery, Source, Storage, WhiteNoise, DEFAULT_IGNORE_PATTERNS,
@@ -51,6 +53,8 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub whitenoise: WhiteNoiseConfig,
+    #[serde(default)]
+    pub collect: CollectConfig,
 }
 
 fn default_static_url() -> String {
@@ -96,6 +100,15 @@ pub struct WhiteNoiseConfig {
     pub keep_only_hashed_files: bool,
     pub skip_compress_extensions: Option<Vec<String>>,
     pub manifest_strict: Option<bool>,
+}
+
+/// `[collect]`: options of `staticd collect` itself. They are not facts about the project, so
+/// they are not part of [`Discovery`]; the collect command reads them from here.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectConfig {
+    /// Missing-reference rules, `ACTION:PATTERN` (checked by `collect::missing::Policy::new`).
+    pub missing: Vec<String>,
 }
 
 /// Parse and validate `staticd.toml` text. `path` is only used in messages.
@@ -375,5 +388,36 @@ skip_compress_extensions = []
             .unwrap_err()
             .to_string();
         assert!(e.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn collect_section() {
+        let cfg = parse(
+            "static_root = \"s\"\n[collect]\nmissing = [\"warn:*.map\", \"ignore:vendor/*\"]\n",
+            p(),
+        )
+        .unwrap();
+        assert_eq!(cfg.collect.missing, ["warn:*.map", "ignore:vendor/*"]);
+        assert_eq!(
+            parse("static_root = \"s\"\n", p()).unwrap().collect,
+            CollectConfig::default()
+        );
+        let e = parse("static_root = \"s\"\n[collect]\nmising = []\n", p())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid /proj/staticd.toml: ") && e.contains("unknown field `mising`"),
+            "{e}"
+        );
+        let e = parse(
+            "static_root = \"s\"\n[collect]\nmissing = \"warn:*.map\"\n",
+            p(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("missing = \"warn:*.map\"") && e.contains("invalid type"),
+            "{e}"
+        );
     }
 }

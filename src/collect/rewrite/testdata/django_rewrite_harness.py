@@ -5,8 +5,8 @@ usage: python django_rewrite_harness.py IN.json OUT.json   (Django 6.1.3 install
 IN.json: [{"name": "css/s.css", "text": "...", "hashes": {"css/a.png": "<12 hex>"}, "js_modules": false,
            "static_url": "/static/"}]
 then:   STATICD_REWRITE_CASES=OUT.json cargo test --lib collect::rewrite -- --ignored
-Known divergence: a reference to a directory (url(.), url(img/..)) makes Django emit the directory's name;
-rewrite.rs leaves it unchanged because the resolver only knows files.
+The directories of the `hashes` files exist in the harness's STATIC_ROOT, so a reference to one of them
+(url(.), url(img/..), a blank sourceMappingURL) resolves to the directory, as the test's resolver does.
 """
 import json, os, sys, tempfile, random
 import django
