@@ -10,6 +10,7 @@ mod collect_policy;
 mod conformance;
 mod discover;
 mod incremental;
+mod properties;
 mod proxy_deploy;
 mod proxy_gunicorn;
 mod proxy_keepalive;
