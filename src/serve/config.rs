@@ -76,6 +76,17 @@ pub struct ServeArgs {
     #[arg(long, default_value = "75s", value_parser = parse_duration)]
     pub keep_alive: Duration,
 
+    /// Time for a whole request head to arrive (counted from the connection's accept for
+    /// its first request, from the first byte for later ones); a client trickling bytes is
+    /// cut off (408). `5s`, `500ms`; a plain number is seconds.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Longest pause while a request body arrives (nginx's `client_body_timeout`): 408 and
+    /// the connection closed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
     /// Python interpreter for discovery (with PROJECT).
     #[arg(long)]
     pub python: Option<PathBuf>,
