@@ -8,6 +8,7 @@ mod common;
 mod collect_failures;
 mod conformance;
 mod discover;
+mod h1_edge;
 mod incremental;
 mod proxy_deploy;
 mod proxy_gunicorn;
