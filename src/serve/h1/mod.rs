@@ -228,7 +228,7 @@ impl Conn<'_> {
             first = false;
             let start = self.clock();
             let keep = if head.body == BodyLen::None && head.upgrade.is_none() {
-                // The fast path: the answer borrows the head from `buf` as it is.
+                // The common case: the answer borrows the head from `buf` as it is.
                 let keep = self.answer(&head, buf, &[], start, None).await;
                 buf.advance(head.len);
                 keep
