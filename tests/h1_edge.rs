@@ -379,6 +379,11 @@ fn smuggling_forms_are_refused_and_never_forwarded() {
         (post("Content-Length: 0x5\r\n", "hello"), 400),
         (post("Content-Length: 5\r\n 0\r\n", "hello"), 400),
         (post("Bad Name: x\r\nContent-Length: 0\r\n", ""), 400),
+        (post("X: y\nContent-Length: 5\r\n", "hello"), 400),
+        (
+            format!("POST /s HTTP/1.1\nHost: t\nContent-Length: 5\n\nhello{hidden}"),
+            400,
+        ),
         (chunked("0x5\r\nhello\r\n0\r\n\r\n"), 400),
         (chunked("+5\r\nhello\r\n0\r\n\r\n"), 400),
         (chunked("5\nhello\r\n0\r\n\r\n"), 400),

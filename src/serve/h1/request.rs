@@ -6,7 +6,8 @@
 //! obs-fold, invalid field names, a bad request line) and size (16 KiB, 128 field lines:
 //! 431); the target's form (origin, absolute `http(s)://`, `*` for OPTIONS only, authority
 //! for CONNECT only); Host (missing on HTTP/1.1, repeated, or not `host[:port]`: 400); the
-//! body's framing ([`body::framing`](super::body::framing)); `Expect` (only `100-continue`,
+//! body's framing ([`body::framing`](super::body::framing), and no bare-LF line end in a
+//! head that has a body); `Expect` (only `100-continue`,
 //! else 417; ignored in HTTP/1.0 as RFC 9110 §10.1.1 says). Upgrade is honoured only for
 //! HTTP/1.1 with `Connection: upgrade`; anything else leaves it a plain request.
 
@@ -58,6 +59,10 @@ pub enum HeadError {
     Host(HostError),
     #[error("{0}")]
     Framing(FramingError),
+    /// A line ended by a bare LF in a head that declares a body: a peer that ends lines
+    /// only at CRLF would not see the same framing fields.
+    #[error("bare LF in a head with a body")]
+    BareLf,
     #[error("an expectation other than 100-continue")]
     Expectation,
 }
@@ -323,8 +328,13 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
         (1, Some(r)) => host::check(&buf[r.clone()]).map_err(HeadError::Host),
         _ => Err(HeadError::DuplicateHost),
     };
+    let declares_body = framing.content_lengths + framing.transfer_encodings > 0;
     let checked = host_check
         .and_then(|()| body::framing(&framing, http10).map_err(HeadError::Framing))
+        .and_then(|b| match declares_body && bare_lf(&buf[..len]) {
+            true => Err(HeadError::BareLf),
+            false => Ok(b),
+        })
         .and_then(|b| match expect {
             Some(e) if !http10 => Err(e),
             _ => Ok(b),
@@ -341,6 +351,14 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
     // HTTP/1.1 keeps the connection unless told otherwise; 1.0 only when asked (RFC 9112 §9.3).
     head.keep_alive = !close && (!http10 || keep);
     Parse::Ready(head)
+}
+
+/// Whether a line of `head` ends in LF without CR (RFC 9112 §2.2 lets a recipient accept
+/// it; httparse does).
+fn bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 impl Head {
@@ -452,6 +470,17 @@ mod tests {
             refused(b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
             HeadError::Framing(FramingError::ChunkedHttp10)
         );
+        // A framing field seen only by splitting at a bare LF.
+        assert_eq!(
+            refused(b"POST /x HTTP/1.1\r\nHost: h\r\nX: y\nContent-Length: 5\r\n\r\nhello"),
+            HeadError::BareLf
+        );
+        assert_eq!(
+            refused(b"POST /x HTTP/1.1\nHost: h\nTransfer-Encoding: chunked\n\n"),
+            HeadError::BareLf
+        );
+        // Without a body, LF-only lines are accepted (RFC 9112 §2.2).
+        assert_eq!(ready(b"GET /x HTTP/1.1\nHost: h\n\n").body, BodyLen::None);
     }
 
     #[test]
