@@ -51,6 +51,8 @@ impl Seen {
 /// recorded before it is answered:
 /// - `/hang…`: never answered (the connection is held until staticd closes it);
 /// - `/ws…` with an `Upgrade` field: `101`, then every byte is echoed back;
+/// - `/stream…`: `200`, chunked, the body in two parts with a pause between them (so
+///   staticd relays it as a stream of unknown length);
 /// - anything else: `200` with the body `METHOD TARGET BODY-LENGTH` (no body for HEAD).
 struct Upstream {
     addr: String,
@@ -190,6 +192,24 @@ fn serve_upstream(mut s: TcpStream, seen: &Mutex<Vec<Seen>>) {
             }
             return;
         }
+        if target.starts_with("/stream") {
+            let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+            if s.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            if method == "HEAD" {
+                continue;
+            }
+            if s.write_all(b"5\r\nfirst\r\n").is_err() {
+                return;
+            }
+            // An upstream pausing mid-body is what makes the answer a stream.
+            std::thread::sleep(Duration::from_millis(50));
+            if s.write_all(b"6\r\nsecond\r\n0\r\n\r\n").is_err() {
+                return;
+            }
+            continue;
+        }
         let body = format!("{method} {target} {len}");
         let mut answer = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
@@ -291,6 +311,39 @@ fn pipelined_mix_is_answered_in_order_each_framed_for_its_own_request() {
     assert_eq!(seen[2].body, b"abc");
     assert_eq!(seen[2].header("content-length"), Some("3"));
     assert_eq!(seen[3].header("host"), Some(s.addr.to_string().as_str()));
+}
+
+/// A streamed answer (unknown length) is chunked for an HTTP/1.1 request and delimited by
+/// the close for an HTTP/1.0 one, whatever came before it on the connection.
+#[test]
+fn streams_are_framed_for_each_request_version() {
+    let up = Upstream::start();
+    let s = proxy(&up, &[]);
+    let mut c = s.conn();
+    c.send(
+        b"POST /stream/1 HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi\
+          HEAD /stream/2 HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /stream/3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\
+          GET /never HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let one = c.response(GET);
+    assert_eq!(
+        (one.framing, one.text().as_str()),
+        (http::Framing::Chunked, "firstsecond")
+    );
+    // HEAD of a stream: GET's framing header, no length, no body.
+    let two = c.response(HEAD);
+    assert_eq!((two.status, two.body.len()), (200, 0));
+    assert_eq!(two.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(two.header("content-length"), None);
+    let three = c.response(GET);
+    assert!(three.raw.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert_eq!(
+        (three.framing, three.text().as_str()),
+        (http::Framing::Close, "firstsecond")
+    );
+    assert_eq!(three.header("connection"), Some("close"));
+    assert!(!up.targets().contains(&"/never".to_string()));
 }
 
 /// A chunked body with extensions and trailers arrives at the upstream whole, de-chunked,

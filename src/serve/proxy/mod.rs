@@ -365,9 +365,16 @@ impl Proxy {
             if head.framing == client::Framing::Empty && head.keep_alive {
                 client::put_idle(conn);
             }
-            if let (Some(n), true) = (length, is_head) {
-                r.body = Body::Omitted(n);
-            }
+            r.body = match (length, is_head) {
+                (Some(n), true) => Body::Omitted(n),
+                // HEAD of what GET would stream: no length (`content-length: 0` would be
+                // wrong); the client gets GET's framing header and, being HEAD, no body.
+                (None, true) => Body::Stream {
+                    len: None,
+                    stream: Box::pin(futures_util::stream::empty()),
+                },
+                _ => Body::Empty,
+            };
             return r;
         }
         if let Some(whole) = state.complete(&mut conn.buf) {
