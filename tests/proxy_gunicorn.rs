@@ -165,6 +165,44 @@ fn upload_over_max_body_is_413_and_never_reaches_gunicorn() {
     assert_eq!(log.matches("POST /echo/").count(), 1, "gunicorn saw: {log}");
 }
 
+/// The issue-12 probe's desync with real gunicorn: a POST with a body, then pipelined a
+/// HEAD, an HTTP/1.0 GET and a GET with `Connection: close`. Each answer is framed for its
+/// own request (the POST's had carried the HEAD's framing, or `HTTP/1.0`, or nothing).
+#[test]
+fn pipelined_requests_after_a_body_through_gunicorn() {
+    let st = Stack::start(&[]);
+    let mut c = st.staticd.conn();
+    c.send(
+        b"POST /echo/?p=1 HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nx=1\
+          HEAD /echo/?p=2 HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /echo/?p=3 HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n\
+          GET /echo/?p=4 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n\
+          GET /echo/?p=5 HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let post = c.response(GET);
+    assert!(post.raw.starts_with(b"HTTP/1.1 "), "{:?}", post.raw);
+    assert!(post.status == 200 || post.status == 403, "{}", post.status);
+    assert_eq!(post.header("connection"), None);
+    let head = c.response(Expect { head: true });
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert!(head.has("content-length"));
+    let old = c.response(GET);
+    assert_eq!(old.json()["query"], "p=3");
+    assert_eq!(old.header("connection"), Some("keep-alive"));
+    let last = c.response(GET);
+    assert_eq!(last.json()["query"], "p=4");
+    assert_eq!(last.header("connection"), Some("close"));
+    c.expect_closed();
+    let log = wait_until("gunicorn to log the fourth request", WAIT, || {
+        let log = st.gunicorn.access_log();
+        log.contains("/echo/?p=4").then_some(log)
+    });
+    assert!(
+        !log.contains("p=5"),
+        "a request after Connection: close was forwarded"
+    );
+}
+
 /// GETs `path` on a connection of its own, reading until `needle` shows up in the bytes
 /// received; returns (time to needle, time to the server's close, the response parsed
 /// strictly, with nothing after it).

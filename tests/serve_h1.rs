@@ -1,5 +1,5 @@
-//! The HTTP/1 fast path (src/serve/h1) and its hand-over to actix-web: pipelining, one
-//! connection mixing static and non-static requests, HTTP/1.0 keep-alive, large files sent
+//! staticd's HTTP/1 loop (src/serve/h1): pipelining, one connection mixing static and
+//! non-static requests and requests with bodies, HTTP/1.0 keep-alive, large files sent
 //! with `sendfile` to a slow reader, heads split across packets, idle connections on shutdown.
 
 use crate::common::fixture::{noise, StaticRoot};
@@ -34,8 +34,8 @@ fn pipelined_requests_are_answered_in_order() {
     assert_eq!((b.status, &b.body[..]), (200, &b"second"[..]));
 }
 
-/// A non-static request hands the connection to actix-web with the bytes already read
-/// (including a pipelined request after it); everything after it is answered there.
+/// Static and non-static requests, and requests with bodies, share one connection; the
+/// answers come in order (the body of a request answered locally is read and dropped).
 #[test]
 fn one_connection_mixing_static_and_other_routes() {
     let fx = StaticRoot::new();
@@ -48,12 +48,12 @@ fn one_connection_mixing_static_and_other_routes() {
         b"GET /app/page/ HTTP/1.1\r\nHost: t\r\n\r\n\
           GET /static/a.txt HTTP/1.1\r\nHost: t\r\nRange: bytes=7-11\r\n\r\n",
     );
-    // No upstream: routes outside STATIC_URL are 404, answered by actix.
+    // No upstream: routes outside STATIC_URL are 404.
     assert_eq!(c.response(GET).status, 404);
     let part = c.response(GET);
     assert_eq!((part.status, &part.body[..]), (206, &b"bytes"[..]));
     assert_eq!(part.header("content-range"), Some("bytes 7-11/12"));
-    // A request with a body under STATIC_URL is actix's too: 405, and the body is consumed.
+    // A request with a body under STATIC_URL: 405, and the body is consumed.
     c.send(
         b"POST /static/a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello\
           GET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n",
@@ -65,7 +65,7 @@ fn one_connection_mixing_static_and_other_routes() {
 }
 
 #[test]
-fn a_body_on_the_first_request_goes_to_actix_too() {
+fn a_chunked_body_on_the_first_request_is_consumed() {
     let fx = StaticRoot::new();
     fx.write("a.txt", b"x");
     let s = Staticd::serve(&fx.root, &[]);

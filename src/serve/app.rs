@@ -1,4 +1,5 @@
-//! The actix application: one default service that routes by prefix.
+//! The actix application, for HTTP/2 (h2c prior knowledge; every HTTP/1 connection is the
+//! `h1` loop's): one default service that routes by prefix.
 //!
 //! No actix router is involved (it would re-decode paths and cost time): the raw path is
 //! checked against the static prefix; everything else goes to

@@ -76,6 +76,17 @@ pub struct ServeArgs {
     #[arg(long, default_value = "75s", value_parser = parse_duration)]
     pub keep_alive: Duration,
 
+    /// Time for a whole request head to arrive (counted from the connection's accept for
+    /// its first request, from the first byte for later ones); a client trickling bytes is
+    /// cut off (408). `5s`, `500ms`; a plain number is seconds.
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+    pub header_timeout: Duration,
+
+    /// Longest pause while a request body arrives (nginx's `client_body_timeout`): 408 and
+    /// the connection closed.
+    #[arg(long, default_value = "60s", value_parser = parse_timeout)]
+    pub body_timeout: Duration,
+
     /// Python interpreter for discovery (with PROJECT).
     #[arg(long)]
     pub python: Option<PathBuf>,
@@ -196,6 +207,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A [`parse_duration`] that must not be zero (a zero deadline would cut every client off).
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: a timeout must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
 /// STATIC_URL normalised to a path prefix that starts and ends with `/`: the mount is always
 /// a directory boundary, so nginx's alias off-by-slash (`/static..`) cannot happen.
 /// A full URL (`https://cdn/x/static/`) keeps only its path.
@@ -230,6 +249,8 @@ mod tests {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert!(parse_duration("x").is_err());
+        assert_eq!(parse_timeout("1s"), Ok(Duration::from_secs(1)));
+        assert!(parse_timeout("0").is_err() && parse_timeout("0ms").is_err());
     }
 
     #[test]

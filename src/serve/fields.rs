@@ -1,12 +1,12 @@
-//! Request header fields as both front ends hold them: actix's map (HTTP/2, connections
-//! handed to actix) and the fast path's parsed HTTP/1 head. The static tier, the file mounts
+//! Request header fields as both front ends hold them: actix's map (HTTP/2) and the HTTP/1
+//! loop's parsed head. The static tier, the file mounts
 //! and header forwarding read them through [`Fields`], so neither side builds the other's
 //! representation.
 
 use actix_web::http::header::{HeaderMap, HeaderValue};
 
 /// A request's header fields, from actix's map or straight from a parsed HTTP/1 head (the
-/// fast path), so forwarding builds no map of its own. Names may be in any case.
+/// `h1` loop), so forwarding builds no map of its own. Names may be in any case.
 pub trait Fields {
     /// Every field, in order.
     fn each<'s>(&'s self, f: &mut dyn FnMut(&'s str, &'s [u8]));

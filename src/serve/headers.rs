@@ -7,7 +7,7 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use std::borrow::Cow;
 
 /// A response's headers, in order. Values are borrowed from the table where they can be:
-/// the HTTP/1 fast path writes them without copying or touching a refcount.
+/// the HTTP/1 loop writes them without copying or touching a refcount.
 pub type Headers<'a> = Vec<(HeaderName, Cow<'a, HeaderValue>)>;
 
 pub const VARY_AE: HeaderValue = HeaderValue::from_static("accept-encoding");

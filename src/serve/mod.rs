@@ -10,9 +10,9 @@
 //! - `headers`, `body`, `respond`: building the response.
 //! - `reload`: watching for new generations and swapping the table.
 //! - `log`: access log.
-//! - `h1`: the HTTP/1 fast path every connection starts in; it hands what it does not take
-//!   to `app`, the actix App (HTTP/2 too). Both answer static requests with `respond` and the
-//!   rest with `proxy` (`--upstream`, media, internal mounts).
+//! - `h1`: the HTTP/1 server: every connection is served there for its whole life, except
+//!   h2c, which it hands to `app`, the actix App (HTTP/2 only). Both answer static requests
+//!   with `respond` and the rest with `proxy` (`--upstream`, media, internal mounts).
 //! - `fields`: request headers as either side holds them.
 
 pub mod app;
@@ -38,7 +38,7 @@ use actix_web::http::header::HeaderValue;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Runs the server until SIGTERM/SIGINT, then drains in-flight requests
 /// (bounded by `--shutdown-timeout`).
@@ -140,7 +140,9 @@ pub fn run_with(
         let builder = actix_server::Server::build();
         let settings = h1::Settings {
             keep_alive: args.keep_alive,
-            request_timeout: Duration::from_secs(5),
+            header_timeout: args.header_timeout,
+            body_timeout: args.body_timeout,
+            max_body: args.max_body,
             local,
             shutdown: builder.graceful_shutdown_signal(),
         };
@@ -149,7 +151,7 @@ pub fn run_with(
             .shutdown_timeout(args.shutdown_timeout.as_secs_f64().ceil() as u64)
             // actix treats SIGINT as a forced stop; we want both signals graceful.
             .disable_signals()
-            // HTTP/1.1 (the fast path, then actix-web) and h2c on the same plaintext port.
+            // HTTP/1.x (our own loop) and h2c (actix-web) on the same plaintext port.
             .listen("staticd", listener, move || {
                 h1::factory(state.clone(), settings.clone())
             })?

@@ -5,9 +5,9 @@
 //! HEAD runs the very same path (Range included, as nginx and Go do) so that its status and
 //! headers are exactly GET's; only the body is left out when the answer is written.
 //!
-//! The answer is a [`Reply`], not a framework response: the HTTP/1 fast path (`h1`) writes
-//! it straight to the socket, and [`Reply::into_actix`] turns it into an actix response for
-//! HTTP/2 and for connections handed to actix.
+//! The answer is a [`Reply`], not a framework response: the HTTP/1 loop (`h1`) writes it
+//! straight to the socket, and [`Reply::into_actix`] turns it into an actix response for
+//! HTTP/2.
 
 use super::body::{Segment, SegmentBody};
 use super::conditional::{self, Conditions, Outcome};

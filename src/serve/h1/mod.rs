@@ -1,19 +1,35 @@
-//! The HTTP/1.1 fast path: every accepted connection starts here.
+//! staticd's HTTP/1.1 server: every accepted connection is served here for its whole life.
 //!
-//! Requests without a body are parsed, answered and written by this module directly:
-//! static files (one `writev` for a file held in memory, `sendfile` for one on disk) and
-//! proxied routes (the upstream's answer relayed as it comes, chunked when its length is not
-//! known). actix-web's HTTP/1 dispatcher can do neither as cheaply: it copies every body chunk
-//! into its own write buffer, exposes no socket, and its per-request work was most of
-//! staticd's CPU time for a small file.
+//! One loop per connection reads a head ([`request`]: httparse, then RFC 9112's request
+//! rules), reads the body if there is one ([`body`]: Content-Length or chunked, bounded by
+//! `--max-body`, `100 Continue` first when asked), answers, and goes on with the next head:
+//! static files from the table (one `writev` for a file held in memory, `sendfile` for one
+//! on disk), everything else through the proxy (the upstream's answer relayed as it comes,
+//! chunked when its length is not known), WebSocket and other upgrades as a tunnel
+//! ([`Proxy::upgrade`](super::proxy::Proxy::upgrade)). One request is answered at a time,
+//! so pipelined requests are answered in order, each framed for its own method and
+//! version, and nothing after a `Connection: close` is read.
 //!
-//! The first request it does not take (a body, an upgrade, `Expect`, h2c, a malformed head)
-//! hands the whole connection, with the bytes already read, to actix-web for the rest of its
-//! life: request bodies (`--max-body`, 413), WebSocket tunnels and HTTP/2 behave exactly as
-//! before. Both paths build their answers with the same code ([`respond`](super::respond)
-//! for the static tier, [`Proxy::local`](super::proxy::Proxy::local) and
-//! [`Proxy::forward`](super::proxy::Proxy::forward) for the rest); only the writing differs.
+//! Every head must arrive whole within `--header-timeout` (the first request's counted from
+//! the accept, later ones from their first byte), a body may pause at most
+//! `--body-timeout` (408), an idle connection lives `--keep-alive`, and a client that stops
+//! reading is dropped after [`socket::SEND_TIMEOUT`]. A request refused before its body was
+//! read is answered and the connection closed after a lingering read ([`socket::linger`]),
+//! so the answer is not lost to a reset.
+//!
+//! Only h2c (prior knowledge: the connection starts with `PRI * HTTP/2.0`) goes elsewhere:
+//! the connection, with the bytes already read, is handed to actix-web's HTTP/2 service
+//! ([`app`](super::app)), which answers with the same code ([`respond`] for the static
+//! tier, [`Proxy::local`](super::proxy::Proxy::local) and
+//! [`Proxy::forward`](super::proxy::Proxy::forward) for the rest).
+//!
+//! Why not actix-web's HTTP/1 dispatcher: it copies every body chunk into its own buffer
+//! and exposes no socket (no `sendfile`), its per-request work was most of the CPU time of a
+//! small file, and handing a connection to it mid-way made its codec frame a response by
+//! the next pipelined request's method and version.
 
+pub mod body;
+pub mod host;
 pub mod request;
 pub mod response;
 pub mod socket;
@@ -23,36 +39,49 @@ use super::body::Segment;
 use super::config::LogFormat;
 use super::path::{route, Route};
 use super::respond::{respond, Body, Ctx, Reply, Verb};
-use super::{log, proxy};
-use actix_http::{HttpService, Protocol};
+use super::{headers, log, proxy};
+use actix_http::HttpService;
 use actix_server::GracefulShutdownSignal;
 use actix_service::{
     fn_factory, fn_service, map_config, IntoServiceFactory as _, Service, ServiceFactory,
     ServiceFactoryExt as _,
 };
 use actix_web::dev::AppConfig;
+use actix_web::http::header::{self as ax, HeaderValue};
 use actix_web::http::StatusCode;
-use bytes::{Buf, BytesMut};
+use body::{BodyError, BodyLen};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::future::{select, Either};
 use futures_util::StreamExt as _;
-use request::{Head, Parse};
+use request::{Form, Head, HeadError, Parse};
 use response::{Framing, Persist};
 use socket::Prefixed;
+use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
-/// Longest request head the fast path buffers; a longer one goes to actix (which answers 431).
-const MAX_HEAD: usize = 16 * 1024;
+/// The first line of h2c's connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
-/// Connection settings shared by both paths.
+/// What `Allow` lists when an upstream takes the methods the static tier does not.
+const ALLOW_PROXIED: HeaderValue =
+    HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+
+/// Connection settings.
 #[derive(Clone)]
 pub struct Settings {
     pub keep_alive: Duration,
-    /// Time for the first request's head (actix's `client_request_timeout`).
-    pub request_timeout: Duration,
+    /// Time for a whole request head (`--header-timeout`).
+    pub header_timeout: Duration,
+    /// Longest pause while a request body arrives (`--body-timeout`).
+    pub body_timeout: Duration,
+    /// Largest request body (`--max-body`; 0: no limit).
+    pub max_body: u64,
     pub local: SocketAddr,
     pub shutdown: GracefulShutdownSignal,
 }
@@ -63,9 +92,9 @@ pub fn factory(
     settings: Settings,
 ) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()> {
     let signal = settings.shutdown.clone();
-    let http = HttpService::build()
+    let h2 = HttpService::build()
         .keep_alive(settings.keep_alive)
-        .client_request_timeout(settings.request_timeout)
+        .client_request_timeout(settings.header_timeout)
         .client_disconnect_timeout(Duration::from_secs(1))
         .local_addr(settings.local)
         .graceful_shutdown_signal(move || {
@@ -73,12 +102,11 @@ pub fn factory(
             async move { s.notified().await }
         })
         .on_connect_ext(|io: &Prefixed, data: &mut actix_web::dev::Extensions| {
-            proxy::abort::remember(io.fd(), data);
             if let Ok(addr) = io.local_addr() {
                 data.insert(proxy::LocalAddr(addr));
             }
         })
-        .finish(map_config(
+        .h2(map_config(
             super::app::build(actix_web::web::Data::from(state.clone()))
                 .into_factory()
                 .map_err(|e| e.error_response()),
@@ -86,33 +114,34 @@ pub fn factory(
         ));
     let settings = Rc::new(settings);
     fn_factory(move || {
-        let fallback = http.new_service(());
+        let h2 = h2.new_service(());
         let (state, settings) = (state.clone(), settings.clone());
         async move {
-            let fallback = Rc::new(fallback.await?);
+            let h2 = Rc::new(h2.await?);
             Ok(fn_service(move |io: TcpStream| {
-                serve(io, state.clone(), settings.clone(), fallback.clone())
+                serve(io, state.clone(), settings.clone(), h2.clone())
             }))
         }
     })
 }
 
-/// Why the fast path stopped with a connection.
+/// How the loop left a connection.
+#[derive(Debug, PartialEq, Eq)]
 enum End {
     /// Done with it (closed, timed out, an I/O error): drop it.
     Close,
-    /// actix takes it from here.
-    HandOver,
+    /// h2c's preface: actix's HTTP/2 service takes it.
+    H2c,
 }
 
 async fn serve<S>(
     io: TcpStream,
     state: Arc<State>,
     settings: Rc<Settings>,
-    fallback: Rc<S>,
+    h2: Rc<S>,
 ) -> Result<(), ()>
 where
-    S: Service<(Prefixed, Protocol, Option<SocketAddr>), Response = ()>,
+    S: Service<(Prefixed, Option<SocketAddr>), Response = ()>,
 {
     // nginx's `tcp_nodelay on`: a response in two writes must not wait for a delayed ACK.
     let _ = io.set_nodelay(true);
@@ -125,18 +154,42 @@ where
         peer,
         out: Vec::with_capacity(512),
     };
-    match conn.run(&mut buf).await {
-        End::Close => Ok(()),
-        End::HandOver => {
-            let proto = if buf.starts_with(b"PRI * HTTP/2") {
-                Protocol::Http2
-            } else {
-                Protocol::Http1
-            };
-            let _ = fallback.call((Prefixed::new(buf, io), proto, peer)).await;
-            Ok(())
-        }
+    if conn.run(&mut buf).await == End::H2c {
+        let _ = h2.call((Prefixed::new(buf, io), peer)).await;
     }
+    Ok(())
+}
+
+/// What waiting for a head gave.
+// Returned by value once per request and never stored (as `Parse`).
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Head(Head),
+    Invalid(HeadError, Head),
+    H2c,
+    /// Part of a head came, not all of it, within `--header-timeout`.
+    TimedOut,
+    /// Closed, idle past `--keep-alive`, shut down, or an I/O error.
+    Gone,
+}
+
+/// What happens to the connection after a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// As the request asked (keep-alive or close).
+    Request,
+    Close,
+    /// Close, reading what the client still sends for a while (a request refused before
+    /// its body was read).
+    Linger,
+}
+
+/// Why a request body was not read.
+enum BodyFail {
+    Bad(BodyError),
+    TimedOut,
+    /// The client closed (or reset) the connection.
+    Gone,
 }
 
 struct Conn<'a> {
@@ -150,56 +203,202 @@ struct Conn<'a> {
 
 impl Conn<'_> {
     async fn run(&mut self, buf: &mut BytesMut) -> End {
-        let mut wait = self.settings.request_timeout;
         // One shutdown listener for the connection's life, polled whenever it idles.
         let mut stop = std::pin::pin!(self.settings.shutdown.notified());
+        let mut first = true;
         loop {
-            // The whole head must arrive within `wait` (a client trickling bytes does not
-            // reset it), as actix's `client_request_timeout`.
-            let deadline = tokio::time::Instant::now() + wait;
-            let head = loop {
-                if !buf.is_empty() {
-                    match request::parse(buf) {
-                        Parse::Ready(head) => break head,
-                        Parse::HandOver => return End::HandOver,
-                        Parse::Partial if buf.len() >= MAX_HEAD => return End::HandOver,
-                        Parse::Partial => {}
-                    }
+            let head = match self.read_head(buf, first, stop.as_mut()).await {
+                Next::Head(head) => head,
+                Next::H2c => return End::H2c,
+                Next::Invalid(e, head) => {
+                    tracing::debug!(peer = ?self.peer, "request refused: {e}");
+                    let reply = proxy::page(e.status(), reason(e.status()));
+                    let start = self.clock();
+                    self.send(&head, buf, reply, start, After::Linger).await;
+                    return End::Close;
                 }
-                let idle = buf.is_empty();
-                let read = std::pin::pin!(tokio::time::timeout_at(
-                    deadline,
-                    socket::read_some(self.io, buf)
-                ));
-                // Between requests an idle connection closes when the server stops.
-                let got = if idle {
-                    match select(read, stop.as_mut()).await {
-                        Either::Left((r, _)) => r,
-                        Either::Right(_) => return End::Close,
-                    }
+                Next::TimedOut => {
+                    let reply = proxy::page(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
+                    self.send(&Head::default(), &[], reply, None, After::Close)
+                        .await;
+                    return End::Close;
+                }
+                Next::Gone => return End::Close,
+            };
+            first = false;
+            let start = self.clock();
+            let keep = if head.body == BodyLen::None && head.upgrade.is_none() {
+                // The common case: the answer borrows the head from `buf` as it is.
+                let keep = self.answer(&head, buf, &[], start, None).await;
+                buf.advance(head.len);
+                keep
+            } else {
+                // The head's bytes apart; `buf` goes on with what follows them.
+                let hb = buf.split_to(head.len);
+                if head.body == BodyLen::None {
+                    self.answer(&head, &hb, &[], start, Some(buf)).await
                 } else {
-                    read.await
-                };
-                match got {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => return End::Close,
+                    match self.read_body(&head, buf).await {
+                        Ok(body) => self.answer(&head, &hb, &body, start, None).await,
+                        Err(fail) => {
+                            self.body_failed(&head, &hb, fail, start).await;
+                            false
+                        }
+                    }
                 }
             };
-            match self.answer(&head, buf).await {
-                Some(true) => {}
-                Some(false) => return End::Close,
-                None => return End::HandOver,
+            if !keep {
+                return End::Close;
             }
-            buf.advance(head.len);
-            wait = self.settings.keep_alive;
         }
     }
 
-    /// Answers one request. `Some(keep)`: answered, and whether the connection goes on;
-    /// `None`: not one for the fast path, hand the connection over (nothing was written).
-    async fn answer(&mut self, head: &Head, buf: &BytesMut) -> Option<bool> {
-        let path = std::str::from_utf8(&buf[head.path.clone()]).ok()?;
-        let start = (self.state.log_format != LogFormat::Off).then(Instant::now);
+    /// The clock, when the time will be logged.
+    fn clock(&self) -> Option<Instant> {
+        (self.state.log_format != LogFormat::Off).then(Instant::now)
+    }
+
+    /// Waits for the next head. The first one must arrive whole within `--header-timeout`
+    /// of the accept; later ones may keep the connection idle for `--keep-alive`, and have
+    /// `--header-timeout` from their first byte (a client trickling bytes does not reset it).
+    async fn read_head(
+        &mut self,
+        buf: &mut BytesMut,
+        first: bool,
+        mut stop: Pin<&mut impl Future<Output = ()>>,
+    ) -> Next {
+        let now = tokio::time::Instant::now();
+        let mut idle = !first && buf.is_empty();
+        let mut deadline = now
+            + if idle {
+                self.settings.keep_alive
+            } else {
+                self.settings.header_timeout
+            };
+        loop {
+            if !buf.is_empty() {
+                if first && buf[0] == b'P' && H2_PREFACE.starts_with(&buf[..buf.len().min(16)]) {
+                    if buf.len() >= H2_PREFACE.len() {
+                        return Next::H2c;
+                    }
+                } else {
+                    match request::parse(buf) {
+                        Parse::Ready(head) => return Next::Head(head),
+                        Parse::Invalid(e, head) => return Next::Invalid(e, head),
+                        Parse::Partial => {}
+                    }
+                }
+                if idle {
+                    idle = false;
+                    deadline = tokio::time::Instant::now() + self.settings.header_timeout;
+                }
+            }
+            let begun = !buf.is_empty();
+            let read = std::pin::pin!(tokio::time::timeout_at(
+                deadline,
+                socket::read_some(self.io, buf)
+            ));
+            // Between requests an idle connection closes when the server stops.
+            let got = if begun {
+                read.await
+            } else {
+                match select(read, stop.as_mut()).await {
+                    Either::Left((r, _)) => r,
+                    Either::Right(_) => return Next::Gone,
+                }
+            };
+            match got {
+                Ok(Ok(n)) if n > 0 => {}
+                Err(_) if begun => return Next::TimedOut,
+                _ => return Next::Gone,
+            }
+        }
+    }
+
+    /// Reads the whole body of `head` from `buf` and the socket (nothing reaches an
+    /// upstream before it is complete: nginx's `proxy_request_buffering on`).
+    async fn read_body(&mut self, head: &Head, buf: &mut BytesMut) -> Result<Bytes, BodyFail> {
+        let mut decoder =
+            body::Decoder::new(head.body, self.settings.max_body).map_err(BodyFail::Bad)?;
+        // RFC 9110 §10.1.1: only when the body will be read, and not once it is coming.
+        if head.expect_continue && buf.is_empty() {
+            socket::write_all(self.io, b"HTTP/1.1 100 Continue\r\n\r\n", &[])
+                .await
+                .map_err(|_| BodyFail::Gone)?;
+        }
+        let reserve = match head.body {
+            BodyLen::Length(n) => n.min(socket::BODY_READ as u64) as usize,
+            _ => socket::BODY_READ,
+        };
+        let mut out = BytesMut::with_capacity(reserve);
+        loop {
+            if decoder.decode(buf, &mut out).map_err(BodyFail::Bad)? {
+                return Ok(out.freeze());
+            }
+            let read = socket::read_more(self.io, buf, socket::BODY_READ);
+            match tokio::time::timeout(self.settings.body_timeout, read).await {
+                Err(_) => return Err(BodyFail::TimedOut),
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return Err(BodyFail::Gone),
+            }
+        }
+    }
+
+    /// Answers a request whose body could not be read, and closes.
+    async fn body_failed(
+        &mut self,
+        head: &Head,
+        hb: &[u8],
+        fail: BodyFail,
+        start: Option<Instant>,
+    ) {
+        let target = request::text(hb, Some(head.target.clone()));
+        let (reply, after) = match fail {
+            BodyFail::Bad(BodyError::TooLarge) => {
+                tracing::info!(uri = %target, "request body over --max-body ({} bytes): 413", self.settings.max_body);
+                let status = StatusCode::PAYLOAD_TOO_LARGE;
+                (proxy::page(status, reason(status)), After::Linger)
+            }
+            BodyFail::Bad(e) => {
+                tracing::info!(uri = %target, "bad request body: {e}: 400");
+                let status = StatusCode::BAD_REQUEST;
+                (proxy::page(status, reason(status)), After::Linger)
+            }
+            BodyFail::TimedOut => {
+                tracing::info!(uri = %target, "request body stalled longer than --body-timeout ({:?}): 408", self.settings.body_timeout);
+                let status = StatusCode::REQUEST_TIMEOUT;
+                (proxy::page(status, reason(status)), After::Close)
+            }
+            BodyFail::Gone => {
+                // Nothing to write to; logged as nginx does (400).
+                let mut r = Reply::new(StatusCode::BAD_REQUEST);
+                r.close = true;
+                (r, After::Close)
+            }
+        };
+        self.send(head, hb, reply, start, after).await;
+    }
+
+    /// Answers one request whose body (if any) is read; whether the connection goes on.
+    /// `rest` (the bytes after the head) is given for an upgrade request: a tunnel takes it.
+    async fn answer(
+        &mut self,
+        head: &Head,
+        buf: &[u8],
+        body: &[u8],
+        start: Option<Instant>,
+        rest: Option<&mut BytesMut>,
+    ) -> bool {
+        if head.verb == Verb::Other {
+            if let Some((reply, after)) = self.special(head, buf) {
+                return self.send(head, buf, reply, start, after).await;
+            }
+        }
+        // Absolute-form `http://host` has an empty path: it is `/`.
+        let path = match request::text(buf, Some(head.path.clone())) {
+            "" => "/",
+            p => p,
+        };
         match route(path, &self.state.prefix) {
             Route::Static(key) => {
                 let table = self.state.table.load();
@@ -211,37 +410,99 @@ impl Conn<'_> {
                 if reply.stale {
                     let _ = self.state.nudge.try_send(super::reload::Wake::Stale);
                 }
-                Some(self.send(head, buf, reply, start).await)
+                self.send(head, buf, reply, start, After::Request).await
             }
-            Route::Other => {
-                // All fields this time: they are forwarded.
-                let mut lines = [httparse::EMPTY_HEADER; request::MAX_HEADERS];
-                let mut parsed = httparse::Request::new(&mut lines);
-                parsed.parse(buf).ok()?;
-                let fields: &[httparse::Header<'_>] = parsed.headers;
-                let host = fields
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("host"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok());
-                let inc = proxy::Incoming {
-                    method: request::text(buf, Some(head.method.clone())),
-                    target: request::text(buf, Some(head.target.clone())),
-                    path,
-                    headers: &fields,
-                    host,
-                    peer: self.peer.map(|a| a.ip()),
-                    // Only asked for when there is no Host to forward (a syscall).
-                    local: host.is_none().then(|| self.io.local_addr().ok()).flatten(),
-                    client_fd: Some(std::os::unix::io::AsRawFd::as_raw_fd(self.io)),
-                };
-                let proxy = &self.state.proxy;
-                let reply = match proxy.local(&inc) {
-                    Some(r) => r,
-                    None => proxy.forward(&inc, &[]).await,
-                };
-                Some(self.send(head, buf, reply, start).await)
-            }
+            Route::Other => self.proxied(head, buf, path, body, start, rest).await,
         }
+    }
+
+    /// What no route answers: `OPTIONS *` (200 with `Allow`), CONNECT (405, close: this is
+    /// no forward proxy) and TRACE (405, as nginx).
+    fn special(&self, head: &Head, buf: &[u8]) -> Option<(Reply<'static>, After)> {
+        let allow = if self.state.proxy.has_upstreams() {
+            ALLOW_PROXIED
+        } else {
+            headers::ALLOW
+        };
+        if head.form == Form::Asterisk {
+            let mut r = Reply::new(StatusCode::OK);
+            r.headers.push((ax::ALLOW, Cow::Owned(allow)));
+            return Some((r, After::Request));
+        }
+        let after = match &buf[head.method.clone()] {
+            b"CONNECT" => After::Linger,
+            b"TRACE" => After::Request,
+            _ => return None,
+        };
+        let status = StatusCode::METHOD_NOT_ALLOWED;
+        let mut r = proxy::page(status, reason(status));
+        r.headers.push((ax::ALLOW, Cow::Owned(allow)));
+        Some((r, after))
+    }
+
+    /// A request outside STATIC_URL: a local mount, a tunnel, or the upstream.
+    async fn proxied(
+        &mut self,
+        head: &Head,
+        buf: &[u8],
+        path: &str,
+        body: &[u8],
+        start: Option<Instant>,
+        rest: Option<&mut BytesMut>,
+    ) -> bool {
+        let state = self.state;
+        // All fields this time: they are forwarded.
+        let lines = request::fields(head, buf);
+        let fields: &[httparse::Header<'_>] = lines.get();
+        let host = head.host(buf);
+        // Absolute-form goes upstream in origin form (`http://h?q` → `/?q`), Host from it.
+        let origin = request::text(buf, Some(head.origin.clone()));
+        let target = if origin.starts_with('/') {
+            Cow::Borrowed(origin)
+        } else {
+            Cow::Owned(format!("/{origin}"))
+        };
+        let inc = proxy::Incoming {
+            method: request::text(buf, Some(head.method.clone())),
+            target: &target,
+            path,
+            headers: &fields,
+            host,
+            peer: self.peer.map(|a| a.ip()),
+            // Only asked for when there is no Host to forward (a syscall).
+            local: host.is_none().then(|| self.io.local_addr().ok()).flatten(),
+            client_fd: Some(std::os::unix::io::AsRawFd::as_raw_fd(self.io)),
+        };
+        let proxy = &state.proxy;
+        if let Some(reply) = proxy.local(&inc) {
+            return self.send(head, buf, reply, start, After::Request).await;
+        }
+        let (Some(upgrade), Some(rest)) = (head.upgrade.clone(), rest) else {
+            let reply = proxy.forward(&inc, body).await;
+            return self.send(head, buf, reply, start, After::Request).await;
+        };
+        let switch = match proxy.upgrade(&inc, &buf[upgrade]).await {
+            proxy::tunnel::Upgrade::Answer(reply) => {
+                return self.send(head, buf, reply, start, After::Request).await
+            }
+            proxy::tunnel::Upgrade::Switched(s) => s,
+        };
+        let mut r = Reply::new(StatusCode::SWITCHING_PROTOCOLS);
+        r.headers.extend(
+            switch
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), Cow::Owned(v.clone()))),
+        );
+        self.out.clear();
+        response::encode(&mut self.out, &r, Framing::Bare, Persist::Upgrade);
+        if let Some(start) = start {
+            self.log(head, buf, r.status, 0, start);
+        }
+        if socket::write_all(self.io, &self.out, &[]).await.is_ok() {
+            switch.splice(self.io, rest.split()).await;
+        }
+        false
     }
 
     /// Writes `reply` and logs it; whether the connection can go on.
@@ -251,6 +512,7 @@ impl Conn<'_> {
         buf: &[u8],
         mut reply: Reply<'_>,
         start: Option<Instant>,
+        after: After,
     ) -> bool {
         if reply.close {
             // The client left (499): nothing to write.
@@ -260,7 +522,8 @@ impl Conn<'_> {
             return false;
         }
         let framing = response::framing(reply.status, &reply.body, head.http10);
-        let keep = head.keep_alive
+        let keep = after == After::Request
+            && head.keep_alive
             && !self.settings.keep_alive.is_zero()
             && framing != Framing::UntilClose;
         let persist = match (keep, head.http10) {
@@ -284,6 +547,9 @@ impl Conn<'_> {
         if let (Some(start), None) = (start, known) {
             let bytes = *sent.as_ref().unwrap_or(&0);
             self.log(head, buf, reply.status, bytes, start);
+        }
+        if after == After::Linger && sent.is_ok() {
+            socket::linger(self.io).await;
         }
         sent.is_ok() && persist != Persist::Close
     }
@@ -374,4 +640,9 @@ impl Conn<'_> {
             },
         );
     }
+}
+
+/// The reason phrase for an error page's title.
+fn reason(status: StatusCode) -> &'static str {
+    status.canonical_reason().unwrap_or("Error")
 }

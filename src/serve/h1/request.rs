@@ -1,16 +1,30 @@
-//! Request heads for the fast path: parsed once with httparse, kept as byte ranges into the
-//! connection's buffer (so the buffer can be read into again without a borrow in the way).
+//! Request heads: parsed once with httparse, checked against RFC 9112's request rules, and
+//! kept as byte ranges into the connection's buffer (so the buffer can be read into again
+//! without a borrow in the way).
 //!
-//! What the fast path does not take is [`Parse::HandOver`]: a request with a body, an
-//! upgrade, `Expect`, a target that is not origin-form, h2c's preface, a malformed head.
-//! actix-web then gets the connection and answers as it always did.
+//! Checked here, each failure a [`HeadError`] with its status: the head's syntax (httparse:
+//! obs-fold, invalid field names, a bad request line) and size (16 KiB, 128 field lines:
+//! 431); the target's form (origin, absolute `http(s)://`, `*` for OPTIONS only, authority
+//! for CONNECT only); Host (missing on HTTP/1.1, repeated, or not `host[:port]`: 400); the
+//! body's framing ([`body::framing`](super::body::framing), and no bare-LF line end in a
+//! head that has a body); `Expect` (only `100-continue`,
+//! else 417; ignored in HTTP/1.0 as RFC 9110 §10.1.1 says). Upgrade is honoured only for
+//! HTTP/1.1 with `Connection: upgrade`; anything else leaves it a plain request.
 
+use super::body::{self, BodyLen, FramingError};
+use super::host::{self, HostError, TargetError};
 use crate::serve::conditional::Conditions;
 use crate::serve::respond::{Request, Verb};
+use actix_web::http::StatusCode;
 use std::ops::Range;
 
-/// Header lines we look at before handing a request over (actix takes more).
+/// Field lines parsed on the stack; a head with more is parsed again with [`MAX_FIELDS`].
 pub const MAX_HEADERS: usize = 48;
+/// Most field lines in a head (431 beyond).
+pub const MAX_FIELDS: usize = 128;
+/// Largest request head, request line included (431 beyond): Node's limit, half of
+/// nginx's four 8 KiB buffers.
+pub const MAX_HEAD: usize = 16 * 1024;
 
 // Returned by value once per request and never stored: boxing `Head` would only add an
 // allocation.
@@ -19,8 +33,64 @@ pub const MAX_HEADERS: usize = 48;
 pub enum Parse {
     /// The head is not complete yet.
     Partial,
-    HandOver,
     Ready(Head),
+    /// Refused; the head holds what was parsed (method and target, for the log).
+    Invalid(HeadError, Head),
+}
+
+/// Why a request head is refused. Every one is answered, then the connection closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("malformed request head: {0}")]
+    Syntax(httparse::Error),
+    #[error("request head larger than {MAX_HEAD} bytes")]
+    TooLarge,
+    #[error("more than {MAX_FIELDS} header lines")]
+    TooManyFields,
+    #[error("request target not allowed for this method")]
+    Target,
+    #[error("{0}")]
+    Absolute(TargetError),
+    #[error("no Host header in an HTTP/1.1 request")]
+    MissingHost,
+    #[error("more than one Host header")]
+    DuplicateHost,
+    #[error("invalid Host: {0}")]
+    Host(HostError),
+    #[error("{0}")]
+    Framing(FramingError),
+    /// A line ended by a bare LF in a head that declares a body: a peer that ends lines
+    /// only at CRLF would not see the same framing fields.
+    #[error("bare LF in a head with a body")]
+    BareLf,
+    #[error("an expectation other than 100-continue")]
+    Expectation,
+}
+
+impl HeadError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HeadError::TooLarge | HeadError::TooManyFields => {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            }
+            HeadError::Framing(FramingError::UnsupportedCoding) => StatusCode::NOT_IMPLEMENTED,
+            HeadError::Expectation => StatusCode::EXPECTATION_FAILED,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// The request target's form (RFC 9112 §3.2).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    #[default]
+    Origin,
+    /// `http://authority/path`: the authority is the host, whatever Host says.
+    Absolute,
+    /// `*` (OPTIONS only).
+    Asterisk,
+    /// `host:port` (CONNECT only).
+    Authority,
 }
 
 /// A complete request head, as ranges into the buffer it was parsed from.
@@ -30,12 +100,27 @@ pub struct Head {
     pub len: usize,
     pub method: Range<usize>,
     pub verb: Verb,
-    /// The request target as sent (path and query).
+    /// The request target as sent.
     pub target: Range<usize>,
-    /// The target up to `?`.
+    pub form: Form,
+    /// Path and query in origin form (for absolute-form, what follows the authority:
+    /// empty stands for `/`).
+    pub origin: Range<usize>,
+    /// The origin-form target up to `?`.
     pub path: Range<usize>,
+    /// The authority of an absolute-form target.
+    pub authority: Option<Range<usize>>,
+    /// The Host header's value.
+    pub host: Option<Range<usize>>,
     pub http10: bool,
     pub keep_alive: bool,
+    pub body: BodyLen,
+    /// `Expect: 100-continue` on HTTP/1.1.
+    pub expect_continue: bool,
+    /// The `Upgrade` value of an HTTP/1.1 upgrade request (`Connection: upgrade`).
+    pub upgrade: Option<Range<usize>>,
+    /// More than [`MAX_HEADERS`] field lines: parse again with [`MAX_FIELDS`] slots.
+    pub many_fields: bool,
     pub accept_encoding: Option<Range<usize>>,
     pub if_match: Option<Range<usize>>,
     pub if_none_match: Option<Range<usize>>,
@@ -50,49 +135,151 @@ pub struct Head {
 /// Parses the head at the start of `buf`.
 pub fn parse(buf: &[u8]) -> Parse {
     let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut lines);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parse::Partial,
-        Err(_) => return Parse::HandOver,
+    match parse_with(buf, &mut lines) {
+        Parse::Invalid(HeadError::Syntax(httparse::Error::TooManyHeaders), _) => {
+            let mut lines = vec![httparse::EMPTY_HEADER; MAX_FIELDS];
+            match parse_with(buf, &mut lines) {
+                Parse::Invalid(HeadError::Syntax(httparse::Error::TooManyHeaders), head) => {
+                    Parse::Invalid(HeadError::TooManyFields, head)
+                }
+                Parse::Ready(mut head) => {
+                    head.many_fields = true;
+                    Parse::Ready(head)
+                }
+                other => other,
+            }
+        }
+        other => other,
+    }
+}
+
+/// A head's field lines, parsed again from its bytes (for forwarding them).
+pub struct Lines<'b> {
+    few: [httparse::Header<'b>; MAX_HEADERS],
+    many: Vec<httparse::Header<'b>>,
+    n: usize,
+}
+
+impl<'b> Lines<'b> {
+    pub fn get(&self) -> &[httparse::Header<'b>] {
+        if self.many.is_empty() {
+            &self.few[..self.n]
+        } else {
+            &self.many[..self.n]
+        }
+    }
+}
+
+/// The field lines of `head`, parsed from `buf` (the buffer it came from); the heap is used
+/// only for a head of more than [`MAX_HEADERS`] lines.
+pub fn fields<'b>(head: &Head, buf: &'b [u8]) -> Lines<'b> {
+    let mut lines = Lines {
+        few: [httparse::EMPTY_HEADER; MAX_HEADERS],
+        many: Vec::new(),
+        n: 0,
     };
+    if head.many_fields {
+        lines.many = vec![httparse::EMPTY_HEADER; MAX_FIELDS];
+    }
+    let slots: &mut [httparse::Header<'b>] = if head.many_fields {
+        &mut lines.many
+    } else {
+        &mut lines.few
+    };
+    let mut req = httparse::Request::new(slots);
+    // It parsed before, from these very bytes.
+    if let Ok(httparse::Status::Complete(_)) = req.parse(&buf[..head.len]) {
+        lines.n = req.headers.len();
+    }
+    lines
+}
+
+fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
+    let mut req = httparse::Request::new(lines);
     let at = |s: &[u8]| {
         let start = s.as_ptr() as usize - buf.as_ptr() as usize;
         start..start + s.len()
     };
-    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
-        return Parse::HandOver;
-    };
-    if !target.starts_with('/') {
-        // Absolute-form, authority-form and `*`: actix's business.
-        return Parse::HandOver;
-    }
-    let target_r = at(target.as_bytes());
-    let path_len = target.find('?').unwrap_or(target.len());
+    let status = req.parse(buf);
+    // What the log shows of a refused request.
     let mut head = Head {
-        len,
-        method: at(method.as_bytes()),
-        verb: match method {
-            "GET" => Verb::Get,
-            "HEAD" => Verb::Head,
+        method: req.method.map_or(0..0, |m| at(m.as_bytes())),
+        target: req.path.map_or(0..0, |t| at(t.as_bytes())),
+        verb: match req.method {
+            Some("GET") => Verb::Get,
+            Some("HEAD") => Verb::Head,
             _ => Verb::Other,
         },
-        path: target_r.start..target_r.start + path_len,
-        target: target_r,
-        http10: version == 0,
+        http10: req.version == Some(0),
         ..Head::default()
     };
-    let (mut close, mut keep) = (false, false);
+    let len = match status {
+        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => {
+            return Parse::Invalid(HeadError::TooLarge, head)
+        }
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Parse::Invalid(HeadError::TooLarge, head)
+        }
+        Ok(httparse::Status::Partial) => return Parse::Partial,
+        Err(e) => return Parse::Invalid(HeadError::Syntax(e), head),
+    };
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Parse::Invalid(HeadError::Syntax(httparse::Error::Token), head);
+    };
+    head.len = len;
+    let t = target.as_bytes();
+    let origin = if t.first() == Some(&b'/') {
+        head.target.clone()
+    } else if t == b"*" && method == "OPTIONS" {
+        head.form = Form::Asterisk;
+        0..0
+    } else {
+        match host::absolute(t) {
+            Ok(Some(abs)) => {
+                let base = head.target.start;
+                head.form = Form::Absolute;
+                head.authority = Some(base + abs.authority.start..base + abs.authority.end);
+                base + abs.origin.start..base + abs.origin.end
+            }
+            Ok(None) if method == "CONNECT" => {
+                head.form = Form::Authority;
+                0..0
+            }
+            Ok(None) => return Parse::Invalid(HeadError::Target, head),
+            Err(e) => return Parse::Invalid(HeadError::Absolute(e), head),
+        }
+    };
+    let path_len = buf[origin.clone()]
+        .iter()
+        .position(|&b| b == b'?')
+        .unwrap_or(origin.len());
+    head.path = origin.start..origin.start + path_len;
+    head.origin = origin;
+
+    let mut framing = body::Fields::default();
+    let (mut close, mut keep, mut upgrade_token) = (false, false, false);
+    let (mut hosts, mut upgrade, mut expect) = (0, None, None::<HeadError>);
     for h in req.headers.iter() {
         let v = Some(at(h.value));
         let name = h.name.as_bytes();
         // Dispatch on length first: one comparison rules out most names.
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => {}
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                hosts += 1;
+                head.host = head.host.or(v);
+            }
             5 if name.eq_ignore_ascii_case(b"range") => head.range = head.range.or(v),
-            6 if name.eq_ignore_ascii_case(b"expect") => return Parse::HandOver,
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                let value = h.value.trim_ascii();
+                if !value.is_empty() && !value.eq_ignore_ascii_case(b"100-continue") {
+                    expect = Some(HeadError::Expectation);
+                } else if !value.is_empty() {
+                    head.expect_continue = true;
+                }
+            }
             7 if name.eq_ignore_ascii_case(b"referer") => head.referer = head.referer.or(v),
-            7 if name.eq_ignore_ascii_case(b"upgrade") => return Parse::HandOver,
+            7 if name.eq_ignore_ascii_case(b"upgrade") => upgrade = upgrade.or(v),
             8 if name.eq_ignore_ascii_case(b"if-match") => head.if_match = head.if_match.or(v),
             8 if name.eq_ignore_ascii_case(b"if-range") => head.if_range = head.if_range.or(v),
             10 if name.eq_ignore_ascii_case(b"connection") => {
@@ -103,7 +290,7 @@ pub fn parse(buf: &[u8]) -> Parse {
                     } else if token.eq_ignore_ascii_case(b"keep-alive") {
                         keep = true;
                     } else if token.eq_ignore_ascii_case(b"upgrade") {
-                        return Parse::HandOver;
+                        upgrade_token = true;
                     }
                 }
             }
@@ -113,8 +300,9 @@ pub fn parse(buf: &[u8]) -> Parse {
             13 if name.eq_ignore_ascii_case(b"if-none-match") => {
                 head.if_none_match = head.if_none_match.or(v)
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") && h.value.trim_ascii() != b"0" => {
-                return Parse::HandOver
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                framing.content_lengths += 1;
+                framing.content_length = framing.content_length.or(Some(h.value));
             }
             15 if name.eq_ignore_ascii_case(b"accept-encoding") => {
                 head.accept_encoding = head.accept_encoding.or(v)
@@ -122,16 +310,55 @@ pub fn parse(buf: &[u8]) -> Parse {
             17 if name.eq_ignore_ascii_case(b"if-modified-since") => {
                 head.if_modified_since = head.if_modified_since.or(v)
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => return Parse::HandOver,
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                framing.transfer_encodings += 1;
+                framing.transfer_encoding = framing.transfer_encoding.or(Some(h.value));
+            }
             19 if name.eq_ignore_ascii_case(b"if-unmodified-since") => {
                 head.if_unmodified_since = head.if_unmodified_since.or(v)
             }
             _ => {}
         }
     }
+    let http10 = version == 0;
+    // Host: RFC 9112 §3.2, then the body's framing, then expectations.
+    let host_check = match (hosts, &head.host) {
+        (0, _) if http10 => Ok(()),
+        (0, _) => Err(HeadError::MissingHost),
+        (1, Some(r)) => host::check(&buf[r.clone()]).map_err(HeadError::Host),
+        _ => Err(HeadError::DuplicateHost),
+    };
+    let declares_body = framing.content_lengths + framing.transfer_encodings > 0;
+    let checked = host_check
+        .and_then(|()| body::framing(&framing, http10).map_err(HeadError::Framing))
+        .and_then(|b| match declares_body && bare_lf(&buf[..len]) {
+            true => Err(HeadError::BareLf),
+            false => Ok(b),
+        })
+        .and_then(|b| match expect {
+            Some(e) if !http10 => Err(e),
+            _ => Ok(b),
+        });
+    match checked {
+        Ok(b) => head.body = b,
+        Err(e) => return Parse::Invalid(e, head),
+    }
+    if http10 {
+        head.expect_continue = false;
+    } else if upgrade_token {
+        head.upgrade = upgrade;
+    }
     // HTTP/1.1 keeps the connection unless told otherwise; 1.0 only when asked (RFC 9112 §9.3).
-    head.keep_alive = !close && (version == 1 || keep);
+    head.keep_alive = !close && (!http10 || keep);
     Parse::Ready(head)
+}
+
+/// Whether a line of `head` ends in LF without CR (RFC 9112 §2.2 lets a recipient accept
+/// it; httparse does).
+fn bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
 }
 
 impl Head {
@@ -149,6 +376,12 @@ impl Head {
             range: get(&self.range),
             if_range: get(&self.if_range),
         }
+    }
+
+    /// The host the request is for: an absolute-form target's authority, else Host.
+    pub fn host<'b>(&self, buf: &'b [u8]) -> Option<&'b str> {
+        let r = self.authority.clone().or(self.host.clone())?;
+        std::str::from_utf8(&buf[r]).ok()
     }
 }
 
@@ -170,6 +403,13 @@ mod tests {
         }
     }
 
+    fn refused(raw: &[u8]) -> HeadError {
+        match parse(raw) {
+            Parse::Invalid(e, _) => e,
+            other => panic!("{other:?} for {:?}", String::from_utf8_lossy(raw)),
+        }
+    }
+
     #[test]
     fn static_get() {
         let raw = b"GET /static/app.css?v=1 HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br, gzip\r\nRange: bytes=0-0\r\nIf-None-Match: \"a\"\r\nUser-Agent: t\r\n\r\nGET /next";
@@ -178,7 +418,13 @@ mod tests {
         assert_eq!(h.verb, Verb::Get);
         assert_eq!(&raw[h.path.clone()], b"/static/app.css");
         assert_eq!(&raw[h.target.clone()], b"/static/app.css?v=1");
+        assert_eq!(&raw[h.origin.clone()], b"/static/app.css?v=1");
+        assert_eq!(h.host(raw), Some("x"));
         assert!(h.keep_alive && !h.http10);
+        assert_eq!(
+            (h.body, h.form, h.upgrade.clone()),
+            (BodyLen::None, Form::Origin, None)
+        );
         let r = h.request(raw);
         assert_eq!(r.accept_encoding, Some(&b"br, gzip"[..]));
         assert_eq!(r.range, Some(&b"bytes=0-0"[..]));
@@ -191,43 +437,174 @@ mod tests {
     fn keep_alive_rules() {
         assert!(!ready(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(ready(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
-        assert!(!ready(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
-        assert!(!ready(b"GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n").keep_alive);
-        assert!(!ready(b"GET / HTTP/1.1\r\nConnection: close, keep-alive\r\n\r\n").keep_alive);
+        let h = b"Host: h\r\n";
+        let with = |l: &str| [l.as_bytes(), h, b"\r\n"].concat();
+        assert!(!ready(&with("GET / HTTP/1.1\r\nConnection: close\r\n")).keep_alive);
+        assert!(!ready(&with("GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n")).keep_alive);
+        assert!(!ready(&with("GET / HTTP/1.1\r\nConnection: close, keep-alive\r\n")).keep_alive);
         assert_eq!(
-            ready(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").verb,
+            ready(&with("POST / HTTP/1.1\r\nContent-Length: 0\r\n")).verb,
             Verb::Other
         );
     }
 
     #[test]
-    fn handed_over() {
+    fn bodies() {
+        let h = ready(b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(h.body, BodyLen::Length(5));
+        let h = ready(b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(h.body, BodyLen::Chunked);
+        assert_eq!(
+            refused(b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            HeadError::Framing(FramingError::LengthAndChunked)
+        );
+        assert_eq!(
+            refused(
+                b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n"
+            ),
+            HeadError::Framing(FramingError::DuplicateLength)
+        );
+        let e = refused(b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(e.status(), StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(
+            refused(b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            HeadError::Framing(FramingError::ChunkedHttp10)
+        );
+        // A framing field seen only by splitting at a bare LF.
+        assert_eq!(
+            refused(b"POST /x HTTP/1.1\r\nHost: h\r\nX: y\nContent-Length: 5\r\n\r\nhello"),
+            HeadError::BareLf
+        );
+        assert_eq!(
+            refused(b"POST /x HTTP/1.1\nHost: h\nTransfer-Encoding: chunked\n\n"),
+            HeadError::BareLf
+        );
+        // Without a body, LF-only lines are accepted (RFC 9112 §2.2).
+        assert_eq!(ready(b"GET /x HTTP/1.1\nHost: h\n\n").body, BodyLen::None);
+    }
+
+    #[test]
+    fn host_rules() {
+        assert_eq!(refused(b"GET / HTTP/1.1\r\n\r\n"), HeadError::MissingHost);
+        assert_eq!(ready(b"GET / HTTP/1.0\r\n\r\n").host, None);
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"),
+            HeadError::DuplicateHost
+        );
+        assert_eq!(
+            refused(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"),
+            HeadError::DuplicateHost
+        );
+        for bad in ["a b", "x/path", "u@x", "x:80:80", ""] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+            assert!(
+                matches!(refused(raw.as_bytes()), HeadError::Host(_)),
+                "{bad:?}"
+            );
+        }
+        // Absolute-form: the target's authority wins over Host.
+        let raw = b"GET http://a.example/x?y HTTP/1.1\r\nHost: other\r\n\r\n";
+        let h = ready(raw);
+        assert_eq!(h.form, Form::Absolute);
+        assert_eq!(h.host(raw), Some("a.example"));
+        assert_eq!(&raw[h.origin.clone()], b"/x?y");
+        assert_eq!(&raw[h.path.clone()], b"/x");
+        let raw = b"GET http://a.example HTTP/1.1\r\nHost: a.example\r\n\r\n";
+        let h = ready(raw);
+        assert!(h.origin.is_empty() && h.path.is_empty());
+        assert!(matches!(
+            refused(b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
+            HeadError::Absolute(_)
+        ));
+    }
+
+    #[test]
+    fn target_forms() {
+        let h = ready(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(h.form, Form::Asterisk);
+        assert_eq!(
+            ready(b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n").form,
+            Form::Authority
+        );
+        assert_eq!(
+            refused(b"GET * HTTP/1.1\r\nHost: h\r\n\r\n"),
+            HeadError::Target
+        );
+        assert_eq!(
+            refused(b"GET a.example:443 HTTP/1.1\r\nHost: h\r\n\r\n"),
+            HeadError::Target
+        );
+    }
+
+    #[test]
+    fn expectations_and_upgrades() {
+        let h = ready(
+            b"POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n",
+        );
+        assert!(h.expect_continue);
+        assert!(!ready(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").expect_continue);
+        assert_eq!(
+            refused(b"GET / HTTP/1.1\r\nHost: h\r\nExpect: teapot\r\n\r\n"),
+            HeadError::Expectation
+        );
+        assert!(matches!(
+            parse(b"GET / HTTP/1.0\r\nExpect: teapot\r\n\r\n"),
+            Parse::Ready(_)
+        ));
+        let raw = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let h = ready(raw);
+        assert_eq!(text(raw, h.upgrade), "websocket");
+        // A stray Upgrade, or one on HTTP/1.0, is not an upgrade.
+        assert_eq!(
+            ready(b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n").upgrade,
+            None
+        );
+        assert_eq!(
+            ready(b"GET /ws HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade,
+            None
+        );
+    }
+
+    #[test]
+    fn syntax_and_limits() {
         assert_eq!(
             parse(b"GET /static/a HTTP/1.1\r\nHost: x\r\n"),
             Parse::Partial
         );
         for raw in [
-            &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
-            b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
-            b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-            b"GET http://h/static/a HTTP/1.1\r\n\r\n",
-            b"GET /a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-            b"GET /a HTTP/1.1\r\nBad Header\r\n\r\n",
+            &b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         ] {
-            assert_eq!(
-                parse(raw),
-                Parse::HandOver,
+            assert!(
+                matches!(refused(raw), HeadError::Syntax(_)),
                 "{:?}",
                 String::from_utf8_lossy(raw)
             );
         }
+        // More lines than the stack holds: parsed again on the heap.
         let many: String = (0..MAX_HEADERS + 1)
             .map(|i| format!("X-{i}: y\r\n"))
             .collect();
+        let raw = format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n");
+        let h = ready(raw.as_bytes());
+        assert!(h.many_fields);
+        let lines = fields(&h, raw.as_bytes());
+        assert_eq!(lines.get().len(), MAX_HEADERS + 2);
+        assert_eq!(lines.get()[MAX_HEADERS + 1].name, "X-48");
+        let too_many: String = (0..MAX_FIELDS).map(|i| format!("X-{i}: y\r\n")).collect();
+        let raw = format!("GET / HTTP/1.1\r\nHost: h\r\n{too_many}\r\n");
+        assert_eq!(refused(raw.as_bytes()), HeadError::TooManyFields);
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n",
+            "a".repeat(MAX_HEAD)
+        );
+        assert_eq!(refused(big.as_bytes()), HeadError::TooLarge);
         assert_eq!(
-            parse(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
-            Parse::HandOver
+            refused(format!("{big}\r\n").as_bytes()),
+            HeadError::TooLarge
         );
     }
 }

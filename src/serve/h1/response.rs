@@ -1,4 +1,4 @@
-//! Response heads for the fast path: status line, the reply's headers, then what HTTP/1.1
+//! Response heads for the HTTP/1 loop: status line, the reply's headers, then what HTTP/1.1
 //! framing adds (Content-Length, Date, Connection), written into one reused buffer.
 
 use crate::serve::respond::{Body, Reply};
@@ -14,6 +14,8 @@ pub enum Persist {
     /// HTTP/1.0 that asked for keep-alive: confirm it.
     KeepAlive10,
     Close,
+    /// A 101 to an upgrade request: the connection becomes a tunnel.
+    Upgrade,
 }
 
 /// How the body is delimited on the wire (RFC 9112 §6).
@@ -76,6 +78,7 @@ pub fn encode(out: &mut Vec<u8>, reply: &Reply<'_>, framing: Framing, persist: P
         Persist::KeepAlive => b"",
         Persist::KeepAlive10 => b"connection: keep-alive\r\n".as_slice(),
         Persist::Close => b"connection: close\r\n",
+        Persist::Upgrade => b"connection: upgrade\r\n",
     });
     out.extend_from_slice(b"date: ");
     date(out);

@@ -1,5 +1,5 @@
-//! Socket I/O for the fast path: gathered writes, `sendfile`, and the stream handed to
-//! actix with the bytes already read in front of it.
+//! Socket I/O for the HTTP/1 loop: gathered writes, `sendfile`, reads, the lingering close,
+//! and the stream handed to actix's HTTP/2 service with the bytes already read in front of it.
 //!
 //! Every write first tries the socket directly (it is almost always writable) and only then
 //! waits, bounded by [`SEND_TIMEOUT`] like nginx's `send_timeout`, so a client that stops
@@ -46,7 +46,8 @@ pub async fn write_chunk(io: &TcpStream, data: &[u8]) -> io::Result<()> {
 
 async fn write_slices(io: &TcpStream, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
     let mut rest = slices;
-    while !rest.is_empty() {
+    // Empty slices (a response without a body, nothing to pass on yet) write nothing.
+    while rest.iter().any(|s| !s.is_empty()) {
         match io.try_write_vectored(rest) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => IoSlice::advance_slices(&mut rest, n),
@@ -228,14 +229,22 @@ pub fn finish(io: &TcpStream) {
     unsafe { libc::shutdown(io.as_raw_fd(), libc::SHUT_WR) };
 }
 
+/// Room offered to each read of a request body (heads get 4 KiB at a time).
+pub const BODY_READ: usize = 64 * 1024;
+
 /// Reads what the socket has into `buf`; `Ok(0)` is the peer's end of stream.
+pub async fn read_some(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    read_more(io, buf, 4096).await
+}
+
+/// [`read_some`] offering at least `reserve` bytes when less than a quarter of it is free.
 ///
 /// A read that did not fill the space offered drained the socket, so its readiness is
 /// cleared at once: the next call then waits for epoll instead of spending a `recv` on
 /// EAGAIN first (edge-triggered epoll reports any byte that arrives after this read).
-pub async fn read_some(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(4096);
+pub async fn read_more(io: &TcpStream, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < reserve / 4 {
+        buf.reserve(reserve);
     }
     loop {
         let offered = buf.capacity() - buf.len();
@@ -254,8 +263,30 @@ pub async fn read_some(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> 
     }
 }
 
-/// The connection as handed to actix: the bytes the fast path read but did not answer come
-/// first, then the socket.
+/// nginx's `lingering_timeout` and `lingering_time`.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
+const LINGER_TIME: Duration = Duration::from_secs(30);
+
+/// nginx's lingering close, after a response that refused a request before reading all of
+/// it (413 while a body is still coming): our side is already shut ([`finish`]); what the
+/// client still sends is read and dropped until it closes, pauses [`LINGER_TIMEOUT`], or
+/// [`LINGER_TIME`] has passed. Closing at once with unread bytes would reset the connection,
+/// and a reset can destroy the response before the client reads it.
+pub async fn linger(io: &TcpStream) {
+    let end = tokio::time::Instant::now() + LINGER_TIME;
+    let mut scratch = BytesMut::with_capacity(BODY_READ);
+    loop {
+        scratch.clear();
+        let by = end.min(tokio::time::Instant::now() + LINGER_TIMEOUT);
+        match tokio::time::timeout_at(by, read_more(io, &mut scratch, BODY_READ)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
+/// An h2c connection as handed to actix: the bytes the loop read (the preface, perhaps
+/// more) come first, then the socket.
 pub struct Prefixed {
     pre: BytesMut,
     io: TcpStream,

@@ -1,42 +1,21 @@
 //! Noticing a client that went away while its request waits on the upstream (nginx's 499).
 //!
-//! actix-web keeps polling a handler after its client closed the connection: it learns of
-//! the close only when it writes the response. A slow Django view would then hold the
-//! upstream request (and a gunicorn worker's answer) for nothing. So while a proxied
-//! HTTP/1 request waits for the upstream, the client's socket is checked with a
-//! zero-timeout `poll(POLLRDHUP)` on a backing-off tick (50 ms doubling to 500 ms): fast
-//! requests never reach the first tick, and the check is one syscall per tick.
+//! Nothing tells a handler that its client closed the connection: that is learnt only
+//! when the response is written. A slow Django view would then hold the upstream request
+//! (and a gunicorn worker's answer) for nothing. So while a proxied HTTP/1 request waits
+//! for the upstream, the client's socket is checked with a zero-timeout `poll(POLLRDHUP)`
+//! on a backing-off tick (50 ms doubling to 500 ms): fast requests never reach the first
+//! tick, and the check is one syscall per tick.
 //!
-//! The socket's descriptor is taken at accept time ([`remember`]). It is only used for
-//! HTTP/1 requests, whose handler future lives inside actix's connection dispatcher and so
-//! never outlives the socket (HTTP/2 streams are spawned as separate tasks, where the
-//! descriptor could be closed and reused: no check there).
+//! The descriptor comes from the HTTP/1 loop (`h1`), whose connection task owns the socket
+//! and this future, so the descriptor cannot be closed and reused while it is watched.
+//! HTTP/2 streams are spawned as separate tasks that may outlive the socket: no check
+//! there.
 
-use actix_web::dev::Extensions;
-use actix_web::http::Version;
-use actix_web::HttpRequest;
 use futures_util::future::{select, Either};
 use std::future::Future;
 use std::os::unix::io::RawFd;
 use std::time::Duration;
-
-/// The client connection's socket, stored in the connection's data.
-#[derive(Clone, Copy)]
-struct ClientFd(RawFd);
-
-/// Remembers an accepted TCP socket's descriptor (called from the server's connect hook).
-pub fn remember(fd: RawFd, data: &mut Extensions) {
-    data.insert(ClientFd(fd));
-}
-
-/// The client socket of an HTTP/1 request that reached actix (see the module's note on
-/// HTTP/2).
-pub fn client_fd(req: &HttpRequest) -> Option<RawFd> {
-    match req.conn_data::<ClientFd>() {
-        Some(fd) if req.version() != Version::HTTP_2 => Some(fd.0),
-        _ => None,
-    }
-}
 
 /// Runs `work` unless the client on `fd` goes first: `None` means the client closed (or
 /// reset) its connection before `work` finished, and `work` was dropped (cancelling what it
@@ -75,8 +54,8 @@ fn peer_closed(fd: RawFd) -> bool {
         events: libc::POLLRDHUP,
         revents: 0,
     };
-    // SAFETY: one valid pollfd, zero timeout; `fd` is open for as long as the request's
-    // connection dispatcher (which owns the socket and this future) exists.
+    // SAFETY: one valid pollfd, zero timeout; `fd` is open for as long as the connection's
+    // task (which owns the socket and this future) exists.
     let n = unsafe { libc::poll(&mut p, 1, 0) };
     n == 1 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }

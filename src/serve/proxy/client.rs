@@ -6,7 +6,7 @@
 //! 20.9 µs). Here the request is written and the head read by the task that handles the
 //! client, over a connection from a per-worker idle list (actix workers are single-threaded,
 //! so the list needs no lock). A body that arrived with its head is answered as one buffer,
-//! so actix writes head and body in one syscall; anything longer is streamed by the same task.
+//! so head and body go out in one write; anything longer is streamed by the same task.
 //!
 //! What stays as in hyper: redirects are never followed, repeated header lines stay apart,
 //! framing follows RFC 9112 §6 (a response read to EOF is never reused), and a connection is

@@ -1,7 +1,7 @@
 //! Header rewriting in both directions: hop-by-hop stripping, X-Forwarded-*, Host.
 
 use crate::serve::fields::Fields;
-use actix_web::http::header::{self as ax, HeaderMap as AxMap, HeaderName, HeaderValue};
+use actix_web::http::header::{self as ax, HeaderName, HeaderValue};
 use bytes::BytesMut;
 use ipnet::IpNet;
 use std::fmt::Write as _;
@@ -98,7 +98,10 @@ pub fn write_request_headers(i: &Inbound<'_>, out: &mut BytesMut) {
         } else {
             name
         };
-        if is_hop(n)
+        // nginx's `underscores_in_headers off`: `X_Forwarded_For` must not reach a WSGI
+        // server that maps `_` and `-` to the same environ key.
+        if n.contains('_')
+            || is_hop(n)
             || named.iter().any(|t| t == n)
             || n == "content-length"
             || n == "expect"
@@ -199,18 +202,10 @@ pub fn response_headers(
     })
 }
 
-/// The `Upgrade` value when this is an HTTP/1.1 upgrade request (`Connection: upgrade`).
-pub fn upgrade_of(h: &AxMap) -> Option<&[u8]> {
-    let tokens = connection_tokens(h.get_all("connection").map(|v| v.as_bytes()));
-    if !tokens.iter().any(|t| t == "upgrade") {
-        return None;
-    }
-    h.get("upgrade").map(|v| v.as_bytes())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::http::header::HeaderMap as AxMap;
 
     /// The written header lines as (name, value) pairs.
     fn written(i: &Inbound<'_>) -> Vec<(String, String)> {
@@ -305,6 +300,22 @@ mod tests {
                 ("etag", "\"v\"")
             ]
         );
+    }
+
+    #[test]
+    fn underscored_names_dropped() {
+        let h = map(&[("x_forwarded_for", "6.6.6.6"), ("x-kept", "1")]);
+        let i = Inbound {
+            headers: &h,
+            peer: None,
+            trusted: true,
+            host: Some("h"),
+            scheme: "http",
+            upgrade: None,
+        };
+        let out = written(&i);
+        assert!(out.iter().all(|(n, _)| !n.contains('_')), "{out:?}");
+        assert_eq!(get(&out, "x-kept"), Some("1"));
     }
 
     #[test]

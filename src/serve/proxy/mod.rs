@@ -5,8 +5,10 @@
 //! - `upstream`: addresses, TCP/Unix streams, balancing, health.
 //! - `forward`: header rewriting both ways.
 //! - `files`: internal and media mounts (ETag, Range, conditionals).
-//! - `tunnel`: WebSocket/Upgrade.
+//! - `tunnel`: WebSocket/Upgrade (HTTP/1.1).
+//! - `abort`: noticing a client that leaves while the upstream works (499).
 //!
+//! Requests come from the HTTP/1 loop (`h1`) and, for HTTP/2, from actix-web ([`Proxy::handle`]).
 //! Request bodies are buffered (bounded by `--max-body`) before an upstream is contacted, so
 //! a slow client never holds a gunicorn sync worker; responses are streamed as produced.
 
@@ -41,15 +43,16 @@ use upstream::{Active, Addr, Balance, Pool};
 #[derive(Clone, Copy)]
 pub struct LocalAddr(pub std::net::SocketAddr);
 
-/// A request as the proxy sees it, from actix-web or from the HTTP/1 fast path.
+/// A request as the proxy sees it, from the HTTP/1 loop or from actix-web (HTTP/2).
 pub struct Incoming<'a> {
     pub method: &'a str,
-    /// Path and query, as sent.
+    /// Path and query in origin form (an absolute-form target's authority is `host`).
     pub target: &'a str,
     /// The target's path, still percent-encoded.
     pub path: &'a str,
     pub headers: &'a dyn Fields,
-    /// Host header (or HTTP/2 authority); `None` for HTTP/1.0 without one.
+    /// The request's host: Host, an absolute-form target's authority, or HTTP/2's
+    /// `:authority`; `None` for HTTP/1.0 without one.
     pub host: Option<&'a str>,
     pub peer: Option<IpAddr>,
     pub local: Option<std::net::SocketAddr>,
@@ -73,7 +76,8 @@ impl<'a> Incoming<'a> {
             host,
             peer: req.peer_addr().map(|a| a.ip()),
             local: req.conn_data::<LocalAddr>().map(|a| a.0),
-            client_fd: abort::client_fd(req),
+            // HTTP/2 streams run as tasks of their own that may outlive the socket.
+            client_fd: None,
         }
     }
 }
@@ -133,19 +137,13 @@ impl Proxy {
         !self.opts.upstreams.is_empty()
     }
 
-    /// Every request outside STATIC_URL that reached actix-web (HTTP/2, bodies, upgrades,
-    /// and whatever follows them on a connection).
+    /// Every HTTP/2 request outside STATIC_URL (actix-web serves HTTP/2 only; HTTP/1 is
+    /// the `h1` loop's, which calls [`Proxy::local`] and [`Proxy::forward`] itself).
     pub async fn handle(&self, req: &HttpRequest, payload: Payload) -> HttpResponse {
         let inc = Incoming::from_actix(req);
         let head = *req.method() == Method::HEAD;
         if let Some(r) = self.local(&inc) {
             return r.into_actix(head);
-        }
-        if let Some(up) = forward::upgrade_of(req.headers()) {
-            if req.version() == actix_web::http::Version::HTTP_11 {
-                let up = up.to_vec();
-                return tunnel::run(self, &inc, payload, &up).await;
-            }
         }
         let mut watch = Watch::new(&inc);
         let body = match read_body(req, payload, self.opts.max_body).await {
@@ -497,8 +495,9 @@ enum BodyError {
     Client(String),
 }
 
-/// Reads the whole request body, refusing more than `max` bytes (by Content-Length up front,
-/// by counting for chunked bodies). Nothing reaches the upstream until this is done.
+/// Reads the whole body of an HTTP/2 request, refusing more than `max` bytes (by
+/// Content-Length up front, then by counting). Nothing reaches the upstream until this is
+/// done. (HTTP/1 bodies are read by the `h1` loop.)
 async fn read_body(req: &HttpRequest, mut payload: Payload, max: u64) -> Result<Bytes, BodyError> {
     let declared = req
         .headers()

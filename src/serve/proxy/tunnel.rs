@@ -1,113 +1,121 @@
-//! WebSocket and other HTTP/1.1 Upgrade requests: the handshake goes to the upstream; on
-//! `101` the two connections are spliced, closing after `--ws-idle-timeout` of silence in
-//! both directions.
+//! WebSocket and other HTTP/1.1 Upgrade requests (`Connection: upgrade` with `Upgrade`, as
+//! the HTTP/1 loop recognises them): the handshake goes to the upstream; on `101` the loop
+//! writes the answer and the two connections are spliced, closing after `--ws-idle-timeout`
+//! of silence in both directions. Any other answer is relayed as a plain response.
 
-use super::{failure_page, forward, Incoming, Proxy};
-use actix_web::dev::Payload;
-use actix_web::HttpResponse;
-use bytes::Bytes;
-use futures_util::StreamExt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use super::client::Conn;
+use super::upstream::Active;
+use super::{abort, client_closed, failure_page, forward, Incoming, Proxy};
+use crate::serve::h1::socket;
+use crate::serve::respond::Reply;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use bytes::BytesMut;
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-/// Last activity in either direction, in ms since `start`.
-struct Idle {
-    start: Instant,
-    last: AtomicU64,
+/// The upstream's answer to an upgrade request.
+pub enum Upgrade {
+    /// `101`: write it (with [`Switch::headers`]), then [`Switch::splice`].
+    Switched(Switch),
+    /// Anything else (a refusal, a failure page, the client gone): a plain response.
+    Answer(Reply<'static>),
+}
+
+/// An upstream connection that switched protocols.
+pub struct Switch {
+    /// The 101's headers for the client (`Upgrade` included; the loop adds
+    /// `Connection: upgrade`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    conn: Conn,
+    /// Counts for `least-conn` while the tunnel is open.
+    _active: Active,
     limit: Duration,
 }
 
-impl Idle {
-    fn touch(&self) {
-        self.last
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-    fn expired(&self) -> bool {
-        let idle = self.start.elapsed().as_millis() as u64 - self.last.load(Ordering::Relaxed);
-        idle >= self.limit.as_millis() as u64
+impl Proxy {
+    /// Sends an upgrade request (`upgrade` is its `Upgrade` value) to an upstream.
+    pub async fn upgrade(&self, inc: &Incoming<'_>, upgrade: &[u8]) -> Upgrade {
+        let work = self.send(inc, &[], Some(upgrade));
+        let (conn, head, active) = match abort::unless_client_leaves(inc.client_fd, work).await {
+            None => {
+                tracing::info!(status = 499, method = %inc.method, uri = %inc.target, "client closed the connection before the upstream answered the upgrade");
+                return Upgrade::Answer(client_closed());
+            }
+            Some(Err(f)) => return Upgrade::Answer(failure_page(f)),
+            Some(Ok(r)) => r,
+        };
+        if head.status != 101 {
+            return Upgrade::Answer(self.relay(inc, conn, head, active));
+        }
+        let mut headers: Vec<_> = forward::response_headers(&head.headers, true)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !headers.iter().any(|(k, _)| k == "upgrade") {
+            if let Ok(v) = HeaderValue::from_bytes(upgrade) {
+                headers.push((HeaderName::from_static("upgrade"), v));
+            }
+        }
+        Upgrade::Switched(Switch {
+            headers,
+            conn,
+            _active: active,
+            limit: self.opts.ws_idle_timeout,
+        })
     }
 }
 
-pub async fn run(
-    p: &Proxy,
-    inc: &Incoming<'_>,
-    mut payload: Payload,
-    upgrade: &[u8],
-) -> HttpResponse {
-    let (conn, head, active) = match p.send(inc, &[], Some(upgrade)).await {
-        Ok(r) => r,
-        Err(f) => return failure_page(f).into_actix(false),
-    };
-    if head.status != 101 {
-        return p.relay(inc, conn, head, active).into_actix(false);
-    }
-    let headers: Vec<_> = forward::response_headers(&head.headers, false)
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let proto = head
-        .get("upgrade")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("websocket")
-        .to_string();
-    // Whatever the upstream sent right after its 101 goes to the client first.
-    let early = conn.buf.freeze();
-    let (rd, mut wr) = tokio::io::split(conn.io);
-    let limit = p.opts.ws_idle_timeout;
-    let idle = Arc::new(Idle {
-        start: Instant::now(),
-        last: AtomicU64::new(0),
-        limit,
-    });
-    // Client → upstream. The payload is tied to this worker's thread: a local task.
-    let up_idle = idle.clone();
-    actix_web::rt::spawn(async move {
-        loop {
-            match tokio::time::timeout(limit, payload.next()).await {
-                Ok(Some(Ok(chunk))) => {
-                    up_idle.touch();
-                    if wr.write_all(&chunk).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => break,
-                Err(_) if up_idle.expired() => break,
-                Err(_) => {}
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
-    // Upstream → client: the 101 response's body.
-    let early = futures_util::stream::iter((!early.is_empty()).then(|| Ok(early)));
-    let down = futures_util::stream::unfold(
-        (rd, idle, active),
-        move |(mut rd, idle, active)| async move {
-            let mut buf = vec![0u8; 16 * 1024];
+impl Switch {
+    /// Copies bytes both ways until both sides have closed (each close is passed on as a
+    /// half-close) or neither has sent anything for `--ws-idle-timeout`. `from_client` is
+    /// what the client sent after its request head; the upstream's bytes read with its 101
+    /// go to the client first.
+    pub async fn splice(self, client: &TcpStream, from_client: BytesMut) {
+        let Switch { conn, limit, .. } = self;
+        let (mut rd, mut wr) = tokio::io::split(conn.io);
+        let early = conn.buf;
+        let last = Cell::new(Instant::now());
+        let idle = || last.get().elapsed() >= limit;
+        let up = async {
+            let mut buf = from_client;
             loop {
-                match tokio::time::timeout(limit, rd.read(&mut buf)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => return None,
-                    Ok(Ok(n)) => {
-                        idle.touch();
-                        buf.truncate(n);
-                        return Some((
-                            Ok::<_, std::io::Error>(Bytes::from(buf)),
-                            (rd, idle, active),
-                        ));
+                if !buf.is_empty() {
+                    match tokio::time::timeout(limit, wr.write_all(&buf)).await {
+                        Ok(Ok(())) => buf.clear(),
+                        _ => break,
                     }
-                    Err(_) if idle.expired() => {
-                        tracing::info!("tunnel idle for {limit:?}: closed");
-                        return None;
-                    }
-                    Err(_) => {}
+                }
+                match tokio::time::timeout(limit, socket::read_some(client, &mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => last.set(Instant::now()),
+                    Err(_) if !idle() => {}
+                    _ => break,
                 }
             }
-        },
-    );
-    let mut b = HttpResponse::SwitchingProtocols();
-    b.upgrade(proto);
-    for (k, v) in headers {
-        b.append_header((k, v));
+            let _ = wr.shutdown().await;
+        };
+        let down = async {
+            if socket::write_all(client, &early, &[]).await.is_ok() {
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    match tokio::time::timeout(limit, rd.read(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => {
+                            last.set(Instant::now());
+                            if socket::write_all(client, &buf[..n], &[]).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(_) if !idle() => {}
+                        Err(_) => {
+                            tracing::info!("tunnel idle for {limit:?}: closed");
+                            break;
+                        }
+                        Ok(_) => break,
+                    }
+                }
+            }
+            socket::finish(client);
+        };
+        futures_util::future::join(up, down).await;
     }
-    b.streaming(early.chain(down))
 }
