@@ -157,7 +157,7 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
         .with_target(false)
         .without_time()
         .try_init();
-    let discovery = django::discover(&DiscoverOptions {
+    let (discovery, report) = django::discover_reporting(&DiscoverOptions {
         project: args.project.project.clone(),
         python: args.project.python.clone(),
         settings: args.project.settings.clone(),
@@ -186,6 +186,7 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
     };
     let json = args.format == Format::Json;
     let log = Log::new(args.verbosity, json);
+    log.line(3, format!("timing: {report}"));
     if args.watch {
         return collect::watch::watch(&discovery, &opts, &log);
     }

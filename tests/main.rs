@@ -8,6 +8,7 @@ mod common;
 mod collect_failures;
 mod conformance;
 mod discover;
+mod discover_memo;
 mod incremental;
 mod proxy_deploy;
 mod proxy_gunicorn;
