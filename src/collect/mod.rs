@@ -139,6 +139,15 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             });
         if same {
             summary.unmodified = plan.files.len();
+            // What Django would report: each CSS/JS file post-processed again, no other
+            // file (its hashed copy exists), and under WhiteNoise every variant re-made.
+            let names: Vec<&str> = plan
+                .files
+                .iter()
+                .map(|f| p.files[&f.rel].name.as_str())
+                .collect();
+            summary.post_processed_django = django_post_processed(d, opts, &plan.files, |_| false)
+                + whitenoise_variants(d, opts, &plan.files, &names);
             summary.finish(started);
             return Ok(summary);
         }
@@ -224,6 +233,10 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
                 .map(|(f, h)| (f.rel.clone(), h.clone()))
                 .collect(),
         ));
+        // Django's count: each CSS/JS file, and each other file whose hashed copy is new.
+        summary.post_processed_django = django_post_processed(d, opts, &plan.files, |i| {
+            opts.clear || !d.static_root.join(&processed.names[i]).is_file()
+        });
     }
     if !keep_only_hashed {
         for (i, f) in plan.files.iter().enumerate() {
@@ -425,8 +438,71 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             0
         };
     summary.bytes_out = bytes_out.into_inner();
+    if let Some(m) = &manifest {
+        let names: Vec<&str> = plan
+            .files
+            .iter()
+            .map(|f| m.paths[&f.rel].as_str())
+            .collect();
+        summary.post_processed_django += whitenoise_variants(d, opts, &plan.files, &names);
+    }
     summary.finish(started);
     Ok(summary)
+}
+
+/// `HashedFilesMixin.post_process` yields every file matching its patterns (`*.css`, `*.js`,
+/// matched like `fnmatchcase` against the whole path) as processed, whether or not anything
+/// was substituted, and any other file only when its hashed copy did not exist yet.
+fn django_post_processed(
+    d: &Discovery,
+    opts: &CollectOptions,
+    files: &[plan::SourceFile],
+    hashed_is_new: impl Fn(usize) -> bool,
+) -> usize {
+    if !d.storage.manifest || opts.no_post_process {
+        return 0;
+    }
+    files
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| adjustable(&f.rel) || hashed_is_new(*i))
+        .count()
+}
+
+/// Paths Django's manifest storage rewrites.
+fn adjustable(rel: &str) -> bool {
+    rel.ends_with(".css") || rel.ends_with(".js")
+}
+
+/// WhiteNoise's storage compresses every original and hashed file again on every run and
+/// yields each variant it keeps as post-processed: the variants now in STATIC_ROOT.
+fn whitenoise_variants(
+    d: &Discovery,
+    opts: &CollectOptions,
+    files: &[plan::SourceFile],
+    hashed: &[&str],
+) -> usize {
+    if !d.storage.compress || opts.no_post_process || !d.storage.manifest {
+        return 0;
+    }
+    let settings = compress_settings(d, opts);
+    let mut names: Vec<&str> = hashed.to_vec();
+    if !d.whitenoise.keep_only_hashed_files {
+        names.extend(files.iter().map(|f| f.rel.as_str()));
+    }
+    let suffixes: Vec<&str> = [(settings.brotli, ".br"), (settings.gzip, ".gz")]
+        .into_iter()
+        .filter_map(|(on, s)| on.then_some(s))
+        .collect();
+    names
+        .par_iter()
+        .map(|n| {
+            suffixes
+                .iter()
+                .filter(|s| d.static_root.join(format!("{n}{s}")).is_file())
+                .count()
+        })
+        .sum()
 }
 
 /// Digest of every input that changes output besides the files themselves.

@@ -57,8 +57,15 @@ pub struct Summary {
     pub unmodified: usize,
     /// Files that lost to an earlier finder source.
     pub skipped: usize,
-    /// Django's "post-processed" count (WhiteNoise mode includes each variant).
+    /// Outputs post-processed by this run: hashed copies written and, under WhiteNoise's
+    /// storage, variants written.
     pub post_processed: usize,
+    /// The "post-processed" count Django's collectstatic prints for the same run (every CSS/JS
+    /// file each time, another file when its hashed copy is new, every WhiteNoise variant
+    /// each time): the text summary's. Not in `--format json`, whose `post_processed` is the
+    /// work this run did.
+    #[serde(skip)]
+    pub post_processed_django: usize,
     /// Files given a hashed name.
     pub hashed: usize,
     /// CSS/JS files whose references were rewritten.
@@ -117,8 +124,8 @@ impl Summary {
         if self.unmodified > 0 {
             s += &format!(", {} unmodified", self.unmodified);
         }
-        if self.post_processed > 0 {
-            s += &format!(", {} post-processed", self.post_processed);
+        if self.post_processed_django > 0 {
+            s += &format!(", {} post-processed", self.post_processed_django);
         }
         if self.skipped > 0 {
             s += &format!(", {} skipped due to conflict", self.skipped);
@@ -178,7 +185,7 @@ mod tests {
         let mut s = Summary {
             static_root: "/srv/static".into(),
             copied: 47,
-            post_processed: 47,
+            post_processed_django: 47,
             skipped: 1,
             ..Default::default()
         };
@@ -193,7 +200,7 @@ mod tests {
         let one = Summary {
             static_root: "/s".into(),
             copied: 1,
-            post_processed: 1,
+            post_processed_django: 1,
             ..Default::default()
         };
         assert_eq!(
@@ -203,7 +210,7 @@ mod tests {
         let again = Summary {
             static_root: "/s".into(),
             unmodified: 47,
-            post_processed: 29,
+            post_processed_django: 29,
             symlinked: true,
             ..Default::default()
         };
