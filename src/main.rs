@@ -151,6 +151,7 @@ fn main() -> ExitCode {
 }
 
 fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     // Warnings of the library (e.g. publish falling back to per-file renames) go to stderr.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -191,6 +192,10 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
         return collect::watch::watch(&discovery, &opts, &log);
     }
     let summary = collect::collect(&discovery, &opts, &log)?;
+    log.line(
+        3,
+        collect::report::timing_line("total", started.elapsed(), "discovery and collect"),
+    );
     if json {
         println!("{}", serde_json::to_string(&summary)?);
     } else if args.verbosity >= 1 {

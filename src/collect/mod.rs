@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use naming::HashAlgo;
 use publish::{Stage, Written};
 use rayon::prelude::*;
-use report::{Log, Summary};
+use report::{Log, Phases, Summary};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -98,9 +98,18 @@ struct Output {
 /// Runs a collect for `d`, logging Django's lines to `log`.
 pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summary> {
     let started = std::time::Instant::now();
+    let mut phases = Phases::new(log);
     let ignore = ignore::IgnoreRules::new(&d.ignore_patterns);
     plan::check_root(&d.sources, &d.static_root)?;
     let plan = plan::plan(&d.sources, &ignore)?;
+    phases.lap(
+        "walk sources",
+        format!(
+            "{} files from {} finder sources",
+            plan.files.len(),
+            d.sources.len()
+        ),
+    );
     let mut summary = Summary::new(&d.static_root, opts);
     summary.skipped = plan.conflicts.len();
     for c in &plan.conflicts {
@@ -123,6 +132,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         .par_iter()
         .map(|f| state::Stat::of(&f.abs))
         .collect();
+    phases.lap("stat sources", format!("{} files", plan.files.len()));
     let prev = if opts.clear {
         state::State::remove(&d.static_root);
         None
@@ -130,6 +140,13 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         state::State::load(&d.static_root, &settings_key)
             .filter(|p| p.root_id.is_some() && p.root_id == publish::dev_ino(&d.static_root))
     };
+    phases.lap(
+        "previous state",
+        match &prev {
+            Some(p) => format!("{} files recorded", p.files.len()),
+            None => "none usable".to_string(),
+        },
+    );
     if let Some(p) = &prev {
         let same = p.files.len() == plan.files.len()
             && plan.files.iter().zip(&stats).all(|(f, st)| {
@@ -148,10 +165,19 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
                 .collect();
             summary.post_processed_django = django_post_processed(d, opts, &plan.files, |_| false)
                 + whitenoise_variants(d, opts, &plan.files, &names);
+            phases.lap(
+                "compare",
+                "nothing changed: no reading, hashing or compressing",
+            );
+            phases.lap(
+                "publish",
+                "skipped: the tree and its manifest are left as they are",
+            );
             summary.finish(started);
             return Ok(summary);
         }
     }
+    phases.lap("compare", "sources or outputs changed");
 
     let progress = report::Progress::new(opts.progress && opts.verbosity >= 1);
     progress.stage("reading", plan.files.len());
@@ -173,6 +199,15 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         .collect();
     let sources = plan::read_some(&plan.files, &skip_read)?;
     summary.bytes_in = sources.iter().map(|s| s.len() as u64).sum();
+    phases.lap(
+        "read",
+        format!(
+            "{} files, {} bytes; {} unchanged left unread",
+            skip_read.iter().filter(|s| !**s).count(),
+            summary.bytes_in,
+            skip_read.iter().filter(|s| **s).count()
+        ),
+    );
 
     let post_process = d.storage.manifest && !opts.no_post_process;
     let keep_only_hashed = post_process && d.whitenoise.keep_only_hashed_files;
@@ -237,6 +272,13 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         summary.post_processed_django = django_post_processed(d, opts, &plan.files, |i| {
             opts.clear || !d.static_root.join(&processed.names[i]).is_file()
         });
+        phases.lap(
+            "hash and rewrite",
+            format!(
+                "{} hashed, {} rewritten",
+                processed.hashed, processed.rewritten
+            ),
+        );
     }
     if !keep_only_hashed {
         for (i, f) in plan.files.iter().enumerate() {
@@ -322,6 +364,15 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         if let Some(cache) = &opts.cache {
             cache.evict();
         }
+        phases.lap(
+            "compress",
+            format!(
+                "{} contents: {} compressed, {} from the cache",
+                wanted.len(),
+                stats.compressions,
+                stats.cache_hits
+            ),
+        );
     }
 
     // Stage everything, then swap.
@@ -399,6 +450,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         // Originals were never staged; the summary still counts them as collected.
         copied.fetch_add(plan.files.len(), Ordering::Relaxed);
     }
+    phases.lap("stage", format!("{} outputs", outputs.len()));
     let manifest_bytes = manifest.as_ref().map(|m| m.to_bytes());
     let committed = stage
         .commit(
@@ -408,6 +460,14 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             opts.clear,
         )
         .with_context(|| format!("publishing {}", d.static_root.display()))?;
+    phases.lap(
+        "publish",
+        if manifest_bytes.is_some() {
+            "manifest written, tree swapped"
+        } else {
+            "tree swapped"
+        },
+    );
     if let Some(hook) = &opts.on_publish {
         (hook.0)();
     }
@@ -426,6 +486,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             log.warn(format!("warning: cannot record collect state: {e}"));
         }
     }
+    phases.lap("record", "generation and state saved");
 
     summary.deleted = committed.deleted;
     summary.copied = copied.into_inner();

@@ -135,6 +135,43 @@ impl Summary {
     }
 }
 
+/// `-v 3`: where a run's time goes, one line per phase as it ends
+/// (`timing: PHASE: MS ms (WHAT)`).
+pub struct Phases<'a> {
+    log: &'a Log,
+    last: std::time::Instant,
+}
+
+impl<'a> Phases<'a> {
+    pub fn new(log: &'a Log) -> Self {
+        Phases {
+            log,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Ends the phase that began at the previous lap (or at `new`).
+    pub fn lap(&mut self, phase: &str, what: impl std::fmt::Display) {
+        let now = std::time::Instant::now();
+        if self.log.verbosity >= 3 {
+            self.log.line(3, timing_line(phase, now - self.last, what));
+        }
+        self.last = now;
+    }
+}
+
+/// One `-v 3` timing line.
+pub fn timing_line(
+    phase: &str,
+    elapsed: std::time::Duration,
+    what: impl std::fmt::Display,
+) -> String {
+    format!(
+        "timing: {phase}: {:.1} ms ({what})",
+        elapsed.as_secs_f64() * 1000.0
+    )
+}
+
 /// A progress bar on a terminal; nothing otherwise.
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
