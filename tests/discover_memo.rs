@@ -337,3 +337,123 @@ fn settings_running_a_subprocess_are_never_remembered() {
         );
     }
 }
+
+/// Every way a settings module can look at a file leaves a record in `discover.py`: what
+/// CPython audits (`open`, `os.listdir`, `os.scandir`) and what it does not (`os.stat`,
+/// `os.lstat`, `os.access` and all built on them), on the test venv's Python and on the
+/// machine's `python3` when it is another version.
+#[test]
+fn recorder_sees_every_kind_of_probe() {
+    const PROBES: &str = r#"
+import glob, json, os, pathlib, sys
+g = {"__name__": "probe"}
+exec(compile(sys.argv[1], "discover.py", "exec"), g)
+deps = g["Depends"]()
+deps.install()
+os.chdir(sys.argv[2])
+P = pathlib.Path
+probes = {
+    "os.path.exists": lambda: os.path.exists("missing"),
+    "os.path.isfile": lambda: os.path.isfile("f.txt"),
+    "os.path.isdir": lambda: os.path.isdir("sub"),
+    "os.path.islink": lambda: os.path.islink("link"),
+    "os.path.getmtime": lambda: os.path.getmtime("f.txt"),
+    "os.path.realpath": lambda: os.path.realpath("link"),
+    "os.access": lambda: os.access("f.txt", os.R_OK),
+    "Path.exists": lambda: P("missing").exists(),
+    "Path.is_file": lambda: P("f.txt").is_file(),
+    "Path.is_dir": lambda: P("sub").is_dir(),
+    "Path.resolve": lambda: P("link").resolve(),
+    "Path.read_text": lambda: P("f.txt").read_text(),
+    "open": lambda: open("f.txt").read(),
+    "open missing": lambda: open(".env"),
+    "os.open": lambda: os.close(os.open("f.txt", os.O_RDONLY)),
+    "os.listdir": lambda: os.listdir("sub"),
+    "Path.iterdir": lambda: list(P("sub").iterdir()),
+    "glob.glob": lambda: glob.glob("sub/*"),
+    "os.walk": lambda: list(os.walk("sub")),
+}
+seen = {}
+for name, probe in probes.items():
+    deps.stat.clear(); deps.listing.clear(); deps.content.clear()
+    try:
+        probe()
+    except OSError:
+        pass
+    base = os.getcwd() + os.sep
+    seen[name] = sorted(
+        ["stat" if k[1] else "lstat", k[0][len(base):]] for k in deps.stat
+    ) + sorted(["listing", k[len(base):]] for k in deps.listing) + sorted(
+        ["content", k[len(base):]] for k in deps.content
+    )
+# discover.py sends print() to stderr; its own stdout is kept for the result.
+g["_real_stdout"].write(json.dumps({"version": sys.version.split()[0], "seen": seen}) + "\n")
+"#;
+    let t = tempfile::tempdir().unwrap();
+    let dir = std::fs::canonicalize(t.path()).unwrap();
+    common::write_file(&dir, "f.txt", b"hi");
+    common::write_file(&dir, "sub/x.txt", b"x");
+    std::os::unix::fs::symlink("f.txt", dir.join("link")).unwrap();
+    let expect: &[(&str, &[(&str, &str)])] = &[
+        ("os.path.exists", &[("stat", "missing")]),
+        ("os.path.isfile", &[("stat", "f.txt")]),
+        ("os.path.isdir", &[("stat", "sub")]),
+        ("os.path.islink", &[("lstat", "link")]),
+        ("os.path.getmtime", &[("stat", "f.txt")]),
+        ("os.path.realpath", &[("lstat", "link"), ("lstat", "f.txt")]),
+        ("os.access", &[("stat", "f.txt")]),
+        ("Path.exists", &[("stat", "missing")]),
+        ("Path.is_file", &[("stat", "f.txt")]),
+        ("Path.is_dir", &[("stat", "sub")]),
+        ("Path.resolve", &[("lstat", "link"), ("lstat", "f.txt")]),
+        ("Path.read_text", &[("content", "f.txt")]),
+        ("open", &[("content", "f.txt")]),
+        ("open missing", &[("stat", ".env")]),
+        ("os.open", &[("content", "f.txt")]),
+        ("os.listdir", &[("listing", "sub")]),
+        ("Path.iterdir", &[("listing", "sub")]),
+        ("glob.glob", &[("listing", "sub")]),
+        ("os.walk", &[("listing", "sub")]),
+    ];
+    let venv = common::venv_python();
+    let mut versions = Vec::new();
+    for python in [venv.as_path(), Path::new("python3")] {
+        let Ok(out) = Command::new(python)
+            .arg("-c")
+            .arg(PROBES)
+            .arg(staticd::django::DISCOVER_PY)
+            .arg(&dir)
+            .output()
+        else {
+            continue;
+        };
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let version = v["version"].as_str().unwrap().to_string();
+        if versions.contains(&version) {
+            continue;
+        }
+        for (probe, records) in expect {
+            let got: Vec<(String, String)> = v["seen"][*probe]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into()))
+                .collect();
+            for (kind, path) in *records {
+                assert!(
+                    got.iter().any(|(k, p)| k == kind && p == path),
+                    "Python {version}: {probe} left no {kind} record of {path}: {got:?}"
+                );
+            }
+        }
+        versions.push(version);
+    }
+    assert!(!versions.is_empty());
+    eprintln!("recorder checked on Python {}", versions.join(", "));
+}

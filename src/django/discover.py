@@ -24,9 +24,9 @@ import traceback
 #   stat    [path, follow, obs]   a path stat'ed (os.stat/lstat/access, os.path.exists/isdir/
 #                                 isfile/islink, pathlib's exists/is_dir/stat, realpath), a
 #                                 module's file, a code file opened by the import system.
-#                                 obs: "-" absent, "d" a directory (only its type is used),
-#                                 "e<errno>" another error, else [type, dev, ino, size,
-#                                 mtime_ns, ctime_ns].
+#                                 obs: "-" absent, "d" a directory, "o" a device, FIFO or
+#                                 socket (only their type is used), "e<errno>" another error,
+#                                 else [type, dev, ino, size, mtime_ns, ctime_ns].
 #   listing [path, md5, late, skip] a directory listed (os.listdir/scandir: the import
 #                                 system's FileFinder, glob, os.walk, pathlib's iterdir/glob):
 #                                 md5 of its sorted names (bytes, "/" appended to those of
@@ -104,7 +104,9 @@ class Depends:
             return "e%s" % getattr(err, "errno", "")
         if _stat.S_ISDIR(st.st_mode):
             return "d"
-        kind = "l" if _stat.S_ISLNK(st.st_mode) else "f" if _stat.S_ISREG(st.st_mode) else "o"
+        if not (_stat.S_ISREG(st.st_mode) or _stat.S_ISLNK(st.st_mode)):
+            return "o"  # a device, FIFO or socket: only its type (/dev/null's times churn)
+        kind = "l" if _stat.S_ISLNK(st.st_mode) else "f"
         return [kind, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
     def record_stat(self, key, follow, st=None, err=None):
@@ -233,9 +235,19 @@ class Depends:
             return deps.real_access(path, mode, *args, **kwargs)
 
         access.__doc__ = self.real_access.__doc__
-        os.stat = observed(self.real_stat, True)
-        os.lstat = observed(self.real_lstat, False)
-        os.access = access
+        wrapped = {
+            self.real_stat: observed(self.real_stat, True),
+            self.real_lstat: observed(self.real_lstat, False),
+            self.real_access: access,
+        }
+        os.stat, os.lstat, os.access = wrapped[os.stat], wrapped[os.lstat], wrapped[os.access]
+        # The wrappers accept what the real functions do (shutil and others ask these sets).
+        for name in ("supports_dir_fd", "supports_fd", "supports_follow_symlinks", "supports_effective_ids"):
+            supported = getattr(os, name, None)
+            if isinstance(supported, set):
+                for real, wrapper in wrapped.items():
+                    if real in supported:
+                        supported.add(wrapper)
 
     def install(self):
         """Before anything of the project runs."""

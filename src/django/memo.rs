@@ -39,9 +39,9 @@ const VOLATILE_ENV: &[&str] = &["_", "OLDPWD", "SHLVL", "COLUMNS", "LINES", "TER
 /// Largest file `discover.py` records by content.
 const CONTENT_MAX: u64 = 256 * 1024;
 
-/// How a path looked: `"-"` absent, `"d"` a directory (only its type counts), `"e<errno>"`
-/// another error, else `[type, dev, ino, size, mtime_ns, ctime_ns]` (`f` regular file, `l`
-/// symlink, `o` anything else).
+/// How a path looked: `"-"` absent, `"d"` a directory, `"o"` a device, FIFO or socket (only
+/// their type counts: `/dev/null`'s times change all the time), `"e<errno>"` another error,
+/// else `[type, dev, ino, size, mtime_ns, ctime_ns]` (`f` regular file, `l` symlink).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Obs {
@@ -64,15 +64,9 @@ impl Obs {
                 None => Obs::Tag("e".into()),
             },
             Ok(m) if m.is_dir() => Obs::Tag("d".into()),
+            Ok(m) if !(m.is_file() || m.is_symlink()) => Obs::Tag("o".into()),
             Ok(m) => {
-                let ft = m.file_type();
-                let kind = if ft.is_symlink() {
-                    "l"
-                } else if ft.is_file() {
-                    "f"
-                } else {
-                    "o"
-                };
+                let kind = if m.is_symlink() { "l" } else { "f" };
                 Obs::Meta(
                     kind.into(),
                     m.dev(),
@@ -160,6 +154,7 @@ fn changed(p: &Path, before: &Obs, now: &Obs) -> String {
     let what = |o: &Obs| match o {
         Obs::Tag(t) if t == "-" => "absent".to_string(),
         Obs::Tag(t) if t == "d" => "a directory".to_string(),
+        Obs::Tag(t) if t == "o" => "a device, FIFO or socket".to_string(),
         Obs::Tag(t) => format!("unreadable ({t})"),
         Obs::Meta(..) => "present".to_string(),
     };
@@ -480,6 +475,7 @@ mod tests {
             "NotADirectoryError counts as absent, as in discover.py"
         );
         assert_eq!(Obs::of(&dir, true), Obs::Tag("d".into()));
+        assert_eq!(Obs::of(Path::new("/dev/null"), true), Obs::Tag("o".into()));
         std::os::unix::fs::symlink("settings.py", dir.join("link")).unwrap();
         let Obs::Meta(kind, ..) = Obs::of(&dir.join("link"), false) else {
             panic!("a symlink")

@@ -151,7 +151,7 @@ struct ErrorBody {
 
 /// Outcome of running the program.
 enum Run {
-    Ok(Discovery, Option<Depends>),
+    Ok(Box<(Discovery, Option<Depends>)>),
     /// `import django` failed (or the interpreter is missing): a `staticd.toml` may stand in.
     NoDjango(DiscoverError),
 }
@@ -231,7 +231,7 @@ pub(super) fn run_python(
     opts: &DiscoverOptions,
 ) -> anyhow::Result<(Discovery, Option<Depends>)> {
     match run(&r.project, &r.python, r.source, &r.settings, opts)? {
-        Run::Ok(d, depends) => Ok((d, depends)),
+        Run::Ok(found) => Ok(*found),
         Run::NoDjango(err) => match &r.toml {
             Some(cfg) => {
                 tracing::warn!("{err}\nusing {}/staticd.toml instead", r.project.display());
@@ -322,7 +322,7 @@ fn run(
             .transpose()
             .map_err(|e| unreadable(e, stderr.clone()))?;
         let d = serde_json::from_value::<Discovery>(doc).map_err(|e| unreadable(e, stderr))?;
-        return Ok(Run::Ok(d, depends));
+        return Ok(Run::Ok(Box::new((d, depends))));
     }
 
     let Ok(doc) = serde_json::from_str::<ErrorDoc>(last) else {
