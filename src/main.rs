@@ -162,13 +162,14 @@ fn main() -> ExitCode {
 }
 
 fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     // Warnings of the library (e.g. publish falling back to per-file renames) go to stderr.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
         .try_init();
-    let discovery = django::discover(&DiscoverOptions {
+    let (discovery, report) = django::discover_reporting(&DiscoverOptions {
         project: args.project.project.clone(),
         python: args.project.python.clone(),
         settings: args.project.settings.clone(),
@@ -199,6 +200,7 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
     };
     let json = args.format == Format::Json;
     let log = Log::new(args.verbosity, json);
+    log.line(3, format!("timing: {report}"));
     if args.watch {
         return collect::watch::watch(&discovery, &opts, &log);
     }
@@ -206,6 +208,10 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
     for w in &summary.warnings {
         log.warn(w.warning(&opts.missing));
     }
+    log.line(
+        3,
+        collect::report::timing_line("total", started.elapsed(), "discovery and collect"),
+    );
     if json {
         println!("{}", serde_json::to_string(&summary)?);
     } else if args.verbosity >= 1 {

@@ -466,39 +466,3 @@ fn error_system_checks() {
     assert!(msg.contains("(staticfiles.E002) The STATICFILES_DIRS setting should not contain the STATIC_ROOT setting."), "{msg}");
     assert!(msg.contains("(staticfiles.E003) The prefix 'pre/' in the STATICFILES_DIRS setting must not end with a slash."), "{msg}");
 }
-
-/// The remembered discovery is reused while nothing it depends on changed, and dropped when
-/// the settings module changes.
-#[test]
-fn remembered_discovery_follows_settings_changes() {
-    let (_t, dir) = tmp();
-    let project = dir.join("sample");
-    common::copy_tree(&common::sample_project(), &project);
-    let cache = dir.join("cache");
-    let py = common::venv_python();
-    let env = [("XDG_CACHE_HOME", cache.display().to_string())];
-    let root_of = || -> String {
-        let args = ["--python", py.to_str().unwrap(), "-n"];
-        let v = crate::common::project::run_collect_env(&project, &args, &env);
-        v["static_root"].as_str().unwrap().to_string()
-    };
-    assert!(root_of().ends_with("/sample/static"));
-    let memo_dir = cache.join("staticd/discovery");
-    assert_eq!(
-        std::fs::read_dir(&memo_dir).unwrap().count(),
-        1,
-        "remembered"
-    );
-    assert!(root_of().ends_with("/sample/static"), "reused");
-    let settings = project.join("toyproject/settings.py");
-    let text = std::fs::read_to_string(&settings).unwrap();
-    std::fs::write(
-        &settings,
-        format!("{text}\nSTATIC_ROOT = BASE_DIR / 'elsewhere'\n"),
-    )
-    .unwrap();
-    assert!(
-        root_of().ends_with("/sample/elsewhere"),
-        "settings change seen"
-    );
-}

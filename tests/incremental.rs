@@ -230,3 +230,68 @@ fn deleted_targets_of_unchanged_files_are_missing() {
     let d = fs::read_to_string(p.root().join(p.hashed("css/d.css"))).unwrap();
     assert_eq!(d, "a { background: url(\"../img\"); }\n");
 }
+
+/// `-v 3` says where a collect's time goes, one `timing: PHASE: MS ms (WHAT)` line per phase:
+/// a full collect reads, hashes, compresses, stages and publishes; a collect with nothing to
+/// do only stats the sources and compares them with the record.
+#[test]
+fn verbosity_3_times_each_phase() {
+    let p = project();
+    let phases = |args: &[&str]| -> Vec<(String, String)> {
+        let mut all = vec!["-v", "3"];
+        all.extend_from_slice(args);
+        let out = p.collect(&all);
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let re = fancy_regex::Regex::new(r"^timing: ([a-z ]+): \d+\.\d ms \((.+)\)$").unwrap();
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("timing: "))
+            .map(|l| {
+                let c = re
+                    .captures(l)
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("malformed: {l}"));
+                (c[1].to_string(), c[2].to_string())
+            })
+            .collect()
+    };
+    let names = |v: &[(String, String)]| v.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+    let first = phases(&[]);
+    assert_eq!(
+        names(&first),
+        [
+            "discovery",
+            "walk sources",
+            "stat sources",
+            "previous state",
+            "compare",
+            "read",
+            "hash and rewrite",
+            "compress",
+            "stage",
+            "publish",
+            "record",
+            "total"
+        ],
+        "{first:?}"
+    );
+    assert_eq!(first[0].1, "staticd.toml");
+    let idle = phases(&[]);
+    assert_eq!(
+        names(&idle),
+        [
+            "discovery",
+            "walk sources",
+            "stat sources",
+            "previous state",
+            "compare",
+            "publish",
+            "total"
+        ],
+        "{idle:?}"
+    );
+    assert_eq!(idle[2].1, "5 files");
+    assert!(idle[4].1.starts_with("nothing changed"), "{idle:?}");
+    assert!(idle[5].1.starts_with("skipped"), "{idle:?}");
+}

@@ -9,6 +9,7 @@ mod collect_failures;
 mod collect_policy;
 mod conformance;
 mod discover;
+mod discover_memo;
 mod h1_edge;
 mod incremental;
 mod properties;

@@ -25,7 +25,7 @@ use anyhow::{bail, Context, Result};
 use naming::HashAlgo;
 use publish::{Stage, Written};
 use rayon::prelude::*;
-use report::{Log, Summary};
+use report::{Log, Phases, Summary};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -103,9 +103,18 @@ struct Output {
 /// Runs a collect for `d`, logging Django's lines to `log`.
 pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summary> {
     let started = std::time::Instant::now();
+    let mut phases = Phases::new(log);
     let ignore = ignore::IgnoreRules::new(&d.ignore_patterns);
     plan::check_root(&d.sources, &d.static_root)?;
     let plan = plan::plan(&d.sources, &ignore)?;
+    phases.lap(
+        "walk sources",
+        format!(
+            "{} files from {} finder sources",
+            plan.files.len(),
+            d.sources.len()
+        ),
+    );
     let mut summary = Summary::new(&d.static_root, opts);
     summary.skipped = plan.conflicts.len();
     for c in &plan.conflicts {
@@ -128,6 +137,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         .par_iter()
         .map(|f| state::Stat::of(&f.abs))
         .collect();
+    phases.lap("stat sources", format!("{} files", plan.files.len()));
     let prev = if opts.clear {
         state::State::remove(&d.static_root);
         None
@@ -135,6 +145,13 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         state::State::load(&d.static_root, &settings_key)
             .filter(|p| p.root_id.is_some() && p.root_id == publish::dev_ino(&d.static_root))
     };
+    phases.lap(
+        "previous state",
+        match &prev {
+            Some(p) => format!("{} files recorded", p.files.len()),
+            None => "none usable".to_string(),
+        },
+    );
     if let Some(p) = &prev {
         let same = p.files.len() == plan.files.len()
             && plan.files.iter().zip(&stats).all(|(f, st)| {
@@ -152,10 +169,28 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
                     .flat_map(|r| p.files[r].missing.iter().cloned()),
                 &opts.missing,
             );
+            // What Django would report: each CSS/JS file post-processed again, no other
+            // file (its hashed copy exists), and under WhiteNoise every variant re-made.
+            let names: Vec<&str> = plan
+                .files
+                .iter()
+                .map(|f| p.files[&f.rel].name.as_str())
+                .collect();
+            summary.post_processed_django = django_post_processed(d, opts, &plan.files, |_| false)
+                + whitenoise_variants(d, opts, &plan.files, &names);
+            phases.lap(
+                "compare",
+                "nothing changed: no reading, hashing or compressing",
+            );
+            phases.lap(
+                "publish",
+                "skipped: the tree and its manifest are left as they are",
+            );
             summary.finish(started);
             return Ok(summary);
         }
     }
+    phases.lap("compare", "sources or outputs changed");
 
     let progress = report::Progress::new(opts.progress && opts.verbosity >= 1);
     progress.stage("reading", plan.files.len());
@@ -177,6 +212,15 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         .collect();
     let sources = plan::read_some(&plan.files, &skip_read)?;
     summary.bytes_in = sources.iter().map(|s| s.len() as u64).sum();
+    phases.lap(
+        "read",
+        format!(
+            "{} files, {} bytes; {} unchanged left unread",
+            skip_read.iter().filter(|s| !**s).count(),
+            summary.bytes_in,
+            skip_read.iter().filter(|s| **s).count()
+        ),
+    );
 
     let post_process = d.storage.manifest && !opts.no_post_process;
     let keep_only_hashed = post_process && d.whitenoise.keep_only_hashed_files;
@@ -239,6 +283,17 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
                 .map(|(f, h)| (f.rel.clone(), h.clone()))
                 .collect(),
         ));
+        // Django's count: each CSS/JS file, and each other file whose hashed copy is new.
+        summary.post_processed_django = django_post_processed(d, opts, &plan.files, |i| {
+            opts.clear || !d.static_root.join(&processed.names[i]).is_file()
+        });
+        phases.lap(
+            "hash and rewrite",
+            format!(
+                "{} hashed, {} rewritten",
+                processed.hashed, processed.rewritten
+            ),
+        );
     }
     if !keep_only_hashed {
         for (i, f) in plan.files.iter().enumerate() {
@@ -324,6 +379,15 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         if let Some(cache) = &opts.cache {
             cache.evict();
         }
+        phases.lap(
+            "compress",
+            format!(
+                "{} contents: {} compressed, {} from the cache",
+                wanted.len(),
+                stats.compressions,
+                stats.cache_hits
+            ),
+        );
     }
 
     // Stage everything, then swap.
@@ -401,6 +465,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         // Originals were never staged; the summary still counts them as collected.
         copied.fetch_add(plan.files.len(), Ordering::Relaxed);
     }
+    phases.lap("stage", format!("{} outputs", outputs.len()));
     let manifest_bytes = manifest.as_ref().map(|m| m.to_bytes());
     let committed = stage
         .commit(
@@ -410,6 +475,14 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             opts.clear,
         )
         .with_context(|| format!("publishing {}", d.static_root.display()))?;
+    phases.lap(
+        "publish",
+        if manifest_bytes.is_some() {
+            "manifest written, tree swapped"
+        } else {
+            "tree swapped"
+        },
+    );
     if let Some(hook) = &opts.on_publish {
         (hook.0)();
     }
@@ -428,6 +501,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             log.warn(format!("warning: cannot record collect state: {e}"));
         }
     }
+    phases.lap("record", "generation and state saved");
 
     summary.deleted = committed.deleted;
     summary.copied = copied.into_inner();
@@ -440,8 +514,71 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             0
         };
     summary.bytes_out = bytes_out.into_inner();
+    if let Some(m) = &manifest {
+        let names: Vec<&str> = plan
+            .files
+            .iter()
+            .map(|f| m.paths[&f.rel].as_str())
+            .collect();
+        summary.post_processed_django += whitenoise_variants(d, opts, &plan.files, &names);
+    }
     summary.finish(started);
     Ok(summary)
+}
+
+/// `HashedFilesMixin.post_process` yields every file matching its patterns (`*.css`, `*.js`,
+/// matched like `fnmatchcase` against the whole path) as processed, whether or not anything
+/// was substituted, and any other file only when its hashed copy did not exist yet.
+fn django_post_processed(
+    d: &Discovery,
+    opts: &CollectOptions,
+    files: &[plan::SourceFile],
+    hashed_is_new: impl Fn(usize) -> bool,
+) -> usize {
+    if !d.storage.manifest || opts.no_post_process {
+        return 0;
+    }
+    files
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| adjustable(&f.rel) || hashed_is_new(*i))
+        .count()
+}
+
+/// Paths Django's manifest storage rewrites.
+fn adjustable(rel: &str) -> bool {
+    rel.ends_with(".css") || rel.ends_with(".js")
+}
+
+/// WhiteNoise's storage compresses every original and hashed file again on every run and
+/// yields each variant it keeps as post-processed: the variants now in STATIC_ROOT.
+fn whitenoise_variants(
+    d: &Discovery,
+    opts: &CollectOptions,
+    files: &[plan::SourceFile],
+    hashed: &[&str],
+) -> usize {
+    if !d.storage.compress || opts.no_post_process || !d.storage.manifest {
+        return 0;
+    }
+    let settings = compress_settings(d, opts);
+    let mut names: Vec<&str> = hashed.to_vec();
+    if !d.whitenoise.keep_only_hashed_files {
+        names.extend(files.iter().map(|f| f.rel.as_str()));
+    }
+    let suffixes: Vec<&str> = [(settings.brotli, ".br"), (settings.gzip, ".gz")]
+        .into_iter()
+        .filter_map(|(on, s)| on.then_some(s))
+        .collect();
+    names
+        .par_iter()
+        .map(|n| {
+            suffixes
+                .iter()
+                .filter(|s| d.static_root.join(format!("{n}{s}")).is_file())
+                .count()
+        })
+        .sum()
 }
 
 /// Digest of every input that changes output besides the files themselves.

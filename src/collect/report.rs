@@ -58,8 +58,15 @@ pub struct Summary {
     pub unmodified: usize,
     /// Files that lost to an earlier finder source.
     pub skipped: usize,
-    /// Django's "post-processed" count (WhiteNoise mode includes each variant).
+    /// Outputs post-processed by this run: hashed copies written and, under WhiteNoise's
+    /// storage, variants written.
     pub post_processed: usize,
+    /// The "post-processed" count Django's collectstatic prints for the same run (every CSS/JS
+    /// file each time, another file when its hashed copy is new, every WhiteNoise variant
+    /// each time): the text summary's. Not in `--format json`, whose `post_processed` is the
+    /// work this run did.
+    #[serde(skip)]
+    pub post_processed_django: usize,
     /// Files given a hashed name.
     pub hashed: usize,
     /// CSS/JS files whose references were rewritten.
@@ -147,8 +154,8 @@ impl Summary {
         if self.unmodified > 0 {
             s += &format!(", {} unmodified", self.unmodified);
         }
-        if self.post_processed > 0 {
-            s += &format!(", {} post-processed", self.post_processed);
+        if self.post_processed_django > 0 {
+            s += &format!(", {} post-processed", self.post_processed_django);
         }
         if self.skipped > 0 {
             s += &format!(", {} skipped due to conflict", self.skipped);
@@ -156,6 +163,43 @@ impl Summary {
         s.push('.');
         s
     }
+}
+
+/// `-v 3`: where a run's time goes, one line per phase as it ends
+/// (`timing: PHASE: MS ms (WHAT)`).
+pub struct Phases<'a> {
+    log: &'a Log,
+    last: std::time::Instant,
+}
+
+impl<'a> Phases<'a> {
+    pub fn new(log: &'a Log) -> Self {
+        Phases {
+            log,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Ends the phase that began at the previous lap (or at `new`).
+    pub fn lap(&mut self, phase: &str, what: impl std::fmt::Display) {
+        let now = std::time::Instant::now();
+        if self.log.verbosity >= 3 {
+            self.log.line(3, timing_line(phase, now - self.last, what));
+        }
+        self.last = now;
+    }
+}
+
+/// One `-v 3` timing line.
+pub fn timing_line(
+    phase: &str,
+    elapsed: std::time::Duration,
+    what: impl std::fmt::Display,
+) -> String {
+    format!(
+        "timing: {phase}: {:.1} ms ({what})",
+        elapsed.as_secs_f64() * 1000.0
+    )
 }
 
 /// A progress bar on a terminal; nothing otherwise.
@@ -208,7 +252,7 @@ mod tests {
         let mut s = Summary {
             static_root: "/srv/static".into(),
             copied: 47,
-            post_processed: 47,
+            post_processed_django: 47,
             skipped: 1,
             ..Default::default()
         };
@@ -223,7 +267,7 @@ mod tests {
         let one = Summary {
             static_root: "/s".into(),
             copied: 1,
-            post_processed: 1,
+            post_processed_django: 1,
             ..Default::default()
         };
         assert_eq!(
@@ -233,7 +277,7 @@ mod tests {
         let again = Summary {
             static_root: "/s".into(),
             unmodified: 47,
-            post_processed: 29,
+            post_processed_django: 29,
             symlinked: true,
             ..Default::default()
         };

@@ -239,7 +239,6 @@ impl Config {
                 skip_compress_extensions: self.whitenoise.skip_compress_extensions.clone(),
                 manifest_strict: self.whitenoise.manifest_strict,
             },
-            witnesses: Vec::new(),
         }
     }
 }

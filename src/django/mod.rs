@@ -22,9 +22,6 @@ pub struct Discovery {
     pub ignore_patterns: Vec<String>,
     pub storage: Storage,
     pub whitenoise: WhiteNoise,
-    /// Files and directories whose change can change these facts (see `memo`).
-    #[serde(default)]
-    pub witnesses: Vec<PathBuf>,
 }
 
 /// One finder location.
@@ -116,16 +113,82 @@ pub const DISCOVER_PY: &str = include_str!("discover.py");
 /// `PROJECT/staticd.toml` is used. Errors are [`DiscoverError`]s (downcast the `anyhow::Error`)
 /// whose messages say what to do.
 pub fn discover(opts: &DiscoverOptions) -> anyhow::Result<Discovery> {
-    if !opts.memo {
-        return python::discover_with_env(opts, &|k| std::env::var(k).ok());
+    discover_reporting(opts).map(|(d, _)| d)
+}
+
+/// How a discovery was made, and what it cost (`collect -v 3`).
+#[derive(Debug, Clone)]
+pub struct DiscoverReport {
+    pub how: How,
+    pub elapsed: std::time::Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum How {
+    /// From `staticd.toml`.
+    Toml,
+    /// A remembered discovery, `checked` records found unchanged.
+    Remembered { checked: usize },
+    /// Python ran. `miss`: why no remembered discovery was used (`None` without `memo`);
+    /// `stored`: the records remembered, or why it was not remembered.
+    Python {
+        miss: Option<String>,
+        stored: Option<Result<usize, String>>,
+    },
+}
+
+impl std::fmt::Display for DiscoverReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.elapsed.as_secs_f64() * 1000.0;
+        match &self.how {
+            How::Toml => write!(f, "discovery: {ms:.1} ms (staticd.toml)"),
+            How::Remembered { checked } => write!(
+                f,
+                "discovery: {ms:.1} ms (remembered; {checked} recorded paths unchanged)"
+            ),
+            How::Python { miss, stored } => {
+                write!(f, "discovery: {ms:.1} ms (Python ran")?;
+                if let Some(m) = miss {
+                    write!(f, ": {m}")?;
+                }
+                match stored {
+                    Some(Ok(n)) => write!(f, "; remembered, {n} paths recorded)"),
+                    Some(Err(why)) => write!(f, "; not remembered: {why})"),
+                    None => write!(f, ")"),
+                }
+            }
+        }
     }
-    let key = memo::key(opts);
-    if let Some(d) = memo::load(&key) {
-        return Ok(d);
-    }
-    let d = python::discover_with_env(opts, &|k| std::env::var(k).ok())?;
-    memo::store(&key, &d);
-    Ok(d)
+}
+
+/// [`discover`], also telling how the facts were obtained.
+pub fn discover_reporting(opts: &DiscoverOptions) -> anyhow::Result<(Discovery, DiscoverReport)> {
+    let started = std::time::Instant::now();
+    let report = |how| DiscoverReport {
+        how,
+        elapsed: started.elapsed(),
+    };
+    let run = match python::plan(opts, &|k| std::env::var(k).ok())? {
+        python::Plan::Toml(d) => return Ok((d, report(How::Toml))),
+        python::Plan::Python(run) => run,
+    };
+    let inputs = memo::Inputs::new(opts, &run.project, &run.python, &run.settings);
+    let miss = if opts.memo {
+        match memo::load(&inputs) {
+            memo::Lookup::Hit(d, checked) => return Ok((d, report(How::Remembered { checked }))),
+            memo::Lookup::Miss(why) => Some(why),
+        }
+    } else {
+        None
+    };
+    let wall = std::time::SystemTime::now();
+    let (d, depends) = python::run_python(&run, opts)?;
+    let stored = match (opts.memo, depends) {
+        (false, _) => None,
+        (true, None) => Some(Err("staticd.toml stood in for Django".to_string())),
+        (true, Some(depends)) => Some(memo::store(&inputs, &d, &depends, wall)),
+    };
+    Ok((d, report(How::Python { miss, stored })))
 }
 
 /// Python's `os.path.normpath` (POSIX).

@@ -1,6 +1,7 @@
 //! Running `discover.py` with the project's interpreter, and the errors of discovery.
 use super::config::{self, EXAMPLE};
 use super::interpreter::{choose_python, choose_settings, InterpreterSource};
+use super::memo::Depends;
 use super::{DiscoverOptions, Discovery, DISCOVER_PY};
 use serde::Deserialize;
 use std::fmt;
@@ -150,15 +151,33 @@ struct ErrorBody {
 
 /// Outcome of running the program.
 enum Run {
-    Ok(Discovery),
+    Ok(Box<(Discovery, Option<Depends>)>),
     /// `import django` failed (or the interpreter is missing): a `staticd.toml` may stand in.
     NoDjango(DiscoverError),
 }
 
-pub(super) fn discover_with_env(
+/// Where the facts will come from, decided without running anything.
+pub(super) enum Plan {
+    /// `staticd.toml` (no `manage.py` and no settings module, or no way to name one).
+    Toml(Discovery),
+    /// Ask Django.
+    Python(PythonRun),
+}
+
+/// A discovery by Python, all of its inputs resolved.
+pub(super) struct PythonRun {
+    pub project: PathBuf,
+    /// As it will be run (a relative `--python dir/python` made absolute).
+    pub python: PathBuf,
+    pub source: InterpreterSource,
+    pub settings: String,
+    toml: Option<config::Config>,
+}
+
+pub(super) fn plan(
     opts: &DiscoverOptions,
     env: &dyn Fn(&str) -> Option<String>,
-) -> anyhow::Result<Discovery> {
+) -> anyhow::Result<Plan> {
     let project =
         std::fs::canonicalize(&opts.project).map_err(|e| DiscoverError::NoProjectDir {
             project: opts.project.clone(),
@@ -180,13 +199,13 @@ pub(super) fn discover_with_env(
     let explicit_settings = opts.settings.as_deref().filter(|s| !s.is_empty()).is_some();
     if manage_py.is_none() && !explicit_settings {
         if let Some(cfg) = &toml {
-            return Ok(from_toml(cfg));
+            return Ok(Plan::Toml(from_toml(cfg)));
         }
     }
     let Some(settings) = choose_settings(opts.settings.as_deref(), manage_py.as_deref(), env)
     else {
         if let Some(cfg) = &toml {
-            return Ok(from_toml(cfg));
+            return Ok(Plan::Toml(from_toml(cfg)));
         }
         return Err(if manage_py.is_some() {
             DiscoverError::NoSettingsModule { project }
@@ -197,12 +216,29 @@ pub(super) fn discover_with_env(
     };
 
     let (python, source) = choose_python(&project, opts.python.as_deref(), env);
-    match run(&project, &python, source, &settings, opts)? {
-        Run::Ok(d) => Ok(d),
-        Run::NoDjango(err) => match &toml {
+    Ok(Plan::Python(PythonRun {
+        python: absolute_program(&python),
+        project,
+        source,
+        settings,
+        toml,
+    }))
+}
+
+/// Runs the discovery program; the facts and, from Django, what they were derived from.
+pub(super) fn run_python(
+    r: &PythonRun,
+    opts: &DiscoverOptions,
+) -> anyhow::Result<(Discovery, Option<Depends>)> {
+    match run(&r.project, &r.python, r.source, &r.settings, opts)? {
+        Run::Ok(found) => Ok(*found),
+        Run::NoDjango(err) => match &r.toml {
             Some(cfg) => {
-                tracing::warn!("{err}\nusing {}/staticd.toml instead", project.display());
-                Ok(from_toml(cfg))
+                tracing::warn!("{err}\nusing {}/staticd.toml instead", r.project.display());
+                Ok((
+                    cfg.to_discovery(&r.project, &opts.extra_ignore, opts.no_default_ignore),
+                    None,
+                ))
             }
             None => Err(err.into()),
         },
@@ -226,7 +262,7 @@ fn run(
     settings: &str,
     opts: &DiscoverOptions,
 ) -> Result<Run, DiscoverError> {
-    let mut cmd = Command::new(absolute_program(python));
+    let mut cmd = Command::new(python);
     cmd.arg("-c").arg(DISCOVER_PY).arg(project);
     if opts.no_default_ignore {
         cmd.arg("--no-default-ignore");
@@ -272,13 +308,21 @@ fn run(
     };
     if out.status.success() {
         forward(&stderr);
-        return serde_json::from_str::<Discovery>(last)
-            .map(Run::Ok)
-            .map_err(|e| DiscoverError::Internal {
-                python: python.to_path_buf(),
-                message: format!("unreadable result ({e}): {}", tail(&stdout, 5)),
-                stderr,
-            });
+        let unreadable = |e: serde_json::Error, stderr: String| DiscoverError::Internal {
+            python: python.to_path_buf(),
+            message: format!("unreadable result ({e}): {}", tail(&stdout, 5)),
+            stderr,
+        };
+        let mut doc: serde_json::Value =
+            serde_json::from_str(last).map_err(|e| unreadable(e, stderr.clone()))?;
+        let depends = doc
+            .as_object_mut()
+            .and_then(|o| o.remove("depends"))
+            .map(serde_json::from_value::<Depends>)
+            .transpose()
+            .map_err(|e| unreadable(e, stderr.clone()))?;
+        let d = serde_json::from_value::<Discovery>(doc).map_err(|e| unreadable(e, stderr))?;
+        return Ok(Run::Ok(Box::new((d, depends))));
     }
 
     let Ok(doc) = serde_json::from_str::<ErrorDoc>(last) else {
