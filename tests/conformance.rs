@@ -238,15 +238,10 @@ fn js_module_imports_and_static_url_slash_are_byte_identical() {
     }
 }
 
-/// Where Django fails, staticd fails too, with a message naming the files, and writes nothing.
-#[test]
-fn django_error_fixtures_fail_in_both() {
-    let f = Fixture::new();
-    for (dirs, expect) in [
-        ("loop", vec!["bar.css, foo.css", "cycle"]),
-        ("faulty", vec!["faulty.css:1:", "missing.css"]),
-        ("nonutf8", vec!["nonutf8.css", "UTF-8"]),
-    ] {
+/// For each `(TEST_DIRS, expected parts of the message)`: Django's collectstatic fails, and
+/// so does staticd's, exit 1, with every part in its message and no STATIC_ROOT created.
+fn fail_in_both(f: &Fixture, cases: &[(&str, &[&str])]) {
+    for &(dirs, expect) in cases {
         let env_extra = [("TEST_DIRS", dirs)];
         let (dj, sd) = (
             f.dir.join(format!("dj-{dirs}")),
@@ -265,6 +260,20 @@ fn django_error_fixtures_fail_in_both() {
             "{dirs}: a failed collect must not create STATIC_ROOT"
         );
     }
+}
+
+/// Where Django fails, staticd fails too, with a message naming the files, and writes nothing.
+#[test]
+fn django_error_fixtures_fail_in_both() {
+    let f = Fixture::new();
+    fail_in_both(
+        &f,
+        &[
+            ("loop", &["bar.css, foo.css", "cycle"]),
+            ("faulty", &["faulty.css:1:", "missing.css"]),
+            ("nonutf8", &["nonutf8.css", "UTF-8"]),
+        ],
+    );
 }
 
 /// References Django 6.1 resolves to a directory of STATIC_ROOT (without a trailing slash, `.`,
@@ -341,28 +350,13 @@ fn missing_directory_and_source_map_fail_in_both() {
         "nomap",
         &[("js/a.js", "x;\n//# sourceMappingURL=a.js.map\n")],
     );
-    for (dirs, expect) in [
-        ("nodir", ["css/s.css:2:", "url(../nodir)"]),
-        ("nomap", ["js/a.js:2:", "a.js.map"]),
-    ] {
-        let env_extra = [("TEST_DIRS", dirs)];
-        let (dj, sd) = (
-            f.dir.join(format!("dj-{dirs}")),
-            f.dir.join(format!("sd-{dirs}")),
-        );
-        let d = django_collect(&f.project, &f.env(&dj, &env_extra), &[]);
-        assert!(!d.status.success(), "Django should fail on {dirs}");
-        let s = staticd_collect(&f.project, &f.env(&sd, &env_extra), &["--hash", "md5"]);
-        let stderr = String::from_utf8_lossy(&s.stderr);
-        assert_eq!(s.status.code(), Some(1), "{dirs}: {stderr}");
-        for e in expect {
-            assert!(stderr.contains(e), "{dirs}: expected {e:?} in {stderr}");
-        }
-        assert!(
-            !sd.exists(),
-            "{dirs}: a failed collect must not create STATIC_ROOT"
-        );
-    }
+    fail_in_both(
+        &f,
+        &[
+            ("nodir", &["css/s.css:2:", "url(../nodir)"]),
+            ("nomap", &["js/a.js:2:", "a.js.map"]),
+        ],
+    );
 }
 
 /// sample_project under a settings module that only moves STATIC_ROOT.
