@@ -596,12 +596,18 @@ fn client_abort_while_streaming_logged_499() {
     let st = Stack::start(&[]);
     let mut c = st.staticd.conn();
     c.send(b"GET /stream/ HTTP/1.1\r\nHost: t\r\n\r\n");
-    let mut first = [0u8; 64];
-    let n = c.stream.read(&mut first).unwrap();
-    assert!(n > 0, "closed before the response started");
+    // Read until the first chunk has arrived, then leave.
+    let mut seen = Vec::new();
+    while !seen.windows(7).any(|w| w == b"chunk 0") {
+        let mut piece = [0u8; 256];
+        let n = c.stream.read(&mut piece).unwrap();
+        assert!(n > 0, "closed before the first chunk");
+        seen.extend_from_slice(&piece[..n]);
+    }
     drop(c);
-    // The access line of a stream carries the status it began with (200); the diagnostic
-    // says the client left first.
+    // The access line of a stream carries the status it began with (200) and the body
+    // bytes it was sent (at least the chunk the client read, never all five); the
+    // diagnostic says the client left first.
     let line = st
         .staticd
         .stderr
@@ -609,6 +615,14 @@ fn client_abort_while_streaming_logged_499() {
             has_field(l, "status", "499") && l.contains("GET /stream/")
         });
     assert!(has_field(&line, "status", "499"), "{line}");
+    let entry = st
+        .staticd
+        .wait_access("the access line of /stream/", |v| v["uri"] == "/stream/");
+    let bytes = entry["bytes"].as_u64().unwrap();
+    assert!(
+        (8..40).contains(&bytes),
+        "bytes sent before the client left: {entry}"
+    );
 }
 
 /// The upstream request is cancelled when the client leaves: its connection is closed, so

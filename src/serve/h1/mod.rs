@@ -540,13 +540,17 @@ impl Conn<'_> {
         if let (Some(start), Some(n)) = (start, known) {
             self.log(head, buf, reply.status, n, start);
         }
-        let sent = self.write(&mut reply.body, head_only, framing).await;
+        // A stream's bytes are counted as they go, so a client that leaves mid-stream is
+        // logged with what it was sent (as nginx's $body_bytes_sent), not 0.
+        let mut streamed = 0;
+        let sent = self
+            .write(&mut reply.body, head_only, framing, &mut streamed)
+            .await;
         if persist == Persist::Close {
             socket::finish(self.io);
         }
         if let (Some(start), None) = (start, known) {
-            let bytes = *sent.as_ref().unwrap_or(&0);
-            self.log(head, buf, reply.status, bytes, start);
+            self.log(head, buf, reply.status, streamed, start);
         }
         if after == After::Linger && sent.is_ok() {
             socket::linger(self.io).await;
@@ -554,12 +558,14 @@ impl Conn<'_> {
         sent.is_ok() && persist != Persist::Close
     }
 
-    /// Writes the head in `self.out` and the body; the body bytes sent.
+    /// Writes the head in `self.out` and the body; the body bytes sent. A stream's bytes
+    /// are added to `streamed` as each chunk is written.
     async fn write(
         &mut self,
         body: &mut Body,
         head_only: bool,
         framing: Framing,
+        streamed: &mut u64,
     ) -> std::io::Result<u64> {
         let io = self.io;
         if head_only {
@@ -601,7 +607,6 @@ impl Conn<'_> {
                 // The head goes at once: a server-sent event stream may wait long for its
                 // first event. Each chunk is written as it arrives.
                 socket::write_all(io, &self.out, &[]).await?;
-                let mut sent = 0;
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk?;
                     if framing == Framing::Chunked {
@@ -612,12 +617,12 @@ impl Conn<'_> {
                     } else {
                         socket::write_all(io, &chunk, &[]).await?;
                     }
-                    sent += chunk.len() as u64;
+                    *streamed += chunk.len() as u64;
                 }
                 if framing == Framing::Chunked {
                     socket::write_all(io, b"0\r\n\r\n", &[]).await?;
                 }
-                return Ok(sent);
+                return Ok(*streamed);
             }
         }
         Ok(body.size())
