@@ -7,7 +7,12 @@
 //! 2. Two upstreams, one after the other:
 //!    - `fast`: a tiny fixed-response HTTP/1.1 server with keep-alive (this same binary,
 //!      `--upstream-server PORT`: one thread, tokio current-thread), answering ~200 bytes of
-//!      JSON to every request. It measures the proxies themselves.
+//!      JSON to every request. It measures the proxies themselves. It reads (and discards) the
+//!      Content-Length bytes of a request body before answering, so it serves two scenarios:
+//!      `fast` (GET) and `post` (POST with a 4 KiB body, sent by wrk through a Lua script
+//!      written to the work dir). Both proxies buffer the whole body before contacting the
+//!      upstream, by their defaults (nginx `proxy_request_buffering on`, `client_max_body_size
+//!      1m`; staticd `--max-body 10M`).
 //!    - `gunicorn`: a migrated temp copy of `sample_project` under
 //!      `gunicorn toyproject.wsgi --workers 2` (the venv from `.ci/venv`), `GET /echo/`
 //!      (a small JsonResponse, DEBUG off). Sync workers close every connection, so both proxies
@@ -20,11 +25,14 @@
 //!    (utime+stime from /proc over the run; nginx: master+worker), plus the upstream's CPU per
 //!    request and, for `fast`, the upstream connections opened per 1000 requests.
 //! 5. Prints the table, the staticd/nginx ratios against the target (req/s ≥ 1.0x nginx; met or
-//!    missed, never aborts) and writes the same as markdown to `target/bench-proxy.md`.
+//!    missed, never aborts) and writes the same as markdown to `target/bench-proxy.md`. A
+//!    scenario where staticd or nginx answered anything but 200 to the check before the runs, or
+//!    any non-2xx/3xx during them, is reported INVALID instead of met or missed.
 //!
 //! Knobs: `PROXY_BENCH_SECS` (default 10), `PROXY_BENCH_REPS` (default 3),
-//! `PROXY_BENCH_FAST_CONNS` (32), `PROXY_BENCH_GUNICORN_CONNS` (8), `PROXY_BENCH_VENV` (a venv
-//! directory handed to `.ci/venv`, e.g. an already built one; default `.ci/venv`'s own).
+//! `PROXY_BENCH_FAST_CONNS` (32, also for `post`), `PROXY_BENCH_GUNICORN_CONNS` (8),
+//! `PROXY_BENCH_VENV` (a venv directory handed to `.ci/venv`, e.g. an already built one; default
+//! `.ci/venv`'s own), `PROXY_BENCH_SCENARIOS` (default `fast,post,gunicorn`: which to run).
 //! Only 127.0.0.1 is loaded; every process started here is killed on exit, also on panic.
 
 mod support;
@@ -32,7 +40,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -43,11 +51,14 @@ use support::peers::{self, have, Apt};
 use support::python::venv_python;
 use support::spawn::{free_port, start_staticd, Launch, Server};
 use support::wrk::{self, aggregate, Agg, Sample};
-use support::{checked_output, env_num, target_dir, version_of, yes, STATICD};
+use support::{checked_output, env_list, env_num, target_dir, version_of, yes, STATICD};
 
 /// Cores: the proxy under test, and wrk together with the upstream.
 const PROXY_CORE: &str = "0";
 const LOAD_CORE: &str = "1";
+
+/// The `post` scenario's request body, in bytes (all `x`).
+const POST_BODY: usize = 4096;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -71,12 +82,27 @@ static ANSWERED: AtomicU64 = AtomicU64::new(0);
 
 const FAST_BODY: &str = "{\"id\": 42, \"title\": \"A note\", \"body\": \"Fixed response from the benchmark's upstream; the proxies in front of it are what is measured.\", \"tags\": [\"bench\", \"proxy\"]}\n";
 
-fn answer(head: &[u8], out: &mut Vec<u8>) {
+/// The request target of a head: what follows the method on the request line.
+fn request_target(head: &[u8]) -> &[u8] {
+    head.split(|&b| b == b' ').nth(1).unwrap_or_default()
+}
+
+/// Answers one request (`head` with its blank line, then the `body` Content-Length declared).
+/// `/__head` echoes the head (and `body: N bytes` when there was one), `/__stats` gives the
+/// counters, anything else the fixed JSON; every answer is 200, whatever the method.
+fn answer(head: &[u8], body: &[u8], out: &mut Vec<u8>) {
     ANSWERED.fetch_add(1, Ordering::Relaxed);
     let stats;
-    let body: &[u8] = if head.starts_with(b"GET /__head") {
-        head
-    } else if head.starts_with(b"GET /__stats") {
+    let echo;
+    let target = request_target(head);
+    let body: &[u8] = if target.starts_with(b"/__head") {
+        if body.is_empty() {
+            head
+        } else {
+            echo = [head, format!("body: {} bytes\r\n", body.len()).as_bytes()].concat();
+            &echo
+        }
+    } else if target.starts_with(b"/__stats") {
         stats = format!(
             "{} {}\n",
             ACCEPTED.load(Ordering::Relaxed),
@@ -131,7 +157,7 @@ async fn upstream_conn(mut s: tokio::net::TcpStream) {
             if buf.len() < total {
                 break;
             }
-            answer(&buf[start..head_end], &mut out);
+            answer(&buf[start..head_end], &buf[head_end..total], &mut out);
             start = total;
         }
         buf.drain(..start);
@@ -240,12 +266,44 @@ fn start_nginx(work: &Path, empty: &Path, upstream_port: u16) -> Result<Server, 
 
 /// One GET over a fresh connection: (status, head, body).
 fn http_get(port: u16, path: &str) -> Result<(u16, String, Vec<u8>), String> {
-    let headers = [
+    http_send(port, path, false)
+}
+
+/// One request over a fresh connection, as the scenario's wrk sends it: a GET, or with `post` a
+/// POST of [`POST_BODY`] bytes of `x` (as [`post_script`]'s). (status, head, body).
+fn http_send(port: u16, path: &str, post: bool) -> Result<(u16, String, Vec<u8>), String> {
+    let mut headers = vec![
         format!("Host: 127.0.0.1:{port}"),
         "User-Agent: proxy-bench".to_string(),
     ];
-    let r = http::get(port, path, &headers, Duration::from_secs(10))?;
+    let body = post.then(|| vec![b'x'; POST_BODY]);
+    if post {
+        headers.push("Content-Type: application/octet-stream".into());
+    }
+    let method = if post { "POST" } else { "GET" };
+    let r = http::request(
+        port,
+        method,
+        path,
+        &headers,
+        body.as_deref(),
+        Duration::from_secs(10),
+    )?;
     Ok((r.status, r.head, r.body))
+}
+
+/// Writes the wrk script of the `post` scenario into `work`: every request a POST with
+/// [`POST_BODY`] bytes of `x` (wrk adds the Content-Length).
+fn post_script(work: &Path) -> Result<PathBuf, String> {
+    let path = work.join("post.lua");
+    let lua = format!(
+        "-- Written by benches/proxy.rs: the post scenario's requests.\n\
+         wrk.method = \"POST\"\n\
+         wrk.body = string.rep(\"x\", {POST_BODY})\n\
+         wrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n"
+    );
+    std::fs::write(&path, lua).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// (connections accepted, requests answered) by the fast upstream, itself not counted.
@@ -262,6 +320,10 @@ struct Scenario {
     label: String,
     path: &'static str,
     conns: u64,
+    /// The upstream is the fast one (it has `/__head` and `/__stats`).
+    fast: bool,
+    /// POSTs of [`POST_BODY`] bytes, wrk's script for them; GETs without one.
+    post: Option<PathBuf>,
 }
 
 /// `target` is the process wrk talks to (a proxy, or the upstream itself for `direct`).
@@ -278,6 +340,7 @@ fn run_wrk(
         secs,
         url: format!("http://127.0.0.1:{}{}", target.port, sc.path),
         header: None,
+        script: sc.post.clone(),
     };
     let direct = std::ptr::eq(target, upstream);
     let proxy: &[i32] = if direct { &[] } else { &target.pids };
@@ -306,6 +369,8 @@ struct Outcome {
     samples: BTreeMap<&'static str, Vec<Sample>>,
     notes: Vec<String>,
     upstream_version: String,
+    /// Why the staticd/nginx comparison is not valid (a check that did not answer 200).
+    invalid: Vec<String>,
 }
 
 /// Starts the proxies in front of `upstream`, checks them, runs the interleaved repetitions.
@@ -318,12 +383,13 @@ fn measure(
     secs: u64,
     reps: usize,
 ) -> Outcome {
-    let fast = sc.key == "fast";
+    let fast = sc.fast;
     let mut out = Outcome {
         scenario: sc,
         samples: BTreeMap::new(),
         notes: Vec::new(),
         upstream_version: String::new(),
+        invalid: Vec::new(),
     };
     let sc = &out.scenario;
     println!("\n== {} ==", sc.label);
@@ -339,8 +405,11 @@ fn measure(
         }
     }
 
-    // Sanity: same status through every target; for the fast upstream, what each proxy sends.
+    // Sanity: same status through every target; for the fast upstream, what each proxy sends
+    // (and, for a POST, how many body bytes arrived).
     println!("check:");
+    let post = sc.post.is_some();
+    let method = if post { "POST" } else { "GET" };
     let mut targets: Vec<&Server> = vec![upstream];
     targets.extend(proxies.iter());
     for t in &targets {
@@ -349,32 +418,67 @@ fn measure(
         } else {
             t.name
         };
-        match http_get(t.port, sc.path) {
+        let proxy = !std::ptr::eq(*t, upstream);
+        // (short reason for the verdict, detail for the notes)
+        let mut bad: Option<(String, String)> = None;
+        match http_send(t.port, sc.path, post) {
             Ok((st, _, body)) => {
-                println!("  {name:<8} GET {} → {st}, {} bytes", sc.path, body.len());
+                println!(
+                    "  {name:<8} {method} {} → {st}, {} bytes",
+                    sc.path,
+                    body.len()
+                );
                 if st != 200 {
-                    out.notes.push(format!(
-                        "{name}: GET {} answered {st}, not 200: {}",
-                        sc.path,
-                        String::from_utf8_lossy(&body)
-                            .chars()
-                            .take(200)
-                            .collect::<String>()
+                    let excerpt = String::from_utf8_lossy(&body)
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    bad = Some((
+                        format!("{name} answered {st} to the check's {method}"),
+                        format!(
+                            "{name}: {method} {} answered {st}, not 200: {}",
+                            sc.path,
+                            excerpt.chars().take(200).collect::<String>()
+                        ),
                     ));
                 }
             }
-            Err(e) => out
-                .notes
-                .push(format!("{name}: GET {} failed: {e}", sc.path)),
-        }
-        if fast && !std::ptr::eq(*t, upstream) {
-            if let Ok((_, _, body)) = http_get(t.port, "/__head") {
-                let head = String::from_utf8_lossy(&body);
-                let lines: Vec<&str> = head.lines().filter(|l| !l.is_empty()).collect();
-                println!("           upstream saw: {}", lines.join(" | "));
-                out.notes
-                    .push(format!("{name} sends upstream: `{}`", lines.join("` `")));
+            Err(e) => {
+                bad = Some((
+                    format!("{name}: the check's {method} failed"),
+                    format!("{name}: {method} {} failed: {e}", sc.path),
+                ))
             }
+        }
+        if fast && proxy {
+            match http_send(t.port, "/__head", post) {
+                Ok((200, _, body)) => {
+                    let head = String::from_utf8_lossy(&body);
+                    let lines: Vec<&str> = head.lines().filter(|l| !l.is_empty()).collect();
+                    println!("           upstream saw: {}", lines.join(" | "));
+                    out.notes
+                        .push(format!("{name} sends upstream: `{}`", lines.join("` `")));
+                    let want = format!("body: {POST_BODY} bytes");
+                    if post && !lines.contains(&want.as_str()) && bad.is_none() {
+                        let b =
+                            format!("the upstream did not receive {name}'s {POST_BODY}-byte body");
+                        bad = Some((b.clone(), b));
+                    }
+                }
+                Ok((st, _, _)) => out
+                    .notes
+                    .push(format!("{name}: {method} /__head answered {st}")),
+                Err(e) => out
+                    .notes
+                    .push(format!("{name}: {method} /__head failed: {e}")),
+            }
+        }
+        if let Some((reason, detail)) = bad {
+            println!("  INVALID: {detail}");
+            if proxy {
+                out.invalid.push(reason);
+            }
+            out.notes.push(detail);
         }
     }
 
@@ -442,7 +546,12 @@ fn run() -> Result<(), String> {
     let reps = env_num("PROXY_BENCH_REPS", 3).max(1) as usize;
     let fast_conns = env_num("PROXY_BENCH_FAST_CONNS", 32);
     let gunicorn_conns = env_num("PROXY_BENCH_GUNICORN_CONNS", 8);
-    println!("proxy bench: {secs}s per run, {reps} runs per target (medians)");
+    let scenarios = env_list("PROXY_BENCH_SCENARIOS", "fast,post,gunicorn");
+    let want = |key: &str| scenarios.iter().any(|s| s == key);
+    println!(
+        "proxy bench: {secs}s per run, {reps} runs per target (medians), scenarios {}",
+        scenarios.join(",")
+    );
     println!("tools:");
     let mut apt = Apt::default();
     let wrk = apt.ensure("wrk");
@@ -466,40 +575,69 @@ fn run() -> Result<(), String> {
 
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
-    // 1. The fast upstream.
-    match start_fast_upstream(&work) {
-        Ok(up) => {
-            let sc = Scenario {
-                key: "fast",
-                label: format!(
-                    "fast upstream (fixed ~{} B JSON), wrk -c{fast_conns}",
-                    FAST_BODY.len()
-                ),
-                path: "/api/notes/42/",
-                conns: fast_conns,
-            };
-            let mut o = measure(&work, &empty, &up, sc, nginx, secs, reps);
-            o.upstream_version = "this binary's --upstream-server (tokio, one thread)".into();
-            outcomes.push(o);
+    // 1. The fast upstream: GET, then POST with a body.
+    if want("fast") || want("post") {
+        match start_fast_upstream(&work) {
+            Ok(up) => {
+                let mut fast_scenarios = Vec::new();
+                if want("fast") {
+                    fast_scenarios.push(Scenario {
+                        key: "fast",
+                        label: format!(
+                            "fast upstream (fixed ~{} B JSON), wrk -c{fast_conns}",
+                            FAST_BODY.len()
+                        ),
+                        path: "/api/notes/42/",
+                        conns: fast_conns,
+                        fast: true,
+                        post: None,
+                    });
+                }
+                if want("post") {
+                    match post_script(&work) {
+                        Ok(script) => fast_scenarios.push(Scenario {
+                            key: "post",
+                            label: format!(
+                                "POST 4 KiB: fast upstream, {POST_BODY} B request body, wrk -c{fast_conns}"
+                            ),
+                            path: "/api/notes/",
+                            conns: fast_conns,
+                            fast: true,
+                            post: Some(script),
+                        }),
+                        Err(e) => skipped.push(format!("post: no wrk script: {e}")),
+                    }
+                }
+                for sc in fast_scenarios {
+                    let mut o = measure(&work, &empty, &up, sc, nginx, secs, reps);
+                    o.upstream_version =
+                        "this binary's --upstream-server (tokio, one thread)".into();
+                    outcomes.push(o);
+                }
+            }
+            Err(e) => skipped.push(format!("fast upstream: cannot start: {e}")),
         }
-        Err(e) => skipped.push(format!("fast upstream: cannot start: {e}")),
     }
     // 2. gunicorn with sample_project.
-    match start_gunicorn(&work) {
-        Ok((up, version)) => {
-            let sc = Scenario {
-                key: "gunicorn",
-                label: format!(
-                    "gunicorn, sample_project GET /echo/ (2 sync workers), wrk -c{gunicorn_conns}"
-                ),
-                path: "/echo/",
-                conns: gunicorn_conns,
-            };
-            let mut o = measure(&work, &empty, &up, sc, nginx, secs, reps);
-            o.upstream_version = version;
-            outcomes.push(o);
+    if want("gunicorn") {
+        match start_gunicorn(&work) {
+            Ok((up, version)) => {
+                let sc = Scenario {
+                    key: "gunicorn",
+                    label: format!(
+                        "gunicorn, sample_project GET /echo/ (2 sync workers), wrk -c{gunicorn_conns}"
+                    ),
+                    path: "/echo/",
+                    conns: gunicorn_conns,
+                    fast: false,
+                    post: None,
+                };
+                let mut o = measure(&work, &empty, &up, sc, nginx, secs, reps);
+                o.upstream_version = version;
+                outcomes.push(o);
+            }
+            Err(e) => skipped.push(format!("gunicorn: cannot start, skipped: {e}")),
         }
-        Err(e) => skipped.push(format!("gunicorn: cannot start, skipped: {e}")),
     }
     let load_after = loadavg(3);
 
@@ -519,7 +657,10 @@ fn run() -> Result<(), String> {
         "nginx: `proxy_pass http://up` with `upstream up {{ keepalive 32; }}`, `proxy_http_version 1.1`, \
          `proxy_set_header Connection \"\"`, Host/X-Forwarded-For/X-Forwarded-Proto as in the seed, 1 worker, \
          access_log off (benches/proxy/nginx.conf.in). staticd: `serve --root EMPTY --static-url /static/ \
-         --upstream 127.0.0.1:PORT --workers 1 --log-format off`.\n"
+         --upstream 127.0.0.1:PORT --workers 1 --log-format off`. Request bodies (the POST scenario): both \
+         read the whole body before contacting the upstream, by their defaults (nginx \
+         `proxy_request_buffering on`, `client_max_body_size 1m`; staticd `--max-body 10M`), and send it with a \
+         Content-Length.\n"
     );
     let _ = writeln!(
         md,
@@ -579,16 +720,34 @@ fn run() -> Result<(), String> {
             let rr = s.rps / n.rps;
             let pr = s.p99_ms / n.p99_ms;
             let cr = s.cpu_us / n.cpu_us;
-            let met = rr >= 1.0;
+            // Only answers that were 200 (before) and 2xx/3xx (during the runs) compare.
+            let mut invalid = o.invalid.clone();
+            for (name, a) in [("staticd", s), ("nginx", n)] {
+                if a.non2xx > 0 {
+                    invalid.push(format!("{name} answered {} non-2xx/3xx", a.non2xx));
+                }
+            }
+            let verdict = if !invalid.is_empty() {
+                "INVALID"
+            } else if rr >= 1.0 {
+                "met"
+            } else {
+                "MISSED"
+            };
+            let why = if invalid.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", invalid.join("; "))
+            };
             let _ = writeln!(
                 md,
-                "\nstaticd / nginx: req/s **{rr:.2}x**, p99 {pr:.2}x, proxy CPU/req {cr:.2}x. Target req/s ≥ 1.0x: **{}**.",
-                if met { "met" } else { "MISSED" }
+                "\nstaticd / nginx: req/s **{rr:.2}x**, p99 {pr:.2}x, proxy CPU/req {cr:.2}x (non-2xx/3xx: staticd {}, nginx {}). \
+                 Target req/s ≥ 1.0x: **{verdict}**{why}.",
+                s.non2xx, n.non2xx,
             );
             verdicts.push(format!(
-                "{}: {} (req/s {rr:.2}x, p99 {pr:.2}x, CPU/req {cr:.2}x)",
+                "{}: {verdict}{why} (req/s {rr:.2}x, p99 {pr:.2}x, CPU/req {cr:.2}x)",
                 sc.key,
-                if met { "met" } else { "MISSED" }
             ));
             if s.server_cpu < 90.0 && n.server_cpu < 90.0 {
                 cautions.push(format!(

@@ -202,6 +202,7 @@ fn run_wrk(server: &Server, req: &Req, secs: u64) -> Result<Sample, String> {
         header: req
             .accept_encoding
             .map(|ae| format!("Accept-Encoding: {ae}")),
+        script: None,
     };
     wrk::run(&load, &server.pids, &[])
 }

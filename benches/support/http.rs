@@ -47,15 +47,32 @@ pub fn get(
     headers: &[String],
     timeout: Duration,
 ) -> Result<Response, String> {
+    request(port, "GET", path, headers, None, timeout)
+}
+
+/// `METHOD path` as [`get`] does it; with `body`, a `Content-Length` line is added and the
+/// body sent after the head.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Response, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(timeout)).ok();
-    let mut req = format!("GET {path} HTTP/1.1\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
     for h in headers {
-        req.push_str(h);
-        req.push_str("\r\n");
+        req.extend_from_slice(h.as_bytes());
+        req.extend_from_slice(b"\r\n");
     }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    if let Some(b) = body {
+        req.extend_from_slice(format!("Content-Length: {}\r\n", b.len()).as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body.unwrap_or_default());
+    s.write_all(&req).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {

@@ -3,6 +3,7 @@
 
 use super::cpu::{cpu_ticks, timed_output, us_per_request};
 use super::median;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -11,14 +12,16 @@ use std::time::Duration;
 /// before the first run).
 pub const PAUSE: Duration = Duration::from_millis(300);
 
-/// One load: `taskset -c CORE wrk -t1 -c CONNS -d SECSs --timeout 5s --latency [-H HEADER] URL`
-/// (one thread, keep-alive connections).
+/// One load: `taskset -c CORE wrk -t1 -c CONNS -d SECSs --timeout 5s --latency [-H HEADER]
+/// [-s SCRIPT] URL` (one thread, keep-alive connections).
 pub struct Load<'a> {
     pub core: &'a str,
     pub conns: u64,
     pub secs: u64,
     pub url: String,
     pub header: Option<String>,
+    /// A wrk Lua script (e.g. setting `wrk.method` and `wrk.body` for a POST).
+    pub script: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -141,6 +144,9 @@ pub fn run(load: &Load, server: &[i32], upstream: &[i32]) -> Result<Sample, Stri
     ]);
     if let Some(h) = &load.header {
         cmd.arg("-H").arg(h);
+    }
+    if let Some(s) = &load.script {
+        cmd.arg("-s").arg(s);
     }
     cmd.arg(&load.url);
     let cpu0 = cpu_ticks(server);
