@@ -10,10 +10,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Route::Static(Some(key)) = route(raw, "/static/") {
-        assert!(!key.is_empty() && !key.starts_with('/') && !key.ends_with('/'), "{key:?}");
+        assert!(
+            !key.is_empty() && !key.starts_with('/') && !key.ends_with('/'),
+            "{key:?}"
+        );
         for seg in key.split('/') {
             assert!(!seg.is_empty() && !seg.starts_with('.'), "{key:?}");
         }
-        assert!(!key.contains('\\') && !key.chars().any(char::is_control), "{key:?}");
+        assert!(
+            !key.contains('\\') && !key.chars().any(char::is_control),
+            "{key:?}"
+        );
     }
 });

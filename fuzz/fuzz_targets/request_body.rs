@@ -37,6 +37,10 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => break,
         }
         assert!(out.len() <= fed);
-        assert!(max == 0 || out.len() as u64 <= max, "{} > --max-body {max}", out.len());
+        assert!(
+            max == 0 || out.len() as u64 <= max,
+            "{} > --max-body {max}",
+            out.len()
+        );
     }
 });
