@@ -221,21 +221,29 @@ fn js_module_imports_and_static_url_slash_are_byte_identical() {
     .into_iter()
     .enumerate()
     {
-        let (dj, sd) = (f.dir.join(format!("dj{i}")), f.dir.join(format!("sd{i}")));
-        ok(
-            &django_collect(&f.project, &f.env(&dj, &extra), &[]),
-            "django",
-        );
-        ok(
-            &staticd_collect(
-                &f.project,
-                &f.env(&sd, &extra),
-                &["--hash", "md5", "--no-compress"],
-            ),
-            "staticd",
-        );
-        assert_same_tree(&dj, &sd);
+        same_in_both(&f, &extra, &i.to_string());
     }
+}
+
+/// Django's collectstatic and `staticd collect --hash md5 --no-compress` with the fixture's
+/// settings and `extra` environment, into `dj{tag}` and `sd{tag}`: both succeed and the trees
+/// are byte-identical. Returns staticd's STATIC_ROOT.
+fn same_in_both(f: &Fixture, extra: &[(&'static str, &str)], tag: &str) -> PathBuf {
+    let (dj, sd) = (
+        f.dir.join(format!("dj{tag}")),
+        f.dir.join(format!("sd{tag}")),
+    );
+    ok(
+        &django_collect(&f.project, &f.env(&dj, extra), &[]),
+        "django",
+    );
+    let args = ["--hash", "md5", "--no-compress"];
+    ok(
+        &staticd_collect(&f.project, &f.env(&sd, extra), &args),
+        "staticd",
+    );
+    assert_same_tree(&dj, &sd);
+    sd
 }
 
 /// For each `(TEST_DIRS, expected parts of the message)`: Django's collectstatic fails, and
@@ -309,20 +317,7 @@ fn directory_and_blank_source_map_references_are_byte_identical() {
         ],
     );
     let extra = [("TEST_DIRS", "edge")];
-    let (dj, sd) = (f.dir.join("dj"), f.dir.join("sd"));
-    ok(
-        &django_collect(&f.project, &f.env(&dj, &extra), &[]),
-        "django",
-    );
-    ok(
-        &staticd_collect(
-            &f.project,
-            &f.env(&sd, &extra),
-            &["--hash", "md5", "--no-compress"],
-        ),
-        "staticd",
-    );
-    assert_same_tree(&dj, &sd);
+    let sd = same_in_both(&f, &extra, "");
     // The cases really are what they claim: Django kept them as (unhashed) directories.
     let man: serde_json::Value =
         serde_json::from_slice(&std::fs::read(sd.join("staticfiles.json")).unwrap()).unwrap();
