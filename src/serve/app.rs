@@ -8,8 +8,9 @@
 
 use super::config::LogFormat;
 use super::log;
+use super::message::{Request, Verb};
 use super::path::{route, Route};
-use super::respond::{respond, Ctx, Request, Verb};
+use super::respond::{respond, Ctx};
 use super::table::Table;
 use actix_web::body::MessageBody;
 use actix_web::dev::{fn_service, Payload, ServiceFactory, ServiceRequest, ServiceResponse};

@@ -24,6 +24,7 @@ pub mod fields;
 pub mod h1;
 pub mod headers;
 pub mod log;
+pub mod message;
 pub mod negotiate;
 pub mod path;
 pub mod proxy;

@@ -37,8 +37,9 @@ pub mod socket;
 use super::app::State;
 use super::body::Segment;
 use super::config::LogFormat;
+use super::message::{error_page, Body, Reply, Verb};
 use super::path::{route, Route};
-use super::respond::{respond, Body, Ctx, Reply, Verb};
+use super::respond::{respond, Ctx};
 use super::{headers, log, proxy};
 use actix_http::HttpService;
 use actix_server::GracefulShutdownSignal;
@@ -212,13 +213,13 @@ impl Conn<'_> {
                 Next::H2c => return End::H2c,
                 Next::Invalid(e, head) => {
                     tracing::debug!(peer = ?self.peer, "request refused: {e}");
-                    let reply = proxy::page(e.status(), reason(e.status()));
+                    let reply = error_page(e.status());
                     let start = self.clock();
                     self.send(&head, buf, reply, start, After::Linger).await;
                     return End::Close;
                 }
                 Next::TimedOut => {
-                    let reply = proxy::page(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
+                    let reply = error_page(StatusCode::REQUEST_TIMEOUT);
                     self.send(&Head::default(), &[], reply, None, After::Close)
                         .await;
                     return End::Close;
@@ -357,17 +358,17 @@ impl Conn<'_> {
             BodyFail::Bad(BodyError::TooLarge) => {
                 tracing::info!(uri = %target, "request body over --max-body ({} bytes): 413", self.settings.max_body);
                 let status = StatusCode::PAYLOAD_TOO_LARGE;
-                (proxy::page(status, reason(status)), After::Linger)
+                (error_page(status), After::Linger)
             }
             BodyFail::Bad(e) => {
                 tracing::info!(uri = %target, "bad request body: {e}: 400");
                 let status = StatusCode::BAD_REQUEST;
-                (proxy::page(status, reason(status)), After::Linger)
+                (error_page(status), After::Linger)
             }
             BodyFail::TimedOut => {
                 tracing::info!(uri = %target, "request body stalled longer than --body-timeout ({:?}): 408", self.settings.body_timeout);
                 let status = StatusCode::REQUEST_TIMEOUT;
-                (proxy::page(status, reason(status)), After::Close)
+                (error_page(status), After::Close)
             }
             BodyFail::Gone => {
                 // Nothing to write to; logged as nginx does (400).
@@ -435,7 +436,7 @@ impl Conn<'_> {
             _ => return None,
         };
         let status = StatusCode::METHOD_NOT_ALLOWED;
-        let mut r = proxy::page(status, reason(status));
+        let mut r = error_page(status);
         r.headers.push((ax::ALLOW, Cow::Owned(allow)));
         Some((r, after))
     }
@@ -645,9 +646,4 @@ impl Conn<'_> {
             },
         );
     }
-}
-
-/// The reason phrase for an error page's title.
-fn reason(status: StatusCode) -> &'static str {
-    status.canonical_reason().unwrap_or("Error")
 }

@@ -8,9 +8,9 @@
 use crate::serve::beneath::{self, Links};
 use crate::serve::body::Segment;
 use crate::serve::conditional::{self, Outcome};
+use crate::serve::message::{Body, Reply, Request};
 use crate::serve::path::{route, Route};
 use crate::serve::range::{self, RangeSet};
-use crate::serve::respond::{Body, Reply, Request};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use bytes::Bytes;

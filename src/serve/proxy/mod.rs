@@ -20,7 +20,7 @@ pub mod tunnel;
 pub mod upstream;
 
 use crate::serve::fields::Fields;
-use crate::serve::respond::{Body, Reply, Request};
+use crate::serve::message::{page, Body, Reply, Request};
 use actix_web::dev::Payload;
 use actix_web::http::header::{self as ax, HeaderValue};
 use actix_web::http::{Method, StatusCode};
@@ -550,24 +550,6 @@ fn head_body(head: &client::Head) -> Body {
 fn client_closed() -> Reply<'static> {
     let mut r = Reply::new(StatusCode::from_u16(499).expect("499 is a valid status code"));
     r.close = true;
-    r
-}
-
-/// A short HTML error page.
-pub fn page(status: StatusCode, title: &str) -> Reply<'static> {
-    let code = status.as_u16();
-    let mut r = Reply::new(status);
-    r.headers.push((
-        ax::CONTENT_TYPE,
-        Cow::Owned(HeaderValue::from_static("text/html; charset=utf-8")),
-    ));
-    r.headers.push((
-        ax::CACHE_CONTROL,
-        Cow::Owned(HeaderValue::from_static("no-store")),
-    ));
-    r.body = Body::Mem(Bytes::from(format!(
-        "<!doctype html>\n<html><head><title>{code} {title}</title></head>\n<body><h1>{code} {title}</h1><hr><p>staticd</p></body></html>\n"
-    )));
     r
 }
 
