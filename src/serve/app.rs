@@ -6,8 +6,7 @@
 //! the `--upstream` reverse proxy (`super::proxy`), which also serves the media and
 //! X-Accel-Redirect mounts and answers 404 when there is no upstream.
 
-use super::config::LogFormat;
-use super::log;
+use super::log::{self, LogFormat};
 use super::message::{Request, Verb};
 use super::path::{route, Route};
 use super::respond::{respond, Ctx};

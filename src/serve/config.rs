@@ -1,19 +1,9 @@
 //! `staticd serve` command line.
 
+use super::log::LogFormat;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Access log format.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Apache/nginx "combined" lines, so existing log tooling keeps working.
-    Combined,
-    /// One JSON object per request, with the request time.
-    Json,
-    /// No access log (benchmarks; a load balancer that already logs).
-    Off,
-}
 
 /// Serve STATIC_ROOT under STATIC_URL: precompressed variants, validators, ranges, live reload.
 #[derive(clap::Args, Debug, Clone)]
@@ -215,23 +205,6 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// STATIC_URL normalised to a path prefix that starts and ends with `/`: the mount is always
-/// a directory boundary, so nginx's alias off-by-slash (`/static..`) cannot happen.
-/// A full URL (`https://cdn/x/static/`) keeps only its path.
-pub fn normalize_prefix(url: &str) -> String {
-    let mut path = url;
-    if let Some(i) = url.find("://") {
-        let after = &url[i + 3..];
-        path = after.find('/').map_or("/", |j| &after[j..]);
-    }
-    let path = path.trim_matches('/');
-    if path.is_empty() {
-        "/".to_string()
-    } else {
-        format!("/{path}/")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,17 +243,5 @@ mod tests {
         assert!(parse_duration("NaN").is_err());
         assert!(parse_duration("18446744073709551615").is_err());
         assert_eq!(parse_duration("3650d").map_err(|_| ()), Err(()));
-    }
-
-    #[test]
-    fn prefixes() {
-        assert_eq!(normalize_prefix("/static/"), "/static/");
-        assert_eq!(normalize_prefix("static"), "/static/");
-        assert_eq!(normalize_prefix("/a/b"), "/a/b/");
-        assert_eq!(normalize_prefix("/"), "/");
-        assert_eq!(
-            normalize_prefix("https://cdn.example/x/static/"),
-            "/x/static/"
-        );
     }
 }

@@ -31,9 +31,11 @@ pub mod proxy;
 pub mod range;
 pub mod reload;
 pub mod respond;
+pub mod socket;
 pub mod table;
 
-pub use config::{LogFormat, ServeArgs};
+pub use config::ServeArgs;
+pub use log::LogFormat;
 
 use actix_web::http::header::HeaderValue;
 use anyhow::Context as _;
@@ -60,7 +62,7 @@ pub fn run_with(
     let (root, static_url) = locate(&args)?;
     // Absolute, so the reloader can watch the parent even for `--root static`.
     let root = std::path::absolute(&root).unwrap_or(root);
-    let prefix = config::normalize_prefix(&static_url);
+    let prefix = path::normalize_prefix(&static_url);
     let opts = table::BuildOptions {
         root: root.clone(),
         manifest_name: args.manifest_name.clone(),
@@ -109,7 +111,7 @@ pub fn run_with(
         health_interval: args.health_interval,
         internal: args.internal.clone(),
         media: args.media_root.clone().map(|dir| proxy::files::Mount {
-            prefix: config::normalize_prefix(&args.media_url),
+            prefix: path::normalize_prefix(&args.media_url),
             dir,
         }),
         media_max_age: args.max_age,

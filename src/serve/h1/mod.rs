@@ -32,15 +32,15 @@ pub mod body;
 pub mod host;
 pub mod request;
 pub mod response;
-pub mod socket;
 
 use super::app::State;
 use super::body::Segment;
-use super::config::LogFormat;
+use super::log::{self, LogFormat};
 use super::message::{error_page, Body, Reply, Verb};
 use super::path::{route, Route};
 use super::respond::{respond, Ctx};
-use super::{headers, log, proxy};
+use super::socket::{self, Prefixed};
+use super::{headers, proxy};
 use actix_http::HttpService;
 use actix_server::GracefulShutdownSignal;
 use actix_service::{
@@ -56,7 +56,6 @@ use futures_util::future::{select, Either};
 use futures_util::StreamExt as _;
 use request::{Form, Head, HeadError, Parse};
 use response::{Framing, Persist};
-use socket::Prefixed;
 use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;

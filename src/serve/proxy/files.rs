@@ -34,7 +34,7 @@ impl Mount {
             return Err(format!("{s:?}: empty directory"));
         }
         Ok(Mount {
-            prefix: crate::serve::config::normalize_prefix(p),
+            prefix: crate::serve::path::normalize_prefix(p),
             dir: PathBuf::from(d),
         })
     }

@@ -6,8 +6,8 @@
 use super::client::Conn;
 use super::upstream::Active;
 use super::{abort, client_closed, failure_page, forward, Incoming, Proxy};
-use crate::serve::h1::socket;
 use crate::serve::message::Reply;
+use crate::serve::socket;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use bytes::BytesMut;
 use std::cell::Cell;

@@ -1,5 +1,6 @@
-//! Socket I/O for the HTTP/1 loop: gathered writes, `sendfile`, reads, the lingering close,
-//! and the stream handed to actix's HTTP/2 service with the bytes already read in front of it.
+//! Socket I/O of a client connection, for the HTTP/1 loop (`h1`) and the tunnels it opens
+//! (`proxy::tunnel`): gathered writes, `sendfile`, reads, the lingering close, and the
+//! stream handed to actix's HTTP/2 service with the bytes already read in front of it.
 //!
 //! Every write first tries the socket directly (it is almost always writable) and only then
 //! waits, bounded by [`SEND_TIMEOUT`] like nginx's `send_timeout`, so a client that stops
