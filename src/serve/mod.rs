@@ -20,6 +20,7 @@ pub mod beneath;
 pub mod body;
 pub mod conditional;
 pub mod config;
+pub mod dispatch;
 pub mod fields;
 pub mod h1;
 pub mod headers;
@@ -32,6 +33,7 @@ pub mod range;
 pub mod reload;
 pub mod respond;
 pub mod socket;
+pub mod state;
 pub mod table;
 
 pub use config::ServeArgs;
@@ -120,7 +122,7 @@ pub fn run_with(
     for u in &args.upstreams {
         tracing::info!("proxying everything outside {prefix} to {u}");
     }
-    let state = Arc::new(app::State {
+    let state = Arc::new(state::State {
         table: ArcSwap::from_pointee(table),
         prefix,
         cors,

@@ -19,9 +19,10 @@
 //!
 //! Only h2c (prior knowledge: the connection starts with `PRI * HTTP/2.0`) goes elsewhere:
 //! the connection, with the bytes already read, is handed to actix-web's HTTP/2 service
-//! ([`app`](super::app)), which answers with the same code ([`respond`] for the static
-//! tier, [`Proxy::local`](super::proxy::Proxy::local) and
-//! [`Proxy::forward`](super::proxy::Proxy::forward) for the rest).
+//! ([`app`](super::app)), which answers with the same code: both route with
+//! [`dispatch`](super::dispatch), the static tier answering under STATIC_URL and
+//! [`Proxy::local`](super::proxy::Proxy::local) and
+//! [`Proxy::forward`](super::proxy::Proxy::forward) the rest.
 //!
 //! Why not actix-web's HTTP/1 dispatcher: it copies every body chunk into its own buffer
 //! and exposes no socket (no `sendfile`), its per-request work was most of the CPU time of a
@@ -33,13 +34,12 @@ pub mod host;
 pub mod request;
 pub mod response;
 
-use super::app::State;
 use super::body::Segment;
+use super::dispatch::{dispatch, Dispatch};
 use super::log::{self, LogFormat};
 use super::message::{error_page, Body, Reply, Verb};
-use super::path::{route, Route};
-use super::respond::{respond, Ctx};
 use super::socket::{self, Prefixed};
+use super::state::State;
 use super::{headers, proxy};
 use actix_http::HttpService;
 use actix_server::GracefulShutdownSignal;
@@ -399,20 +399,12 @@ impl Conn<'_> {
             "" => "/",
             p => p,
         };
-        match route(path, &self.state.prefix) {
-            Route::Static(key) => {
-                let table = self.state.table.load();
-                let ctx = Ctx {
-                    table: &table,
-                    cors: self.state.cors.as_ref(),
-                };
-                let reply = respond(head.verb, &head.request(buf), key.as_deref(), &ctx);
-                if reply.stale {
-                    let _ = self.state.nudge.try_send(super::reload::Wake::Stale);
-                }
+        match dispatch(self.state, path) {
+            Dispatch::Static(st) => {
+                let reply = st.reply(head.verb, &head.request(buf));
                 self.send(head, buf, reply, start, After::Request).await
             }
-            Route::Other => self.proxied(head, buf, path, body, start, rest).await,
+            Dispatch::Proxy => self.proxied(head, buf, path, body, start, rest).await,
         }
     }
 
