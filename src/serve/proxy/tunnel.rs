@@ -4,8 +4,9 @@
 //! of silence in both directions. Any other answer is relayed as a plain response.
 
 use super::client::Conn;
+use super::pages::{client_closed, failure_page};
 use super::upstream::Active;
-use super::{abort, client_closed, failure_page, forward, Incoming, Proxy};
+use super::{abort, forward, Incoming, Proxy};
 use crate::serve::message::Reply;
 use crate::serve::socket;
 use actix_web::http::header::{HeaderName, HeaderValue};
