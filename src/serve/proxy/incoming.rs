@@ -87,9 +87,12 @@ impl Proxy {
     }
 }
 
+/// Why an HTTP/2 request body was not read.
 enum BodyError {
+    /// Over `--max-body`.
     TooLarge,
-    Client(String),
+    /// The stream failed (reset, or a protocol error).
+    Client(actix_web::error::PayloadError),
 }
 
 /// Reads the whole body of an HTTP/2 request, refusing more than `max` bytes (by
@@ -106,7 +109,7 @@ async fn read_body(req: &HttpRequest, mut payload: Payload, max: u64) -> Result<
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(1 << 20) as usize);
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| BodyError::Client(e.to_string()))?;
+        let chunk = chunk.map_err(BodyError::Client)?;
         if max > 0 && (buf.len() + chunk.len()) as u64 > max {
             return Err(BodyError::TooLarge);
         }
