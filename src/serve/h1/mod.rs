@@ -17,6 +17,10 @@
 //! read is answered and the connection closed after a lingering read ([`socket::linger`]),
 //! so the answer is not lost to a reset.
 //!
+//! On a graceful shutdown a request being answered finishes (bounded by
+//! `--shutdown-timeout`); the rest ends at once: an idle connection closes, a lingering
+//! read is cut, and a tunnel is closed on both sides.
+//!
 //! Only h2c (prior knowledge: the connection starts with `PRI * HTTP/2.0`) goes elsewhere:
 //! the connection, with the bytes already read, is handed to actix-web's HTTP/2 service
 //! ([`app`](super::app)), which answers with the same code: both route with
@@ -492,7 +496,8 @@ impl Conn<'_> {
             self.log(head, buf, r.status, 0, start);
         }
         if socket::write_all(self.io, &self.out, &[]).await.is_ok() {
-            switch.splice(self.io, rest.split()).await;
+            let stop = self.settings.shutdown.notified();
+            switch.splice(self.io, rest.split(), stop).await;
         }
         false
     }
@@ -545,7 +550,7 @@ impl Conn<'_> {
             self.log(head, buf, reply.status, streamed, start);
         }
         if after == After::Linger && sent.is_ok() {
-            socket::linger(self.io).await;
+            socket::linger(self.io, self.settings.shutdown.notified()).await;
         }
         sent.is_ok() && persist != Persist::Close
     }
