@@ -214,3 +214,31 @@ fn replaced_files_answer_200_throughout_ten_collects() {
     );
     assert!(n > 100, "only {n} requests");
 }
+
+/// `collect --link` makes each unhashed original a symlink to its source: an absolute path
+/// outside STATIC_ROOT, which the table never follows (README, "A table, not a filesystem
+/// walk"). The originals are 404; the hashed names, real files and what templates
+/// reference, are served.
+#[test]
+fn link_originals_are_not_served_and_hashed_copies_are() {
+    let project = Project::new().files(&[
+        ("css/app.css", b"body{}".as_slice()),
+        ("img/a.png", b"\x89PNG two"),
+    ]);
+    project.run_collect(&["--link"]);
+    let root = project.root();
+    let manifest = project.manifest();
+    assert_eq!(manifest.len(), 2, "{manifest:?}");
+    let s = Staticd::serve(&root, &[]);
+    for (original, hashed) in &manifest {
+        let meta = std::fs::symlink_metadata(root.join(original)).unwrap();
+        assert!(meta.file_type().is_symlink(), "{original} is not a symlink");
+        let r = s.get(&format!("/static/{hashed}"), &[]);
+        assert_eq!(r.status, 200, "{hashed}");
+        assert_eq!(
+            r.body,
+            std::fs::read(project.dir.join("assets").join(original)).unwrap()
+        );
+        assert_eq!(s.get(&format!("/static/{original}"), &[]).status, 404);
+    }
+}
