@@ -168,9 +168,18 @@ fn replaced_files_answer_200_throughout_ten_collects() {
                     } else {
                         &[]
                     };
-                    let mut c = Conn::open(addr);
-                    c.send(&http::request_bytes("GET", u, headers, b""));
-                    let verdict = match c.try_response(Expect::default()) {
+                    // Every failure is recorded with its reason, never a panic of this
+                    // thread (whose message the join would lose).
+                    let response = Conn::try_open(addr)
+                        .and_then(|mut c| {
+                            use std::io::Write;
+                            c.stream
+                                .write_all(&http::request_bytes("GET", u, headers, b""))?;
+                            Ok(c)
+                        })
+                        .map_err(|e| http::Error::Io(format!("connect or send: {e}")))
+                        .and_then(|mut c| c.try_response(Expect::default()));
+                    let verdict = match response {
                         Ok(r) if r.status == 200 => {
                             let coded = r.header("content-encoding") == Some("gzip");
                             match version_of(&r.body, coded) {
