@@ -30,7 +30,8 @@ pub struct Loaded {
     pub names: Vec<String>,
     pub not_before: SystemTime,
     pub not_after: SystemTime,
-    /// Serial number in upper-case hex without leading zeros (as `openssl x509 -serial`).
+    /// Serial number in upper-case hex, whole bytes, without leading zero bytes (as `openssl
+    /// x509 -serial` prints it).
     pub serial: String,
 }
 
@@ -343,7 +344,15 @@ mod tests {
         let l = check(&m.cert_pem, &m.key_pem).unwrap();
         assert_eq!(l.names, ["a.test", "*.wild.test"]);
         assert!(l.not_before < SystemTime::now() && l.not_after > SystemTime::now());
-        assert!(!l.serial.is_empty() && !l.serial.starts_with('0'));
+        assert!(
+            l.serial.len().is_multiple_of(2) && !l.serial.starts_with("00"),
+            "{}",
+            l.serial
+        );
+        assert!(l
+            .serial
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()));
     }
 
     #[test]

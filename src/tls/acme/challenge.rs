@@ -8,19 +8,86 @@
 //!   read by [`crate::tls::resolver::SniResolver`].
 //!
 //! Entries live only while their order is being validated ([`Pending`] removes them).
+//!
+//! Replicas behind one load balancer: the CA's validation request may reach any replica,
+//! not the one that placed the order. So once [`Acme::start`](super::Acme::start) has opened
+//! the store, answers are also written there (`challenges/http-01/<token>`,
+//! `challenges/tls-alpn-01/<domain>`: the key authorization, 0600) and a replica that has
+//! no answer in memory looks there, as Caddy's shared storage does. A file left by a crashed
+//! process answers a token the CA has forgotten: harmless.
 
+use super::store::{write_private, StoreError};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 /// The URL path prefix of HTTP-01 challenges.
 pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 
+/// Whether `key` (a token or a domain) is safe as a file name: base64url and DNS characters,
+/// not starting with a dot.
+fn safe_key(key: &str) -> bool {
+    !key.is_empty()
+        && !key.starts_with('.')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Key authorizations by key, in memory and, once shared, in a store directory.
+#[derive(Debug, Default)]
+struct Answers {
+    map: RwLock<HashMap<String, String>>,
+    shared: RwLock<Option<PathBuf>>,
+}
+
+impl Answers {
+    fn get(&self, key: &str) -> Option<String> {
+        if let Some(v) = self.map.read().unwrap().get(key) {
+            return Some(v.clone());
+        }
+        let dir = self.shared.read().unwrap().clone()?;
+        if !safe_key(key) {
+            return None;
+        }
+        std::fs::read_to_string(dir.join(key)).ok()
+    }
+
+    fn put(&self, key: &str, key_authorization: &str) -> Result<(), StoreError> {
+        if let Some(dir) = self.shared.read().unwrap().as_ref() {
+            if safe_key(key) {
+                write_private(&dir.join(key), key_authorization.as_bytes())?;
+            }
+        }
+        self.map
+            .write()
+            .unwrap()
+            .insert(key.to_string(), key_authorization.to_string());
+        Ok(())
+    }
+
+    fn remove(&self, key: &str) {
+        self.map.write().unwrap().remove(key);
+        if let Some(dir) = self.shared.read().unwrap().as_ref() {
+            if safe_key(key) {
+                let _ = std::fs::remove_file(dir.join(key));
+            }
+        }
+    }
+
+    fn share(&self, dir: PathBuf) -> Result<(), StoreError> {
+        super::store::private_dir(&dir)?;
+        *self.shared.write().unwrap() = Some(dir);
+        Ok(())
+    }
+}
+
 /// Pending HTTP-01 tokens and their key authorizations.
 #[derive(Debug, Default)]
 pub struct Http01Tokens {
-    map: RwLock<HashMap<String, String>>,
+    answers: Answers,
 }
 
 impl Http01Tokens {
@@ -41,7 +108,7 @@ impl Http01Tokens {
         {
             return None;
         }
-        self.map.read().unwrap().get(token).cloned()
+        self.answers.get(token)
     }
 
     /// Whether `path` is under the challenge prefix at all: the HTTP→HTTPS redirect must not
@@ -51,26 +118,33 @@ impl Http01Tokens {
         path.starts_with(HTTP01_PREFIX)
     }
 
-    pub(crate) fn insert(self: &Arc<Self>, token: &str, key_authorization: &str) -> Pending {
-        self.map
-            .write()
-            .unwrap()
-            .insert(token.to_string(), key_authorization.to_string());
-        Pending::Http01(self.clone(), token.to_string())
+    /// Also keep answers in `dir` (in the store), and look there for other replicas'.
+    pub fn share_through(&self, dir: PathBuf) -> Result<(), StoreError> {
+        self.answers.share(dir)
+    }
+
+    pub(crate) fn insert(
+        self: &Arc<Self>,
+        token: &str,
+        key_authorization: &str,
+    ) -> Result<Pending, StoreError> {
+        self.answers.put(token, key_authorization)?;
+        Ok(Pending::Http01(self.clone(), token.to_string()))
     }
 }
 
-/// Pending TLS-ALPN-01 challenge certificates by domain.
+/// Pending TLS-ALPN-01 challenges by domain, and their certificates.
 #[derive(Default)]
 pub struct TlsAlpnChallenges {
-    map: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    answers: Answers,
+    /// Certificates made so far, with the key authorization each was made for.
+    certs: RwLock<HashMap<String, (String, Arc<CertifiedKey>)>>,
 }
 
 impl std::fmt::Debug for TlsAlpnChallenges {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<String> = self.map.read().unwrap().keys().cloned().collect();
         f.debug_struct("TlsAlpnChallenges")
-            .field("pending", &names)
+            .field("answers", &self.answers)
             .finish()
     }
 }
@@ -80,23 +154,33 @@ impl TlsAlpnChallenges {
         Arc::default()
     }
 
-    /// The challenge certificate for an SNI name.
+    /// Also keep answers in `dir` (in the store), and look there for other replicas'.
+    pub fn share_through(&self, dir: PathBuf) -> Result<(), StoreError> {
+        self.answers.share(dir)
+    }
+
+    /// The challenge certificate for an SNI name, made on first use (a P-256 key and a
+    /// signature: about a millisecond, once per pending challenge).
     pub fn get(&self, sni: &str) -> Option<Arc<CertifiedKey>> {
         let name = super::super::names::normalize(sni)?;
-        self.map.read().unwrap().get(&name).cloned()
+        let ka = self.answers.get(&name)?;
+        if let Some((made_for, cert)) = self.certs.read().unwrap().get(&name) {
+            if *made_for == ka {
+                return Some(cert.clone());
+            }
+        }
+        let cert = Arc::new(challenge_certificate(&name, &ka).ok()?);
+        self.certs.write().unwrap().insert(name, (ka, cert.clone()));
+        Some(cert)
     }
 
     pub(crate) fn insert(
         self: &Arc<Self>,
         domain: &str,
         key_authorization: &str,
-    ) -> Result<Pending, rcgen::Error> {
-        let cert = challenge_certificate(domain, key_authorization)?;
+    ) -> Result<Pending, StoreError> {
         let name = super::super::names::normalize(domain).unwrap_or_default();
-        self.map
-            .write()
-            .unwrap()
-            .insert(name.clone(), Arc::new(cert));
+        self.answers.put(&name, key_authorization)?;
         Ok(Pending::TlsAlpn01(self.clone(), name))
     }
 }
@@ -137,11 +221,10 @@ pub(crate) enum Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         match self {
-            Self::Http01(t, token) => {
-                t.map.write().unwrap().remove(token);
-            }
+            Self::Http01(t, token) => t.answers.remove(token),
             Self::TlsAlpn01(c, name) => {
-                c.map.write().unwrap().remove(name);
+                c.answers.remove(name);
+                c.certs.write().unwrap().remove(name.as_str());
             }
         }
     }
@@ -154,7 +237,7 @@ mod tests {
     #[test]
     fn http01_answers_only_pending_tokens_at_the_exact_path() {
         let t = Http01Tokens::new();
-        let pending = t.insert("tok_EN-1", "tok_EN-1.thumb");
+        let pending = t.insert("tok_EN-1", "tok_EN-1.thumb").unwrap();
         assert_eq!(
             t.answer("/.well-known/acme-challenge/tok_EN-1").as_deref(),
             Some("tok_EN-1.thumb")
@@ -198,5 +281,36 @@ mod tests {
         assert!(c.get("b.test").is_none());
         drop(pending);
         assert!(c.get("a.test").is_none());
+    }
+
+    #[test]
+    fn replicas_sharing_a_directory_answer_each_others_challenges() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (one, other) = (Http01Tokens::new(), Http01Tokens::new());
+        one.share_through(tmp.path().join("http-01")).unwrap();
+        other.share_through(tmp.path().join("http-01")).unwrap();
+        let pending = one.insert("tok", "tok.thumb").unwrap();
+        let path = "/.well-known/acme-challenge/tok";
+        assert_eq!(other.answer(path).as_deref(), Some("tok.thumb"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(tmp.path().join("http-01/tok"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        drop(pending);
+        assert_eq!(other.answer(path), None);
+
+        let (one, other) = (TlsAlpnChallenges::new(), TlsAlpnChallenges::new());
+        one.share_through(tmp.path().join("tls-alpn-01")).unwrap();
+        other.share_through(tmp.path().join("tls-alpn-01")).unwrap();
+        let pending = one.insert("a.test", "t.thumb").unwrap();
+        let cert = other.get("a.test").expect("answered through the directory");
+        let info = crate::tls::certs::leaf_info(&cert.cert[0]).unwrap();
+        assert_eq!(info.names, ["a.test"]);
+        // A name that is no file name never reaches the filesystem.
+        assert!(other.get("../http-01/tok").is_none());
+        drop(pending);
+        assert!(other.get("a.test").is_none());
     }
 }

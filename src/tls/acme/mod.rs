@@ -280,6 +280,11 @@ impl Acme {
         // it ours rather than depend on which rustls features the build happens to enable.
         let _ = rustls::crypto::CryptoProvider::install_default(super::config::crypto_provider());
         let store = Store::open(&config.store, &config.directory)?;
+        let answers = store.root().join("challenges");
+        http01.share_through(answers.join("http-01"))?;
+        resolver
+            .challenges()
+            .share_through(answers.join("tls-alpn-01"))?;
 
         let mut status = HashMap::new();
         for d in &config.domains {
@@ -371,6 +376,8 @@ async fn domain_task(shared: Arc<Shared>, domain: String) {
         let failures = shared.update(&domain, |s| s.failures);
         let wait = match shared.ensure(&domain, force, failures).await {
             Ok(loaded) => {
+                // A forced renewal stays asked for until one succeeds.
+                force = false;
                 shared.update(&domain, |s| {
                     s.failures = 0;
                     s.last_error = None;
@@ -400,10 +407,10 @@ async fn domain_task(shared: Arc<Shared>, domain: String) {
         };
         let wait = wait.min(MAX_SLEEP);
         shared.update(&domain, |s| s.next_attempt = Some(SystemTime::now() + wait));
-        force = tokio::select! {
-            _ = tokio::time::sleep(wait) => false,
-            _ = wake.notified() => true,
-        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => force = true,
+        }
     }
 }
 

@@ -66,15 +66,8 @@ pub(super) async fn obtain(
                 .ok_or_else(|| invalid(format!("the CA offers no {kind} challenge")))?;
             let key_auth = challenge.key_authorization();
             pending.push(match kind {
-                ChallengeKind::Http01 => http01.insert(&challenge.token, key_auth.as_str()),
-                ChallengeKind::TlsAlpn01 => {
-                    tls_alpn
-                        .insert(domain, key_auth.as_str())
-                        .map_err(|source| AcmeError::Key {
-                            domain: domain.to_string(),
-                            source,
-                        })?
-                }
+                ChallengeKind::Http01 => http01.insert(&challenge.token, key_auth.as_str())?,
+                ChallengeKind::TlsAlpn01 => tls_alpn.insert(domain, key_auth.as_str())?,
             });
             challenge
                 .set_ready()

@@ -109,7 +109,7 @@ pub struct Store {
 }
 
 /// Creates `dir` (and missing parents) and makes it 0700.
-fn private_dir(dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn private_dir(dir: &Path) -> Result<(), StoreError> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
