@@ -98,6 +98,12 @@ impl TlsAcceptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::acme::TlsAlpnChallenges;
+    use crate::tls::certs::{from_pem, testing::self_signed};
+    use crate::tls::config::{server_config, Options};
+    use crate::tls::resolver::{SniResolver, Source};
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::path::Path;
 
     #[test]
     fn alpn_chooses_the_server() {
@@ -105,5 +111,144 @@ mod tests {
         assert_eq!(protocol_of(Some(b"http/1.1")), Protocol::Http1);
         assert_eq!(protocol_of(None), Protocol::Http1);
         assert_eq!(protocol_of(Some(b"acme-tls/1")), Protocol::AcmeTls);
+    }
+
+    /// A client that accepts any certificate and reports the one it got (the point here is
+    /// what the server chose, not chain validation: the integration tests do that).
+    #[derive(Debug)]
+    struct Anything;
+    impl rustls::client::danger::ServerCertVerifier for Anything {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            crate::tls::certs::provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+
+    /// Handshakes `alpn`/`sni` against `acceptor` in memory: the server's outcome and the
+    /// names in the certificate the client received.
+    async fn handshake(
+        acceptor: &TlsAcceptor,
+        alpn: &[&[u8]],
+        sni: &str,
+    ) -> (
+        io::Result<Accepted<tokio::io::DuplexStream>>,
+        Option<Vec<String>>,
+    ) {
+        let mut config = rustls::ClientConfig::builder_with_provider(crate::tls::certs::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Anything))
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let name = ServerName::try_from(sni.to_string()).unwrap();
+        // The client stream is kept until the server is done too (it still writes tickets).
+        let (server, client) = tokio::join!(acceptor.accept(server_io), async {
+            let s = connector.connect(name, client_io).await.ok()?;
+            let leaf = s.get_ref().1.peer_certificates()?[0].clone();
+            Some((s, crate::tls::certs::leaf_info(&leaf).unwrap().names))
+        });
+        (server, client.map(|(_, names)| names))
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_handshake_yields_the_protocol_and_sni_and_acme_tls_gets_only_its_challenge() {
+        let challenges = TlsAlpnChallenges::new();
+        let resolver = SniResolver::new(challenges.clone());
+        let m = self_signed(&["a.test"], 2020, 2090);
+        let l = from_pem(
+            m.cert_pem.as_bytes(),
+            Path::new("a.crt"),
+            m.key_pem.as_bytes(),
+            Path::new("a.key"),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        resolver.set(Source::File(0), l);
+        let config = server_config(
+            resolver,
+            Options {
+                acme_tls_alpn: true,
+            },
+        )
+        .unwrap();
+        let acceptor = TlsAcceptor::new(config);
+        runtime().block_on(async {
+            let (server, names) = handshake(&acceptor, &[b"h2", b"http/1.1"], "A.test").await;
+            let (protocol, sni) = match server {
+                Ok(Accepted::Http { protocol, sni, .. }) => (protocol, sni),
+                Ok(Accepted::AcmeValidation) => panic!("an ACME validation"),
+                Err(e) => panic!("{e}"),
+            };
+            assert_eq!((protocol, sni.as_deref()), (Protocol::H2, Some("a.test")));
+            assert_eq!(names.unwrap(), ["a.test"]);
+
+            let (server, _) = handshake(&acceptor, &[b"http/1.1"], "a.test").await;
+            assert!(matches!(
+                server,
+                Ok(Accepted::Http {
+                    protocol: Protocol::Http1,
+                    ..
+                })
+            ));
+
+            // No challenge pending: an acme-tls/1 handshake fails, even for a served name.
+            let (server, names) = handshake(&acceptor, &[b"acme-tls/1"], "a.test").await;
+            assert!(server.is_err() && names.is_none());
+
+            let pending = challenges.insert("a.test", "tok.thumb").unwrap();
+            let (server, names) = handshake(&acceptor, &[b"acme-tls/1"], "a.test").await;
+            assert!(matches!(server, Ok(Accepted::AcmeValidation)));
+            assert_eq!(names.unwrap(), ["a.test"]);
+            drop(pending);
+        });
+    }
+
+    #[test]
+    fn a_silent_client_is_dropped_after_the_handshake_timeout() {
+        let resolver = SniResolver::new(TlsAlpnChallenges::new());
+        let config = server_config(resolver, Options::default()).unwrap();
+        let acceptor = TlsAcceptor::new(config).with_handshake_timeout(Duration::from_millis(50));
+        runtime().block_on(async {
+            let (_client, server_io) = tokio::io::duplex(1024);
+            let e = acceptor.accept(server_io).await.err().unwrap();
+            assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        });
     }
 }
