@@ -7,67 +7,124 @@
 use crate::common::pebble::Pebble;
 use crate::common::tls::{curl, s_client, TlsServer};
 use staticd::tls::acme::{Backoff, ChallengeKind, DomainStatus};
-use staticd::tls::{Acme, AcmeConfig, AcmeHandle, SniResolver, Source};
+use staticd::tls::{Acme, AcmeConfig, AcmeHandle, Http01Tokens, SniResolver, Source};
+use staticd::tls::{CertError, TlsAlpnChallenges};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Long enough for an order under a loaded machine; Pebble itself answers in milliseconds.
 const ISSUE: Duration = Duration::from_secs(90);
 
-fn config(pebble: &Pebble, store: &Path, domain: &str, challenges: &[ChallengeKind]) -> AcmeConfig {
-    let mut c = AcmeConfig::new(vec![domain.to_string()]);
-    c.directory = pebble.directory_url.clone();
-    c.ca_root = Some(pebble.api_ca.clone());
-    c.store = store.to_path_buf();
-    c.email = Some("ops@staticd.test".into());
-    c.challenges = challenges.to_vec();
-    // Retries in tenths of a second rather than minutes.
-    c.backoff = Backoff {
-        first: Duration::from_millis(200),
-        max: Duration::from_secs(2),
-    };
-    c
+/// A TLS server, a Pebble validating against its ports, and a store.
+struct Case {
+    server: TlsServer,
+    pebble: Pebble,
+    store: tempfile::TempDir,
 }
 
-fn start(server: &TlsServer, resolver: Arc<SniResolver>, c: AcmeConfig) -> AcmeHandle {
-    let _rt = server.runtime().enter();
-    Acme::start(c, resolver, server.http01.clone()).unwrap()
-}
-
-fn wait_status(
-    acme: &AcmeHandle,
-    domain: &str,
-    what: &str,
-    pebble: &Pebble,
-    done: impl Fn(&DomainStatus) -> bool,
-) -> DomainStatus {
-    let deadline = std::time::Instant::now() + ISSUE;
-    loop {
-        let st = acme.status(domain).unwrap();
-        if done(&st) {
-            return st;
+impl Case {
+    /// `acme_tls`: the server offers `acme-tls/1`. `validity`: of Pebble's certificates.
+    fn new(acme_tls: bool, validity: Option<Duration>) -> Case {
+        let server = TlsServer::start(acme_tls);
+        let pebble = Pebble::start(server.http_port, server.tls_port, validity);
+        Case {
+            server,
+            pebble,
+            store: tempfile::tempdir().unwrap(),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}; status {st:?}\npebble log:\n{}",
-            pebble.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
-}
 
-/// curl to `https://domain:port/`, trusting only `root`: (ok, body, stderr).
-fn curl_verified(domain: &str, port: u16, root: &Path) -> (bool, String, String) {
-    curl(&[
-        "--http1.1",
-        "--cacert",
-        root.to_str().unwrap(),
-        "--resolve",
-        &format!("{domain}:{port}:127.0.0.1"),
-        &format!("https://{domain}:{port}/"),
-    ])
+    fn config(&self, domain: &str, challenges: &[ChallengeKind]) -> AcmeConfig {
+        let mut c = AcmeConfig::new(vec![domain.to_string()]);
+        c.directory = self.pebble.directory_url.clone();
+        c.ca_root = Some(self.pebble.api_ca.clone());
+        c.store = self.store.path().to_path_buf();
+        c.email = Some("ops@staticd.test".into());
+        c.challenges = challenges.to_vec();
+        // Retries in tenths of a second rather than minutes.
+        c.backoff = Backoff {
+            first: Duration::from_millis(200),
+            max: Duration::from_secs(2),
+        };
+        c
+    }
+
+    /// Starts ACME for `domain` on the server's runtime, into `resolver` and `http01`.
+    fn start_into(
+        &self,
+        domain: &str,
+        challenges: &[ChallengeKind],
+        resolver: Arc<SniResolver>,
+        http01: Arc<Http01Tokens>,
+    ) -> AcmeHandle {
+        let _rt = self.server.runtime().enter();
+        Acme::start(self.config(domain, challenges), resolver, http01).unwrap()
+    }
+
+    /// Starts ACME for `domain` feeding the test server itself.
+    fn start(&self, domain: &str, challenges: &[ChallengeKind]) -> AcmeHandle {
+        let (r, h) = (self.server.resolver.clone(), self.server.http01.clone());
+        self.start_into(domain, challenges, r, h)
+    }
+
+    fn wait(
+        &self,
+        acme: &AcmeHandle,
+        domain: &str,
+        what: &str,
+        done: impl Fn(&DomainStatus) -> bool,
+    ) -> DomainStatus {
+        let deadline = Instant::now() + ISSUE;
+        loop {
+            let st = acme.status(domain).unwrap();
+            if done(&st) {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; status {st:?}\npebble log:\n{}",
+                self.pebble.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The serial a new handshake for `domain` gets (not verified).
+    fn served(&self, domain: &str) -> Option<String> {
+        s_client(self.server.tls_port, &["-servername", domain]).serial()
+    }
+
+    /// curl and `openssl s_client`, trusting only Pebble's current issuing root, accept the
+    /// certificate served for `domain`; its serial.
+    fn verified(&self, domain: &str) -> String {
+        let root = self.pebble.issuer_root();
+        let port = self.server.tls_port;
+        let (ok, body, err) = curl(&[
+            "--http1.1",
+            "--cacert",
+            root.to_str().unwrap(),
+            "--resolve",
+            &format!("{domain}:{port}:127.0.0.1"),
+            &format!("https://{domain}:{port}/"),
+        ]);
+        assert!(ok, "curl refused the certificate for {domain}: {err}");
+        assert_eq!(body, format!("proto=http/1.1 sni={domain}\n"));
+        let c = s_client(
+            port,
+            &[
+                "-servername",
+                domain,
+                "-CAfile",
+                root.to_str().unwrap(),
+                "-verify_hostname",
+                domain,
+            ],
+        );
+        assert!(c.verified(), "{}", c.text);
+        c.serial().unwrap()
+    }
 }
 
 fn mode(p: &Path) -> u32 {
@@ -76,38 +133,15 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn http_01_obtains_a_certificate_that_curl_and_openssl_verify_kept_private_in_the_store() {
-    let server = TlsServer::start(false);
-    let pebble = Pebble::start(server.http_port, server.tls_port, None);
-    let store = tempfile::tempdir().unwrap();
+    let case = Case::new(false, None);
     let domain = "http01.staticd.test";
-    let acme = start(
-        &server,
-        server.resolver.clone(),
-        config(&pebble, store.path(), domain, &[ChallengeKind::Http01]),
-    );
-    let st = wait_status(&acme, domain, "a certificate", &pebble, |s| s.issued == 1);
+    let acme = case.start(domain, &[ChallengeKind::Http01]);
+    let st = case.wait(&acme, domain, "a certificate", |s| s.issued == 1);
     assert_eq!(st.orders, 1);
     assert_eq!(st.last_challenge, Some(ChallengeKind::Http01));
-
-    let root = pebble.issuer_root();
-    let (ok, body, err) = curl_verified(domain, server.tls_port, &root);
-    assert!(ok, "{err}");
-    assert_eq!(body, format!("proto=http/1.1 sni={domain}\n"));
-    let c = s_client(
-        server.tls_port,
-        &[
-            "-servername",
-            domain,
-            "-CAfile",
-            root.to_str().unwrap(),
-            "-verify_hostname",
-            domain,
-        ],
-    );
-    assert!(c.verified(), "{}", c.text);
-    assert_eq!(c.serial(), st.serial);
-    // Pebble's chain: the leaf and its intermediate, in that order.
-    let c = s_client(server.tls_port, &["-servername", domain, "-showcerts"]);
+    assert_eq!(Some(case.verified(domain)), st.serial);
+    // Pebble's chain: the leaf and its intermediate.
+    let c = s_client(case.server.tls_port, &["-servername", domain, "-showcerts"]);
     assert_eq!(
         c.text.matches("-----BEGIN CERTIFICATE-----").count(),
         2,
@@ -117,17 +151,13 @@ fn http_01_obtains_a_certificate_that_curl_and_openssl_verify_kept_private_in_th
 
     // The store: account and certificate, private.
     let dir = acme.store_dir().to_path_buf();
-    assert_eq!(mode(store.path()), 0o700);
+    assert_eq!(mode(case.store.path()), 0o700);
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join("account.json")), 0o600);
     assert_eq!(mode(&dir.join(domain)), 0o700);
     assert_eq!(mode(&dir.join(domain).join("cert.pem")), 0o600);
     assert_eq!(mode(&dir.join(domain).join("key.pem")), 0o600);
     // No challenge answer is left behind once validated.
-    assert!(server
-        .http01
-        .answer("/.well-known/acme-challenge/x")
-        .is_none());
     let left: Vec<_> = std::fs::read_dir(dir.join("challenges/http-01"))
         .unwrap()
         .collect();
@@ -135,79 +165,47 @@ fn http_01_obtains_a_certificate_that_curl_and_openssl_verify_kept_private_in_th
 
     // A restart finds the certificate in the store and orders nothing.
     drop(acme);
-    let resolver = SniResolver::new(staticd::tls::TlsAlpnChallenges::new());
-    let again = start(
-        &server,
+    let resolver = SniResolver::new(TlsAlpnChallenges::new());
+    let again = case.start_into(
+        domain,
+        &[ChallengeKind::Http01],
         resolver.clone(),
-        config(&pebble, store.path(), domain, &[ChallengeKind::Http01]),
+        Http01Tokens::new(),
     );
     let st2 = again.status(domain).unwrap();
     assert_eq!((st2.loaded, st2.orders), (1, 0));
     assert_eq!(st2.serial, st.serial);
     assert_eq!(
-        resolver.get(&Source::Acme(domain.into())).unwrap().serial,
-        st.serial.unwrap()
+        Some(resolver.get(&Source::Acme(domain.into())).unwrap().serial),
+        st.serial
     );
 }
 
 #[test]
 fn tls_alpn_01_obtains_a_certificate_on_the_https_port() {
-    let server = TlsServer::start(true);
-    let pebble = Pebble::start(server.http_port, server.tls_port, None);
-    let store = tempfile::tempdir().unwrap();
+    let case = Case::new(true, None);
     let domain = "alpn.staticd.test";
     // No challenge pending: an acme-tls/1 handshake gets no certificate.
     let c = s_client(
-        server.tls_port,
+        case.server.tls_port,
         &["-alpn", "acme-tls/1", "-servername", domain],
     );
     assert!(!c.ok && c.text.contains("Cipher is (NONE)"), "{}", c.text);
 
-    let acme = start(
-        &server,
-        server.resolver.clone(),
-        config(&pebble, store.path(), domain, &[ChallengeKind::TlsAlpn01]),
-    );
-    let st = wait_status(&acme, domain, "a certificate", &pebble, |s| s.issued == 1);
+    let acme = case.start(domain, &[ChallengeKind::TlsAlpn01]);
+    let st = case.wait(&acme, domain, "a certificate", |s| s.issued == 1);
     assert_eq!(st.last_challenge, Some(ChallengeKind::TlsAlpn01));
-    let root = pebble.issuer_root();
-    let (ok, body, err) = curl_verified(domain, server.tls_port, &root);
-    assert!(ok, "{err}");
-    assert_eq!(body, format!("proto=http/1.1 sni={domain}\n"));
-    let c = s_client(
-        server.tls_port,
-        &[
-            "-servername",
-            domain,
-            "-CAfile",
-            root.to_str().unwrap(),
-            "-verify_hostname",
-            domain,
-        ],
-    );
-    assert!(c.verified(), "{}", c.text);
-    assert_eq!(c.serial(), st.serial);
+    assert_eq!(Some(case.verified(domain)), st.serial);
 }
 
 #[test]
 fn a_challenge_nobody_answers_fails_for_real_and_the_next_attempt_uses_the_other_type() {
     // The listener does not offer acme-tls/1, so Pebble's TLS-ALPN-01 handshake fails; the
     // retry answers HTTP-01.
-    let server = TlsServer::start(false);
-    let pebble = Pebble::start(server.http_port, server.tls_port, None);
-    let store = tempfile::tempdir().unwrap();
+    let case = Case::new(false, None);
     let domain = "fallback.staticd.test";
-    let acme = start(
-        &server,
-        server.resolver.clone(),
-        config(
-            &pebble,
-            store.path(),
-            domain,
-            &[ChallengeKind::TlsAlpn01, ChallengeKind::Http01],
-        ),
-    );
-    let failed = wait_status(&acme, domain, "the tls-alpn-01 failure", &pebble, |s| {
+    let acme = case.start(domain, &[ChallengeKind::TlsAlpn01, ChallengeKind::Http01]);
+    let failed = case.wait(&acme, domain, "the tls-alpn-01 failure", |s| {
         s.failures >= 1 || s.issued > 0
     });
     assert_eq!(failed.issued, 0, "{failed:?}");
@@ -216,10 +214,12 @@ fn a_challenge_nobody_answers_fails_for_real_and_the_next_attempt_uses_the_other
         err.contains(domain) && err.contains("tls-alpn-01 validation failed"),
         "{err}"
     );
-    assert!(server.resolver.get(&Source::Acme(domain.into())).is_none());
-    let st = wait_status(&acme, domain, "the http-01 certificate", &pebble, |s| {
-        s.issued == 1
-    });
+    assert!(case
+        .server
+        .resolver
+        .get(&Source::Acme(domain.into()))
+        .is_none());
+    let st = case.wait(&acme, domain, "the http-01 certificate", |s| s.issued == 1);
     assert_eq!(st.orders, 2);
     assert_eq!(st.last_challenge, Some(ChallengeKind::Http01));
     assert_eq!((st.failures, st.last_error), (0, None));
@@ -227,133 +227,140 @@ fn a_challenge_nobody_answers_fails_for_real_and_the_next_attempt_uses_the_other
 
 #[test]
 fn forced_renewal_replaces_the_certificate_and_a_dead_ca_never_takes_it_away() {
-    let server = TlsServer::start(false);
-    let mut pebble = Pebble::start(server.http_port, server.tls_port, None);
-    let store = tempfile::tempdir().unwrap();
+    let mut case = Case::new(false, None);
     let domain = "renew.staticd.test";
-    let acme = start(
-        &server,
-        server.resolver.clone(),
-        config(&pebble, store.path(), domain, &[ChallengeKind::Http01]),
-    );
-    let first = wait_status(&acme, domain, "a certificate", &pebble, |s| s.issued == 1);
-    let served = |name: &str| s_client(server.tls_port, &["-servername", name]).serial();
+    let acme = case.start(domain, &[ChallengeKind::Http01]);
+    let first = case.wait(&acme, domain, "a certificate", |s| s.issued == 1);
 
     assert!(acme.renew_now(domain));
-    let second = wait_status(&acme, domain, "the forced renewal", &pebble, |s| {
-        s.issued == 2
-    });
+    let second = case.wait(&acme, domain, "the forced renewal", |s| s.issued == 2);
     assert_ne!(second.serial, first.serial);
-    assert_eq!(served(domain), second.serial);
+    assert_eq!(case.served(domain), second.serial);
     let cert_file = acme.store_dir().join(domain).join("cert.pem");
     let stored = std::fs::read(&cert_file).unwrap();
 
     // The CA goes away: renewal fails, is retried with backoff, and the certificate stays.
-    pebble.stop();
+    case.pebble.stop();
     assert!(acme.renew_now(domain));
-    let failing = wait_status(&acme, domain, "failed renewals", &pebble, |s| {
-        s.failures >= 2
-    });
+    let failing = case.wait(&acme, domain, "failed renewals", |s| s.failures >= 2);
     assert_eq!(failing.issued, 2);
     assert_eq!(failing.serial, second.serial);
     assert!(failing.last_error.is_some());
-    assert_eq!(served(domain), second.serial);
+    assert_eq!(case.served(domain), second.serial);
     assert_eq!(std::fs::read(&cert_file).unwrap(), stored);
 
     // The CA is back (a new CA that has forgotten our account): a retry renews.
-    pebble.restart(server.http_port, server.tls_port, None);
-    let third = wait_status(
-        &acme,
-        domain,
-        "renewal after the CA's return",
-        &pebble,
-        |s| s.issued == 3,
-    );
+    let (http, tls) = (case.server.http_port, case.server.tls_port);
+    case.pebble.restart(http, tls, None);
+    let third = case.wait(&acme, domain, "renewal after the CA's return", |s| {
+        s.issued == 3
+    });
     assert_eq!((third.failures, third.last_error.as_deref()), (0, None));
     assert_ne!(third.serial, second.serial);
-    let root = pebble.issuer_root();
-    let (ok, _, err) = curl_verified(domain, server.tls_port, &root);
-    assert!(ok, "the renewed certificate does not verify: {err}");
+    assert_eq!(Some(case.verified(domain)), third.serial);
 }
 
 #[test]
 fn renewal_happens_by_itself_at_two_thirds_of_the_lifetime() {
-    let server = TlsServer::start(false);
     // Pebble issues 12-second certificates: renewal is due 8 s after notBefore.
-    let pebble = Pebble::start(
-        server.http_port,
-        server.tls_port,
-        Some(Duration::from_secs(12)),
-    );
-    let store = tempfile::tempdir().unwrap();
+    let case = Case::new(false, Some(Duration::from_secs(12)));
     let domain = "auto.staticd.test";
-    let acme = start(
-        &server,
-        server.resolver.clone(),
-        config(&pebble, store.path(), domain, &[ChallengeKind::Http01]),
-    );
-    let first = wait_status(&acme, domain, "a certificate", &pebble, |s| s.issued == 1);
-    let loaded = server.resolver.get(&Source::Acme(domain.into())).unwrap();
+    let acme = case.start(domain, &[ChallengeKind::Http01]);
+    let first = case.wait(&acme, domain, "a certificate", |s| s.issued == 1);
+    let source = Source::Acme(domain.into());
+    let loaded = case.server.resolver.get(&source).unwrap();
     let life = loaded.not_after.duration_since(loaded.not_before).unwrap();
     assert_eq!(first.renew_at, Some(loaded.not_before + life * 2 / 3));
-    let second = wait_status(&acme, domain, "the scheduled renewal", &pebble, |s| {
-        s.issued == 2
-    });
-    // Not before it was due (the order is placed at renew_at or later, never earlier).
-    let renewed = server.resolver.get(&Source::Acme(domain.into())).unwrap();
-    assert!(renewed.not_before >= first.renew_at.unwrap() - Duration::from_secs(1));
+    let second = case.wait(&acme, domain, "the scheduled renewal", |s| s.issued == 2);
     assert_ne!(second.serial, first.serial);
+    assert_eq!(case.served(domain), second.serial);
+    // Ordered when due, not before (Pebble's notBefore is the issuing second).
+    let renewed = case.server.resolver.get(&source).unwrap();
+    assert!(renewed.not_before >= first.renew_at.unwrap() - Duration::from_secs(1));
     assert!(SystemTime::now() >= first.renew_at.unwrap());
 }
 
 #[test]
 fn replicas_sharing_a_store_place_one_order_and_serve_the_same_certificate() {
-    // Two replicas: each with its own resolver and challenge answers; Pebble reaches only the
-    // first's listeners (as a load balancer might send it to either), so the shared store is
-    // also what lets the first answer the second's challenge.
-    let server = TlsServer::start(false);
-    let pebble = Pebble::start(server.http_port, server.tls_port, None);
-    let store = tempfile::tempdir().unwrap();
+    // Two replicas, each with its own resolver and challenge answers; Pebble reaches only
+    // the first one's listeners (a load balancer may send it to either).
+    let case = Case::new(false, None);
     let domain = "replicas.staticd.test";
-    let other_resolver = SniResolver::new(staticd::tls::TlsAlpnChallenges::new());
-    let (a, b) = {
-        let _rt = server.runtime().enter();
-        let c = config(&pebble, store.path(), domain, &[ChallengeKind::Http01]);
-        let a = Acme::start(c.clone(), server.resolver.clone(), server.http01.clone()).unwrap();
-        let b = Acme::start(c, other_resolver.clone(), staticd::tls::Http01Tokens::new()).unwrap();
-        (a, b)
-    };
+    let http01 = [ChallengeKind::Http01];
+    let other = SniResolver::new(TlsAlpnChallenges::new());
+    let a = case.start(domain, &http01);
+    let b = case.start_into(domain, &http01, other.clone(), Http01Tokens::new());
     let done = |s: &DomainStatus| s.issued + s.loaded >= 1;
-    let sa = wait_status(&a, domain, "replica a's certificate", &pebble, done);
-    let sb = wait_status(&b, domain, "replica b's certificate", &pebble, done);
+    let sa = case.wait(&a, domain, "replica a's certificate", done);
+    let sb = case.wait(&b, domain, "replica b's certificate", done);
     assert_eq!(sa.orders + sb.orders, 1, "a: {sa:?}\nb: {sb:?}");
     assert_eq!(sa.issued + sb.issued, 1);
     assert_eq!(sa.loaded + sb.loaded, 1);
     assert_eq!(sa.serial, sb.serial);
+    let source = Source::Acme(domain.into());
     assert_eq!(
-        other_resolver
-            .get(&Source::Acme(domain.into()))
-            .unwrap()
-            .serial,
-        server
-            .resolver
-            .get(&Source::Acme(domain.into()))
-            .unwrap()
-            .serial
+        other.get(&source).unwrap().serial,
+        case.server.resolver.get(&source).unwrap().serial
     );
 
     // The second replica alone orders another name: its answers are in no listener's
     // memory, so Pebble's validation can only succeed through the first replica reading
     // them from the shared store.
     let lone = "lone.staticd.test";
-    let c = config(&pebble, store.path(), lone, &[ChallengeKind::Http01]);
-    let b2 = {
-        let _rt = server.runtime().enter();
-        Acme::start(c, other_resolver.clone(), staticd::tls::Http01Tokens::new()).unwrap()
-    };
-    let st = wait_status(&b2, lone, "the lone replica's certificate", &pebble, |s| {
+    let b2 = case.start_into(lone, &http01, other.clone(), Http01Tokens::new());
+    let st = case.wait(&b2, lone, "the lone replica's certificate", |s| {
         s.issued == 1
     });
     assert_eq!(st.orders, 1);
-    assert!(server.resolver.get(&Source::Acme(lone.into())).is_none());
+    assert!(case
+        .server
+        .resolver
+        .get(&Source::Acme(lone.into()))
+        .is_none());
+}
+
+#[test]
+fn an_unusable_stored_certificate_is_replaced_and_the_store_is_refused_when_unwritable() {
+    let case = Case::new(false, None);
+    let domain = "corrupt.staticd.test";
+    // Someone left garbage in the store: it is reported and a new certificate ordered.
+    let acme = case.start(domain, &[ChallengeKind::Http01]);
+    let st = case.wait(&acme, domain, "a certificate", |s| s.issued == 1);
+    let pair = acme.store_dir().join(domain);
+    drop(acme);
+    std::fs::write(pair.join("cert.pem"), "garbage").unwrap();
+    let e = staticd::tls::certs::load_pair(
+        &staticd::tls::CertPair {
+            cert: pair.join("cert.pem"),
+            key: pair.join("key.pem"),
+        },
+        SystemTime::now(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, CertError::NoCertificate { .. }), "{e}");
+    let acme = case.start(domain, &[ChallengeKind::Http01]);
+    let again = case.wait(&acme, domain, "a new certificate", |s| s.issued == 1);
+    assert_eq!(again.loaded, 0);
+    assert_ne!(again.serial, st.serial);
+    assert_eq!(Some(case.verified(domain)), again.serial);
+
+    // A store path that cannot be a directory: Acme::start says which and why.
+    let file = case.store.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let mut c = case.config(domain, &[ChallengeKind::Http01]);
+    c.store = file.join("store");
+    let _rt = case.server.runtime().enter();
+    let e = Acme::start(
+        c,
+        SniResolver::new(TlsAlpnChallenges::new()),
+        Http01Tokens::new(),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().starts_with(&format!(
+            "{}: cannot create the directory",
+            file.join("store").display()
+        )),
+        "{e}"
+    );
 }

@@ -14,7 +14,7 @@
 //!   random badNonce), `PEBBLE_AUTHZREUSE=0` (every order is validated anew).
 
 use super::tls::{curl, TestCa};
-use super::{free_port, repo_root, wait_until};
+use super::{ci_installed, free_port, wait_until};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,25 +24,8 @@ use std::time::Duration;
 /// Pebble's binary (`.ci/pebble` installs it if missing), once per test process.
 pub fn pebble_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let script = repo_root().join(".ci").join("pebble");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let path = PathBuf::from(stdout.lines().last().unwrap_or("").trim());
-        assert!(path.is_file(), "{} printed {stdout:?}", script.display());
-        path
-    })
-    .clone()
+    BIN.get_or_init(|| ci_installed("pebble", "for the ACME tests"))
+        .clone()
 }
 
 /// A running Pebble (and its DNS server); both stop when dropped.
