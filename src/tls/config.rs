@@ -1,7 +1,8 @@
 //! The rustls `ServerConfig` every TLS listener shares.
 //!
-//! - **Versions**: TLS 1.3 and 1.2 only. rustls implements nothing older, so a TLS 1.0/1.1
-//!   ClientHello is answered with a `protocol_version` alert.
+//! - **Versions**: TLS 1.3 and 1.2 only. rustls implements nothing older: a ClientHello that
+//!   offers only TLS 1.0/1.1 is answered with a fatal `handshake_failure` alert (seen with
+//!   `openssl s_client -tls1`; tests/tls_handshake.rs).
 //! - **Cipher suites** (aws-lc-rs's defaults, which are Mozilla's "intermediate" list minus
 //!   the DHE ones): TLS 1.3 AES-256-GCM, AES-128-GCM, ChaCha20-Poly1305; TLS 1.2 ECDHE with
 //!   ECDSA or RSA and the same three AEADs. No CBC, no RSA key exchange, no SHA-1 MAC: all
