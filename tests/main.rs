@@ -23,6 +23,8 @@ mod serve_http;
 mod serve_ops;
 mod serve_reload;
 mod serve_traversal;
+mod tls_acme;
+mod tls_handshake;
 mod upstream_strict;
 mod watch;
 mod watch_stage;
