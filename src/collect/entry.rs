@@ -10,7 +10,8 @@ use super::plan::SourceFile;
 use super::rewrite::{self, Kind};
 use super::state::{FileState, Stat};
 use super::variants::Ticket;
-use anyhow::{Context, Result};
+use super::Error;
+use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -142,7 +143,7 @@ impl<'a> Entry<'a> {
     }
 
     /// Stage "read": the source bytes, unless [`Entry::skips_read`].
-    pub fn read(&mut self, l: &Layout) -> Result<()> {
+    pub fn read(&mut self, l: &Layout) -> Result<(), Error> {
         if !self.skips_read(l) {
             self.bytes = Some(read_source(&self.src.abs)?.into());
         }
@@ -150,7 +151,7 @@ impl<'a> Entry<'a> {
     }
 
     /// The source bytes, read now if an earlier stage skipped them.
-    pub fn source_bytes(&mut self) -> Result<Arc<[u8]>> {
+    pub fn source_bytes(&mut self) -> Result<Arc<[u8]>, Error> {
         if self.bytes.is_none() {
             self.bytes = Some(read_source(&self.src.abs)?.into());
         }
@@ -247,9 +248,28 @@ impl<'a> Entry<'a> {
     }
 }
 
-/// Reads a source file; a failure names it.
-pub fn read_source(abs: &Path) -> Result<Vec<u8>> {
-    std::fs::read(abs).with_context(|| format!("cannot read {}", abs.display()))
+/// Reads a source file; a failure names it. Only a regular file is read: a FIFO would block
+/// the collect forever (Django's collectstatic hangs on one) and a device may never end.
+pub fn read_source(abs: &Path) -> Result<Vec<u8>, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let read = || -> io::Result<Vec<u8>> {
+        // O_NONBLOCK: opening a FIFO for reading waits for a writer otherwise. It changes
+        // nothing for a regular file.
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(abs)?;
+        let meta = f.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::other(
+                "not a regular file (a FIFO, socket or device); remove it or ignore it with -i",
+            ));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        f.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    read().map_err(|e| Error::read(abs, e))
 }
 
 #[cfg(test)]
@@ -316,6 +336,24 @@ mod tests {
         assert!(e.unchanged().is_none() && !e.skips_read(&l));
         e.read(&l).unwrap();
         assert_eq!(e.bytes.as_deref(), Some(&b"png2"[..]));
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("pipe.css");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let err = read_source(&fifo).unwrap_err();
+        assert_eq!(err.kind(), "unreadable_source");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let err = read_source(t.path()).unwrap_err();
+        assert_eq!(err.kind(), "unreadable_source");
+        let err = read_source(&t.path().join("gone.css")).unwrap_err();
+        assert_eq!(err.kind(), "source_vanished");
+        fs::write(t.path().join("a.css"), b"a").unwrap();
+        assert_eq!(read_source(&t.path().join("a.css")).unwrap(), b"a");
     }
 
     #[test]

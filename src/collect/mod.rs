@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod compress;
 pub mod entry;
+pub mod error;
 pub mod generations;
 pub mod graph;
 pub mod ignore;
@@ -28,6 +29,7 @@ pub mod write;
 use crate::django::Discovery;
 use crate::manifest::Manifest;
 use anyhow::{Context, Result};
+pub use error::Error;
 use naming::HashAlgo;
 use report::{Log, Summary};
 use run::Run;
@@ -94,7 +96,7 @@ impl Default for CollectOptions {
 /// Runs a collect for `d`, logging Django's lines to `log`: walk the sources, stat them,
 /// compare with the previous run (and stop there if nothing changed), read, name and rewrite,
 /// plan the outputs, compress, write them into a stage, publish it, record what was done.
-pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summary> {
+pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summary, Error> {
     let mut run = Run::new(d, opts, log);
     let plan = run.walk()?;
     if opts.dry_run {

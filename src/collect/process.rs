@@ -7,67 +7,12 @@ use super::plan::SourceFile;
 use super::rewrite::{self, Resolved};
 use super::run::in_order;
 use super::state::State;
-use super::{graph, CollectOptions};
+use super::{graph, CollectOptions, Error};
 use crate::django::Discovery;
-use anyhow::Result;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-
-/// Why post-processing failed (inside the `anyhow::Error` collect returns; downcast to tell).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// References whose target is missing and whose rule is `error` (the default), all of them.
-    #[error("{}", missing_message(.0))]
-    MissingReferences(Vec<MissingReference>),
-    /// CSS/JS files that reference each other in a cycle: no fixed point, so no stable names
-    /// (Django: "Max post-process passes exceeded"). Each cycle's collected paths, sorted.
-    #[error("{}", cycles_message(.0))]
-    Cycles(Vec<Vec<String>>),
-    /// A CSS/JS file that is not UTF-8 (Django: UnicodeDecodeError).
-    #[error(
-        "Post-processing '{path}' failed! {} is not valid UTF-8 (invalid byte at offset {offset}); \
-         Django reads CSS and JS files as UTF-8: re-save it as UTF-8 or ignore it with -i",
-        abs.display()
-    )]
-    NotUtf8 {
-        path: String,
-        abs: PathBuf,
-        offset: usize,
-    },
-    /// A reference the rewriter refuses (outside STATIC_ROOT); not subject to the policy.
-    #[error("Post-processing '{path}' failed! {error}")]
-    Rewrite { path: String, error: rewrite::Error },
-}
-
-fn missing_message(refs: &[MissingReference]) -> String {
-    let list: Vec<String> = refs
-        .iter()
-        .map(|m| format!("{m}\n    {}", m.line_text.trim()))
-        .collect();
-    format!(
-        "{} missing reference{}:\n{}\n{}",
-        refs.len(),
-        if refs.len() == 1 { "" } else { "s" },
-        list.join("\n"),
-        missing::hint(refs)
-    )
-}
-
-fn cycles_message(cycles: &[Vec<String>]) -> String {
-    let described: Vec<String> = cycles
-        .iter()
-        .map(|c| {
-            format!(
-                "Post-processing '{}' failed! These files reference each other in a cycle, so \
-                 none of them can get a stable hashed name.",
-                c.join(", ")
-            )
-        })
-        .collect();
-    described.join("\n")
-}
 
 /// The collected tree as references see it (Django asks `hashed_files`, then whether STATIC_ROOT
 /// has the path): the collected files, and every directory that holds one.
@@ -153,7 +98,7 @@ pub fn process(
     prev: Option<&State>,
     d: &Discovery,
     opts: &CollectOptions,
-) -> Result<()> {
+) -> Result<(), Error> {
     let cx = Context {
         tree: Tree::new(files.iter().map(|f| f.rel.as_str())),
         before: prev.map(Before::new),
@@ -174,7 +119,7 @@ pub fn process(
 
 /// Stage "scan": the references of a CSS/JS file. An unchanged file is not scanned again,
 /// unless a target of it is missing now: that needs its lines for the report.
-fn scan(e: &mut Entry, cx: &Context) -> Result<()> {
+fn scan(e: &mut Entry, cx: &Context) -> Result<(), Error> {
     let Some(kind) = e.kind else {
         return Ok(());
     };
@@ -193,27 +138,28 @@ fn scan(e: &mut Entry, cx: &Context) -> Result<()> {
     e.refs =
         rewrite::references(&e.src.rel, kind, text, &cx.ropts).map_err(|error| Error::Rewrite {
             path: e.src.rel.clone(),
-            error,
+            error: Box::new(error),
         })?;
     e.targets = e.refs.iter().map(|r| r.target.clone()).collect();
     Ok(())
 }
 
 /// A CSS/JS file's text: Django reads them as UTF-8.
-fn decode<'b>(src: &SourceFile, bytes: &'b [u8]) -> Result<&'b str> {
-    std::str::from_utf8(bytes).map_err(|e| {
-        Error::NotUtf8 {
-            path: src.rel.clone(),
-            abs: src.abs.clone(),
-            offset: e.valid_up_to(),
-        }
-        .into()
+fn decode<'b>(src: &SourceFile, bytes: &'b [u8]) -> Result<&'b str, Error> {
+    std::str::from_utf8(bytes).map_err(|e| Error::NotUtf8 {
+        path: src.rel.clone(),
+        abs: src.abs.clone(),
+        offset: e.valid_up_to(),
     })
 }
 
 /// Stage "check": every target must be a collected file or a directory holding one (Django:
 /// "could not be found"), unless a rule of the policy lets it through (kept in the entry).
-fn check_missing(entries: &mut [Entry], tree: &Tree, policy: &missing::Policy) -> Result<()> {
+fn check_missing(
+    entries: &mut [Entry],
+    tree: &Tree,
+    policy: &missing::Policy,
+) -> Result<(), Error> {
     let mut errors = Vec::new();
     for e in entries.iter_mut() {
         for r in &e.refs {
@@ -235,14 +181,14 @@ fn check_missing(entries: &mut [Entry], tree: &Tree, policy: &missing::Policy) -
     }
     if !errors.is_empty() {
         errors.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
-        return Err(Error::MissingReferences(errors).into());
+        return Err(Error::MissingReferences(errors));
     }
     Ok(())
 }
 
 /// Stage "order": the CSS/JS files (entry indices) in levels, each file after every file it
 /// references; a cycle has no order (Django: "Max post-process passes exceeded").
-fn order(entries: &[Entry], tree: &Tree) -> Result<Vec<Vec<usize>>> {
+fn order(entries: &[Entry], tree: &Tree) -> Result<Vec<Vec<usize>>, Error> {
     let nodes: Vec<usize> = (0..entries.len())
         .filter(|&i| entries[i].kind.is_some())
         .collect();
@@ -280,8 +226,7 @@ fn order(entries: &[Entry], tree: &Tree) -> Result<Vec<Vec<usize>>> {
                     rels
                 })
                 .collect(),
-        )
-        .into()),
+        )),
     }
 }
 
@@ -298,8 +243,8 @@ struct Named {
 
 /// Stage "rewrite" for one level of the order: its files in parallel (every target of each is
 /// named already), then their names recorded for the next level.
-fn rewrite_level(entries: &mut [Entry], level: &[usize], cx: &Context) -> Result<()> {
-    let results: Vec<Result<Named>> = level
+fn rewrite_level(entries: &mut [Entry], level: &[usize], cx: &Context) -> Result<(), Error> {
+    let results: Vec<Result<Named, Error>> = level
         .par_iter()
         .map(|&i| rewrite_one(&entries[i], entries, cx))
         .collect();
@@ -317,7 +262,7 @@ fn rewrite_level(entries: &mut [Entry], level: &[usize], cx: &Context) -> Result
     Ok(())
 }
 
-fn rewrite_one(e: &Entry, entries: &[Entry], cx: &Context) -> Result<Named> {
+fn rewrite_one(e: &Entry, entries: &[Entry], cx: &Context) -> Result<Named, Error> {
     let resolve = |target: &str| match cx.tree.locate(target) {
         Located::File(t) => Resolved::File(
             entries[t]
@@ -354,7 +299,7 @@ fn rewrite_one(e: &Entry, entries: &[Entry], cx: &Context) -> Result<Named> {
     )
     .map_err(|error| Error::Rewrite {
         path: e.src.rel.clone(),
-        error,
+        error: Box::new(error),
     })?;
     let bytes = out.into_bytes();
     let name = hashed_name(&e.src.rel, &cx.algo.fingerprint(&bytes));
@@ -385,6 +330,7 @@ fn carry(e: &Entry, resolve: &dyn Fn(&str) -> Resolved, cx: &Context) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn the_tree_knows_files_and_the_directories_holding_them() {
@@ -457,8 +403,8 @@ mod tests {
         let mut entries = scanned(&files, &texts);
         assert_eq!(entries[0].targets, ["img/x.png", "css/a.css.map"]);
         let err = check_missing(&mut entries, &tree, &missing::Policy::default()).unwrap_err();
-        let Some(Error::MissingReferences(refs)) = err.downcast_ref::<Error>() else {
-            panic!("{err:#}");
+        let Error::MissingReferences(refs) = err else {
+            panic!("{err}");
         };
         let got: Vec<_> = refs.iter().map(|m| (m.path.as_str(), m.line)).collect();
         assert_eq!(got, [("css/a.css", 2), ("css/b.css", 1)]);
@@ -491,32 +437,9 @@ mod tests {
             &["@import url(b.css);", "@import url(a.css);", "", ""],
         );
         let err = order(&entries, &tree).unwrap_err();
-        let Some(Error::Cycles(cycles)) = err.downcast_ref::<Error>() else {
-            panic!("{err:#}");
+        let Error::Cycles(cycles) = err else {
+            panic!("{err}");
         };
-        assert_eq!(cycles, &[vec!["css/a.css".to_string(), "css/b.css".into()]]);
-    }
-
-    #[test]
-    fn errors_keep_their_messages() {
-        let m = MissingReference {
-            path: "css/a.css".into(),
-            line: 2,
-            reference: "url(../img/nope.png)".into(),
-            target: "img/nope.png".into(),
-            line_text: "  h1 { background: url(../img/nope.png); }".into(),
-        };
-        let e = Error::MissingReferences(vec![m]).to_string();
-        assert!(
-            e.starts_with(
-                "1 missing reference:\ncss/a.css:2: url(../img/nope.png) references 'img/nope.png', \
-                 which is not a collected static file\n    h1 { background: url(../img/nope.png); }\n\
-                 (fix the reference or collect the file;"
-            ),
-            "{e}"
-        );
-        assert!(e.contains("--missing warn:'*.png'"), "{e}");
-        let e = Error::Cycles(vec![vec!["bar.css".into(), "foo.css".into()]]).to_string();
-        assert!(e.starts_with("Post-processing 'bar.css, foo.css' failed! These files reference each other in a cycle"), "{e}");
+        assert_eq!(cycles, [vec!["css/a.css".to_string(), "css/b.css".into()]]);
     }
 }

@@ -7,12 +7,13 @@ use super::report::{Log, Phases, Progress, Summary};
 use super::state::{self, State};
 use super::variants::{Compressed, Compressor};
 use super::write::{self, Staged};
-use super::{compress_settings, generations, ignore, parity, plan, process, CollectOptions};
+use super::{compress_settings, generations, ignore, parity, plan, process, CollectOptions, Error};
 use crate::django::Discovery;
 use crate::manifest::Manifest;
-use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use std::sync::Arc;
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One collect under way.
 pub struct Run<'a> {
@@ -244,10 +245,11 @@ impl<'a> Run<'a> {
                     let to_write: Vec<Content> = e.to_write().map(|o| o.content).collect();
                     for content in to_write {
                         match content {
-                            Content::Carried => bail!(
-                                "{} vanished from STATIC_ROOT during the collect; run it again",
-                                e.name.as_deref().unwrap_or_default()
-                            ),
+                            Content::Carried => {
+                                return Err(Error::OutputVanished {
+                                    rel: e.name.clone().unwrap_or_default(),
+                                })
+                            }
                             Content::Source => {
                                 e.source_bytes()?;
                             }
@@ -310,14 +312,12 @@ impl<'a> Run<'a> {
         self.phases
             .lap("stage", format!("{} outputs", staged.outputs));
         let manifest_bytes = manifest.map(|m| m.to_bytes());
-        let committed = stage
-            .commit(
-                manifest_bytes
-                    .as_deref()
-                    .map(|b| (d.storage.manifest_name.as_str(), b)),
-                opts.clear,
-            )
-            .with_context(|| format!("publishing {}", d.static_root.display()))?;
+        let committed = stage.commit(
+            manifest_bytes
+                .as_deref()
+                .map(|b| (d.storage.manifest_name.as_str(), b)),
+            opts.clear,
+        )?;
         self.phases.lap(
             "publish",
             if manifest_bytes.is_some() {

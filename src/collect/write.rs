@@ -4,7 +4,7 @@ use super::entry::{Entry, Output};
 use super::publish::{Stage, Written};
 use super::report::{Log, Progress};
 use super::variants::Compressed;
-use anyhow::Result;
+use super::Error;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -67,7 +67,7 @@ pub fn stage_all(
     link: bool,
     log: &Log,
     progress: &Progress,
-) -> Result<Staged> {
+) -> Result<Staged, Error> {
     let jobs: Vec<(&Entry, &Output, Role)> = entries
         .iter()
         .flat_map(|e| roles(e).into_iter().map(move |(o, r)| (e, o, r)))
@@ -78,7 +78,7 @@ pub fn stage_all(
     for batch in [writers, others] {
         batch
             .par_iter()
-            .try_for_each(|&&(e, o, role)| -> Result<()> {
+            .try_for_each(|&&(e, o, role)| -> Result<(), Error> {
                 stage_one(e, o, role, stage, compressed, link, log, &counts)?;
                 progress.inc();
                 Ok(())
@@ -113,7 +113,7 @@ fn stage_one(
     link: bool,
     log: &Log,
     counts: &Counters,
-) -> Result<()> {
+) -> Result<(), Error> {
     let src = e.src;
     let result = match role {
         Role::Symlink { .. } => stage.symlink(&o.rel, &src.abs)?,
