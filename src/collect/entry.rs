@@ -174,27 +174,44 @@ impl<'a> Entry<'a> {
         self.fingerprint = Some(fingerprint);
     }
 
-    /// Stage "outputs": the hashed copy (once named) and the original, each marked reused when
-    /// the previous tree already holds it with the right bytes: a hashed name pins its
-    /// content, and an original is the same when its source is unchanged since the last run.
+    /// Stage "outputs": plans each output whose content is final and that is not planned yet:
+    /// the original at once, the hashed copy once the file is named (a CSS/JS file once
+    /// rewritten). Each is marked reused when the previous tree already holds it with the
+    /// right bytes: a hashed name pins its content, and an original is the same when its
+    /// source is unchanged since the last run.
     pub fn plan_outputs(&mut self, l: &Layout) {
-        if l.post_process {
-            let rel = self
-                .name
-                .clone()
-                .expect("every file is named before its outputs");
-            let content = if self.carried {
-                Content::Carried
-            } else if self.rewritten.is_some() {
-                Content::Rewritten
-            } else {
-                Content::Source
-            };
-            self.hashed = Some(self.output(rel, true, false, content, l));
+        if l.post_process && self.hashed.is_none() {
+            if let Some(rel) = self.name.clone() {
+                let content = if self.carried {
+                    Content::Carried
+                } else if self.rewritten.is_some() {
+                    Content::Rewritten
+                } else {
+                    Content::Source
+                };
+                self.hashed = Some(self.output(rel, true, false, content, l));
+            }
         }
-        if !l.keep_only_hashed {
+        if !l.keep_only_hashed && self.original.is_none() {
             let rel = self.src.rel.clone();
             self.original = Some(self.output(rel, false, l.link, Content::Source, l));
+        }
+    }
+
+    /// Reads the source bytes that an output to be written needs and an earlier stage
+    /// skipped (its old copy vanished from STATIC_ROOT meanwhile).
+    pub fn load_sources(&mut self) -> Result<(), Error> {
+        if self.to_write().any(|o| o.content == Content::Source) {
+            self.source_bytes()?;
+        }
+        Ok(())
+    }
+
+    /// A hashed file carried over from the old tree (never read) must still be there.
+    pub fn check_carried(&self) -> Result<(), Error> {
+        match self.to_write().find(|o| o.content == Content::Carried) {
+            Some(o) => Err(Error::OutputVanished { rel: o.rel.clone() }),
+            None => Ok(()),
         }
     }
 
@@ -403,18 +420,22 @@ mod tests {
         fs::write(root.join("css/a.css"), b"a").unwrap();
         let l = layout(&root);
         let mut e = Entry::new(&src);
+        // Not named yet (CSS before its rewrite): only the original.
+        e.plan_outputs(&l);
+        assert!(e.hashed.is_none());
+        assert!(!e.original.as_ref().unwrap().reused);
         e.name = Some("css/a.111.css".into());
         e.plan_outputs(&l);
         let hashed = e.hashed.clone().unwrap();
-        let original = e.original.clone().unwrap();
         // A hashed name pins its content; the original is only trusted for an unchanged source.
         assert!(hashed.reused && hashed.content == Content::Source);
-        assert!(!original.reused);
         assert_eq!(
             e.outputs().map(|o| o.rel.as_str()).collect::<Vec<_>>(),
             ["css/a.111.css", "css/a.css"]
         );
         let prev = file_state(&abs, "css/a.111.css");
+        let mut e = Entry::new(&src);
+        e.name = Some("css/a.111.css".into());
         e.stat = Stat::of(&abs);
         e.prev = Some(&prev);
         e.rewritten = Some(Arc::from(&b"b"[..]));
@@ -424,6 +445,8 @@ mod tests {
         assert_eq!(e.to_write().count(), 0);
         // No previous state: nothing is trusted; --link: originals are symlinks, never reused;
         // KEEP_ONLY_HASHED_FILES: no original at all.
+        let mut e = Entry::new(&src);
+        e.name = Some("css/a.111.css".into());
         e.plan_outputs(&Layout {
             has_prev: false,
             link: true,
@@ -439,5 +462,30 @@ mod tests {
         });
         assert!(e.original.is_none());
         assert!(!e.hashed.as_ref().unwrap().reused);
+    }
+
+    #[test]
+    fn skipped_bytes_are_read_when_an_output_needs_them_and_carried_ones_must_exist() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("static");
+        let abs = t.path().join("a.css");
+        fs::write(&abs, b"a").unwrap();
+        let src = SourceFile {
+            rel: "css/a.css".into(),
+            abs,
+        };
+        let l = layout(&root);
+        let mut e = Entry::new(&src);
+        e.name = Some("css/a.111.css".into());
+        e.carried = true;
+        e.plan_outputs(&l);
+        e.load_sources().unwrap();
+        assert_eq!(e.bytes.as_deref(), Some(&b"a"[..]));
+        let err = e.check_carried().unwrap_err();
+        assert_eq!(err.kind(), "output_vanished");
+        assert!(
+            err.to_string().starts_with("css/a.111.css vanished"),
+            "{err}"
+        );
     }
 }

@@ -94,8 +94,10 @@ impl Default for CollectOptions {
 }
 
 /// Runs a collect for `d`, logging Django's lines to `log`: walk the sources, stat them,
-/// compare with the previous run (and stop there if nothing changed), read, name and rewrite,
-/// plan the outputs, compress, write them into a stage, publish it, record what was done.
+/// compare with the previous run (and stop there if nothing changed), read and name, rewrite
+/// CSS/JS, plan the outputs, compress, write them into a stage, publish it, record what was
+/// done. Compression runs in the background from the read on: each content as soon as its
+/// bytes are final (see [`variants`]).
 pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summary, Error> {
     let mut run = Run::new(d, opts, log);
     let plan = run.walk()?;
@@ -111,10 +113,10 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
     let layout = run.layout(prev.is_some());
     run.read(&mut entries, &layout)?;
     if layout.post_process {
-        run.name_and_rewrite(&mut entries, &plan.files, prev.as_ref())?;
+        run.rewrite(&mut entries, &plan.files, prev.as_ref(), &layout)?;
     }
     run.plan_outputs(&mut entries, &layout)?;
-    let compressed = run.compress(&mut entries);
+    let compressed = run.compress();
     let manifest = layout.post_process.then(|| run::manifest_of(&entries));
     let (staged, committed) =
         run.write_and_publish(&entries, compressed.as_ref(), manifest.as_ref())?;

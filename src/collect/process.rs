@@ -88,16 +88,22 @@ struct Context<'a> {
     static_root: &'a Path,
 }
 
+/// What is done with a CSS/JS file as soon as it is named (its outputs planned, its bytes
+/// handed to the compressor), while the next level is rewritten.
+pub type Ready<'r> = dyn Fn(&mut Entry) -> Result<(), Error> + Sync + 'r;
+
 /// Post-processing of the CSS/JS files among `entries` (indexed like `files`, the plan): scan
 /// their references, check that each names a collected file or directory, order them by
-/// their references, and rewrite and name them level by level. Every other file is named by
-/// its bytes already ([`Entry::name_by_content`]).
+/// their references, and rewrite and name them level by level, each level's files handed to
+/// `ready` once named. Every other file is named by its bytes already
+/// ([`Entry::name_by_content`]).
 pub fn process(
     entries: &mut [Entry],
     files: &[SourceFile],
     prev: Option<&State>,
     d: &Discovery,
     opts: &CollectOptions,
+    ready: &Ready,
 ) -> Result<(), Error> {
     let cx = Context {
         tree: Tree::new(files.iter().map(|f| f.rel.as_str())),
@@ -113,6 +119,18 @@ pub fn process(
     check_missing(entries, &cx.tree, &opts.missing)?;
     for level in order(entries, &cx.tree)? {
         rewrite_level(entries, &level, &cx)?;
+        let mut in_level = vec![false; entries.len()];
+        for &i in &level {
+            in_level[i] = true;
+        }
+        in_order(
+            entries
+                .par_iter_mut()
+                .enumerate()
+                .filter(|(i, _)| in_level[*i])
+                .map(|(_, e)| ready(e))
+                .collect(),
+        )?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The stages of one collect, in the order [`collect`](super::collect) calls them. Each works
 //! on the [`Entry`] records of the planned files; what a run shares (the project, the options,
 //! the summary being filled, the `-v 3` timings) is a [`Run`].
-use super::entry::{Content, Entry, Layout};
+use super::entry::{Entry, Layout};
 use super::publish::{self, Committed, Stage};
 use super::report::{Log, Phases, Progress, Summary};
 use super::state::{self, State};
@@ -26,6 +26,8 @@ pub struct Run<'a> {
     started: std::time::Instant,
     /// Digest of every setting that changes output (see `settings_key`).
     settings_key: String,
+    /// Compressing in the background from the read on (when variants are made at all).
+    compressor: Option<Compressor>,
 }
 
 impl<'a> Run<'a> {
@@ -39,6 +41,7 @@ impl<'a> Run<'a> {
             summary: Summary::new(&d.static_root, opts),
             started: std::time::Instant::now(),
             settings_key: super::settings_key(d, opts),
+            compressor: None,
         }
     }
 
@@ -175,38 +178,69 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Stage "read": the bytes of every source that needs reading.
+    /// Stage "read" (with "name" for a file that is not rewritten): the bytes of every source
+    /// that needs reading, and the digest of each. An entry whose outputs are final then (all
+    /// but the hashed copies of CSS/JS) has them planned and their contents handed to the
+    /// compressor, which starts on them while the rest of the collect runs.
     pub fn read(&mut self, entries: &mut [Entry], layout: &Layout) -> Result<()> {
         self.progress.stage("reading", entries.len());
-        in_order(entries.par_iter_mut().map(|e| e.read(layout)).collect())?;
+        let settings = compress_settings(self.d, self.opts);
+        // WhiteNoise compresses inside post-processing, so `--no-post-process` skips it too.
+        if !self.opts.no_post_process && settings.enabled() {
+            let cache = self.opts.cache.clone();
+            self.compressor = Some(Compressor::start(settings, cache, &self.progress));
+        }
+        let (algo, compressor) = (self.opts.hash, self.compressor.as_ref());
+        in_order(
+            entries
+                .par_iter_mut()
+                .map(|e| {
+                    e.read(layout)?;
+                    if layout.post_process {
+                        e.name_by_content(algo);
+                    }
+                    ready(e, layout, compressor)
+                })
+                .collect(),
+        )?;
         let read: Vec<&Arc<[u8]>> = entries.iter().filter_map(|e| e.bytes.as_ref()).collect();
         self.summary.bytes_in = read.iter().map(|b| b.len() as u64).sum();
         self.phases.lap(
             "read",
             format!(
-                "{} files, {} bytes; {} unchanged left unread",
+                "{} files, {} bytes; {} unchanged left unread{}",
                 read.len(),
                 self.summary.bytes_in,
-                entries.len() - read.len()
+                entries.len() - read.len(),
+                self.compressing()
             ),
         );
         Ok(())
     }
 
-    /// Stages "name" and "rewrite" (manifest storage): every file gets its hashed name, CSS/JS
-    /// once rewritten.
-    pub fn name_and_rewrite(
+    /// `; N contents handed to the compressor`, for the timing lines of the stages it overlaps.
+    fn compressing(&self) -> String {
+        match &self.compressor {
+            Some(c) => format!("; {} contents handed to the compressor", c.handed_in()),
+            None => String::new(),
+        }
+    }
+
+    /// Stage "rewrite" (manifest storage): CSS/JS named once rewritten, each handed to the
+    /// compressor as soon as it is; the counts of the hashing.
+    pub fn rewrite(
         &mut self,
         entries: &mut [Entry],
         files: &[plan::SourceFile],
         prev: Option<&State>,
+        layout: &Layout,
     ) -> Result<()> {
         let (d, opts) = (self.d, self.opts);
         self.progress.stage("hashing and rewriting", entries.len());
-        entries
-            .par_iter_mut()
-            .for_each(|e| e.name_by_content(opts.hash));
-        process::process(entries, files, prev, d, opts)?;
+        let compressor = self.compressor.as_ref();
+        process::process(entries, files, prev, d, opts, &|e| {
+            ready(e, layout, compressor)
+        })?;
         let s = &mut self.summary;
         s.rewritten = entries.iter().filter(|e| e.rewrote).count();
         // Fingerprinted this time: rewritten CSS/JS, and other files not known unchanged.
@@ -227,53 +261,31 @@ impl<'a> Run<'a> {
                     .join(e.name.as_ref().expect("named"))
                     .is_file()
         });
-        self.phases.lap(
-            "hash and rewrite",
-            format!("{} hashed, {} rewritten", s.hashed, s.rewritten),
-        );
+        let what = format!("{} hashed, {} rewritten", s.hashed, s.rewritten);
+        self.phases
+            .lap("hash and rewrite", format!("{what}{}", self.compressing()));
         Ok(())
     }
 
-    /// Stage "outputs": what each entry puts in STATIC_ROOT, and the bytes of every output to
-    /// be written after all (its old copy vanished meanwhile) that an earlier stage skipped.
+    /// Stage "outputs": every entry's outputs planned, with the bytes they need, and every
+    /// content to compress handed in (all were as they became final; this makes sure).
     pub fn plan_outputs(&mut self, entries: &mut [Entry], layout: &Layout) -> Result<()> {
+        let compressor = self.compressor.as_ref();
         in_order(
             entries
                 .par_iter_mut()
                 .map(|e| {
-                    e.plan_outputs(layout);
-                    let to_write: Vec<Content> = e.to_write().map(|o| o.content).collect();
-                    for content in to_write {
-                        match content {
-                            Content::Carried => {
-                                return Err(Error::OutputVanished {
-                                    rel: e.name.clone().unwrap_or_default(),
-                                })
-                            }
-                            Content::Source => {
-                                e.source_bytes()?;
-                            }
-                            Content::Rewritten => {}
-                        }
-                    }
-                    Ok(())
+                    ready(e, layout, compressor)?;
+                    e.check_carried()
                 })
                 .collect(),
         )
     }
 
-    /// Stage "compress": the variants of every content an output to be written wants.
-    pub fn compress(&mut self, entries: &mut [Entry]) -> Option<Compressed> {
-        let settings = compress_settings(self.d, self.opts);
-        // WhiteNoise compresses inside post-processing, so `--no-post-process` skips it too.
-        if self.opts.no_post_process || !settings.enabled() {
-            return None;
-        }
-        let compressor = Compressor::new(&settings, self.opts.cache.as_ref());
-        for e in entries.iter_mut() {
-            compressor.want(e);
-        }
-        let compressed = compressor.finish(&self.progress);
+    /// Stage "compress": waits for the variants of every content handed in. Most were made
+    /// while the earlier stages ran; the timing line is the wait for the rest.
+    pub fn compress(&mut self) -> Option<Compressed> {
+        let compressed = self.compressor.take()?.finish();
         let stats = compressed.stats;
         self.summary.compressions = stats.compressions;
         self.summary.cache_hits = stats.cache_hits;
@@ -284,7 +296,8 @@ impl<'a> Run<'a> {
         self.phases.lap(
             "compress",
             format!(
-                "{} contents: {} compressed, {} from the cache",
+                "{} contents: {} compressed, {} from the cache; the wait for what the \
+                 earlier stages left running",
                 stats.contents, stats.compressions, stats.cache_hits
             ),
         );
@@ -399,6 +412,18 @@ pub fn manifest_of(entries: &[Entry]) -> Manifest {
             .map(|e| (e.src.rel.clone(), e.name.clone().expect("named")))
             .collect(),
     )
+}
+
+/// An entry whose outputs' contents are final (all but a CSS/JS file's hashed copy before it
+/// is rewritten): plan them, read the bytes they need, hand what is to be compressed to the
+/// compressor.
+fn ready(e: &mut Entry, layout: &Layout, compressor: Option<&Compressor>) -> Result<()> {
+    e.plan_outputs(layout);
+    e.load_sources()?;
+    if let Some(c) = compressor {
+        c.want(e);
+    }
+    Ok(())
 }
 
 /// What the next run may trust about an entry (nothing if it could not be stat'ed).
