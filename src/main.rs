@@ -247,7 +247,28 @@ fn apply_pythonpath(project: &ProjectArgs) {
     }
 }
 
+/// `staticd collect`. With `--format json` a failure is reported on stdout too, as
+/// `{"error": {"kind": …, "message": …, …}}` (see `collect::error::Report`).
 fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
+    let json = args.format == Format::Json;
+    let result = collect_command(args);
+    if let (true, Err(e)) = (json, &result) {
+        let report = match e.downcast_ref::<collect::Error>() {
+            Some(c) => c.report(),
+            None => {
+                let kind = match e.downcast_ref::<django::DiscoverError>() {
+                    Some(_) => "discovery",
+                    None => "other",
+                };
+                collect::error::Report::other(kind, format!("{e:#}"))
+            }
+        };
+        println!("{}", serde_json::json!({ "error": report }));
+    }
+    result
+}
+
+fn collect_command(args: CollectArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     apply_pythonpath(&args.project);
     // Warnings of the library (e.g. publish falling back to per-file renames) go to stderr.
