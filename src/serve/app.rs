@@ -1,5 +1,6 @@
-//! The actix application, for HTTP/2 (h2c prior knowledge; every HTTP/1 connection is the
-//! `h1` loop's): one default service that routes with `dispatch`, as the `h1` loop does.
+//! The actix application, for HTTP/2 (h2c prior knowledge, or TLS with ALPN `h2`; every
+//! HTTP/1 connection is the `h1` loop's): one default service that routes with `dispatch`,
+//! as the `h1` loop does, after what the listener's `https::Front` answers first.
 //!
 //! No actix router is involved (it would re-decode paths and cost time): the raw path is
 //! checked against the static prefix; everything else goes to
@@ -7,14 +8,17 @@
 //! X-Accel-Redirect mounts and answers 404 when there is no upstream.
 
 use super::dispatch::{dispatch, Dispatch};
+use super::https::{Asked, Front};
 use super::log::{self, LogFormat};
 use super::message::{Request, Verb};
+use super::proxy::LocalAddr;
 use super::state::State;
 use actix_web::body::MessageBody;
 use actix_web::dev::{fn_service, Payload, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Version;
 use actix_web::{web, App, HttpRequest, HttpResponse};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Builds the App for one worker.
@@ -44,14 +48,37 @@ pub fn build(
 async fn answer(req: &HttpRequest, payload: Payload, state: &State) -> HttpResponse {
     // Only read the clock when the time will be logged.
     let start = (state.log_format != LogFormat::Off).then(Instant::now);
-    let res = match dispatch(state, req.uri().path()) {
-        Dispatch::Static(st) => {
-            let verb = Verb::of(req.method());
-            st.reply(verb, &Request::from_fields(req.headers()))
-                .into_actix(verb == Verb::Head)
-        }
-        Dispatch::Proxy => state.proxy.handle(req, payload).await,
+    // What HTTPS changes on this connection's listener (h1 puts it in the connection data).
+    let front = req.conn_data::<Arc<Front>>();
+    let early = front.filter(|f| f.answers_early()).and_then(|f| {
+        let asked = Asked {
+            path: req.uri().path(),
+            target: req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+            host: req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri().authority().map(|a| a.as_str())),
+            local: req.conn_data::<LocalAddr>().map(|a| a.0),
+        };
+        f.early(&asked)
+    });
+    let verb = Verb::of(req.method());
+    let mut res = match early {
+        Some(reply) => reply.into_actix(verb == Verb::Head),
+        None => match dispatch(state, req.uri().path()) {
+            Dispatch::Static(st) => st
+                .reply(verb, &Request::from_fields(req.headers()))
+                .into_actix(verb == Verb::Head),
+            Dispatch::Proxy => state.proxy.handle(req, payload).await,
+        },
     };
+    if let Some(hsts) = front.and_then(|f| f.hsts.as_ref()) {
+        let headers = res.headers_mut();
+        if !headers.contains_key(header::STRICT_TRANSPORT_SECURITY) {
+            headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
     if let Some(start) = start {
         log_access(req, &res, state.log_format, start);
     }

@@ -152,6 +152,9 @@ pub struct ServeArgs {
     /// WebSocket/Upgrade tunnels close after this long without traffic either way.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub ws_idle_timeout: Duration,
+
+    #[command(flatten)]
+    pub tls: super::tls_args::TlsArgs,
 }
 
 /// A command-line value that cannot be used; each carries the value as given, and the

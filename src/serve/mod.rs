@@ -2,7 +2,9 @@
 //!
 //! [`run`] builds the table, the proxy and the shared [`state::State`], starts the reloader,
 //! and serves every connection with the HTTP/1 loop (`h1`), which hands only h2c to
-//! actix-web (`app`). Both front ends route with `dispatch`.
+//! actix-web (`app`). Both front ends route with `dispatch`. With HTTPS on, a second
+//! listener (`tls_listen`) does the TLS handshake and gives each connection to one of them
+//! by ALPN.
 //!
 //! ## Modules, in dependency order
 //!
@@ -17,15 +19,18 @@
 //!      STATIC_URL → prefix.
 //!    - `beneath`: opening a file below a root that no symlink can lead out of.
 //!    - `body`: response bodies as memory pieces and file ranges.
-//!    - `socket`: a client connection's socket I/O (`writev`, `sendfile`, the lingering
-//!      close), for the HTTP/1 loop and its tunnels.
+//!    - `socket`: a plain client connection's socket I/O (`writev`, `sendfile`), for the
+//!      HTTP/1 loop and its tunnels.
 //!    - `log`: the access log and diagnostics.
 //! 2. What the answers are made of:
 //!    - `table`: STATIC_ROOT + manifest → URL table (variants, types, validators, caching).
 //!    - `message`: `Reply`, `Body`, `Verb`, `Request`, error pages.
+//!    - `stream`: a client connection, plain TCP or TLS, as the HTTP/1 loop and its tunnels
+//!      use it (what replaces `sendfile` under TLS).
 //! 3. Built on those:
 //!    - `headers`: the static tier's header sets.
 //!    - `reload`: watching for new generations and swapping the table.
+//!    - `https`: what a listener does once HTTPS is on (ACME challenges, the redirect, HSTS).
 //! 4. The two kinds of answer:
 //!    - `respond`: the static tier (one request: lookup, negotiation, preconditions, range).
 //!    - `proxy`: everything outside STATIC_URL (`--upstream`, media, internal mounts).
@@ -37,7 +42,10 @@
 //!    - `app`: actix-web's App, for HTTP/2 (h2c).
 //! 8. The HTTP/1 server:
 //!    - `h1`: every connection, for its whole life (h2c handed to `app`).
-//! 9. The command line:
+//! 9. The HTTPS flags:
+//!    - `tls_args`: the HTTPS flags and their checks.
+//! 10. The HTTPS listener, and the command line:
+//!    - `tls_listen`: the TLS handshake, then h2 or the HTTP/1 loop; certificates' upkeep.
 //!    - `config`: `staticd serve`'s flags and their value parsers.
 
 pub mod app;
@@ -51,6 +59,7 @@ pub mod dispatch;
 pub mod fields;
 pub mod h1;
 pub mod headers;
+pub mod https;
 pub mod log;
 pub mod message;
 pub mod negotiate;
@@ -61,7 +70,10 @@ pub mod reload;
 pub mod respond;
 pub mod socket;
 pub mod state;
+pub mod stream;
 pub mod table;
+pub mod tls_args;
+pub mod tls_listen;
 
 pub use config::ServeArgs;
 pub use log::LogFormat;
@@ -88,6 +100,8 @@ pub fn run_with(
     ),
 ) -> anyhow::Result<()> {
     log::init(args.log_format);
+    // Certificates first: a bad one stops staticd before anything else is done.
+    let mut https = tls_listen::Https::from_args(&args.tls)?;
     let (root, static_url) = locate(&args)?;
     // Absolute, so the reloader can watch the parent even for `--root static`.
     let root = std::path::absolute(&root).unwrap_or(root);
@@ -168,8 +182,28 @@ pub fn run_with(
         .with_context(|| format!("cannot bind {}", args.bind))?;
     let local = listener.local_addr()?;
     raise_backlog(&listener);
+    // --- HTTPS: its listener, bound here too so that both addresses are known up front.
+    let tls_listener = match &https {
+        Some(h) => {
+            let l = std::net::TcpListener::bind(h.bind)
+                .with_context(|| format!("cannot bind --https-bind {}", h.bind))?;
+            raise_backlog(&l);
+            Some(l)
+        }
+        None => None,
+    };
+    let tls_local = tls_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    // ---
     actix_web::rt::System::new().block_on(async move {
         let builder = actix_server::Server::build();
+        // --- HTTPS: ACME runs on this (the main) runtime; the plain listener learns what
+        // HTTPS changes for it (challenges, the redirect).
+        let mut plain_front = https::Front::default();
+        if let (Some(h), Some(tls_local)) = (https.as_mut(), tls_local) {
+            h.start_acme()?;
+            plain_front = h.plain_front(tls_local.port());
+        }
+        // ---
         let settings = h1::Settings {
             keep_alive: args.keep_alive,
             header_timeout: args.header_timeout,
@@ -177,8 +211,11 @@ pub fn run_with(
             max_body: args.max_body,
             local,
             shutdown: builder.graceful_shutdown_signal(),
+            front: Arc::new(plain_front),
         };
-        let server = builder
+        let tls_settings = settings.clone();
+        let state_tls = state.clone();
+        let mut builder = builder
             .workers(workers)
             .shutdown_timeout(args.shutdown_timeout.as_secs_f64().ceil() as u64)
             // actix treats SIGINT as a forced stop; we want both signals graceful.
@@ -186,10 +223,29 @@ pub fn run_with(
             // HTTP/1.x (our own loop) and h2c (actix-web) on the same plaintext port.
             .listen("staticd", listener, move || {
                 h1::factory(state.clone(), settings.clone())
-            })?
-            .run();
+            })?;
+        // --- HTTPS: TLS, then HTTP/2 or HTTP/1.1 by ALPN.
+        if let (Some(h), Some(l), Some(tls_local)) = (&https, tls_listener, tls_local) {
+            let settings = h1::Settings {
+                local: tls_local,
+                front: Arc::new(h.tls_front()),
+                ..tls_settings
+            };
+            let acceptor = h.acceptor.clone();
+            builder = builder.listen("staticd-https", l, move || {
+                tls_listen::factory(state_tls.clone(), settings.clone(), acceptor.clone())
+            })?;
+        }
+        // ---
+        let server = builder.run();
         // Tests and supervisors read this line to learn the port (`--bind 127.0.0.1:0`).
         eprintln!("staticd serve: listening on http://{local}");
+        if let Some(tls_local) = tls_local {
+            eprintln!("staticd serve: listening on https://{tls_local}");
+        }
+        // SIGHUP re-reads the certificate files (what else a reload does is added here).
+        let https = https.map(Arc::new);
+        actix_web::rt::spawn(on_hangup(https.clone()));
         if args.health_check.is_some() && !args.upstreams.is_empty() {
             actix_web::rt::spawn(proxy.health_loop());
         }
@@ -238,6 +294,23 @@ fn locate(args: &ServeArgs) -> anyhow::Result<(std::path::PathBuf, String)> {
                 root,
                 args.static_url.clone().unwrap_or_else(|| "/static/".into()),
             ))
+        }
+    }
+}
+
+/// SIGHUP: re-reads the certificate files (`Https::reload_certificates`).
+async fn on_hangup(https: Option<Arc<tls_listen::Https>>) {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match &https {
+            Some(h) => {
+                tracing::info!("SIGHUP: re-reading the certificate files");
+                h.reload_certificates();
+            }
+            None => tracing::info!("SIGHUP: nothing to reload"),
         }
     }
 }

@@ -14,12 +14,18 @@
 //! the accept, later ones from their first byte), a body may pause at most
 //! `--body-timeout` (408), an idle connection lives `--keep-alive`, and a client that stops
 //! reading is dropped after [`socket::SEND_TIMEOUT`]. A request refused before its body was
-//! read is answered and the connection closed after a lingering read ([`socket::linger`]),
+//! read is answered and the connection closed after a lingering read ([`ClientIo::linger`]),
 //! so the answer is not lost to a reset.
 //!
 //! On a graceful shutdown a request being answered finishes (bounded by
 //! `--shutdown-timeout`); the rest ends at once: an idle connection closes, a lingering
 //! read is cut, and a tunnel is closed on both sides.
+//!
+//! The same loop serves HTTP/1.1 over TLS ([`serve_over`], from `tls_listen`): it is
+//! generic over the connection ([`ClientIo`]), and only the way bytes reach the socket
+//! differs (`stream` says what replaces `sendfile` there). The listener's [`Front`] adds
+//! what HTTPS changes: ACME challenges and the redirect on the plain listener, HSTS and
+//! `X-Forwarded-Proto: https` on the TLS one.
 //!
 //! Only h2c (prior knowledge: the connection starts with `PRI * HTTP/2.0`) goes elsewhere:
 //! the connection, with the bytes already read, is handed to actix-web's HTTP/2 service
@@ -40,10 +46,12 @@ pub mod response;
 
 use super::body::Segment;
 use super::dispatch::{dispatch, Dispatch};
+use super::https::{Asked, Front};
 use super::log::{self, LogFormat};
 use super::message::{error_page, Body, Reply, Verb};
 use super::socket::{self, Prefixed};
 use super::state::State;
+use super::stream::ClientIo;
 use super::{headers, proxy};
 use actix_http::HttpService;
 use actix_server::GracefulShutdownSignal;
@@ -88,6 +96,8 @@ pub struct Settings {
     pub max_body: u64,
     pub local: SocketAddr,
     pub shutdown: GracefulShutdownSignal,
+    /// What HTTPS changes on this listener (nothing when it is off).
+    pub front: Arc<Front>,
 }
 
 /// The per-worker service factory for accepted TCP connections.
@@ -95,27 +105,7 @@ pub fn factory(
     state: Arc<State>,
     settings: Settings,
 ) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()> {
-    let signal = settings.shutdown.clone();
-    let h2 = HttpService::build()
-        .keep_alive(settings.keep_alive)
-        .client_request_timeout(settings.header_timeout)
-        .client_disconnect_timeout(Duration::from_secs(1))
-        .local_addr(settings.local)
-        .graceful_shutdown_signal(move || {
-            let s = signal.clone();
-            async move { s.notified().await }
-        })
-        .on_connect_ext(|io: &Prefixed, data: &mut actix_web::dev::Extensions| {
-            if let Ok(addr) = io.local_addr() {
-                data.insert(proxy::LocalAddr(addr));
-            }
-        })
-        .h2(map_config(
-            super::app::build(actix_web::web::Data::from(state.clone()))
-                .into_factory()
-                .map_err(|e| e.error_response()),
-            |_| AppConfig::default(),
-        ));
+    let h2 = h2_service(&state, &settings, |io: &Prefixed| io.local_addr().ok());
     let settings = Rc::new(settings);
     fn_factory(move || {
         let h2 = h2.new_service(());
@@ -127,6 +117,48 @@ pub fn factory(
             }))
         }
     })
+}
+
+/// actix-web's HTTP/2 service for connections of type `T` (h2c handed over by the loop, or
+/// TLS with ALPN `h2`), with the listener's settings; `local` reads the address the client
+/// reached. Each connection's data holds that address and the listener's [`Front`].
+pub fn h2_service<T>(
+    state: &Arc<State>,
+    settings: &Settings,
+    local: fn(&T) -> Option<SocketAddr>,
+) -> impl ServiceFactory<
+    (T, Option<SocketAddr>),
+    Config = (),
+    Response = (),
+    Error = actix_http::error::DispatchError,
+    InitError = (),
+>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    let signal = settings.shutdown.clone();
+    let front = settings.front.clone();
+    HttpService::build()
+        .keep_alive(settings.keep_alive)
+        .client_request_timeout(settings.header_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .local_addr(settings.local)
+        .graceful_shutdown_signal(move || {
+            let s = signal.clone();
+            async move { s.notified().await }
+        })
+        .on_connect_ext(move |io: &T, data: &mut actix_web::dev::Extensions| {
+            if let Some(addr) = local(io) {
+                data.insert(proxy::LocalAddr(addr));
+            }
+            data.insert(front.clone());
+        })
+        .h2(map_config(
+            super::app::build(actix_web::web::Data::from(state.clone()))
+                .into_factory()
+                .map_err(|e| e.error_response()),
+            |_| AppConfig::default(),
+        ))
 }
 
 /// How the loop left a connection.
@@ -151,17 +183,39 @@ where
     let _ = io.set_nodelay(true);
     let peer = io.peer_addr().ok();
     let mut buf = BytesMut::with_capacity(4096);
-    let mut conn = Conn {
-        io: &io,
-        state: &state,
-        settings: &settings,
-        peer,
-        out: Vec::with_capacity(512),
-    };
-    if conn.run(&mut buf).await == End::H2c {
+    if run(&io, peer, &state, &settings, &mut buf).await == End::H2c {
         let _ = h2.call((Prefixed::new(buf, io), peer)).await;
     }
     Ok(())
+}
+
+/// Serves HTTP/1.x on a connection whose protocol is settled (TLS with ALPN `http/1.1` or
+/// none): a connection that starts with h2c's preface is closed.
+pub async fn serve_over<I: ClientIo>(
+    io: &I,
+    peer: Option<SocketAddr>,
+    state: &State,
+    settings: &Settings,
+) {
+    let mut buf = BytesMut::with_capacity(4096);
+    run(io, peer, state, settings, &mut buf).await;
+}
+
+async fn run<I: ClientIo>(
+    io: &I,
+    peer: Option<SocketAddr>,
+    state: &State,
+    settings: &Settings,
+    buf: &mut BytesMut,
+) -> End {
+    let mut conn = Conn {
+        io,
+        state,
+        settings,
+        peer,
+        out: Vec::with_capacity(512),
+    };
+    conn.run(buf).await
 }
 
 /// What waiting for a head gave.
@@ -196,8 +250,8 @@ enum BodyFail {
     Gone,
 }
 
-struct Conn<'a> {
-    io: &'a TcpStream,
+struct Conn<'a, I> {
+    io: &'a I,
     state: &'a State,
     settings: &'a Settings,
     peer: Option<SocketAddr>,
@@ -205,7 +259,7 @@ struct Conn<'a> {
     out: Vec<u8>,
 }
 
-impl Conn<'_> {
+impl<I: ClientIo> Conn<'_, I> {
     async fn run(&mut self, buf: &mut BytesMut) -> End {
         // One shutdown listener for the connection's life, polled whenever it idles.
         let mut stop = std::pin::pin!(self.settings.shutdown.notified());
@@ -298,10 +352,7 @@ impl Conn<'_> {
                 }
             }
             let begun = !buf.is_empty();
-            let read = std::pin::pin!(tokio::time::timeout_at(
-                deadline,
-                socket::read_some(self.io, buf)
-            ));
+            let read = std::pin::pin!(tokio::time::timeout_at(deadline, self.io.read_some(buf)));
             // Between requests an idle connection closes when the server stops.
             let got = if begun {
                 read.await
@@ -326,7 +377,8 @@ impl Conn<'_> {
             body::Decoder::new(head.body, self.settings.max_body).map_err(BodyFail::Bad)?;
         // RFC 9110 §10.1.1: only when the body will be read, and not once it is coming.
         if head.expect_continue && buf.is_empty() {
-            socket::write_all(self.io, b"HTTP/1.1 100 Continue\r\n\r\n", &[])
+            self.io
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", &[])
                 .await
                 .map_err(|_| BodyFail::Gone)?;
         }
@@ -339,7 +391,7 @@ impl Conn<'_> {
             if decoder.decode(buf, &mut out).map_err(BodyFail::Bad)? {
                 return Ok(out.freeze());
             }
-            let read = socket::read_more(self.io, buf, socket::BODY_READ);
+            let read = self.io.read_more(buf, socket::BODY_READ);
             match tokio::time::timeout(self.settings.body_timeout, read).await {
                 Err(_) => return Err(BodyFail::TimedOut),
                 Ok(Ok(n)) if n > 0 => {}
@@ -393,6 +445,9 @@ impl Conn<'_> {
         start: Option<Instant>,
         rest: Option<&mut BytesMut>,
     ) -> bool {
+        if let Some(reply) = self.early(head, buf) {
+            return self.send(head, buf, reply, start, After::Request).await;
+        }
         if head.verb == Verb::Other {
             if let Some((reply, after)) = self.special(head, buf) {
                 return self.send(head, buf, reply, start, after).await;
@@ -410,6 +465,30 @@ impl Conn<'_> {
             }
             Dispatch::Proxy => self.proxied(head, buf, path, body, start, rest).await,
         }
+    }
+
+    /// What the listener answers before routing (HTTPS on: an ACME challenge, the redirect).
+    fn early(&self, head: &Head, buf: &[u8]) -> Option<Reply<'static>> {
+        let front = &self.settings.front;
+        if !front.answers_early() || head.form == Form::Asterisk {
+            return None;
+        }
+        let origin = request::text(buf, Some(head.origin.clone()));
+        let target = if origin.starts_with('/') {
+            Cow::Borrowed(origin)
+        } else {
+            Cow::Owned(format!("/{origin}"))
+        };
+        let host = head.host(buf);
+        front.early(&Asked {
+            path: match request::text(buf, Some(head.path.clone())) {
+                "" => "/",
+                p => p,
+            },
+            target: &target,
+            host,
+            local: host.is_none().then(|| self.io.local_addr()).flatten(),
+        })
     }
 
     /// What no route answers: `OPTIONS *` (200 with `Allow`), CONNECT (405, close: this is
@@ -466,8 +545,9 @@ impl Conn<'_> {
             host,
             peer: self.peer.map(|a| a.ip()),
             // Only asked for when there is no Host to forward (a syscall).
-            local: host.is_none().then(|| self.io.local_addr().ok()).flatten(),
-            client_fd: Some(std::os::unix::io::AsRawFd::as_raw_fd(self.io)),
+            local: host.is_none().then(|| self.io.local_addr()).flatten(),
+            client_fd: Some(self.io.fd()),
+            https: self.settings.front.secure,
         };
         let proxy = &state.proxy;
         if let Some(reply) = proxy.local(&inc) {
@@ -495,7 +575,7 @@ impl Conn<'_> {
         if let Some(start) = start {
             self.log(head, buf, r.status, 0, start);
         }
-        if socket::write_all(self.io, &self.out, &[]).await.is_ok() {
+        if self.io.write_all(&self.out, &[]).await.is_ok() {
             let stop = self.settings.shutdown.notified();
             switch.splice(self.io, rest.split(), stop).await;
         }
@@ -518,6 +598,7 @@ impl Conn<'_> {
             }
             return false;
         }
+        self.settings.front.add_hsts(&mut reply.headers);
         let framing = response::framing(reply.status, &reply.body, head.http10);
         let keep = after == After::Request
             && head.keep_alive
@@ -544,13 +625,13 @@ impl Conn<'_> {
             .write(&mut reply.body, head_only, framing, &mut streamed)
             .await;
         if persist == Persist::Close {
-            socket::finish(self.io);
+            self.io.finish().await;
         }
         if let (Some(start), None) = (start, known) {
             self.log(head, buf, reply.status, streamed, start);
         }
         if after == After::Linger && sent.is_ok() {
-            socket::linger(self.io, self.settings.shutdown.notified()).await;
+            self.io.linger(self.settings.shutdown.notified()).await;
         }
         sent.is_ok() && persist != Persist::Close
     }
@@ -566,12 +647,12 @@ impl Conn<'_> {
     ) -> std::io::Result<u64> {
         let io = self.io;
         if head_only {
-            socket::write_all(io, &self.out, &[]).await?;
+            io.write_all(&self.out, &[]).await?;
             return Ok(0);
         }
         match body {
-            Body::Empty | Body::Omitted(_) => socket::write_all(io, &self.out, &[]).await?,
-            Body::Mem(bytes) => socket::write_all(io, &self.out, bytes).await?,
+            Body::Empty | Body::Omitted(_) => io.write_all(&self.out, &[]).await?,
+            Body::Mem(bytes) => io.write_all(&self.out, bytes).await?,
             Body::Parts { segments, file } => {
                 // Memory pieces (the head, part headers) are held back until a file range
                 // follows them: they go out with MSG_MORE to share its packets. The last
@@ -587,37 +668,37 @@ impl Conn<'_> {
                                 return Err(std::io::Error::other("file segment without file"));
                             };
                             for piece in held.drain(..) {
-                                socket::send_more(io, piece).await?;
+                                io.send_more(piece).await?;
                             }
-                            socket::send_file(io, file, *offset, *len).await?;
+                            io.send_file(file, *offset, *len).await?;
                         }
                     }
                 }
                 if let Some((last, before)) = held.split_last() {
                     for piece in before {
-                        socket::send_more(io, piece).await?;
+                        io.send_more(piece).await?;
                     }
-                    socket::write_all(io, last, &[]).await?;
+                    io.write_all(last, &[]).await?;
                 }
             }
             Body::Stream { stream, .. } => {
                 // The head goes at once: a server-sent event stream may wait long for its
                 // first event. Each chunk is written as it arrives.
-                socket::write_all(io, &self.out, &[]).await?;
+                io.write_all(&self.out, &[]).await?;
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk?;
                     if framing == Framing::Chunked {
                         if chunk.is_empty() {
                             continue;
                         }
-                        socket::write_chunk(io, &chunk).await?;
+                        io.write_chunk(&chunk).await?;
                     } else {
-                        socket::write_all(io, &chunk, &[]).await?;
+                        io.write_all(&chunk, &[]).await?;
                     }
                     *streamed += chunk.len() as u64;
                 }
                 if framing == Framing::Chunked {
-                    socket::write_all(io, b"0\r\n\r\n", &[]).await?;
+                    io.write_all(b"0\r\n\r\n", &[]).await?;
                 }
                 return Ok(*streamed);
             }

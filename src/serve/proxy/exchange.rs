@@ -35,7 +35,7 @@ impl Proxy {
             peer: inc.peer,
             trusted: forward::trusted(inc.peer, &self.opts.trusted),
             host: Some(host),
-            scheme: "http",
+            scheme: if inc.https { "https" } else { "http" },
             upgrade,
         };
         let mut out = client::start_request(inc.method, inc.target, body.len());

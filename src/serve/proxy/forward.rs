@@ -63,7 +63,8 @@ pub struct Inbound<'a> {
     pub trusted: bool,
     /// Host header, or the authority of an HTTP/2 request.
     pub host: Option<&'a str>,
-    /// `http` (staticd itself does not terminate TLS).
+    /// `https` for a request that came over TLS, else `http` (a trusted proxy's
+    /// `X-Forwarded-Proto` wins over it).
     pub scheme: &'a str,
     /// Keep `Upgrade`/`Connection: upgrade` (WebSocket tunnel).
     pub upgrade: Option<&'a [u8]>,

@@ -5,6 +5,7 @@
 use super::relay::Watch;
 use super::Proxy;
 use crate::serve::fields::Fields;
+use crate::serve::https::Front;
 use crate::serve::message::page;
 use actix_web::dev::Payload;
 use actix_web::http::header as ax;
@@ -34,6 +35,8 @@ pub struct Incoming<'a> {
     /// The client's socket, watched for a close while the upstream works (HTTP/1 only: an
     /// HTTP/2 stream's task may outlive its connection's descriptor).
     pub client_fd: Option<std::os::unix::io::RawFd>,
+    /// Came over TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
 }
 
 impl<'a> Incoming<'a> {
@@ -53,6 +56,9 @@ impl<'a> Incoming<'a> {
             local: req.conn_data::<LocalAddr>().map(|a| a.0),
             // HTTP/2 streams run as tasks of their own that may outlive the socket.
             client_fd: None,
+            https: req
+                .conn_data::<std::sync::Arc<Front>>()
+                .is_some_and(|f| f.secure),
         }
     }
 }

@@ -1,0 +1,260 @@
+//! `staticd serve`'s HTTPS flags (one clap group, flattened into `ServeArgs`), and their
+//! checks.
+//!
+//! The listeners, decided here and written in the README ("HTTPS"):
+//! - `--https-bind ADDR` is the TLS listener (HTTP/2 and HTTP/1.1 by ALPN). HTTPS is on when
+//!   certificates are given (`--tls-cert`/`--tls-key` pairs, `--acme-domain`), and then
+//!   `--https-bind` is required: no default port, as `--bind`'s default is a loopback one
+//!   and 443 needs privileges; saying where HTTPS listens is part of turning it on.
+//! - `--bind` stays the plain-HTTP listener. With HTTPS on it answers ACME HTTP-01
+//!   challenges and redirects everything else to HTTPS (308), unless `--no-redirect-http`
+//!   keeps it serving as without HTTPS (a load balancer's health check on a private
+//!   network, say; the challenges are still answered).
+
+use crate::tls::acme::{LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// HTTPS: TLS with certificates from files or ACME, the redirect, HSTS.
+#[derive(clap::Args, Debug, Clone, Default)]
+#[command(next_help_heading = "HTTPS")]
+pub struct TlsArgs {
+    /// Address of the HTTPS listener (TLS 1.2/1.3; HTTP/2 or HTTP/1.1 by ALPN). Required
+    /// with --tls-cert or --acme-domain; --bind then redirects to it (see --no-redirect-http).
+    #[arg(long, value_name = "ADDR", env = "STATICD_HTTPS_BIND")]
+    pub https_bind: Option<SocketAddr>,
+
+    /// Certificate chain (PEM, leaf first), repeatable: one certificate per --tls-cert, its
+    /// key the --tls-key in the same position. Chosen by SNI; the first is the default.
+    /// Reloaded when the files change and on SIGHUP.
+    #[arg(long = "tls-cert", value_name = "PEM", requires = "tls_keys")]
+    pub tls_certs: Vec<PathBuf>,
+
+    /// Private key (PEM) of the --tls-cert in the same position.
+    #[arg(long = "tls-key", value_name = "PEM", requires = "tls_certs")]
+    pub tls_keys: Vec<PathBuf>,
+
+    /// Obtain and renew a certificate for this name through ACME (repeatable: one
+    /// certificate per name). The CA connects to port 443 (TLS-ALPN-01) or 80 (HTTP-01) of
+    /// the name: --https-bind or --bind must be reachable there.
+    #[arg(long = "acme-domain", value_name = "NAME")]
+    pub acme_domains: Vec<String>,
+
+    /// Contact address for the ACME account (the CA's expiry and policy mail).
+    #[arg(long, value_name = "EMAIL", requires = "acme_domains")]
+    pub acme_email: Option<String>,
+
+    /// ACME directory URL.
+    #[arg(long, value_name = "URL", default_value = LETS_ENCRYPT, requires = "acme_domains")]
+    pub acme_directory: String,
+
+    /// Let's Encrypt's staging directory (certificates no browser trusts, generous rate
+    /// limits): for trying a setup out.
+    #[arg(long, conflicts_with = "acme_directory", requires = "acme_domains")]
+    pub acme_staging: bool,
+
+    /// Where the ACME account and certificates are kept (0700; keys 0600). Replicas may
+    /// share it. Default: $STATE_DIRECTORY/acme, $XDG_DATA_HOME/staticd/acme,
+    /// ~/.local/share/staticd/acme or /var/lib/staticd/acme.
+    #[arg(long, value_name = "DIR", requires = "acme_domains")]
+    pub acme_store: Option<PathBuf>,
+
+    /// CA certificate(s) (PEM) to trust for the ACME server's own HTTPS instead of the
+    /// system's: a private CA (step-ca), or Pebble in tests.
+    #[arg(long, value_name = "PEM", requires = "acme_domains")]
+    pub acme_ca_root: Option<PathBuf>,
+
+    /// Send `Strict-Transport-Security: max-age=SECONDS` on HTTPS responses. Off by default:
+    /// browsers then refuse plain HTTP to the name for that long, whatever happens to the
+    /// certificate; start small (300) and raise it once HTTPS is known to work.
+    #[arg(long, value_name = "SECONDS")]
+    pub hsts: Option<u64>,
+
+    /// Add `includeSubDomains` to HSTS: every subdomain must serve HTTPS too.
+    #[arg(long, requires = "hsts")]
+    pub hsts_include_subdomains: bool,
+
+    /// Add `preload` to HSTS (needs --hsts-include-subdomains and --hsts ≥ 31536000). Being
+    /// on the browsers' preload list is hard to undo.
+    #[arg(long, requires = "hsts")]
+    pub hsts_preload: bool,
+
+    /// With HTTPS on, keep --bind serving as without HTTPS instead of redirecting to HTTPS
+    /// (ACME challenges are answered either way).
+    #[arg(long)]
+    pub no_redirect_http: bool,
+
+    /// The port redirects name, when clients reach HTTPS on another port than
+    /// --https-bind's (a container's port mapping). Default: --https-bind's.
+    #[arg(long, value_name = "PORT")]
+    pub redirect_port: Option<u16>,
+}
+
+/// A combination of HTTPS flags that cannot work (what clap's own rules do not cover).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsArgsError {
+    #[error("--tls-cert is given {certs} times and --tls-key {keys}: give one key per certificate, in the same order")]
+    Unpaired { certs: usize, keys: usize },
+    #[error(
+        "--https-bind is needed with {0}: the address of the HTTPS listener (0.0.0.0:443, say)"
+    )]
+    NoHttpsBind(&'static str),
+    #[error("--https-bind needs certificates: --tls-cert/--tls-key, or --acme-domain")]
+    NoCertificates,
+    #[error("{0} needs HTTPS (--https-bind with --tls-cert or --acme-domain)")]
+    NeedsHttps(&'static str),
+    #[error(transparent)]
+    Hsts(#[from] super::https::HstsError),
+}
+
+impl TlsArgs {
+    /// Whether HTTPS is on (the flags having been [`TlsArgs::check`]ed).
+    pub fn enabled(&self) -> bool {
+        self.https_bind.is_some()
+    }
+
+    /// The ACME directory: `--acme-directory`, or Let's Encrypt's staging one.
+    pub fn directory(&self) -> &str {
+        if self.acme_staging {
+            LETS_ENCRYPT_STAGING
+        } else {
+            &self.acme_directory
+        }
+    }
+
+    /// Refuses the combinations that cannot work, naming the flags.
+    pub fn check(&self) -> Result<(), TlsArgsError> {
+        let (certs, keys) = (self.tls_certs.len(), self.tls_keys.len());
+        if certs != keys {
+            return Err(TlsArgsError::Unpaired { certs, keys });
+        }
+        let has_certs = certs > 0 || !self.acme_domains.is_empty();
+        match (self.https_bind.is_some(), has_certs) {
+            (false, true) if certs > 0 => return Err(TlsArgsError::NoHttpsBind("--tls-cert")),
+            (false, true) => return Err(TlsArgsError::NoHttpsBind("--acme-domain")),
+            (true, false) => return Err(TlsArgsError::NoCertificates),
+            _ => {}
+        }
+        if !self.enabled() {
+            for (given, flag) in [
+                (self.hsts.is_some(), "--hsts"),
+                (self.no_redirect_http, "--no-redirect-http"),
+                (self.redirect_port.is_some(), "--redirect-port"),
+            ] {
+                if given {
+                    return Err(TlsArgsError::NeedsHttps(flag));
+                }
+            }
+        }
+        self.hsts_value()?;
+        Ok(())
+    }
+
+    /// The `Strict-Transport-Security` value, when `--hsts` is given.
+    pub fn hsts_value(
+        &self,
+    ) -> Result<Option<actix_web::http::header::HeaderValue>, super::https::HstsError> {
+        self.hsts
+            .map(|max_age| {
+                super::https::hsts_value(max_age, self.hsts_include_subdomains, self.hsts_preload)
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        tls: TlsArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<TlsArgs, String> {
+        let cli = Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.tls.check().map_err(|e| e.to_string())?;
+        Ok(cli.tls)
+    }
+
+    #[test]
+    fn https_is_off_by_default_and_on_with_a_listener_and_certificates() {
+        let off = parse(&[]).unwrap();
+        assert!(!off.enabled());
+        assert_eq!(off.directory(), LETS_ENCRYPT);
+        let on = parse(&[
+            "--https-bind",
+            "127.0.0.1:8443",
+            "--tls-cert",
+            "a.crt",
+            "--tls-key",
+            "a.key",
+            "--tls-cert",
+            "b.crt",
+            "--tls-key",
+            "b.key",
+        ])
+        .unwrap();
+        assert!(on.enabled());
+        assert_eq!(on.tls_certs.len(), 2);
+        let acme = parse(&[
+            "--https-bind",
+            "0.0.0.0:443",
+            "--acme-domain",
+            "example.com",
+            "--acme-staging",
+        ])
+        .unwrap();
+        assert_eq!(acme.directory(), LETS_ENCRYPT_STAGING);
+    }
+
+    #[test]
+    fn impossible_combinations_are_refused_naming_the_flags() {
+        let e = parse(&["--tls-cert", "a", "--tls-key", "k"]).unwrap_err();
+        assert!(e.contains("--https-bind is needed with --tls-cert"), "{e}");
+        let e = parse(&["--acme-domain", "a.test"]).unwrap_err();
+        assert!(
+            e.contains("--https-bind is needed with --acme-domain"),
+            "{e}"
+        );
+        let e = parse(&["--https-bind", "127.0.0.1:1"]).unwrap_err();
+        assert!(e.contains("--https-bind needs certificates"), "{e}");
+        let e = parse(&[
+            "--https-bind",
+            "127.0.0.1:1",
+            "--tls-cert",
+            "a",
+            "--tls-cert",
+            "b",
+            "--tls-key",
+            "k",
+        ])
+        .unwrap_err();
+        assert!(
+            e.contains("--tls-cert is given 2 times and --tls-key 1"),
+            "{e}"
+        );
+        let e = parse(&["--hsts", "300"]).unwrap_err();
+        assert!(e.contains("--hsts needs HTTPS"), "{e}");
+        let e = parse(&["--no-redirect-http"]).unwrap_err();
+        assert!(e.contains("--no-redirect-http needs HTTPS"), "{e}");
+        let e = parse(&[
+            "--https-bind",
+            "127.0.0.1:1",
+            "--acme-domain",
+            "a.test",
+            "--hsts",
+            "300",
+            "--hsts-preload",
+        ])
+        .unwrap_err();
+        assert!(e.contains("--hsts-preload needs"), "{e}");
+        // clap's own rules: an ACME option without a domain, a key without a certificate.
+        assert!(parse(&["--acme-email", "a@b.c"]).is_err());
+        assert!(parse(&["--tls-key", "k"]).is_err());
+        assert!(parse(&["--hsts-preload"]).is_err());
+    }
+}
