@@ -174,6 +174,16 @@ impl<'a> Reply<'a> {
         if self.close {
             b.force_close();
         }
+        // 304 and 204 carry no Content-Length at all (RFC 9110 §8.6: a 304's would have to be
+        // the 200's length); actix's HTTP/2 writer adds `content-length: 0` to any sized
+        // body, an empty one included, so these get a body of no size.
+        if matches!(
+            self.status,
+            StatusCode::NOT_MODIFIED | StatusCode::NO_CONTENT
+        ) && matches!(self.body, Body::Empty)
+        {
+            return b.body(actix_web::body::None::new());
+        }
         if head {
             return match self.body {
                 Body::Empty => b.finish(),
