@@ -11,7 +11,7 @@
 //!   keeps it serving as without HTTPS (a load balancer's health check on a private
 //!   network, say; the challenges are still answered).
 
-use crate::tls::acme::{LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
+use crate::tls::acme::{ChallengeKind, LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -64,6 +64,19 @@ pub struct TlsArgs {
     #[arg(long, value_name = "PEM", requires = "acme_domains")]
     pub acme_ca_root: Option<PathBuf>,
 
+    /// ACME challenge types to answer, in order of preference (each failed attempt moves to
+    /// the next): tls-alpn-01 needs --https-bind reachable on port 443, http-01 needs --bind
+    /// reachable on port 80.
+    #[arg(
+        long = "acme-challenge",
+        value_name = "TYPE",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "tls-alpn-01,http-01",
+        requires = "acme_domains"
+    )]
+    pub acme_challenges: Vec<Challenge>,
+
     /// Send `Strict-Transport-Security: max-age=SECONDS` on HTTPS responses. Off by default:
     /// browsers then refuse plain HTTP to the name for that long, whatever happens to the
     /// certificate; start small (300) and raise it once HTTPS is known to work.
@@ -90,6 +103,24 @@ pub struct TlsArgs {
     pub redirect_port: Option<u16>,
 }
 
+/// `--acme-challenge` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Challenge {
+    #[value(name = "tls-alpn-01")]
+    TlsAlpn01,
+    #[value(name = "http-01")]
+    Http01,
+}
+
+impl From<Challenge> for ChallengeKind {
+    fn from(c: Challenge) -> Self {
+        match c {
+            Challenge::TlsAlpn01 => ChallengeKind::TlsAlpn01,
+            Challenge::Http01 => ChallengeKind::Http01,
+        }
+    }
+}
+
 /// A combination of HTTPS flags that cannot work (what clap's own rules do not cover).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TlsArgsError {
@@ -111,6 +142,18 @@ impl TlsArgs {
     /// Whether HTTPS is on (the flags having been [`TlsArgs::check`]ed).
     pub fn enabled(&self) -> bool {
         self.https_bind.is_some()
+    }
+
+    /// The challenge types, most preferred first, each once.
+    pub fn challenges(&self) -> Vec<ChallengeKind> {
+        let mut kinds: Vec<ChallengeKind> = Vec::new();
+        for c in &self.acme_challenges {
+            let k = ChallengeKind::from(*c);
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+        kinds
     }
 
     /// The ACME directory: `--acme-directory`, or Let's Encrypt's staging one.
@@ -209,6 +252,20 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(acme.directory(), LETS_ENCRYPT_STAGING);
+        assert_eq!(
+            acme.challenges(),
+            [ChallengeKind::TlsAlpn01, ChallengeKind::Http01]
+        );
+        let http = parse(&[
+            "--https-bind",
+            "0.0.0.0:443",
+            "--acme-domain",
+            "example.com",
+            "--acme-challenge",
+            "http-01",
+        ])
+        .unwrap();
+        assert_eq!(http.challenges(), [ChallengeKind::Http01]);
     }
 
     #[test]

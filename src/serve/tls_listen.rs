@@ -16,7 +16,7 @@ use super::https::Front;
 use super::state::State;
 use super::stream::TlsClient;
 use super::tls_args::TlsArgs;
-use crate::tls::acme::AcmeConfig;
+use crate::tls::acme::{AcmeConfig, ChallengeKind};
 use crate::tls::files::FileWatch;
 use crate::tls::{
     Accepted, Acme, AcmeHandle, CertPair, FileCerts, Http01Tokens, Protocol, SniResolver,
@@ -81,12 +81,15 @@ impl Https {
                 c.store = store.clone();
             }
             c.ca_root = args.acme_ca_root.clone();
+            c.challenges = args.challenges();
             c
         });
         let config = crate::tls::config::server_config(
             resolver.clone(),
             crate::tls::config::Options {
-                acme_tls_alpn: acme_config.is_some(),
+                acme_tls_alpn: acme_config
+                    .as_ref()
+                    .is_some_and(|c| c.challenges.contains(&ChallengeKind::TlsAlpn01)),
             },
         )
         .context("cannot set up TLS")?;
@@ -114,12 +117,19 @@ impl Https {
         };
         let domains = config.domains.join(", ");
         let directory = config.directory.clone();
+        let challenges: Vec<String> = config
+            .challenges
+            .iter()
+            .map(|c| match c {
+                ChallengeKind::TlsAlpn01 => format!("{c} on {}", self.bind),
+                ChallengeKind::Http01 => format!("{c} on the plain listener"),
+            })
+            .collect();
         let acme = Acme::start(config, self.resolver.clone(), http01)?;
         tracing::info!(
-            "ACME: certificates for {domains} from {directory}, kept in {}; challenges \
-             answered on {} (tls-alpn-01) and the plain listener (http-01)",
+            "ACME: certificates for {domains} from {directory}, kept in {}; answering {}",
             acme.store_dir().display(),
-            self.bind
+            challenges.join(", then ")
         );
         self.acme = Some(acme);
         Ok(())

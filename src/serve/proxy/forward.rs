@@ -313,6 +313,25 @@ mod tests {
     }
 
     #[test]
+    fn the_scheme_is_the_connections_unless_a_trusted_proxy_says_otherwise() {
+        let h = map(&[("x-forwarded-proto", "http")]);
+        let over_tls = |trusted| Inbound {
+            headers: &h,
+            peer: Some("10.0.0.1".parse().unwrap()),
+            trusted,
+            host: Some("h"),
+            scheme: "https",
+            upgrade: None,
+        };
+        // A client's own claim is replaced by what staticd saw: TLS.
+        let out = written(&over_tls(false));
+        assert_eq!(get(&out, "x-forwarded-proto"), Some("https"));
+        // A trusted proxy saw the client's connection; its word is kept.
+        let out = written(&over_tls(true));
+        assert_eq!(get(&out, "x-forwarded-proto"), Some("http"));
+    }
+
+    #[test]
     fn trusted_chain_appended() {
         let h = map(&[
             ("x-forwarded-for", "1.2.3.4"),
