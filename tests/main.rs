@@ -22,6 +22,7 @@ mod serve_h1;
 mod serve_http;
 mod serve_ops;
 mod serve_reload;
+mod serve_tls;
 mod serve_traversal;
 mod tls_acme;
 mod tls_handshake;

@@ -12,6 +12,7 @@ pub mod pebble;
 pub mod project;
 pub mod staticd;
 pub mod tls;
+pub mod upstream;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};

@@ -1,5 +1,6 @@
 //! The one launcher of `staticd serve` and `staticd dev`: a free port (`--bind 127.0.0.1:0`,
-//! the address read back from the server's own "listening on" line), both output streams
+//! unless the test binds itself; the address read back from the server's own "listening on"
+//! line, and the HTTPS listener's too with `--https-bind`), both output streams
 //! captured line by line, waits on a condition with a deadline, and a kill on drop.
 
 use super::http::{self, Conn, Response};
@@ -139,6 +140,8 @@ pub fn has_field(line: &str, key: &str, value: &str) -> bool {
 pub struct Staticd {
     pub child: ChildGuard,
     pub addr: SocketAddr,
+    /// The HTTPS listener's address (`--https-bind`).
+    pub https_addr: Option<SocketAddr>,
     /// Diagnostics (reloads, warnings, `dev`'s collect lines).
     pub stderr: Lines,
     /// The access log (JSON lines unless the test chose another `--log-format`).
@@ -180,7 +183,9 @@ impl Staticd {
     }
 
     fn launch(mut cmd: Command, extra: &[&str], root: Option<tempfile::TempDir>) -> Staticd {
-        cmd.args(["--bind", "127.0.0.1:0"]);
+        if !extra.contains(&"--bind") {
+            cmd.args(["--bind", "127.0.0.1:0"]);
+        }
         if !extra.contains(&"--workers") {
             cmd.args(["--workers", "2"]);
         }
@@ -194,15 +199,21 @@ impl Staticd {
         let mut child = ChildGuard::new(cmd.spawn().expect("spawn staticd"));
         let stderr = Lines::drain(child.stderr.take().unwrap(), "staticd");
         let stdout = Lines::drain(child.stdout.take().unwrap(), "access");
-        let line = stderr.wait_from(&mut 0, "the listening address", WAIT, |l| {
-            l.starts_with("staticd serve: listening on http://")
-        });
-        let addr = line["staticd serve: listening on http://".len()..]
-            .parse()
-            .unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        let listening = |scheme: &str| {
+            let prefix = format!("staticd serve: listening on {scheme}://");
+            let line = stderr.wait_from(&mut 0, &format!("the {scheme} address"), WAIT, |l| {
+                l.starts_with(&prefix)
+            });
+            line[prefix.len()..]
+                .parse::<SocketAddr>()
+                .unwrap_or_else(|e| panic!("{line:?}: {e}"))
+        };
+        let addr = listening("http");
+        let https_addr = extra.contains(&"--https-bind").then(|| listening("https"));
         Staticd {
             child,
             addr,
+            https_addr,
             stderr,
             stdout,
             _root: root,
