@@ -23,7 +23,7 @@ use super::body;
 use super::socket::{self, SEND_TIMEOUT};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::select;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fs::File;
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
@@ -151,8 +151,6 @@ pub struct TlsClient {
     fd: RawFd,
     /// Bytes given to `send_more`, written in front of the next ones.
     held: RefCell<Vec<u8>>,
-    /// The file buffer, kept between responses.
-    file_buf: Cell<BytesMut>,
 }
 
 impl TlsClient {
@@ -162,7 +160,6 @@ impl TlsClient {
             stream: RefCell::new(stream),
             fd,
             held: RefCell::new(Vec::new()),
-            file_buf: Cell::new(BytesMut::new()),
         }
     }
 
@@ -276,22 +273,18 @@ impl ClientIo for TlsClient {
         Ok(())
     }
 
+    /// The buffer lives for one response: an idle keep-alive connection holds none.
     async fn send_file(&self, file: &File, mut offset: u64, mut len: u64) -> io::Result<()> {
-        let mut buf = self.file_buf.take();
+        let mut buf = BytesMut::with_capacity(len.min(FILE_CHUNK) as usize);
         let mut nowait = true;
-        let result = async {
-            while len > 0 {
-                let n = len.min(FILE_CHUNK);
-                let piece = Self::read_file(file, &mut buf, offset, n, &mut nowait).await?;
-                self.write_slices(&[&piece]).await?;
-                offset += piece.len() as u64;
-                len -= piece.len() as u64;
-            }
-            Ok(())
+        while len > 0 {
+            let n = len.min(FILE_CHUNK);
+            let piece = Self::read_file(file, &mut buf, offset, n, &mut nowait).await?;
+            self.write_slices(&[&piece]).await?;
+            offset += piece.len() as u64;
+            len -= piece.len() as u64;
         }
-        .await;
-        self.file_buf.set(buf);
-        result
+        Ok(())
     }
 
     async fn read_more(&self, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
