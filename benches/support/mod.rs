@@ -1,5 +1,6 @@
 //! What the benches share, so each bench file keeps only its scenarios and its report:
 //! - `wrk`: wrk runs, their output parsed, medians over repetitions;
+//! - `h2load`: h2load runs (HTTP/2), parsed into wrk's samples;
 //! - `cpu`: CPU time from /proc (per request of a server) and getrusage (of a child);
 //! - `spawn`: servers pinned to a core, waited for until they listen, killed on drop;
 //! - `peers`: nginx, Caddy and wrk, installed with apt when missing and started from templates;
@@ -13,6 +14,7 @@
 
 pub mod corpus;
 pub mod cpu;
+pub mod h2load;
 pub mod http;
 pub mod peers;
 pub mod python;
