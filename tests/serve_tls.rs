@@ -324,6 +324,31 @@ fn the_plain_listener_redirects_with_308_and_hsts_goes_only_over_tls() {
         );
         assert!(!r.has("strict-transport-security"), "HSTS over plain HTTP");
     }
+    // h2c on the plain listener (prior knowledge, as nghttp speaks to http://) too.
+    let r = nghttp(
+        &format!("http://127.0.0.1:{plain}/static/x?a=1"),
+        &[(":authority", &format!("{A}:{plain}"))],
+        None,
+    );
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://{A}:{port}/static/x?a=1").as_str())
+    );
+    assert_eq!(r.header("strict-transport-security"), None);
+    // CONNECT and `OPTIONS *` name no path: answered as without HTTPS, not redirected.
+    for (req, status) in [
+        (
+            format!("CONNECT {A}:443 HTTP/1.1\r\nHost: {A}:443\r\n\r\n"),
+            405,
+        ),
+        (format!("OPTIONS * HTTP/1.1\r\nHost: {A}\r\n\r\n"), 200),
+    ] {
+        let mut c = s.conn();
+        c.send(req.as_bytes());
+        let r = c.response(crate::common::http::Expect { head: false });
+        assert_eq!(r.status, status, "{req}");
+    }
     // curl follows it to HTTPS (the same method and body: 308).
     let url = format!("http://{A}:{plain}{}", static_url(CSS));
     let resolve_plain = format!("{A}:{plain}:127.0.0.1");

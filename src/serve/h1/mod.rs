@@ -470,7 +470,8 @@ impl<I: ClientIo> Conn<'_, I> {
     /// What the listener answers before routing (HTTPS on: an ACME challenge, the redirect).
     fn early(&self, head: &Head, buf: &[u8]) -> Option<Reply<'static>> {
         let front = &self.settings.front;
-        if !front.answers_early() || head.form == Form::Asterisk {
+        // `OPTIONS *` and CONNECT name no path to redirect to: `special` answers them.
+        if !front.answers_early() || matches!(head.form, Form::Asterisk | Form::Authority) {
             return None;
         }
         let origin = request::text(buf, Some(head.origin.clone()));
