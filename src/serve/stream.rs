@@ -315,3 +315,143 @@ impl ClientIo for TlsClient {
             .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::certs::testing::{self_signed, AcceptAnything};
+    use crate::tls::{Accepted, SniResolver, Source, TlsAcceptor, TlsAlpnChallenges};
+    use rustls::pki_types::ServerName;
+    use std::io::{Read as _, Write as _};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A [`TlsClient`] on loopback and, on the other end, the raw TCP socket with the
+    /// client's TLS state beside it: the test sees the records as they leave the server.
+    /// The server sends no session tickets, so nothing but what the test writes follows the
+    /// handshake.
+    async fn pair() -> (TlsClient, TcpStream, rustls::ClientConnection) {
+        let made = self_signed(&["s.test"], 2020, 2090);
+        let loaded = crate::tls::certs::from_pem(
+            made.cert_pem.as_bytes(),
+            std::path::Path::new("s.crt"),
+            made.key_pem.as_bytes(),
+            std::path::Path::new("s.key"),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        let resolver = SniResolver::new(TlsAlpnChallenges::new());
+        resolver.set(Source::File(0), loaded);
+        let mut config = crate::tls::config::server_config(resolver, Default::default()).unwrap();
+        Arc::get_mut(&mut config).unwrap().send_tls13_tickets = 0;
+        let acceptor = TlsAcceptor::new(config);
+        let client_config =
+            rustls::ClientConfig::builder_with_provider(crate::tls::certs::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnything))
+                .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (server, client) = tokio::join!(
+            async { acceptor.accept(l.accept().await.unwrap().0).await.unwrap() },
+            async {
+                let tcp = TcpStream::connect(addr).await.unwrap();
+                let name = ServerName::try_from("s.test").unwrap();
+                connector.connect(name, tcp).await.unwrap()
+            }
+        );
+        let Accepted::Http { stream, .. } = server else {
+            panic!("not an HTTP connection");
+        };
+        let (tcp, conn) = client.into_inner();
+        (TlsClient::new(*stream), tcp, conn)
+    }
+
+    /// Gives `bytes` to the client's TLS state (`read_tls` takes a few KiB per call).
+    fn feed(conn: &mut rustls::ClientConnection, mut bytes: &[u8]) -> rustls::IoState {
+        let mut state = conn.process_new_packets().unwrap();
+        while !bytes.is_empty() {
+            conn.read_tls(&mut bytes).unwrap();
+            state = conn.process_new_packets().unwrap();
+        }
+        state
+    }
+
+    /// Reads records until `want` bytes of plaintext have come: (records, plaintext).
+    async fn records(
+        tcp: &mut TcpStream,
+        conn: &mut rustls::ClientConnection,
+        want: usize,
+    ) -> (usize, Vec<u8>) {
+        let (mut raw, mut plain, mut count) = (Vec::new(), Vec::new(), 0);
+        let mut chunk = vec![0u8; 65536];
+        while plain.len() < want {
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed after {} bytes of {want}", plain.len());
+            raw.extend_from_slice(&chunk[..n]);
+            // Whole records only: 5-byte header (type, version, length), then the payload.
+            while raw.len() >= 5 {
+                let len = u16::from_be_bytes([raw[3], raw[4]]) as usize;
+                if raw.len() < 5 + len {
+                    break;
+                }
+                assert_eq!(raw[0], 23, "application data");
+                let record: Vec<u8> = raw.drain(..5 + len).collect();
+                count += 1;
+                feed(conn, &record);
+                let mut got = Vec::new();
+                let _ = conn.reader().read_to_end(&mut got);
+                plain.extend_from_slice(&got);
+            }
+        }
+        assert!(raw.is_empty(), "a partial record left");
+        (count, plain)
+    }
+
+    #[tokio::test]
+    async fn a_head_and_its_body_share_records_and_reads_and_the_close_work() {
+        let (io, mut tcp, mut conn) = pair().await;
+
+        // A head and a body from memory: one record.
+        let head = vec![b'h'; 100];
+        let body = vec![b'b'; 700];
+        io.write_all(&head, &body).await.unwrap();
+        let (n, plain) = records(&mut tcp, &mut conn, 800).await;
+        assert_eq!(n, 1);
+        assert_eq!(plain, [&head[..], &body[..]].concat());
+
+        // A head held back (`send_more`), then a file range: the head rides in the first
+        // record with the file's first bytes, and every record but the last is full.
+        let mut f = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        io.send_more(&head).await.unwrap();
+        io.send_file(&f, 5, 40_000).await.unwrap();
+        let (n, plain) = records(&mut tcp, &mut conn, 40_100).await;
+        assert_eq!(n, 40_100usize.div_ceil(16_384));
+        assert_eq!(plain, [&head[..], &data[5..40_005]].concat());
+        // A file that ends before the range does: an error, not wrong bytes.
+        let e = io.send_file(&f, 45_000, 10_000).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+
+        // Reads: what the client sends arrives whole.
+        conn.writer().write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let mut out = Vec::new();
+        conn.write_tls(&mut out).unwrap();
+        AsyncWriteExt::write_all(&mut tcp, &out).await.unwrap();
+        let mut buf = BytesMut::new();
+        while buf.len() < 18 {
+            assert!(io.read_some(&mut buf).await.unwrap() > 0);
+        }
+        assert_eq!(&buf[..], b"GET / HTTP/1.1\r\n\r\n");
+
+        // The close: close_notify, then the end of the TCP stream.
+        io.finish().await;
+        let mut rest = Vec::new();
+        tcp.read_to_end(&mut rest).await.unwrap();
+        assert!(feed(&mut conn, &rest).peer_has_closed());
+    }
+}
