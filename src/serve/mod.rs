@@ -238,14 +238,19 @@ pub fn run_with(
         }
         // ---
         let server = builder.run();
+        // SIGHUP re-reads the certificate files (what else a reload does is added here);
+        // handled from before the listening lines, which supervisors wait for.
+        let https = https.map(Arc::new);
+        if let Ok(hangup) =
+            actix_web::rt::signal::unix::signal(actix_web::rt::signal::unix::SignalKind::hangup())
+        {
+            actix_web::rt::spawn(on_hangup(hangup, https.clone()));
+        }
         // Tests and supervisors read this line to learn the port (`--bind 127.0.0.1:0`).
         eprintln!("staticd serve: listening on http://{local}");
         if let Some(tls_local) = tls_local {
             eprintln!("staticd serve: listening on https://{tls_local}");
         }
-        // SIGHUP re-reads the certificate files (what else a reload does is added here).
-        let https = https.map(Arc::new);
-        actix_web::rt::spawn(on_hangup(https.clone()));
         if args.health_check.is_some() && !args.upstreams.is_empty() {
             actix_web::rt::spawn(proxy.health_loop());
         }
@@ -299,11 +304,10 @@ fn locate(args: &ServeArgs) -> anyhow::Result<(std::path::PathBuf, String)> {
 }
 
 /// SIGHUP: re-reads the certificate files (`Https::reload_certificates`).
-async fn on_hangup(https: Option<Arc<tls_listen::Https>>) {
-    use actix_web::rt::signal::unix::{signal, SignalKind};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        return;
-    };
+async fn on_hangup(
+    mut hangup: actix_web::rt::signal::unix::Signal,
+    https: Option<Arc<tls_listen::Https>>,
+) {
     while hangup.recv().await.is_some() {
         match &https {
             Some(h) => {
