@@ -1,8 +1,10 @@
 //! Command line: parse and dispatch, nothing else.
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use staticd::collect::missing::{Policy, Rule};
 use staticd::collect::{self, cache::Cache, naming::HashAlgo, report::Log, CollectOptions};
 use staticd::django::{self, DiscoverOptions};
+use staticd::serve::resolve::{self, Failure, Loaded};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,8 +25,12 @@ struct Cli {
 enum Command {
     /// Collect, fingerprint, rewrite and precompress static files into STATIC_ROOT.
     Collect(CollectArgs),
-    /// Serve STATIC_URL from STATIC_ROOT (and proxy everything else upstream).
+    /// Serve STATIC_URL from STATIC_ROOT (and proxy everything else upstream). Options come
+    /// from flags, then STATICD_* variables, then PROJECT/staticd.toml; SIGHUP reloads them.
     Serve(Box<staticd::serve::ServeArgs>),
+    /// Check serve's configuration (staticd.toml, STATICD_* variables, flags), discovery and
+    /// STATIC_ROOT: exit 0 with a one-line summary, or list every problem and exit 1.
+    Check(Box<staticd::serve::ServeArgs>),
     /// Development: collect --watch and serve in one process.
     Dev(Box<DevArgs>),
     /// Delete hashed files of generations older than the last N (only files staticd wrote).
@@ -182,11 +188,23 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let (matches, loaded) = match resolve::parse(Cli::command(), &argv) {
+        Ok(r) => r,
+        Err(Failure::Clap(e)) => e.exit(),
+        Err(Failure::Problems(problems)) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Collect(args) => run_collect(args),
-        Command::Serve(args) => staticd::serve::run(*args),
-        Command::Dev(args) => run_dev(*args),
+        Command::Serve(_) => run_serve(loaded.expect("serve's settings"), argv),
+        Command::Check(_) => return run_check(&loaded.expect("serve's settings")),
+        Command::Dev(args) => run_dev(*args, loaded.expect("dev's settings"), argv),
         Command::Prune(args) => run_prune(args),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -307,7 +325,45 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_dev(args: DevArgs) -> anyhow::Result<()> {
+/// What `serve` needs besides its settings: the sockets systemd passed (taken now, while
+/// the process has one thread) and how to read the settings again on SIGHUP.
+fn start(argv: Vec<OsString>) -> anyhow::Result<staticd::serve::Start> {
+    let inherited = staticd::serve::listen::take_activation()?;
+    let reread: staticd::serve::reconfigure::Reread =
+        Box::new(move || match resolve::parse(Cli::command(), &argv) {
+            Ok((_, Some(loaded))) => Ok(loaded),
+            Ok((_, None)) => Err(Failure::Problems(Vec::new())),
+            Err(f) => Err(f),
+        });
+    Ok(staticd::serve::Start {
+        reread: Some(reread),
+        inherited,
+    })
+}
+
+fn run_serve(loaded: Loaded, argv: Vec<OsString>) -> anyhow::Result<()> {
+    let start = start(argv)?;
+    staticd::serve::run(loaded, start)
+}
+
+/// `staticd check`: every problem on stderr and exit 1, or the summary on stdout.
+fn run_check(loaded: &Loaded) -> ExitCode {
+    match staticd::serve::check::check(loaded) {
+        Ok(summary) => {
+            println!("staticd check: {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_dev(args: DevArgs, mut loaded: Loaded, argv: Vec<OsString>) -> anyhow::Result<()> {
+    let start = start(argv)?;
     let project = args
         .serve
         .project
@@ -334,7 +390,7 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         missing,
         ..Default::default()
     };
-    let mut serve = args.serve;
+    let serve = &mut loaded.args;
     serve.root.get_or_insert(discovery.static_root.clone());
     serve.static_url.get_or_insert(discovery.static_url.clone());
     std::thread::spawn(move || {
@@ -344,7 +400,7 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
             std::process::exit(1);
         }
     });
-    staticd::serve::run_with(serve, (tx, rx))
+    staticd::serve::run_with(loaded, start, (tx, rx))
 }
 
 /// The missing-reference policy: `[collect] missing` of `PROJECT/staticd.toml` (if there is

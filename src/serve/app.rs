@@ -42,18 +42,19 @@ pub fn build(
 }
 
 async fn answer(req: &HttpRequest, payload: Payload, state: &State) -> HttpResponse {
+    let live = state.live.load();
     // Only read the clock when the time will be logged.
-    let start = (state.log_format != LogFormat::Off).then(Instant::now);
-    let res = match dispatch(state, req.uri().path()) {
+    let start = (live.log_format != LogFormat::Off).then(Instant::now);
+    let res = match dispatch(state, &live, req.uri().path()) {
         Dispatch::Static(st) => {
             let verb = Verb::of(req.method());
             st.reply(verb, &Request::from_fields(req.headers()))
                 .into_actix(verb == Verb::Head)
         }
-        Dispatch::Proxy => state.proxy.handle(req, payload).await,
+        Dispatch::Proxy => live.proxy.handle(req, payload).await,
     };
     if let Some(start) = start {
-        log_access(req, &res, state.log_format, start);
+        log_access(req, &res, live.log_format, start);
     }
     res
 }
@@ -74,7 +75,7 @@ fn log_access(req: &HttpRequest, res: &HttpResponse, format: LogFormat, start: I
     log::access(
         format,
         &log::Entry {
-            remote: req.peer_addr().map(|a| a.ip()),
+            remote: super::proxy::incoming::peer(req),
             method: req.method().as_str(),
             target,
             version: match req.version() {

@@ -6,7 +6,7 @@ use super::message::{Reply, Request, Verb};
 use super::path::{route, Route};
 use super::reload::Wake;
 use super::respond::{respond, Ctx};
-use super::state::State;
+use super::state::{Live, State};
 use super::table::Table;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -23,19 +23,24 @@ pub enum Dispatch<'s, 'p> {
 /// A request under STATIC_URL, with the table generation that answers it.
 pub struct Static<'s, 'p> {
     state: &'s State,
-    /// Loaded once, when the route is known, and held while the answer (which borrows its
-    /// header values) is written; a reload meanwhile does not change it.
+    live: &'s Live,
+    /// Loaded once, when the route is decided (its prefix decides it), and held while the
+    /// answer (which borrows its header values) is written; a reload meanwhile does not
+    /// change it.
     table: arc_swap::Guard<Arc<Table>>,
     /// The decoded table key; `None` for a malformed path (a plain 404).
     key: Option<Cow<'p, str>>,
 }
 
-/// Routes `path` (the raw, still percent-encoded request path).
-pub fn dispatch<'s, 'p>(state: &'s State, path: &'p str) -> Dispatch<'s, 'p> {
-    match route(path, &state.prefix) {
+/// Routes `path` (the raw, still percent-encoded request path) with the configuration
+/// `live` the request loaded.
+pub fn dispatch<'s, 'p>(state: &'s State, live: &'s Live, path: &'p str) -> Dispatch<'s, 'p> {
+    let table = state.table.load();
+    match route(path, &table.prefix) {
         Route::Static(key) => Dispatch::Static(Static {
             state,
-            table: state.table.load(),
+            live,
+            table,
             key,
         }),
         Route::Other => Dispatch::Proxy,
@@ -47,7 +52,7 @@ impl Static<'_, '_> {
     pub fn reply(&self, verb: Verb, req: &Request<'_>) -> Reply<'_> {
         let ctx = Ctx {
             table: &self.table,
-            cors: self.state.cors.as_ref(),
+            cors: self.live.cors.as_ref(),
         };
         let reply = respond(verb, req, self.key.as_deref(), &ctx);
         if reply.stale {

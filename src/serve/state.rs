@@ -1,6 +1,6 @@
-//! What every worker shares, built once by `serve::run`: the current table, the static
-//! prefix, the proxy. Its own module, below the front ends (`h1`, `app`), so the reloader
-//! and the dispatch use it without importing either.
+//! What every worker shares, built once by `serve::run`: the current table and the live
+//! part of the configuration. Its own module, below the front ends (`h1`, `app`), so the
+//! reloader, the reconfiguration and the dispatch use it without importing either.
 
 use super::log::LogFormat;
 use super::proxy::Proxy;
@@ -13,14 +13,19 @@ use std::sync::Arc;
 
 /// Shared by all workers.
 pub struct State {
-    /// The current generation; swapped whole by the reloader.
+    /// The current generation (with its STATIC_URL prefix); swapped whole by the reloader.
     pub table: ArcSwap<Table>,
-    /// STATIC_URL's path, starting and ending with `/`.
-    pub prefix: String,
-    pub cors: Option<HeaderValue>,
-    pub log_format: LogFormat,
+    /// The options a configuration reload (SIGHUP) replaces; swapped whole by it.
+    pub live: ArcSwap<Live>,
     /// Wakes the reloader when a request finds the table stale.
     pub nudge: SyncSender<Wake>,
+}
+
+/// The part of the configuration that changes without a restart. A request loads it once
+/// and keeps what it loaded to the end (a reload meanwhile does not change its answer).
+pub struct Live {
+    pub cors: Option<HeaderValue>,
+    pub log_format: LogFormat,
     /// Upstreams, internal and media mounts (everything outside the static prefix).
     pub proxy: Arc<Proxy>,
 }

@@ -21,9 +21,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Knobs of a build.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildOptions {
     pub root: PathBuf,
+    /// STATIC_URL's path (starting and ending with `/`), kept with the table it is the
+    /// prefix of: a reload that changes root and prefix swaps both at once.
+    pub prefix: String,
     /// Manifest file name inside the root (`staticfiles.json`).
     pub manifest_name: String,
     /// `max-age` for everything that is not a current fingerprinted name.
@@ -116,6 +119,8 @@ pub struct Table {
     /// Keyed by the path below STATIC_URL, `/`-separated, decoded (e.g. `css/app.css`).
     pub assets: HashMap<Arc<str>, Arc<Asset>>,
     pub root: PathBuf,
+    /// STATIC_URL's path ([`BuildOptions::prefix`]).
+    pub prefix: String,
     /// The directory this generation was scanned from. A whole-directory swap leaves this fd
     /// on the old generation, so in-flight and not-yet-reloaded requests stay consistent.
     pub dir: Option<Arc<File>>,
@@ -150,6 +155,7 @@ impl Table {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(Table {
                     root: root.clone(),
+                    prefix: opts.prefix.clone(),
                     ..Default::default()
                 })
             }
@@ -318,6 +324,7 @@ impl Table {
         Ok(Table {
             assets,
             root: root.clone(),
+            prefix: opts.prefix.clone(),
             dir: Some(Arc::new(dir)),
             dir_id: Some(dir_id),
             mem_bytes,

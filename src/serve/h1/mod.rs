@@ -42,8 +42,8 @@ use super::body::Segment;
 use super::dispatch::{dispatch, Dispatch};
 use super::log::{self, LogFormat};
 use super::message::{error_page, Body, Reply, Verb};
-use super::socket::{self, Prefixed};
-use super::state::State;
+use super::socket::{self, Client, Peer, Prefixed};
+use super::state::{Live, State};
 use super::{headers, proxy};
 use actix_http::HttpService;
 use actix_server::GracefulShutdownSignal;
@@ -67,7 +67,6 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 /// The first line of h2c's connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
@@ -86,28 +85,37 @@ pub struct Settings {
     pub body_timeout: Duration,
     /// Largest request body (`--max-body`; 0: no limit).
     pub max_body: u64,
-    pub local: SocketAddr,
+    /// The listener's address (`None` for a Unix socket).
+    pub local: Option<SocketAddr>,
     pub shutdown: GracefulShutdownSignal,
 }
 
-/// The per-worker service factory for accepted TCP connections.
-pub fn factory(
+/// The per-worker service factory for the connections of one listener: TCP or Unix
+/// sockets (`T`, as actix-server accepts them).
+pub fn factory<T: Into<Client> + 'static>(
     state: Arc<State>,
     settings: Settings,
-) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()> {
+) -> impl ServiceFactory<T, Config = (), Response = (), Error = (), InitError = ()> {
     let signal = settings.shutdown.clone();
-    let h2 = HttpService::build()
+    let mut h2 = HttpService::build()
         .keep_alive(settings.keep_alive)
         .client_request_timeout(settings.header_timeout)
-        .client_disconnect_timeout(Duration::from_secs(1))
-        .local_addr(settings.local)
+        .client_disconnect_timeout(Duration::from_secs(1));
+    if let Some(local) = settings.local {
+        h2 = h2.local_addr(local);
+    }
+    let h2 = h2
         .graceful_shutdown_signal(move || {
             let s = signal.clone();
             async move { s.notified().await }
         })
         .on_connect_ext(|io: &Prefixed, data: &mut actix_web::dev::Extensions| {
-            if let Ok(addr) = io.local_addr() {
+            if let Some(addr) = io.local_addr() {
                 data.insert(proxy::LocalAddr(addr));
+            }
+            // actix knows no peer of a Unix socket: the request's peer is read from here.
+            if let Some(peer) = io.peer() {
+                data.insert(peer);
             }
         })
         .h2(map_config(
@@ -122,8 +130,8 @@ pub fn factory(
         let (state, settings) = (state.clone(), settings.clone());
         async move {
             let h2 = Rc::new(h2.await?);
-            Ok(fn_service(move |io: TcpStream| {
-                serve(io, state.clone(), settings.clone(), h2.clone())
+            Ok(fn_service(move |io: T| {
+                serve(io.into(), state.clone(), settings.clone(), h2.clone())
             }))
         }
     })
@@ -139,7 +147,7 @@ enum End {
 }
 
 async fn serve<S>(
-    io: TcpStream,
+    io: Client,
     state: Arc<State>,
     settings: Rc<Settings>,
     h2: Rc<S>,
@@ -147,19 +155,22 @@ async fn serve<S>(
 where
     S: Service<(Prefixed, Option<SocketAddr>), Response = ()>,
 {
-    // nginx's `tcp_nodelay on`: a response in two writes must not wait for a delayed ACK.
-    let _ = io.set_nodelay(true);
-    let peer = io.peer_addr().ok();
+    let peer = io.peer();
     let mut buf = BytesMut::with_capacity(4096);
     let mut conn = Conn {
         io: &io,
         state: &state,
         settings: &settings,
         peer,
+        log_format: LogFormat::Off,
         out: Vec::with_capacity(512),
     };
     if conn.run(&mut buf).await == End::H2c {
-        let _ = h2.call((Prefixed::new(buf, io), peer)).await;
+        let addr = match (&io, peer) {
+            (Client::Tcp(s), _) => s.peer_addr().ok(),
+            (Client::Unix(_), _) => None,
+        };
+        let _ = h2.call((Prefixed::new(buf, io), addr)).await;
     }
     Ok(())
 }
@@ -197,10 +208,12 @@ enum BodyFail {
 }
 
 struct Conn<'a> {
-    io: &'a TcpStream,
+    io: &'a Client,
     state: &'a State,
     settings: &'a Settings,
-    peer: Option<SocketAddr>,
+    peer: Option<Peer>,
+    /// The access log format of the request being answered (from the [`Live`] it loaded).
+    log_format: LogFormat,
     /// The response head being written, reused.
     out: Vec<u8>,
 }
@@ -211,7 +224,11 @@ impl Conn<'_> {
         let mut stop = std::pin::pin!(self.settings.shutdown.notified());
         let mut first = true;
         loop {
-            let head = match self.read_head(buf, first, stop.as_mut()).await {
+            let next = self.read_head(buf, first, stop.as_mut()).await;
+            // The configuration this request is answered with, whatever a reload does meanwhile.
+            let live = self.state.live.load();
+            self.log_format = live.log_format;
+            let head = match next {
                 Next::Head(head) => head,
                 Next::H2c => return End::H2c,
                 Next::Invalid(e, head) => {
@@ -233,17 +250,17 @@ impl Conn<'_> {
             let start = self.clock();
             let keep = if head.body == BodyLen::None && head.upgrade.is_none() {
                 // The common case: the answer borrows the head from `buf` as it is.
-                let keep = self.answer(&head, buf, &[], start, None).await;
+                let keep = self.answer(&live, &head, buf, &[], start, None).await;
                 buf.advance(head.len);
                 keep
             } else {
                 // The head's bytes apart; `buf` goes on with what follows them.
                 let hb = buf.split_to(head.len);
                 if head.body == BodyLen::None {
-                    self.answer(&head, &hb, &[], start, Some(buf)).await
+                    self.answer(&live, &head, &hb, &[], start, Some(buf)).await
                 } else {
                     match self.read_body(&head, buf).await {
-                        Ok(body) => self.answer(&head, &hb, &body, start, None).await,
+                        Ok(body) => self.answer(&live, &head, &hb, &body, start, None).await,
                         Err(fail) => {
                             self.body_failed(&head, &hb, fail, start).await;
                             false
@@ -259,7 +276,7 @@ impl Conn<'_> {
 
     /// The clock, when the time will be logged.
     fn clock(&self) -> Option<Instant> {
-        (self.state.log_format != LogFormat::Off).then(Instant::now)
+        (self.log_format != LogFormat::Off).then(Instant::now)
     }
 
     /// Waits for the next head. The first one must arrive whole within `--header-timeout`
@@ -387,6 +404,7 @@ impl Conn<'_> {
     /// `rest` (the bytes after the head) is given for an upgrade request: a tunnel takes it.
     async fn answer(
         &mut self,
+        live: &Live,
         head: &Head,
         buf: &[u8],
         body: &[u8],
@@ -394,7 +412,7 @@ impl Conn<'_> {
         rest: Option<&mut BytesMut>,
     ) -> bool {
         if head.verb == Verb::Other {
-            if let Some((reply, after)) = self.special(head, buf) {
+            if let Some((reply, after)) = special(live, head, buf) {
                 return self.send(head, buf, reply, start, after).await;
             }
         }
@@ -403,42 +421,23 @@ impl Conn<'_> {
             "" => "/",
             p => p,
         };
-        match dispatch(self.state, path) {
+        match dispatch(self.state, live, path) {
             Dispatch::Static(st) => {
                 let reply = st.reply(head.verb, &head.request(buf));
                 self.send(head, buf, reply, start, After::Request).await
             }
-            Dispatch::Proxy => self.proxied(head, buf, path, body, start, rest).await,
+            Dispatch::Proxy => {
+                self.proxied(&live.proxy, head, buf, path, body, start, rest)
+                    .await
+            }
         }
-    }
-
-    /// What no route answers: `OPTIONS *` (200 with `Allow`), CONNECT (405, close: this is
-    /// no forward proxy) and TRACE (405, as nginx).
-    fn special(&self, head: &Head, buf: &[u8]) -> Option<(Reply<'static>, After)> {
-        let allow = if self.state.proxy.has_upstreams() {
-            ALLOW_PROXIED
-        } else {
-            headers::ALLOW
-        };
-        if head.form == Form::Asterisk {
-            let mut r = Reply::new(StatusCode::OK);
-            r.headers.push((ax::ALLOW, Cow::Owned(allow)));
-            return Some((r, After::Request));
-        }
-        let after = match &buf[head.method.clone()] {
-            b"CONNECT" => After::Linger,
-            b"TRACE" => After::Request,
-            _ => return None,
-        };
-        let status = StatusCode::METHOD_NOT_ALLOWED;
-        let mut r = error_page(status);
-        r.headers.push((ax::ALLOW, Cow::Owned(allow)));
-        Some((r, after))
     }
 
     /// A request outside STATIC_URL: a local mount, a tunnel, or the upstream.
+    #[allow(clippy::too_many_arguments)]
     async fn proxied(
         &mut self,
+        proxy: &proxy::Proxy,
         head: &Head,
         buf: &[u8],
         path: &str,
@@ -446,7 +445,6 @@ impl Conn<'_> {
         start: Option<Instant>,
         rest: Option<&mut BytesMut>,
     ) -> bool {
-        let state = self.state;
         // All fields this time: they are forwarded.
         let lines = request::fields(head, buf);
         let fields: &[httparse::Header<'_>] = lines.get();
@@ -464,12 +462,11 @@ impl Conn<'_> {
             path,
             headers: &fields,
             host,
-            peer: self.peer.map(|a| a.ip()),
+            peer: self.peer,
             // Only asked for when there is no Host to forward (a syscall).
-            local: host.is_none().then(|| self.io.local_addr().ok()).flatten(),
+            local: host.is_none().then(|| self.io.local_addr()).flatten(),
             client_fd: Some(std::os::unix::io::AsRawFd::as_raw_fd(self.io)),
         };
-        let proxy = &state.proxy;
         if let Some(reply) = proxy.local(&inc) {
             return self.send(head, buf, reply, start, After::Request).await;
         }
@@ -628,9 +625,9 @@ impl Conn<'_> {
     fn log(&self, head: &Head, buf: &[u8], status: StatusCode, bytes: u64, start: Instant) {
         let bytes = if head.verb == Verb::Head { 0 } else { bytes };
         log::access(
-            self.state.log_format,
+            self.log_format,
             &log::Entry {
-                remote: self.peer.map(|a| a.ip()),
+                remote: self.peer,
                 method: request::text(buf, Some(head.method.clone())),
                 target: request::text(buf, Some(head.target.clone())),
                 version: if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
@@ -642,4 +639,28 @@ impl Conn<'_> {
             },
         );
     }
+}
+
+/// What no route answers: `OPTIONS *` (200 with `Allow`), CONNECT (405, close: this is
+/// no forward proxy) and TRACE (405, as nginx).
+fn special(live: &Live, head: &Head, buf: &[u8]) -> Option<(Reply<'static>, After)> {
+    let allow = if live.proxy.has_upstreams() {
+        ALLOW_PROXIED
+    } else {
+        headers::ALLOW
+    };
+    if head.form == Form::Asterisk {
+        let mut r = Reply::new(StatusCode::OK);
+        r.headers.push((ax::ALLOW, Cow::Owned(allow)));
+        return Some((r, After::Request));
+    }
+    let after = match &buf[head.method.clone()] {
+        b"CONNECT" => After::Linger,
+        b"TRACE" => After::Request,
+        _ => return None,
+    };
+    let status = StatusCode::METHOD_NOT_ALLOWED;
+    let mut r = error_page(status);
+    r.headers.push((ax::ALLOW, Cow::Owned(allow)));
+    Some((r, after))
 }

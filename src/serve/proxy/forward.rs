@@ -1,6 +1,7 @@
 //! Header rewriting in both directions: hop-by-hop stripping, X-Forwarded-*, Host.
 
 use crate::serve::fields::Fields;
+use crate::serve::socket::Peer;
 use actix_web::http::header::{self as ax, HeaderName, HeaderValue};
 use bytes::BytesMut;
 use ipnet::IpNet;
@@ -45,15 +46,29 @@ pub fn is_hop(name: &str) -> bool {
     HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
+/// A `--trusted-proxy`: a network, or `unix:` for every peer on a Unix socket (nginx's
+/// `set_real_ip_from unix:`; such a peer is a process on this host that may open the
+/// socket file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trusted {
+    Net(IpNet),
+    Unix,
+}
+
 /// `true` when the peer may set X-Forwarded-* for us.
-pub fn trusted(peer: Option<IpAddr>, nets: &[IpNet]) -> bool {
-    peer.is_some_and(|ip| {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        nets.iter().any(|n| n.contains(&ip))
-    })
+pub fn trusted(peer: Option<Peer>, list: &[Trusted]) -> bool {
+    match peer {
+        None => false,
+        Some(Peer::Unix) => list.contains(&Trusted::Unix),
+        Some(Peer::Ip(ip)) => {
+            let ip = match ip {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+                v4 => v4,
+            };
+            list.iter()
+                .any(|t| matches!(t, Trusted::Net(n) if n.contains(&ip)))
+        }
+    }
 }
 
 /// What the request looked like to us.
@@ -317,9 +332,16 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
         ]);
-        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let nets = [Trusted::Net("10.0.0.0/8".parse().unwrap())];
         let peer = Some("10.0.0.1".parse().unwrap());
-        assert!(trusted(peer, &nets));
+        assert!(trusted(peer.map(Peer::Ip), &nets));
+        assert!(trusted(
+            Some(Peer::ip("::ffff:10.1.2.3".parse().unwrap())),
+            &nets
+        ));
+        assert!(!trusted(Some(Peer::ip("11.0.0.1".parse().unwrap())), &nets));
+        assert!(!trusted(Some(Peer::Unix), &nets) && !trusted(None, &nets));
+        assert!(trusted(Some(Peer::Unix), &[Trusted::Unix]));
         let i = Inbound {
             headers: &h,
             peer,

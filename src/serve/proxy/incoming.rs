@@ -6,13 +6,13 @@ use super::relay::Watch;
 use super::Proxy;
 use crate::serve::fields::Fields;
 use crate::serve::message::page;
+use crate::serve::socket::Peer;
 use actix_web::dev::Payload;
 use actix_web::http::header as ax;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use std::net::IpAddr;
 
 /// The local address of a client connection, kept in its connection data.
 #[derive(Clone, Copy)]
@@ -29,7 +29,7 @@ pub struct Incoming<'a> {
     /// The request's host: Host, an absolute-form target's authority, or HTTP/2's
     /// `:authority`; `None` for HTTP/1.0 without one.
     pub host: Option<&'a str>,
-    pub peer: Option<IpAddr>,
+    pub peer: Option<Peer>,
     pub local: Option<std::net::SocketAddr>,
     /// The client's socket, watched for a close while the upstream works (HTTP/1 only: an
     /// HTTP/2 stream's task may outlive its connection's descriptor).
@@ -49,12 +49,20 @@ impl<'a> Incoming<'a> {
             path: req.uri().path(),
             headers: req.headers(),
             host,
-            peer: req.peer_addr().map(|a| a.ip()),
+            peer: peer(req),
             local: req.conn_data::<LocalAddr>().map(|a| a.0),
             // HTTP/2 streams run as tasks of their own that may outlive the socket.
             client_fd: None,
         }
     }
+}
+
+/// The peer of an HTTP/2 request: actix knows a TCP peer's address; a Unix-socket
+/// connection's [`Peer`] is in its connection data (see the `h1` factory).
+pub fn peer(req: &HttpRequest) -> Option<Peer> {
+    req.conn_data::<Peer>()
+        .copied()
+        .or_else(|| req.peer_addr().map(|a| Peer::ip(a.ip())))
 }
 
 impl Proxy {

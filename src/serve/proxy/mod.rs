@@ -39,18 +39,19 @@ use crate::serve::message::{Reply, Request};
 use actix_web::http::header::{self as ax, HeaderValue};
 use actix_web::http::StatusCode;
 use files::Mount;
-use ipnet::IpNet;
+use forward::Trusted;
 use pages::{client_closed, failure_page};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 use upstream::{Addr, Balance, Pool};
 
-/// Everything the proxy needs, from the command line.
-#[derive(Debug, Clone)]
+/// Everything the proxy needs, from the command line. A reload (SIGHUP) that changes
+/// any of it replaces the whole [`Proxy`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub upstreams: Vec<Addr>,
-    pub trusted: Vec<IpNet>,
+    pub trusted: Vec<Trusted>,
     pub max_body: u64,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
@@ -69,6 +70,8 @@ pub struct Proxy {
     opts: Options,
     pool: Arc<Pool>,
     media_cc: String,
+    /// Replaced by a reload: its health loop ends (requests still using it finish).
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl Proxy {
@@ -84,7 +87,18 @@ impl Proxy {
             opts,
             pool,
             media_cc,
+            retired: Default::default(),
         }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Says that a reload replaced this proxy: its health loop stops.
+    pub fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn has_upstreams(&self) -> bool {
@@ -132,17 +146,22 @@ impl Proxy {
             })
     }
 
-    /// `--health-check PATH`: probes every upstream each interval (runs until shutdown).
+    /// `--health-check PATH`: probes every upstream each interval (runs until shutdown,
+    /// or until a reload retires this proxy).
     pub async fn health_loop(self: Arc<Self>) {
         let Some(path) = self.opts.health_check.clone() else {
             return;
         };
+        let retired = || self.retired.load(std::sync::atomic::Ordering::Relaxed);
         let mut request = client::start_request("GET", &path, 0);
         request.extend_from_slice(b"host: localhost\r\nconnection: close\r\n");
         client::end_request(&mut request, "GET", b"");
         let mut tick = tokio::time::interval(self.opts.health_interval);
         loop {
             tick.tick().await;
+            if retired() {
+                return;
+            }
             for (i, u) in self.pool.upstreams.iter().enumerate() {
                 let probe = async {
                     let mut c = client::connect(&u.addr, i).await.ok()?;

@@ -17,7 +17,6 @@ use std::future::Future;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The upstream's answer to an upgrade request.
 pub enum Upgrade {
@@ -79,7 +78,7 @@ impl Switch {
     /// the upstream's bytes read with its 101 go to the client first.
     pub async fn splice(
         self,
-        client: &TcpStream,
+        client: &socket::Client,
         from_client: BytesMut,
         stop: impl Future<Output = ()>,
     ) {

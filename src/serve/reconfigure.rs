@@ -1,0 +1,201 @@
+//! SIGHUP: the configuration read again and applied without dropping a connection, as
+//! nginx's HUP does.
+//!
+//! The command line, environment and `staticd.toml` are resolved again exactly as at start
+//! (`resolve::parse`, same `argv`). If that fails, or what it gives cannot be prepared
+//! (STATIC_ROOT not found, a bad header value), the reload is refused with one log line
+//! naming every problem and its place, and the running configuration stays. Otherwise:
+//! - the live part ([`Live`]: CORS header, access-log format, the proxy with its upstreams,
+//!   media and internal mounts) is swapped in whole. The proxy is rebuilt only when its
+//!   options changed (then its health state starts fresh, as nginx's new workers do).
+//!   Requests already in flight keep what they loaded: a download or a slow upstream
+//!   request finishes on the old configuration, new requests get the new one;
+//! - new table options (root, STATIC_URL, manifest name, max-age, memory limits) go to the
+//!   reloader, which rebuilds the table from them and swaps it (`reload`);
+//! - options of `[serve]` (listeners, workers, connection timeouts, body size) cannot change
+//!   without a restart: each one that changed is logged as needing one and left as it is.
+//!
+//! Adding a reloadable part (the TLS certificates are the next): build it from the new
+//! settings in [`prepare`] (an error refuses the whole reload: nothing is swapped), add it
+//! to [`Prepared`], and swap it in at [`Reconfigure::reload`]'s "commit" step. The hook for
+//! certificates is [`certificates`].
+
+use super::config::{ServeArgs, RESTART_SECTION};
+use super::config_file::key_of;
+use super::path::normalize_prefix;
+use super::proxy::{self, Proxy};
+use super::reload::Wake;
+use super::resolve::{self, Failure, Loaded};
+use super::state::{Live, State};
+use super::table::BuildOptions;
+use actix_web::http::header::HeaderValue;
+use arc_swap::ArcSwap;
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+/// How the settings are read again: `resolve::parse` with the process's `argv`.
+pub type Reread = Box<dyn Fn() -> Result<Loaded, Failure> + Send + Sync>;
+
+/// Everything a configuration is made into, before anything is swapped.
+pub struct Prepared {
+    pub build: BuildOptions,
+    pub cors: Option<HeaderValue>,
+    pub proxy: proxy::Options,
+}
+
+/// Builds the parts of `args` (from the options, or the Django project); `max_body` is the
+/// running server's (`[serve]`, restart-only). Blocking: may run discovery.
+pub fn prepare(args: &ServeArgs, max_body: u64) -> Result<Prepared, String> {
+    let (root, static_url) = resolve::locate(args).map_err(|e| format!("{e:#}"))?;
+    // Absolute, so the reloader can watch the parent even for `--root static`.
+    let root = std::path::absolute(&root).unwrap_or(root);
+    let build = BuildOptions {
+        root,
+        prefix: normalize_prefix(&static_url),
+        manifest_name: args.manifest_name.clone(),
+        max_age: args.max_age,
+        mem_file_max: args.mem_file_max,
+        mem_total_max: args.mem_total_max,
+    };
+    let cors = if args.no_cors {
+        None
+    } else {
+        Some(HeaderValue::from_str(&args.cors_origin).map_err(|_| {
+            format!(
+                "{:?} (cors_origin) is not a valid header value",
+                args.cors_origin
+            )
+        })?)
+    };
+    certificates(args)?;
+    Ok(Prepared {
+        build,
+        cors,
+        proxy: proxy_options(args, max_body),
+    })
+}
+
+/// The hook for TLS certificates (none yet): load and check the new ones here; an error
+/// refuses the reload and the running certificates stay. Swap them in at the commit step.
+pub fn certificates(_args: &ServeArgs) -> Result<(), String> {
+    Ok(())
+}
+
+/// The proxy's options from the settings.
+pub fn proxy_options(args: &ServeArgs, max_body: u64) -> proxy::Options {
+    proxy::Options {
+        upstreams: args.upstreams.clone(),
+        trusted: args.trusted_proxies.clone(),
+        max_body,
+        connect_timeout: args.connect_timeout,
+        read_timeout: args.read_timeout,
+        balance: args.balance,
+        max_fails: args.max_fails,
+        fail_timeout: args.fail_timeout,
+        health_check: args.health_check.clone(),
+        health_interval: args.health_interval,
+        internal: args.internal.clone(),
+        media: args.media_root.clone().map(|dir| proxy::files::Mount {
+            prefix: normalize_prefix(&args.media_url),
+            dir,
+        }),
+        media_max_age: args.max_age,
+        ws_idle_timeout: args.ws_idle_timeout,
+    }
+}
+
+/// The running configuration and how to read it again.
+pub struct Reconfigure {
+    pub reread: Reread,
+    pub current: Loaded,
+    /// The reloader's build options.
+    pub build: Arc<ArcSwap<BuildOptions>>,
+    pub nudge: SyncSender<Wake>,
+}
+
+/// The file keys whose values differ, in the order of `new`.
+pub fn changed(old: &Loaded, new: &Loaded) -> Vec<String> {
+    new.values
+        .iter()
+        .filter(|(id, v)| old.values.get(*id) != Some(v))
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+/// `static.max_age` as the file spells it: `[static] max_age`.
+fn shown(id: &str) -> String {
+    key_of(id).map_or_else(|| id.to_string(), |k| k.to_string())
+}
+
+impl Reconfigure {
+    /// Reads the configuration again and applies what can change without a restart.
+    /// Returns the new proxy when one replaced the old (its health loop is the caller's to
+    /// start). Blocking: reads files, may run discovery.
+    pub fn reload(&mut self, state: &State) -> Option<Arc<Proxy>> {
+        let place = self.current.file.as_ref().map_or_else(
+            || "the command line and environment".to_string(),
+            |f| f.display().to_string(),
+        );
+        let mut new = match (self.reread)() {
+            Ok(l) => l,
+            Err(f) => {
+                tracing::warn!("reload refused, the running configuration stays: {f}");
+                return None;
+            }
+        };
+        let max_body = self.current.args.max_body;
+        let prepared = match prepare(&new.args, max_body) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("reload refused, the running configuration stays: {e}");
+                return None;
+            }
+        };
+        let changed = changed(&self.current, &new);
+        let (restart, applied): (Vec<&String>, Vec<&String>) = changed
+            .iter()
+            .partition(|id| key_of(id).is_some_and(|k| k.section() == RESTART_SECTION));
+        for id in &restart {
+            tracing::warn!(
+                "reload: {} changed: needs a restart; kept as it is",
+                shown(id)
+            );
+            // Still what runs: a later reload compares with it.
+            if let Some(v) = self.current.values.get(*id) {
+                new.values.insert((*id).clone(), v.clone());
+            }
+        }
+
+        // Commit: nothing below can fail.
+        let old = state.live.load_full();
+        let proxy = if *old.proxy.options() == prepared.proxy {
+            old.proxy.clone()
+        } else {
+            Arc::new(Proxy::new(prepared.proxy))
+        };
+        let fresh = !Arc::ptr_eq(&proxy, &old.proxy);
+        state.live.store(Arc::new(Live {
+            cors: prepared.cors,
+            log_format: new.args.log_format,
+            proxy: proxy.clone(),
+        }));
+        if fresh {
+            old.proxy.retire();
+        }
+        if **self.build.load() != prepared.build {
+            self.build.store(Arc::new(prepared.build));
+            let _ = self.nudge.try_send(Wake::Reconfigured);
+        }
+        let applied: Vec<String> = applied.iter().map(|id| shown(id)).collect();
+        if applied.is_empty() {
+            tracing::info!("configuration reloaded from {place}: nothing to apply");
+        } else {
+            tracing::info!(
+                "configuration reloaded from {place}: {} applied",
+                applied.join(", ")
+            );
+        }
+        self.current = new;
+        fresh.then_some(proxy)
+    }
+}
