@@ -183,7 +183,14 @@ pub fn read(cmd: &Command, path: &Path, text: &str) -> Result<Layer, Vec<Problem
     let doc = match toml_edit::ImDocument::parse(text) {
         Ok(d) => d,
         Err(e) => {
-            r.problem(e.span(), None, e.message().trim_end().to_string());
+            // One line per problem: toml's message may have several.
+            let message: Vec<&str> = e
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            r.problem(e.span(), None, message.join("; "));
             return Err(r.problems);
         }
     };

@@ -74,8 +74,18 @@ pub fn parse(cmd: Command, argv: &[OsString]) -> Result<(ArgMatches, Option<Load
         return Ok((first, None));
     };
     let name = name.to_string();
+    let subcmd = cmd
+        .find_subcommand(&name)
+        .cloned()
+        .expect("the subcommand just parsed");
+    // Its variable (STATICD_CONFIG) too: the first parse ignored the environment.
+    let config = config.cloned().or_else(|| {
+        let arg = subcmd.get_arguments().find(|a| a.get_id() == "config")?;
+        let v = std::env::var_os(arg.get_env()?)?;
+        (!v.is_empty()).then(|| PathBuf::from(v))
+    });
     let file = match config {
-        Some(path) => Some(path.clone()),
+        Some(path) => Some(path),
         None => {
             let project = sub
                 .get_one::<PathBuf>("project")
@@ -84,10 +94,6 @@ pub fn parse(cmd: Command, argv: &[OsString]) -> Result<(ArgMatches, Option<Load
             Some(project.join(crate::django::config::FILE_NAME)).filter(|p| p.is_file())
         }
     };
-    let subcmd = cmd
-        .find_subcommand(&name)
-        .cloned()
-        .expect("the subcommand just parsed");
     let mut problems = Vec::new();
     let layer = match &file {
         None => Layer::default(),
