@@ -8,37 +8,15 @@
 
 use crate::common::http::{self, Expect, Framing};
 use crate::common::staticd::{Staticd, WAIT};
-use crate::common::wait_until;
+use crate::common::{wait_until, Gate};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
 const GET: Expect = Expect { head: false };
 const HEAD: Expect = Expect { head: true };
-
-/// A switch the test flips to let the upstream go on (no sleeps: the upstream waits on it).
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        let (m, cv) = &*self.0;
-        *m.lock().unwrap() = true;
-        cv.notify_all();
-    }
-
-    fn wait(&self) {
-        let (m, cv) = &*self.0;
-        let mut open = m.lock().unwrap();
-        while !*open {
-            let (g, t) = cv.wait_timeout(open, WAIT).unwrap();
-            assert!(!t.timed_out(), "the test never opened the gate");
-            open = g;
-        }
-    }
-}
 
 /// What the upstream writes for one request.
 #[derive(Clone)]

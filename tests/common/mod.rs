@@ -231,3 +231,26 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// A switch a test flips to let a scripted server go on (no sleeps: the server waits on
+/// it, bounded by [`staticd::WAIT`]).
+#[derive(Clone, Default)]
+pub struct Gate(std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    pub fn open(&self) {
+        let (m, cv) = &*self.0;
+        *m.lock().unwrap() = true;
+        cv.notify_all();
+    }
+
+    pub fn wait(&self) {
+        let (m, cv) = &*self.0;
+        let mut open = m.lock().unwrap();
+        while !*open {
+            let (g, t) = cv.wait_timeout(open, staticd::WAIT).unwrap();
+            assert!(!t.timed_out(), "the test never opened the gate");
+            open = g;
+        }
+    }
+}

@@ -135,6 +135,9 @@ pub fn has_field(line: &str, key: &str, value: &str) -> bool {
     line.split_whitespace().any(|w| w == want)
 }
 
+/// What serve prints once per listener, before its address.
+const LISTENING: &str = "staticd serve: listening on ";
+
 /// A running `staticd serve` or `staticd dev`, killed when dropped.
 pub struct Staticd {
     pub child: ChildGuard,
@@ -187,26 +190,53 @@ impl Staticd {
         if !extra.iter().any(|a| a.starts_with("--log-format")) {
             cmd.args(["--log-format", "json"]);
         }
-        cmd.args(extra)
-            .stdin(Stdio::null())
+        cmd.args(extra);
+        let mut s = Self::start(cmd);
+        s._root = root;
+        s
+    }
+
+    /// Runs `cmd` as it is (no flag added: the test gives the listeners, the log format,
+    /// the configuration) and waits for its first listening line. `addr` is the first TCP
+    /// listener's address (`0.0.0.0:0` when the first one is a Unix socket; see
+    /// [`Staticd::listening`]).
+    pub fn start(mut cmd: Command) -> Staticd {
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = ChildGuard::new(cmd.spawn().expect("spawn staticd"));
         let stderr = Lines::drain(child.stderr.take().unwrap(), "staticd");
         let stdout = Lines::drain(child.stdout.take().unwrap(), "access");
         let line = stderr.wait_from(&mut 0, "the listening address", WAIT, |l| {
-            l.starts_with("staticd serve: listening on http://")
+            l.starts_with(LISTENING)
         });
-        let addr = line["staticd serve: listening on http://".len()..]
-            .parse()
-            .unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        let addr = match line[LISTENING.len()..].strip_prefix("http://") {
+            Some(a) => a.parse().unwrap_or_else(|e| panic!("{line:?}: {e}")),
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
         Staticd {
             child,
             addr,
             stderr,
             stdout,
-            _root: root,
+            _root: None,
         }
+    }
+
+    /// The first `n` listening lines' addresses (`http://…` or `unix:…`), in order.
+    pub fn listening(&self, n: usize) -> Vec<String> {
+        let mut from = 0;
+        (0..n)
+            .map(|i| {
+                let line = self.stderr.wait_from(
+                    &mut from,
+                    &format!("listening line {}", i + 1),
+                    WAIT,
+                    |l| l.starts_with(LISTENING),
+                );
+                line[LISTENING.len()..].to_string()
+            })
+            .collect()
     }
 
     pub fn url(&self, path: &str) -> String {
