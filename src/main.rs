@@ -408,10 +408,26 @@ fn run_dev(args: DevArgs, mut loaded: Loaded, argv: Vec<OsString>) -> anyhow::Re
 fn missing_policy(project: &Path, cli: Vec<Rule>) -> anyhow::Result<Policy> {
     let path = project.join(django::config::FILE_NAME);
     let cfg = django::config::load(project)?;
+    if cfg.is_some() {
+        serve_sections_valid(&path)?;
+    }
     let file = cfg
         .as_ref()
         .map(|c| (path.as_path(), c.collect.missing.as_slice()));
     Policy::new(file, cli)
+}
+
+/// The file collect reads is serve's too: its serve sections are checked here as well, so
+/// a typo in a section name (which collect's own reader leaves to serve) is never silent.
+fn serve_sections_valid(path: &Path) -> anyhow::Result<()> {
+    let cmd = Cli::command();
+    let serve = cmd.find_subcommand("serve").expect("the serve command");
+    resolve::read_file(serve, path)
+        .map(|_| ())
+        .map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            anyhow::anyhow!("{}", lines.join("\n"))
+        })
 }
 
 fn run_prune(args: PruneArgs) -> anyhow::Result<()> {

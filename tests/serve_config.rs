@@ -310,3 +310,24 @@ fn check_discovery_and_static_root() {
         "{err}"
     );
 }
+
+/// collect reads the same file: a section no one knows (a typo of `[collect]`) fails it
+/// too, where it is, instead of being ignored.
+#[test]
+fn collect_refuses_an_unknown_section() {
+    let p = Project::new().files(&[("app.css", b"body{}")]);
+    let toml = p.dir.join("staticd.toml");
+    let facts = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("{facts}[colect]\nmissing = []\n")).unwrap();
+    let line = facts.lines().count() + 1;
+    let o = p.collect(&[]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(
+            "{}:{line}:2: colect: unknown section; ",
+            toml.display()
+        )),
+        "{e}"
+    );
+}

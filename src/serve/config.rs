@@ -237,10 +237,12 @@ pub fn env_var(long: &str) -> String {
     format!("STATICD_{}", long.to_ascii_uppercase().replace('-', "_"))
 }
 
-/// The README's table of every option: file key, environment variable, flag, default.
+/// The README's table of every option: file key, environment variable, flag, default, and
+/// what SIGHUP does with it.
 pub fn key_table(cmd: &clap::Command) -> String {
-    let mut out =
-        String::from("| staticd.toml | environment | flag | default |\n|---|---|---|---|\n");
+    let mut out = String::from(
+        "| staticd.toml | environment | flag | default | on SIGHUP |\n|---|---|---|---|---|\n",
+    );
     for a in cmd.get_arguments() {
         let Some(key) = super::config_file::key_of(a.get_id().as_str()) else {
             continue;
@@ -264,7 +266,19 @@ pub fn key_table(cmd: &clap::Command) -> String {
             (false, []) => "".to_string(),
             (false, d) => format!("`{}`", d.join(",")),
         };
-        out.push_str(&format!("| `{key}` | `{env}` | `--{long}` | {default} |\n"));
+        let list = match (a.get_action(), a.get_value_delimiter()) {
+            (clap::ArgAction::Append, Some(d)) => format!(" (list: `{d}`-separated)"),
+            (clap::ArgAction::Append, None) => " (one value)".to_string(),
+            _ => String::new(),
+        };
+        let reload = if key.section() == RESTART_SECTION {
+            "needs a restart"
+        } else {
+            "applied"
+        };
+        out.push_str(&format!(
+            "| `{key}` | `{env}`{list} | `--{long}` | {default} | {reload} |\n"
+        ));
     }
     out
 }
@@ -434,6 +448,63 @@ pub fn parse_timeout(s: &str) -> Result<Duration, ValueError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Args as _;
+
+    fn serve_command() -> clap::Command {
+        ServeArgs::augment_args(clap::Command::new("serve"))
+    }
+
+    /// The README's one table of keys, variables and flags is this generated one: adding
+    /// an option fails here until the README lists it (the message is the table to paste).
+    #[test]
+    fn readme_lists_every_option() {
+        let table = key_table(&serve_command());
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        assert!(
+            readme.contains(&table),
+            "README.md's table of options is not the current one; it is:\n{table}"
+        );
+    }
+
+    /// The README's full staticd.toml example is valid, key for key.
+    #[test]
+    fn readme_example_is_valid() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let start = readme
+            .find("```toml\n# /etc/staticd/staticd.toml")
+            .expect("the example in README.md");
+        let body = &readme[start + "```toml\n".len()..];
+        let example = &body[..body.find("```").unwrap()];
+        let path = std::path::Path::new("/etc/staticd/staticd.toml");
+        let layer = super::super::config_file::read(&serve_command(), path, example)
+            .unwrap_or_else(|p| panic!("{p:#?}"));
+        assert!(layer.values.len() > 20, "{layer:?}");
+    }
+
+    #[test]
+    fn every_option_has_a_key_and_a_variable() {
+        let cmd = serve_command();
+        let mut n = 0;
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if matches!(id, "project" | "config") {
+                continue;
+            }
+            let key = super::super::config_file::key_of(id);
+            assert!(key.is_some(), "{id} has no file key");
+            let long = a.get_long().unwrap();
+            assert_eq!(
+                a.get_env().map(|e| e.to_string_lossy().into_owned()),
+                Some(env_var(long)),
+                "{id}"
+            );
+            n += 1;
+        }
+        assert!(n >= 30, "{n} options");
+        assert_eq!(env_var("max-age"), "STATICD_MAX_AGE");
+    }
 
     #[test]
     fn sizes_and_durations() {

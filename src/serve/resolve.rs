@@ -64,9 +64,16 @@ impl fmt::Display for Failure {
 pub fn parse(cmd: Command, argv: &[OsString]) -> Result<(ArgMatches, Option<Loaded>), Failure> {
     // Without the environment: a bad variable is reported below with the file's problems,
     // all at once, rather than by clap alone.
-    let first = without_env(cmd.clone())
-        .try_get_matches_from(argv)
-        .map_err(Failure::Clap)?;
+    let first = match without_env(cmd.clone()).try_get_matches_from(argv) {
+        Ok(m) => m,
+        // `--help`, or a command-line error: as the whole command (with its variables)
+        // says it.
+        Err(e) => {
+            return Err(Failure::Clap(
+                cmd.try_get_matches_from(argv).err().unwrap_or(e),
+            ))
+        }
+    };
     let Some((name, sub)) = first.subcommand() else {
         return Ok((first, None));
     };
