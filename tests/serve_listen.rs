@@ -8,7 +8,7 @@ use crate::common::staticd::{Staticd, WAIT};
 use crate::common::wait_until;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -20,22 +20,44 @@ fn root() -> tempfile::TempDir {
     dir
 }
 
-/// `staticd serve --root ROOT` with exactly these listeners and flags.
-fn serve(root: &Path, args: &[&str]) -> Staticd {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_staticd"));
+/// `staticd serve --root ROOT` with these flags (and no listener but theirs) as `c` runs
+/// it: the binary itself, or a shell that `exec`s it.
+fn serve_command(mut c: Command, root: &Path, args: &[&str]) -> Command {
     c.arg("serve")
         .arg("--root")
         .arg(root)
-        .args([
-            "--static-url",
-            "/static/",
-            "--workers",
-            "1",
-            "--log-format",
-            "json",
-        ])
+        .args(["--static-url", "/static/", "--workers", "1"])
+        .args(["--log-format", "json"])
         .args(args);
-    Staticd::start(c)
+    c
+}
+
+fn serve(root: &Path, args: &[&str]) -> Staticd {
+    let c = Command::new(env!("CARGO_BIN_EXE_staticd"));
+    Staticd::start(serve_command(c, root, args))
+}
+
+/// A shell that `exec`s staticd as systemd starts it with socket activation: descriptor
+/// `fd` at 3, `LISTEN_FDS=1`, `LISTEN_PID` the shell's (so staticd's) pid, and `vars`.
+fn activation(fd: RawFd, vars: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!(
+            "export LISTEN_PID=$$ LISTEN_FDS=1 {vars}; exec \"$@\""
+        ))
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_staticd"));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            // dup2 onto itself keeps close-on-exec: the flag is cleared either way.
+            if libc::dup2(fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c
 }
 
 fn addr(url: &str) -> SocketAddr {
@@ -200,11 +222,8 @@ fn unix_socket_listener() {
     assert!(sock.exists(), "a killed server leaves its file");
     let s = serve(root.path(), &["--bind", &bind]);
     assert_eq!(unix_get(&sock, "/static/app.css", &[]).status, 200);
-    let o = Command::new(env!("CARGO_BIN_EXE_staticd"))
-        .arg("serve")
-        .arg("--root")
-        .arg(root.path())
-        .args(["--bind", &bind])
+    let c = Command::new(env!("CARGO_BIN_EXE_staticd"));
+    let o = serve_command(c, root.path(), &["--bind", &bind])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
@@ -218,43 +237,11 @@ fn unix_socket_listener() {
     drop(s);
 }
 
-/// `staticd serve` as systemd starts it with socket activation: the listening socket at
-/// descriptor 3, `LISTEN_FDS=1`, `LISTEN_PID` its own pid (set by the shell it `exec`s
-/// from), and a `--bind` that is then not used.
+/// `staticd serve` on `listener`, passed by socket activation, with a `--bind` that is then
+/// not used.
 fn activated(root: &Path, listener: &TcpListener) -> Staticd {
-    let fd = listener.as_raw_fd();
-    let mut c = Command::new("sh");
-    c.arg("-c")
-        .arg("export LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web; exec \"$@\"")
-        .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_staticd"))
-        .arg("serve")
-        .arg("--root")
-        .arg(root)
-        .args([
-            "--static-url",
-            "/static/",
-            "--workers",
-            "1",
-            "--log-format",
-            "json",
-        ])
-        .args(["--bind", "127.0.0.1:1"]);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        c.pre_exec(move || {
-            if fd == 3 {
-                // Already there: only the close-on-exec flag must go.
-                if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Staticd::start(c)
+    let c = activation(listener.as_raw_fd(), "LISTEN_FDNAMES=web");
+    Staticd::start(serve_command(c, root, &["--bind", "127.0.0.1:1"]))
 }
 
 /// Socket activation, and a restart meanwhile: a client that connects while no server
@@ -302,24 +289,8 @@ fn socket_activation_refuses_what_is_not_listening() {
     let root = root();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-    let fd = c.as_raw_fd();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("export LISTEN_PID=$$ LISTEN_FDS=1; exec \"$@\"")
-        .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_staticd"))
-        .arg("serve")
-        .arg("--root")
-        .arg(root.path());
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let cmd = activation(c.as_raw_fd(), "");
+    let mut cmd = serve_command(cmd, root.path(), &[]);
     let o = cmd.output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
