@@ -10,6 +10,7 @@
 
 use super::config::ServeArgs;
 use super::config_file::{self, Layer, Place, Problem};
+use anyhow::Context as _;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Command, FromArgMatches as _};
 use std::collections::BTreeMap;
@@ -233,10 +234,17 @@ pub fn locate(args: &ServeArgs) -> anyhow::Result<(PathBuf, String)> {
     }
     let project = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
     let d = crate::django::discover(&crate::django::DiscoverOptions {
-        project,
+        project: project.clone(),
         python: args.python.clone(),
         settings: args.settings.clone(),
         ..Default::default()
+    })
+    .with_context(|| {
+        format!(
+            "STATIC_ROOT: give --root (or [static] root), or a Django project to find it in \
+             ({} is not one)",
+            project.display()
+        )
     })?;
     Ok((
         args.root.clone().unwrap_or(d.static_root),
