@@ -277,3 +277,43 @@ fn a_broken_configuration_is_refused_and_the_old_one_serves() {
     });
     assert_eq!(text(&s, "/page"), "B");
 }
+
+/// The active health check follows a reload: the new upstreams are probed, and the old
+/// proxy's loop stops (at most the probe it had begun when it was retired still lands).
+#[test]
+fn health_checks_follow_the_reloaded_upstreams() {
+    let root = dir_with("app.css", b"x{}");
+    let media = dir_with("a.txt", b"m");
+    let (a, b) = (Upstream::start("A"), Upstream::start("B"));
+    let probes = |u: &Upstream| {
+        u.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p == "/health")
+            .count()
+    };
+    let health = "[proxy]\nhealth_check = \"/health\"\nhealth_interval = \"50ms\"";
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("staticd.toml");
+    write_config(&cfg, root.path(), "/static/", media.path(), a.addr, health);
+    let s = serve(&cfg);
+    a.wait_seen("/health");
+
+    write_config(&cfg, root.path(), "/static/", media.path(), b.addr, health);
+    s.signal(libc::SIGHUP);
+    s.stderr.wait("the reload", |l| {
+        l.contains("configuration reloaded from") && l.contains("[[upstream]] address applied")
+    });
+    let a_then = probes(&a);
+    wait_until("three probes of the new upstream", WAIT, || {
+        (probes(&b) >= 3).then_some(())
+    });
+    assert!(
+        probes(&a) <= a_then + 1,
+        "the old proxy kept probing: {} then {}",
+        a_then,
+        probes(&a)
+    );
+    assert_eq!(text(&s, "/page"), "B");
+}
