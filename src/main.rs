@@ -1,5 +1,6 @@
 //! Command line: parse and dispatch, nothing else.
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use staticd::collect::bundler::Globs;
 use staticd::collect::missing::{Policy, Rule};
 use staticd::collect::{self, cache::Cache, naming::HashAlgo, report::Log, CollectOptions};
 use staticd::django::{self, DiscoverOptions};
@@ -58,6 +59,9 @@ struct DevArgs {
     /// What a reference to a missing file does, as for `collect --missing`.
     #[arg(long, value_name = "ACTION:PATTERN")]
     missing: Vec<Rule>,
+    /// Files a bundler already named by content, as for `collect --bundled`.
+    #[arg(long, value_name = "GLOB")]
+    bundled: Vec<String>,
 }
 
 /// Where the project's facts come from (shared by every subcommand that takes a project).
@@ -133,6 +137,12 @@ struct CollectArgs {
     /// after staticd.toml's [collect] missing.
     #[arg(long, value_name = "ACTION:PATTERN")]
     missing: Vec<Rule>,
+    /// Files a bundler already named by content (besides those its manifest lists, which are
+    /// found by themselves): published under their own name, bytes unchanged, and served
+    /// immutable. A glob on the collected path or its basename, e.g. --bundled 'dist/assets/*'.
+    /// Repeatable; adds to staticd.toml's [collect] bundled.
+    #[arg(long, value_name = "GLOB")]
+    bundled: Vec<String>,
     /// Accepted for compatibility with collectstatic: staticd never prompts.
     #[arg(long = "noinput", alias = "no-input", hide = true)]
     _noinput: bool,
@@ -177,7 +187,11 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
         no_default_ignore: args.no_default_ignore,
         memo: !args.no_cache,
     })?;
-    let missing = missing_policy(&args.project.project, args.missing.clone())?;
+    let (missing, bundled) = collect_rules(
+        &args.project.project,
+        args.missing.clone(),
+        args.bundled.clone(),
+    )?;
     let opts = CollectOptions {
         clear: args.clear,
         dry_run: args.dry_run,
@@ -197,6 +211,7 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
         reuse_stage: false,
         on_publish: None,
         missing,
+        bundled,
     };
     let json = args.format == Format::Json;
     let log = Log::new(args.verbosity, json);
@@ -226,7 +241,7 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         .project
         .clone()
         .ok_or_else(|| anyhow::anyhow!("staticd dev needs a PROJECT directory"))?;
-    let missing = missing_policy(&project, args.missing.clone())?;
+    let (missing, bundled) = collect_rules(&project, args.missing.clone(), args.bundled.clone())?;
     let discovery = django::discover(&DiscoverOptions {
         project,
         python: args.serve.python.clone(),
@@ -245,6 +260,7 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
             let _ = published.try_send(staticd::serve::reload::Wake::Published);
         }))),
         missing,
+        bundled,
         ..Default::default()
     };
     let mut serve = args.serve;
@@ -260,15 +276,23 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     staticd::serve::run_with(serve, (tx, rx))
 }
 
-/// The missing-reference policy: `[collect] missing` of `PROJECT/staticd.toml` (if there is
-/// one), then the `--missing` rules, which therefore win.
-fn missing_policy(project: &Path, cli: Vec<Rule>) -> anyhow::Result<Policy> {
+/// The missing-reference policy and the bundled globs: `[collect] missing` and `bundled` of
+/// `PROJECT/staticd.toml` (if there is one), then the command line's (whose rules therefore
+/// win).
+fn collect_rules(
+    project: &Path,
+    missing: Vec<Rule>,
+    bundled: Vec<String>,
+) -> anyhow::Result<(Policy, Globs)> {
     let path = project.join(django::config::FILE_NAME);
     let cfg = django::config::load(project)?;
-    let file = cfg
-        .as_ref()
-        .map(|c| (path.as_path(), c.collect.missing.as_slice()));
-    Policy::new(file, cli)
+    let section = |f: fn(&django::config::CollectConfig) -> &[String]| {
+        cfg.as_ref().map(|c| (path.as_path(), f(&c.collect)))
+    };
+    Ok((
+        Policy::new(section(|c| &c.missing), missing)?,
+        Globs::new(section(|c| &c.bundled), bundled)?,
+    ))
 }
 
 fn run_prune(args: PruneArgs) -> anyhow::Result<()> {

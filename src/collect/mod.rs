@@ -3,6 +3,7 @@
 //! Every stage is pure or parallel: sources are walked per finder location, read and hashed
 //! on rayon, CSS/JS rewritten level by level of the reference graph, each distinct content
 //! compressed once, and the result published as one atomic swap of STATIC_ROOT.
+pub mod bundler;
 pub mod cache;
 pub mod compress;
 pub mod generations;
@@ -55,6 +56,8 @@ pub struct CollectOptions {
     pub on_publish: Option<OnPublish>,
     /// What a reference to a missing file does (`--missing`, `[collect] missing`).
     pub missing: missing::Policy,
+    /// Files to treat as named by a bundler (`--bundled`, `[collect] bundled`).
+    pub bundled: bundler::Globs,
 }
 
 /// A hook run when a generation has just been published (`staticd dev` wakes its server).
@@ -84,6 +87,7 @@ impl Default for CollectOptions {
             reuse_stage: false,
             on_publish: None,
             missing: missing::Policy::default(),
+            bundled: bundler::Globs::default(),
         }
     }
 }
@@ -106,7 +110,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
     let mut phases = Phases::new(log);
     let ignore = ignore::IgnoreRules::new(&d.ignore_patterns);
     plan::check_root(&d.sources, &d.static_root)?;
-    let plan = plan::plan(&d.sources, &ignore)?;
+    let mut plan = plan::plan(&d.sources, &ignore)?;
     phases.lap(
         "walk sources",
         format!(
@@ -128,6 +132,22 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         summary.copied = plan.files.len();
         summary.finish(started);
         return Ok(summary);
+    }
+
+    // Files a bundler already named by content keep their names and bytes (bundler.rs).
+    if d.storage.manifest && !opts.no_post_process {
+        let marked = bundler::mark(&d.sources, &mut plan.files, &opts.bundled, &d.static_url)?;
+        for w in &marked.warnings {
+            log.warn(w.to_string());
+        }
+        phases.lap(
+            "bundler manifests",
+            format!(
+                "{} files keep their bundler names; {} manifests read",
+                marked.bundled,
+                marked.manifests.len()
+            ),
+        );
     }
 
     // Nothing changed since the last publish: no reading, hashing, rewriting or compressing.
@@ -154,11 +174,11 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
     );
     if let Some(p) = &prev {
         let same = p.files.len() == plan.files.len()
-            && plan.files.iter().zip(&stats).all(|(f, st)| {
-                p.files
-                    .get(&f.rel)
-                    .is_some_and(|s| s.abs == f.abs && Some(s.stat) == *st)
-            });
+            && plan
+                .files
+                .iter()
+                .zip(&stats)
+                .all(|(f, st)| p.files.get(&f.rel).is_some_and(|s| s.describes(f, *st)));
         if same {
             summary.unmodified = plan.files.len();
             // The references left unchanged last time still are: report them again.
@@ -204,8 +224,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             let Some(p) = prev.as_ref().and_then(|p| p.files.get(&f.rel)) else {
                 return false;
             };
-            p.abs == f.abs
-                && Some(p.stat) == *st
+            p.describes(f, *st)
                 && d.static_root.join(&p.name).is_file()
                 && (d.whitenoise.keep_only_hashed_files || d.static_root.join(&f.rel).is_file())
         })
@@ -261,6 +280,10 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         summary.rewritten = processed.rewritten;
         carried = processed.carried.clone();
         for (i, name) in processed.names.iter().enumerate() {
+            // A bundled file's name is its own: it is written once, as an original below.
+            if plan.files[i].bundled {
+                continue;
+            }
             let content = match processed.rewritten_content[i].take() {
                 Some(bytes) => {
                     contents.push(Arc::from(bytes));
@@ -295,11 +318,12 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
             ),
         );
     }
-    if !keep_only_hashed {
-        for (i, f) in plan.files.iter().enumerate() {
+    for (i, f) in plan.files.iter().enumerate() {
+        if !keep_only_hashed || f.bundled {
             outputs.push(Output {
                 rel: f.rel.clone(),
-                symlink: opts.link,
+                // A bundled file is the published copy, as a hashed one is: real bytes.
+                symlink: opts.link && !f.bundled,
                 content: i,
                 source: i,
                 hashed: false,
@@ -463,7 +487,8 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
     }
     if keep_only_hashed {
         // Originals were never staged; the summary still counts them as collected.
-        copied.fetch_add(plan.files.len(), Ordering::Relaxed);
+        let unstaged = plan.files.iter().filter(|f| !f.bundled).count();
+        copied.fetch_add(unstaged, Ordering::Relaxed);
     }
     phases.lap("stage", format!("{} outputs", outputs.len()));
     let manifest_bytes = manifest.as_ref().map(|m| m.to_bytes());
@@ -541,7 +566,7 @@ fn django_post_processed(
     files
         .iter()
         .enumerate()
-        .filter(|(i, f)| adjustable(&f.rel) || hashed_is_new(*i))
+        .filter(|(i, f)| !f.bundled && (adjustable(&f.rel) || hashed_is_new(*i)))
         .count()
 }
 
@@ -563,8 +588,9 @@ fn whitenoise_variants(
     }
     let settings = compress_settings(d, opts);
     let mut names: Vec<&str> = hashed.to_vec();
+    // A bundled file's name is its original's: counted once.
     if !d.whitenoise.keep_only_hashed_files {
-        names.extend(files.iter().map(|f| f.rel.as_str()));
+        names.extend(files.iter().filter(|f| !f.bundled).map(|f| f.rel.as_str()));
     }
     let suffixes: Vec<&str> = [(settings.brotli, ".br"), (settings.gzip, ".gz")]
         .into_iter()
@@ -584,7 +610,7 @@ fn whitenoise_variants(
 /// Digest of every input that changes output besides the files themselves.
 fn settings_key(d: &Discovery, opts: &CollectOptions) -> String {
     let key = format!(
-        "{} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {} {} {:?}",
+        "{} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {} {} {:?} {:?}",
         env!("CARGO_PKG_VERSION"),
         d.static_url,
         d.ignore_patterns,
@@ -596,7 +622,8 @@ fn settings_key(d: &Discovery, opts: &CollectOptions) -> String {
         opts.link,
         opts.no_post_process,
         d.django_version.as_deref().unwrap_or(""),
-        opts.missing.key()
+        opts.missing.key(),
+        opts.bundled.key()
     );
     blake3::hash(key.as_bytes()).to_hex().to_string()
 }

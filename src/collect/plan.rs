@@ -14,6 +14,9 @@ pub struct SourceFile {
     pub rel: String,
     /// Where it is read from.
     pub abs: PathBuf,
+    /// Already named by content by a front-end bundler: published under its own name, bytes
+    /// as they are (set by [`super::bundler::mark`]).
+    pub bundled: bool,
 }
 
 /// A file that lost to an earlier one with the same collected path.
@@ -40,6 +43,7 @@ pub fn plan(sources: &[Source], ignore: &IgnoreRules) -> Result<Plan> {
                 .map(|f| SourceFile {
                     rel: f.path.replace('\\', "/"),
                     abs: f.abs.clone(),
+                    bundled: false,
                 })
                 .collect()),
         })
@@ -100,6 +104,7 @@ fn walk(prefix: &str, root: &Path, ignore: &IgnoreRules) -> Result<Vec<SourceFil
         out.push(SourceFile {
             rel,
             abs: entry.path().to_path_buf(),
+            bundled: false,
         });
     }
     Ok(out)

@@ -178,7 +178,7 @@ pub fn process(
         .zip(stats)
         .map(|(f, st)| {
             let p = prev?.files.get(&f.rel)?;
-            (p.abs == f.abs && Some(p.stat) == *st).then_some(p)
+            p.describes(f, *st).then_some(p)
         })
         .collect();
     let tree = Tree::new(files.iter().map(|f| f.rel.as_str()));
@@ -207,7 +207,8 @@ pub fn process(
         .par_iter()
         .enumerate()
         .map(|(i, f)| {
-            let Some(kind) = rewrite::kind_of(&f.rel) else {
+            // A bundled file is never rewritten (bundler.rs says why).
+            let Some(kind) = rewrite::kind_of(&f.rel).filter(|_| !f.bundled) else {
                 return Ok(None);
             };
             // An unchanged file is not scanned again, unless a target of it is missing now:
@@ -305,12 +306,17 @@ pub fn process(
         })
         .collect();
     let mut hashed = (0..files.len())
-        .filter(|&i| node_of[i] == usize::MAX && unchanged[i].is_none())
+        .filter(|&i| node_of[i] == usize::MAX && unchanged[i].is_none() && !files[i].bundled)
         .count();
     let mut names: Vec<Option<String>> = files
         .iter()
         .enumerate()
-        .map(|(i, f)| (node_of[i] == usize::MAX).then(|| hashed_name(&f.rel, &fingerprints[i])))
+        .map(|(i, f)| {
+            (node_of[i] == usize::MAX).then(|| match f.bundled {
+                true => f.rel.clone(),
+                false => hashed_name(&f.rel, &fingerprints[i]),
+            })
+        })
         .collect();
 
     let deps: Vec<Vec<usize>> = nodes

@@ -14,6 +14,7 @@
 //! keep_only_hashed_files = false
 //! [collect]                     # optional: staticd's own collect options, not Django facts
 //! missing = ["warn:*.map"]      # missing-reference rules (validated by `collect::missing`)
+//! bundled = ["dist/assets/*"]   # files a bundler already named by content (`collect::bundler`)
 //! ```
 use super::{
     normalize_ignore_patterns, Discovery, Source, Storage, WhiteNoise, DEFAULT_IGNORE_PATTERNS,
@@ -109,6 +110,8 @@ pub struct WhiteNoiseConfig {
 pub struct CollectConfig {
     /// Missing-reference rules, `ACTION:PATTERN` (checked by `collect::missing::Policy::new`).
     pub missing: Vec<String>,
+    /// Globs of files already named by content by a bundler (`collect::bundler::Globs`).
+    pub bundled: Vec<String>,
 }
 
 /// Parse and validate `staticd.toml` text. `path` is only used in messages.
@@ -392,11 +395,13 @@ skip_compress_extensions = []
     #[test]
     fn collect_section() {
         let cfg = parse(
-            "static_root = \"s\"\n[collect]\nmissing = [\"warn:*.map\", \"ignore:vendor/*\"]\n",
+            "static_root = \"s\"\n[collect]\nmissing = [\"warn:*.map\", \"ignore:vendor/*\"]\n\
+             bundled = [\"dist/*\"]\n",
             p(),
         )
         .unwrap();
         assert_eq!(cfg.collect.missing, ["warn:*.map", "ignore:vendor/*"]);
+        assert_eq!(cfg.collect.bundled, ["dist/*"]);
         assert_eq!(
             parse("static_root = \"s\"\n", p()).unwrap().collect,
             CollectConfig::default()
