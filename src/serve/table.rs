@@ -597,7 +597,14 @@ fn trim_heap() {
 /// WhiteNoise's `immutable_file_test` (spec §3.6): strip the second-to-last dot segment and
 /// check that the *current* manifest maps the result back to this very name. Hashed files of
 /// older generations, originals and extensionless names fail it.
+///
+/// Also a name the manifest maps to itself: only `collect` writes such an entry, for a file
+/// a bundler already named by content (collect/bundler.rs; Django always inserts a hash), so
+/// it is as immutable as a hashed name. Vite's `main-DxqxU1Uw.js` has no dot segment to strip.
 pub fn is_immutable(name: &str, manifest: &Manifest) -> bool {
+    if manifest.paths.get(name).map(String::as_str) == Some(name) {
+        return true;
+    }
     let (stem, ext) = splitext(name);
     let without_hash = format!("{}{}", splitext(stem).0, ext);
     without_hash != name && manifest.paths.get(&without_hash).map(String::as_str) == Some(name)
@@ -666,6 +673,24 @@ mod tests {
         assert!(!is_immutable("css/site.css", &m));
         assert!(!is_immutable("css/site.0123456789ab.css", &m));
         assert!(!is_immutable("LICENSE.f4630b744e0d", &m));
+    }
+
+    #[test]
+    fn a_name_mapped_to_itself_is_immutable() {
+        let m = Manifest::new(BTreeMap::from([
+            (
+                "assets/main-DxqxU1Uw.js".into(),
+                "assets/main-DxqxU1Uw.js".into(),
+            ),
+            ("css/site.css".into(), "css/site.e76fcaa75cfb.css".into()),
+        ]));
+        assert!(is_immutable("assets/main-DxqxU1Uw.js", &m));
+        assert!(is_immutable("css/site.e76fcaa75cfb.css", &m));
+        assert!(
+            !is_immutable("assets/main-AAAAAAAA.js", &m),
+            "not in the manifest"
+        );
+        assert!(!is_immutable("css/site.css", &m), "an original");
     }
 
     #[test]
