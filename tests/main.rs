@@ -5,6 +5,7 @@
 
 mod common;
 
+mod bundler;
 mod collect_failures;
 mod collect_policy;
 mod conformance;

@@ -54,6 +54,15 @@ impl Project {
         super::write_file(&self.dir.join("assets"), rel, bytes);
     }
 
+    /// Appends `text` to the project's `staticd.toml` (e.g. a `[collect]` section).
+    pub fn append_config(&self, text: &str) {
+        let path = self.dir.join("staticd.toml");
+        let mut toml = std::fs::read_to_string(&path).unwrap();
+        toml.push('\n');
+        toml.push_str(text);
+        std::fs::write(&path, toml).unwrap();
+    }
+
     /// The project's STATIC_ROOT.
     pub fn root(&self) -> PathBuf {
         self.dir.join("static")
