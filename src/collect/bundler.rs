@@ -57,6 +57,7 @@ use crate::django::Source;
 use rayon::prelude::*;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -191,12 +192,15 @@ pub fn mark(
     globs: &Globs,
     static_url: &str,
 ) -> Result<Marked, Error> {
-    let by_rel: HashMap<&str, usize> = files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.rel.as_str(), i))
-        .collect();
     let found = find_manifests(sources, files);
+    let by_rel: HashMap<&str, usize> = match found.is_empty() {
+        true => HashMap::new(),
+        false => files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.rel.as_str(), i))
+            .collect(),
+    };
     let read: Vec<Result<Read, Error>> = found.par_iter().map(read_manifest).collect();
     let mut marked = Marked::default();
     let mut bundled = vec![false; files.len()];
@@ -255,40 +259,50 @@ struct Found {
 /// `.vite/manifest.json` in every directory of a directory source that holds a collected
 /// file (or a directory that does), and every collected `manifest.json` elsewhere.
 fn find_manifests(sources: &[Source], files: &[SourceFile]) -> Vec<Found> {
-    let roots: HashSet<&Path> = sources
+    // Paths compared as bytes: the walk wrote them all the same way (and hashing a `Path`
+    // walks its components, which showed in a do-nothing collect of 9k files).
+    let roots: HashSet<&OsStr> = sources
         .iter()
         .filter_map(|s| match s {
-            Source::Dir { root, .. } => Some(root.as_path()),
+            Source::Dir { root, .. } => Some(root.as_os_str()),
             Source::Files { .. } => None,
         })
         .collect();
     // Directories known to lie below a directory source (the walk up stops at them).
-    let mut below_root: HashSet<&Path> = HashSet::new();
+    let mut below_root: HashSet<&OsStr> = HashSet::new();
     let mut dirs: Vec<(&Path, &str)> = Vec::new();
     let mut out = Vec::new();
+    let mut last_dir: Option<&Path> = None;
     for f in files {
-        let mut chain: Vec<(&Path, &str)> = Vec::new();
-        let (mut abs, mut rel) = (f.abs.parent(), parent(&f.rel));
-        let inside = loop {
-            // Above the top of the collected tree without meeting a source: another finder's.
-            let (Some(a), Some(r)) = (abs, rel) else {
-                break false;
+        let dir = f.abs.parent();
+        // Files of one directory come together: one walk up for all of them.
+        if dir.map(Path::as_os_str) != last_dir.map(Path::as_os_str) {
+            last_dir = dir;
+            let mut chain: Vec<(&Path, &str)> = Vec::new();
+            let (mut abs, mut rel) = (dir, parent(&f.rel));
+            let inside = loop {
+                // Above the top of the collected tree without meeting a source: another
+                // finder's file.
+                let (Some(a), Some(r)) = (abs, rel) else {
+                    break false;
+                };
+                if below_root.contains(a.as_os_str()) {
+                    break true;
+                }
+                chain.push((a, r));
+                if roots.contains(a.as_os_str()) {
+                    break true;
+                }
+                (abs, rel) = (a.parent(), parent(r));
             };
-            if below_root.contains(a) {
-                break true;
+            if inside {
+                below_root.extend(chain.iter().map(|(a, _)| a.as_os_str()));
+                dirs.extend(chain);
             }
-            chain.push((a, r));
-            if roots.contains(a) {
-                break true;
-            }
-            (abs, rel) = (a.parent(), parent(r));
-        };
-        if inside {
-            below_root.extend(chain.iter().map(|(a, _)| *a));
-            dirs.extend(chain);
         }
-        let in_vite_dir = f.abs.parent().and_then(Path::file_name) == Some(".vite".as_ref());
-        if basename(&f.rel) == "manifest.json" && !in_vite_dir {
+        if basename(&f.rel) == "manifest.json"
+            && dir.and_then(Path::file_name) != Some(".vite".as_ref())
+        {
             out.push(Found {
                 path: f.abs.clone(),
                 dir_abs: f.abs.parent().unwrap_or(Path::new("/")).to_path_buf(),
