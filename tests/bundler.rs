@@ -429,3 +429,49 @@ fn a_malformed_vite_manifest_fails_naming_file_line_and_column() {
         "the previous generation stays published"
     );
 }
+
+/// `staticd prune` treats a bundler name like a hashed one (an old build's chunks go with
+/// their generation), but never deletes a current original, even one that an old generation
+/// published as a bundler name.
+#[test]
+fn prune_deletes_old_bundler_names_but_never_a_current_original() {
+    let p = Project::new().files(&[
+        ("dist/assets/a-DxqxU1Uw.js", b"a"),
+        ("dist/assets/old-oX-bZsvC.js", b"old"),
+        (
+            "dist/.vite/manifest.json",
+            br#"{"a": {"file": "assets/a-DxqxU1Uw.js"}, "o": {"file": "assets/old-oX-bZsvC.js"}}"#,
+        ),
+    ]);
+    p.run_collect(&[]);
+    // The next build drops old-*.js from the sources, and no longer lists a-*.js (collected
+    // and hashed as a plain file, its original published as Django would).
+    std::fs::remove_file(p.dir.join("assets/dist/assets/old-oX-bZsvC.js")).unwrap();
+    p.write(
+        "dist/.vite/manifest.json",
+        b"{\"o\": {\"file\": \"x-oX-bZsvC.js\"}}",
+    );
+    p.run_collect(&[]);
+    let a_hashed = p.hashed("dist/assets/a-DxqxU1Uw.js");
+    assert_ne!(a_hashed, "dist/assets/a-DxqxU1Uw.js");
+    assert!(p.root().join("dist/assets/old-oX-bZsvC.js").exists());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_staticd"))
+        .arg("prune")
+        .arg(&p.dir)
+        .args(["--keep-generations", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !p.root().join("dist/assets/old-oX-bZsvC.js").exists(),
+        "generation 1's bundler name pruned"
+    );
+    for kept in ["dist/assets/a-DxqxU1Uw.js", a_hashed.as_str()] {
+        assert!(p.root().join(kept).exists(), "{kept} kept");
+    }
+}

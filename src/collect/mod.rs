@@ -766,8 +766,10 @@ pub struct Pruned {
 pub fn prune(d: &Discovery, keep: usize, dry_run: bool, log: &Log) -> Result<Pruned> {
     let _lock = publish::lock(&d.static_root)?;
     let history = generations::History::load(&d.static_root);
+    // The current names, and the current originals: an old generation may have published an
+    // original's path as a bundler name (collect/bundler.rs), which is no longer one now.
     let current = Manifest::read(&d.static_root.join(&d.storage.manifest_name))?
-        .map(|m| m.paths.into_values().collect())
+        .map(|m| m.paths.into_iter().flat_map(|(k, v)| [k, v]).collect())
         .unwrap_or_default();
     let (doomed, kept) = history.plan_prune(keep, &current);
     let mut pruned = Pruned {
