@@ -329,8 +329,10 @@ fn webpack_manifest_and_globs() {
     assert!(!r.header("cache-control").unwrap().contains("immutable"));
 }
 
+/// A bundled file is the published, cacheable copy, as a hashed one is: it stays under
+/// `keep_only_hashed_files` and is a real file (with variants) under `--link`.
 #[test]
-fn keep_only_hashed_files_keeps_bundled_files() {
+fn bundled_files_under_keep_only_hashed_files_and_link() {
     let p = webpack_project();
     p.append_config("[whitenoise]\nkeep_only_hashed_files = true\n");
     p.run_collect(&[]);
@@ -341,6 +343,17 @@ fn keep_only_hashed_files_keeps_bundled_files() {
         !published.contains("css/site.css"),
         "originals are not kept"
     );
+
+    let p = webpack_project();
+    p.run_collect(&["--link"]);
+    let kind = |rel: &str| {
+        std::fs::symlink_metadata(p.root().join(rel))
+            .unwrap()
+            .file_type()
+    };
+    assert!(kind("css/site.css").is_symlink(), "originals are linked");
+    assert!(kind("bundles/main.1a2b3c4d.js").is_file());
+    assert!(p.root().join("bundles/main.1a2b3c4d.js.gz").is_file());
 }
 
 /// A file whose status flips while its bytes stay (its manifest starts or stops listing it)

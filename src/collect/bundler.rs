@@ -775,6 +775,30 @@ mod tests {
     }
 
     #[test]
+    fn a_collected_vite_dir_is_read_once() {
+        // Ignore patterns without `.*`: Django collects `.vite/manifest.json`, and so does
+        // staticd; it is still read as the manifest of the directory above, once.
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("assets");
+        write(
+            &root,
+            "dist/.vite/manifest.json",
+            r#"{"m": {"file": "assets/main-DxqxU1Uw.js"}}"#,
+        );
+        write(&root, "dist/assets/main-DxqxU1Uw.js", "js");
+        let src = dir_source(&root);
+        let mut files =
+            super::super::plan::plan(std::slice::from_ref(&src), &IgnoreRules::new(&["CVS"]))
+                .unwrap()
+                .files;
+        assert!(files.iter().any(|f| f.rel == "dist/.vite/manifest.json"));
+        let m = mark(&[src], &mut files, &Globs::default(), "/static/").unwrap();
+        assert_eq!(bundled(&files), ["dist/assets/main-DxqxU1Uw.js"]);
+        assert_eq!(m.manifests, [root.join("dist/.vite/manifest.json")]);
+        assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+    }
+
+    #[test]
     fn webpack_manifest_and_web_app_manifest() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("assets");
