@@ -14,7 +14,7 @@
 //!   it are the bundler's own, already naming files published under those very names:
 //!   rewriting them could only change bytes behind a name that promised they would not;
 //! - is served `immutable` (`serve::table::is_immutable` accepts an entry that maps to
-//!   itself, which Django's storage never writes: it always inserts a hash).
+//!   itself when the name shows a bundler's hash; Django's own names always insert one).
 //!
 //! Other files that reference a bundled file are rewritten as usual and get its name, which
 //! is its own.
@@ -37,12 +37,13 @@
 //!   directory (Vite: the directory holding `.vite/`); webpack's may carry the public path or
 //!   STATIC_URL in front, which is matched away. A manifest vouches only for files collected
 //!   from below its own directory: an entry naming anything else is a warning naming the
-//!   manifest. So is an entry whose name shows no content hash ([`looks_fingerprinted`]:
+//!   manifest. So is an entry whose name shows no content hash ([`crate::manifest::has_bundler_hash`]:
 //!   Vite's `entryFileNames: "[name].js"` produces such names, and serving `main.js` as
 //!   immutable would pin stale code in browsers); that file is hashed like any other.
 //! - Those matching a configured glob (`[collect] bundled = [...]` in `staticd.toml`,
 //!   `--bundled GLOB`), matched like an ignore pattern against the collected path and its
-//!   basename. A glob is the user's word: no name check.
+//!   basename. A glob is the user's word: no name check here (but the server calls such a
+//!   name immutable only if it shows a hash).
 //!
 //! A `.vite/manifest.json` that is not a Vite manifest (bad JSON, or a chunk without a string
 //! `file`) stops the collect with the file, line and column: a truncated build must not be
@@ -54,6 +55,7 @@
 use super::ignore::IgnoreRules;
 use super::plan::SourceFile;
 use crate::django::Source;
+use crate::manifest::has_bundler_hash;
 use rayon::prelude::*;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -224,7 +226,7 @@ pub fn mark(
                     manifest: m.path.clone(),
                     entry,
                 }),
-                Some(i) if !looks_fingerprinted(basename(&files[i].rel)) => {
+                Some(i) if !has_bundler_hash(&files[i].rel) => {
                     if !globs.matches(&files[i].rel) {
                         marked.warnings.push(Warning::NoHash {
                             manifest: m.path.clone(),
@@ -512,61 +514,9 @@ pub fn candidates(entry: &str, dir_rel: &str, static_url: &str) -> Vec<String> {
     out
 }
 
-/// Whether a file name carries a content hash as bundlers write one: a run of at least 8
-/// characters of the base64url alphabet (hex included) after a `-` or `.` that follows the
-/// name, ending at a `.` (Vite/Rollup `[name]-[hash]`, whose hash may itself hold `-` and `_`;
-/// webpack `[name].[contenthash]`); or 16 or more hex digits before the first `.` (webpack's
-/// assets, `[hash][ext]`). WhiteNoise's documented test for Vite names is the first half.
-/// `main.js`, `app.css`, `logo.png` do not pass: a bundler configured not to hash.
-pub fn looks_fingerprinted(name: &str) -> bool {
-    let b = name.as_bytes();
-    let hash_char = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
-    let leading_hex = b.iter().take_while(|c| c.is_ascii_hexdigit()).count();
-    if leading_hex >= 16 && b.get(leading_hex) == Some(&b'.') {
-        return true;
-    }
-    (1..b.len()).any(|p| {
-        if b[p] != b'-' && b[p] != b'.' {
-            return false;
-        }
-        let run = b[p + 1..].iter().take_while(|&&c| hash_char(c)).count();
-        run >= 8 && b.get(p + 1 + run) == Some(&b'.')
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fingerprinted_names() {
-        for yes in [
-            "main-DxqxU1Uw.js",
-            "bg-oX-bZsvC.png",
-            "lazy-CILrhhju.js",
-            "main-D7AT1Ceu.css",
-            "x_y-Ab_cD-eF.js",
-            "main.1a2b3c4d5e6f7a8b9c0d.js",
-            "main.1a2b3c4d.css",
-            "main-DxqxU1Uw.js.map",
-            "9f2c1b3a4d5e6f708192.png",
-        ] {
-            assert!(looks_fingerprinted(yes), "{yes}");
-        }
-        for no in [
-            "main.js",
-            "app.css",
-            "logo.png",
-            "application.js",
-            "index-abc.js",
-            "main-DxqxU1Uw",
-            "-DxqxU1Uw.js",
-            "deadbeef.png",
-            "LICENSE",
-        ] {
-            assert!(!looks_fingerprinted(no), "{no}");
-        }
-    }
 
     #[test]
     fn shapes() {

@@ -598,12 +598,15 @@ fn trim_heap() {
 /// check that the *current* manifest maps the result back to this very name. Hashed files of
 /// older generations, originals and extensionless names fail it.
 ///
-/// Also a name the manifest maps to itself: only `collect` writes such an entry, for a file
-/// a bundler already named by content (collect/bundler.rs; Django always inserts a hash), so
-/// it is as immutable as a hashed name. Vite's `main-DxqxU1Uw.js` has no dot segment to strip.
+/// Also a name the manifest maps to itself and that carries a bundler's hash
+/// ([`crate::manifest::has_bundler_hash`]): `collect` writes such an entry for a file a
+/// bundler already named by content (collect/bundler.rs; Django's own names always insert a
+/// hash), and Vite's `main-DxqxU1Uw.js` has no dot segment to strip. The name check keeps
+/// WhiteNoise's answer for the identity entries a Django storage that overrides
+/// `hashed_name` writes for files it leaves unhashed (`img/logo.png`): not immutable.
 pub fn is_immutable(name: &str, manifest: &Manifest) -> bool {
     if manifest.paths.get(name).map(String::as_str) == Some(name) {
-        return true;
+        return crate::manifest::has_bundler_hash(name);
     }
     let (stem, ext) = splitext(name);
     let without_hash = format!("{}{}", splitext(stem).0, ext);
@@ -683,8 +686,13 @@ mod tests {
                 "assets/main-DxqxU1Uw.js".into(),
             ),
             ("css/site.css".into(), "css/site.e76fcaa75cfb.css".into()),
+            ("img/logo.png".into(), "img/logo.png".into()),
         ]));
         assert!(is_immutable("assets/main-DxqxU1Uw.js", &m));
+        assert!(
+            !is_immutable("img/logo.png", &m),
+            "mapped to itself, but its name promises nothing"
+        );
         assert!(is_immutable("css/site.e76fcaa75cfb.css", &m));
         assert!(
             !is_immutable("assets/main-AAAAAAAA.js", &m),
