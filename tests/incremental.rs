@@ -263,6 +263,7 @@ fn verbosity_3_times_each_phase() {
         [
             "discovery",
             "walk sources",
+            "bundler manifests",
             "stat sources",
             "previous state",
             "compare",
@@ -283,6 +284,7 @@ fn verbosity_3_times_each_phase() {
         [
             "discovery",
             "walk sources",
+            "bundler manifests",
             "stat sources",
             "previous state",
             "compare",
@@ -291,7 +293,11 @@ fn verbosity_3_times_each_phase() {
         ],
         "{idle:?}"
     );
-    assert_eq!(idle[2].1, "5 files");
-    assert!(idle[4].1.starts_with("nothing changed"), "{idle:?}");
-    assert!(idle[5].1.starts_with("skipped"), "{idle:?}");
+    assert_eq!(
+        idle[2].1,
+        "0 files keep their bundler names; 0 manifests read"
+    );
+    assert_eq!(idle[3].1, "5 files");
+    assert!(idle[5].1.starts_with("nothing changed"), "{idle:?}");
+    assert!(idle[6].1.starts_with("skipped"), "{idle:?}");
 }
