@@ -658,6 +658,11 @@ mod tests {
         std::fs::write(p, text).unwrap();
     }
 
+    /// [`mark`] with one directory source, `root`, and no glob.
+    fn mark_in(root: &Path, files: &mut [SourceFile]) -> Result<Marked, Error> {
+        mark(&[dir_source(root)], files, &Globs::default(), "/static/")
+    }
+
     fn bundled(files: &[SourceFile]) -> Vec<&str> {
         files
             .iter()
@@ -683,13 +688,7 @@ mod tests {
         write(&root, "css/site.css", "css");
         let mut files = planned(&root, "p");
         assert!(files.iter().all(|f| !f.rel.contains(".vite")), "hidden");
-        let m = mark(
-            &[dir_source(&root)],
-            &mut files,
-            &Globs::default(),
-            "/static/",
-        )
-        .unwrap();
+        let m = mark_in(&root, &mut files).unwrap();
         assert_eq!(
             bundled(&files),
             [
@@ -769,13 +768,7 @@ mod tests {
         );
         write(&root, "pwa/icon.12345678.png", "png");
         let mut files = planned(&root, "");
-        let m = mark(
-            &[dir_source(&root)],
-            &mut files,
-            &Globs::default(),
-            "/static/",
-        )
-        .unwrap();
+        let m = mark_in(&root, &mut files).unwrap();
         assert_eq!(
             bundled(&files),
             [
@@ -821,14 +814,7 @@ mod tests {
         write(&root, "dist/a.js", "js");
         write(&root, "other/manifest.json", "not json");
         let mut files = planned(&root, "");
-        let e = mark(
-            &[dir_source(&root)],
-            &mut files,
-            &Globs::default(),
-            "/static/",
-        )
-        .unwrap_err()
-        .to_string();
+        let e = mark_in(&root, &mut files).unwrap_err().to_string();
         let path = root.join("dist/.vite/manifest.json");
         assert!(
             e.starts_with(&format!(
@@ -838,13 +824,7 @@ mod tests {
             "{e}"
         );
         std::fs::remove_file(&path).unwrap();
-        let m = mark(
-            &[dir_source(&root)],
-            &mut files,
-            &Globs::default(),
-            "/static/",
-        )
-        .unwrap();
+        let m = mark_in(&root, &mut files).unwrap();
         assert!(
             matches!(
                 &m.warnings[..],
