@@ -31,32 +31,40 @@ pub fn sample_project() -> PathBuf {
 /// `.ci/venv` at most once per test process (the script itself is idempotent and locked).
 pub fn venv_python() -> PathBuf {
     static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let script = repo_root().join(".ci").join("venv");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            panic!(
-                "{} failed ({}); the tests need it to build the Python virtualenv.\nstdout:\n{stdout}\nstderr:\n{stderr}",
-                script.display(),
-                out.status
-            );
-        }
-        let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-        let py = PathBuf::from(last.trim());
-        assert!(
-            py.is_file(),
-            "{} printed {last:?} as its last line, which is not a python executable.\nstderr:\n{stderr}",
-            script.display()
+    PY.get_or_init(|| ci_install("venv", "the Python virtualenv"))
+        .clone()
+}
+
+/// Runs the idempotent installer `.ci/NAME` (which `what` the tests need) and returns the file
+/// it prints as its last line.
+pub fn ci_install(name: &str, what: &str) -> PathBuf {
+    let script = repo_root().join(".ci").join(name);
+    let out = Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        panic!(
+            "{} failed ({}); the tests need it for {what}.\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            script.display(),
+            out.status
         );
-        py
-    })
-    .clone()
+    }
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let path = PathBuf::from(last.trim());
+    assert!(
+        path.is_file(),
+        "{} printed {last:?} as its last line, which is not a file.\nstderr:\n{stderr}",
+        script.display()
+    );
+    path
 }
 
 /// The `key=value` facts `.ci/venv` recorded for the venv of [`venv_python`].

@@ -2,44 +2,17 @@
 //! with it (an entry that imports a CSS file using an image, an image, and a module loaded
 //! with a dynamic `import()`).
 
-use super::repo_root;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-/// Vite's command-line script (run it with `node`).
+/// Vite's command-line script (run it with `node`), installed by `.ci/vite` at most once per
+/// test process.
 pub fn vite_cli() -> PathBuf {
     static CLI: OnceLock<PathBuf> = OnceLock::new();
-    CLI.get_or_init(|| {
-        let script = repo_root().join(".ci").join("vite");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "{} failed ({}); the bundler tests need Vite.\nstdout:\n{stdout}\nstderr:\n{stderr}",
-            script.display(),
-            out.status
-        );
-        let last = stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        let cli = PathBuf::from(last.trim());
-        assert!(
-            cli.is_file(),
-            "{} printed {last:?} as its last line, which is not Vite's script.\nstderr:\n{stderr}",
-            script.display()
-        );
-        cli
-    })
-    .clone()
+    CLI.get_or_init(|| super::ci_install("vite", "Vite (the bundler tests)"))
+        .clone()
 }
 
 /// Bytes that stand for an image (Vite copies assets as they are; only the name matters).
