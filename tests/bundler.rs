@@ -472,17 +472,7 @@ fn prune_deletes_old_bundler_names_but_never_a_current_original() {
     assert_ne!(a_hashed, "dist/assets/a-DxqxU1Uw.js");
     assert!(p.root().join("dist/assets/old-oX-bZsvC.js").exists());
 
-    let out = Command::new(env!("CARGO_BIN_EXE_staticd"))
-        .arg("prune")
-        .arg(&p.dir)
-        .args(["--keep-generations", "1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    p.prune(&["--keep-generations", "1"]);
     assert!(
         !p.root().join("dist/assets/old-oX-bZsvC.js").exists(),
         "generation 1's bundler name pruned"

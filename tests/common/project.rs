@@ -78,6 +78,22 @@ impl Project {
         run_collect_env(&self.dir, args, &self.env())
     }
 
+    /// `staticd prune DIR ARGS`, which must succeed; its stdout.
+    pub fn prune(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_staticd"))
+            .arg("prune")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("run staticd prune");
+        assert!(
+            out.status.success(),
+            "staticd prune {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn env(&self) -> [(&'static str, String); 1] {
         [("XDG_CACHE_HOME", self.cache.display().to_string())]
     }
