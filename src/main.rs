@@ -1,5 +1,5 @@
 //! Command line: parse and dispatch, nothing else.
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use staticd::collect::bundler::Globs;
 use staticd::collect::missing::{Policy, Rule};
 use staticd::collect::{self, cache::Cache, naming::HashAlgo, report::Log, CollectOptions};
@@ -11,7 +11,9 @@ use std::process::ExitCode;
 #[command(
     name = "staticd",
     version,
-    about = "Django's collectstatic and static tier in one binary"
+    about = "Django's collectstatic and static tier in one binary",
+    // As argparse (Django's parser): a flag given twice is not an error, the last one wins.
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,6 +30,16 @@ enum Command {
     Dev(Box<DevArgs>),
     /// Delete hashed files of generations older than the last N (only files staticd wrote).
     Prune(PruneArgs),
+    /// Print a shell completion script, e.g. `staticd completions bash > /etc/bash_completion.d/staticd`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (roff): `staticd man > staticd.1`, `staticd man collect > staticd-collect.1`.
+    Man {
+        /// The subcommand whose page to print (default: staticd's own).
+        command: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -76,6 +88,34 @@ struct ProjectArgs {
     /// Python interpreter of the project (default: $VIRTUAL_ENV, PROJECT/.venv, python3).
     #[arg(long)]
     python: Option<PathBuf>,
+    /// A directory to add to the Python path, as Django's --pythonpath (put first on
+    /// PYTHONPATH for the discovery run).
+    #[arg(long, value_name = "DIR")]
+    pythonpath: Option<PathBuf>,
+    /// Django's own flags, accepted so that a collectstatic command line works unchanged.
+    #[command(flatten)]
+    django: DjangoFlags,
+}
+
+/// Flags every Django management command accepts that mean nothing to staticd: accepted and
+/// ignored, so `collectstatic`'s command line can become staticd's by changing the program.
+#[derive(Args, Debug, Clone)]
+struct DjangoFlags {
+    /// Ignored: staticd never prompts (Django: do not ask before overwriting).
+    #[arg(long = "noinput", alias = "no-input")]
+    noinput: bool,
+    /// Ignored: staticd runs no system checks (its discovery imports the settings only).
+    #[arg(long)]
+    skip_checks: bool,
+    /// Ignored: staticd's errors already name the file and line.
+    #[arg(long)]
+    traceback: bool,
+    /// Ignored: staticd prints no colors.
+    #[arg(long)]
+    no_color: bool,
+    /// Ignored: staticd prints no colors.
+    #[arg(long)]
+    force_color: bool,
 }
 
 #[derive(Args, Debug)]
@@ -143,9 +183,6 @@ struct CollectArgs {
     /// Repeatable; adds to staticd.toml's [collect] bundled.
     #[arg(long, value_name = "GLOB")]
     bundled: Vec<String>,
-    /// Accepted for compatibility with collectstatic: staticd never prompts.
-    #[arg(long = "noinput", alias = "no-input", hide = true)]
-    _noinput: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -161,6 +198,16 @@ fn main() -> ExitCode {
         Command::Serve(args) => staticd::serve::run(*args),
         Command::Dev(args) => run_dev(*args),
         Command::Prune(args) => run_prune(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "staticd",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man { command } => man_page(command.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -171,8 +218,69 @@ fn main() -> ExitCode {
     }
 }
 
+/// One page per command, named as `git` names its pages (`staticd-collect`).
+fn man_page(sub: Option<&str>) -> anyhow::Result<()> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let page = match sub {
+        None => cmd,
+        Some(name) => {
+            let known: Vec<String> = cmd
+                .get_subcommands()
+                .map(|c| c.get_name().to_string())
+                .collect();
+            cmd.find_subcommand(name)
+                .cloned()
+                .ok_or_else(|| {
+                    anyhow::anyhow!("no command {name:?}; commands: {}", known.join(", "))
+                })?
+                .name(format!("staticd-{name}"))
+        }
+    };
+    clap_mangen::Man::new(page).render(&mut std::io::stdout())?;
+    Ok(())
+}
+
+/// Django's `--pythonpath` inserts one directory in front of `sys.path`; the discovery run
+/// gets it first on PYTHONPATH. Set in staticd's own environment (still single-threaded here)
+/// so that the remembered discovery, which keys on every environment variable, sees it.
+fn apply_pythonpath(project: &ProjectArgs) {
+    if let Some(dir) = &project.pythonpath {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        let mut paths = vec![dir];
+        if let Some(old) = std::env::var_os("PYTHONPATH") {
+            paths.extend(std::env::split_paths(&old));
+        }
+        if let Ok(joined) = std::env::join_paths(paths) {
+            std::env::set_var("PYTHONPATH", joined);
+        }
+    }
+}
+
+/// `staticd collect`. With `--format json` a failure is reported on stdout too, as
+/// `{"error": {"kind": …, "message": …, …}}` (see `collect::error::Report`).
 fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
+    let json = args.format == Format::Json;
+    let result = collect_command(args);
+    if let (true, Err(e)) = (json, &result) {
+        let report = match e.downcast_ref::<collect::Error>() {
+            Some(c) => c.report(),
+            None => {
+                let kind = match e.downcast_ref::<django::DiscoverError>() {
+                    Some(_) => "discovery",
+                    None => "other",
+                };
+                collect::error::Report::other(kind, format!("{e:#}"))
+            }
+        };
+        println!("{}", serde_json::json!({ "error": report }));
+    }
+    result
+}
+
+fn collect_command(args: CollectArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    apply_pythonpath(&args.project);
     // Warnings of the library (e.g. publish falling back to per-file renames) go to stderr.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -296,6 +404,7 @@ fn collect_rules(
 }
 
 fn run_prune(args: PruneArgs) -> anyhow::Result<()> {
+    apply_pythonpath(&args.project);
     let discovery = django::discover(&DiscoverOptions {
         project: args.project.project.clone(),
         python: args.project.python.clone(),

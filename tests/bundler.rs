@@ -4,7 +4,7 @@
 
 use crate::common::{
     self, http,
-    project::{collect_output, manifest_paths, run_collect_env, Project},
+    project::{manifest_paths, run_collect_env, Project},
     staticd::Staticd,
     vite,
 };
@@ -424,13 +424,9 @@ fn a_malformed_vite_manifest_fails_naming_file_line_and_column() {
         "dist/.vite/manifest.json",
         b"{\n  \"src/a.js\": {\n    \"file\": \"assets/a-Dx",
     );
-    let out = collect_output(
-        &p.dir,
-        &[],
-        &[("XDG_CACHE_HOME", p.cache.display().to_string())],
-    );
+    let out = p.collect(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     let path = p.dir.join("assets/dist/.vite/manifest.json");
     assert!(
         stderr.contains(&format!(

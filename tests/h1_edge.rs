@@ -705,6 +705,18 @@ fn connect_trace_and_options_asterisk() {
     assert_eq!(up.targets_before_marker(&s, "/marker"), ["/after"]);
 }
 
+/// The response head that opens a tunnel, read byte by byte: what the tunnel carries after
+/// it must not be read into the harness's buffer.
+fn switch_head(c: &mut Conn) -> Response {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(c.stream.read(&mut byte).unwrap(), 1, "{head:?}");
+        head.push(byte[0]);
+    }
+    http::parse(&head, GET, false).unwrap().unwrap().0
+}
+
 /// An upgrade (HTTP/1.1, `Connection: upgrade` and `Upgrade`) is tunnelled once the
 /// upstream answers 101; any other answer is a plain response and the connection goes on.
 /// A stray Upgrade (no `Connection: upgrade`, or on HTTP/1.0) is a plain request: the
@@ -715,14 +727,7 @@ fn upgrades_are_tunnelled_and_stray_ones_are_plain_requests() {
     let s = proxy(&up, &[]);
     let mut c = s.conn();
     c.send(b"GET /ws/chat HTTP/1.1\r\nHost: t\r\nConnection: keep-alive, Upgrade\r\nUpgrade: testproto\r\n\r\nearly");
-    // The head byte by byte: the echo must not be read into the harness's buffer.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(c.stream.read(&mut byte).unwrap(), 1, "{head:?}");
-        head.push(byte[0]);
-    }
-    let (r, _) = http::parse(&head, GET, false).unwrap().unwrap();
+    let r = switch_head(&mut c);
     assert_eq!(r.status, 101);
     assert_eq!(r.header("upgrade"), Some("testproto"));
     assert_eq!(r.header("connection"), Some("upgrade"));
@@ -782,6 +787,35 @@ fn upgrades_are_tunnelled_and_stray_ones_are_plain_requests() {
         GET,
     );
     assert_eq!(r.body, b"body{}");
+}
+
+/// A graceful shutdown closes an open tunnel: the server exits without waiting for
+/// `--shutdown-timeout` or `--ws-idle-timeout`, both far longer than the wait for the exit.
+#[test]
+fn an_open_tunnel_is_closed_on_graceful_shutdown() {
+    let up = Upstream::start();
+    let mut s = proxy(
+        &up,
+        &["--shutdown-timeout", "600s", "--ws-idle-timeout", "600s"],
+    );
+    let mut c = s.conn();
+    c.send(
+        b"GET /ws/live HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    let r = switch_head(&mut c);
+    assert_eq!(r.status, 101);
+    c.send(b"ping");
+    let mut echo = [0u8; 4];
+    c.stream.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"ping", "the tunnel is open");
+
+    s.signal(libc::SIGTERM);
+    c.expect_closed();
+    wait_until("the upstream side of the tunnel to close", WAIT, || {
+        (up.closed.load(Ordering::SeqCst) >= 1).then_some(())
+    });
+    let status = s.wait_exit(WAIT);
+    assert!(status.success(), "{status:?}");
 }
 
 /// A body that stalls longer than `--body-timeout` is 408 and closes (the probe's

@@ -245,8 +245,8 @@ fn verbosity_3_times_each_phase() {
         [
             "discovery",
             "walk sources",
-            "bundler manifests",
             "stat sources",
+            "bundler manifests",
             "previous state",
             "compare",
             "read",
@@ -266,8 +266,8 @@ fn verbosity_3_times_each_phase() {
         [
             "discovery",
             "walk sources",
-            "bundler manifests",
             "stat sources",
+            "bundler manifests",
             "previous state",
             "compare",
             "publish",
@@ -275,11 +275,11 @@ fn verbosity_3_times_each_phase() {
         ],
         "{idle:?}"
     );
+    assert_eq!(idle[2].1, "5 files");
     assert_eq!(
-        idle[2].1,
+        idle[3].1,
         "0 files keep their bundler names; 0 manifests read"
     );
-    assert_eq!(idle[3].1, "5 files");
     assert!(idle[5].1.starts_with("nothing changed"), "{idle:?}");
     assert!(idle[6].1.starts_with("skipped"), "{idle:?}");
 }

@@ -6,6 +6,7 @@
 mod common;
 
 mod bundler;
+mod cli;
 mod collect_failures;
 mod collect_policy;
 mod conformance;
@@ -23,6 +24,8 @@ mod serve_http;
 mod serve_ops;
 mod serve_reload;
 mod serve_traversal;
+mod tls_acme;
+mod tls_handshake;
 mod upstream_strict;
 mod watch;
 mod watch_stage;

@@ -168,9 +168,18 @@ fn replaced_files_answer_200_throughout_ten_collects() {
                     } else {
                         &[]
                     };
-                    let mut c = Conn::open(addr);
-                    c.send(&http::request_bytes("GET", u, headers, b""));
-                    let verdict = match c.try_response(Expect::default()) {
+                    // Every failure is recorded with its reason, never a panic of this
+                    // thread (whose message the join would lose).
+                    let response = Conn::try_open(addr)
+                        .and_then(|mut c| {
+                            use std::io::Write;
+                            c.stream
+                                .write_all(&http::request_bytes("GET", u, headers, b""))?;
+                            Ok(c)
+                        })
+                        .map_err(|e| http::Error::Io(format!("connect or send: {e}")))
+                        .and_then(|mut c| c.try_response(Expect::default()));
+                    let verdict = match response {
                         Ok(r) if r.status == 200 => {
                             let coded = r.header("content-encoding") == Some("gzip");
                             match version_of(&r.body, coded) {
@@ -213,4 +222,32 @@ fn replaced_files_answer_200_throughout_ten_collects() {
         &failures[..failures.len().min(10)]
     );
     assert!(n > 100, "only {n} requests");
+}
+
+/// `collect --link` makes each unhashed original a symlink to its source: an absolute path
+/// outside STATIC_ROOT, which the table never follows (README, "A table, not a filesystem
+/// walk"). The originals are 404; the hashed names, real files and what templates
+/// reference, are served.
+#[test]
+fn link_originals_are_not_served_and_hashed_copies_are() {
+    let project = Project::new().files(&[
+        ("css/app.css", b"body{}".as_slice()),
+        ("img/a.png", b"\x89PNG two"),
+    ]);
+    project.run_collect(&["--link"]);
+    let root = project.root();
+    let manifest = project.manifest();
+    assert_eq!(manifest.len(), 2, "{manifest:?}");
+    let s = Staticd::serve(&root, &[]);
+    for (original, hashed) in &manifest {
+        let meta = std::fs::symlink_metadata(root.join(original)).unwrap();
+        assert!(meta.file_type().is_symlink(), "{original} is not a symlink");
+        let r = s.get(&format!("/static/{hashed}"), &[]);
+        assert_eq!(r.status, 200, "{hashed}");
+        assert_eq!(
+            r.body,
+            std::fs::read(project.dir.join("assets").join(original)).unwrap()
+        );
+        assert_eq!(s.get(&format!("/static/{original}"), &[]).status, 404);
+    }
 }

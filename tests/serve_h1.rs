@@ -184,6 +184,37 @@ fn idle_connections_close_on_shutdown() {
     );
 }
 
+/// A lingering close (the read after refusing a request whose body was still coming) ends
+/// on a graceful shutdown: the server exits while the client is still sending, without
+/// waiting for the linger's 30 s or `--shutdown-timeout`.
+#[test]
+fn a_lingering_close_ends_on_shutdown() {
+    let fx = StaticRoot::new();
+    fx.write("a.txt", b"x");
+    let mut s = Staticd::serve(
+        &fx.root,
+        &["--shutdown-timeout", "600s", "--max-body", "1k"],
+    );
+    let mut c = s.conn();
+    c.send(b"POST /static/a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n");
+    assert_eq!(c.response(GET).status, 413);
+    // The client goes on sending its body: each piece keeps the linger going (it ends after
+    // 5 s without one, or 30 s in all), until the server closes and a write fails.
+    let mut w = c.stream.try_clone().unwrap();
+    let stop = Instant::now() + Duration::from_secs(60);
+    let writer = std::thread::spawn(move || {
+        while Instant::now() < stop && w.write_all(&[b'x'; 1024]).is_ok() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    // The server is lingering: it reads what comes.
+    s.wait_access("the 413 logged", |v| v["status"] == 413);
+    s.signal(libc::SIGTERM);
+    let status = s.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    writer.join().unwrap();
+}
+
 /// A file not in the page cache is read in on the blocking pool before `sendfile` (the
 /// worker never waits for the disk); the bytes are the file's.
 #[test]

@@ -180,3 +180,63 @@ fn traversal_and_malformed_paths_never_escape() {
     // Still healthy afterwards.
     assert_eq!(s.get("/static/css/app.css", &[]).status, 200);
 }
+
+/// STATIC_ROOT's table follows a symlink only as the mounts do (`openat2(RESOLVE_BENEATH)`):
+/// resolved beneath STATIC_ROOT the whole way. One whose resolution leaves it, even to come
+/// back in (`css2 -> ../static/css`), is not in the table, and neither is an absolute one,
+/// even pointing inside; one whose `..` stays inside is.
+#[test]
+fn symlinks_leaving_static_root_and_coming_back_are_refused() {
+    use std::os::unix::fs::symlink;
+    let fx = StaticRoot::new();
+    let root = &fx.root;
+    assert_eq!(
+        root.file_name().unwrap(),
+        "static",
+        "the links below name it"
+    );
+    fx.write("css/app.css", b"body{}");
+    fx.write("css/sub/x.css", b"x{}");
+    // Out and back in: a directory, a file, a file in a subdirectory, a chain, and a link
+    // reached through a directory link that stays inside.
+    symlink("../static/css", root.join("css2")).unwrap();
+    symlink("../static/css/app.css", root.join("back.css")).unwrap();
+    symlink("../../static/css/app.css", root.join("css/sub/back.css")).unwrap();
+    symlink("css2", root.join("chain")).unwrap();
+    // Absolute, pointing inside.
+    symlink(root.join("css/app.css"), root.join("abs.css")).unwrap();
+    symlink(root.join("css"), root.join("absdir")).unwrap();
+    // Staying inside, `..` included.
+    symlink("../app.css", root.join("css/sub/up.css")).unwrap();
+    symlink("css/sub/../app.css", root.join("dotdot.css")).unwrap();
+    symlink("css", root.join("cssdir")).unwrap();
+
+    let s = Staticd::serve(root, &[]);
+    for p in [
+        "/static/css/app.css",
+        "/static/css/sub/up.css",
+        "/static/dotdot.css",
+        "/static/cssdir/app.css",
+        "/static/cssdir/sub/up.css",
+    ] {
+        let r = s.get(p, &[]);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"body{}"[..]), "{p}");
+    }
+    assert_eq!(s.get("/static/cssdir/sub/x.css", &[]).body, b"x{}");
+    for p in [
+        "/static/css2/app.css",
+        "/static/css2/sub/x.css",
+        "/static/back.css",
+        "/static/css/sub/back.css",
+        "/static/cssdir/sub/back.css",
+        "/static/chain/app.css",
+        "/static/abs.css",
+        "/static/absdir/app.css",
+    ] {
+        for method in ["GET", "HEAD"] {
+            let req = format!("{method} {p} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+            let r = http::raw(s.addr, req.as_bytes(), Expect::for_method(method));
+            assert_eq!(r.status, 404, "{method} {p}");
+        }
+    }
+}

@@ -46,14 +46,19 @@
 //!   name immutable only if it shows a hash).
 //!
 //! A `.vite/manifest.json` that is not a Vite manifest (bad JSON, or a chunk without a string
-//! `file`) stops the collect with the file, line and column: a truncated build must not be
-//! published hashed twice. A collected `manifest.json` that is not JSON at all is only a
+//! `file`) stops the collect with the file, line and column ([`Error::BundlerManifest`], kind
+//! `bundler_manifest`): a truncated build must not be published hashed twice. One that cannot
+//! be read is a source that cannot be read (`unreadable_source`, or `source_vanished`, which
+//! watch mode retries: a build replacing it as it is read). A collected `manifest.json` that is not JSON at all is only a
 //! warning, because it need not be a bundler's and Django collects it without a word.
 //!
-//! Whether a file is bundled is recorded per file in the incremental state (its recorded name
-//! is its own path): a file whose status flips is processed again even if unchanged.
+//! Whether a file is bundled is on its [`Entry`] (`bundled`, set here before the previous run
+//! is compared), and in the incremental state its recorded name is its own path: a file whose
+//! status flips is processed again even if unchanged ([`Entry::unchanged`]).
+use super::entry::Entry;
 use super::ignore::IgnoreRules;
 use super::plan::SourceFile;
+use super::Error;
 use crate::django::Source;
 use crate::manifest::has_bundler_hash;
 use rayon::prelude::*;
@@ -106,28 +111,6 @@ impl Globs {
     pub fn key(&self) -> String {
         self.patterns.join("\n")
     }
-}
-
-/// Why bundler detection stopped the collect.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("cannot read bundler manifest {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// Not the manifest its name and place say it is; line and column as serde_json found them.
-    #[error(
-        "{}:{line}:{column}: not a valid Vite manifest: {message} (rebuild the front end, or \
-         delete the file to collect its directory as plain files)",
-        path.display()
-    )]
-    Malformed {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
 }
 
 /// Something worth telling that does not stop the collect.
@@ -186,15 +169,16 @@ pub struct Marked {
     pub warnings: Vec<Warning>,
 }
 
-/// Sets [`SourceFile::bundled`] on every collected file a bundler manifest among `sources`
-/// lists or a glob matches.
-pub fn mark(
+/// Marks bundled ([`Entry::set_bundled`]) every entry that a bundler manifest among
+/// `sources` lists or a glob matches, and no other.
+pub fn mark<'a>(
     sources: &[Source],
-    files: &mut [SourceFile],
+    entries: &mut [Entry<'a>],
     globs: &Globs,
     static_url: &str,
 ) -> Result<Marked, Error> {
-    let found = find_manifests(sources, files);
+    let files: Vec<&'a SourceFile> = entries.iter().map(|e| e.src).collect();
+    let found = find_manifests(sources, &files);
     let by_rel: HashMap<&str, usize> = match found.is_empty() {
         true => HashMap::new(),
         false => files
@@ -205,10 +189,12 @@ pub fn mark(
     };
     let read: Vec<Result<Read, Error>> = found.par_iter().map(read_manifest).collect();
     let mut marked = Marked::default();
-    let mut bundled = vec![false; files.len()];
+    for e in entries.iter_mut() {
+        e.set_bundled(globs.matches(&e.src.rel));
+    }
     for (m, read) in found.iter().zip(read) {
-        let entries = match read? {
-            Read::Entries(e) => e,
+        let listed = match read? {
+            Read::Entries(listed) => listed,
             Read::NotJson(w) => {
                 marked.warnings.push(w);
                 continue;
@@ -216,7 +202,7 @@ pub fn mark(
             Read::NotBundler => continue,
         };
         marked.manifests.push(m.path.clone());
-        for entry in entries {
+        for entry in listed {
             let hit = candidates(&entry, &m.dir_rel, static_url)
                 .into_iter()
                 .filter_map(|c| by_rel.get(c.as_str()).copied())
@@ -226,22 +212,19 @@ pub fn mark(
                     manifest: m.path.clone(),
                     entry,
                 }),
+                // A glob kept it already: the user's word, no warning.
+                Some(i) if entries[i].bundled => {}
                 Some(i) if !has_bundler_hash(&files[i].rel) => {
-                    if !globs.matches(&files[i].rel) {
-                        marked.warnings.push(Warning::NoHash {
-                            manifest: m.path.clone(),
-                            rel: files[i].rel.clone(),
-                        });
-                    }
+                    marked.warnings.push(Warning::NoHash {
+                        manifest: m.path.clone(),
+                        rel: files[i].rel.clone(),
+                    })
                 }
-                Some(i) => bundled[i] = true,
+                Some(i) => entries[i].set_bundled(true),
             }
         }
     }
-    for (i, f) in files.iter_mut().enumerate() {
-        f.bundled = bundled[i] || globs.matches(&f.rel);
-        marked.bundled += f.bundled as usize;
-    }
+    marked.bundled = entries.iter().filter(|e| e.bundled).count();
     marked.warnings.dedup();
     Ok(marked)
 }
@@ -260,7 +243,7 @@ struct Found {
 
 /// `.vite/manifest.json` in every directory of a directory source that holds a collected
 /// file (or a directory that does), and every collected `manifest.json` elsewhere.
-fn find_manifests(sources: &[Source], files: &[SourceFile]) -> Vec<Found> {
+fn find_manifests(sources: &[Source], files: &[&SourceFile]) -> Vec<Found> {
     // Paths compared as bytes: the walk wrote them all the same way (and hashing a `Path`
     // walks its components, which showed in a do-nothing collect of 9k files).
     let roots: HashSet<&OsStr> = sources
@@ -353,10 +336,7 @@ enum Read {
 }
 
 fn read_manifest(m: &Found) -> Result<Read, Error> {
-    let bytes = std::fs::read(&m.path).map_err(|source| Error::Io {
-        path: m.path.clone(),
-        source,
-    })?;
+    let bytes = std::fs::read(&m.path).map_err(|e| Error::read(&m.path, e))?;
     if m.vite_dir {
         return vite_entries(&bytes)
             .map(Read::Entries)
@@ -383,7 +363,7 @@ fn read_manifest(m: &Found) -> Result<Read, Error> {
 }
 
 fn malformed(path: &Path, e: serde_json::Error) -> Error {
-    Error::Malformed {
+    Error::BundlerManifest {
         path: path.to_path_buf(),
         line: e.line(),
         column: e.column(),
@@ -659,15 +639,19 @@ mod tests {
     }
 
     /// [`mark`] with one directory source, `root`, and no glob.
-    fn mark_in(root: &Path, files: &mut [SourceFile]) -> Result<Marked, Error> {
-        mark(&[dir_source(root)], files, &Globs::default(), "/static/")
+    fn mark_in(root: &Path, entries: &mut [Entry]) -> Result<Marked, Error> {
+        mark(&[dir_source(root)], entries, &Globs::default(), "/static/")
     }
 
-    fn bundled(files: &[SourceFile]) -> Vec<&str> {
-        files
+    fn entries_of(files: &[SourceFile]) -> Vec<Entry<'_>> {
+        files.iter().map(Entry::new).collect()
+    }
+
+    fn bundled<'e>(entries: &'e [Entry]) -> Vec<&'e str> {
+        entries
             .iter()
-            .filter(|f| f.bundled)
-            .map(|f| f.rel.as_str())
+            .filter(|e| e.bundled)
+            .map(|e| e.src.rel.as_str())
             .collect()
     }
 
@@ -686,11 +670,12 @@ mod tests {
         write(&root, "front/dist/assets/main-D7AT1Ceu.css", "css");
         write(&root, "front/dist/plain.js", "js");
         write(&root, "css/site.css", "css");
-        let mut files = planned(&root, "p");
+        let files = planned(&root, "p");
+        let mut entries = entries_of(&files);
         assert!(files.iter().all(|f| !f.rel.contains(".vite")), "hidden");
-        let m = mark_in(&root, &mut files).unwrap();
+        let m = mark_in(&root, &mut entries).unwrap();
         assert_eq!(
-            bundled(&files),
+            bundled(&entries),
             [
                 "p/front/dist/assets/main-D7AT1Ceu.css",
                 "p/front/dist/assets/main-DxqxU1Uw.js"
@@ -718,8 +703,8 @@ mod tests {
 
         // A glob is the user's word: plain.js is kept, and no warning about it.
         let globs = Globs::new(None, vec!["p/front/dist/*.js".into()]).unwrap();
-        let m = mark(&[dir_source(&root)], &mut files, &globs, "/static/").unwrap();
-        assert_eq!(bundled(&files).len(), 3);
+        let m = mark(&[dir_source(&root)], &mut entries, &globs, "/static/").unwrap();
+        assert_eq!(bundled(&entries).len(), 3);
         assert_eq!(m.warnings.len(), 1);
     }
 
@@ -736,13 +721,14 @@ mod tests {
         );
         write(&root, "dist/assets/main-DxqxU1Uw.js", "js");
         let src = dir_source(&root);
-        let mut files =
+        let files =
             super::super::plan::plan(std::slice::from_ref(&src), &IgnoreRules::new(&["CVS"]))
                 .unwrap()
                 .files;
+        let mut entries = entries_of(&files);
         assert!(files.iter().any(|f| f.rel == "dist/.vite/manifest.json"));
-        let m = mark(&[src], &mut files, &Globs::default(), "/static/").unwrap();
-        assert_eq!(bundled(&files), ["dist/assets/main-DxqxU1Uw.js"]);
+        let m = mark(&[src], &mut entries, &Globs::default(), "/static/").unwrap();
+        assert_eq!(bundled(&entries), ["dist/assets/main-DxqxU1Uw.js"]);
         assert_eq!(m.manifests, [root.join("dist/.vite/manifest.json")]);
         assert!(m.warnings.is_empty(), "{:?}", m.warnings);
     }
@@ -767,10 +753,11 @@ mod tests {
             r#"{"name": "App", "start_url": "/"}"#,
         );
         write(&root, "pwa/icon.12345678.png", "png");
-        let mut files = planned(&root, "");
-        let m = mark_in(&root, &mut files).unwrap();
+        let files = planned(&root, "");
+        let mut entries = entries_of(&files);
+        let m = mark_in(&root, &mut entries).unwrap();
         assert_eq!(
-            bundled(&files),
+            bundled(&entries),
             [
                 "bundles/9f2c1b3a4d5e6f708192.png",
                 "bundles/main.0d9c8b7a.css",
@@ -796,9 +783,10 @@ mod tests {
         write(&b, "x/other.txt", "b's own");
         let ignore = IgnoreRules::new(&crate::django::DEFAULT_IGNORE_PATTERNS);
         let sources = [dir_source(&a), dir_source(&b)];
-        let mut files = super::super::plan::plan(&sources, &ignore).unwrap().files;
-        let m = mark(&sources, &mut files, &Globs::default(), "/static/").unwrap();
-        assert!(bundled(&files).is_empty());
+        let files = super::super::plan::plan(&sources, &ignore).unwrap().files;
+        let mut entries = entries_of(&files);
+        let m = mark(&sources, &mut entries, &Globs::default(), "/static/").unwrap();
+        assert!(bundled(&entries).is_empty());
         assert!(matches!(&m.warnings[..], [Warning::NotCollected { .. }]));
     }
 
@@ -813,9 +801,14 @@ mod tests {
         );
         write(&root, "dist/a.js", "js");
         write(&root, "other/manifest.json", "not json");
-        let mut files = planned(&root, "");
-        let e = mark_in(&root, &mut files).unwrap_err().to_string();
+        let files = planned(&root, "");
+        let mut entries = entries_of(&files);
+        let err = mark_in(&root, &mut entries).unwrap_err();
         let path = root.join("dist/.vite/manifest.json");
+        assert_eq!(err.kind(), "bundler_manifest");
+        assert_eq!(err.path(), Some(path.display().to_string()));
+        assert_eq!((err.line(), err.column()), (Some(3), Some(0)));
+        let e = err.to_string();
         assert!(
             e.starts_with(&format!(
                 "{}:3:0: not a valid Vite manifest: EOF while parsing",
@@ -824,7 +817,7 @@ mod tests {
             "{e}"
         );
         std::fs::remove_file(&path).unwrap();
-        let m = mark_in(&root, &mut files).unwrap();
+        let m = mark_in(&root, &mut entries).unwrap();
         assert!(
             matches!(
                 &m.warnings[..],

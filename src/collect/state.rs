@@ -43,14 +43,6 @@ pub struct FileState {
     pub missing: Vec<super::missing::MissingReference>,
 }
 
-impl FileState {
-    /// The record still describes `f`: same path, same stat, and bundled the same way (a
-    /// bundled file's recorded name is its own path, which Django's hashed names never are).
-    pub fn describes(&self, f: &super::plan::SourceFile, stat: Option<Stat>) -> bool {
-        self.abs == f.abs && Some(self.stat) == stat && (self.name == f.rel) == f.bundled
-    }
-}
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
     /// Digest of every setting that changes output; a different one invalidates everything.

@@ -13,8 +13,9 @@
 //!   the one the open costs anyway, and it is atomic: nothing can be swapped in between a
 //!   check and the open, as it could be with `canonicalize` and a prefix test.
 //! - **Symlinks that stay inside keep working** in the mounts ([`Links::Beneath`]), as they
-//!   do in STATIC_ROOT's table (whose scan admits a link only when it resolves inside). A
-//!   link whose target passes outside, even to come back in (`../media/a.txt`), is refused.
+//!   do in STATIC_ROOT's table, whose scan admits a path through a link by this same rule. A
+//!   link whose target passes outside, even to come back in (`../media/a.txt`), is refused,
+//!   and so is an absolute one, even pointing inside.
 //!   The table opens the paths its scan already resolved with [`Links::Never`]: any symlink
 //!   met at request time means the tree changed since the scan, and the file is refused (the
 //!   table is then reloaded).

@@ -1,7 +1,7 @@
 //! Response bodies: memory slices and file ranges, in any sequence.
 //!
 //! [`SegmentBody`] is the body actix-web writes (HTTP/2); the HTTP/1 loop sends the same
-//! segments itself, files by `sendfile` (`h1::socket`).
+//! segments itself, files by `sendfile` (`socket`).
 //!
 //! One type covers a whole file, a single range and `multipart/byteranges` (part headers
 //! are memory segments between file segments). File bytes are read in [`CHUNK`]-sized

@@ -1,19 +1,17 @@
 //! `staticd serve` command line.
 
-use std::net::SocketAddr;
+//!
+//! The value parsers live here too, with typed errors ([`ValueError`]): the proxy's types
+//! (`Addr`, `Mount`) know nothing of how the command line spells them.
+
+use super::log::LogFormat;
+use super::path::normalize_prefix;
+use super::proxy::files::Mount;
+use super::proxy::upstream::{Addr, Balance};
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Access log format.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Apache/nginx "combined" lines, so existing log tooling keeps working.
-    Combined,
-    /// One JSON object per request, with the request time.
-    Json,
-    /// No access log (benchmarks; a load balancer that already logs).
-    Off,
-}
 
 /// Serve STATIC_ROOT under STATIC_URL: precompressed variants, validators, ranges, live reload.
 #[derive(clap::Args, Debug, Clone)]
@@ -98,12 +96,12 @@ pub struct ServeArgs {
     /// Backend for everything outside STATIC_URL: `HOST:PORT` or `unix:/path.sock`
     /// (repeatable: balanced). Without one, those routes answer 404.
     #[arg(long = "upstream", value_name = "ADDR", env = "STATICD_UPSTREAM", value_delimiter = ',', value_parser = parse_upstream)]
-    pub upstreams: Vec<crate::serve::proxy::upstream::Addr>,
+    pub upstreams: Vec<Addr>,
 
     /// Peers (address or CIDR, repeatable) whose X-Forwarded-* headers are believed;
     /// from anyone else they are dropped and replaced.
-    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = crate::serve::proxy::forward::parse_net)]
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_network)]
+    pub trusted_proxies: Vec<IpNet>,
 
     /// Largest request body buffered for the upstream (`10M`, `512k`, bytes; 0 = no limit);
     /// over it: 413, nothing sent upstream.
@@ -119,8 +117,8 @@ pub struct ServeArgs {
     pub read_timeout: Duration,
 
     /// How requests are spread over several upstreams.
-    #[arg(long, value_enum, default_value_t = crate::serve::proxy::upstream::Balance::RoundRobin)]
-    pub balance: crate::serve::proxy::upstream::Balance,
+    #[arg(long, value_enum, default_value_t = Balance::RoundRobin)]
+    pub balance: Balance,
 
     /// Failed attempts after which an upstream is skipped for --fail-timeout (0 = never).
     #[arg(long, default_value_t = 1)]
@@ -140,8 +138,8 @@ pub struct ServeArgs {
 
     /// `/PREFIX/=DIR`: files served only through an upstream's X-Accel-Redirect
     /// (nginx `internal;`); direct requests get 404. Repeatable.
-    #[arg(long = "internal", value_name = "PREFIX=DIR", value_parser = crate::serve::proxy::files::Mount::parse)]
-    pub internal: Vec<crate::serve::proxy::files::Mount>,
+    #[arg(long = "internal", value_name = "PREFIX=DIR", value_parser = parse_mount)]
+    pub internal: Vec<Mount>,
 
     /// MEDIA_ROOT: user uploads served under --media-url (ETag, Range, short max-age).
     #[arg(long, env = "STATICD_MEDIA_ROOT")]
@@ -156,13 +154,108 @@ pub struct ServeArgs {
     pub ws_idle_timeout: Duration,
 }
 
-fn parse_upstream(s: &str) -> Result<crate::serve::proxy::upstream::Addr, String> {
-    crate::serve::proxy::upstream::Addr::parse(s)
+/// A command-line value that cannot be used; each carries the value as given, and the
+/// message (clap prints it after the flag's name) says what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueError {
+    /// Not a size (`10M`, `512k`, bytes).
+    NotASize(String),
+    /// A size beyond 64 bits.
+    SizeTooLarge(String),
+    /// Not a duration (`5s`, `500ms`, seconds).
+    NotADuration(String),
+    /// A duration beyond [`MAX_DURATION`].
+    DurationTooLong(String),
+    /// A timeout of zero.
+    ZeroTimeout(String),
+    /// `--upstream unix:` without a path.
+    EmptySocketPath(String),
+    /// `--upstream host:port/path`.
+    UpstreamWithPath(String),
+    /// `--upstream` neither `HOST:PORT` nor `unix:/path`.
+    NotAnUpstream(String),
+    /// `--trusted-proxy` neither an address nor a CIDR.
+    NotANetwork(String),
+    /// `--internal` without `=`.
+    NotAMount(String),
+    /// `--internal /prefix/=` (no directory).
+    EmptyMountDir(String),
+}
+
+impl std::fmt::Display for ValueError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ValueError::NotASize(s) => write!(f, "{s:?} is not a size (e.g. 10M, 512k, 1048576)"),
+            ValueError::SizeTooLarge(s) => {
+                write!(f, "{s:?} is too large (at most {} bytes)", u64::MAX)
+            }
+            ValueError::NotADuration(s) => write!(f, "{s:?} is not a duration (e.g. 5s, 500ms)"),
+            ValueError::DurationTooLong(s) => {
+                write!(f, "{s:?} is too long a duration (at most 10 years)")
+            }
+            ValueError::ZeroTimeout(s) => write!(f, "{s:?}: a timeout must be longer than zero"),
+            ValueError::EmptySocketPath(s) => write!(f, "{s:?}: empty socket path"),
+            ValueError::UpstreamWithPath(s) => write!(
+                f,
+                "{s:?}: an upstream is HOST:PORT or unix:/path, without a path"
+            ),
+            ValueError::NotAnUpstream(s) => {
+                write!(f, "{s:?}: expected HOST:PORT or unix:/path.sock")
+            }
+            ValueError::NotANetwork(s) => write!(f, "{s:?} is not an address or CIDR"),
+            ValueError::NotAMount(s) => write!(f, "{s:?}: expected /PREFIX/=DIR"),
+            ValueError::EmptyMountDir(s) => write!(f, "{s:?}: empty directory"),
+        }
+    }
+}
+
+impl std::error::Error for ValueError {}
+
+/// `--upstream`: `HOST:PORT` (an `http://` in front and a trailing `/` are tolerated) or
+/// `unix:/path.sock`. The host is resolved at connect time, so container names work.
+pub fn parse_upstream(s: &str) -> Result<Addr, ValueError> {
+    let s = s.trim();
+    if let Some(p) = s.strip_prefix("unix:") {
+        let p = p.trim_start_matches("//");
+        if p.is_empty() {
+            return Err(ValueError::EmptySocketPath(s.into()));
+        }
+        return Ok(Addr::Unix(PathBuf::from(p)));
+    }
+    let hp = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
+    if hp.contains('/') {
+        return Err(ValueError::UpstreamWithPath(s.into()));
+    }
+    match hp.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(Addr::Tcp(hp.into())),
+        _ => Err(ValueError::NotAnUpstream(s.into())),
+    }
+}
+
+/// `--trusted-proxy`: a CIDR or a bare address.
+pub fn parse_network(s: &str) -> Result<IpNet, ValueError> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| ValueError::NotANetwork(s.into()))
+}
+
+/// `--internal /protected/=DIR`.
+pub fn parse_mount(s: &str) -> Result<Mount, ValueError> {
+    let (p, d) = s
+        .split_once('=')
+        .ok_or_else(|| ValueError::NotAMount(s.into()))?;
+    if d.is_empty() {
+        return Err(ValueError::EmptyMountDir(s.into()));
+    }
+    Ok(Mount {
+        prefix: normalize_prefix(p),
+        dir: PathBuf::from(d),
+    })
 }
 
 /// `10M`, `10MiB`, `512k`, `1G`, or plain bytes. A size that does not fit in 64 bits is an
 /// error, never a wrap-around (`99999999999G` would otherwise become a small limit).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, ValueError> {
     let t = s.trim().to_ascii_lowercase();
     let t = t.trim_end_matches("ib").trim_end_matches('b');
     let (num, mult) = match t.chars().last() {
@@ -174,9 +267,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let n = num
         .trim()
         .parse::<u64>()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 10M, 512k, 1048576)"))?;
+        .map_err(|_| ValueError::NotASize(s.into()))?;
     n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large (at most {} bytes)", u64::MAX))
+        .ok_or_else(|| ValueError::SizeTooLarge(s.into()))
 }
 
 /// The longest duration any option takes: ten years, far beyond any sensible timeout.
@@ -185,7 +278,7 @@ pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// `5s`, `1500ms`, `2m`, or plain seconds (fractions allowed), at most [`MAX_DURATION`]:
 /// a deadline computed as `now + duration` must not overflow, and `from_secs_f64` would
 /// panic on a value too large for `Duration`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     let t = s.trim();
     let (num, unit) = if let Some(n) = t.strip_suffix("ms") {
         (n, 0.001)
@@ -202,33 +295,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         Ok(v) if v >= 0.0 && v.is_finite() => Duration::try_from_secs_f64(v * unit)
             .ok()
             .filter(|d| *d <= MAX_DURATION)
-            .ok_or_else(|| format!("{s:?} is too long a duration (at most 10 years)")),
-        _ => Err(format!("{s:?} is not a duration (e.g. 5s, 500ms)")),
+            .ok_or_else(|| ValueError::DurationTooLong(s.into())),
+        _ => Err(ValueError::NotADuration(s.into())),
     }
 }
 
 /// A [`parse_duration`] that must not be zero (a zero deadline would cut every client off).
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+pub fn parse_timeout(s: &str) -> Result<Duration, ValueError> {
     match parse_duration(s)? {
-        d if d.is_zero() => Err(format!("{s:?}: a timeout must be longer than zero")),
+        d if d.is_zero() => Err(ValueError::ZeroTimeout(s.into())),
         d => Ok(d),
-    }
-}
-
-/// STATIC_URL normalised to a path prefix that starts and ends with `/`: the mount is always
-/// a directory boundary, so nginx's alias off-by-slash (`/static..`) cannot happen.
-/// A full URL (`https://cdn/x/static/`) keeps only its path.
-pub fn normalize_prefix(url: &str) -> String {
-    let mut path = url;
-    if let Some(i) = url.find("://") {
-        let after = &url[i + 3..];
-        path = after.find('/').map_or("/", |j| &after[j..]);
-    }
-    let path = path.trim_matches('/');
-    if path.is_empty() {
-        "/".to_string()
-    } else {
-        format!("/{path}/")
     }
 }
 
@@ -256,31 +332,87 @@ mod tests {
     #[test]
     fn overflowing_sizes_and_durations_are_errors() {
         assert_eq!(
-            parse_size("16777216T"),
+            parse_size("16777216T").map_err(|e| e.to_string()),
             Err("\"16777216T\" is not a size (e.g. 10M, 512k, 1048576)".into())
         );
         let e = parse_size("99999999999G").unwrap_err();
-        assert!(e.contains("too large"), "{e}");
+        assert_eq!(e, ValueError::SizeTooLarge("99999999999G".into()));
+        assert!(e.to_string().contains("too large"), "{e}");
         assert!(parse_size("18446744073709551616").is_err());
         assert_eq!(parse_size("17179869183G").unwrap(), 17179869183 << 30);
         let e = parse_duration("1e300s").unwrap_err();
-        assert!(e.contains("too long"), "{e}");
+        assert_eq!(e, ValueError::DurationTooLong("1e300s".into()));
+        assert!(e.to_string().contains("too long"), "{e}");
         assert!(parse_duration("99999999999999999999h").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("NaN").is_err());
         assert!(parse_duration("18446744073709551615").is_err());
-        assert_eq!(parse_duration("3650d").map_err(|_| ()), Err(()));
+        assert_eq!(
+            parse_duration("3650d"),
+            Err(ValueError::NotADuration("3650d".into()))
+        );
+        assert_eq!(
+            parse_timeout("0ms"),
+            Err(ValueError::ZeroTimeout("0ms".into()))
+        );
     }
 
     #[test]
-    fn prefixes() {
-        assert_eq!(normalize_prefix("/static/"), "/static/");
-        assert_eq!(normalize_prefix("static"), "/static/");
-        assert_eq!(normalize_prefix("/a/b"), "/a/b/");
-        assert_eq!(normalize_prefix("/"), "/");
+    fn upstreams() {
+        assert_eq!(parse_upstream("web:8000"), Ok(Addr::Tcp("web:8000".into())));
         assert_eq!(
-            normalize_prefix("https://cdn.example/x/static/"),
-            "/x/static/"
+            parse_upstream(" http://web:8000/ "),
+            Ok(Addr::Tcp("web:8000".into()))
+        );
+        assert_eq!(
+            parse_upstream("unix:/run/g.sock"),
+            Ok(Addr::Unix("/run/g.sock".into()))
+        );
+        assert_eq!(
+            parse_upstream("web"),
+            Err(ValueError::NotAnUpstream("web".into()))
+        );
+        assert_eq!(
+            parse_upstream(":80"),
+            Err(ValueError::NotAnUpstream(":80".into()))
+        );
+        assert_eq!(
+            parse_upstream("web:80/x"),
+            Err(ValueError::UpstreamWithPath("web:80/x".into()))
+        );
+        assert_eq!(
+            parse_upstream("unix:"),
+            Err(ValueError::EmptySocketPath("unix:".into()))
+        );
+        assert_eq!(
+            parse_upstream("web").unwrap_err().to_string(),
+            "\"web\": expected HOST:PORT or unix:/path.sock"
+        );
+    }
+
+    #[test]
+    fn networks_and_mounts() {
+        assert_eq!(
+            parse_network("10.0.0.0/8"),
+            Ok("10.0.0.0/8".parse().unwrap())
+        );
+        assert_eq!(parse_network("::1"), Ok("::1/128".parse().unwrap()));
+        assert_eq!(
+            parse_network("10.0.0.0/33"),
+            Err(ValueError::NotANetwork("10.0.0.0/33".into()))
+        );
+        let m = parse_mount("protected=/srv/files").unwrap();
+        assert_eq!(
+            (m.prefix.as_str(), m.dir.as_path()),
+            ("/protected/", "/srv/files".as_ref())
+        );
+        assert_eq!(
+            parse_mount("/protected/").unwrap_err(),
+            ValueError::NotAMount("/protected/".into())
+        );
+        assert_eq!(
+            parse_mount("/p/=").unwrap_err(),
+            ValueError::EmptyMountDir("/p/=".into())
         );
     }
 }

@@ -2,13 +2,10 @@
 //! rules: `Vary` exactly once when the asset has variants, CORS on every file response
 //! (206/304/416 included, unlike WhiteNoise).
 
+use super::message::Headers;
 use super::table::{Asset, Variant};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderValue};
 use std::borrow::Cow;
-
-/// A response's headers, in order. Values are borrowed from the table where they can be:
-/// the HTTP/1 loop writes them without copying or touching a refcount.
-pub type Headers<'a> = Vec<(HeaderName, Cow<'a, HeaderValue>)>;
 
 pub const VARY_AE: HeaderValue = HeaderValue::from_static("accept-encoding");
 pub const BYTES: HeaderValue = HeaderValue::from_static("bytes");

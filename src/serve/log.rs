@@ -4,13 +4,23 @@
 //! "combined" lines (existing log tooling keeps working) or one JSON object per request.
 //! Everything else (reloads, warnings) goes to stderr, filtered by `RUST_LOG`.
 
-use super::config::LogFormat;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::Level;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
+
+/// Access log format (`--log-format`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Apache/nginx "combined" lines, so existing log tooling keeps working.
+    Combined,
+    /// One JSON object per request, with the request time.
+    Json,
+    /// No access log (benchmarks; a load balancer that already logs).
+    Off,
+}
 
 pub const ACCESS_TARGET: &str = "staticd::access";
 

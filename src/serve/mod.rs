@@ -1,38 +1,70 @@
 //! `staticd serve`: the static tier and the reverse proxy.
 //!
-//! Layout, one file per HTTP concern:
-//! - `config`: CLI flags.
-//! - `table`: STATIC_ROOT + manifest → URL table (variants, types, validators, cache policy).
-//! - `path`: request path → table key (decode once, refuse non-canonical paths).
-//! - `beneath`: opening a file below a root that no symlink can lead out of (the table and
-//!   the media/internal mounts).
-//! - `negotiate`, `conditional`, `range`: pure RFC 9110 logic.
-//! - `headers`, `body`, `respond`: building the response.
-//! - `reload`: watching for new generations and swapping the table.
-//! - `log`: access log.
-//! - `h1`: the HTTP/1 server: every connection is served there for its whole life, except
-//!   h2c, which it hands to `app`, the actix App (HTTP/2 only). Both answer static requests
-//!   with `respond` and the rest with `proxy` (`--upstream`, media, internal mounts).
-//! - `fields`: request headers as either side holds them.
+//! [`run`] builds the table, the proxy and the shared [`state::State`], starts the reloader,
+//! and serves every connection with the HTTP/1 loop (`h1`), which hands only h2c to
+//! actix-web (`app`). Both front ends route with `dispatch`.
+//!
+//! ## Modules, in dependency order
+//!
+//! Lowest first. A module uses only modules of earlier layers, never one of its own layer
+//! or a later one (`dependency_order.rs` checks this on the sources), so `serve/` has no
+//! cycle and each module can be read without those that use it.
+//!
+//! 1. Leaves, using no other serve module:
+//!    - `fields`: request header fields as either front end holds them.
+//!    - `negotiate`, `conditional`, `range`: pure RFC 9110 logic.
+//!    - `path`: request path → table key (decoded once, non-canonical paths refused);
+//!      STATIC_URL → prefix.
+//!    - `beneath`: opening a file below a root that no symlink can lead out of.
+//!    - `body`: response bodies as memory pieces and file ranges.
+//!    - `socket`: a client connection's socket I/O (`writev`, `sendfile`, the lingering
+//!      close), for the HTTP/1 loop and its tunnels.
+//!    - `log`: the access log and diagnostics.
+//! 2. What the answers are made of:
+//!    - `table`: STATIC_ROOT + manifest → URL table (variants, types, validators, caching).
+//!    - `message`: `Reply`, `Body`, `Verb`, `Request`, error pages.
+//! 3. Built on those:
+//!    - `headers`: the static tier's header sets.
+//!    - `reload`: watching for new generations and swapping the table.
+//! 4. The two kinds of answer:
+//!    - `respond`: the static tier (one request: lookup, negotiation, preconditions, range).
+//!    - `proxy`: everything outside STATIC_URL (`--upstream`, media, internal mounts).
+//! 5. Shared by the workers:
+//!    - `state`: the current table, the prefix, the proxy.
+//! 6. Routing:
+//!    - `dispatch`: static or proxied; the static answer, for every protocol.
+//! 7. The front ends:
+//!    - `app`: actix-web's App, for HTTP/2 (h2c).
+//! 8. The HTTP/1 server:
+//!    - `h1`: every connection, for its whole life (h2c handed to `app`).
+//! 9. The command line:
+//!    - `config`: `staticd serve`'s flags and their value parsers.
 
 pub mod app;
 pub mod beneath;
 pub mod body;
 pub mod conditional;
 pub mod config;
+#[cfg(test)]
+mod dependency_order;
+pub mod dispatch;
 pub mod fields;
 pub mod h1;
 pub mod headers;
 pub mod log;
+pub mod message;
 pub mod negotiate;
 pub mod path;
 pub mod proxy;
 pub mod range;
 pub mod reload;
 pub mod respond;
+pub mod socket;
+pub mod state;
 pub mod table;
 
-pub use config::{LogFormat, ServeArgs};
+pub use config::ServeArgs;
+pub use log::LogFormat;
 
 use actix_web::http::header::HeaderValue;
 use anyhow::Context as _;
@@ -59,7 +91,7 @@ pub fn run_with(
     let (root, static_url) = locate(&args)?;
     // Absolute, so the reloader can watch the parent even for `--root static`.
     let root = std::path::absolute(&root).unwrap_or(root);
-    let prefix = config::normalize_prefix(&static_url);
+    let prefix = path::normalize_prefix(&static_url);
     let opts = table::BuildOptions {
         root: root.clone(),
         manifest_name: args.manifest_name.clone(),
@@ -108,7 +140,7 @@ pub fn run_with(
         health_interval: args.health_interval,
         internal: args.internal.clone(),
         media: args.media_root.clone().map(|dir| proxy::files::Mount {
-            prefix: config::normalize_prefix(&args.media_url),
+            prefix: path::normalize_prefix(&args.media_url),
             dir,
         }),
         media_max_age: args.max_age,
@@ -117,7 +149,7 @@ pub fn run_with(
     for u in &args.upstreams {
         tracing::info!("proxying everything outside {prefix} to {u}");
     }
-    let state = Arc::new(app::State {
+    let state = Arc::new(state::State {
         table: ArcSwap::from_pointee(table),
         prefix,
         cors,

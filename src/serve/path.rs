@@ -76,6 +76,23 @@ fn hex(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
 
+/// STATIC_URL normalised to a path prefix that starts and ends with `/`: the mount is always
+/// a directory boundary, so nginx's alias off-by-slash (`/static..`) cannot happen.
+/// A full URL (`https://cdn/x/static/`) keeps only its path.
+pub fn normalize_prefix(url: &str) -> String {
+    let mut path = url;
+    if let Some(i) = url.find("://") {
+        let after = &url[i + 3..];
+        path = after.find('/').map_or("/", |j| &after[j..]);
+    }
+    let path = path.trim_matches('/');
+    if path.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/{path}/")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +141,17 @@ mod tests {
         assert_eq!(k("/static..").as_deref(), Some("<other>"));
         assert_eq!(k("/static").as_deref(), Some("<other>"));
         assert_eq!(k(&format!("/static/{}", "a".repeat(MAX_PATH + 1))), None);
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(normalize_prefix("/static/"), "/static/");
+        assert_eq!(normalize_prefix("static"), "/static/");
+        assert_eq!(normalize_prefix("/a/b"), "/a/b/");
+        assert_eq!(normalize_prefix("/"), "/");
+        assert_eq!(
+            normalize_prefix("https://cdn.example/x/static/"),
+            "/x/static/"
+        );
     }
 }

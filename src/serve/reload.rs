@@ -8,8 +8,8 @@
 //! `staticd dev` also says when it has published ([`Wake::Published`]), so the rebuild starts
 //! at once instead of after the debounce.
 
-use super::app::State;
 use super::table::{BuildOptions, Table};
+use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
 use std::os::unix::fs::MetadataExt;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
@@ -78,9 +78,11 @@ fn settle(first: Wake, rx: &Receiver<Wake>, debounce: Duration) -> Option<bool> 
     Some(stale)
 }
 
-/// Starts the reloader thread. `built_at` is the fingerprint taken before the initial build.
-pub fn spawn(
-    state: Arc<State>,
+/// Starts the reloader thread, which swaps each new generation into `slot`'s table (the
+/// shared `State`; only its table is the reloader's business). `built_at` is the fingerprint
+/// taken before the initial build.
+pub fn spawn<S: AsRef<ArcSwap<Table>> + Send + Sync + 'static>(
+    slot: Arc<S>,
     opts: BuildOptions,
     built_at: Fingerprint,
     tx: SyncSender<Wake>,
@@ -88,7 +90,7 @@ pub fn spawn(
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("staticd-reload".into())
-        .spawn(move || run(state, opts, built_at, tx, rx))
+        .spawn(move || run((*slot).as_ref(), opts, built_at, tx, rx))
         .map(|_| ())
 }
 
@@ -97,7 +99,7 @@ pub fn spawn(
 const STALE_INTERVAL: Duration = Duration::from_millis(500);
 
 fn run(
-    state: Arc<State>,
+    slot: &ArcSwap<Table>,
     opts: BuildOptions,
     mut current: Fingerprint,
     tx: SyncSender<Wake>,
@@ -140,12 +142,12 @@ fn run(
             continue;
         }
         let started = Instant::now();
-        let prev = state.table.load_full();
+        let prev = slot.load_full();
         match Table::build(&opts, Some(&prev)) {
             Ok(table) => {
                 let n = table.assets.len();
                 let mem = table.mem_bytes;
-                state.table.store(Arc::new(table));
+                slot.store(Arc::new(table));
                 tracing::info!(
                     "reloaded {}: {n} URLs, {} KiB in memory, {:?}",
                     opts.root.display(),

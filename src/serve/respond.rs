@@ -5,20 +5,17 @@
 //! HEAD runs the very same path (Range included, as nginx and Go do) so that its status and
 //! headers are exactly GET's; only the body is left out when the answer is written.
 //!
-//! The answer is a [`Reply`], not a framework response: the HTTP/1 loop (`h1`) writes it
-//! straight to the socket, and [`Reply::into_actix`] turns it into an actix response for
-//! HTTP/2.
+//! The answer is a [`Reply`], not a framework response (see `message`).
 
-use super::body::{Segment, SegmentBody};
-use super::conditional::{self, Conditions, Outcome};
-use super::fields::Fields;
-use super::headers::{self, Headers};
+use super::body::Segment;
+use super::conditional::{self, Outcome};
+use super::headers;
+use super::message::{Body, Reply, Request, Verb};
 use super::negotiate::{negotiate, Encoding};
 use super::range::{self, RangeSet};
 use super::table::{Asset, Opened, Source, Table, Variant};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::{Method, StatusCode};
-use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
 use bytes::Bytes;
 use std::borrow::Cow;
 
@@ -26,182 +23,6 @@ use std::borrow::Cow;
 pub struct Ctx<'a> {
     pub table: &'a Table,
     pub cors: Option<&'a HeaderValue>,
-}
-
-/// The request method, as far as the static tier cares.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub enum Verb {
-    Get,
-    Head,
-    #[default]
-    Other,
-}
-
-/// The parts of a request the static tier reads (raw header bytes; `None` when absent).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Request<'a> {
-    pub accept_encoding: Option<&'a [u8]>,
-    pub conditions: Conditions<'a>,
-    pub range: Option<&'a [u8]>,
-    pub if_range: Option<&'a [u8]>,
-}
-
-impl<'a> Request<'a> {
-    /// From any header source (first value of each field, as actix's `get`).
-    pub fn from_fields(h: &'a dyn Fields) -> Self {
-        let mut r = Request::default();
-        h.each(&mut |name, value| {
-            let slot = match name.len() {
-                5 if name.eq_ignore_ascii_case("range") => &mut r.range,
-                8 if name.eq_ignore_ascii_case("if-match") => &mut r.conditions.if_match,
-                8 if name.eq_ignore_ascii_case("if-range") => &mut r.if_range,
-                13 if name.eq_ignore_ascii_case("if-none-match") => &mut r.conditions.if_none_match,
-                15 if name.eq_ignore_ascii_case("accept-encoding") => &mut r.accept_encoding,
-                17 if name.eq_ignore_ascii_case("if-modified-since") => {
-                    &mut r.conditions.if_modified_since
-                }
-                19 if name.eq_ignore_ascii_case("if-unmodified-since") => {
-                    &mut r.conditions.if_unmodified_since
-                }
-                _ => return,
-            };
-            slot.get_or_insert(value);
-        });
-        r
-    }
-}
-
-impl Verb {
-    pub fn of(m: &Method) -> Verb {
-        match *m {
-            Method::GET => Verb::Get,
-            Method::HEAD => Verb::Head,
-            _ => Verb::Other,
-        }
-    }
-}
-
-/// Bytes still arriving (a proxied response streamed as the upstream produces it).
-pub type Stream = std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>>>>;
-
-/// A response body.
-pub enum Body {
-    Empty,
-    Mem(Bytes),
-    /// File ranges and memory pieces (part headers of `multipart/byteranges`), in order.
-    Parts {
-        segments: Vec<Segment>,
-        file: Option<std::fs::File>,
-    },
-    /// The answer to HEAD when the bytes are not at hand: the length GET would send.
-    Omitted(u64),
-    /// Streamed; `len` when declared (Content-Length), else chunked (or until close for
-    /// HTTP/1.0).
-    Stream {
-        len: Option<u64>,
-        stream: Stream,
-    },
-}
-
-impl std::fmt::Debug for Body {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Body::Stream { len, .. } => write!(f, "Stream({len:?})"),
-            other => write!(f, "Body({:?})", other.size()),
-        }
-    }
-}
-
-impl Body {
-    /// The length, when known before sending (`None`: a stream of undeclared length).
-    pub fn known_size(&self) -> Option<u64> {
-        match self {
-            Body::Empty => Some(0),
-            Body::Mem(b) => Some(b.len() as u64),
-            Body::Parts { segments, .. } => Some(segments.iter().map(Segment::size).sum()),
-            Body::Omitted(n) => Some(*n),
-            Body::Stream { len, .. } => *len,
-        }
-    }
-
-    pub fn size(&self) -> u64 {
-        self.known_size().unwrap_or(0)
-    }
-}
-
-/// A complete answer, independent of the HTTP implementation that writes it.
-#[derive(Debug)]
-pub struct Reply<'a> {
-    pub status: StatusCode,
-    pub headers: Headers<'a>,
-    pub body: Body,
-    /// A file vanished or changed under the table: the caller asks for a reload.
-    pub stale: bool,
-    /// Write nothing and close the connection (the client already left: nginx's 499).
-    pub close: bool,
-}
-
-impl<'a> Reply<'a> {
-    pub fn new(status: StatusCode) -> Self {
-        Reply {
-            status,
-            // Room for the most a response carries (a 206 of a coded asset: 10), so the
-            // list never grows.
-            headers: Headers::with_capacity(10),
-            body: Body::Empty,
-            stale: false,
-            close: false,
-        }
-    }
-
-    /// Marks the answer as coming from a table that no longer matches the disk: the
-    /// reloader is woken.
-    pub fn stale(mut self) -> Self {
-        self.stale = true;
-        self
-    }
-
-    /// 404 for anything not in the table: no body worth caching, no hint of what exists.
-    pub fn not_found() -> Self {
-        let mut r = Reply::new(StatusCode::NOT_FOUND);
-        r.headers.push((
-            header::CONTENT_TYPE,
-            Cow::Owned(HeaderValue::from_static("text/plain; charset=utf-8")),
-        ));
-        r.body = Body::Mem(Bytes::from_static(b"404 Not Found\n"));
-        r
-    }
-
-    /// As an actix response; for HEAD (`head`), a body that declares the length and sends
-    /// nothing.
-    pub fn into_actix(self, head: bool) -> HttpResponse {
-        let mut b = HttpResponse::build(self.status);
-        for (name, value) in self.headers {
-            b.append_header((name, value.into_owned()));
-        }
-        if self.close {
-            b.force_close();
-        }
-        if head {
-            return match self.body {
-                Body::Empty => b.finish(),
-                // Length unknown: declared as GET's stream would be (chunked), never as 0.
-                Body::Stream { len: None, stream } => b.streaming(stream),
-                body => b.body(SegmentBody::head(body.size())),
-            };
-        }
-        match self.body {
-            Body::Empty => b.finish(),
-            Body::Mem(bytes) => b.body(bytes),
-            Body::Parts { segments, file } => b.body(SegmentBody::new(segments, file)),
-            Body::Omitted(n) => b.body(SegmentBody::head(n)),
-            Body::Stream {
-                len: Some(n),
-                stream,
-            } => b.body(actix_web::body::SizedStream::new(n, stream)),
-            Body::Stream { len: None, stream } => b.streaming(stream),
-        }
-    }
 }
 
 /// The answer for a path under the static prefix. `key` is the decoded table key, `None`

@@ -3,7 +3,8 @@
 //! Built from a scan of STATIC_ROOT plus its manifest, then never mutated: a new generation
 //! gets a new table (see `reload`). Requests look paths up here and never join them onto the
 //! filesystem, so traversal is impossible by construction: only files the scan admitted
-//! (regular, not hidden, resolving inside STATIC_ROOT) can ever be answered.
+//! (regular, not hidden, resolving beneath STATIC_ROOT without ever leaving it, see `scan`)
+//! can ever be answered.
 
 use super::beneath::{self, Links};
 use super::negotiate::Encoding;
@@ -162,7 +163,7 @@ impl Table {
         let manifest_path = root.join(&opts.manifest_name);
         let manifest = Manifest::read(&manifest_path)?.unwrap_or_default();
 
-        let found = scan(root, &canon_root);
+        let found = scan(root, &dir, &canon_root);
         let by_rel: HashSet<&str> = found.iter().map(|f| f.rel.as_str()).collect();
 
         // Split originals from precompressed siblings.
@@ -382,11 +383,20 @@ pub enum Opened {
     Gone,
 }
 
-/// Walks the root, admitting regular files that are not hidden and resolve inside it.
-/// Only paths through a symlink are canonicalized: for the others the path below the root is
-/// already the resolved one, and a `realpath` per file was most of a rebuild.
-fn scan(root: &Path, canon_root: &Path) -> Vec<Found> {
+/// Walks the root, admitting regular files that are not hidden and resolve beneath it.
+///
+/// A path through a symlink is admitted by the mounts' rule ([`Links::Beneath`], the kernel's
+/// `RESOLVE_BENEATH`): every step of its resolution stays below the root. So a link that
+/// leaves the root is refused even when it comes back in (`css -> ../static/css`), and so is
+/// an absolute one wherever it points (among them what `collect --link` makes: links to the
+/// sources, outside STATIC_ROOT); a relative link whose `..` stays inside is followed. The
+/// admitted path is then resolved (`realpath`) to the symlink-free name requests open.
+/// Only paths through a symlink are checked and resolved: for the others the path below the
+/// root is already the resolved one, and a `realpath` per file was most of a rebuild.
+fn scan(root: &Path, dir: &File, canon_root: &Path) -> Vec<Found> {
     let inside = |p: &Path| -> Option<PathBuf> {
+        let rel = p.strip_prefix(root).ok()?;
+        beneath::open(dir, rel, Links::Beneath).ok()?;
         let c = std::fs::canonicalize(p).ok()?;
         c.strip_prefix(canon_root).ok().map(Path::to_path_buf)
     };
@@ -709,8 +719,13 @@ mod tests {
         std::fs::write(root.join("css/a.css"), "a").unwrap();
         std::os::unix::fs::symlink("css", root.join("alias")).unwrap();
         std::os::unix::fs::symlink("css/a.css", root.join("b.css")).unwrap();
+        // Refused although they land inside: out and back in, and absolute.
+        std::os::unix::fs::symlink("../static/css", root.join("back")).unwrap();
+        std::os::unix::fs::symlink("../static/css/a.css", root.join("back.css")).unwrap();
+        std::os::unix::fs::symlink(root.join("css/a.css"), root.join("abs.css")).unwrap();
         let canon = std::fs::canonicalize(&root).unwrap();
-        let mut found: Vec<(String, PathBuf)> = scan(&root, &canon)
+        let dir = File::open(&root).unwrap();
+        let mut found: Vec<(String, PathBuf)> = scan(&root, &dir, &canon)
             .into_iter()
             .map(|f| (f.rel, f.resolved))
             .collect();

@@ -1,13 +1,17 @@
 //! The integration tests' one harness: paths and the Python venv (here), the strict raw
 //! HTTP/1.1 client ([`http`]), the launcher of `staticd serve`/`dev` ([`staticd`]),
 //! `staticd collect` projects ([`project`]), STATIC_ROOT fixtures ([`fixture`]), real
-//! Django under gunicorn ([`django`]) and real Vite ([`vite`]).
+//! Django under gunicorn ([`django`]), real Vite ([`vite`]), a TLS test kit around staticd's
+//! TLS library with `openssl s_client` and `curl` as clients ([`tls`]) and Pebble, the ACME
+//! test server ([`pebble`]).
 
 pub mod django;
 pub mod fixture;
 pub mod http;
+pub mod pebble;
 pub mod project;
 pub mod staticd;
+pub mod tls;
 pub mod vite;
 
 use std::io::Read;
@@ -27,17 +31,9 @@ pub fn sample_project() -> PathBuf {
     repo_root().join("sample_project")
 }
 
-/// The test virtualenv's python (Django, DRF, WhiteNoise, gunicorn, uvicorn, …), built by
-/// `.ci/venv` at most once per test process (the script itself is idempotent and locked).
-pub fn venv_python() -> PathBuf {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| ci_install("venv", "the Python virtualenv"))
-        .clone()
-}
-
-/// Runs the idempotent installer `.ci/NAME` (which `what` the tests need) and returns the file
-/// it prints as its last line.
-pub fn ci_install(name: &str, what: &str) -> PathBuf {
+/// Runs the idempotent installer `.ci/<name>` and returns the file it prints on its last
+/// line (what it installed or found); `purpose` says in a failure what the tests need it for.
+pub fn ci_installed(name: &str, purpose: &str) -> PathBuf {
     let script = repo_root().join(".ci").join(name);
     let out = Command::new("bash")
         .arg(&script)
@@ -48,7 +44,7 @@ pub fn ci_install(name: &str, what: &str) -> PathBuf {
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         panic!(
-            "{} failed ({}); the tests need it for {what}.\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            "{} failed ({}); the tests need it {purpose}.\nstdout:\n{stdout}\nstderr:\n{stderr}",
             script.display(),
             out.status
         );
@@ -61,10 +57,18 @@ pub fn ci_install(name: &str, what: &str) -> PathBuf {
     let path = PathBuf::from(last.trim());
     assert!(
         path.is_file(),
-        "{} printed {last:?} as its last line, which is not a file.\nstderr:\n{stderr}",
+        "{} printed {last:?} as its last line, which is no file.\nstderr:\n{stderr}",
         script.display()
     );
     path
+}
+
+/// The test virtualenv's python (Django, DRF, WhiteNoise, gunicorn, uvicorn, …), built by
+/// `.ci/venv` at most once per test process (the script itself is idempotent and locked).
+pub fn venv_python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| ci_installed("venv", "to build the Python virtualenv"))
+        .clone()
 }
 
 /// The `key=value` facts `.ci/venv` recorded for the venv of [`venv_python`].

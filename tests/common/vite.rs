@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 /// test process.
 pub fn vite_cli() -> PathBuf {
     static CLI: OnceLock<PathBuf> = OnceLock::new();
-    CLI.get_or_init(|| super::ci_install("vite", "Vite (the bundler tests)"))
+    CLI.get_or_init(|| super::ci_installed("vite", "for the bundler tests (Vite)"))
         .clone()
 }
 

@@ -17,11 +17,16 @@
 //! read is answered and the connection closed after a lingering read ([`socket::linger`]),
 //! so the answer is not lost to a reset.
 //!
+//! On a graceful shutdown a request being answered finishes (bounded by
+//! `--shutdown-timeout`); the rest ends at once: an idle connection closes, a lingering
+//! read is cut, and a tunnel is closed on both sides.
+//!
 //! Only h2c (prior knowledge: the connection starts with `PRI * HTTP/2.0`) goes elsewhere:
 //! the connection, with the bytes already read, is handed to actix-web's HTTP/2 service
-//! ([`app`](super::app)), which answers with the same code ([`respond`] for the static
-//! tier, [`Proxy::local`](super::proxy::Proxy::local) and
-//! [`Proxy::forward`](super::proxy::Proxy::forward) for the rest).
+//! ([`app`](super::app)), which answers with the same code: both route with
+//! [`dispatch`](super::dispatch), the static tier answering under STATIC_URL and
+//! [`Proxy::local`](super::proxy::Proxy::local) and
+//! [`Proxy::forward`](super::proxy::Proxy::forward) the rest.
 //!
 //! Why not actix-web's HTTP/1 dispatcher: it copies every body chunk into its own buffer
 //! and exposes no socket (no `sendfile`), its per-request work was most of the CPU time of a
@@ -32,14 +37,14 @@ pub mod body;
 pub mod host;
 pub mod request;
 pub mod response;
-pub mod socket;
 
-use super::app::State;
 use super::body::Segment;
-use super::config::LogFormat;
-use super::path::{route, Route};
-use super::respond::{respond, Body, Ctx, Reply, Verb};
-use super::{headers, log, proxy};
+use super::dispatch::{dispatch, Dispatch};
+use super::log::{self, LogFormat};
+use super::message::{error_page, Body, Reply, Verb};
+use super::socket::{self, Prefixed};
+use super::state::State;
+use super::{headers, proxy};
 use actix_http::HttpService;
 use actix_server::GracefulShutdownSignal;
 use actix_service::{
@@ -55,7 +60,6 @@ use futures_util::future::{select, Either};
 use futures_util::StreamExt as _;
 use request::{Form, Head, HeadError, Parse};
 use response::{Framing, Persist};
-use socket::Prefixed;
 use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -212,13 +216,13 @@ impl Conn<'_> {
                 Next::H2c => return End::H2c,
                 Next::Invalid(e, head) => {
                     tracing::debug!(peer = ?self.peer, "request refused: {e}");
-                    let reply = proxy::page(e.status(), reason(e.status()));
+                    let reply = error_page(e.status());
                     let start = self.clock();
                     self.send(&head, buf, reply, start, After::Linger).await;
                     return End::Close;
                 }
                 Next::TimedOut => {
-                    let reply = proxy::page(StatusCode::REQUEST_TIMEOUT, "Request Timeout");
+                    let reply = error_page(StatusCode::REQUEST_TIMEOUT);
                     self.send(&Head::default(), &[], reply, None, After::Close)
                         .await;
                     return End::Close;
@@ -357,17 +361,17 @@ impl Conn<'_> {
             BodyFail::Bad(BodyError::TooLarge) => {
                 tracing::info!(uri = %target, "request body over --max-body ({} bytes): 413", self.settings.max_body);
                 let status = StatusCode::PAYLOAD_TOO_LARGE;
-                (proxy::page(status, reason(status)), After::Linger)
+                (error_page(status), After::Linger)
             }
             BodyFail::Bad(e) => {
                 tracing::info!(uri = %target, "bad request body: {e}: 400");
                 let status = StatusCode::BAD_REQUEST;
-                (proxy::page(status, reason(status)), After::Linger)
+                (error_page(status), After::Linger)
             }
             BodyFail::TimedOut => {
                 tracing::info!(uri = %target, "request body stalled longer than --body-timeout ({:?}): 408", self.settings.body_timeout);
                 let status = StatusCode::REQUEST_TIMEOUT;
-                (proxy::page(status, reason(status)), After::Close)
+                (error_page(status), After::Close)
             }
             BodyFail::Gone => {
                 // Nothing to write to; logged as nginx does (400).
@@ -399,20 +403,12 @@ impl Conn<'_> {
             "" => "/",
             p => p,
         };
-        match route(path, &self.state.prefix) {
-            Route::Static(key) => {
-                let table = self.state.table.load();
-                let ctx = Ctx {
-                    table: &table,
-                    cors: self.state.cors.as_ref(),
-                };
-                let reply = respond(head.verb, &head.request(buf), key.as_deref(), &ctx);
-                if reply.stale {
-                    let _ = self.state.nudge.try_send(super::reload::Wake::Stale);
-                }
+        match dispatch(self.state, path) {
+            Dispatch::Static(st) => {
+                let reply = st.reply(head.verb, &head.request(buf));
                 self.send(head, buf, reply, start, After::Request).await
             }
-            Route::Other => self.proxied(head, buf, path, body, start, rest).await,
+            Dispatch::Proxy => self.proxied(head, buf, path, body, start, rest).await,
         }
     }
 
@@ -435,7 +431,7 @@ impl Conn<'_> {
             _ => return None,
         };
         let status = StatusCode::METHOD_NOT_ALLOWED;
-        let mut r = proxy::page(status, reason(status));
+        let mut r = error_page(status);
         r.headers.push((ax::ALLOW, Cow::Owned(allow)));
         Some((r, after))
     }
@@ -500,7 +496,8 @@ impl Conn<'_> {
             self.log(head, buf, r.status, 0, start);
         }
         if socket::write_all(self.io, &self.out, &[]).await.is_ok() {
-            switch.splice(self.io, rest.split()).await;
+            let stop = self.settings.shutdown.notified();
+            switch.splice(self.io, rest.split(), stop).await;
         }
         false
     }
@@ -553,7 +550,7 @@ impl Conn<'_> {
             self.log(head, buf, reply.status, streamed, start);
         }
         if after == After::Linger && sent.is_ok() {
-            socket::linger(self.io).await;
+            socket::linger(self.io, self.settings.shutdown.notified()).await;
         }
         sent.is_ok() && persist != Persist::Close
     }
@@ -645,9 +642,4 @@ impl Conn<'_> {
             },
         );
     }
-}
-
-/// The reason phrase for an error page's title.
-fn reason(status: StatusCode) -> &'static str {
-    status.canonical_reason().unwrap_or("Error")
 }

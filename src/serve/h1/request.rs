@@ -14,7 +14,7 @@
 use super::body::{self, BodyLen, FramingError};
 use super::host::{self, HostError, TargetError};
 use crate::serve::conditional::Conditions;
-use crate::serve::respond::{Request, Verb};
+use crate::serve::message::{Request, Verb};
 use actix_web::http::StatusCode;
 use std::ops::Range;
 

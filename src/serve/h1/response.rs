@@ -1,7 +1,7 @@
 //! Response heads for the HTTP/1 loop: status line, the reply's headers, then what HTTP/1.1
 //! framing adds (Content-Length, Date, Connection), written into one reused buffer.
 
-use crate::serve::respond::{Body, Reply};
+use crate::serve::message::{Body, Reply};
 use actix_web::http::StatusCode;
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -8,9 +8,9 @@
 use crate::serve::beneath::{self, Links};
 use crate::serve::body::Segment;
 use crate::serve::conditional::{self, Outcome};
+use crate::serve::message::{Body, Reply, Request};
 use crate::serve::path::{route, Route};
 use crate::serve::range::{self, RangeSet};
-use crate::serve::respond::{Body, Reply, Request};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use bytes::Bytes;
@@ -25,20 +25,6 @@ pub struct Mount {
 }
 
 impl Mount {
-    /// `--internal /protected/=DIR`.
-    pub fn parse(s: &str) -> Result<Mount, String> {
-        let (p, d) = s
-            .split_once('=')
-            .ok_or_else(|| format!("{s:?}: expected /PREFIX/=DIR"))?;
-        if d.is_empty() {
-            return Err(format!("{s:?}: empty directory"));
-        }
-        Ok(Mount {
-            prefix: crate::serve::config::normalize_prefix(p),
-            dir: PathBuf::from(d),
-        })
-    }
-
     /// The decoded key when `path` is under this mount (`Some(None)`: under it but malformed).
     pub fn key<'a>(&self, path: &'a str) -> Option<Option<std::borrow::Cow<'a, str>>> {
         match route(path, &self.prefix) {

@@ -56,13 +56,6 @@ pub fn trusted(peer: Option<IpAddr>, nets: &[IpNet]) -> bool {
     })
 }
 
-/// Parses `--trusted-proxy` values: a CIDR or a bare address.
-pub fn parse_net(s: &str) -> Result<IpNet, String> {
-    s.parse::<IpNet>()
-        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{s:?} is not an address or CIDR"))
-}
-
 /// What the request looked like to us.
 pub struct Inbound<'a> {
     pub headers: &'a dyn Fields,
@@ -324,7 +317,7 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
         ]);
-        let nets = vec![parse_net("10.0.0.0/8").unwrap()];
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let peer = Some("10.0.0.1".parse().unwrap());
         assert!(trusted(peer, &nets));
         let i = Inbound {

@@ -4,13 +4,17 @@
 //! of silence in both directions. Any other answer is relayed as a plain response.
 
 use super::client::Conn;
+use super::pages::{client_closed, failure_page};
 use super::upstream::Active;
-use super::{abort, client_closed, failure_page, forward, Incoming, Proxy};
-use crate::serve::h1::socket;
-use crate::serve::respond::Reply;
+use super::{abort, forward, Incoming, Proxy};
+use crate::serve::message::Reply;
+use crate::serve::socket;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use bytes::BytesMut;
+use futures_util::future::{select, Either};
 use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -68,10 +72,17 @@ impl Proxy {
 
 impl Switch {
     /// Copies bytes both ways until both sides have closed (each close is passed on as a
-    /// half-close) or neither has sent anything for `--ws-idle-timeout`. `from_client` is
-    /// what the client sent after its request head; the upstream's bytes read with its 101
-    /// go to the client first.
-    pub async fn splice(self, client: &TcpStream, from_client: BytesMut) {
+    /// half-close), neither has sent anything for `--ws-idle-timeout`, or `stop` (the
+    /// server's graceful shutdown) fires, which closes both connections: a tunnel has no
+    /// request boundary to finish at, and would otherwise hold the shutdown until
+    /// `--shutdown-timeout`. `from_client` is what the client sent after its request head;
+    /// the upstream's bytes read with its 101 go to the client first.
+    pub async fn splice(
+        self,
+        client: &TcpStream,
+        from_client: BytesMut,
+        stop: impl Future<Output = ()>,
+    ) {
         let Switch { conn, limit, .. } = self;
         let (mut rd, mut wr) = tokio::io::split(conn.io);
         let early = conn.buf;
@@ -116,6 +127,12 @@ impl Switch {
             }
             socket::finish(client);
         };
-        futures_util::future::join(up, down).await;
+        let both = futures_util::future::join(up, down);
+        let stopped = matches!(select(pin!(both), pin!(stop)).await, Either::Right(_));
+        if stopped {
+            tracing::info!("tunnel closed: shutting down");
+            // The upstream connection closes when this returns; the client sees our end.
+            socket::finish(client);
+        }
     }
 }

@@ -11,36 +11,13 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
-/// Where an upstream listens.
+/// Where an upstream listens (`--upstream`, parsed by `config::parse_upstream`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Addr {
     /// `host:port` (resolved at connect time, so container names work).
     Tcp(String),
     /// `unix:/path/to.sock`.
     Unix(PathBuf),
-}
-
-impl Addr {
-    pub fn parse(s: &str) -> Result<Addr, String> {
-        let s = s.trim();
-        if let Some(p) = s.strip_prefix("unix:") {
-            let p = p.trim_start_matches("//");
-            if p.is_empty() {
-                return Err(format!("{s:?}: empty socket path"));
-            }
-            return Ok(Addr::Unix(PathBuf::from(p)));
-        }
-        let hp = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
-        if hp.contains('/') {
-            return Err(format!(
-                "{s:?}: an upstream is HOST:PORT or unix:/path, without a path"
-            ));
-        }
-        match hp.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(Addr::Tcp(hp.into())),
-            _ => Err(format!("{s:?}: expected HOST:PORT or unix:/path.sock")),
-        }
-    }
 }
 
 impl std::fmt::Display for Addr {
@@ -236,20 +213,6 @@ impl AsyncWrite for Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addrs() {
-        assert_eq!(
-            Addr::parse("web:8000").unwrap(),
-            Addr::Tcp("web:8000".into())
-        );
-        assert_eq!(
-            Addr::parse("unix:/run/g.sock").unwrap(),
-            Addr::Unix("/run/g.sock".into())
-        );
-        assert!(Addr::parse("web").is_err());
-        assert!(Addr::parse("web:80/x").is_err());
-    }
 
     #[test]
     fn round_robin_skips_down() {

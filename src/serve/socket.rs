@@ -1,15 +1,18 @@
-//! Socket I/O for the HTTP/1 loop: gathered writes, `sendfile`, reads, the lingering close,
-//! and the stream handed to actix's HTTP/2 service with the bytes already read in front of it.
+//! Socket I/O of a client connection, for the HTTP/1 loop (`h1`) and the tunnels it opens
+//! (`proxy::tunnel`): gathered writes, `sendfile`, reads, the lingering close, and the
+//! stream handed to actix's HTTP/2 service with the bytes already read in front of it.
 //!
 //! Every write first tries the socket directly (it is almost always writable) and only then
 //! waits, bounded by [`SEND_TIMEOUT`] like nginx's `send_timeout`, so a client that stops
 //! reading cannot hold a connection forever.
 
 use bytes::{Buf, BytesMut};
+use futures_util::future::select;
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::os::unix::io::{AsRawFd, RawFd};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
@@ -272,17 +275,23 @@ const LINGER_TIME: Duration = Duration::from_secs(30);
 /// client still sends is read and dropped until it closes, pauses [`LINGER_TIMEOUT`], or
 /// [`LINGER_TIME`] has passed. Closing at once with unread bytes would reset the connection,
 /// and a reset can destroy the response before the client reads it.
-pub async fn linger(io: &TcpStream) {
-    let end = tokio::time::Instant::now() + LINGER_TIME;
-    let mut scratch = BytesMut::with_capacity(BODY_READ);
-    loop {
-        scratch.clear();
-        let by = end.min(tokio::time::Instant::now() + LINGER_TIMEOUT);
-        match tokio::time::timeout_at(by, read_more(io, &mut scratch, BODY_READ)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => return,
+///
+/// `stop` (the server's graceful shutdown) cuts it short: the response has been written,
+/// and a shutdown must not wait up to [`LINGER_TIME`] for a client that keeps sending.
+pub async fn linger(io: &TcpStream, stop: impl Future<Output = ()>) {
+    let drain = async {
+        let end = tokio::time::Instant::now() + LINGER_TIME;
+        let mut scratch = BytesMut::with_capacity(BODY_READ);
+        loop {
+            scratch.clear();
+            let by = end.min(tokio::time::Instant::now() + LINGER_TIMEOUT);
+            match tokio::time::timeout_at(by, read_more(io, &mut scratch, BODY_READ)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
         }
-    }
+    };
+    select(pin!(drain), pin!(stop)).await;
 }
 
 /// An h2c connection as handed to actix: the bytes the loop read (the preface, perhaps

@@ -1,0 +1,33 @@
+//! What every worker shares, built once by `serve::run`: the current table, the static
+//! prefix, the proxy. Its own module, below the front ends (`h1`, `app`), so the reloader
+//! and the dispatch use it without importing either.
+
+use super::log::LogFormat;
+use super::proxy::Proxy;
+use super::reload::Wake;
+use super::table::Table;
+use actix_web::http::header::HeaderValue;
+use arc_swap::ArcSwap;
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+/// Shared by all workers.
+pub struct State {
+    /// The current generation; swapped whole by the reloader.
+    pub table: ArcSwap<Table>,
+    /// STATIC_URL's path, starting and ending with `/`.
+    pub prefix: String,
+    pub cors: Option<HeaderValue>,
+    pub log_format: LogFormat,
+    /// Wakes the reloader when a request finds the table stale.
+    pub nudge: SyncSender<Wake>,
+    /// Upstreams, internal and media mounts (everything outside the static prefix).
+    pub proxy: Arc<Proxy>,
+}
+
+/// The slot the reloader swaps new generations into.
+impl AsRef<ArcSwap<Table>> for State {
+    fn as_ref(&self) -> &ArcSwap<Table> {
+        &self.table
+    }
+}
