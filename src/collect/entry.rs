@@ -494,6 +494,71 @@ mod tests {
         assert!(!e.hashed.as_ref().unwrap().reused);
     }
 
+    /// A chunk as Vite names it, written in `dir`.
+    fn vite_chunk(dir: &Path) -> SourceFile {
+        let abs = dir.join("main-DxqxU1Uw.js");
+        fs::write(&abs, b"js").unwrap();
+        SourceFile {
+            rel: "assets/main-DxqxU1Uw.js".into(),
+            abs,
+        }
+    }
+
+    #[test]
+    fn a_bundled_file_keeps_its_name_and_has_one_real_copy() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("static");
+        let src = vite_chunk(t.path());
+        let mut e = Entry::new(&src);
+        assert!(e.kind.is_some());
+        e.set_bundled(true);
+        assert!(e.kind.is_none(), "never rewritten");
+        e.bytes = Some(Arc::from(&b"js"[..]));
+        e.name_by_content(HashAlgo::Md5);
+        assert_eq!(e.name.as_deref(), Some("assets/main-DxqxU1Uw.js"));
+        assert!(e.fingerprint.is_some(), "recorded for the next run");
+        // One output, its own name: kept under KEEP_ONLY_HASHED_FILES, real bytes under --link.
+        e.plan_outputs(&Layout {
+            keep_only_hashed: true,
+            link: true,
+            ..layout(&root)
+        });
+        assert!(e.hashed.is_none());
+        let o = e.original.clone().unwrap();
+        assert_eq!(
+            (o.rel.as_str(), o.symlink),
+            ("assets/main-DxqxU1Uw.js", false)
+        );
+        e.set_bundled(false);
+        assert!(e.kind.is_some());
+    }
+
+    #[test]
+    fn a_flipped_bundled_status_is_a_change() {
+        let t = tempfile::tempdir().unwrap();
+        let src = vite_chunk(t.path());
+        let abs = &src.abs;
+        let was_hashed = file_state(abs, "assets/main-DxqxU1Uw.0123456789ab.js");
+        let was_bundled = file_state(abs, "assets/main-DxqxU1Uw.js");
+        for (prev, bundled, unchanged) in [
+            (&was_hashed, false, true),
+            (&was_hashed, true, false),
+            (&was_bundled, true, true),
+            (&was_bundled, false, false),
+        ] {
+            let mut e = Entry::new(&src);
+            e.set_bundled(bundled);
+            e.stat = Stat::of(abs);
+            e.prev = Some(prev);
+            assert_eq!(
+                e.unchanged().is_some(),
+                unchanged,
+                "{} {bundled}",
+                prev.name
+            );
+        }
+    }
+
     #[test]
     fn skipped_bytes_are_read_when_an_output_needs_them_and_carried_ones_must_exist() {
         let t = tempfile::tempdir().unwrap();
