@@ -440,6 +440,23 @@ fn a_malformed_vite_manifest_fails_naming_file_line_and_column() {
         before,
         "the previous generation stays published"
     );
+    // --format json: the same error on stdout, of a stable kind, with its place.
+    let out = p.collect(&["--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON error ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let e = &v["error"];
+    assert_eq!(e["kind"], "bundler_manifest", "{v}");
+    assert_eq!(e["path"], path.display().to_string(), "{v}");
+    assert_eq!((&e["line"], &e["column"]), (&3.into(), &24.into()), "{v}");
+    assert!(
+        e["message"].as_str().is_some_and(|m| stderr.contains(m)),
+        "{v}"
+    );
 }
 
 /// `staticd prune` treats a bundler name like a hashed one (an old build's chunks go with

@@ -358,5 +358,23 @@ mod tests {
         assert_eq!(v["kind"], "not_utf8");
         assert_eq!(v["path"], "css/l.css");
         assert!(v["message"].as_str().unwrap().contains("not valid UTF-8"));
+        assert!(v.get("line").is_none() && v.get("column").is_none());
+        let v = serde_json::to_value(
+            Error::BundlerManifest {
+                path: "/p/dist/.vite/manifest.json".into(),
+                line: 2,
+                column: 17,
+                message: "invalid type: integer `3`, expected a string".into(),
+            }
+            .report(),
+        )
+        .unwrap();
+        assert_eq!(v["kind"], "bundler_manifest");
+        assert_eq!(v["path"], "/p/dist/.vite/manifest.json");
+        assert_eq!((&v["line"], &v["column"]), (&2.into(), &17.into()));
+        assert!(v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("/p/dist/.vite/manifest.json:2:17: not a valid Vite manifest: "));
     }
 }
