@@ -6,4 +6,6 @@
 pub mod collect;
 pub mod django;
 pub mod manifest;
+pub mod media_type;
+pub mod remote;
 pub mod serve;

@@ -27,6 +27,24 @@ enum Command {
     Dev(Box<DevArgs>),
     /// Delete hashed files of generations older than the last N (only files staticd wrote).
     Prune(PruneArgs),
+    /// Upload STATIC_ROOT's current generation to S3-compatible storage, manifest last.
+    Publish(PublishArgs),
+}
+
+#[derive(Args, Debug)]
+struct PublishArgs {
+    /// Where: s3://BUCKET/PREFIX (endpoint, region and the like in staticd.toml's [publish]
+    /// and the AWS_* variables; credentials in the AWS_* variables only).
+    #[arg(value_name = "s3://BUCKET/PREFIX")]
+    url: String,
+    #[command(flatten)]
+    project: ProjectArgs,
+    /// Summary format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// 0 = errors only, 1 = summary, 2 = every object.
+    #[arg(short = 'v', long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=3))]
+    verbosity: u8,
 }
 
 #[derive(Args, Debug)]
@@ -42,6 +60,9 @@ struct PruneArgs {
     /// 0 = errors only, 1 = summary, 2 = every file.
     #[arg(short = 'v', long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=3))]
     verbosity: u8,
+    /// Prune the generations published to s3://BUCKET/PREFIX instead of STATIC_ROOT's.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    remote: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -133,6 +154,9 @@ struct CollectArgs {
     /// after staticd.toml's [collect] missing.
     #[arg(long, value_name = "ACTION:PATTERN")]
     missing: Vec<Rule>,
+    /// Then publish the collected generation to s3://BUCKET/PREFIX (as `staticd publish`).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with_all = ["watch", "dry_run"])]
+    publish: Option<String>,
     /// Accepted for compatibility with collectstatic: staticd never prompts.
     #[arg(long = "noinput", alias = "no-input", hide = true)]
     _noinput: bool,
@@ -151,6 +175,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => staticd::serve::run(*args),
         Command::Dev(args) => run_dev(*args),
         Command::Prune(args) => run_prune(args),
+        Command::Publish(args) => run_publish(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,6 +193,8 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
+        // Warnings only: object_store reports each retry at info level.
+        .with_max_level(tracing::Level::WARN)
         .try_init();
     let (discovery, report) = django::discover_reporting(&DiscoverOptions {
         project: args.project.project.clone(),
@@ -178,6 +205,15 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
         memo: !args.no_cache,
     })?;
     let missing = missing_policy(&args.project.project, args.missing.clone())?;
+    // Read (and check) the store's settings before collecting, not after.
+    let publish = match &args.publish {
+        Some(url) => Some(staticd::remote::publish::options(
+            url,
+            &args.project.project,
+            args.verbosity >= 1,
+        )?),
+        None => None,
+    };
     let opts = CollectOptions {
         clear: args.clear,
         dry_run: args.dry_run,
@@ -212,12 +248,86 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
         3,
         collect::report::timing_line("total", started.elapsed(), "discovery and collect"),
     );
+    let published = match &publish {
+        Some(p) => {
+            if !json && args.verbosity >= 1 {
+                println!("\n{}", summary.django_line());
+            }
+            let s = staticd::remote::publish(
+                &discovery.static_root,
+                &discovery.storage.manifest_name,
+                discovery.storage.manifest && !args.no_post_process,
+                p,
+                &log,
+            )?;
+            Some(s)
+        }
+        None => None,
+    };
     if json {
-        println!("{}", serde_json::to_string(&summary)?);
+        // The collect summary, with the publish's under "publish" when there was one.
+        let mut v = serde_json::to_value(&summary)?;
+        if let (Some(p), Some(obj)) = (&published, v.as_object_mut()) {
+            obj.insert("publish".into(), serde_json::to_value(p)?);
+        }
+        println!("{v}");
     } else if args.verbosity >= 1 {
-        println!("\n{}", summary.django_line());
+        match &published {
+            Some(p) => println!("{}", publish_line(p)),
+            None => println!("\n{}", summary.django_line()),
+        }
     }
     Ok(())
+}
+
+fn run_publish(args: PublishArgs) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        // Warnings only: object_store reports each retry at info level.
+        .with_max_level(tracing::Level::WARN)
+        .try_init();
+    let opts =
+        staticd::remote::publish::options(&args.url, &args.project.project, args.verbosity >= 1)?;
+    let discovery = django::discover(&DiscoverOptions {
+        project: args.project.project.clone(),
+        python: args.project.python.clone(),
+        settings: args.project.settings.clone(),
+        ..Default::default()
+    })?;
+    let json = args.format == Format::Json;
+    let log = Log::new(args.verbosity, json);
+    let s = staticd::remote::publish(
+        &discovery.static_root,
+        &discovery.storage.manifest_name,
+        discovery.storage.manifest,
+        &opts,
+        &log,
+    )?;
+    if json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else if args.verbosity >= 1 {
+        println!("{}", publish_line(&s));
+    }
+    Ok(())
+}
+
+/// The text summary of a publish.
+fn publish_line(s: &staticd::remote::PublishSummary) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    format!(
+        "{} object{} uploaded ({} bytes) to {}, {} already there; manifest {}{}.",
+        s.uploaded,
+        plural(s.uploaded),
+        s.uploaded_bytes,
+        s.target,
+        s.unchanged + s.raced,
+        s.manifest,
+        s.generation
+            .map(|g| format!(" (generation {g})"))
+            .unwrap_or_default()
+    )
 }
 
 fn run_dev(args: DevArgs) -> anyhow::Result<()> {
@@ -272,13 +382,41 @@ fn missing_policy(project: &Path, cli: Vec<Rule>) -> anyhow::Result<Policy> {
 }
 
 fn run_prune(args: PruneArgs) -> anyhow::Result<()> {
+    let log = Log::new(args.verbosity, false);
+    if let Some(url) = &args.remote {
+        // The store's record names the manifest: no Django needed, only [publish].
+        let target = staticd::remote::Target::parse(url)?;
+        let cfg = staticd::remote::PublishConfig::load(&args.project.project)?;
+        let p = staticd::remote::prune::prune(
+            target.clone(),
+            &cfg,
+            args.keep_generations,
+            args.dry_run,
+            &log,
+        )?;
+        if args.verbosity >= 1 {
+            let verb = if args.dry_run {
+                "would be deleted"
+            } else {
+                "deleted"
+            };
+            println!(
+                "{} object{} ({} bytes) {verb} from {target}; {} generation{} kept.",
+                p.files,
+                if p.files == 1 { "" } else { "s" },
+                p.bytes,
+                p.kept_generations,
+                if p.kept_generations == 1 { "" } else { "s" }
+            );
+        }
+        return Ok(());
+    }
     let discovery = django::discover(&DiscoverOptions {
         project: args.project.project.clone(),
         python: args.project.python.clone(),
         settings: args.project.settings.clone(),
         ..Default::default()
     })?;
-    let log = Log::new(args.verbosity, false);
     let p = collect::prune(&discovery, args.keep_generations, args.dry_run, &log)?;
     if args.verbosity >= 1 {
         let verb = if args.dry_run {
