@@ -7,6 +7,7 @@ pub mod django;
 pub mod fixture;
 pub mod http;
 pub mod project;
+pub mod s3;
 pub mod staticd;
 
 use std::io::Read;
