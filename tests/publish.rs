@@ -660,6 +660,23 @@ fn wrong_credentials_and_missing_bucket_are_clear_errors() {
     assert!(err.contains("rejected the credentials"), "{err}");
     assert!(err.contains("s3://static/x/"), "{err}");
 
+    // Authenticated, but not allowed to write.
+    env.retain(|(k, _)| !k.starts_with("AWS_"));
+    env.push(("AWS_ACCESS_KEY_ID", s3::READER_KEY.into()));
+    env.push(("AWS_SECRET_ACCESS_KEY", s3::READER_SECRET.into()));
+    let denied = run(&["publish", &format!("s3://{BUCKET}/x"), dir], &env);
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(!denied.status.success());
+    let hashed = p.hashed("a.css");
+    assert!(
+        err.contains("access denied while writing s3://static/x/"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("x/{hashed}")) || err.contains("x/a.css"),
+        "{err}"
+    );
+
     let bad_url = run(&["publish", "gs://b/x", dir], &env);
     assert!(String::from_utf8_lossy(&bad_url.stderr).contains("invalid store URL \"gs://b/x\""));
     assert!(store.objects("x").is_empty());

@@ -76,6 +76,25 @@ pub fn s3_code(text: &str) -> Option<&str> {
     Some(&text[start..start + len])
 }
 
+/// `Code: Message` of an S3 error body, the part of a long error chain a person needs.
+pub fn s3_summary(text: &str) -> Option<String> {
+    let code = s3_code(text)?;
+    let message = text
+        .find("<Message>")
+        .map(|i| &text[i + "<Message>".len()..])
+        .and_then(|t| t.find("</Message>").map(|j| &t[..j]));
+    let status = text
+        .find(" status code: ")
+        .map(|i| &text[i + " status code: ".len()..])
+        .and_then(|t| t.find(':').map(|j| &t[..j]));
+    Some(match (status, message) {
+        (Some(s), Some(m)) => format!("{s}, {code}: {m}"),
+        (None, Some(m)) => format!("{code}: {m}"),
+        (Some(s), None) => format!("{s}, {code}"),
+        (None, None) => code.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +104,10 @@ mod tests {
         let body = "Client error with status 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>x</Message></Error>";
         assert_eq!(s3_code(body), Some("SignatureDoesNotMatch"));
         assert_eq!(s3_code("timeout"), None);
+        let chain = "Error performing GET http://h/b/k in 1ms - Server returned non-2xx status code: 403 Forbidden: <?xml?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match.</Message></Error>";
+        assert_eq!(
+            s3_summary(chain).unwrap(),
+            "403 Forbidden, SignatureDoesNotMatch: The request signature we calculated does not match."
+        );
     }
 }

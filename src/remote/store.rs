@@ -7,7 +7,7 @@
 //! `x-amz-checksum-sha256` (and the SigV4 payload hash), so the store verifies the bytes it
 //! received before it stores them.
 use super::config::PublishConfig;
-use super::error::{s3_code, RemoteError};
+use super::error::{s3_code, s3_summary, RemoteError};
 use super::objects::Listed;
 use super::target::Target;
 use bytes::Bytes;
@@ -275,8 +275,11 @@ impl Store {
         } else {
             self.target.key(rel)
         };
-        let detail = chain(&e);
-        match s3_code(&detail) {
+        let full = chain(&e);
+        let code = s3_code(&full).map(str::to_string);
+        // The store's own words when it gave some; the whole chain otherwise.
+        let detail = s3_summary(&full).unwrap_or(full);
+        match code.as_deref() {
             Some(
                 "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "InvalidToken" | "ExpiredToken",
             ) => {

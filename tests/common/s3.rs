@@ -14,6 +14,9 @@ use std::time::Duration;
 pub const ACCESS_KEY: &str = "staticd-test";
 pub const SECRET_KEY: &str = "staticd-test-secret";
 pub const BUCKET: &str = "static";
+/// An identity that may read and list but not write (for the denied-write test).
+pub const READER_KEY: &str = "staticd-reader";
+pub const READER_SECRET: &str = "staticd-reader-secret";
 
 /// The python of the venv `.ci/s3` builds (SeaweedFS, django-storages, boto3, Django).
 pub fn s3_python() -> PathBuf {
@@ -124,6 +127,14 @@ impl Seaweed {
         let d = self.dir.path();
         let data = d.join("data");
         std::fs::create_dir_all(&data).unwrap();
+        let identities = serde_json::json!({"identities": [
+            {"name": "admin", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+             "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+            {"name": "reader", "credentials": [{"accessKey": READER_KEY, "secretKey": READER_SECRET}],
+             "actions": ["Read", "List"]}
+        ]});
+        let config = d.join("s3.json");
+        std::fs::write(&config, identities.to_string()).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -153,6 +164,7 @@ impl Seaweed {
             // Telemetry would try to reach an outside host.
             .args(["-master.telemetry=false", "-s3.autoCreateBucket=false"])
             .arg(format!("-bucket={BUCKET}"))
+            .arg(format!("-s3.config={}", config.display()))
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
             .stdin(Stdio::null())
