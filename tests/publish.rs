@@ -74,16 +74,34 @@ fn publish(p: &Project, url: &str, env: &[(&str, String)]) -> serde_json::Value 
 }
 
 /// Keys under `prefix` that a generation of `root` consists of: every file the manifest
-/// names (hashed and original) and their variants, plus the manifest and the record.
+/// names (hashed and original) and their variants, the variant keys staticd fills for the
+/// names a CDN negotiates, plus the manifest and the record.
 fn expected_keys(root: &Path, prefix: &str) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
+    let mut bases = BTreeSet::new();
     for (orig, hashed) in manifest_paths(root) {
         for name in [orig, hashed] {
+            if root.join(&name).is_file() {
+                bases.insert(name.clone());
+            }
             for suffix in ["", ".br", ".gz", ".zst"] {
                 let rel = format!("{name}{suffix}");
                 if root.join(&rel).is_file() {
                     keys.insert(format!("{prefix}/{rel}"));
                 }
+            }
+        }
+    }
+    for suffix in [".br", ".gz", ".zst"] {
+        if !keys.iter().any(|k| {
+            k.ends_with(suffix) && bases.contains(&k[prefix.len() + 1..k.len() - suffix.len()])
+        }) {
+            continue;
+        }
+        for b in &bases {
+            let ext = b.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+            if ext.is_some_and(|e| staticd::remote::objects::NEGOTIATED.contains(&e.as_str())) {
+                keys.insert(format!("{prefix}/{b}{suffix}"));
             }
         }
     }
@@ -502,6 +520,8 @@ fn variants_and_multipart() {
         "multipart_threshold_mib = 5\npart_size_mib = 5\n",
     );
     p.write("app.js", "console.log('staticd');\n".repeat(200).as_bytes());
+    // Too small for compression to pay: no variant locally, an identity fill in the store.
+    p.write("tiny.js", b"x");
     // Incompressible and over the threshold: two parts.
     let big: Vec<u8> = (0..6 * 1024 * 1024u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -522,6 +542,16 @@ fn variants_and_multipart() {
             "public, max-age=31536000, immutable"
         );
     }
+    let tiny = p.hashed("tiny.js");
+    assert!(!p.root().join(format!("{tiny}.br")).exists());
+    let fill = &objects[&format!("v/{tiny}.br")];
+    assert_eq!(fill.mime, "text/javascript; charset=utf-8");
+    assert!(!fill.headers.contains_key("Content-Encoding"), "{fill:?}");
+    assert_eq!(store.read(&format!("v/{tiny}.br")).unwrap(), b"x".to_vec());
+    assert!(
+        !objects.contains_key(&format!("v/{}.br", p.hashed("big.png"))),
+        "no fill for a name no CDN rule negotiates"
+    );
     let png = p.hashed("big.png");
     assert_eq!(store.read(&format!("v/{png}")).unwrap(), big);
     let client = store.client("v");

@@ -162,6 +162,65 @@ pub struct Wanted {
     pub encoding: Option<&'static str>,
     /// The name whose Content-Type it carries (itself, or the base of a variant).
     pub typed_as: String,
+    /// The file whose bytes are sent: `rel` itself, or the base for a [`fill_variants`] key.
+    pub source: String,
+}
+
+/// Extensions a CDN rule may send to `name.br` / `name.gz` / `name.zst` by Accept-Encoding
+/// (the README's CloudFront, Cloudflare and Fastly rules use this list). collect writes no
+/// variant where compressing does not pay (a tiny file), so for these names staticd fills the
+/// gap: the variant key holds the identity bytes without Content-Encoding, and the rule needs
+/// no fallback.
+pub const NEGOTIATED: [&str; 12] = [
+    "css",
+    "js",
+    "mjs",
+    "json",
+    "map",
+    "svg",
+    "txt",
+    "html",
+    "xml",
+    "ico",
+    "wasm",
+    "webmanifest",
+];
+
+/// Pure: for each encoding this generation has at all, a variant key for every negotiated
+/// name that lacks one (see [`NEGOTIATED`]). A generation without any `.br` gets no `.br`
+/// keys: no rule should ask for them.
+pub fn fill_variants(mut names: Vec<Wanted>) -> Vec<Wanted> {
+    let have: std::collections::BTreeSet<&str> = names.iter().map(|w| w.rel.as_str()).collect();
+    let used: Vec<(&str, &str)> = VARIANTS
+        .iter()
+        .filter(|(_, enc)| names.iter().any(|w| w.encoding == Some(*enc)))
+        .copied()
+        .collect();
+    let mut fills = Vec::new();
+    for w in names
+        .iter()
+        .filter(|w| w.encoding.is_none() && w.source == w.rel)
+    {
+        let ext = w.rel.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+        if !ext.is_some_and(|e| NEGOTIATED.contains(&e.as_str())) {
+            continue;
+        }
+        for (suffix, _) in &used {
+            let key = format!("{}{suffix}", w.rel);
+            if !have.contains(key.as_str()) {
+                fills.push(Wanted {
+                    rel: key,
+                    immutable: w.immutable,
+                    encoding: None,
+                    typed_as: w.rel.clone(),
+                    source: w.rel.clone(),
+                });
+            }
+        }
+    }
+    names.extend(fills);
+    names.sort_by(|a, b| a.rel.cmp(&b.rel));
+    names
 }
 
 /// Pure: the names of the current generation, given the manifest and which files exist.
@@ -180,15 +239,17 @@ pub fn wanted(manifest: &Manifest, exists: impl Fn(&str) -> bool) -> Vec<Wanted>
                 immutable,
                 encoding: None,
                 typed_as: rel.to_string(),
+                source: rel.to_string(),
             });
         for (suffix, enc) in VARIANTS {
             let v = format!("{rel}{suffix}");
             if exists(&v) {
                 out.entry(v.clone()).or_insert(Wanted {
-                    rel: v,
+                    rel: v.clone(),
                     immutable,
                     encoding: Some(enc),
                     typed_as: rel.to_string(),
+                    source: v,
                 });
             }
         }
@@ -217,6 +278,7 @@ pub fn wanted_tree(files: &[String]) -> Vec<Wanted> {
                 immutable: false,
                 encoding: variant.map(|v| v.1),
                 typed_as: variant.map_or(rel.clone(), |v| v.0.to_string()),
+                source: rel.clone(),
             }
         })
         .collect()
@@ -248,7 +310,7 @@ pub fn select(
         Ok(bytes) => {
             let m = Manifest::parse(&bytes, &manifest_path.display().to_string())
                 .map_err(|e| RemoteError::Other(e.to_string()))?;
-            let names = wanted(&m, |rel| root.join(rel).is_file());
+            let names = fill_variants(wanted(&m, |rel| root.join(rel).is_file()));
             (names, Some((m, bytes)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !manifest_storage => {
@@ -264,7 +326,7 @@ pub fn select(
                 }
             }
             files.sort();
-            (wanted_tree(&files), None)
+            (fill_variants(wanted_tree(&files)), None)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(RemoteError::Other(format!(
@@ -277,7 +339,7 @@ pub fn select(
     let objects = names
         .into_par_iter()
         .map(|w| {
-            let abs = root.join(&w.rel);
+            let abs = root.join(&w.source);
             let file = std::fs::File::open(&abs).map_err(|e| local(&abs, e))?;
             let size = file.metadata().map_err(|e| local(&abs, e))?.len();
             let etag = etag_of(std::io::BufReader::new(file), size, threshold, part)
@@ -406,6 +468,40 @@ mod tests {
                 ("robots.txt", false, None, "robots.txt"),
             ]
         );
+    }
+
+    #[test]
+    fn fills_missing_variants_of_negotiated_names_only() {
+        let w = |rel: &str, enc: Option<&'static str>| Wanted {
+            rel: rel.into(),
+            immutable: true,
+            encoding: enc,
+            typed_as: rel.trim_end_matches(".br").trim_end_matches(".gz").into(),
+            source: rel.into(),
+        };
+        let names = vec![
+            w("a.1.css", None),
+            w("a.1.css.br", Some("br")),
+            w("a.1.css.gz", Some("gzip")),
+            w("tiny.2.js", None),
+            w("logo.3.png", None),
+        ];
+        let filled = fill_variants(names);
+        let fills: Vec<(&str, &str, Option<&str>)> = filled
+            .iter()
+            .filter(|w| w.source != w.rel)
+            .map(|w| (w.rel.as_str(), w.source.as_str(), w.encoding))
+            .collect();
+        assert_eq!(
+            fills,
+            vec![
+                ("tiny.2.js.br", "tiny.2.js", None),
+                ("tiny.2.js.gz", "tiny.2.js", None)
+            ],
+            "no .zst (the generation has none), nothing for a PNG"
+        );
+        let none = fill_variants(vec![w("tiny.2.js", None)]);
+        assert_eq!(none.len(), 1, "no variants at all: nothing to fill");
     }
 
     #[test]
