@@ -141,6 +141,11 @@ struct CollectArgs {
     /// Don't use the variant cache.
     #[arg(long)]
     no_cache: bool,
+    /// A second level of the variant cache on S3-compatible storage, shared by every runner
+    /// (s3://BUCKET/PREFIX; default: [publish] cache in staticd.toml; the store's settings
+    /// as for --publish).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with = "no_cache")]
+    cache: Option<String>,
     /// Bound of the variant cache in MiB (least recently used entries go first).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(0..=u64::MAX >> 20))]
     cache_size: u64,
@@ -227,7 +232,18 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
         cache: if args.no_cache {
             None
         } else {
-            Cache::new(args.cache_dir.clone(), args.cache_size * 1024 * 1024)
+            let local = Cache::new(args.cache_dir.clone(), args.cache_size * 1024 * 1024);
+            let cfg = staticd::remote::PublishConfig::load(&args.project.project)?;
+            match (args.cache.as_ref().or(cfg.cache.as_ref()), local) {
+                (Some(url), Some(local)) => {
+                    let remote = staticd::remote::cache::RemoteCache::new(url, &cfg)?;
+                    Some(local.with_remote(std::sync::Arc::new(remote)))
+                }
+                (Some(_), None) => anyhow::bail!(
+                    "--cache needs a local cache directory too: pass --cache-dir (no $HOME or $XDG_CACHE_HOME here)"
+                ),
+                (None, local) => local,
+            }
         },
         progress: true,
         reuse_stage: false,

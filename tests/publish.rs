@@ -711,3 +711,90 @@ fn wrong_credentials_and_missing_bucket_are_clear_errors() {
     assert!(String::from_utf8_lossy(&bad_url.stderr).contains("invalid store URL \"gs://b/x\""));
     assert!(store.objects("x").is_empty());
 }
+
+/// The variant cache's second level on the store: a fresh runner (empty disk cache, empty
+/// STATIC_ROOT) compresses nothing another runner compressed, and a damaged entry there is
+/// found and recomputed.
+#[test]
+fn remote_variant_cache_shared_by_runners() {
+    let store = Seaweed::start();
+    let files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| {
+            let body = format!(".c{i} {{ color: #{i:06x}; margin: {i}px }}\n").repeat(60);
+            (format!("css/c{i}.css"), body.into_bytes())
+        })
+        .collect();
+    let runner = || {
+        let (p, env) = project(&store, "compress = true\n", "");
+        for (rel, body) in &files {
+            p.write(rel, body);
+        }
+        (p, env)
+    };
+    let url = format!("s3://{BUCKET}/ci-cache");
+    let collect = |p: &Project, env: &[(&str, String)]| {
+        json(
+            &[
+                "collect",
+                p.dir.to_str().unwrap(),
+                "--cache",
+                &url,
+                "--format",
+                "json",
+            ],
+            env,
+        )
+    };
+
+    let (a, env_a) = runner();
+    let first = collect(&a, &env_a);
+    let distinct = n(&first, "compressions");
+    assert!(distinct >= 6, "{first}");
+    assert_eq!(n(&first, "cache_hits"), 0);
+    let stored = store.objects("ci-cache");
+    assert_eq!(
+        stored.len() as u64,
+        distinct,
+        "one entry per distinct content: {stored:?}"
+    );
+
+    // A second runner: everything from the store, nothing compressed, nothing written there.
+    let (b, env_b) = runner();
+    let second = collect(&b, &env_b);
+    assert_eq!(n(&second, "compressions"), 0, "{second}");
+    assert_eq!(n(&second, "cache_hits"), distinct);
+    assert_eq!(
+        written_between(&stored, &store.objects("ci-cache")),
+        Vec::<String>::new()
+    );
+    for (rel, _) in &files {
+        let hashed = b.hashed(rel);
+        assert_eq!(
+            std::fs::read(b.root().join(format!("{hashed}.br"))).unwrap(),
+            std::fs::read(a.root().join(format!("{hashed}.br"))).unwrap(),
+            "{rel}: the same variant as the runner that compressed it"
+        );
+    }
+
+    // A damaged entry: detected, recomputed, replaced.
+    let (victim, _) = stored.iter().next().unwrap();
+    let rel = victim.strip_prefix("ci-cache/").unwrap().to_string();
+    let rt = staticd::remote::store::runtime().unwrap();
+    rt.block_on(store.client("ci-cache").put(
+        &rel,
+        bytes::Bytes::from_static(b"SDC1 not a cache entry"),
+        &Default::default(),
+        object_store::PutMode::Overwrite,
+    ))
+    .unwrap();
+    let (c, env_c) = runner();
+    let third = collect(&c, &env_c);
+    assert_eq!(n(&third, "cache_corrupt"), 1, "{third}");
+    assert_eq!(n(&third, "compressions"), 1);
+    assert_eq!(n(&third, "cache_hits"), distinct - 1);
+    let repaired = store.read(victim).unwrap();
+    assert!(
+        repaired.starts_with(b"SDC1") && repaired.len() > 40,
+        "entry rewritten"
+    );
+}

@@ -13,6 +13,7 @@
 //! part_size_mib = 8
 //! retries = 10                         # per request, with exponential backoff
 //! retry_timeout_secs = 180             # give up on a request after this long
+//! cache = "s3://ci-cache/variants"     # the variant cache's second level (as --cache)
 //! ```
 //!
 //! The AWS variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ALLOW_HTTP`, …) override the file:
@@ -37,6 +38,8 @@ pub struct PublishConfig {
     pub part_size_mib: u64,
     pub retries: usize,
     pub retry_timeout_secs: u64,
+    /// `--cache`'s default: the variant cache's second level.
+    pub cache: Option<String>,
 }
 
 impl Default for PublishConfig {
@@ -54,6 +57,7 @@ impl Default for PublishConfig {
             retries: 10,
             // object_store's default; requests are re-signed per attempt but not re-read.
             retry_timeout_secs: 180,
+            cache: None,
         }
     }
 }
@@ -129,11 +133,12 @@ mod tests {
 
     #[test]
     fn reads_only_the_publish_table() {
-        let text = "static_root = \"s\"\n[collect]\nmissing = []\n[publish]\nendpoint = \"http://127.0.0.1:9\"\npath_style = true\nallow_http = true\njobs = 4\n";
+        let text = "static_root = \"s\"\n[collect]\nmissing = []\n[publish]\nendpoint = \"http://127.0.0.1:9\"\npath_style = true\nallow_http = true\njobs = 4\ncache = \"s3://c/v\"\n";
         let c = PublishConfig::parse(text, p()).unwrap();
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:9"));
         assert!(c.path_style && c.allow_http);
         assert_eq!(c.jobs, 4);
+        assert_eq!(c.cache.as_deref(), Some("s3://c/v"));
         assert_eq!(c.max_age, 60);
         assert_eq!(
             PublishConfig::parse("static_root = \"s\"\n", p()).unwrap(),

@@ -1,10 +1,12 @@
 //! Object storage: `staticd publish s3://bucket/prefix` (and `collect --publish`) puts the
 //! current generation of STATIC_ROOT on an S3-compatible store for a CDN, and `staticd prune
-//! --remote` removes what no kept generation names there.
+//! --remote` removes what no kept generation names there; `collect --cache s3://…` puts the
+//! variant cache's second level there ([`cache`]).
 //!
 //! The store is reached through the `object_store` crate. Everything staticd publishes is
 //! content-addressed except the unhashed originals and the manifest, so the only write that
 //! needs care is the manifest's: it goes last, conditionally ([`publish`]).
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod objects;
