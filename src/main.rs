@@ -95,6 +95,18 @@ struct ProjectArgs {
     python: Option<PathBuf>,
 }
 
+impl ProjectArgs {
+    /// Discovery with default options (no extra ignores, the remembered result when valid).
+    fn discover(&self) -> anyhow::Result<django::Discovery> {
+        django::discover(&DiscoverOptions {
+            project: self.project.clone(),
+            python: self.python.clone(),
+            settings: self.settings.clone(),
+            ..Default::default()
+        })
+    }
+}
+
 #[derive(Args, Debug)]
 struct CollectArgs {
     #[command(flatten)]
@@ -193,14 +205,7 @@ fn main() -> ExitCode {
 
 fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    // Warnings of the library (e.g. publish falling back to per-file renames) go to stderr.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        // Warnings only: object_store reports each retry at info level.
-        .with_max_level(tracing::Level::WARN)
-        .try_init();
+    warnings_to_stderr();
     let (discovery, report) = django::discover_reporting(&DiscoverOptions {
         project: args.project.project.clone(),
         python: args.project.python.clone(),
@@ -296,22 +301,22 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_publish(args: PublishArgs) -> anyhow::Result<()> {
+/// Warnings of the library (e.g. publish falling back to per-file renames, a remote cache out
+/// of reach) go to stderr; nothing below: object_store reports each retry at info level.
+fn warnings_to_stderr() {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
-        // Warnings only: object_store reports each retry at info level.
         .with_max_level(tracing::Level::WARN)
         .try_init();
+}
+
+fn run_publish(args: PublishArgs) -> anyhow::Result<()> {
+    warnings_to_stderr();
     let opts =
         staticd::remote::publish::options(&args.url, &args.project.project, args.verbosity >= 1)?;
-    let discovery = django::discover(&DiscoverOptions {
-        project: args.project.project.clone(),
-        python: args.project.python.clone(),
-        settings: args.project.settings.clone(),
-        ..Default::default()
-    })?;
+    let discovery = args.project.discover()?;
     let json = args.format == Format::Json;
     let log = Log::new(args.verbosity, json);
     let s = staticd::remote::publish(
@@ -411,43 +416,35 @@ fn run_prune(args: PruneArgs) -> anyhow::Result<()> {
             &log,
         )?;
         if args.verbosity >= 1 {
-            let verb = if args.dry_run {
-                "would be deleted"
-            } else {
-                "deleted"
-            };
             println!(
-                "{} object{} ({} bytes) {verb} from {target}; {} generation{} kept.",
-                p.files,
-                if p.files == 1 { "" } else { "s" },
-                p.bytes,
-                p.kept_generations,
-                if p.kept_generations == 1 { "" } else { "s" }
+                "{}",
+                pruned_line(&p, "object", &format!(" from {target}"), args.dry_run)
             );
         }
         return Ok(());
     }
-    let discovery = django::discover(&DiscoverOptions {
-        project: args.project.project.clone(),
-        python: args.project.python.clone(),
-        settings: args.project.settings.clone(),
-        ..Default::default()
-    })?;
+    let discovery = args.project.discover()?;
     let p = collect::prune(&discovery, args.keep_generations, args.dry_run, &log)?;
     if args.verbosity >= 1 {
-        let verb = if args.dry_run {
-            "would be deleted"
-        } else {
-            "deleted"
-        };
-        println!(
-            "{} file{} ({} bytes) {verb}; {} generation{} kept.",
-            p.files,
-            if p.files == 1 { "" } else { "s" },
-            p.bytes,
-            p.kept_generations,
-            if p.kept_generations == 1 { "" } else { "s" }
-        );
+        println!("{}", pruned_line(&p, "file", "", args.dry_run));
     }
     Ok(())
+}
+
+/// `3 files (1234 bytes) deleted; 2 generations kept.` (`where` after the verb).
+fn pruned_line(p: &collect::Pruned, what: &str, place: &str, dry_run: bool) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let verb = if dry_run {
+        "would be deleted"
+    } else {
+        "deleted"
+    };
+    format!(
+        "{} {what}{} ({} bytes) {verb}{place}; {} generation{} kept.",
+        p.files,
+        plural(p.files),
+        p.bytes,
+        p.kept_generations,
+        plural(p.kept_generations)
+    )
 }

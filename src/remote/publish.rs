@@ -19,7 +19,7 @@ use super::record;
 use super::store::{Headers, Put, Store};
 use super::target::Target;
 use crate::collect::report::Log;
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::PutMode;
 use serde::Serialize;
 use std::path::Path;
@@ -127,7 +127,9 @@ async fn run(
     let uploaded = AtomicUsize::new(0);
     let raced = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
-    let results: Vec<Result<(), RemoteError>> = futures_util::stream::iter(todo.iter())
+    // The first failure ends the run (the uploads in flight are dropped): a store that went
+    // away fails the publish once, not once per object left.
+    let result: Result<(), RemoteError> = futures_util::stream::iter(todo.iter())
         .map(|(o, action)| {
             let (uploaded, raced, bytes, bar) = (&uploaded, &raced, &bytes, &bar);
             async move {
@@ -170,14 +172,14 @@ async fn run(
             }
         })
         .buffer_unordered(cfg.jobs)
-        .collect()
+        .try_collect()
         .await;
     bar.finish();
     summary.uploaded = uploaded.into_inner();
     summary.raced = raced.into_inner();
     summary.uploaded_bytes = bytes.into_inner();
-    // The first failure is the report; the manifest is not written.
-    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    // The manifest is not written.
+    result?;
 
     let Some((manifest, bytes)) = &sel.manifest else {
         summary.manifest = "none";
