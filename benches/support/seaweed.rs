@@ -60,6 +60,8 @@ pub struct Seaweed {
     _dir: tempfile::TempDir,
     pub endpoint: String,
     filer: u16,
+    /// `/tmp/seaweedfs-*-grpc-PORT.sock`: weed leaves one per gRPC port behind.
+    sockets: Vec<String>,
     pub bucket: String,
 }
 
@@ -68,19 +70,20 @@ impl Seaweed {
         let dir = tempfile::tempdir_in(parent).unwrap();
         let d = dir.path();
         let (s3, filer, admin) = (free_port(), free_port(), port_pair());
+        let grpc = [free_port(), free_port(), free_port(), free_port()];
         let log = std::fs::File::create(d.join("weed.log")).unwrap();
         let child = Command::new(weed)
             .arg("mini")
             .arg(format!("-dir={}", d.join("data").display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
             .arg(format!("-s3.port={s3}"))
-            .arg(format!("-s3.port.grpc={}", free_port()))
+            .arg(format!("-s3.port.grpc={}", grpc[0]))
             .arg(format!("-master.port={}", free_port()))
-            .arg(format!("-master.port.grpc={}", free_port()))
+            .arg(format!("-master.port.grpc={}", grpc[1]))
             .arg(format!("-volume.port={}", free_port()))
-            .arg(format!("-volume.port.grpc={}", free_port()))
+            .arg(format!("-volume.port.grpc={}", grpc[2]))
             .arg(format!("-filer.port={filer}"))
-            .arg(format!("-filer.port.grpc={}", free_port()))
+            .arg(format!("-filer.port.grpc={}", grpc[3]))
             .arg(format!("-admin.port={admin}"))
             .arg(format!("-admin.port.grpc={}", admin + 10000))
             .arg(format!(
@@ -108,6 +111,12 @@ impl Seaweed {
             _dir: dir,
             endpoint: format!("http://127.0.0.1:{s3}"),
             filer,
+            sockets: ["s3", "master", "volume", "filer"]
+                .iter()
+                .zip(grpc)
+                .map(|(n, p)| format!("/tmp/seaweedfs-{n}-grpc-{p}.sock"))
+                .chain([format!("/tmp/seaweedfs-admin-grpc-{}.sock", admin + 10000)])
+                .collect(),
             bucket: bucket.to_string(),
         };
         s.wait_ready();
@@ -232,5 +241,8 @@ impl Drop for Seaweed {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        for s in &self.sockets {
+            let _ = std::fs::remove_file(s);
+        }
     }
 }

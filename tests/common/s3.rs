@@ -264,6 +264,18 @@ impl Seaweed {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            // weed puts a unix socket per gRPC port in /tmp, whatever TMPDIR says, and
+            // leaves them behind.
+            let p = self.ports;
+            for (name, port) in [
+                ("master", p.master_grpc),
+                ("volume", p.volume_grpc),
+                ("filer", p.filer_grpc),
+                ("s3", p.s3_grpc),
+                ("admin", p.admin + 10000),
+            ] {
+                let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{name}-grpc-{port}.sock"));
+            }
         }
     }
 
