@@ -40,6 +40,24 @@ enum Command {
         /// The subcommand whose page to print (default: staticd's own).
         command: Option<String>,
     },
+    /// Upload STATIC_ROOT's current generation to S3-compatible storage, manifest last.
+    Publish(PublishArgs),
+}
+
+#[derive(Args, Debug)]
+struct PublishArgs {
+    /// Where: s3://BUCKET/PREFIX (endpoint, region and the like in staticd.toml's [publish]
+    /// and the AWS_* variables; credentials in the AWS_* variables only).
+    #[arg(value_name = "s3://BUCKET/PREFIX")]
+    url: String,
+    #[command(flatten)]
+    project: ProjectArgs,
+    /// Summary format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// 0 = errors only, 1 = summary, 2 = every object.
+    #[arg(short = 'v', long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=3))]
+    verbosity: u8,
 }
 
 #[derive(Args, Debug)]
@@ -55,6 +73,9 @@ struct PruneArgs {
     /// 0 = errors only, 1 = summary, 2 = every file.
     #[arg(short = 'v', long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=3))]
     verbosity: u8,
+    /// Prune the generations published to s3://BUCKET/PREFIX instead of STATIC_ROOT's.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    remote: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -118,6 +139,19 @@ struct DjangoFlags {
     force_color: bool,
 }
 
+impl ProjectArgs {
+    /// Discovery with default options (no extra ignores, the remembered result when valid).
+    fn discover(&self) -> anyhow::Result<django::Discovery> {
+        apply_pythonpath(self);
+        django::discover(&DiscoverOptions {
+            project: self.project.clone(),
+            python: self.python.clone(),
+            settings: self.settings.clone(),
+            ..Default::default()
+        })
+    }
+}
+
 #[derive(Args, Debug)]
 struct CollectArgs {
     #[command(flatten)]
@@ -164,6 +198,11 @@ struct CollectArgs {
     /// Don't use the variant cache.
     #[arg(long)]
     no_cache: bool,
+    /// A second level of the variant cache on S3-compatible storage, shared by every runner
+    /// (s3://BUCKET/PREFIX; default: [publish] cache in staticd.toml; the store's settings
+    /// as for --publish).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with = "no_cache")]
+    cache: Option<String>,
     /// Bound of the variant cache in MiB (least recently used entries go first).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(0..=u64::MAX >> 20))]
     cache_size: u64,
@@ -183,6 +222,9 @@ struct CollectArgs {
     /// Repeatable; adds to staticd.toml's [collect] bundled.
     #[arg(long, value_name = "GLOB")]
     bundled: Vec<String>,
+    /// Then publish the collected generation to s3://BUCKET/PREFIX (as `staticd publish`).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with_all = ["watch", "dry_run"])]
+    publish: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -208,6 +250,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Man { command } => man_page(command.as_deref()),
+        Command::Publish(args) => run_publish(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -281,12 +324,7 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
 fn collect_command(args: CollectArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     apply_pythonpath(&args.project);
-    // Warnings of the library (e.g. publish falling back to per-file renames) go to stderr.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .try_init();
+    warnings_to_stderr();
     let (discovery, report) = django::discover_reporting(&DiscoverOptions {
         project: args.project.project.clone(),
         python: args.project.python.clone(),
@@ -300,6 +338,15 @@ fn collect_command(args: CollectArgs) -> anyhow::Result<()> {
         args.missing.clone(),
         args.bundled.clone(),
     )?;
+    // Read (and check) the store's settings before collecting, not after.
+    let publish = match &args.publish {
+        Some(url) => Some(staticd::remote::publish::options(
+            url,
+            &args.project.project,
+            args.verbosity >= 1,
+        )?),
+        None => None,
+    };
     let opts = CollectOptions {
         clear: args.clear,
         dry_run: args.dry_run,
@@ -313,7 +360,18 @@ fn collect_command(args: CollectArgs) -> anyhow::Result<()> {
         cache: if args.no_cache {
             None
         } else {
-            Cache::new(args.cache_dir.clone(), args.cache_size * 1024 * 1024)
+            let local = Cache::new(args.cache_dir.clone(), args.cache_size * 1024 * 1024);
+            let cfg = staticd::remote::PublishConfig::load(&args.project.project)?;
+            match (args.cache.as_ref().or(cfg.cache.as_ref()), local) {
+                (Some(url), Some(local)) => {
+                    let remote = staticd::remote::cache::RemoteCache::new(url, &cfg)?;
+                    Some(local.with_remote(std::sync::Arc::new(remote)))
+                }
+                (Some(_), None) => anyhow::bail!(
+                    "--cache needs a local cache directory too: pass --cache-dir (no $HOME or $XDG_CACHE_HOME here)"
+                ),
+                (None, local) => local,
+            }
         },
         progress: true,
         reuse_stage: false,
@@ -335,12 +393,86 @@ fn collect_command(args: CollectArgs) -> anyhow::Result<()> {
         3,
         collect::report::timing_line("total", started.elapsed(), "discovery and collect"),
     );
+    let published = match &publish {
+        Some(p) => {
+            if !json && args.verbosity >= 1 {
+                println!("\n{}", summary.django_line());
+            }
+            let s = staticd::remote::publish(
+                &discovery.static_root,
+                &discovery.storage.manifest_name,
+                discovery.storage.manifest && !args.no_post_process,
+                p,
+                &log,
+            )?;
+            Some(s)
+        }
+        None => None,
+    };
     if json {
-        println!("{}", serde_json::to_string(&summary)?);
+        // The collect summary, with the publish's under "publish" when there was one.
+        let mut v = serde_json::to_value(&summary)?;
+        if let (Some(p), Some(obj)) = (&published, v.as_object_mut()) {
+            obj.insert("publish".into(), serde_json::to_value(p)?);
+        }
+        println!("{v}");
     } else if args.verbosity >= 1 {
-        println!("\n{}", summary.django_line());
+        match &published {
+            Some(p) => println!("{}", publish_line(p)),
+            None => println!("\n{}", summary.django_line()),
+        }
     }
     Ok(())
+}
+
+/// Warnings of the library (e.g. publish falling back to per-file renames, a remote cache out
+/// of reach) go to stderr; nothing below: object_store reports each retry at info level.
+fn warnings_to_stderr() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_max_level(tracing::Level::WARN)
+        .try_init();
+}
+
+fn run_publish(args: PublishArgs) -> anyhow::Result<()> {
+    warnings_to_stderr();
+    let opts =
+        staticd::remote::publish::options(&args.url, &args.project.project, args.verbosity >= 1)?;
+    let discovery = args.project.discover()?;
+    let json = args.format == Format::Json;
+    let log = Log::new(args.verbosity, json);
+    let s = staticd::remote::publish(
+        &discovery.static_root,
+        &discovery.storage.manifest_name,
+        discovery.storage.manifest,
+        &opts,
+        &log,
+    )?;
+    if json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else if args.verbosity >= 1 {
+        println!("{}", publish_line(&s));
+    }
+    Ok(())
+}
+
+/// The text summary of a publish.
+fn publish_line(s: &staticd::remote::PublishSummary) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    format!(
+        "{} object{} uploaded ({} bytes) to {}, {} already there; manifest {}{}.",
+        s.uploaded,
+        plural(s.uploaded),
+        s.uploaded_bytes,
+        s.target,
+        s.unchanged + s.raced,
+        s.manifest,
+        s.generation
+            .map(|g| format!(" (generation {g})"))
+            .unwrap_or_default()
+    )
 }
 
 fn run_dev(args: DevArgs) -> anyhow::Result<()> {
@@ -404,29 +536,48 @@ fn collect_rules(
 }
 
 fn run_prune(args: PruneArgs) -> anyhow::Result<()> {
-    apply_pythonpath(&args.project);
-    let discovery = django::discover(&DiscoverOptions {
-        project: args.project.project.clone(),
-        python: args.project.python.clone(),
-        settings: args.project.settings.clone(),
-        ..Default::default()
-    })?;
     let log = Log::new(args.verbosity, false);
+    if let Some(url) = &args.remote {
+        // The store's record names the manifest: no Django needed, only [publish].
+        let target = staticd::remote::Target::parse(url)?;
+        let cfg = staticd::remote::PublishConfig::load(&args.project.project)?;
+        let p = staticd::remote::prune::prune(
+            target.clone(),
+            &cfg,
+            args.keep_generations,
+            args.dry_run,
+            &log,
+        )?;
+        if args.verbosity >= 1 {
+            println!(
+                "{}",
+                pruned_line(&p, "object", &format!(" from {target}"), args.dry_run)
+            );
+        }
+        return Ok(());
+    }
+    let discovery = args.project.discover()?;
     let p = collect::prune(&discovery, args.keep_generations, args.dry_run, &log)?;
     if args.verbosity >= 1 {
-        let verb = if args.dry_run {
-            "would be deleted"
-        } else {
-            "deleted"
-        };
-        println!(
-            "{} file{} ({} bytes) {verb}; {} generation{} kept.",
-            p.files,
-            if p.files == 1 { "" } else { "s" },
-            p.bytes,
-            p.kept_generations,
-            if p.kept_generations == 1 { "" } else { "s" }
-        );
+        println!("{}", pruned_line(&p, "file", "", args.dry_run));
     }
     Ok(())
+}
+
+/// `3 files (1234 bytes) deleted; 2 generations kept.` (`where` after the verb).
+fn pruned_line(p: &collect::Pruned, what: &str, place: &str, dry_run: bool) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let verb = if dry_run {
+        "would be deleted"
+    } else {
+        "deleted"
+    };
+    format!(
+        "{} {what}{} ({} bytes) {verb}{place}; {} generation{} kept.",
+        p.files,
+        plural(p.files),
+        p.bytes,
+        p.kept_generations,
+        plural(p.kept_generations)
+    )
 }

@@ -18,6 +18,7 @@ mod properties;
 mod proxy_deploy;
 mod proxy_gunicorn;
 mod proxy_keepalive;
+mod publish;
 mod serve_collect;
 mod serve_h1;
 mod serve_http;

@@ -56,6 +56,10 @@ pub struct Config {
     pub whitenoise: WhiteNoiseConfig,
     #[serde(default)]
     pub collect: CollectConfig,
+    /// `[publish]`: how to reach an object store; validated by `remote::config`, which reads
+    /// it for Django projects too.
+    #[serde(default)]
+    pub publish: Option<toml::Table>,
 }
 
 fn default_static_url() -> String {

@@ -10,6 +10,7 @@ pub mod fixture;
 pub mod http;
 pub mod pebble;
 pub mod project;
+pub mod s3;
 pub mod staticd;
 pub mod tls;
 pub mod vite;
