@@ -20,6 +20,7 @@ mod proxy_keepalive;
 mod serve_collect;
 mod serve_h1;
 mod serve_http;
+mod serve_observe;
 mod serve_ops;
 mod serve_reload;
 mod serve_traversal;
