@@ -421,6 +421,10 @@ fn metrics_count_exactly_the_requests_made() {
     let bad = http::raw(s.addr, b"GET / HTTP/1.1\r\n\r\n", Expect::default());
     assert_eq!(got(bad), 400);
     assert!(bytes.contains_key("br"), "{bytes:?}");
+    // HTTP/2 answers are counted alike.
+    let r = h2c().get(s.url("/static/a.txt")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    *bytes.entry("identity".into()).or_default() += r.bytes().unwrap().len() as f64;
 
     let after = scrape(m, false);
     let delta = |name: &str, labels: &[(&str, &str)]| {
@@ -428,7 +432,7 @@ fn metrics_count_exactly_the_requests_made() {
     };
     let requests = "staticd_http_requests_total";
     let expected = [
-        ("static", "2xx", 4.0),
+        ("static", "2xx", 5.0),
         ("static", "4xx", 1.0),
         ("proxy", "2xx", 4.0),
         ("media", "2xx", 1.0),
@@ -442,7 +446,7 @@ fn metrics_count_exactly_the_requests_made() {
         assert_eq!(delta(requests, &labels), n, "{route} {class}");
     }
     for (route, n) in [
-        ("static", 5.0),
+        ("static", 6.0),
         ("proxy", 4.0),
         ("media", 1.0),
         ("internal", 2.0),

@@ -196,7 +196,8 @@ pub fn enabled() -> bool {
 }
 
 /// One answered request: its route, status, body bytes sent, their coding, and the time
-/// from its head to the end of its answer.
+/// from its head to the end of its answer (HTTP/1: the last byte written; HTTP/2: the
+/// answer handed to actix's HTTP/2 writer, which streams the body after).
 #[inline]
 pub fn request(route: RouteKind, status: u16, bytes: u64, coding: Coding, took: Duration) {
     if !enabled() {
@@ -338,7 +339,7 @@ impl Collector for Scrape {
         {
             let mut e = enc.encode_descriptor(
                 "staticd_http_request_duration",
-                "Time from a request's head to the end of its answer, by route kind.",
+                "Time from a request's head to its answer written (HTTP/2: handed to the HTTP/2 writer), by route kind.",
                 Some(&Unit::Seconds),
                 MetricType::Histogram,
             )?;

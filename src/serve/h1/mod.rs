@@ -507,6 +507,7 @@ impl Conn<'_> {
         response::encode(&mut self.out, &r, Framing::Bare, Persist::Upgrade);
         if let Some(start) = start {
             self.log(head, buf, &r, 0, start);
+            self.count(head, &r, 0, start);
         }
         if socket::write_all(self.io, &self.out, &[]).await.is_ok() {
             let stop = self.settings.shutdown.notified();
@@ -528,6 +529,7 @@ impl Conn<'_> {
             // The client left (499): nothing to write.
             if let Some(start) = start {
                 self.log(head, buf, &reply, 0, start);
+                self.count(head, &reply, 0, start);
             }
             return false;
         }
@@ -561,6 +563,11 @@ impl Conn<'_> {
         let sent = self
             .write(&mut reply.body, head_only, framing, &mut streamed)
             .await;
+        if let Some(start) = start {
+            // Counted once the answer is written (the duration covers the body), and before
+            // a close tells the client it has everything.
+            self.count(head, &reply, known.unwrap_or(streamed), start);
+        }
         if persist == Persist::Close {
             socket::finish(self.io);
         }
@@ -643,10 +650,9 @@ impl Conn<'_> {
         Ok(body.size())
     }
 
-    fn log(&self, head: &Head, buf: &[u8], reply: &Reply<'_>, bytes: u64, start: Instant) {
+    /// Counts an answer in the metrics (a no-op unless they are on).
+    fn count(&self, head: &Head, reply: &Reply<'_>, bytes: u64, start: Instant) {
         let bytes = if head.verb == Verb::Head { 0 } else { bytes };
-        let status = reply.status;
-        let elapsed = start.elapsed();
         let coding = reply
             .headers
             .iter()
@@ -654,14 +660,20 @@ impl Conn<'_> {
             .map(|(_, v)| v.as_bytes());
         metrics::request(
             self.route,
-            status.as_u16(),
+            reply.status.as_u16(),
             bytes,
             Coding::of(coding),
-            elapsed,
+            start.elapsed(),
         );
+    }
+
+    fn log(&self, head: &Head, buf: &[u8], reply: &Reply<'_>, bytes: u64, start: Instant) {
         if self.state.log_format == LogFormat::Off {
             return;
         }
+        let bytes = if head.verb == Verb::Head { 0 } else { bytes };
+        let status = reply.status;
+        let elapsed = start.elapsed();
         log::access(
             self.state.log_format,
             &log::Entry {
