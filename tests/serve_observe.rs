@@ -135,6 +135,16 @@ fn answer_upstream(mut s: TcpStream, seen: &Mutex<Vec<Seen>>, healthy: &AtomicBo
 }
 
 const HEALTH: &str = "/.staticd/health";
+
+/// Runs `staticd ARGS`, which must refuse to start; its stderr.
+fn refused(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_staticd"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
 const READY: &str = "/.staticd/health/ready";
 
 fn h2c() -> reqwest::blocking::Client {
@@ -197,12 +207,7 @@ fn a_configured_health_path() {
     // The default one is the upstream's now.
     assert_eq!(s.get(HEALTH, &[]).text(), format!("upstream {HEALTH}"));
     assert_eq!(up.targets(), [HEALTH]);
-    let out = Command::new(env!("CARGO_BIN_EXE_staticd"))
-        .args(["serve", "--root", ".", "--health-path", "/"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["serve", "--root", ".", "--health-path", "/"]);
     assert!(
         err.contains("--health-path") && err.contains("not /"),
         "{err}"
@@ -643,18 +648,13 @@ fn access_log_reopened_under_load_loses_no_line() {
 
 #[test]
 fn access_log_errors_and_json_fields() {
-    let out = Command::new(env!("CARGO_BIN_EXE_staticd"))
-        .args([
-            "serve",
-            "--root",
-            ".",
-            "--access-log",
-            "/nonexistent-dir/access.log",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&[
+        "serve",
+        "--root",
+        ".",
+        "--access-log",
+        "/nonexistent-dir/access.log",
+    ]);
     assert!(err.contains("/nonexistent-dir/access.log"), "{err}");
 
     let up = Recorder::start();
@@ -823,12 +823,7 @@ fn header_rules_apply_per_route_kind_on_http1_and_h2c() {
         assert_eq!(get(&h, "content-security-policy"), None);
     }
     // A bad rule is refused at the start, naming it.
-    let out = Command::new(env!("CARGO_BIN_EXE_staticd"))
-        .args(["serve", "--root", ".", "--header", "statics:X-A: 1"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["serve", "--root", ".", "--header", "statics:X-A: 1"]);
     assert!(
         err.contains("statics:X-A: 1") && err.contains("unknown route kind"),
         "{err}"
@@ -939,18 +934,13 @@ fn root_files_are_served_through_the_static_tier() {
     assert_eq!(line["route"], "static");
 
     // A missing directory is refused at the start.
-    let out = Command::new(env!("CARGO_BIN_EXE_staticd"))
-        .args([
-            "serve",
-            "--root",
-            ".",
-            "--root-files",
-            "/nonexistent-root-files",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&[
+        "serve",
+        "--root",
+        ".",
+        "--root-files",
+        "/nonexistent-root-files",
+    ]);
     assert!(err.contains("/nonexistent-root-files"), "{err}");
 }
 

@@ -160,7 +160,7 @@ pub fn run_with(
     for u in &args.upstreams {
         tracing::info!("proxying everything outside {prefix} to {u}");
     }
-    let mut observe = observe::Observe::new(&args.observe, &opts)?;
+    let (observe, observed) = observe::Observe::new(&args.observe, &opts)?;
     let state = Arc::new(state::State {
         table: ArcSwap::from_pointee(table),
         prefix,
@@ -168,7 +168,7 @@ pub fn run_with(
         log_format: args.log_format,
         nudge: tx.clone(),
         proxy: proxy.clone(),
-        observe: observe.state(),
+        observe: observed,
     });
     reload::spawn(state.clone(), opts, fp, tx, rx)?;
 

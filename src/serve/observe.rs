@@ -114,17 +114,19 @@ pub fn init_logs(format: LogFormat, args: &ObserveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `serve::run` builds from [`ObserveArgs`] before the server starts.
+/// What `serve::run` keeps of [`ObserveArgs`] until the server starts.
 pub struct Observe {
     metrics_bind: Option<SocketAddr>,
-    state: Option<state::Observe>,
 }
 
 impl Observe {
-    /// Builds the header rules and the root files' table (with its reloader), and turns the
-    /// metrics on when they have a listener. `static_opts` are the static table's options,
-    /// whose memory and caching limits the root files share.
-    pub fn new(args: &ObserveArgs, static_opts: &BuildOptions) -> anyhow::Result<Observe> {
+    /// Builds the header rules and the root files' table (with its reloader) for the shared
+    /// state, and turns the metrics on when they have a listener. `static_opts` are the
+    /// static table's options, whose memory and caching limits the root files share.
+    pub fn new(
+        args: &ObserveArgs,
+        static_opts: &BuildOptions,
+    ) -> anyhow::Result<(Observe, state::Observe)> {
         if args.metrics_bind.is_some() {
             metrics::enable();
         }
@@ -140,19 +142,17 @@ impl Observe {
             None => None,
             Some(dir) => Some(root_files(dir, static_opts)?),
         };
-        Ok(Observe {
-            metrics_bind: args.metrics_bind,
-            state: Some(state::Observe {
-                health_path: args.health_path.clone(),
-                rules: ArcSwap::from_pointee(HeaderRules::new(&rules)),
-                root_files,
-            }),
-        })
-    }
-
-    /// The part of the shared state that is ours (taken once, into `State`).
-    pub fn state(&mut self) -> state::Observe {
-        self.state.take().expect("Observe::state is taken once")
+        let shared = state::Observe {
+            health_path: args.health_path.clone(),
+            rules: ArcSwap::from_pointee(HeaderRules::new(&rules)),
+            root_files,
+        };
+        Ok((
+            Observe {
+                metrics_bind: args.metrics_bind,
+            },
+            shared,
+        ))
     }
 
     /// Inside the server's runtime, before it says it listens: adds the metrics listener
