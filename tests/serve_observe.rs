@@ -683,6 +683,16 @@ fn access_log_errors_and_json_fields() {
     ] {
         assert!(!v[field].is_null(), "{field} missing: {v}");
     }
+    // The same over h2c (the upstream rides in the response's extensions there).
+    let r = h2c().get(s.url("/page2")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let v = s.wait_status("/page2", 200);
+    assert_eq!(
+        (v["route"].as_str(), v["protocol"].as_str()),
+        (Some("proxy"), Some("HTTP/2.0"))
+    );
+    assert_eq!(v["upstream_addr"], up.addr());
+    assert!(v["upstream_time"].as_f64().is_some(), "{v}");
     s.get("/static/app.css", &[]);
     let v = s.wait_status("/static/app.css", 200);
     assert_eq!(v["route"], "static");

@@ -92,7 +92,8 @@ fn log_access(
     if format == LogFormat::Off {
         return;
     }
-    let upstream = res.extensions().get::<Upstream>().cloned();
+    let extensions = res.extensions();
+    let upstream = extensions.get::<Upstream>();
     let hdr = |n| {
         req.headers()
             .get(n)
@@ -119,7 +120,7 @@ fn log_access(
             user_agent: hdr(header::USER_AGENT),
             elapsed,
             route: kind.as_str(),
-            upstream: upstream.as_ref().map(|u| (u.addr.as_str(), u.header_time)),
+            upstream: upstream.map(|u| (u.addr.as_str(), u.header_time)),
         },
     );
 }
