@@ -22,6 +22,7 @@ mod publish;
 mod serve_collect;
 mod serve_h1;
 mod serve_http;
+mod serve_observe;
 mod serve_ops;
 mod serve_reload;
 mod serve_traversal;

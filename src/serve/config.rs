@@ -48,7 +48,7 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with = "cors_origin")]
     pub no_cors: bool,
 
-    /// Access log format, written to stdout.
+    /// Access log format (written to --access-log).
     #[arg(long, value_enum, default_value_t = LogFormat::Combined)]
     pub log_format: LogFormat,
 
@@ -152,6 +152,9 @@ pub struct ServeArgs {
     /// WebSocket/Upgrade tunnels close after this long without traffic either way.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub ws_idle_timeout: Duration,
+
+    #[command(flatten)]
+    pub observe: super::observe::ObserveArgs,
 }
 
 /// A command-line value that cannot be used; each carries the value as given, and the

@@ -20,24 +20,31 @@
 //!    - `socket`: a client connection's socket I/O (`writev`, `sendfile`, the lingering
 //!      close), for the HTTP/1 loop and its tunnels.
 //!    - `log`: the access log and diagnostics.
+//!    - `metrics`: the Prometheus counters and their exposition.
 //! 2. What the answers are made of:
 //!    - `table`: STATIC_ROOT + manifest → URL table (variants, types, validators, caching).
 //!    - `message`: `Reply`, `Body`, `Verb`, `Request`, error pages.
 //! 3. Built on those:
 //!    - `headers`: the static tier's header sets.
 //!    - `reload`: watching for new generations and swapping the table.
+//!    - `header_rules`: response header rules by route kind (`--header`).
 //! 4. The two kinds of answer:
 //!    - `respond`: the static tier (one request: lookup, negotiation, preconditions, range).
 //!    - `proxy`: everything outside STATIC_URL (`--upstream`, media, internal mounts).
 //! 5. Shared by the workers:
-//!    - `state`: the current table, the prefix, the proxy.
-//! 6. Routing:
-//!    - `dispatch`: static or proxied; the static answer, for every protocol.
-//! 7. The front ends:
+//!    - `state`: the current table, the prefix, the proxy, the header rules, root files.
+//! 6. staticd's own answers:
+//!    - `health`: the health path (liveness, readiness).
+//! 7. Routing:
+//!    - `dispatch`: health, static, root files or proxied; the static answer, for every
+//!      protocol.
+//! 8. The front ends:
 //!    - `app`: actix-web's App, for HTTP/2 (h2c).
-//! 8. The HTTP/1 server:
+//! 9. The HTTP/1 server:
 //!    - `h1`: every connection, for its whole life (h2c handed to `app`).
-//! 9. The command line:
+//! 10. Operations:
+//!    - `observe`: health, metrics listener, log targets, header rules, root files options.
+//! 11. The command line:
 //!    - `config`: `staticd serve`'s flags and their value parsers.
 
 pub mod app;
@@ -50,10 +57,14 @@ mod dependency_order;
 pub mod dispatch;
 pub mod fields;
 pub mod h1;
+pub mod header_rules;
 pub mod headers;
+pub mod health;
 pub mod log;
 pub mod message;
+pub mod metrics;
 pub mod negotiate;
+pub mod observe;
 pub mod path;
 pub mod proxy;
 pub mod range;
@@ -87,7 +98,7 @@ pub fn run_with(
         std::sync::mpsc::Receiver<reload::Wake>,
     ),
 ) -> anyhow::Result<()> {
-    log::init(args.log_format);
+    observe::init_logs(args.log_format, &args.observe)?;
     let (root, static_url) = locate(&args)?;
     // Absolute, so the reloader can watch the parent even for `--root static`.
     let root = std::path::absolute(&root).unwrap_or(root);
@@ -149,6 +160,7 @@ pub fn run_with(
     for u in &args.upstreams {
         tracing::info!("proxying everything outside {prefix} to {u}");
     }
+    let (observe, observed) = observe::Observe::new(&args.observe, &opts)?;
     let state = Arc::new(state::State {
         table: ArcSwap::from_pointee(table),
         prefix,
@@ -156,6 +168,7 @@ pub fn run_with(
         log_format: args.log_format,
         nudge: tx.clone(),
         proxy: proxy.clone(),
+        observe: observed,
     });
     reload::spawn(state.clone(), opts, fp, tx, rx)?;
 
@@ -170,6 +183,7 @@ pub fn run_with(
     raise_backlog(&listener);
     actix_web::rt::System::new().block_on(async move {
         let builder = actix_server::Server::build();
+        let metrics_state = state.clone();
         let settings = h1::Settings {
             keep_alive: args.keep_alive,
             header_timeout: args.header_timeout,
@@ -186,8 +200,8 @@ pub fn run_with(
             // HTTP/1.x (our own loop) and h2c (actix-web) on the same plaintext port.
             .listen("staticd", listener, move || {
                 h1::factory(state.clone(), settings.clone())
-            })?
-            .run();
+            })?;
+        let server = observe.listen(server, metrics_state)?.run();
         // Tests and supervisors read this line to learn the port (`--bind 127.0.0.1:0`).
         eprintln!("staticd serve: listening on http://{local}");
         if args.health_check.is_some() && !args.upstreams.is_empty() {

@@ -40,8 +40,10 @@ pub mod response;
 
 use super::body::Segment;
 use super::dispatch::{dispatch, Dispatch};
+use super::health;
 use super::log::{self, LogFormat};
 use super::message::{error_page, Body, Reply, Verb};
+use super::metrics::{self, Coding, RouteKind};
 use super::socket::{self, Prefixed};
 use super::state::State;
 use super::{headers, proxy};
@@ -147,6 +149,7 @@ async fn serve<S>(
 where
     S: Service<(Prefixed, Option<SocketAddr>), Response = ()>,
 {
+    let _open = metrics::Connection::open();
     // nginx's `tcp_nodelay on`: a response in two writes must not wait for a delayed ACK.
     let _ = io.set_nodelay(true);
     let peer = io.peer_addr().ok();
@@ -156,6 +159,7 @@ where
         state: &state,
         settings: &settings,
         peer,
+        route: RouteKind::Internal,
         out: Vec::with_capacity(512),
     };
     if conn.run(&mut buf).await == End::H2c {
@@ -201,6 +205,8 @@ struct Conn<'a> {
     state: &'a State,
     settings: &'a Settings,
     peer: Option<SocketAddr>,
+    /// The route kind of the request being answered (`Internal` until it is routed).
+    route: RouteKind,
     /// The response head being written, reused.
     out: Vec<u8>,
 }
@@ -211,6 +217,7 @@ impl Conn<'_> {
         let mut stop = std::pin::pin!(self.settings.shutdown.notified());
         let mut first = true;
         loop {
+            self.route = RouteKind::Internal;
             let head = match self.read_head(buf, first, stop.as_mut()).await {
                 Next::Head(head) => head,
                 Next::H2c => return End::H2c,
@@ -257,9 +264,9 @@ impl Conn<'_> {
         }
     }
 
-    /// The clock, when the time will be logged.
+    /// The clock, when the time will be logged or counted.
     fn clock(&self) -> Option<Instant> {
-        (self.state.log_format != LogFormat::Off).then(Instant::now)
+        (self.state.log_format != LogFormat::Off || metrics::enabled()).then(Instant::now)
     }
 
     /// Waits for the next head. The first one must arrive whole within `--header-timeout`
@@ -403,12 +410,18 @@ impl Conn<'_> {
             "" => "/",
             p => p,
         };
-        match dispatch(self.state, path) {
+        let route = dispatch(self.state, path);
+        self.route = route.kind();
+        match route {
             Dispatch::Static(st) => {
                 let reply = st.reply(head.verb, &head.request(buf));
                 self.send(head, buf, reply, start, After::Request).await
             }
-            Dispatch::Proxy => self.proxied(head, buf, path, body, start, rest).await,
+            Dispatch::Health(probe) => {
+                let reply = health::answer(self.state, probe, head.verb).await;
+                self.send(head, buf, reply, start, After::Request).await
+            }
+            Dispatch::Proxy(_) => self.proxied(head, buf, path, body, start, rest).await,
         }
     }
 
@@ -493,7 +506,8 @@ impl Conn<'_> {
         self.out.clear();
         response::encode(&mut self.out, &r, Framing::Bare, Persist::Upgrade);
         if let Some(start) = start {
-            self.log(head, buf, r.status, 0, start);
+            self.log(head, buf, &r, 0, start);
+            self.count(head, &r, 0, start);
         }
         if socket::write_all(self.io, &self.out, &[]).await.is_ok() {
             let stop = self.settings.shutdown.notified();
@@ -514,10 +528,16 @@ impl Conn<'_> {
         if reply.close {
             // The client left (499): nothing to write.
             if let Some(start) = start {
-                self.log(head, buf, reply.status, 0, start);
+                self.log(head, buf, &reply, 0, start);
+                self.count(head, &reply, 0, start);
             }
             return false;
         }
+        self.state
+            .observe
+            .rules
+            .load()
+            .apply(self.route, reply.status, &mut reply.headers);
         let framing = response::framing(reply.status, &reply.body, head.http10);
         let keep = after == After::Request
             && head.keep_alive
@@ -535,7 +555,7 @@ impl Conn<'_> {
         // keep the order in which requests were answered; a stream's after it ends.
         let known = reply.body.known_size();
         if let (Some(start), Some(n)) = (start, known) {
-            self.log(head, buf, reply.status, n, start);
+            self.log(head, buf, &reply, n, start);
         }
         // A stream's bytes are counted as they go, so a client that leaves mid-stream is
         // logged with what it was sent (as nginx's $body_bytes_sent), not 0.
@@ -543,11 +563,16 @@ impl Conn<'_> {
         let sent = self
             .write(&mut reply.body, head_only, framing, &mut streamed)
             .await;
+        if let Some(start) = start {
+            // Counted once the answer is written (the duration covers the body), and before
+            // a close tells the client it has everything.
+            self.count(head, &reply, known.unwrap_or(streamed), start);
+        }
         if persist == Persist::Close {
             socket::finish(self.io);
         }
         if let (Some(start), None) = (start, known) {
-            self.log(head, buf, reply.status, streamed, start);
+            self.log(head, buf, &reply, streamed, start);
         }
         if after == After::Linger && sent.is_ok() {
             socket::linger(self.io, self.settings.shutdown.notified()).await;
@@ -625,8 +650,30 @@ impl Conn<'_> {
         Ok(body.size())
     }
 
-    fn log(&self, head: &Head, buf: &[u8], status: StatusCode, bytes: u64, start: Instant) {
+    /// Counts an answer in the metrics (a no-op unless they are on).
+    fn count(&self, head: &Head, reply: &Reply<'_>, bytes: u64, start: Instant) {
         let bytes = if head.verb == Verb::Head { 0 } else { bytes };
+        let coding = reply
+            .headers
+            .iter()
+            .find(|(n, _)| n == ax::CONTENT_ENCODING)
+            .map(|(_, v)| v.as_bytes());
+        metrics::request(
+            self.route,
+            reply.status.as_u16(),
+            bytes,
+            Coding::of(coding),
+            start.elapsed(),
+        );
+    }
+
+    fn log(&self, head: &Head, buf: &[u8], reply: &Reply<'_>, bytes: u64, start: Instant) {
+        if self.state.log_format == LogFormat::Off {
+            return;
+        }
+        let bytes = if head.verb == Verb::Head { 0 } else { bytes };
+        let status = reply.status;
+        let elapsed = start.elapsed();
         log::access(
             self.state.log_format,
             &log::Entry {
@@ -638,7 +685,12 @@ impl Conn<'_> {
                 bytes,
                 referer: request::text(buf, head.referer.clone()),
                 user_agent: request::text(buf, head.user_agent.clone()),
-                elapsed: start.elapsed(),
+                elapsed,
+                route: self.route.as_str(),
+                upstream: reply
+                    .upstream
+                    .as_ref()
+                    .map(|u| (u.addr.as_str(), u.header_time)),
             },
         );
     }
