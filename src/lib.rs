@@ -2,8 +2,12 @@
 //!
 //! Data flows one way: `django` (discovery) → `collect` (plan → fingerprint → rewrite →
 //! compress → publish) → `manifest` → `serve` (table → responses). `collect` and `serve`
-//! meet only in the manifest and STATIC_ROOT.
+//! meet only in the manifest and STATIC_ROOT. `tls` (certificates, ACME, the handshake)
+//! knows no HTTP; `serve` puts it in front of its listeners.
 pub mod collect;
 pub mod django;
 pub mod manifest;
+pub mod media_type;
+pub mod remote;
 pub mod serve;
+pub mod tls;

@@ -1,5 +1,6 @@
-//! Bad input gives a clear message, exit status 1, and leaves STATIC_ROOT exactly as it was.
-//! Projects here use `staticd.toml`, so no Python is needed.
+//! Bad input gives a clear message, exit status 1, and leaves STATIC_ROOT exactly as it was;
+//! with `--format json` the error is also on stdout with a stable `kind`. Projects here use
+//! `staticd.toml`, so no Python is needed.
 
 use crate::common::project::{collect_output, Project};
 use crate::common::{copy_tree, tree_digest};
@@ -19,8 +20,9 @@ const GOOD: &[(&str, &[u8])] = &[
 ];
 
 /// Collects a good tree, breaks the sources with `breakage`, collects again: exit 1, stderr
-/// contains every `expect`ed part, the tree is unchanged.
-fn fails_cleanly(breakage: &[(&str, &[u8])], expect: &[&str]) -> Project {
+/// contains every `expect`ed part, the tree is unchanged. Then the same with `--format json`:
+/// the JSON error on stdout, returned, has `kind` and the same message.
+fn fails_cleanly(breakage: &[(&str, &[u8])], kind: &str, expect: &[&str]) -> serde_json::Value {
     let p = project(GOOD);
     p.run_collect(&[]);
     let before = tree_digest(&p.root());
@@ -34,37 +36,122 @@ fn fails_cleanly(breakage: &[(&str, &[u8])], expect: &[&str]) -> Project {
         assert!(stderr.contains(e), "expected {e:?} in: {stderr}");
     }
     assert_eq!(tree_digest(&p.root()), before, "STATIC_ROOT changed");
-    p
+    let error = json_error(&p.collect(&["--format", "json"]), kind);
+    let message = error["message"].as_str().unwrap();
+    assert!(stderr.contains(message), "{message:?} not in: {stderr}");
+    assert_eq!(tree_digest(&p.root()), before, "STATIC_ROOT changed");
+    error
+}
+
+/// The `error` object of a failed `--format json` collect, which must be of `kind`.
+fn json_error(out: &std::process::Output, kind: &str) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON error ({e}): {stdout}\n{stderr}"));
+    assert_eq!(v["error"]["kind"], kind, "{v}");
+    v["error"].clone()
 }
 
 #[test]
 fn missing_reference_names_file_line_and_reference() {
-    fails_cleanly(
+    let e = fails_cleanly(
         &[(
             "css/app.css",
             b"/* ok */\nh1 { background: url('../img/nope.png'); }\n",
         )],
+        "missing_reference",
         &["css/app.css:2:", "url('../img/nope.png')", "img/nope.png"],
     );
+    let refs = e["references"].as_array().unwrap();
+    assert_eq!(refs.len(), 1, "{e}");
+    assert_eq!(refs[0]["path"], "css/app.css");
+    assert_eq!(refs[0]["line"], 2);
+    assert_eq!(refs[0]["reference"], "url('../img/nope.png')");
+    assert_eq!(refs[0]["target"], "img/nope.png");
 }
 
 #[test]
 fn cycle_names_its_files() {
-    fails_cleanly(
+    let e = fails_cleanly(
         &[
             ("css/a.css", b"@import url(\"b.css\");"),
             ("css/b.css", b"@import url(\"a.css\");"),
         ],
+        "cycle",
         &["css/a.css, css/b.css", "cycle"],
     );
+    assert_eq!(e["cycles"], serde_json::json!([["css/a.css", "css/b.css"]]));
 }
 
 #[test]
 fn non_utf8_css_is_named() {
-    fails_cleanly(
+    let e = fails_cleanly(
         &[("css/latin.css", b"body { content: \"caf\xe9\"; }")],
+        "not_utf8",
         &["css/latin.css", "not valid UTF-8"],
     );
+    assert_eq!(e["path"], "css/latin.css");
+}
+
+#[test]
+fn reference_outside_static_root_is_refused_with_its_line() {
+    let e = fails_cleanly(
+        &[(
+            "css/app.css",
+            b"/* ok */\nh1 { background: url(../../../x.png); }\n",
+        )],
+        "rewrite_refused",
+        &["css/app.css:2:", "outside STATIC_ROOT"],
+    );
+    assert_eq!(
+        (e["path"].as_str(), e["line"].as_u64()),
+        (Some("css/app.css"), Some(2))
+    );
+}
+
+/// A FIFO among the sources (root reads anything, but not this): Django's collectstatic
+/// would wait for a writer forever; staticd names it and stops.
+#[test]
+fn fifo_source_is_an_unreadable_source() {
+    let p = project(GOOD);
+    p.run_collect(&[]);
+    let before = tree_digest(&p.root());
+    let fifo = p.dir.join("assets/img/pipe.png");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let out = p.collect(&["--format", "json"]);
+    let e = json_error(&out, "unreadable_source");
+    assert_eq!(e["path"], fifo.display().to_string());
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains("not a regular file"), "{message}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(message));
+    assert_eq!(tree_digest(&p.root()), before);
+}
+
+/// STATIC_ROOT below a regular file cannot be created: an I/O error naming the path.
+#[test]
+fn static_root_below_a_file_is_an_io_error() {
+    let p = project(GOOD);
+    fs::write(p.dir.join("blocker"), b"a file, not a directory").unwrap();
+    let toml = fs::read_to_string(p.dir.join("staticd.toml")).unwrap();
+    fs::write(
+        p.dir.join("staticd.toml"),
+        toml.replace(
+            "static_root = \"static\"",
+            "static_root = \"blocker/static\"",
+        ),
+    )
+    .unwrap();
+    let e = json_error(&p.collect(&["--format", "json"]), "io");
+    assert_eq!(
+        e["path"],
+        p.dir.join("blocker").display().to_string(),
+        "{e}"
+    );
+    assert!(!p.dir.join("static").exists());
 }
 
 #[test]

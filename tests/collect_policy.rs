@@ -299,12 +299,12 @@ fn watch_mode_warns_once_and_counts() {
     assert_eq!(text.matches("warning: css/new.css:2:").count(), 1, "{text}");
 }
 
-/// Through the library, the failure is a typed error: `process::Error::MissingReferences`,
+/// Through the library, the failure is a typed error: `collect::Error::MissingReferences`,
 /// each entry carrying the referencing path, the line, the reference and its target.
 #[test]
 fn the_library_error_is_typed() {
     use staticd::collect::missing::{Action, Policy, Rule};
-    use staticd::collect::process::Error;
+    use staticd::collect::Error;
     use staticd::collect::{collect, report::Log, CollectOptions};
     let p = project();
     let d = staticd::django::discover(&staticd::django::DiscoverOptions {
@@ -314,9 +314,10 @@ fn the_library_error_is_typed() {
     .unwrap();
     let log = Log::new(0, true);
     let err = collect(&d, &CollectOptions::default(), &log).unwrap_err();
-    let Some(Error::MissingReferences(refs)) = err.downcast_ref::<Error>() else {
-        panic!("not a MissingReferences error: {err:#}");
+    let Error::MissingReferences(refs) = &err else {
+        panic!("not a MissingReferences error: {err}");
     };
+    assert_eq!(err.kind(), "missing_reference");
     let got: Vec<_> = refs
         .iter()
         .map(|m| {

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod bundler;
 mod cli;
 mod collect_failures;
 mod collect_policy;
@@ -17,15 +18,19 @@ mod properties;
 mod proxy_deploy;
 mod proxy_gunicorn;
 mod proxy_keepalive;
+mod publish;
 mod serve_collect;
 mod serve_config;
 mod serve_h1;
 mod serve_http;
 mod serve_listen;
+mod serve_observe;
 mod serve_ops;
 mod serve_reload;
 mod serve_sighup;
 mod serve_traversal;
+mod tls_acme;
+mod tls_handshake;
 mod upstream_strict;
 mod watch;
 mod watch_stage;

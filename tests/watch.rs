@@ -72,11 +72,13 @@ fn edit_is_served_under_new_url_and_old_still_answers() {
         "the old URL still answers"
     );
 
-    // A broken reference: the error names file and line; the last good generation stays.
+    // A broken reference: the error names its kind, file and line; the last good generation
+    // stays.
     p.write(
         "css/app.css",
         b"body {\n background: url(missing.png);\n}\n",
     );
+    dev.wait_line("error[missing_reference]: 1 missing reference");
     let err = dev.wait_line("css/app.css:2:");
     assert!(err.contains("missing.png"), "{err}");
     assert_eq!(format!("/static/{}", p.hashed("css/app.css")), new);

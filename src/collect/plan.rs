@@ -1,8 +1,8 @@
 //! What to collect: every finder source walked in Django's order, ignore rules applied,
 //! first match wins (spec §1.1–§1.2).
 use super::ignore::IgnoreRules;
+use super::Error;
 use crate::django::Source;
-use anyhow::{anyhow, bail, Context, Result};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ pub struct Plan {
 }
 
 /// Walks all sources in parallel (one task per source) and merges them in finder order.
-pub fn plan(sources: &[Source], ignore: &IgnoreRules) -> Result<Plan> {
+pub fn plan(sources: &[Source], ignore: &IgnoreRules) -> Result<Plan, Error> {
     let listed: Vec<Vec<SourceFile>> = sources
         .par_iter()
         .map(|s| match s {
@@ -43,7 +43,7 @@ pub fn plan(sources: &[Source], ignore: &IgnoreRules) -> Result<Plan> {
                 })
                 .collect()),
         })
-        .collect::<Result<_>>()?;
+        .collect::<Result<_, Error>>()?;
     let mut seen: HashMap<String, ()> = HashMap::new();
     let mut plan = Plan::default();
     for file in listed.into_iter().flatten() {
@@ -61,7 +61,7 @@ pub fn plan(sources: &[Source], ignore: &IgnoreRules) -> Result<Plan> {
 
 /// `get_files(storage, ignore_patterns)`: files before subdirectories, symlinked directories
 /// followed (a loop is an error), directories pruned by basename.
-fn walk(prefix: &str, root: &Path, ignore: &IgnoreRules) -> Result<Vec<SourceFile>> {
+fn walk(prefix: &str, root: &Path, ignore: &IgnoreRules) -> Result<Vec<SourceFile>, Error> {
     if !root.is_dir() {
         return Ok(Vec::new());
     }
@@ -86,9 +86,9 @@ fn walk(prefix: &str, root: &Path, ignore: &IgnoreRules) -> Result<Vec<SourceFil
             .path()
             .strip_prefix(root)
             .expect("walkdir stays below root");
-        let rel = rel_path
-            .to_str()
-            .ok_or_else(|| anyhow!("{}: file name is not valid UTF-8", entry.path().display()))?;
+        let rel = rel_path.to_str().ok_or_else(|| Error::FileNameNotUtf8 {
+            path: entry.path().to_path_buf(),
+        })?;
         if ignore.ignores_file(rel) {
             continue;
         }
@@ -105,52 +105,32 @@ fn walk(prefix: &str, root: &Path, ignore: &IgnoreRules) -> Result<Vec<SourceFil
     Ok(out)
 }
 
-fn walk_error(root: &Path, e: walkdir::Error) -> anyhow::Error {
-    let path = e.path().unwrap_or(root).display().to_string();
+fn walk_error(root: &Path, e: walkdir::Error) -> Error {
+    let path = e.path().unwrap_or(root).to_path_buf();
     if let Some(ancestor) = e.loop_ancestor() {
-        return anyhow!(
-            "symlink loop: {path} points back to its ancestor {}; remove the link or add its directory to the ignore patterns",
-            ancestor.display()
-        );
+        return Error::SymlinkLoop {
+            ancestor: ancestor.to_path_buf(),
+            path,
+        };
     }
-    match e.io_error() {
-        Some(io) if io.kind() == std::io::ErrorKind::NotFound => {
-            anyhow!("{path}: broken symlink or file removed during the walk")
-        }
-        Some(io) => anyhow!("{path}: {io}"),
-        None => anyhow!("{path}: {e}"),
-    }
-}
-
-/// Reads the planned files in parallel, but those marked in `skip` (left empty); a failure
-/// names the file.
-pub fn read_some(files: &[SourceFile], skip: &[bool]) -> Result<Vec<Vec<u8>>> {
-    files
-        .par_iter()
-        .zip(skip)
-        .map(|(f, &skip)| {
-            if skip {
-                return Ok(Vec::new());
-            }
-            std::fs::read(&f.abs).with_context(|| format!("cannot read {}", f.abs.display()))
-        })
-        .collect()
+    let err = e
+        .into_io_error()
+        .unwrap_or_else(|| std::io::Error::other("cannot walk"));
+    Error::Walk { path, err }
 }
 
 /// Refuses a STATIC_ROOT that is also a source (Django's staticfiles.E002, extended to
 /// nesting: collecting into a source tree would collect its own output next time).
-pub fn check_root(sources: &[Source], static_root: &Path) -> Result<()> {
+pub fn check_root(sources: &[Source], static_root: &Path) -> Result<(), Error> {
     let root = normalize(static_root);
     for s in sources {
         if let Source::Dir { root: src, .. } = s {
             let src = normalize(src);
             if root == src || root.starts_with(&src) {
-                bail!(
-                    "STATIC_ROOT {} is inside the static source directory {}; \
-                     point STATIC_ROOT somewhere else (Django check staticfiles.E002)",
-                    static_root.display(),
-                    src.display()
-                );
+                return Err(Error::RootInsideSource {
+                    root: static_root.to_path_buf(),
+                    source_dir: src,
+                });
             }
         }
     }

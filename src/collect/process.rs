@@ -1,92 +1,18 @@
-//! Post-processing: fingerprint every file, rewrite CSS/JS in dependency order.
+//! Post-processing of CSS/JS: scan references, check them, order the files by them, and
+//! rewrite and name each once its targets are named.
+use super::entry::{read_source, Entry};
 use super::missing::{self, Action, MissingReference};
-use super::naming::hashed_name;
+use super::naming::{hashed_name, HashAlgo};
 use super::plan::SourceFile;
-use super::rewrite::{self, Kind, Resolved};
-use super::state::{Stat, State};
-use super::{graph, CollectOptions};
+use super::rewrite::{self, Resolved};
+use super::run::in_order;
+use super::state::State;
+use super::{graph, CollectOptions, Error};
 use crate::django::Discovery;
-use anyhow::{Context, Result};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
-
-/// Why post-processing failed (inside the `anyhow::Error` collect returns; downcast to tell).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// References whose target is missing and whose rule is `error` (the default), all of them.
-    #[error("{}", missing_message(.0))]
-    MissingReferences(Vec<MissingReference>),
-    /// CSS/JS files that reference each other in a cycle: no fixed point, so no stable names
-    /// (Django: "Max post-process passes exceeded"). Each cycle's collected paths, sorted.
-    #[error("{}", cycles_message(.0))]
-    Cycles(Vec<Vec<String>>),
-    /// A CSS/JS file that is not UTF-8 (Django: UnicodeDecodeError).
-    #[error(
-        "Post-processing '{path}' failed! {} is not valid UTF-8 (invalid byte at offset {offset}); \
-         Django reads CSS and JS files as UTF-8: re-save it as UTF-8 or ignore it with -i",
-        abs.display()
-    )]
-    NotUtf8 {
-        path: String,
-        abs: PathBuf,
-        offset: usize,
-    },
-    /// A reference the rewriter refuses (outside STATIC_ROOT); not subject to the policy.
-    #[error("Post-processing '{path}' failed! {error}")]
-    Rewrite { path: String, error: rewrite::Error },
-}
-
-fn missing_message(refs: &[MissingReference]) -> String {
-    let list: Vec<String> = refs
-        .iter()
-        .map(|m| format!("{m}\n    {}", m.line_text.trim()))
-        .collect();
-    format!(
-        "{} missing reference{}:\n{}\n{}",
-        refs.len(),
-        if refs.len() == 1 { "" } else { "s" },
-        list.join("\n"),
-        missing::hint(refs)
-    )
-}
-
-fn cycles_message(cycles: &[Vec<String>]) -> String {
-    let described: Vec<String> = cycles
-        .iter()
-        .map(|c| {
-            format!(
-                "Post-processing '{}' failed! These files reference each other in a cycle, so \
-                 none of them can get a stable hashed name.",
-                c.join(", ")
-            )
-        })
-        .collect();
-    described.join("\n")
-}
-
-/// Result of post-processing, indexed like the planned files.
-pub struct Processed {
-    /// Final hashed name of every file.
-    pub names: Vec<String>,
-    /// New bytes of CSS/JS files whose references changed; `None` = the original bytes.
-    pub rewritten_content: Vec<Option<Vec<u8>>>,
-    /// CSS/JS files run through the rewriter this time.
-    pub rewritten: usize,
-    /// Files fingerprinted this time (the rest reused the previous run's digest).
-    pub hashed: usize,
-    /// Digest of each source's bytes, and each CSS/JS file's reference targets, for the state.
-    pub fingerprints: Vec<String>,
-    pub targets: Vec<Vec<String>>,
-    /// Files whose hashed output exists only in the old tree (bytes never loaded).
-    pub carried: Vec<bool>,
-    /// Missing references a `warn` or `ignore` rule let through (left unchanged), per file.
-    pub missing: Vec<Vec<MissingReference>>,
-}
-
-/// (file index, hashed name, new bytes if they differ from the original, rewritten this run).
-type Rewritten = (usize, String, Option<Vec<u8>>, bool);
 
 /// The collected tree as references see it (Django asks `hashed_files`, then whether STATIC_ROOT
 /// has the path): the collected files, and every directory that holds one.
@@ -130,193 +56,169 @@ impl<'a> Tree<'a> {
     }
 }
 
-/// An unchanged CSS/JS file whose targets all resolve as they did last time (files to the same
-/// names, directories still there, missing ones still missing) keeps its output: its name from
-/// the last run, its file in STATIC_ROOT (carried over, never read).
-fn reuse(
-    node: &Node,
-    unchanged: Option<&super::state::FileState>,
-    resolve: &dyn Fn(&str) -> Resolved,
-    before: Option<&dyn Fn(&str) -> Resolved>,
-    d: &Discovery,
-) -> Option<Rewritten> {
-    let p = unchanged?;
-    let before = before?;
-    for t in &node.targets {
-        if resolve(t) != before(t) {
-            return None;
+/// The previous run's tree: whether an unchanged file's targets resolve as they did then.
+struct Before<'p> {
+    state: &'p State,
+    rels: Vec<&'p str>,
+    tree: Tree<'p>,
+}
+
+impl<'p> Before<'p> {
+    fn new(state: &'p State) -> Self {
+        let rels: Vec<&str> = state.files.keys().map(String::as_str).collect();
+        let tree = Tree::new(rels.iter().copied());
+        Before { state, rels, tree }
+    }
+
+    fn resolve(&self, key: &str) -> Resolved {
+        match self.tree.locate(key) {
+            Located::File(i) => Resolved::File(self.state.files[self.rels[i]].name.clone()),
+            Located::Directory => Resolved::Directory,
+            Located::Missing => Resolved::Missing,
         }
     }
-    // The hashed file is carried over from the old tree; its bytes are not needed.
-    d.static_root
-        .join(&p.name)
-        .is_file()
-        .then(|| (node.file, p.name.clone(), None, false))
 }
 
-/// An adjustable (CSS/JS) file and what it points at.
-struct Node {
-    file: usize,
-    kind: Kind,
-    /// `None` when the file is unchanged since the last run and was not scanned.
-    text: Option<String>,
-    refs: Vec<rewrite::Reference>,
-    targets: Vec<String>,
+/// What post-processing needs besides the files.
+struct Context<'a> {
+    tree: Tree<'a>,
+    before: Option<Before<'a>>,
+    ropts: rewrite::Options<'a>,
+    algo: HashAlgo,
+    static_root: &'a Path,
 }
 
+/// What is done with a CSS/JS file as soon as it is named (its outputs planned, its bytes
+/// handed to the compressor), while the next level is rewritten.
+pub type Ready<'r> = dyn Fn(&mut Entry) -> Result<(), Error> + Sync + 'r;
+
+/// Post-processing of the CSS/JS files among `entries` (indexed like `files`, the plan): scan
+/// their references, check that each names a collected file or directory, order them by
+/// their references, and rewrite and name them level by level, each level's files handed to
+/// `ready` once named. Every other file is named by its bytes already
+/// ([`Entry::name_by_content`]).
 pub fn process(
+    entries: &mut [Entry],
     files: &[SourceFile],
-    contents: &[Arc<[u8]>],
-    stats: &[Option<Stat>],
     prev: Option<&State>,
     d: &Discovery,
     opts: &CollectOptions,
-) -> Result<Processed> {
-    // The previous run's record of a file, if its source is provably unchanged.
-    let unchanged: Vec<Option<&super::state::FileState>> = files
-        .iter()
-        .zip(stats)
-        .map(|(f, st)| {
-            let p = prev?.files.get(&f.rel)?;
-            (p.abs == f.abs && Some(p.stat) == *st).then_some(p)
-        })
-        .collect();
-    let tree = Tree::new(files.iter().map(|f| f.rel.as_str()));
-    // The previous run's tree, to tell whether an unchanged file's targets resolve as before.
-    let prev_rels: Vec<&str> = prev
-        .map(|p| p.files.keys().map(String::as_str).collect())
-        .unwrap_or_default();
-    let prev_tree = Tree::new(prev_rels.iter().copied());
-    let resolve_before = |key: &str| match prev_tree.locate(key) {
-        Located::File(i) => Resolved::File(
-            prev.expect("a previous tree").files[prev_rels[i]]
-                .name
-                .clone(),
-        ),
-        Located::Directory => Resolved::Directory,
-        Located::Missing => Resolved::Missing,
+    ready: &Ready,
+) -> Result<(), Error> {
+    let cx = Context {
+        tree: Tree::new(files.iter().map(|f| f.rel.as_str())),
+        before: prev.map(Before::new),
+        ropts: rewrite::Options {
+            static_url: &d.static_url,
+            js_modules: d.storage.js_modules || opts.js_modules,
+        },
+        algo: opts.hash,
+        static_root: &d.static_root,
     };
-    let ropts = rewrite::Options {
-        static_url: &d.static_url,
-        js_modules: d.storage.js_modules || opts.js_modules,
-    };
-    let algo = opts.hash;
+    in_order(entries.par_iter_mut().map(|e| scan(e, &cx)).collect())?;
+    check_missing(entries, &cx.tree, &opts.missing)?;
+    for level in order(entries, &cx.tree)? {
+        rewrite_level(entries, &level, &cx)?;
+        let mut in_level = vec![false; entries.len()];
+        for &i in &level {
+            in_level[i] = true;
+        }
+        in_order(
+            entries
+                .par_iter_mut()
+                .enumerate()
+                .filter(|(i, _)| in_level[*i])
+                .map(|(_, e)| ready(e))
+                .collect(),
+        )?;
+    }
+    Ok(())
+}
 
-    // Non-adjustable files: hashed from their bytes. Adjustable ones: decoded and scanned.
-    let scanned: Vec<Result<Option<Node>>> = files
-        .par_iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let Some(kind) = rewrite::kind_of(&f.rel) else {
-                return Ok(None);
-            };
-            // An unchanged file is not scanned again, unless a target of it is missing now:
-            // that needs its lines for the report.
-            if let Some(p) = unchanged[i] {
-                if p.targets.iter().all(|t| tree.locate(t) != Located::Missing) {
-                    return Ok(Some(Node {
-                        file: i,
-                        kind,
-                        text: None,
-                        refs: Vec::new(),
-                        targets: p.targets.clone(),
-                    }));
-                }
-            }
-            // Unchanged sources were not read.
-            let read;
-            let bytes = match unchanged[i].is_some() && contents[i].is_empty() {
-                true => {
-                    read = std::fs::read(&f.abs)
-                        .with_context(|| format!("cannot read {}", f.abs.display()))?;
-                    &read[..]
-                }
-                false => &contents[i][..],
-            };
-            let text = match std::str::from_utf8(bytes) {
-                Ok(t) => t.to_string(),
-                Err(e) => {
-                    return Err(Error::NotUtf8 {
-                        path: f.rel.clone(),
-                        abs: f.abs.clone(),
-                        offset: e.valid_up_to(),
-                    }
-                    .into())
-                }
-            };
-            let refs = rewrite::references(&f.rel, kind, &text, &ropts).map_err(|error| {
-                Error::Rewrite {
-                    path: f.rel.clone(),
-                    error,
-                }
-            })?;
-            Ok(Some(Node {
-                file: i,
-                kind,
-                text: Some(text),
-                targets: refs.iter().map(|r| r.target.clone()).collect(),
-                refs,
-            }))
-        })
-        .collect();
-    let mut nodes = Vec::new();
-    let mut node_of = vec![usize::MAX; files.len()];
-    for r in scanned {
-        if let Some(n) = r? {
-            node_of[n.file] = nodes.len();
-            nodes.push(n);
+/// Stage "scan": the references of a CSS/JS file. An unchanged file is not scanned again,
+/// unless a target of it is missing now: that needs its lines for the report.
+fn scan(e: &mut Entry, cx: &Context) -> Result<(), Error> {
+    let Some(kind) = e.kind else {
+        return Ok(());
+    };
+    if let Some(p) = e.unchanged() {
+        if p.targets
+            .iter()
+            .all(|t| cx.tree.locate(t) != Located::Missing)
+        {
+            e.targets = p.targets.clone();
+            return Ok(());
         }
     }
+    // Unchanged sources were not read.
+    let bytes = e.source_bytes()?;
+    let text = decode(e.src, &bytes)?;
+    e.refs =
+        rewrite::references(&e.src.rel, kind, text, &cx.ropts).map_err(|error| Error::Rewrite {
+            path: e.src.rel.clone(),
+            error: Box::new(error),
+        })?;
+    e.targets = e.refs.iter().map(|r| r.target.clone()).collect();
+    Ok(())
+}
 
-    // Every target must be a collected file or a directory holding one (Django: "could not be
-    // found"), unless a rule of the policy lets it through.
+/// A CSS/JS file's text: Django reads them as UTF-8.
+fn decode<'b>(src: &SourceFile, bytes: &'b [u8]) -> Result<&'b str, Error> {
+    std::str::from_utf8(bytes).map_err(|e| Error::NotUtf8 {
+        path: src.rel.clone(),
+        abs: src.abs.clone(),
+        offset: e.valid_up_to(),
+    })
+}
+
+/// Stage "check": every target must be a collected file or a directory holding one (Django:
+/// "could not be found"), unless a rule of the policy lets it through (kept in the entry).
+fn check_missing(
+    entries: &mut [Entry],
+    tree: &Tree,
+    policy: &missing::Policy,
+) -> Result<(), Error> {
     let mut errors = Vec::new();
-    let mut let_through = vec![Vec::new(); files.len()];
-    for n in &nodes {
-        for r in &n.refs {
+    for e in entries.iter_mut() {
+        for r in &e.refs {
             if tree.locate(&r.target) != Located::Missing {
                 continue;
             }
             let m = MissingReference {
-                path: files[n.file].rel.clone(),
+                path: e.src.rel.clone(),
                 line: r.line,
                 reference: r.matched.clone(),
                 target: r.target.clone(),
                 line_text: r.line_text.clone(),
             };
-            match opts.missing.action(&r.target) {
+            match policy.action(&r.target) {
                 Action::Error => errors.push(m),
-                Action::Warn | Action::Ignore => let_through[n.file].push(m),
+                Action::Warn | Action::Ignore => e.missing.push(m),
             }
         }
     }
     if !errors.is_empty() {
         errors.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
-        return Err(Error::MissingReferences(errors).into());
+        return Err(Error::MissingReferences(errors));
     }
+    Ok(())
+}
 
-    // Names of everything that is not CSS/JS are final now.
-    // Unchanged sources keep their digest: no hashing beyond a stat.
-    let fingerprints: Vec<String> = (0..files.len())
-        .into_par_iter()
-        .map(|i| match unchanged[i] {
-            Some(p) => p.fingerprint.clone(),
-            None => algo.fingerprint(&contents[i]),
-        })
+/// Stage "order": the CSS/JS files (entry indices) in levels, each file after every file it
+/// references; a cycle has no order (Django: "Max post-process passes exceeded").
+fn order(entries: &[Entry], tree: &Tree) -> Result<Vec<Vec<usize>>, Error> {
+    let nodes: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].kind.is_some())
         .collect();
-    let mut hashed = (0..files.len())
-        .filter(|&i| node_of[i] == usize::MAX && unchanged[i].is_none())
-        .count();
-    let mut names: Vec<Option<String>> = files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (node_of[i] == usize::MAX).then(|| hashed_name(&f.rel, &fingerprints[i])))
-        .collect();
-
+    let mut node_of = vec![usize::MAX; entries.len()];
+    for (n, &i) in nodes.iter().enumerate() {
+        node_of[i] = n;
+    }
     let deps: Vec<Vec<usize>> = nodes
         .iter()
-        .map(|n| {
-            n.targets
+        .map(|&i| {
+            entries[i]
+                .targets
                 .iter()
                 .filter_map(|t| match tree.locate(t) {
                     Located::File(t) if node_of[t] != usize::MAX => Some(node_of[t]),
@@ -325,104 +227,128 @@ pub fn process(
                 .collect()
         })
         .collect();
-    let levels = graph::levels(&deps).map_err(|cycles| {
-        Error::Cycles(
+    match graph::levels(&deps) {
+        Ok(levels) => Ok(levels
+            .into_iter()
+            .map(|level| level.into_iter().map(|n| nodes[n]).collect())
+            .collect()),
+        Err(cycles) => Err(Error::Cycles(
             cycles
                 .iter()
                 .map(|c| {
                     let mut rels: Vec<String> = c
                         .iter()
-                        .map(|&n| files[nodes[n].file].rel.clone())
+                        .map(|&n| entries[nodes[n]].src.rel.clone())
                         .collect();
                     rels.sort();
                     rels
                 })
                 .collect(),
-        )
-    })?;
+        )),
+    }
+}
 
-    let mut rewritten_content: Vec<Option<Vec<u8>>> = vec![None; files.len()];
-    let mut carried = vec![false; files.len()];
-    let mut rewritten = 0;
-    for level in levels {
-        let results: Vec<Result<Rewritten>> = level
-            .par_iter()
-            .map(|&n| {
-                let node = &nodes[n];
-                let f = &files[node.file];
-                let resolve = |target: &str| match tree.locate(target) {
-                    Located::File(t) => Resolved::File(
-                        names[t]
-                            .clone()
-                            .expect("targets are named before the files that reference them"),
-                    ),
-                    Located::Directory => Resolved::Directory,
-                    Located::Missing => Resolved::Missing,
-                };
-                let before = prev.map(|_| &resolve_before as &dyn Fn(&str) -> Resolved);
-                if let Some(reused) = reuse(node, unchanged[node.file], &resolve, before, d) {
-                    return Ok(reused);
-                }
-                // Unchanged sources were not read; one whose targets were renamed is read now.
-                let lazily_read = node.text.is_none() && contents[node.file].is_empty();
-                let source: std::borrow::Cow<[u8]> = if lazily_read {
-                    std::fs::read(&f.abs)
-                        .with_context(|| format!("cannot read {}", f.abs.display()))?
-                        .into()
-                } else {
-                    (&contents[node.file][..]).into()
-                };
-                let text = match &node.text {
-                    Some(t) => t.clone(),
-                    None => String::from_utf8(source.to_vec())?,
-                };
-                let out = rewrite::rewrite(&f.rel, node.kind, &text, &ropts, &resolve).map_err(
-                    |error| Error::Rewrite {
-                        path: f.rel.clone(),
-                        error,
-                    },
-                )?;
-                let bytes = out.into_bytes();
-                let name = hashed_name(&f.rel, &algo.fingerprint(&bytes));
-                let changed = lazily_read || bytes[..] != source[..];
-                Ok((node.file, name, changed.then_some(bytes), true))
-            })
-            .collect();
-        for r in results {
-            let (file, name, bytes, did_rewrite) = r?;
-            carried[file] = !did_rewrite;
-            names[file] = Some(name);
-            if did_rewrite {
-                rewritten += 1;
-                hashed += 1;
-            }
-            rewritten_content[file] = bytes;
+/// A CSS/JS file's name and bytes once its targets are named.
+struct Named {
+    name: String,
+    /// The rewritten bytes, when they differ from the source's.
+    rewritten: Option<Vec<u8>>,
+    /// The source bytes, when they had to be read for this.
+    read: Option<Arc<[u8]>>,
+    /// Run through the rewriter (not carried over).
+    rewrote: bool,
+}
+
+/// Stage "rewrite" for one level of the order: its files in parallel (every target of each is
+/// named already), then their names recorded for the next level.
+fn rewrite_level(entries: &mut [Entry], level: &[usize], cx: &Context) -> Result<(), Error> {
+    let results: Vec<Result<Named, Error>> = level
+        .par_iter()
+        .map(|&i| rewrite_one(&entries[i], entries, cx))
+        .collect();
+    for (&i, r) in level.iter().zip(results) {
+        let named = r?;
+        let e = &mut entries[i];
+        e.name = Some(named.name);
+        e.rewrote = named.rewrote;
+        e.carried = !named.rewrote;
+        e.rewritten = named.rewritten.map(Arc::from);
+        if named.read.is_some() {
+            e.bytes = named.read;
         }
     }
-    Ok(Processed {
-        names: names
-            .into_iter()
-            .map(|n| n.expect("every file named"))
-            .collect(),
-        rewritten_content,
-        rewritten,
-        hashed,
-        carried,
-        missing: let_through,
-        fingerprints,
-        targets: {
-            let mut t = vec![Vec::new(); files.len()];
-            for n in nodes {
-                t[n.file] = n.targets;
-            }
-            t
-        },
+    Ok(())
+}
+
+fn rewrite_one(e: &Entry, entries: &[Entry], cx: &Context) -> Result<Named, Error> {
+    let resolve = |target: &str| match cx.tree.locate(target) {
+        Located::File(t) => Resolved::File(
+            entries[t]
+                .name
+                .clone()
+                .expect("targets are named before the files that reference them"),
+        ),
+        Located::Directory => Resolved::Directory,
+        Located::Missing => Resolved::Missing,
+    };
+    if let Some(name) = carry(e, &resolve, cx) {
+        return Ok(Named {
+            name,
+            rewritten: None,
+            read: None,
+            rewrote: false,
+        });
+    }
+    // Unchanged sources were not read; one whose targets were renamed is read now.
+    let (source, read) = match &e.bytes {
+        Some(b) => (b.clone(), None),
+        None => {
+            let b: Arc<[u8]> = read_source(&e.src.abs)?.into();
+            (b.clone(), Some(b))
+        }
+    };
+    let kind = e.kind.expect("only CSS/JS is rewritten");
+    let out = rewrite::rewrite(
+        &e.src.rel,
+        kind,
+        decode(e.src, &source)?,
+        &cx.ropts,
+        &resolve,
+    )
+    .map_err(|error| Error::Rewrite {
+        path: e.src.rel.clone(),
+        error: Box::new(error),
+    })?;
+    let bytes = out.into_bytes();
+    let name = hashed_name(&e.src.rel, &cx.algo.fingerprint(&bytes));
+    let changed = bytes[..] != source[..];
+    Ok(Named {
+        name,
+        rewritten: changed.then_some(bytes),
+        read,
+        rewrote: true,
     })
+}
+
+/// An unchanged CSS/JS file whose targets all resolve as they did last time (files to the same
+/// names, directories still there, missing ones still missing) keeps its output: its name from
+/// the last run, its file in STATIC_ROOT (carried over, never read).
+fn carry(e: &Entry, resolve: &dyn Fn(&str) -> Resolved, cx: &Context) -> Option<String> {
+    let p = e.unchanged()?;
+    let before = cx.before.as_ref()?;
+    if e.targets.iter().any(|t| resolve(t) != before.resolve(t)) {
+        return None;
+    }
+    cx.static_root
+        .join(&p.name)
+        .is_file()
+        .then(|| p.name.clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn the_tree_knows_files_and_the_directories_holding_them() {
@@ -454,26 +380,84 @@ mod tests {
         }
     }
 
-    #[test]
-    fn errors_keep_their_messages() {
-        let m = MissingReference {
-            path: "css/a.css".into(),
-            line: 2,
-            reference: "url(../img/nope.png)".into(),
-            target: "img/nope.png".into(),
-            line_text: "  h1 { background: url(../img/nope.png); }".into(),
+    /// Entries for `files` with the bytes `texts` (as many as given), scanned.
+    fn scanned<'a>(files: &'a [SourceFile], texts: &[&str]) -> Vec<Entry<'a>> {
+        let cx = Context {
+            tree: Tree::new(files.iter().map(|f| f.rel.as_str())),
+            before: None,
+            ropts: rewrite::Options {
+                static_url: "/static/",
+                js_modules: false,
+            },
+            algo: HashAlgo::Md5,
+            static_root: Path::new("/nonexistent"),
         };
-        let e = Error::MissingReferences(vec![m]).to_string();
-        assert!(
-            e.starts_with(
-                "1 missing reference:\ncss/a.css:2: url(../img/nope.png) references 'img/nope.png', \
-                 which is not a collected static file\n    h1 { background: url(../img/nope.png); }\n\
-                 (fix the reference or collect the file;"
-            ),
-            "{e}"
+        let mut entries: Vec<Entry> = files.iter().map(Entry::new).collect();
+        for (e, t) in entries.iter_mut().zip(texts) {
+            e.bytes = Some(Arc::from(t.as_bytes()));
+            scan(e, &cx).unwrap();
+        }
+        entries
+    }
+
+    fn sources(rels: &[&str]) -> Vec<SourceFile> {
+        rels.iter()
+            .map(|r| SourceFile {
+                rel: r.to_string(),
+                abs: PathBuf::from("/src").join(r),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn missing_targets_fail_or_pass_by_the_policy() {
+        let files = sources(&["css/a.css", "css/b.css", "img/x.png"]);
+        let tree = Tree::new(files.iter().map(|f| f.rel.as_str()));
+        let texts = [
+            "a { background: url(../img/x.png); }\n/*# sourceMappingURL=a.css.map */",
+            "b { background: url(nope.png); }",
+            "",
+        ];
+        let mut entries = scanned(&files, &texts);
+        assert_eq!(entries[0].targets, ["img/x.png", "css/a.css.map"]);
+        let err = check_missing(&mut entries, &tree, &missing::Policy::default()).unwrap_err();
+        let Error::MissingReferences(refs) = err else {
+            panic!("{err}");
+        };
+        let got: Vec<_> = refs.iter().map(|m| (m.path.as_str(), m.line)).collect();
+        assert_eq!(got, [("css/a.css", 2), ("css/b.css", 1)]);
+        let policy =
+            missing::Policy::new(None, vec![missing::Rule::new(Action::Warn, "*.map")]).unwrap();
+        let mut entries = scanned(&files, &texts);
+        assert!(check_missing(&mut entries, &tree, &policy).is_err());
+        let mut entries = scanned(&files, &texts[..1]);
+        check_missing(&mut entries, &tree, &policy).unwrap();
+        assert_eq!(entries[0].missing.len(), 1);
+        assert_eq!(entries[0].missing[0].target, "css/a.css.map");
+    }
+
+    #[test]
+    fn files_are_ordered_after_their_targets_and_cycles_named() {
+        let files = sources(&["css/a.css", "css/b.css", "css/c.css", "img/x.png"]);
+        let tree = Tree::new(files.iter().map(|f| f.rel.as_str()));
+        let entries = scanned(
+            &files,
+            &[
+                "@import url(b.css);",
+                "@import url(c.css); p { background: url(../img/x.png); }",
+                "",
+                "",
+            ],
         );
-        assert!(e.contains("--missing warn:'*.png'"), "{e}");
-        let e = Error::Cycles(vec![vec!["bar.css".into(), "foo.css".into()]]).to_string();
-        assert!(e.starts_with("Post-processing 'bar.css, foo.css' failed! These files reference each other in a cycle"), "{e}");
+        assert_eq!(order(&entries, &tree).unwrap(), [vec![2], vec![1], vec![0]]);
+        let entries = scanned(
+            &files,
+            &["@import url(b.css);", "@import url(a.css);", "", ""],
+        );
+        let err = order(&entries, &tree).unwrap_err();
+        let Error::Cycles(cycles) = err else {
+            panic!("{err}");
+        };
+        assert_eq!(cycles, [vec!["css/a.css".to_string(), "css/b.css".into()]]);
     }
 }

@@ -15,7 +15,7 @@
 //! filesystem lacks RENAME_EXCHANGE) files are renamed into place one by one, hashed files
 //! first and the manifest last: everything the old manifest names is untouched throughout,
 //! but an unhashed original can be newer than the manifest for a moment.
-use anyhow::{bail, Context, Result};
+use super::Error;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
@@ -25,6 +25,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// How an output reached the stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,10 +46,14 @@ pub fn lock(root: &Path) -> Result<File> {
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .with_context(|| format!("cannot open lock file {}", lock_path.display()))?;
+        .map_err(|e| Error::io("open lock file", &lock_path, e))?;
     // SAFETY: flock on a file descriptor we own.
     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-        bail!("cannot lock {}", lock_path.display());
+        return Err(Error::io(
+            "lock",
+            &lock_path,
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(lock)
 }
@@ -73,7 +79,9 @@ pub struct Committed {
 
 fn sibling(root: &Path, suffix: &str) -> Result<PathBuf> {
     if root.file_name().is_none() {
-        bail!("STATIC_ROOT {} has no directory name", root.display());
+        return Err(Error::RootWithoutName {
+            root: root.to_path_buf(),
+        });
     }
     Ok(beside(root, suffix))
 }
@@ -102,18 +110,16 @@ impl Stage {
     pub fn begin_with(root: &Path, reuse: bool) -> Result<Stage> {
         let root = absolute(root)?;
         let parent = root.parent().unwrap_or(Path::new("/")).to_path_buf();
-        fs::create_dir_all(&parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        fs::create_dir_all(&parent).map_err(|e| Error::io("create", &parent, e))?;
         let lock = lock(&root)?;
         let dir = sibling(&root, "stage")?;
         let kept = reuse && fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
         if !kept {
             if fs::symlink_metadata(&dir).is_ok() {
                 fs::remove_dir_all(&dir)
-                    .with_context(|| format!("cannot remove leftover stage {}", dir.display()))?;
+                    .map_err(|e| Error::io("remove leftover stage", &dir, e))?;
             }
-            fs::create_dir(&dir)
-                .with_context(|| format!("cannot create stage {}", dir.display()))?;
+            fs::create_dir(&dir).map_err(|e| Error::io("create stage", &dir, e))?;
         }
         if let Ok(meta) = fs::metadata(&root) {
             let _ = fs::set_permissions(&dir, meta.permissions());
@@ -135,7 +141,7 @@ impl Stage {
     fn staged(&self, rel: &str) -> Result<PathBuf> {
         let path = self.dir.join(safe_rel(rel)?);
         if let Some(p) = path.parent() {
-            fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+            fs::create_dir_all(p).map_err(|e| Error::io("create", p, e))?;
         }
         Ok(path)
     }
@@ -174,9 +180,9 @@ impl Stage {
             .create_new(true)
             .mode(0o644)
             .open(&dest)
-            .with_context(|| format!("cannot write {}", dest.display()))?;
+            .map_err(|e| Error::io("write", &dest, e))?;
         f.write_all(bytes)
-            .with_context(|| format!("cannot write {}", dest.display()))?;
+            .map_err(|e| Error::io("write", &dest, e))?;
         Ok(Written::New)
     }
 
@@ -187,7 +193,7 @@ impl Stage {
         self.record(rel);
         let _ = fs::remove_file(&dest);
         if fs::hard_link(&src, &dest).is_err() {
-            fs::copy(&src, &dest).with_context(|| format!("cannot write {}", dest.display()))?;
+            fs::copy(&src, &dest).map_err(|e| Error::io("write", &dest, e))?;
         }
         Ok(())
     }
@@ -199,8 +205,7 @@ impl Stage {
         let old = self.root.join(safe_rel(rel)?);
         let unchanged = fs::read_link(&old).map(|t| t == target).unwrap_or(false);
         let _ = fs::remove_file(&dest);
-        std::os::unix::fs::symlink(target, &dest)
-            .with_context(|| format!("cannot link {}", dest.display()))?;
+        std::os::unix::fs::symlink(target, &dest).map_err(|e| Error::io("link", &dest, e))?;
         Ok(if unchanged {
             Written::Unchanged
         } else {
@@ -219,13 +224,15 @@ impl Stage {
         if let Some((name, bytes)) = manifest {
             let dest = self.staged(name)?;
             let tmp = dest.with_extension("staticd-tmp");
-            fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-            fs::rename(&tmp, &dest)?;
+            fs::write(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
+            fs::rename(&tmp, &dest).map_err(|e| Error::io("rename", &tmp, e))?;
         }
         sync_dir(&self.dir);
         if !root_exists {
-            fs::rename(&self.dir, &self.root)
-                .with_context(|| format!("cannot publish {}", self.root.display()))?;
+            fs::rename(&self.dir, &self.root).map_err(|err| Error::Publish {
+                path: self.root.clone(),
+                err,
+            })?;
             committed.swapped = true;
             return Ok(committed);
         }
@@ -255,8 +262,11 @@ impl Stage {
                 )?;
                 let _ = fs::remove_dir_all(&self.dir);
             }
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot publish {}", self.root.display()))
+            Err(err) => {
+                return Err(Error::Publish {
+                    path: self.root.clone(),
+                    err,
+                })
             }
         }
         Ok(committed)
@@ -296,7 +306,9 @@ fn safe_rel(rel: &str) -> Result<&Path> {
         || p.components()
             .any(|c| !matches!(c, std::path::Component::Normal(_)))
     {
-        bail!("refusing to write {rel:?}: not a plain path below STATIC_ROOT");
+        return Err(Error::UnsafeOutputPath {
+            rel: rel.to_string(),
+        });
     }
     Ok(p)
 }
@@ -312,7 +324,7 @@ fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool)
     let mut have: HashMap<PathBuf, (u64, bool)> = HashMap::new();
     let mut have_dirs: Vec<PathBuf> = Vec::new();
     for entry in walkdir::WalkDir::new(stage).min_depth(1) {
-        let entry = entry.with_context(|| format!("cannot read {}", stage.display()))?;
+        let entry = entry.map_err(|e| walk_error(stage, e))?;
         let rel = rel_of(stage, entry.path());
         if entry.file_type().is_dir() {
             have_dirs.push(rel);
@@ -326,15 +338,15 @@ fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool)
     let mut files = Vec::new();
     let mut old_dirs: HashSet<PathBuf> = HashSet::new();
     for entry in walkdir::WalkDir::new(root).min_depth(1) {
-        let entry = entry.with_context(|| format!("cannot read {}", root.display()))?;
+        let entry = entry.map_err(|e| walk_error(root, e))?;
         let rel = rel_of(root, entry.path());
         if entry.file_type().is_dir() {
             let dest = stage.join(&rel);
             if !have_dir.contains(rel.as_path()) {
                 if have.remove(&rel).is_some() {
-                    fs::remove_file(&dest)?;
+                    fs::remove_file(&dest).map_err(|e| Error::io("remove", &dest, e))?;
                 }
-                fs::create_dir_all(&dest)?;
+                fs::create_dir_all(&dest).map_err(|e| Error::io("create", &dest, e))?;
             }
             if let Ok(meta) = entry.metadata() {
                 let same = fs::symlink_metadata(&dest)
@@ -347,7 +359,8 @@ fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool)
         } else if !written.contains(rel.to_string_lossy().as_ref()) {
             let symlink = entry.file_type().is_symlink();
             if have_dir.contains(rel.as_path()) {
-                fs::remove_dir_all(stage.join(&rel))?;
+                let dir = stage.join(&rel);
+                fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
             }
             let staged = have.remove(&rel);
             let current = !clear
@@ -366,8 +379,8 @@ fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool)
     }
     // The stage's own files that the old tree no longer has (pruned meanwhile, say).
     for rel in have.keys() {
-        fs::remove_file(stage.join(rel))
-            .with_context(|| format!("cannot remove {}", stage.join(rel).display()))?;
+        let path = stage.join(rel);
+        fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
     }
     for rel in have_dirs.iter().rev() {
         if !old_dirs.contains(rel) {
@@ -378,7 +391,8 @@ fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool)
     if clear {
         for (rel, _, staged) in &files {
             if *staged {
-                fs::remove_file(stage.join(rel))?;
+                let path = stage.join(rel);
+                fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
             }
         }
         return Ok(files.len());
@@ -388,13 +402,14 @@ fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool)
         .try_for_each(|(rel, symlink, staged)| -> Result<()> {
             let (src, dest) = (root.join(rel), stage.join(rel));
             if *staged {
-                fs::remove_file(&dest)
-                    .with_context(|| format!("cannot replace {}", dest.display()))?;
+                fs::remove_file(&dest).map_err(|e| Error::io("replace", &dest, e))?;
             }
             if *symlink {
-                std::os::unix::fs::symlink(fs::read_link(&src)?, &dest)?;
+                let target = fs::read_link(&src).map_err(|e| Error::io("read link", &src, e))?;
+                std::os::unix::fs::symlink(target, &dest)
+                    .map_err(|e| Error::io("link", &dest, e))?;
             } else if fs::hard_link(&src, &dest).is_err() {
-                fs::copy(&src, &dest).with_context(|| format!("cannot copy {}", src.display()))?;
+                fs::copy(&src, &dest).map_err(|e| Error::io("copy", &src, e))?;
             }
             Ok(())
         })?;
@@ -449,14 +464,13 @@ fn in_place(
     for rel in rels {
         let dest = root.join(rel);
         if let Some(p) = dest.parent() {
-            fs::create_dir_all(p)?;
+            fs::create_dir_all(p).map_err(|e| Error::io("create", p, e))?;
         }
-        fs::rename(stage.join(rel), &dest)
-            .with_context(|| format!("cannot publish {}", dest.display()))?;
+        fs::rename(stage.join(rel), &dest).map_err(|err| Error::Publish { path: dest, err })?;
     }
     if clear {
         for entry in walkdir::WalkDir::new(root).min_depth(1) {
-            let entry = entry?;
+            let entry = entry.map_err(|e| walk_error(root, e))?;
             let rel = entry.path().strip_prefix(root).expect("below root");
             let rel_s = rel.to_string_lossy();
             if !entry.file_type().is_dir()
@@ -468,8 +482,10 @@ fn in_place(
         }
     }
     if let Some(name) = manifest {
-        fs::rename(stage.join(name), root.join(name))
-            .with_context(|| format!("cannot publish manifest in {}", root.display()))?;
+        fs::rename(stage.join(name), root.join(name)).map_err(|err| Error::Publish {
+            path: root.join(name),
+            err,
+        })?;
     }
     Ok(())
 }
@@ -485,7 +501,20 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     if let Ok(real) = fs::canonicalize(p) {
         return Ok(real);
     }
-    Ok(std::path::absolute(p)?)
+    std::path::absolute(p).map_err(|e| Error::io("resolve", p, e))
+}
+
+/// A failure to walk a tree staticd writes: an I/O error naming the path.
+fn walk_error(base: &Path, e: walkdir::Error) -> Error {
+    let path = e.path().unwrap_or(base).to_path_buf();
+    let err = e
+        .into_io_error()
+        .unwrap_or_else(|| std::io::Error::other("cannot walk"));
+    Error::Io {
+        action: "read",
+        path,
+        err,
+    }
 }
 
 /// Device and inode of a path, for "is this a mount point" style checks in tests.

@@ -202,7 +202,8 @@ pub fn timing_line(
     )
 }
 
-/// A progress bar on a terminal; nothing otherwise.
+/// A progress bar on a terminal; nothing otherwise. Clones show the same bar.
+#[derive(Clone)]
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
 }
@@ -227,6 +228,13 @@ impl Progress {
             b.set_message(name);
             b.set_length(len as u64);
             b.set_position(0);
+        }
+    }
+
+    /// Moves the bar to `pos` (set from several threads, it may lag by a step or two).
+    pub fn set(&self, pos: usize) {
+        if let Some(b) = &self.bar {
+            b.set_position(pos as u64);
         }
     }
 

@@ -2,7 +2,9 @@
 //!
 //! Events are coalesced until the sources have been quiet for a moment, so a `git checkout`
 //! of thousands of files is one re-collect. Each re-collect publishes atomically; a broken
-//! reference prints its error and the last good generation stays published. A missing
+//! reference prints its error, with its kind (`error[missing_reference]: …`), and the last
+//! good generation stays published. A collect that raced with a file being replaced (a
+//! source or a carried output vanished under it) is run again at once. A missing
 //! reference a `warn` rule lets through is printed once, when it first appears, and counted in
 //! each report line. Discovery runs once: a change to Django's settings needs a restart.
 use super::report::{Log, Summary};
@@ -104,7 +106,17 @@ fn run_once(
 ) -> Option<Manifest> {
     let started = Instant::now();
     let manifest_path = d.static_root.join(&d.storage.manifest_name);
-    match collect(d, opts, log) {
+    let mut result = collect(d, opts, log);
+    if let Err(e) = &result {
+        if e.is_transient() {
+            log.warn(format!(
+                "error[{}]: {e}\n(a file changed during the collect: collecting again)",
+                e.kind()
+            ));
+            result = collect(d, opts, log);
+        }
+    }
+    match result {
         Ok(summary) => {
             let now: BTreeSet<String> = summary
                 .warnings
@@ -131,7 +143,8 @@ fn run_once(
         }
         Err(e) => {
             log.warn(format!(
-                "error: {e:#}\n(the last good generation stays published; fix the file and save again)"
+                "error[{}]: {e}\n(the last good generation stays published; fix the file and save again)",
+                e.kind()
             ));
             before
         }

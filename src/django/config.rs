@@ -14,6 +14,7 @@
 //! keep_only_hashed_files = false
 //! [collect]                     # optional: staticd's own collect options, not Django facts
 //! missing = ["warn:*.map"]      # missing-reference rules (validated by `collect::missing`)
+//! bundled = ["dist/assets/*"]   # files a bundler already named by content (`collect::bundler`)
 //! ```
 //!
 //! The same file holds `staticd serve`'s sections (`[serve]`, `[static]`, `[[upstream]]`…),
@@ -30,7 +31,7 @@ pub const FILE_NAME: &str = "staticd.toml";
 
 /// The top-level keys read here (every field of [`Config`]); the tables of the rest of the
 /// file are `staticd serve`'s.
-pub const KEYS: [&str; 7] = [
+pub const KEYS: [&str; 8] = [
     "static_root",
     "static_url",
     "ignore",
@@ -38,6 +39,8 @@ pub const KEYS: [&str; 7] = [
     "storage",
     "whitenoise",
     "collect",
+    // `remote::config`'s, not serve's.
+    "publish",
 ];
 
 /// The finder a `[[sources]]` entry stands for (it is a STATICFILES_DIRS entry).
@@ -72,6 +75,10 @@ pub struct Config {
     pub whitenoise: WhiteNoiseConfig,
     #[serde(default)]
     pub collect: CollectConfig,
+    /// `[publish]`: how to reach an object store; validated by `remote::config`, which reads
+    /// it for Django projects too.
+    #[serde(default)]
+    pub publish: Option<toml::Table>,
 }
 
 fn default_static_url() -> String {
@@ -126,6 +133,8 @@ pub struct WhiteNoiseConfig {
 pub struct CollectConfig {
     /// Missing-reference rules, `ACTION:PATTERN` (checked by `collect::missing::Policy::new`).
     pub missing: Vec<String>,
+    /// Globs of files already named by content by a bundler (`collect::bundler::Globs`).
+    pub bundled: Vec<String>,
 }
 
 /// Parse and validate `staticd.toml` text. `path` is only used in messages.
@@ -454,11 +463,13 @@ skip_compress_extensions = []
     #[test]
     fn collect_section() {
         let cfg = parse(
-            "static_root = \"s\"\n[collect]\nmissing = [\"warn:*.map\", \"ignore:vendor/*\"]\n",
+            "static_root = \"s\"\n[collect]\nmissing = [\"warn:*.map\", \"ignore:vendor/*\"]\n\
+             bundled = [\"dist/*\"]\n",
             p(),
         )
         .unwrap();
         assert_eq!(cfg.collect.missing, ["warn:*.map", "ignore:vendor/*"]);
+        assert_eq!(cfg.collect.bundled, ["dist/*"]);
         assert_eq!(
             parse("static_root = \"s\"\n", p()).unwrap().collect,
             CollectConfig::default()

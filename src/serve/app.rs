@@ -7,8 +7,10 @@
 //! X-Accel-Redirect mounts and answers 404 when there is no upstream.
 
 use super::dispatch::{dispatch, Dispatch};
+use super::health;
 use super::log::{self, LogFormat};
-use super::message::{Request, Verb};
+use super::message::{Request, Upstream, Verb};
+use super::metrics::{self, Coding, RouteKind};
 use super::state::State;
 use actix_web::body::MessageBody;
 use actix_web::dev::{fn_service, Payload, ServiceFactory, ServiceRequest, ServiceResponse};
@@ -43,28 +45,56 @@ pub fn build(
 
 async fn answer(req: &HttpRequest, payload: Payload, state: &State) -> HttpResponse {
     let live = state.live.load();
-    // Only read the clock when the time will be logged.
-    let start = (live.log_format != LogFormat::Off).then(Instant::now);
-    let res = match dispatch(state, &live, req.uri().path()) {
-        Dispatch::Static(st) => {
-            let verb = Verb::of(req.method());
-            st.reply(verb, &Request::from_fields(req.headers()))
-                .into_actix(verb == Verb::Head)
-        }
-        Dispatch::Proxy => live.proxy.handle(req, payload).await,
+    // Only read the clock when the time will be logged or counted.
+    let start = (live.log_format != LogFormat::Off || metrics::enabled()).then(Instant::now);
+    let verb = Verb::of(req.method());
+    let route = dispatch(state, &live, req.uri().path());
+    let kind = route.kind();
+    let mut res = match route {
+        Dispatch::Static(st) => st
+            .reply(verb, &Request::from_fields(req.headers()))
+            .into_actix(verb == Verb::Head),
+        Dispatch::Health(probe) => health::answer(state, probe, verb)
+            .await
+            .into_actix(verb == Verb::Head),
+        Dispatch::Proxy(_) => live.proxy.handle(req, payload).await,
     };
+    let status = res.status();
+    state
+        .observe
+        .rules
+        .load()
+        .apply(kind, status, res.headers_mut());
     if let Some(start) = start {
-        log_access(req, &res, live.log_format, start);
+        log_access(req, &res, live.log_format, kind, start);
     }
     res
 }
 
-fn log_access(req: &HttpRequest, res: &HttpResponse, format: LogFormat, start: Instant) {
+fn log_access(
+    req: &HttpRequest,
+    res: &HttpResponse,
+    format: LogFormat,
+    kind: RouteKind,
+    start: Instant,
+) {
     use actix_web::body::BodySize;
     let bytes = match res.body().size() {
         BodySize::Sized(n) if req.method() != actix_web::http::Method::HEAD => n,
         _ => 0,
     };
+    let elapsed = start.elapsed();
+    let coding = Coding::of(
+        res.headers()
+            .get(header::CONTENT_ENCODING)
+            .map(HeaderValue::as_bytes),
+    );
+    metrics::request(kind, res.status().as_u16(), bytes, coding, elapsed);
+    if format == LogFormat::Off {
+        return;
+    }
+    let extensions = res.extensions();
+    let upstream = extensions.get::<Upstream>();
     let hdr = |n| {
         req.headers()
             .get(n)
@@ -89,7 +119,9 @@ fn log_access(req: &HttpRequest, res: &HttpResponse, format: LogFormat, start: I
             bytes,
             referer: hdr(header::REFERER),
             user_agent: hdr(header::USER_AGENT),
-            elapsed: start.elapsed(),
+            elapsed,
+            route: kind.as_str(),
+            upstream: upstream.map(|u| (u.addr.as_str(), u.header_time)),
         },
     );
 }

@@ -203,9 +203,12 @@ pub struct ServeArgs {
     #[arg(id = "internal[].url=root", long = "internal", value_name = "PREFIX=DIR", value_parser = parse_mount)]
     pub internal: Vec<Mount>,
 
-    /// Access log format, written to stdout.
+    /// Access log format (written to --access-log).
     #[arg(id = "log.format", long = "log-format", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Combined)]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub observe: super::observe::ObserveArgs,
 }
 
 /// Completes each option's declaration from its id (see the module doc): the environment

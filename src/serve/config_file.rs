@@ -728,7 +728,7 @@ url = "/p/"
                 format!("{f}:7:11: static.no_cors: expected true or false, not a string"),
                 format!("{f}:8:8: static.root: takes one value, not an array"),
                 format!("{f}:10:8: proxy.mode: \"medium\" is not one of fast, slow"),
-                format!("{f}:11:2: statik: unknown section; the sections are [serve], [static], [proxy], [[upstream]], [[internal]] (and collect's keys static_root, static_url, ignore, sources, storage, whitenoise, collect)"),
+                format!("{f}:11:2: statik: unknown section; the sections are [serve], [static], [proxy], [[upstream]], [[internal]] (and collect's keys static_root, static_url, ignore, sources, storage, whitenoise, collect, publish)"),
                 format!("{f}:14:1: upstream[1].adress: unknown key; [[upstream]] entries have address"),
                 format!("{f}:13:1: upstream[1]: missing `address`"),
                 format!("{f}:15:1: internal[1]: missing `root`"),

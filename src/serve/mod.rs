@@ -23,34 +23,41 @@
 //!    - `listen`: the listeners (`--bind` forms, Unix sockets, systemd socket activation).
 //!    - `config_file`: staticd.toml's serve sections → the options' defaults, every
 //!      problem with its file:line:column.
+//!    - `metrics`: the Prometheus counters and their exposition.
 //! 2. What the answers are made of:
 //!    - `table`: STATIC_ROOT + manifest → URL table (variants, types, validators, caching).
 //!    - `message`: `Reply`, `Body`, `Verb`, `Request`, error pages.
-//!    - `log`: the access log and diagnostics.
+//!    - `log`: the access log (its target, SIGUSR1's reopen) and diagnostics.
 //! 3. Built on those:
 //!    - `headers`: the static tier's header sets.
 //!    - `reload`: watching for new generations and swapping the table.
+//!    - `header_rules`: response header rules by route kind (`--header`).
 //! 4. The two kinds of answer:
 //!    - `respond`: the static tier (one request: lookup, negotiation, preconditions, range).
 //!    - `proxy`: everything outside STATIC_URL (`--upstream`, media, internal mounts).
 //! 5. Shared by the workers:
-//!    - `state`: the current table, and the live part of the configuration (CORS, log
-//!      format, the proxy) that a reload swaps.
-//! 6. Routing:
-//!    - `dispatch`: static or proxied; the static answer, for every protocol.
-//! 7. The front ends:
+//!    - `state`: the current table, the live part of the configuration (CORS, log format,
+//!      the proxy) that a reload swaps, the health path, header rules and root files.
+//! 6. staticd's own answers:
+//!    - `health`: the health path (liveness, readiness).
+//! 7. Routing:
+//!    - `dispatch`: health, static, root files or proxied; the static answer, for every
+//!      protocol.
+//! 8. The front ends:
 //!    - `app`: actix-web's App, for HTTP/2 (h2c).
-//! 8. The HTTP/1 server:
+//! 9. The HTTP/1 server:
 //!    - `h1`: every connection, for its whole life (h2c handed to `app`).
-//! 9. The options:
+//! 10. Operations:
+//!    - `observe`: health, metrics listener, log targets, header rules, root files options.
+//! 11. The options:
 //!    - `config`: `staticd serve`'s options (flag, environment variable and file key from
 //!      one declaration each) and their value parsers.
-//! 10. Where the settings come from:
+//! 12. Where the settings come from:
 //!    - `resolve`: flags > environment > staticd.toml > defaults; STATIC_ROOT and
 //!      STATIC_URL from the options or the Django project.
-//! 11. Reloading:
+//! 13. Reloading:
 //!    - `reconfigure`: SIGHUP, the configuration read again and applied without a restart.
-//! 12. Checking:
+//! 14. Checking:
 //!    - `check`: `staticd check`, the configuration prepared as a reload would, and
 //!      STATIC_ROOT checked.
 
@@ -66,11 +73,15 @@ mod dependency_order;
 pub mod dispatch;
 pub mod fields;
 pub mod h1;
+pub mod header_rules;
 pub mod headers;
+pub mod health;
 pub mod listen;
 pub mod log;
 pub mod message;
+pub mod metrics;
 pub mod negotiate;
+pub mod observe;
 pub mod path;
 pub mod proxy;
 pub mod range;
@@ -118,8 +129,8 @@ pub fn run_with(
     start: Start,
     (tx, rx): (SyncSender<reload::Wake>, Receiver<reload::Wake>),
 ) -> anyhow::Result<()> {
-    log::init();
     let args = loaded.args.clone();
+    observe::init_logs(&args.observe)?;
     let prepared = reconfigure::prepare(&args, args.max_body).map_err(anyhow::Error::msg)?;
     let opts = prepared.build;
     let root = opts.root.clone();
@@ -151,6 +162,7 @@ pub fn run_with(
     for u in &args.upstreams {
         tracing::info!("proxying everything outside {prefix} to {u}");
     }
+    let (observe, observed) = observe::Observe::new(&args.observe, &opts)?;
     let state = Arc::new(State {
         table: ArcSwap::from_pointee(table),
         live: ArcSwap::from_pointee(Live {
@@ -159,6 +171,7 @@ pub fn run_with(
             proxy: proxy.clone(),
         }),
         nudge: tx.clone(),
+        observe: observed,
     });
     let build = Arc::new(ArcSwap::from_pointee(opts));
     reload::spawn(state.clone(), build.clone(), fp, tx.clone(), rx)?;
@@ -222,7 +235,8 @@ pub fn run_with(
                 })?,
             };
         }
-        let server = builder.run();
+        let metrics_state = state.clone();
+        let server = observe.listen(builder, metrics_state)?.run();
         // SIGHUP is handled from here on: before the listening lines, which supervisors
         // (and tests) wait for before they may send it.
         let hangup = hangup_stream();

@@ -12,6 +12,9 @@
 //!   request finishes on the old configuration, new requests get the new one;
 //! - new table options (root, STATIC_URL, manifest name, max-age, memory limits) go to the
 //!   reloader, which rebuilds the table from them and swaps it (`reload`);
+//! - the header rules (`[headers]`) are swapped whole, and the access log goes to the new
+//!   `[log] access_log` from the next line on (a file that cannot be opened refuses the
+//!   reload);
 //! - options of `[serve]` (listeners, workers, connection timeouts, body size) cannot change
 //!   without a restart: each one that changed is logged as needing one and left as it is.
 //!
@@ -22,6 +25,8 @@
 
 use super::config::{ServeArgs, RESTART_SECTION};
 use super::config_file::key_of;
+use super::header_rules::{HeaderRules, Rule};
+use super::log;
 use super::path::normalize_prefix;
 use super::proxy::{self, Proxy};
 use super::reload::Wake;
@@ -166,7 +171,28 @@ impl Reconfigure {
             }
         }
 
+        // The access log's file is opened here, the one step that can still fail: an error
+        // refuses the reload before anything is swapped (the current file stays).
+        let access = &new.args.observe.access_log;
+        if *access != self.current.args.observe.access_log {
+            if let Err(e) = log::set_access_target(access) {
+                tracing::warn!("reload refused, the running configuration stays: access_log: {e}");
+                return None;
+            }
+        }
+
         // Commit: nothing below can fail.
+        let observe = &new.args.observe;
+        let rules: Vec<Rule> = observe
+            .headers
+            .iter()
+            .chain(&observe.remove_headers)
+            .cloned()
+            .collect();
+        state
+            .observe
+            .rules
+            .store(Arc::new(HeaderRules::new(&rules)));
         let old = state.live.load_full();
         let proxy = if *old.proxy.options() == prepared.proxy {
             old.proxy.clone()

@@ -23,21 +23,31 @@ const POLL: Duration = Duration::from_secs(1);
 /// Lets a burst of events (many renames) settle into one rebuild.
 const DEBOUNCE: Duration = Duration::from_millis(25);
 
-/// What identifies a published generation: the root directory and its manifest.
+/// What identifies a published generation: the root directory and its manifest. A root
+/// without a manifest (the root files of `--root-files`, a plain directory) is also told
+/// apart by its directory's mtime, which moves when a file is added, removed or renamed in
+/// it; with a manifest that would only rebuild mid-publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint {
     root: Option<(u64, u64)>,
     manifest: Option<(u64, u64, i64, i64, u64)>,
+    listing: Option<(i64, i64)>,
 }
 
 pub fn fingerprint(opts: &BuildOptions) -> Fingerprint {
-    let root = std::fs::metadata(&opts.root)
-        .ok()
-        .map(|m| (m.dev(), m.ino()));
+    let meta = std::fs::metadata(&opts.root).ok();
+    let root = meta.as_ref().map(|m| (m.dev(), m.ino()));
     let manifest = std::fs::metadata(opts.root.join(&opts.manifest_name))
         .ok()
         .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()));
-    Fingerprint { root, manifest }
+    let listing = meta
+        .filter(|_| manifest.is_none())
+        .map(|m| (m.mtime(), m.mtime_nsec()));
+    Fingerprint {
+        root,
+        manifest,
+        listing,
+    }
 }
 
 /// Why the reloader woke up.
@@ -93,9 +103,22 @@ pub fn spawn<S: AsRef<ArcSwap<Table>> + Send + Sync + 'static>(
     tx: SyncSender<Wake>,
     rx: Receiver<Wake>,
 ) -> std::io::Result<()> {
+    spawn_named("static", slot, opts, built_at, tx, rx)
+}
+
+/// [`spawn`] for the table `name` (the `table` label of its metrics: `static`,
+/// `root_files`).
+pub fn spawn_named<S: AsRef<ArcSwap<Table>> + Send + Sync + 'static>(
+    name: &'static str,
+    slot: Arc<S>,
+    opts: Arc<ArcSwap<BuildOptions>>,
+    built_at: Fingerprint,
+    tx: SyncSender<Wake>,
+    rx: Receiver<Wake>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
-        .name("staticd-reload".into())
-        .spawn(move || run((*slot).as_ref(), opts, built_at, tx, rx))
+        .name(format!("staticd-reload-{name}"))
+        .spawn(move || run(name, (*slot).as_ref(), opts, built_at, tx, rx))
         .map(|_| ())
 }
 
@@ -104,6 +127,7 @@ pub fn spawn<S: AsRef<ArcSwap<Table>> + Send + Sync + 'static>(
 const STALE_INTERVAL: Duration = Duration::from_millis(500);
 
 fn run(
+    name: &'static str,
     slot: &ArcSwap<Table>,
     shared: Arc<ArcSwap<BuildOptions>>,
     mut current: Fingerprint,
@@ -171,6 +195,7 @@ fn run(
                 let n = table.assets.len();
                 let mem = table.mem_bytes;
                 slot.store(Arc::new(table));
+                super::metrics::table_built(name, true, true);
                 tracing::info!(
                     "reloaded {}: {n} URLs, {} KiB in memory, {:?}",
                     opts.root.display(),
@@ -185,10 +210,13 @@ fn run(
                 // Published again while we were building: go around at once.
                 again = fingerprint(&opts) != now;
             }
-            Err(e) => tracing::warn!(
-                "reload of {} failed, keeping the previous table: {e:#}",
-                opts.root.display()
-            ),
+            Err(e) => {
+                super::metrics::table_built(name, true, false);
+                tracing::warn!(
+                    "reload of {} failed, keeping the previous table: {e:#}",
+                    opts.root.display()
+                )
+            }
         }
         current = now;
         last_build = Instant::now();

@@ -364,13 +364,19 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        Conn {
+        Self::try_open(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+    }
+
+    /// [`Conn::open`] for a caller that records a failed connect instead of panicking (a
+    /// client thread whose panic would lose the reason).
+    pub fn try_open(addr: SocketAddr) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(READ_TIMEOUT))?;
+        Ok(Conn {
             stream,
             buf: Vec::new(),
             eof: false,
-        }
+        })
     }
 
     pub fn send(&mut self, bytes: &[u8]) {

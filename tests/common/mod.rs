@@ -1,13 +1,19 @@
 //! The integration tests' one harness: paths and the Python venv (here), the strict raw
 //! HTTP/1.1 client ([`http`]), the launcher of `staticd serve`/`dev` ([`staticd`]),
-//! `staticd collect` projects ([`project`]), STATIC_ROOT fixtures ([`fixture`]) and real
-//! Django under gunicorn ([`django`]).
+//! `staticd collect` projects ([`project`]), STATIC_ROOT fixtures ([`fixture`]), real
+//! Django under gunicorn ([`django`]), real Vite ([`vite`]), a TLS test kit around staticd's
+//! TLS library with `openssl s_client` and `curl` as clients ([`tls`]) and Pebble, the ACME
+//! test server ([`pebble`]).
 
 pub mod django;
 pub mod fixture;
 pub mod http;
+pub mod pebble;
 pub mod project;
+pub mod s3;
 pub mod staticd;
+pub mod tls;
+pub mod vite;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -26,36 +32,44 @@ pub fn sample_project() -> PathBuf {
     repo_root().join("sample_project")
 }
 
+/// Runs the idempotent installer `.ci/<name>` and returns the file it prints on its last
+/// line (what it installed or found); `purpose` says in a failure what the tests need it for.
+pub fn ci_installed(name: &str, purpose: &str) -> PathBuf {
+    let script = repo_root().join(".ci").join(name);
+    let out = Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        panic!(
+            "{} failed ({}); the tests need it {purpose}.\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            script.display(),
+            out.status
+        );
+    }
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let path = PathBuf::from(last.trim());
+    assert!(
+        path.is_file(),
+        "{} printed {last:?} as its last line, which is no file.\nstderr:\n{stderr}",
+        script.display()
+    );
+    path
+}
+
 /// The test virtualenv's python (Django, DRF, WhiteNoise, gunicorn, uvicorn, …), built by
 /// `.ci/venv` at most once per test process (the script itself is idempotent and locked).
 pub fn venv_python() -> PathBuf {
     static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let script = repo_root().join(".ci").join("venv");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            panic!(
-                "{} failed ({}); the tests need it to build the Python virtualenv.\nstdout:\n{stdout}\nstderr:\n{stderr}",
-                script.display(),
-                out.status
-            );
-        }
-        let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-        let py = PathBuf::from(last.trim());
-        assert!(
-            py.is_file(),
-            "{} printed {last:?} as its last line, which is not a python executable.\nstderr:\n{stderr}",
-            script.display()
-        );
-        py
-    })
-    .clone()
+    PY.get_or_init(|| ci_installed("venv", "to build the Python virtualenv"))
+        .clone()
 }
 
 /// The `key=value` facts `.ci/venv` recorded for the venv of [`venv_python`].

@@ -40,8 +40,10 @@ pub mod response;
 
 use super::body::Segment;
 use super::dispatch::{dispatch, Dispatch};
+use super::health;
 use super::log::{self, LogFormat};
 use super::message::{error_page, Body, Reply, Verb};
+use super::metrics::{self, Coding, RouteKind};
 use super::socket::{self, Client, Peer, Prefixed};
 use super::state::{Live, State};
 use super::{headers, proxy};
@@ -155,6 +157,7 @@ async fn serve<S>(
 where
     S: Service<(Prefixed, Option<SocketAddr>), Response = ()>,
 {
+    let _open = metrics::Connection::open();
     let peer = io.peer();
     let mut buf = BytesMut::with_capacity(4096);
     let mut conn = Conn {
@@ -163,6 +166,7 @@ where
         settings: &settings,
         peer,
         log_format: LogFormat::Off,
+        route: RouteKind::Internal,
         out: Vec::with_capacity(512),
     };
     if conn.run(&mut buf).await == End::H2c {
@@ -214,6 +218,8 @@ struct Conn<'a> {
     peer: Option<Peer>,
     /// The access log format of the request being answered (from the [`Live`] it loaded).
     log_format: LogFormat,
+    /// The route kind of the request being answered (`Internal` until it is routed).
+    route: RouteKind,
     /// The response head being written, reused.
     out: Vec<u8>,
 }
@@ -224,6 +230,7 @@ impl Conn<'_> {
         let mut stop = std::pin::pin!(self.settings.shutdown.notified());
         let mut first = true;
         loop {
+            self.route = RouteKind::Internal;
             let next = self.read_head(buf, first, stop.as_mut()).await;
             // The configuration this request is answered with, whatever a reload does meanwhile.
             let live = self.state.live.load();
@@ -274,9 +281,9 @@ impl Conn<'_> {
         }
     }
 
-    /// The clock, when the time will be logged.
+    /// The clock, when the time will be logged or counted.
     fn clock(&self) -> Option<Instant> {
-        (self.log_format != LogFormat::Off).then(Instant::now)
+        (self.log_format != LogFormat::Off || metrics::enabled()).then(Instant::now)
     }
 
     /// Waits for the next head. The first one must arrive whole within `--header-timeout`
@@ -421,12 +428,18 @@ impl Conn<'_> {
             "" => "/",
             p => p,
         };
-        match dispatch(self.state, live, path) {
+        let route = dispatch(self.state, live, path);
+        self.route = route.kind();
+        match route {
             Dispatch::Static(st) => {
                 let reply = st.reply(head.verb, &head.request(buf));
                 self.send(head, buf, reply, start, After::Request).await
             }
-            Dispatch::Proxy => {
+            Dispatch::Health(probe) => {
+                let reply = health::answer(self.state, probe, head.verb).await;
+                self.send(head, buf, reply, start, After::Request).await
+            }
+            Dispatch::Proxy(_) => {
                 self.proxied(&live.proxy, head, buf, path, body, start, rest)
                     .await
             }
@@ -490,7 +503,8 @@ impl Conn<'_> {
         self.out.clear();
         response::encode(&mut self.out, &r, Framing::Bare, Persist::Upgrade);
         if let Some(start) = start {
-            self.log(head, buf, r.status, 0, start);
+            self.log(head, buf, &r, 0, start);
+            self.count(head, &r, 0, start);
         }
         if socket::write_all(self.io, &self.out, &[]).await.is_ok() {
             let stop = self.settings.shutdown.notified();
@@ -511,10 +525,16 @@ impl Conn<'_> {
         if reply.close {
             // The client left (499): nothing to write.
             if let Some(start) = start {
-                self.log(head, buf, reply.status, 0, start);
+                self.log(head, buf, &reply, 0, start);
+                self.count(head, &reply, 0, start);
             }
             return false;
         }
+        self.state
+            .observe
+            .rules
+            .load()
+            .apply(self.route, reply.status, &mut reply.headers);
         let framing = response::framing(reply.status, &reply.body, head.http10);
         let keep = after == After::Request
             && head.keep_alive
@@ -532,7 +552,7 @@ impl Conn<'_> {
         // keep the order in which requests were answered; a stream's after it ends.
         let known = reply.body.known_size();
         if let (Some(start), Some(n)) = (start, known) {
-            self.log(head, buf, reply.status, n, start);
+            self.log(head, buf, &reply, n, start);
         }
         // A stream's bytes are counted as they go, so a client that leaves mid-stream is
         // logged with what it was sent (as nginx's $body_bytes_sent), not 0.
@@ -540,11 +560,16 @@ impl Conn<'_> {
         let sent = self
             .write(&mut reply.body, head_only, framing, &mut streamed)
             .await;
+        if let Some(start) = start {
+            // Counted once the answer is written (the duration covers the body), and before
+            // a close tells the client it has everything.
+            self.count(head, &reply, known.unwrap_or(streamed), start);
+        }
         if persist == Persist::Close {
             socket::finish(self.io);
         }
         if let (Some(start), None) = (start, known) {
-            self.log(head, buf, reply.status, streamed, start);
+            self.log(head, buf, &reply, streamed, start);
         }
         if after == After::Linger && sent.is_ok() {
             socket::linger(self.io, self.settings.shutdown.notified()).await;
@@ -622,8 +647,30 @@ impl Conn<'_> {
         Ok(body.size())
     }
 
-    fn log(&self, head: &Head, buf: &[u8], status: StatusCode, bytes: u64, start: Instant) {
+    /// Counts an answer in the metrics (a no-op unless they are on).
+    fn count(&self, head: &Head, reply: &Reply<'_>, bytes: u64, start: Instant) {
         let bytes = if head.verb == Verb::Head { 0 } else { bytes };
+        let coding = reply
+            .headers
+            .iter()
+            .find(|(n, _)| n == ax::CONTENT_ENCODING)
+            .map(|(_, v)| v.as_bytes());
+        metrics::request(
+            self.route,
+            reply.status.as_u16(),
+            bytes,
+            Coding::of(coding),
+            start.elapsed(),
+        );
+    }
+
+    fn log(&self, head: &Head, buf: &[u8], reply: &Reply<'_>, bytes: u64, start: Instant) {
+        if self.log_format == LogFormat::Off {
+            return;
+        }
+        let bytes = if head.verb == Verb::Head { 0 } else { bytes };
+        let status = reply.status;
+        let elapsed = start.elapsed();
         log::access(
             self.log_format,
             &log::Entry {
@@ -635,7 +682,12 @@ impl Conn<'_> {
                 bytes,
                 referer: request::text(buf, head.referer.clone()),
                 user_agent: request::text(buf, head.user_agent.clone()),
-                elapsed: start.elapsed(),
+                elapsed,
+                route: self.route.as_str(),
+                upstream: reply
+                    .upstream
+                    .as_ref()
+                    .map(|u| (u.addr.as_str(), u.header_time)),
             },
         );
     }

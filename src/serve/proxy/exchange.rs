@@ -34,6 +34,7 @@ impl Proxy {
             headers: inc.headers,
             peer: inc.peer.and_then(|p| p.addr()),
             trusted: forward::trusted(inc.peer, &self.opts.trusted),
+            nets: &self.opts.trusted,
             host: Some(host),
             scheme: "http",
             upgrade,

@@ -18,6 +18,7 @@
 //! - `forward`: header rewriting both ways.
 //! - `files`: internal and media mounts (ETag, Range, conditionals).
 //! - `abort`: noticing a client that leaves while the upstream works (499).
+//! - `ready`: what the health path and the metrics read (readiness, upstream states).
 //!
 //! Request bodies are buffered (bounded by `--max-body`) before an upstream is contacted, so
 //! a slow client never holds a gunicorn sync worker; responses are streamed as produced.
@@ -29,6 +30,7 @@ pub mod files;
 pub mod forward;
 pub mod incoming;
 pub mod pages;
+pub mod ready;
 pub mod relay;
 pub mod tunnel;
 pub mod upstream;
@@ -133,8 +135,20 @@ impl Proxy {
     /// client that leaves while the upstream works cancels the upstream request (499).
     pub async fn forward(&self, inc: &Incoming<'_>, body: &[u8]) -> Reply<'static> {
         let work = async {
+            let started = std::time::Instant::now();
             match self.send(inc, body, None).await {
-                Ok((conn, head, active)) => self.relay(inc, conn, head, active),
+                Ok((conn, head, active)) => {
+                    // Retries included: the time the client waited for the head.
+                    let took = started.elapsed();
+                    crate::serve::metrics::upstream_header(took);
+                    let addr = active.addr().to_string();
+                    let mut reply = self.relay(inc, conn, head, active);
+                    reply.upstream = Some(crate::serve::message::Upstream {
+                        addr,
+                        header_time: took,
+                    });
+                    reply
+                }
                 Err(f) => failure_page(f),
             }
         };
