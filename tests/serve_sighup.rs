@@ -318,3 +318,59 @@ fn health_checks_follow_the_reloaded_upstreams() {
     );
     assert_eq!(text(&s, "/page"), "B");
 }
+
+/// `[headers]` and `[log] access_log` are applied by a reload: the next answer carries the
+/// new header rules and its access line goes to the new file.
+#[test]
+fn header_rules_and_access_log_follow_a_reload() {
+    let root = dir_with("app.css", b"x{}");
+    let media = dir_with("a.txt", b"m");
+    let a = Upstream::start("A");
+    let logs = tempfile::tempdir().unwrap();
+    let (one, two) = (logs.path().join("one.log"), logs.path().join("two.log"));
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("staticd.toml");
+    let extra = |value: &str, log: &Path| {
+        format!("[headers]\nset = [\"static:X-Rule: {value}\"]\n\n[log]\naccess_log = {log:?}")
+    };
+    write_config(
+        &cfg,
+        root.path(),
+        "/static/",
+        media.path(),
+        a.addr,
+        &extra("one", &one),
+    );
+    let s = serve(&cfg);
+    let r = s.get("/static/app.css", &[]);
+    assert_eq!((r.status, r.header("x-rule")), (200, Some("one")));
+    let logged = |file: &Path| {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .contains("/static/app.css")
+    };
+    wait_until("the access line in one.log", WAIT, || {
+        logged(&one).then_some(())
+    });
+
+    write_config(
+        &cfg,
+        root.path(),
+        "/static/",
+        media.path(),
+        a.addr,
+        &extra("two", &two),
+    );
+    s.signal(libc::SIGHUP);
+    let mut from = 0;
+    let line = s.stderr.wait_from(&mut from, "the reload", WAIT, |l| {
+        l.contains("configuration reloaded from")
+    });
+    assert!(line.contains("[headers] set"), "{line}");
+    assert!(line.contains("[log] access_log"), "{line}");
+    let r = s.get("/static/app.css", &[]);
+    assert_eq!((r.status, r.header("x-rule")), (200, Some("two")));
+    wait_until("the access line in two.log", WAIT, || {
+        logged(&two).then_some(())
+    });
+}
