@@ -25,6 +25,8 @@
 //!    - `message`: `Reply`, `Body`, `Verb`, `Request`, error pages.
 //! 3. Built on those:
 //!    - `headers`: the static tier's header sets.
+//!    - `compress`: on-the-fly br/zstd/gzip of upstream responses (which, how, the
+//!      header edits), with its encoders and the streaming body.
 //!    - `reload`: watching for new generations and swapping the table.
 //! 4. The two kinds of answer:
 //!    - `respond`: the static tier (one request: lookup, negotiation, preconditions, range).
@@ -43,6 +45,7 @@
 pub mod app;
 pub mod beneath;
 pub mod body;
+pub mod compress;
 pub mod conditional;
 pub mod config;
 #[cfg(test)]
