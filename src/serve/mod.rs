@@ -148,6 +148,15 @@ pub fn run_with(
         }),
         media_max_age: args.max_age,
         ws_idle_timeout: args.ws_idle_timeout,
+        compress: compress::Policy {
+            enabled: !args.no_proxy_compress,
+            types: compress::types::Types::new(
+                args.proxy_compress_types.clone(),
+                args.no_proxy_compress_types.clone(),
+            ),
+            exclude_paths: args.no_proxy_compress_paths.clone(),
+            min_length: args.proxy_compress_min_length,
+        },
     }));
     for u in &args.upstreams {
         tracing::info!("proxying everything outside {prefix} to {u}");
