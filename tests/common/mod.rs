@@ -1,13 +1,14 @@
 //! The integration tests' one harness: paths and the Python venv (here), the strict raw
 //! HTTP/1.1 client ([`http`]), the launcher of `staticd serve`/`dev` ([`staticd`]),
-//! `staticd collect` projects ([`project`]), STATIC_ROOT fixtures ([`fixture`]) and real
-//! Django under gunicorn ([`django`]).
+//! `staticd collect` projects ([`project`]), STATIC_ROOT fixtures ([`fixture`]), real
+//! Django under gunicorn ([`django`]) and a scripted upstream ([`upstream`]).
 
 pub mod django;
 pub mod fixture;
 pub mod http;
 pub mod project;
 pub mod staticd;
+pub mod upstream;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
