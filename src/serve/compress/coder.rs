@@ -2,28 +2,35 @@
 //! been fed so far becomes decodable), and finished.
 //!
 //! Levels are chosen for speed, as nginx's `gzip_comp_level 1` default is: each response is
-//! compressed once, while the client waits. Measured on a 20 KiB Django page (the proxy
-//! benchmark's, see benches/README.md "compress"), CPU time per response on one core of
-//! this machine, with the state kept warm as here:
+//! compressed once, while the client waits. Measured on the proxy benchmark's 20 KiB Django
+//! page (sample_project `/page/`, 21,259 bytes) and a 24 KiB DRF-style JSON list: bytes out
+//! and CPU per response (one thread, pinned, this module's warm states; a shared 2-core
+//! machine at load 11, so compare within a column):
 //!
-//! | coding | level | bytes | µs |
-//! |---|---|---:|---:|
-//! | gzip | 1 | 3652 | 55 |
-//! | gzip | 6 (nginx's common `gzip_comp_level 6`) | 3319 | 190 |
-//! | br | 4, window 2^18 | 3238 | 210 |
-//! | br | 5 | 2940 | 300 |
-//! | zstd | 3 | 3415 | 45 |
+//! | coding, level | HTML bytes | µs | JSON bytes | µs |
+//! |---|---:|---:|---:|---:|
+//! | gzip 1 | 3,652 | 56 | 6,812 | 120 |
+//! | gzip 6 (nginx's common `gzip_comp_level 6`) | 3,319 | 200 | 6,482 | 482 |
+//! | br 1 | 3,629 | 76 | 6,705 | 118 |
+//! | br 2 | 3,434 | 136 | 6,296 | 250 |
+//! | br 4 | 3,238 | 225 | 6,413 | 426 |
+//! | br 5 | 2,940 | 319 | 6,008 | 638 |
+//! | zstd 3 | 3,415 | 42 | 6,349 | 97 |
 //!
 //! So: gzip [`GZIP_LEVEL`] 1 (nginx's default level: the same bytes nginx sends), br
-//! [`BROTLI_QUALITY`] 4 (fewer bytes than gzip 6 for no more CPU; 5 costs half as much
-//! again, and q4's cost barely depends on the window), zstd [`ZSTD_LEVEL`] 3 (zstd's own
-//! default: gzip 6's size for a quarter of gzip 1's time).
+//! [`BROTLI_QUALITY`] 2 (about gzip 6's size for two thirds of its time or less; 4 costs half
+//! as much again for 6 % fewer bytes on HTML and more bytes on JSON), zstd [`ZSTD_LEVEL`] 3
+//! (zstd's own default: gzip 6's size in less time than gzip 1).
 //!
 //! zlib and zstd states are kept per worker thread and reset for the next response
 //! ([`POOL_MAX`] of each): setting one up (zeroing zlib's 256 KiB, zstd's tables) cost more
-//! than compressing the page itself. The brotli crate's encoder cannot be reset.
+//! than compressing the page itself. The brotli crate's encoder cannot be reset: its memory
+//! is kept instead ([`super::memory`]).
 
+use super::memory::{Mem, Pooled};
 use crate::serve::negotiate::Encoding;
+use brotli::enc::writer::CompressorWriterCustomAlloc;
+use brotli::Allocator as _;
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use std::cell::RefCell;
 use std::io::{self, Write as _};
@@ -32,7 +39,7 @@ use zstd::zstd_safe::{self, CCtx, CParameter, InBuffer, OutBuffer, ResetDirectiv
 /// zlib level for gzip (nginx's `gzip_comp_level` default).
 pub const GZIP_LEVEL: u32 = 1;
 /// Brotli quality (0–11).
-pub const BROTLI_QUALITY: u32 = 4;
+pub const BROTLI_QUALITY: u32 = 2;
 /// Brotli window, log2: 256 KiB. Larger windows gain nothing on pages and cost memory per
 /// open stream; smaller ones made this brotli implementation much slower at some qualities.
 pub const BROTLI_WINDOW: u32 = 18;
@@ -52,9 +59,12 @@ enum Kind {
         crc: Crc,
         started: bool,
     },
-    Brotli(Option<Box<brotli::CompressorWriter<Vec<u8>>>>),
+    Brotli(Option<Box<BrotliWriter>>),
     Zstd(Option<CCtx<'static>>),
 }
+
+/// brotli's streaming encoder, in memory kept per thread ([`super::memory`]).
+type BrotliWriter = CompressorWriterCustomAlloc<Vec<u8>, Mem<u8>, Pooled>;
 
 thread_local! {
     static DEFLATE: RefCell<Vec<Compress>> = const { RefCell::new(Vec::new()) };
@@ -70,7 +80,8 @@ fn zstd_err(code: usize) -> io::Error {
 
 impl Encoder {
     /// An encoder for `coding` (not identity); `len` is the input's length when known
-    /// (zstd writes it in its frame header and sizes its tables to it).
+    /// (zstd writes it in its frame header and sizes its tables to it; brotli's
+    /// parameters here do not depend on it).
     pub fn new(coding: Encoding, len: Option<u64>) -> io::Result<Encoder> {
         let kind = match coding {
             Encoding::Gzip => {
@@ -88,14 +99,13 @@ impl Encoder {
                 }
             }
             Encoding::Brotli => {
-                let mut params = brotli::enc::BrotliEncoderInitParams();
-                params.quality = BROTLI_QUALITY as i32;
-                params.lgwin = BROTLI_WINDOW as i32;
-                params.size_hint = len.map_or(0, |n| n.min(usize::MAX as u64) as usize);
-                Kind::Brotli(Some(Box::new(brotli::CompressorWriter::with_params(
+                let buffer = Pooled.alloc_cell(4096);
+                Kind::Brotli(Some(Box::new(CompressorWriterCustomAlloc::new(
                     Vec::new(),
-                    4096,
-                    &params,
+                    buffer,
+                    Pooled,
+                    BROTLI_QUALITY,
+                    BROTLI_WINDOW,
                 ))))
             }
             Encoding::Zstd => {

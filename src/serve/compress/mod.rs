@@ -30,6 +30,7 @@
 //! Compression and secrets (BREACH): see README "Compression of proxied responses".
 
 pub mod coder;
+pub mod memory;
 pub mod stream;
 pub mod types;
 
