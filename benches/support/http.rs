@@ -86,12 +86,7 @@ pub fn request(
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or("no status line")?;
+    let status = status_of(&head)?;
     let len = content_length(head.as_bytes());
     while buf.len() < head_end + len {
         let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
@@ -102,6 +97,15 @@ pub fn request(
     }
     let body = buf[head_end..].to_vec();
     Ok(Response { status, head, body })
+}
+
+/// The status code of a response head.
+fn status_of(head: &str) -> Result<u16, String> {
+    head.lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| "no status line".to_string())
 }
 
 /// `GET path` with `Connection: close`, read until the server closes: the response (a chunked
@@ -125,12 +129,7 @@ pub fn get_whole(
     s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
     let head_end = find(&buf, b"\r\n\r\n").ok_or("no complete head")? + 4;
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or("no status line")?;
+    let status = status_of(&head)?;
     let mut r = Response {
         status,
         head,

@@ -35,7 +35,7 @@ pub mod stream;
 pub mod types;
 
 use super::message::Headers;
-use super::negotiate::{negotiate, Encoding};
+use super::negotiate::{negotiate, trim, Encoding};
 use actix_web::http::header::{self, HeaderValue};
 use std::borrow::Cow;
 
@@ -221,16 +221,6 @@ fn has_token(v: &[u8], token: &[u8]) -> bool {
         let name = item.split(|&b| b == b'=').next().unwrap_or_default();
         trim(name).eq_ignore_ascii_case(token)
     })
-}
-
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
 }
 
 #[cfg(test)]

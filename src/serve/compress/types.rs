@@ -9,6 +9,8 @@
 //! for events of a few hundred bytes that gain little; `--proxy-compress-type
 //! text/event-stream` turns it on (each event is still flushed at once, see `stream`).
 
+use crate::serve::negotiate::is_tchar;
+
 /// The types compressed unless the command line says otherwise.
 pub const DEFAULT: &[&str] = &[
     "text/*",
@@ -141,10 +143,6 @@ fn media_type(v: &[u8]) -> Option<(String, String)> {
     let (kind, sub) = essence.split_once('/')?;
     let token = |x: &str| !x.is_empty() && x.bytes().all(is_tchar);
     (token(kind) && token(sub)).then(|| (kind.to_string(), sub.to_string()))
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
