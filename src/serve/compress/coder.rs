@@ -45,8 +45,10 @@ pub const BROTLI_QUALITY: u32 = 2;
 pub const BROTLI_WINDOW: u32 = 18;
 /// zstd level (zstd's default).
 pub const ZSTD_LEVEL: i32 = 3;
-/// Idle encoder states kept per worker thread, per kind.
-pub const POOL_MAX: usize = 8;
+/// Idle encoder states kept per worker thread, per kind: what a worker compresses at once
+/// as a rule. Each costs memory while idle: zlib's about 256 KiB, zstd's up to a few MiB
+/// once it has compressed a stream of unknown length (its window, 2 MiB at level 3).
+pub const POOL_MAX: usize = 4;
 
 /// An encoder for one response; its state goes back to the thread's pool when dropped.
 pub struct Encoder {
