@@ -26,6 +26,8 @@
 //!    - `message`: `Reply`, `Body`, `Verb`, `Request`, error pages.
 //! 3. Built on those:
 //!    - `headers`: the static tier's header sets.
+//!    - `compress`: on-the-fly br/zstd/gzip of upstream responses (which, how, the
+//!      header edits), with its encoders and the streaming body.
 //!    - `reload`: watching for new generations and swapping the table.
 //!    - `header_rules`: response header rules by route kind (`--header`).
 //! 4. The two kinds of answer:
@@ -50,6 +52,7 @@
 pub mod app;
 pub mod beneath;
 pub mod body;
+pub mod compress;
 pub mod conditional;
 pub mod config;
 #[cfg(test)]
@@ -156,6 +159,15 @@ pub fn run_with(
         }),
         media_max_age: args.max_age,
         ws_idle_timeout: args.ws_idle_timeout,
+        compress: compress::Policy {
+            enabled: !args.no_proxy_compress,
+            types: compress::types::Types::new(
+                args.proxy_compress_types.clone(),
+                args.no_proxy_compress_types.clone(),
+            ),
+            exclude_paths: args.no_proxy_compress_paths.clone(),
+            min_length: args.proxy_compress_min_length,
+        },
     }));
     for u in &args.upstreams {
         tracing::info!("proxying everything outside {prefix} to {u}");

@@ -480,6 +480,7 @@ impl Conn<'_> {
             peer: self.peer.map(|a| a.ip()),
             // Only asked for when there is no Host to forward (a syscall).
             local: host.is_none().then(|| self.io.local_addr().ok()).flatten(),
+            http10: head.http10,
             client_fd: Some(std::os::unix::io::AsRawFd::as_raw_fd(self.io)),
         };
         let proxy = &state.proxy;
