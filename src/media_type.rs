@@ -1,9 +1,8 @@
 //! The Content-Type of a static file from its name: one rule for everything staticd hands
 //! out, whether it serves the file itself or publishes it to a store behind a CDN.
 //!
-//! The same rule as `serve::table`'s (which still has its own copy while src/serve/ is being
-//! reshaped; it should call this one afterwards): `mime_guess`, corrected for the web types it
-//! gets wrong for a static tier, and `charset=utf-8` on text so browsers never sniff.
+//! `serve::table` and `remote` both call it: `mime_guess`, corrected for the web types it gets
+//! wrong for a static tier, and `charset=utf-8` on text so browsers never sniff.
 
 /// Python's `os.path.splitext` extension (leading dots of the last component do not start one).
 fn extension(name: &str) -> &str {

@@ -15,6 +15,7 @@ mod discover_memo;
 mod h1_edge;
 mod incremental;
 mod properties;
+mod proxy_compress;
 mod proxy_deploy;
 mod proxy_gunicorn;
 mod proxy_keepalive;

@@ -7,7 +7,8 @@
 use crate::common::fixture::noise;
 use crate::common::http::{self, Expect};
 use crate::common::staticd::{Staticd, WAIT};
-use crate::common::{wait_until, Gate};
+use crate::common::upstream::Gate;
+use crate::common::wait_until;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;

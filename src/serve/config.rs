@@ -19,6 +19,7 @@
 //! The value parsers live here too, with typed errors ([`ValueError`]): the proxy's types
 //! (`Addr`, `Mount`) know nothing of how the command line spells them.
 
+use super::compress::types::Pattern;
 use super::listen::{parse_bind, Bind};
 use super::log::LogFormat;
 use super::path::normalize_prefix;
@@ -209,6 +210,35 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub observe: super::observe::ObserveArgs,
+
+    // Compression of upstream responses (nginx `gzip on` + `gzip_types`, Caddy `encode`):
+    // br, zstd or gzip as the client accepts, for text types; see README "Compression of
+    // proxied responses".
+    /// Send upstream responses as the upstream sent them: no on-the-fly br/zstd/gzip.
+    #[arg(id = "compress.off", long = "no-proxy-compress")]
+    pub no_proxy_compress: bool,
+
+    /// Also compress upstream responses of this Content-Type (`type/subtype`, `type/*`,
+    /// `type/*+suffix`; repeatable). By default: text/* but text/event-stream, JSON,
+    /// JavaScript, XML, SVG and the +json/+xml types.
+    #[arg(id = "compress.types", long = "proxy-compress-type", value_name = "TYPE", value_delimiter = ',', value_parser = parse_media_pattern)]
+    pub proxy_compress_types: Vec<Pattern>,
+
+    /// Never compress upstream responses of this Content-Type (as --proxy-compress-type;
+    /// repeatable).
+    #[arg(id = "compress.skip_types", long = "no-proxy-compress-type", value_name = "TYPE", value_delimiter = ',', value_parser = parse_media_pattern)]
+    pub no_proxy_compress_types: Vec<Pattern>,
+
+    /// Never compress upstream responses to requests under this path (`/account/`;
+    /// matched on the decoded path, as Django sees it; repeatable): e.g. pages that show a
+    /// secret next to what a request put there (BREACH, see README).
+    #[arg(id = "compress.skip_paths", long = "no-proxy-compress-path", value_name = "PREFIX", value_delimiter = ',', value_parser = parse_path_prefix)]
+    pub no_proxy_compress_paths: Vec<String>,
+
+    /// Upstream responses declaring a shorter Content-Length go out uncompressed (nginx
+    /// `gzip_min_length`); a length not declared (streamed) counts as long enough.
+    #[arg(id = "compress.min_length", long = "proxy-compress-min-length", value_name = "SIZE", default_value = "512", value_parser = parse_size)]
+    pub proxy_compress_min_length: u64,
 }
 
 /// Completes each option's declaration from its id (see the module doc): the environment
@@ -312,6 +342,10 @@ pub enum ValueError {
     NotAMount(String),
     /// `--internal /prefix/=` (no directory).
     EmptyMountDir(String),
+    /// `--proxy-compress-type` not `type/subtype`, `type/*` or `type/*+suffix`.
+    NotAMediaType(String),
+    /// `--no-proxy-compress-path` not starting with `/`.
+    NotAPathPrefix(String),
 }
 
 impl std::fmt::Display for ValueError {
@@ -337,6 +371,13 @@ impl std::fmt::Display for ValueError {
             ValueError::NotANetwork(s) => write!(f, "{s:?} is not an address, a CIDR or unix:"),
             ValueError::NotAMount(s) => write!(f, "{s:?}: expected /PREFIX/=DIR"),
             ValueError::EmptyMountDir(s) => write!(f, "{s:?}: empty directory"),
+            ValueError::NotAMediaType(s) => write!(
+                f,
+                "{s:?} is not a media type (e.g. text/html, text/*, application/*+json)"
+            ),
+            ValueError::NotAPathPrefix(s) => {
+                write!(f, "{s:?}: expected a path starting with / (e.g. /account/)")
+            }
         }
     }
 }
@@ -391,6 +432,20 @@ pub fn parse_mount(s: &str) -> Result<Mount, ValueError> {
         prefix: normalize_prefix(p),
         dir: PathBuf::from(d),
     })
+}
+
+/// `--proxy-compress-type text/html`, `text/*`, `application/*+json`.
+pub fn parse_media_pattern(s: &str) -> Result<Pattern, ValueError> {
+    s.parse().map_err(|_| ValueError::NotAMediaType(s.into()))
+}
+
+/// `--no-proxy-compress-path /account/`: a path as Django sees it (decoded).
+pub fn parse_path_prefix(s: &str) -> Result<String, ValueError> {
+    if s.starts_with('/') {
+        Ok(s.to_string())
+    } else {
+        Err(ValueError::NotAPathPrefix(s.into()))
+    }
 }
 
 /// `10M`, `10MiB`, `512k`, `1G`, or plain bytes. A size that does not fit in 64 bits is an
@@ -584,6 +639,27 @@ mod tests {
         assert_eq!(
             parse_upstream("web").unwrap_err().to_string(),
             "\"web\": expected HOST:PORT or unix:/path.sock"
+        );
+    }
+
+    #[test]
+    fn compression_values() {
+        assert_eq!(
+            parse_media_pattern("Text/*"),
+            Ok("text/*".parse::<Pattern>().unwrap())
+        );
+        assert_eq!(
+            parse_media_pattern("html"),
+            Err(ValueError::NotAMediaType("html".into()))
+        );
+        assert_eq!(
+            parse_media_pattern("html").unwrap_err().to_string(),
+            "\"html\" is not a media type (e.g. text/html, text/*, application/*+json)"
+        );
+        assert_eq!(parse_path_prefix("/account/"), Ok("/account/".into()));
+        assert_eq!(
+            parse_path_prefix("account"),
+            Err(ValueError::NotAPathPrefix("account".into()))
         );
     }
 

@@ -30,6 +30,8 @@
 //!    - `log`: the access log (its target, SIGUSR1's reopen) and diagnostics.
 //! 3. Built on those:
 //!    - `headers`: the static tier's header sets.
+//!    - `compress`: on-the-fly br/zstd/gzip of upstream responses (which, how, the
+//!      header edits), with its encoders and the streaming body.
 //!    - `reload`: watching for new generations and swapping the table.
 //!    - `header_rules`: response header rules by route kind (`--header`).
 //! 4. The two kinds of answer:
@@ -65,6 +67,7 @@ pub mod app;
 pub mod beneath;
 pub mod body;
 pub mod check;
+pub mod compress;
 pub mod conditional;
 pub mod config;
 pub mod config_file;

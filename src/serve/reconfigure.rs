@@ -106,6 +106,15 @@ pub fn proxy_options(args: &ServeArgs, max_body: u64) -> proxy::Options {
         }),
         media_max_age: args.max_age,
         ws_idle_timeout: args.ws_idle_timeout,
+        compress: super::compress::Policy {
+            enabled: !args.no_proxy_compress,
+            types: super::compress::types::Types::new(
+                args.proxy_compress_types.clone(),
+                args.no_proxy_compress_types.clone(),
+            ),
+            exclude_paths: args.no_proxy_compress_paths.clone(),
+            min_length: args.proxy_compress_min_length,
+        },
     }
 }
 

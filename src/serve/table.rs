@@ -9,6 +9,7 @@
 use super::beneath::{self, Links};
 use super::negotiate::Encoding;
 use crate::manifest::Manifest;
+use crate::media_type::content_type;
 use actix_web::http::header::HeaderValue;
 use bytes::Bytes;
 use rayon::prelude::*;
@@ -696,33 +697,6 @@ fn splitext(p: &str) -> (&str, &str) {
     match base[lead..].rfind('.') {
         Some(i) => p.split_at(base_start + lead + i),
         None => (p, ""),
-    }
-}
-
-/// MIME type from the name via `mime_guess`, with the few web types it gets wrong for a
-/// static tier, and `charset=utf-8` on text so browsers never sniff.
-fn content_type(name: &str) -> String {
-    let ext = splitext(name)
-        .1
-        .trim_start_matches('.')
-        .to_ascii_lowercase();
-    let essence: String = match ext.as_str() {
-        "mjs" | "js" => "text/javascript".into(),
-        "map" => "application/json".into(),
-        _ => mime_guess::from_ext(&ext)
-            .first()
-            .map(|m| m.essence_str().to_string())
-            .unwrap_or_else(|| "application/octet-stream".into()),
-    };
-    let texty = essence.starts_with("text/")
-        || matches!(
-            essence.as_str(),
-            "application/javascript" | "application/json" | "application/manifest+json"
-        );
-    if texty {
-        format!("{essence}; charset=utf-8")
-    } else {
-        essence
     }
 }
 

@@ -2,8 +2,8 @@
 //! HTTP/1.1 client ([`http`]), the launcher of `staticd serve`/`dev` ([`staticd`]),
 //! `staticd collect` projects ([`project`]), STATIC_ROOT fixtures ([`fixture`]), real
 //! Django under gunicorn ([`django`]), real Vite ([`vite`]), a TLS test kit around staticd's
-//! TLS library with `openssl s_client` and `curl` as clients ([`tls`]) and Pebble, the ACME
-//! test server ([`pebble`]).
+//! TLS library with `openssl s_client` and `curl` as clients ([`tls`]), Pebble, the ACME
+//! test server ([`pebble`]), and a scripted upstream ([`upstream`]).
 
 pub mod django;
 pub mod fixture;
@@ -13,6 +13,7 @@ pub mod project;
 pub mod s3;
 pub mod staticd;
 pub mod tls;
+pub mod upstream;
 pub mod vite;
 
 use std::io::Read;
@@ -243,28 +244,5 @@ impl Drop for ChildGuard {
             let _ = self.0.kill();
         }
         let _ = self.0.wait();
-    }
-}
-
-/// A switch a test flips to let a scripted server go on (no sleeps: the server waits on
-/// it, bounded by [`staticd::WAIT`]).
-#[derive(Clone, Default)]
-pub struct Gate(std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
-
-impl Gate {
-    pub fn open(&self) {
-        let (m, cv) = &*self.0;
-        *m.lock().unwrap() = true;
-        cv.notify_all();
-    }
-
-    pub fn wait(&self) {
-        let (m, cv) = &*self.0;
-        let mut open = m.lock().unwrap();
-        while !*open {
-            let (g, t) = cv.wait_timeout(open, staticd::WAIT).unwrap();
-            assert!(!t.timed_out(), "the test never opened the gate");
-            open = g;
-        }
     }
 }

@@ -478,6 +478,7 @@ impl Conn<'_> {
             peer: self.peer,
             // Only asked for when there is no Host to forward (a syscall).
             local: host.is_none().then(|| self.io.local_addr()).flatten(),
+            http10: head.http10,
             client_fd: Some(std::os::unix::io::AsRawFd::as_raw_fd(self.io)),
         };
         if let Some(reply) = proxy.local(&inc) {

@@ -31,6 +31,8 @@ pub struct Incoming<'a> {
     pub host: Option<&'a str>,
     pub peer: Option<Peer>,
     pub local: Option<std::net::SocketAddr>,
+    /// An HTTP/1.0 request (no chunked coding for an answer of unknown length).
+    pub http10: bool,
     /// The client's socket, watched for a close while the upstream works (HTTP/1 only: an
     /// HTTP/2 stream's task may outlive its connection's descriptor).
     pub client_fd: Option<std::os::unix::io::RawFd>,
@@ -51,6 +53,7 @@ impl<'a> Incoming<'a> {
             host,
             peer: peer(req),
             local: req.conn_data::<LocalAddr>().map(|a| a.0),
+            http10: req.version() < actix_web::http::Version::HTTP_11,
             // HTTP/2 streams run as tasks of their own that may outlive the socket.
             client_fd: None,
         }

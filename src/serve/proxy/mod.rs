@@ -7,8 +7,9 @@
 //! - here: what is answered without an upstream ([`Proxy::local`]), and [`Proxy::forward`],
 //!   which runs the next two steps and gives up when the client leaves (`abort`, 499).
 //! - `exchange`: the upstream request, sent with retries, up to the response head.
-//! - `relay`: the response (whole, streamed, or an X-Accel-Redirect file), and the 499
-//!   watch that logs a client leaving mid-stream.
+//! - `relay`: the response (whole, streamed, or an X-Accel-Redirect file), compressed as
+//!   [`compress`](crate::serve::compress) decides, and the 499 watch that logs a client
+//!   leaving mid-stream.
 //! - `pages`: the error answers (502, 504, the 499 that writes nothing).
 //! - `tunnel`: WebSocket/Upgrade (HTTP/1.1).
 //!
@@ -66,6 +67,8 @@ pub struct Options {
     pub media: Option<Mount>,
     pub media_max_age: u64,
     pub ws_idle_timeout: Duration,
+    /// On-the-fly compression of upstream responses.
+    pub compress: crate::serve::compress::Policy,
 }
 
 pub struct Proxy {
