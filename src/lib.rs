@@ -7,5 +7,7 @@
 pub mod collect;
 pub mod django;
 pub mod manifest;
+pub mod media_type;
+pub mod remote;
 pub mod serve;
 pub mod tls;

@@ -8,9 +8,9 @@
 //! a stalled body), heads not cut off after the first request, Host and absolute-form,
 //! `100 Continue` before a 413, underscored names, over-sized heads.
 
+use crate::common::echo::Upstream;
 use crate::common::http::{self, raw_bytes, Conn, Expect, Response};
 use crate::common::staticd::{Staticd, WAIT};
-use crate::common::upstream::Upstream;
 use crate::common::wait_until;
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering;

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod bundler;
 mod cli;
 mod collect_failures;
 mod collect_policy;
@@ -14,15 +15,21 @@ mod discover_memo;
 mod h1_edge;
 mod incremental;
 mod properties;
+mod proxy_compress;
 mod proxy_deploy;
 mod proxy_gunicorn;
 mod proxy_keepalive;
+mod publish;
 mod serve_acme;
 mod serve_collect;
+mod serve_config;
 mod serve_h1;
 mod serve_http;
+mod serve_listen;
+mod serve_observe;
 mod serve_ops;
 mod serve_reload;
+mod serve_sighup;
 mod serve_tls;
 mod serve_traversal;
 mod tls_acme;

@@ -7,10 +7,10 @@
 //! SIGHUP while a connection stays open.
 
 use crate::common::django::{SampleProject, Stack};
+use crate::common::echo::Upstream;
 use crate::common::fixture::{br, noise, text, StaticRoot};
 use crate::common::staticd::{Staticd, WAIT};
 use crate::common::tls::{fetch, nghttp, open_tls, s_client, Fetched, TestCa, REQUEST};
-use crate::common::upstream::Upstream;
 use crate::common::wait_until;
 use std::io::{Read, Write};
 use std::path::PathBuf;

@@ -7,7 +7,8 @@
 //! - `http`: one plain GET, for the sanity checks before a run;
 //! - `corpus`: the serve bench's synthetic corpus, where the collect bench keeps its Django
 //!   projects, tree copies and sizes;
-//! - `python`: the venv `.ci/venv` builds.
+//! - `python`: the venv `.ci/venv` builds;
+//! - `seaweed`: SeaweedFS for the publish bench, and what it says was written.
 //!
 //! Every bench is its own crate and uses only part of this module: unused items are expected.
 #![allow(dead_code)]
@@ -18,6 +19,7 @@ pub mod h2load;
 pub mod http;
 pub mod peers;
 pub mod python;
+pub mod seaweed;
 pub mod spawn;
 pub mod wrk;
 

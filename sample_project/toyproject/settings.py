@@ -109,6 +109,11 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
 }
 
+# Uploaded files: Django writes them, staticd serves them (`serve --media-root/--media-url`,
+# as nginx's `location /media/ { alias …; }`). In containers both mount the same volume.
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "media")))
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {

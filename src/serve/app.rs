@@ -8,9 +8,11 @@
 //! X-Accel-Redirect mounts and answers 404 when there is no upstream.
 
 use super::dispatch::{dispatch, Dispatch};
+use super::health;
 use super::https::{Asked, Front};
 use super::log::{self, LogFormat};
-use super::message::{Request, Verb};
+use super::message::{Request, Upstream, Verb};
+use super::metrics::{self, Coding, RouteKind};
 use super::proxy::LocalAddr;
 use super::state::State;
 use actix_web::body::MessageBody;
@@ -46,8 +48,9 @@ pub fn build(
 }
 
 async fn answer(req: &HttpRequest, payload: Payload, state: &State) -> HttpResponse {
-    // Only read the clock when the time will be logged.
-    let start = (state.log_format != LogFormat::Off).then(Instant::now);
+    let live = state.live.load();
+    // Only read the clock when the time will be logged or counted.
+    let start = (live.log_format != LogFormat::Off || metrics::enabled()).then(Instant::now);
     // What HTTPS changes on this connection's listener (h1 puts it in the connection data).
     let front = req.conn_data::<Arc<Front>>();
     let early = front.filter(|f| f.answers_early()).and_then(|f| {
@@ -64,15 +67,24 @@ async fn answer(req: &HttpRequest, payload: Payload, state: &State) -> HttpRespo
         f.early(&asked)
     });
     let verb = Verb::of(req.method());
-    let mut res = match early {
-        Some(reply) => reply.into_actix(verb == Verb::Head),
-        None => match dispatch(state, req.uri().path()) {
-            Dispatch::Static(st) => st
-                .reply(verb, &Request::from_fields(req.headers()))
-                .into_actix(verb == Verb::Head),
-            Dispatch::Proxy => state.proxy.handle(req, payload).await,
-        },
+    let route = dispatch(state, &live, req.uri().path());
+    let kind = route.kind();
+    let mut res = match (early, route) {
+        (Some(reply), _) => reply.into_actix(verb == Verb::Head),
+        (None, Dispatch::Static(st)) => st
+            .reply(verb, &Request::from_fields(req.headers()))
+            .into_actix(verb == Verb::Head),
+        (None, Dispatch::Health(probe)) => health::answer(state, probe, verb)
+            .await
+            .into_actix(verb == Verb::Head),
+        (None, Dispatch::Proxy(_)) => live.proxy.handle(req, payload).await,
     };
+    let status = res.status();
+    state
+        .observe
+        .rules
+        .load()
+        .apply(kind, status, res.headers_mut());
     if let Some(hsts) = front.and_then(|f| f.hsts.as_ref()) {
         let headers = res.headers_mut();
         if !headers.contains_key(header::STRICT_TRANSPORT_SECURITY) {
@@ -80,17 +92,35 @@ async fn answer(req: &HttpRequest, payload: Payload, state: &State) -> HttpRespo
         }
     }
     if let Some(start) = start {
-        log_access(req, &res, state.log_format, start);
+        log_access(req, &res, live.log_format, kind, start);
     }
     res
 }
 
-fn log_access(req: &HttpRequest, res: &HttpResponse, format: LogFormat, start: Instant) {
+fn log_access(
+    req: &HttpRequest,
+    res: &HttpResponse,
+    format: LogFormat,
+    kind: RouteKind,
+    start: Instant,
+) {
     use actix_web::body::BodySize;
     let bytes = match res.body().size() {
         BodySize::Sized(n) if req.method() != actix_web::http::Method::HEAD => n,
         _ => 0,
     };
+    let elapsed = start.elapsed();
+    let coding = Coding::of(
+        res.headers()
+            .get(header::CONTENT_ENCODING)
+            .map(HeaderValue::as_bytes),
+    );
+    metrics::request(kind, res.status().as_u16(), bytes, coding, elapsed);
+    if format == LogFormat::Off {
+        return;
+    }
+    let extensions = res.extensions();
+    let upstream = extensions.get::<Upstream>();
     let hdr = |n| {
         req.headers()
             .get(n)
@@ -101,7 +131,7 @@ fn log_access(req: &HttpRequest, res: &HttpResponse, format: LogFormat, start: I
     log::access(
         format,
         &log::Entry {
-            remote: req.peer_addr().map(|a| a.ip()),
+            remote: super::proxy::incoming::peer(req),
             method: req.method().as_str(),
             target,
             version: match req.version() {
@@ -115,7 +145,9 @@ fn log_access(req: &HttpRequest, res: &HttpResponse, format: LogFormat, start: I
             bytes,
             referer: hdr(header::REFERER),
             user_agent: hdr(header::USER_AGENT),
-            elapsed: start.elapsed(),
+            elapsed,
+            route: kind.as_str(),
+            upstream: upstream.map(|u| (u.addr.as_str(), u.header_time)),
         },
     );
 }

@@ -2,7 +2,7 @@
 //! it, plain TCP or TLS: [`ClientIo`] is the handful of operations they use, and each kind of
 //! connection does them its own way.
 //!
-//! - **Plain TCP** (`TcpStream`): `socket`'s syscalls. A response held in memory is one
+//! - **Plain** (`socket::Client`, TCP or a Unix socket): `socket`'s syscalls. A response held in memory is one
 //!   `writev`; a file goes by `sendfile`, its head sent with `MSG_MORE` to share a packet.
 //! - **TLS** ([`TlsClient`], rustls through tokio-rustls): every byte must pass through
 //!   rustls to be encrypted, so `sendfile` is impossible. What replaces it: the file is read
@@ -20,7 +20,7 @@
 //! not. Reads are not bounded here: the loop has its own timeouts for heads and bodies.
 
 use super::body;
-use super::socket::{self, SEND_TIMEOUT};
+use super::socket::{self, Client, SEND_TIMEOUT};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::select;
 use std::cell::RefCell;
@@ -107,13 +107,13 @@ pub trait ClientIo {
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const LINGER_TIME: Duration = Duration::from_secs(30);
 
-impl ClientIo for TcpStream {
+impl ClientIo for Client {
     fn fd(&self) -> RawFd {
         self.as_raw_fd()
     }
 
     fn local_addr(&self) -> Option<SocketAddr> {
-        TcpStream::local_addr(self).ok()
+        Client::local_addr(self)
     }
 
     async fn write_all(&self, head: &[u8], body: &[u8]) -> io::Result<()> {

@@ -21,85 +21,90 @@ use std::path::PathBuf;
 pub struct TlsArgs {
     /// Address of the HTTPS listener (TLS 1.2/1.3; HTTP/2 or HTTP/1.1 by ALPN). Required
     /// with --tls-cert or --acme-domain; --bind then redirects to it (see --no-redirect-http).
-    #[arg(long, value_name = "ADDR", env = "STATICD_HTTPS_BIND")]
+    #[arg(id = "serve.https_bind", long = "https-bind", value_name = "ADDR")]
     pub https_bind: Option<SocketAddr>,
 
     /// Certificate chain (PEM, leaf first), repeatable: one certificate per --tls-cert, its
     /// key the --tls-key in the same position. Chosen by SNI; the first is the default.
     /// Reloaded when the files change and on SIGHUP.
-    #[arg(long = "tls-cert", value_name = "PEM", requires = "tls_keys")]
+    #[arg(id = "tls.cert", long = "tls-cert", value_name = "PEM")]
     pub tls_certs: Vec<PathBuf>,
 
     /// Private key (PEM) of the --tls-cert in the same position.
-    #[arg(long = "tls-key", value_name = "PEM", requires = "tls_certs")]
+    #[arg(id = "tls.key", long = "tls-key", value_name = "PEM")]
     pub tls_keys: Vec<PathBuf>,
 
     /// Obtain and renew a certificate for this name through ACME (repeatable: one
     /// certificate per name). The CA connects to port 443 (TLS-ALPN-01) or 80 (HTTP-01) of
     /// the name: --https-bind or --bind must be reachable there.
-    #[arg(long = "acme-domain", value_name = "NAME")]
+    #[arg(
+        id = "acme.domains",
+        long = "acme-domain",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
     pub acme_domains: Vec<String>,
 
     /// Contact address for the ACME account (the CA's expiry and policy mail).
-    #[arg(long, value_name = "EMAIL", requires = "acme_domains")]
+    #[arg(id = "acme.email", long = "acme-email", value_name = "EMAIL")]
     pub acme_email: Option<String>,
 
     /// ACME directory URL.
-    #[arg(long, value_name = "URL", default_value = LETS_ENCRYPT, requires = "acme_domains")]
+    #[arg(id = "acme.directory", long = "acme-directory", value_name = "URL", default_value = LETS_ENCRYPT)]
     pub acme_directory: String,
 
     /// Let's Encrypt's staging directory (certificates no browser trusts, generous rate
     /// limits): for trying a setup out.
-    #[arg(long, conflicts_with = "acme_directory", requires = "acme_domains")]
+    #[arg(id = "acme.staging", long = "acme-staging")]
     pub acme_staging: bool,
 
     /// Where the ACME account and certificates are kept (0700; keys 0600). Replicas may
     /// share it. Default: $STATE_DIRECTORY/acme, $XDG_DATA_HOME/staticd/acme,
     /// ~/.local/share/staticd/acme or /var/lib/staticd/acme.
-    #[arg(long, value_name = "DIR", requires = "acme_domains")]
+    #[arg(id = "acme.store", long = "acme-store", value_name = "DIR")]
     pub acme_store: Option<PathBuf>,
 
     /// CA certificate(s) (PEM) to trust for the ACME server's own HTTPS instead of the
     /// system's: a private CA (step-ca), or Pebble in tests.
-    #[arg(long, value_name = "PEM", requires = "acme_domains")]
+    #[arg(id = "acme.ca_root", long = "acme-ca-root", value_name = "PEM")]
     pub acme_ca_root: Option<PathBuf>,
 
     /// ACME challenge types to answer, in order of preference (each failed attempt moves to
     /// the next): tls-alpn-01 needs --https-bind reachable on port 443, http-01 needs --bind
     /// reachable on port 80.
     #[arg(
+        id = "acme.challenges",
         long = "acme-challenge",
         value_name = "TYPE",
         value_enum,
         value_delimiter = ',',
-        default_value = "tls-alpn-01,http-01",
-        requires = "acme_domains"
+        default_value = "tls-alpn-01,http-01"
     )]
     pub acme_challenges: Vec<Challenge>,
 
     /// Send `Strict-Transport-Security: max-age=SECONDS` on HTTPS responses. Off by default:
     /// browsers then refuse plain HTTP to the name for that long, whatever happens to the
     /// certificate; start small (300) and raise it once HTTPS is known to work.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(id = "tls.hsts", long = "hsts", value_name = "SECONDS")]
     pub hsts: Option<u64>,
 
     /// Add `includeSubDomains` to HSTS: every subdomain must serve HTTPS too.
-    #[arg(long, requires = "hsts")]
+    #[arg(id = "tls.hsts_include_subdomains", long = "hsts-include-subdomains")]
     pub hsts_include_subdomains: bool,
 
     /// Add `preload` to HSTS (needs --hsts-include-subdomains and --hsts ≥ 31536000). Being
     /// on the browsers' preload list is hard to undo.
-    #[arg(long, requires = "hsts")]
+    #[arg(id = "tls.hsts_preload", long = "hsts-preload")]
     pub hsts_preload: bool,
 
     /// With HTTPS on, keep --bind serving as without HTTPS instead of redirecting to HTTPS
     /// (ACME challenges are answered either way).
-    #[arg(long)]
+    #[arg(id = "tls.no_redirect_http", long = "no-redirect-http")]
     pub no_redirect_http: bool,
 
     /// The port redirects name, when clients reach HTTPS on another port than
     /// --https-bind's (a container's port mapping). Default: --https-bind's.
-    #[arg(long, value_name = "PORT")]
+    #[arg(id = "tls.redirect_port", long = "redirect-port", value_name = "PORT")]
     pub redirect_port: Option<u16>,
 }
 
@@ -134,6 +139,12 @@ pub enum TlsArgsError {
     NoCertificates,
     #[error("{0} needs HTTPS (--https-bind with --tls-cert or --acme-domain)")]
     NeedsHttps(&'static str),
+    #[error("{0} needs --acme-domain (it only affects certificates obtained through ACME)")]
+    NeedsAcme(&'static str),
+    #[error("{0} needs --hsts")]
+    NeedsHsts(&'static str),
+    #[error("--acme-staging and --acme-directory both say which ACME server to use: give one")]
+    StagingAndDirectory,
     #[error(transparent)]
     Hsts(#[from] super::https::HstsError),
 }
@@ -186,6 +197,34 @@ impl TlsArgs {
             ] {
                 if given {
                     return Err(TlsArgsError::NeedsHttps(flag));
+                }
+            }
+        }
+        // What clap's `requires` would say, here because a value from staticd.toml is a
+        // default to clap and would not count as given.
+        if self.acme_domains.is_empty() {
+            for (given, flag) in [
+                (self.acme_email.is_some(), "--acme-email"),
+                (self.acme_staging, "--acme-staging"),
+                (self.acme_directory != LETS_ENCRYPT, "--acme-directory"),
+                (self.acme_store.is_some(), "--acme-store"),
+                (self.acme_ca_root.is_some(), "--acme-ca-root"),
+            ] {
+                if given {
+                    return Err(TlsArgsError::NeedsAcme(flag));
+                }
+            }
+        }
+        if self.acme_staging && self.acme_directory != LETS_ENCRYPT {
+            return Err(TlsArgsError::StagingAndDirectory);
+        }
+        if self.hsts.is_none() {
+            for (given, flag) in [
+                (self.hsts_include_subdomains, "--hsts-include-subdomains"),
+                (self.hsts_preload, "--hsts-preload"),
+            ] {
+                if given {
+                    return Err(TlsArgsError::NeedsHsts(flag));
                 }
             }
         }

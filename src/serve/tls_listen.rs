@@ -13,6 +13,8 @@
 
 use super::h1::{self, Settings};
 use super::https::Front;
+use super::metrics;
+use super::socket::Peer;
 use super::state::State;
 use super::stream::TlsClient;
 use super::tls_args::TlsArgs;
@@ -183,9 +185,12 @@ pub fn factory(
     settings: Settings,
     acceptor: TlsAcceptor,
 ) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()> {
-    let h2 = h1::h2_service(&state, &settings, |io: &TlsStream<TcpStream>| {
-        io.get_ref().0.local_addr().ok()
-    });
+    let h2 = h1::h2_service(
+        &state,
+        &settings,
+        |io: &TlsStream<TcpStream>| io.get_ref().0.local_addr().ok(),
+        |io: &TlsStream<TcpStream>| io.get_ref().0.peer_addr().ok().map(|a| Peer::ip(a.ip())),
+    );
     let settings = Rc::new(settings);
     fn_factory(move || {
         let h2 = h2.new_service(());
@@ -217,6 +222,7 @@ where
 {
     // nginx's `tcp_nodelay on`, for the handshake's flights as for responses.
     let _ = tcp.set_nodelay(true);
+    let _open = metrics::Connection::open();
     let peer = tcp.peer_addr().ok();
     match acceptor.accept(tcp).await {
         Ok(Accepted::Http {
@@ -228,6 +234,7 @@ where
         }
         Ok(Accepted::Http { stream, .. }) => {
             let io = TlsClient::new(*stream);
+            let peer = peer.map(|a| Peer::ip(a.ip()));
             h1::serve_over(&io, peer, &state, &settings).await;
         }
         Ok(Accepted::AcmeValidation) => {}
