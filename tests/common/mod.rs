@@ -3,15 +3,18 @@
 //! `staticd collect` projects ([`project`]), STATIC_ROOT fixtures ([`fixture`]), real
 //! Django under gunicorn ([`django`]), real Vite ([`vite`]), a TLS test kit around staticd's
 //! TLS library with `openssl s_client` and `curl` as clients ([`tls`]), Pebble, the ACME
-//! test server ([`pebble`]), and a scripted upstream ([`upstream`]).
+//! test server ([`pebble`]), a scripted upstream ([`upstream`]), and SeaweedFS ([`s3`] over
+//! [`seaweed`], which the publish bench shares) on ports leased for it ([`ports`]).
 
 pub mod django;
 pub mod echo;
 pub mod fixture;
 pub mod http;
 pub mod pebble;
+pub mod ports;
 pub mod project;
 pub mod s3;
+pub mod seaweed;
 pub mod staticd;
 pub mod tls;
 pub mod upstream;
