@@ -4,7 +4,8 @@
 //! Django under gunicorn ([`django`]), real Vite ([`vite`]), a TLS test kit around staticd's
 //! TLS library with `openssl s_client` and `curl` as clients ([`tls`]), Pebble, the ACME
 //! test server ([`pebble`]), a scripted upstream ([`upstream`]), and SeaweedFS ([`s3`] over
-//! [`seaweed`], which the publish bench shares) on ports leased for it ([`ports`]).
+//! [`seaweed`], which the publish bench shares) on ports leased for it ([`ports`]);
+//! [`publish`] runs staticd against it.
 
 pub mod django;
 pub mod echo;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod pebble;
 pub mod ports;
 pub mod project;
+pub mod publish;
 pub mod s3;
 pub mod seaweed;
 pub mod staticd;
