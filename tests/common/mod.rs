@@ -3,14 +3,15 @@
 //! `staticd collect` projects ([`project`]), STATIC_ROOT fixtures ([`fixture`]), real
 //! Django under gunicorn ([`django`]), real Vite ([`vite`]), a TLS test kit around staticd's
 //! TLS library with `openssl s_client` and `curl` as clients ([`tls`]), Pebble, the ACME
-//! test server ([`pebble`]), a scripted upstream ([`upstream`]), and SeaweedFS ([`s3`] over
-//! [`seaweed`], which the publish bench shares) on ports leased for it ([`ports`]);
-//! [`publish`] runs staticd against it.
+//! test server ([`pebble`]), a scripted upstream ([`upstream`]), and S3-compatible stores:
+//! SeaweedFS ([`s3`] over [`seaweed`], which the publish bench shares) and moto ([`moto`]),
+//! on ports leased for them ([`ports`]); [`publish`] runs staticd against them.
 
 pub mod django;
 pub mod echo;
 pub mod fixture;
 pub mod http;
+pub mod moto;
 pub mod pebble;
 pub mod ports;
 pub mod project;
