@@ -4,6 +4,7 @@
 //! record, not the client's), and what it holds through boto3 (an S3 client other than the
 //! one under test).
 use super::ports::{lease_ports, Lease};
+use super::seaweed::{probe, retried};
 use super::ChildGuard;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,7 +18,6 @@ pub const BUCKET: &str = "static";
 
 /// Python's import of moto on a loaded 2-core machine: seconds.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
-const ATTEMPTS: usize = 3;
 
 /// One request the server answered, from its log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,19 +52,7 @@ impl Moto {
     /// (its port taken after all, a crash) is retried on a fresh port, its log printed.
     pub fn start() -> Moto {
         let bin = super::s3::s3_python().parent().unwrap().join("moto_server");
-        let mut failures = String::new();
-        for attempt in 1..=ATTEMPTS {
-            match Self::try_start(&bin) {
-                Ok(m) => return m,
-                Err(e) => {
-                    let msg = format!("moto_server start {attempt}/{ATTEMPTS}: {e}");
-                    eprintln!("{msg}");
-                    failures.push_str(&msg);
-                    failures.push('\n');
-                }
-            }
-        }
-        panic!("moto_server did not start in {ATTEMPTS} attempts:\n{failures}");
+        retried("moto_server start", || Self::try_start(&bin))
     }
 
     fn try_start(bin: &Path) -> Result<Moto, String> {
@@ -259,35 +247,6 @@ fn credentials_owned() -> Vec<(String, String)> {
         ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
         ("AWS_SECRET_ACCESS_KEY".into(), SECRET_KEY.into()),
     ]
-}
-
-/// One readiness probe: a signed PUT, the GET of the same bytes, a DELETE.
-async fn probe(store: &staticd::remote::store::Store) -> Result<(), String> {
-    let key = ".staticd-ready-probe";
-    let body = bytes::Bytes::from_static(b"ready");
-    let headers = staticd::remote::store::Headers {
-        content_type: "text/plain".into(),
-        cache_control: "no-cache".into(),
-        encoding: None,
-    };
-    store
-        .put(
-            key,
-            body.clone(),
-            &headers,
-            object_store::PutMode::Overwrite,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    match store.get(key).await.map_err(|e| e.to_string())? {
-        Some((got, _)) if got == body => {}
-        other => return Err(format!("the probe read back as {other:?}")),
-    }
-    store
-        .delete(&[key.to_string()])
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
 }
 
 /// The requests in a werkzeug log (pure, unit-tested below).

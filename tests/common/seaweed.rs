@@ -71,8 +71,9 @@ pub struct Options<'a> {
     pub parent: Option<&'a Path>,
 }
 
-/// One readiness probe: a signed PUT, the GET of the same bytes, a DELETE.
-async fn probe(store: &staticd::remote::store::Store) -> Result<(), String> {
+/// One readiness probe of an S3 server: a signed PUT through staticd's own client, the GET
+/// of the same bytes, a DELETE (also `common::moto`'s: one definition of "ready").
+pub async fn probe(store: &staticd::remote::store::Store) -> Result<(), String> {
     let key = ".staticd-ready-probe";
     let body = bytes::Bytes::from_static(b"ready");
     let headers = staticd::remote::store::Headers {
@@ -98,6 +99,25 @@ async fn probe(store: &staticd::remote::store::Store) -> Result<(), String> {
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// Runs `attempt` up to [`ATTEMPTS`] times until it gives a value; each failure is printed
+/// (a retry must never hide one), and all of them fail the test at the end. `what` names it
+/// ("weed mini start").
+pub fn retried<T>(what: &str, mut attempt: impl FnMut() -> Result<T, String>) -> T {
+    let mut failures = String::new();
+    for n in 1..=ATTEMPTS {
+        match attempt() {
+            Ok(v) => return v,
+            Err(e) => {
+                let msg = format!("{what} {n}/{ATTEMPTS}: {e}");
+                eprintln!("{msg}");
+                failures.push_str(&msg);
+                failures.push('\n');
+            }
+        }
+    }
+    panic!("{what}: failed {ATTEMPTS} times:\n{failures}");
 }
 
 /// Every port one `weed mini` listens on, leased.
@@ -166,8 +186,7 @@ impl Seaweed {
     /// Starts `weed` (the venv's `bin/weed`) and waits until a signed write works.
     pub fn launch(weed: &Path, opts: &Options) -> Seaweed {
         let first = opts.identities.first().expect("a store needs an identity");
-        let mut failures = String::new();
-        for attempt in 1..=ATTEMPTS {
+        retried("weed mini start", || {
             let dir = match opts.parent {
                 Some(p) => tempfile::tempdir_in(p),
                 None => tempfile::tempdir(),
@@ -185,17 +204,8 @@ impl Seaweed {
                 secret_key: first.secret_key.to_string(),
             };
             s.write_config(opts.identities);
-            match s.spawn() {
-                Ok(()) => return s,
-                Err(e) => {
-                    let msg = format!("weed mini start {attempt}/{ATTEMPTS}: {e}");
-                    eprintln!("{msg}");
-                    failures.push_str(&msg);
-                    failures.push('\n');
-                }
-            }
-        }
-        panic!("weed mini did not start in {ATTEMPTS} attempts:\n{failures}");
+            s.spawn().map(|()| s)
+        })
     }
 
     fn write_config(&self, identities: &[Identity]) {
@@ -380,19 +390,7 @@ impl Seaweed {
     /// Starts it again on the same data and ports (a store coming back where it was).
     pub fn restart(&mut self) {
         self.kill();
-        let mut failures = String::new();
-        for attempt in 1..=ATTEMPTS {
-            match self.spawn() {
-                Ok(()) => return,
-                Err(e) => {
-                    let msg = format!("weed mini restart {attempt}/{ATTEMPTS}: {e}");
-                    eprintln!("{msg}");
-                    failures.push_str(&msg);
-                    failures.push('\n');
-                }
-            }
-        }
-        panic!("weed mini did not restart in {ATTEMPTS} attempts:\n{failures}");
+        retried("weed mini restart", || self.spawn());
     }
 
     /// weed's output (stdout and stderr) since its last start.
