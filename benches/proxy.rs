@@ -546,7 +546,7 @@ fn measure(
                 }
                 Err(e) => println!("  {name}: {e}"),
             }
-            std::thread::sleep(wrk::PAUSE);
+            wrk::settle(t.port);
         }
     }
     let log = std::fs::read_to_string(work.join("staticd.log")).unwrap_or_default();
@@ -800,7 +800,7 @@ fn compress_scenario(
                 }
                 Err(e) => println!("  {}: {e}", v.name),
             }
-            std::thread::sleep(wrk::PAUSE);
+            wrk::settle(proxies[v.proxy].port);
         }
     }
     drop(proxies);

@@ -21,10 +21,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 use support::corpus::{bench_corpus_root, copy_tree};
-use support::seaweed::{s3_python, written, Seaweed};
+use support::seaweed::{s3_python, written_between, Identity, Options, Seaweed};
 use support::{env_list, env_num, median, target_dir};
 
 const BUCKET: &str = "bench";
+/// The one identity every tool publishes as.
+const IDENTITY: Identity = Identity {
+    name: "bench",
+    access_key: "staticd-bench",
+    secret_key: "staticd-bench-secret",
+    actions: &["Admin", "Read", "Write", "List", "Tagging"],
+};
 
 /// The Django settings of the peers: the corpus's, with the staticfiles storage on the store.
 const SETTINGS_S3: &str = r#"# Written by staticd's publish benchmark (benches/publish.rs).
@@ -113,7 +120,14 @@ fn main() {
             );
             continue;
         }
-        let store = Seaweed::start(&weed, BUCKET, &work_root);
+        let store = Seaweed::launch(
+            &weed,
+            &Options {
+                bucket: BUCKET,
+                identities: &[IDENTITY],
+                parent: Some(&work_root),
+            },
+        );
         let mut results: BTreeMap<Tool, Runs> = BTreeMap::new();
         for rep in 0..repeat {
             for &tool in &tools {
@@ -126,9 +140,9 @@ fn main() {
                 let prefix = format!("{corpus}-{tool:?}-{rep}").to_lowercase();
                 let r = results.entry(tool).or_default();
                 let run = |what: &str| -> (f64, usize) {
-                    let before = store.chunks(&prefix);
+                    let before = store.objects(&prefix);
                     let secs = run_tool(tool, &py, &work, &store, &prefix, &work_root);
-                    let n = written(&before, &store.chunks(&prefix));
+                    let n = written_between(&before, &store.objects(&prefix)).len();
                     println!("{corpus} {tool:?} {what}: {secs:.2} s, {n} objects written");
                     (secs, n)
                 };

@@ -431,7 +431,7 @@ fn plain(
                     }
                     Err(e) => println!("  {} {}: {e}", s.name, req.label),
                 }
-                std::thread::sleep(wrk::PAUSE);
+                wrk::settle(s.port);
             }
         }
     }

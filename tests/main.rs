@@ -20,6 +20,7 @@ mod proxy_deploy;
 mod proxy_gunicorn;
 mod proxy_keepalive;
 mod publish;
+mod publish_moto;
 mod serve_acme;
 mod serve_collect;
 mod serve_config;

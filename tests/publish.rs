@@ -4,48 +4,14 @@
 //! shows too).
 use crate::common::django::{django_env, SampleProject};
 use crate::common::project::{manifest_paths, Project};
+use crate::common::publish::{
+    self, expected_keys, json, many_files, n, run, signal, spawn_publish,
+};
 use crate::common::s3::{self, written_between, Seaweed, BUCKET};
 use crate::common::{wait_until, write_file};
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-/// `staticd ARGS` with `env` and no AWS_* variable from the machine running the tests.
-fn staticd_cmd(args: &[&str], env: &[(&str, String)]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_staticd"));
-    c.args(args).stdin(Stdio::null());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AWS_") {
-            c.env_remove(k);
-        }
-    }
-    c.envs(env.iter().map(|(k, v)| (k, v)));
-    c
-}
-
-fn run(args: &[&str], env: &[(&str, String)]) -> Output {
-    staticd_cmd(args, env).output().expect("run staticd")
-}
-
-/// A run that must succeed: its stdout as JSON.
-fn json(args: &[&str], env: &[(&str, String)]) -> serde_json::Value {
-    let out = run(args, env);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "staticd {args:?} failed ({}):\n{}\n{stdout}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
-
-fn n(v: &serde_json::Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no number {key} in {v}"))
-}
 
 /// A `staticd.toml` project whose `[publish]` points at `store`, with its credentials.
 fn project(
@@ -53,61 +19,11 @@ fn project(
     storage: &str,
     publish_extra: &str,
 ) -> (Project, Vec<(&'static str, String)>) {
-    let p = Project::with_storage(storage);
-    let toml = p.dir.join("staticd.toml");
-    let mut text = std::fs::read_to_string(&toml).unwrap();
-    text.push_str(&store.publish_toml(publish_extra));
-    std::fs::write(&toml, text).unwrap();
-    let env = vec![
+    let credentials = vec![
         ("AWS_ACCESS_KEY_ID", s3::ACCESS_KEY.to_string()),
         ("AWS_SECRET_ACCESS_KEY", s3::SECRET_KEY.to_string()),
-        ("XDG_CACHE_HOME", p.cache.display().to_string()),
     ];
-    (p, env)
-}
-
-fn publish(p: &Project, url: &str, env: &[(&str, String)]) -> serde_json::Value {
-    json(
-        &["publish", url, p.dir.to_str().unwrap(), "--format", "json"],
-        env,
-    )
-}
-
-/// Keys under `prefix` that a generation of `root` consists of: every file the manifest
-/// names (hashed and original) and their variants, the variant keys staticd fills for the
-/// names a CDN negotiates, plus the manifest and the record.
-fn expected_keys(root: &Path, prefix: &str) -> BTreeSet<String> {
-    let mut keys = BTreeSet::new();
-    let mut bases = BTreeSet::new();
-    for (orig, hashed) in manifest_paths(root) {
-        for name in [orig, hashed] {
-            if root.join(&name).is_file() {
-                bases.insert(name.clone());
-            }
-            for suffix in ["", ".br", ".gz", ".zst"] {
-                let rel = format!("{name}{suffix}");
-                if root.join(&rel).is_file() {
-                    keys.insert(format!("{prefix}/{rel}"));
-                }
-            }
-        }
-    }
-    for suffix in [".br", ".gz", ".zst"] {
-        if !keys.iter().any(|k| {
-            k.ends_with(suffix) && bases.contains(&k[prefix.len() + 1..k.len() - suffix.len()])
-        }) {
-            continue;
-        }
-        for b in &bases {
-            let ext = b.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-            if ext.is_some_and(|e| staticd::remote::objects::NEGOTIATED.contains(&e.as_str())) {
-                keys.insert(format!("{prefix}/{b}{suffix}"));
-            }
-        }
-    }
-    keys.insert(format!("{prefix}/staticfiles.json"));
-    keys.insert(format!("{prefix}/.staticd-generations.json"));
-    keys
+    publish::project(&store.publish_toml(publish_extra), credentials, storage)
 }
 
 /// A migrated sample_project, the store's variables with Django's, and the venv's python.
@@ -316,32 +232,6 @@ STORAGES = {{
     );
 }
 
-/// Many small files, so a publish with one upload in flight is slow enough to catch.
-fn many_files(p: &Project, tag: &str, count: usize) {
-    for i in 0..count {
-        p.write(
-            &format!("many/{tag}-{i}.txt"),
-            format!("{tag} {i}\n").as_bytes(),
-        );
-    }
-}
-
-fn spawn_publish(p: &Project, url: &str, env: &[(&str, String)]) -> Child {
-    staticd_cmd(
-        &["publish", url, p.dir.to_str().unwrap(), "--format", "json"],
-        env,
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap()
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: kill(2) on our own child.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
-}
-
 /// Two publishes racing for one prefix: the second to write the manifest fails cleanly,
 /// the manifest is the winner's whole, and running the loser again publishes it.
 #[test]
@@ -365,7 +255,7 @@ fn concurrent_publishes_never_interleave() {
             .then_some(())
     });
     signal(&child_a, libc::SIGSTOP);
-    let vb = publish(&b, &url, &env_b);
+    let vb = publish::publish(&b, &url, &env_b);
     assert_eq!(vb["manifest"], "written");
     signal(&child_a, libc::SIGCONT);
     let out_a = child_a.wait_with_output().unwrap();
@@ -381,7 +271,7 @@ fn concurrent_publishes_never_interleave() {
         "the manifest is B's, whole"
     );
     // A again: only the manifest and the record are left to write.
-    let va = publish(&a, &url, &env_a);
+    let va = publish::publish(&a, &url, &env_a);
     assert_eq!(va["manifest"], "written");
     assert_eq!(n(&va, "uploaded"), 0, "{va}");
     assert_eq!(
@@ -404,7 +294,7 @@ fn store_killed_mid_publish_then_retry_completes() {
     p.write("app.css", b"body { color: blue }");
     p.run_collect(&[]);
     let url = format!("s3://{BUCKET}/live");
-    publish(&p, &url, &env);
+    publish::publish(&p, &url, &env);
     let gen1_manifest = store.read("live/staticfiles.json").unwrap();
     let gen1 = store.objects("live");
 
@@ -466,7 +356,7 @@ fn store_killed_mid_publish_then_retry_completes() {
     let toml = p.dir.join("staticd.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
     std::fs::write(&toml, text.replace("jobs = 1\n", "jobs = 16\n")).unwrap();
-    let v = publish(&p, &url, &env);
+    let v = publish::publish(&p, &url, &env);
     assert_eq!(v["manifest"], "written");
     let after_retry = store.objects("live");
     let before_kill = written_between(&gen1, &after_crash);
@@ -510,7 +400,7 @@ fn variants_and_multipart() {
     p.write("big.png", &big);
     p.run_collect(&[]);
     let url = format!("s3://{BUCKET}/v");
-    let v = publish(&p, &url, &env);
+    let v = publish::publish(&p, &url, &env);
     assert_eq!(n(&v, "uploaded"), n(&v, "objects"));
     let js = p.hashed("app.js");
     let objects = store.objects("v");
@@ -543,7 +433,7 @@ fn variants_and_multipart() {
         etag.trim_matches('"').ends_with("-2"),
         "uploaded in two parts: {etag}"
     );
-    let again = publish(&p, &url, &env);
+    let again = publish::publish(&p, &url, &env);
     assert_eq!(n(&again, "uploaded"), 0, "{again}");
 }
 
@@ -556,7 +446,7 @@ fn damaged_object_is_sent_again() {
     p.write("a.css", b"a { color: red }");
     p.run_collect(&[]);
     let url = format!("s3://{BUCKET}/d");
-    publish(&p, &url, &env);
+    publish::publish(&p, &url, &env);
     let hashed = p.hashed("a.css");
     let client = store.client("d");
     let rt = staticd::remote::store::runtime().unwrap();
@@ -567,7 +457,7 @@ fn damaged_object_is_sent_again() {
         object_store::PutMode::Overwrite,
     ))
     .unwrap();
-    let v = publish(&p, &url, &env);
+    let v = publish::publish(&p, &url, &env);
     assert_eq!(n(&v, "replaced"), 1, "{v}");
     assert_eq!(n(&v, "uploaded"), 1, "{v}");
     assert_eq!(
@@ -589,7 +479,7 @@ fn prune_remote_deletes_only_what_no_kept_generation_names() {
             format!("a {{ color: {colour} }}\n").repeat(40).as_bytes(),
         );
         p.run_collect(&[]);
-        publish(&p, &url, &env);
+        publish::publish(&p, &url, &env);
         names.push(p.hashed("a.css"));
     }
     let before = store.objects("pr");

@@ -204,6 +204,7 @@ fn a_lingering_close_ends_on_shutdown() {
     let stop = Instant::now() + Duration::from_secs(60);
     let writer = std::thread::spawn(move || {
         while Instant::now() < stop && w.write_all(&[b'x'; 1024]).is_ok() {
+            // The trickled body is the behaviour under test (what keeps the linger going).
             std::thread::sleep(Duration::from_millis(200));
         }
     });

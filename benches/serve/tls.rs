@@ -306,7 +306,7 @@ pub fn run(
                     }
                     Err(e) => println!("  {} {}: {e}", s.name, case.label),
                 }
-                std::thread::sleep(wrk::PAUSE);
+                wrk::settle(s.port);
             }
         }
     }

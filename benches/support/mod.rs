@@ -8,7 +8,9 @@
 //! - `corpus`: the serve bench's synthetic corpus, where the collect bench keeps its Django
 //!   projects, tree copies and sizes;
 //! - `python`: the venv `.ci/venv` builds;
-//! - `seaweed`: SeaweedFS for the publish bench, and what it says was written.
+//! - `seaweed`: SeaweedFS for the publish bench, and what it says was written, on `ports`
+//!   leased for it: the tests' own `tests/common/{seaweed,ports}.rs`, included by path (one
+//!   startup code for both crates).
 //!
 //! Every bench is its own crate and uses only part of this module: unused items are expected.
 #![allow(dead_code)]
@@ -18,7 +20,10 @@ pub mod cpu;
 pub mod h2load;
 pub mod http;
 pub mod peers;
+#[path = "../../tests/common/ports.rs"]
+pub mod ports;
 pub mod python;
+#[path = "../../tests/common/seaweed.rs"]
 pub mod seaweed;
 pub mod spawn;
 pub mod wrk;

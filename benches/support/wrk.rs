@@ -5,12 +5,54 @@ use super::cpu::{cpu_ticks, timed_output, us_per_request};
 use super::median;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Between two measured runs: the previous run's connections close and its server settles
-/// before the next run starts. A breather, not a readiness wait (every server was checked
-/// before the first run).
-pub const PAUSE: Duration = Duration::from_millis(300);
+/// How long the connections of a finished run may take to close before [`settle`] gives up.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Between two measured runs: polls until the previous run's connections to `port` are
+/// closed on both sides, so the next run starts on a quiet server. wrk has exited by then, so
+/// its sockets are closing; what is waited for is the server's side of them (CLOSE_WAIT until
+/// it closes, then LAST_ACK). Established connections (a proxy's idle pool to its upstream)
+/// and TIME_WAIT are no work for the server and are not waited for. Within [`SETTLE`]; when
+/// some stay open the bench says so on stdout and goes on.
+pub fn settle(port: u16) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let closing = closing_connections(port);
+        if closing == 0 {
+            return;
+        }
+        if Instant::now() >= deadline {
+            println!("  note: {closing} connections to port {port} still closing after {SETTLE:?}");
+            return;
+        }
+        // The poll's period, not a wait for an outcome.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// TCP sockets with `port` at either end, from /proc/net/tcp and tcp6, in a state between
+/// open and closed: SYN_SENT 02, SYN_RECV 03, FIN_WAIT1 04, FIN_WAIT2 05, CLOSE_WAIT 08,
+/// LAST_ACK 09, CLOSING 0B.
+fn closing_connections(port: u16) -> usize {
+    let hex = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .map(|text| {
+            text.lines()
+                .skip(1)
+                .filter(|line| {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    f.len() > 3
+                        && (f[1].ends_with(&hex) || f[2].ends_with(&hex))
+                        && ["02", "03", "04", "05", "08", "09", "0B"].contains(&f[3])
+                })
+                .count()
+        })
+        .sum()
+}
 
 /// One load: `taskset -c CORE wrk -t1 -c CONNS -d SECSs --timeout 5s --latency [-H HEADER]
 /// [-s SCRIPT] URL` (one thread, keep-alive connections).

@@ -3,22 +3,28 @@
 //! `staticd collect` projects ([`project`]), STATIC_ROOT fixtures ([`fixture`]), real
 //! Django under gunicorn ([`django`]), real Vite ([`vite`]), a TLS test kit around staticd's
 //! TLS library with `openssl s_client` and `curl` as clients ([`tls`]), Pebble, the ACME
-//! test server ([`pebble`]), and a scripted upstream ([`upstream`]).
+//! test server ([`pebble`]), a scripted upstream ([`upstream`]), and S3-compatible stores:
+//! SeaweedFS ([`s3`] over [`seaweed`], which the publish bench shares) and moto ([`moto`]),
+//! on ports leased for them ([`ports`]); [`publish`] runs staticd against them.
 
 pub mod django;
 pub mod echo;
 pub mod fixture;
 pub mod http;
+pub mod moto;
 pub mod pebble;
+pub mod ports;
 pub mod project;
+pub mod publish;
 pub mod s3;
+pub mod seaweed;
 pub mod staticd;
 pub mod tls;
 pub mod upstream;
 pub mod vite;
 
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -120,13 +126,15 @@ pub fn python_eval(code: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A TCP port that was free a moment ago on 127.0.0.1.
+/// A loopback TCP port for a server the test starts (or an address nothing may answer on),
+/// leased ([`ports`]) for the rest of the test process: outside the kernel's ephemeral range,
+/// so no other `bind(0)` or `connect()` on the machine is handed it before the server binds
+/// it, and no other lease while this process lives (a server restarted on it finds it free).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .unwrap()
-        .port()
+    static HELD: std::sync::Mutex<Vec<ports::Lease>> = std::sync::Mutex::new(Vec::new());
+    let (port, lease) = ports::lease_ports(1, None);
+    HELD.lock().unwrap_or_else(|e| e.into_inner()).extend(lease);
+    port[0]
 }
 
 /// Polls `probe` (every 10 ms) until it gives a value; fails the test after `timeout`,

@@ -214,7 +214,7 @@ impl Pebble {
 }
 
 /// Starts a helper whose ports are picked by `spawn`, retrying with new ports if it exits
-/// at once (a port taken between `free_port` and its bind); waits for its management port.
+/// at once (its port taken anyway, or any early exit); waits for its management port.
 fn retry_ports(
     what: &str,
     spawn: impl Fn(std::fs::File) -> (Child, u16, u16),
