@@ -160,6 +160,18 @@ struct CollectArgs {
     /// Don't use the variant cache.
     #[arg(long)]
     no_cache: bool,
+    /// Make no delta deploys (RFC 9842 dcb/dcz deltas of changed files against their earlier
+    /// versions; see README "Delta deploys").
+    #[arg(long)]
+    no_dictionaries: bool,
+    /// How many earlier generations a changed file gets deltas against.
+    #[arg(long, value_name = "K", default_value_t = staticd::delta::DEFAULT_GENERATIONS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    delta_generations: u16,
+    /// The extensions that get deltas, comma-separated.
+    #[arg(long, value_name = "EXT,...", value_delimiter = ',',
+          default_value = staticd::delta::DEFAULT_EXTENSIONS.join(","))]
+    delta_extensions: Vec<String>,
     /// Bound of the variant cache in MiB (least recently used entries go first).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(0..=u64::MAX >> 20))]
     cache_size: u64,
@@ -305,6 +317,13 @@ fn collect_command(args: CollectArgs) -> anyhow::Result<()> {
         reuse_stage: false,
         on_publish: None,
         missing,
+        deltas: (!args.no_dictionaries).then(|| staticd::delta::Options {
+            generations: usize::from(args.delta_generations),
+            extensions: (args.delta_extensions.iter())
+                .map(|e| e.trim().trim_start_matches('.').to_ascii_lowercase())
+                .filter(|e| !e.is_empty())
+                .collect(),
+        }),
     };
     let json = args.format == Format::Json;
     let log = Log::new(args.verbosity, json);

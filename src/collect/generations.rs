@@ -93,6 +93,40 @@ impl History {
     }
 }
 
+/// `doomed` with the delta files (`FILE.<hex>.dcb`, `.dcz`, see `crate::delta`) of each of its
+/// files added: a delta decodes to the file it is named after and goes with it. Deltas
+/// against a pruned dictionary stay with their file: browsers may still hold that version.
+pub fn with_deltas(static_root: &Path, doomed: Vec<String>) -> Vec<String> {
+    let doomed_set: BTreeSet<&str> = doomed.iter().map(String::as_str).collect();
+    let dirs: BTreeSet<&str> = doomed
+        .iter()
+        .map(|f| f.rfind('/').map_or("", |i| &f[..i]))
+        .collect();
+    let mut extra = Vec::new();
+    for dir in dirs {
+        let Ok(listing) = std::fs::read_dir(static_root.join(dir)) else {
+            continue;
+        };
+        for entry in listing.flatten() {
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let rel = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
+            if crate::delta::parse_file_name(&rel).is_some_and(|(t, _, _)| doomed_set.contains(t)) {
+                extra.push(rel);
+            }
+        }
+    }
+    extra.sort();
+    let mut all = doomed;
+    all.extend(extra);
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +151,30 @@ mod tests {
         );
         let (none, _) = h.plan_prune(5, &current);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn deltas_go_with_the_file_they_decode_to() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("js")).unwrap();
+        for f in [
+            "js/a.1.js",
+            "js/a.1.js.0123456789abcdef.dcz",
+            "js/a.1.js.0123456789abcdef.dcb",
+            "js/a.2.js.0123456789abcdef.dcz",
+            "js/a.1.js.notadelta.dcz",
+        ] {
+            std::fs::write(t.path().join(f), b"x").unwrap();
+        }
+        let all = with_deltas(t.path(), vec!["js/a.1.js".into(), "js/a.1.js.br".into()]);
+        assert_eq!(
+            all,
+            [
+                "js/a.1.js",
+                "js/a.1.js.br",
+                "js/a.1.js.0123456789abcdef.dcb",
+                "js/a.1.js.0123456789abcdef.dcz"
+            ]
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! ([`run`]) work on one record per file ([`entry::Entry`]); [`collect`] is their sequence.
 pub mod cache;
 pub mod compress;
+pub mod deltas;
 pub mod entry;
 pub mod error;
 pub mod generations;
@@ -60,6 +61,8 @@ pub struct CollectOptions {
     pub on_publish: Option<OnPublish>,
     /// What a reference to a missing file does (`--missing`, `[collect] missing`).
     pub missing: missing::Policy,
+    /// Delta deploys (RFC 9842): `None` with `--no-dictionaries`.
+    pub deltas: Option<crate::delta::Options>,
 }
 
 /// A hook run when a generation has just been published (`staticd dev` wakes its server).
@@ -89,6 +92,7 @@ impl Default for CollectOptions {
             reuse_stage: false,
             on_publish: None,
             missing: missing::Policy::default(),
+            deltas: Some(crate::delta::Options::default()),
         }
     }
 }
@@ -182,6 +186,7 @@ pub fn prune(d: &Discovery, keep: usize, dry_run: bool, log: &Log) -> Result<Pru
         .map(|m| m.paths.into_values().collect())
         .unwrap_or_default();
     let (doomed, kept) = history.plan_prune(keep, &current);
+    let doomed = generations::with_deltas(&d.static_root, doomed);
     let mut pruned = Pruned {
         kept_generations: kept.generations.len(),
         ..Default::default()
