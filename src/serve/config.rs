@@ -48,6 +48,10 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with = "cors_origin")]
     pub no_cors: bool,
 
+    /// Serve no RFC 9842 deltas (dcb/dcz) and send no `Use-As-Dictionary`.
+    #[arg(long)]
+    pub no_dictionaries: bool,
+
     /// Access log format, written to stdout.
     #[arg(long, value_enum, default_value_t = LogFormat::Combined)]
     pub log_format: LogFormat,

@@ -13,6 +13,7 @@
 //! 1. Leaves, using no other serve module:
 //!    - `fields`: request header fields as either front end holds them.
 //!    - `negotiate`, `conditional`, `range`: pure RFC 9110 logic.
+//!    - `dictionary`: pure RFC 9842 logic (`Available-Dictionary`, `Use-As-Dictionary`).
 //!    - `path`: request path → table key (decoded once, non-canonical paths refused);
 //!      STATIC_URL → prefix.
 //!    - `beneath`: opening a file below a root that no symlink can lead out of.
@@ -47,6 +48,7 @@ pub mod conditional;
 pub mod config;
 #[cfg(test)]
 mod dependency_order;
+pub mod dictionary;
 pub mod dispatch;
 pub mod fields;
 pub mod h1;
@@ -98,6 +100,7 @@ pub fn run_with(
         max_age: args.max_age,
         mem_file_max: args.mem_file_max,
         mem_total_max: args.mem_total_max,
+        dictionaries: (!args.no_dictionaries).then(|| prefix.clone()),
     };
 
     let started = Instant::now();
