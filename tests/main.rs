@@ -9,6 +9,7 @@ mod cli;
 mod collect_failures;
 mod collect_policy;
 mod conformance;
+mod delta;
 mod discover;
 mod discover_memo;
 mod h1_edge;
