@@ -5,6 +5,7 @@
 
 mod common;
 
+mod browser;
 mod cli;
 mod collect_failures;
 mod collect_policy;
