@@ -6,7 +6,8 @@
 //! - `http`: one plain GET, for the sanity checks before a run;
 //! - `corpus`: the serve bench's synthetic corpus, where the collect bench keeps its Django
 //!   projects, tree copies and sizes;
-//! - `python`: the venv `.ci/venv` builds.
+//! - `python`: the venv `.ci/venv` builds;
+//! - `npm`: npm and PyPI packages fetched once with their own clients (the delta bench).
 //!
 //! Every bench is its own crate and uses only part of this module: unused items are expected.
 #![allow(dead_code)]
@@ -14,6 +15,7 @@
 pub mod corpus;
 pub mod cpu;
 pub mod http;
+pub mod npm;
 pub mod peers;
 pub mod python;
 pub mod spawn;
