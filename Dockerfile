@@ -41,8 +41,11 @@ EXPOSE 8080
 ENV STATICD_BIND=0.0.0.0:8080
 # SIGTERM drains in-flight requests (--shutdown-timeout).
 STOPSIGNAL SIGTERM
-# No curl in the image: bash's /dev/tcp sends one request; any HTTP status below 500 is alive.
+# No curl in the image: bash's /dev/tcp asks staticd's own liveness path (answered by staticd,
+# never forwarded to Django) and only a 200 is healthy. Liveness, not readiness
+# (/.staticd/health/ready): a restart of this container cannot bring a dead upstream back, so
+# an unreachable Django must not mark staticd unhealthy; load balancers ask for readiness.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'HEAD /static/ HTTP/1.0\\r\\n\\r\\n' >&3 && head -c 12 <&3 | grep -Eq 'HTTP/1.[01] [1-4]'"]
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /.staticd/health HTTP/1.0\\r\\n\\r\\n' >&3 && head -c 12 <&3 | grep -Eq '^HTTP/1.[01] 200'"]
 ENTRYPOINT ["staticd"]
 CMD ["serve", "--root", "/srv/static", "--static-url", "/static/"]

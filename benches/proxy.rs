@@ -17,6 +17,12 @@
 //!      `gunicorn toyproject.wsgi --workers 2` (the venv from `.ci/venv`), `GET /echo/`
 //!      (a small JsonResponse, DEBUG off). Sync workers close every connection, so both proxies
 //!      open one upstream connection per request, as in the seed's stack.
+//!    - `compress`: the same gunicorn, `GET /page/?kb=20` (a 20 KiB HTML table of notes), through
+//!      staticd asked for br (a browser's Accept-Encoding), zstd, gzip and nothing, and through
+//!      nginx with `gzip off`, `gzip on` level 1 and level 6: bytes on the wire per response (what
+//!      wrk read) and CPU per request side by side, printed as staticd/nginx ratios against the
+//!      target (bytes ≤ 1.05x at CPU ≤ 1.05x). Before the runs every variant must answer 200 with
+//!      the coding it should, decoding to the upstream's bytes, or the comparison is INVALID.
 //! 3. CPU layout on 2 cores: each proxy pinned to core 0 with one worker; wrk (`-t1`) and the
 //!    upstream share core 1. A `direct` row (wrk straight to the upstream) shows what core 1
 //!    delivers without a proxy in between.
@@ -32,11 +38,13 @@
 //! Knobs: `PROXY_BENCH_SECS` (default 10), `PROXY_BENCH_REPS` (default 3),
 //! `PROXY_BENCH_FAST_CONNS` (32, also for `post`), `PROXY_BENCH_GUNICORN_CONNS` (8),
 //! `PROXY_BENCH_VENV` (a venv directory handed to `.ci/venv`, e.g. an already built one; default
-//! `.ci/venv`'s own), `PROXY_BENCH_SCENARIOS` (default `fast,post,gunicorn`: which to run).
+//! `.ci/venv`'s own), `PROXY_BENCH_SCENARIOS` (default `fast,post,gunicorn,compress`: which to
+//! run).
 //! Only 127.0.0.1 is loaded; every process started here is killed on exit, also on panic.
 
 mod support;
 
+use staticd::serve::compress::coder;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
@@ -246,7 +254,19 @@ fn start_gunicorn(work: &Path) -> Result<(Server, String), String> {
     Ok((s, version_of(&gunicorn, &["--version"])))
 }
 
-fn start_nginx(work: &Path, empty: &Path, upstream_port: u16) -> Result<Server, String> {
+/// nginx as in the seed, with `gzip on` at `gzip` level when given (its config under `work`).
+fn start_nginx(
+    work: &Path,
+    empty: &Path,
+    upstream_port: u16,
+    gzip: Option<u32>,
+) -> Result<Server, String> {
+    let gzip = gzip.map_or(String::new(), |level| {
+        format!(
+            "gzip on; gzip_comp_level {level}; gzip_types {NGINX_GZIP_TYPES}; gzip_vary on; \
+             gzip_proxied any; gzip_min_length 512;"
+        )
+    });
     peers::start_nginx(
         work,
         PROXY_CORE,
@@ -257,6 +277,7 @@ fn start_nginx(work: &Path, empty: &Path, upstream_port: u16) -> Result<Server, 
                 "STATIC_PARENT",
                 empty.parent().unwrap_or(empty).display().to_string(),
             ),
+            ("GZIP", gzip),
         ],
     )
 }
@@ -399,7 +420,7 @@ fn measure(
         Err(e) => out.notes.push(format!("staticd: cannot start: {e}")),
     }
     if nginx {
-        match start_nginx(work, empty, upstream.port) {
+        match start_nginx(work, empty, upstream.port, None) {
             Ok(s) => proxies.push(s),
             Err(e) => out.notes.push(format!("nginx: cannot start: {e}")),
         }
@@ -541,12 +562,372 @@ fn measure(
     out
 }
 
+// ---------------------------------------------------------------------------------------------
+// The `compress` scenario: a 20 KiB Django page through staticd (br, zstd, gzip, none) and
+// nginx (`gzip on` at level 1 and 6, and off), bytes on the wire and CPU side by side.
+
+/// nginx's gzip_types here (text/html is always compressed), as a deployment would set them.
+const NGINX_GZIP_TYPES: &str =
+    "text/plain text/css text/xml application/json application/javascript application/xml image/svg+xml";
+
+/// sample_project's page of about 20 KiB (a table of notes, the same bytes every time).
+const PAGE: &str = "/page/?kb=20";
+
+/// What a browser sends.
+const BROWSER_AE: &str = "gzip, deflate, br, zstd";
+
+/// One row: a proxy, the client's Accept-Encoding, the Content-Encoding that must come back.
+struct Variant {
+    name: &'static str,
+    proxy: &'static str,
+    accept: Option<&'static str>,
+    coding: Option<&'static str>,
+}
+
+const VARIANTS: [Variant; 7] = [
+    Variant {
+        name: "staticd, none",
+        proxy: "staticd",
+        accept: None,
+        coding: None,
+    },
+    Variant {
+        name: "staticd br",
+        proxy: "staticd",
+        accept: Some(BROWSER_AE),
+        coding: Some("br"),
+    },
+    Variant {
+        name: "staticd zstd",
+        proxy: "staticd",
+        accept: Some("zstd"),
+        coding: Some("zstd"),
+    },
+    Variant {
+        name: "staticd gzip",
+        proxy: "staticd",
+        accept: Some("gzip"),
+        coding: Some("gzip"),
+    },
+    Variant {
+        name: "nginx, gzip off",
+        proxy: "nginx",
+        accept: Some(BROWSER_AE),
+        coding: None,
+    },
+    Variant {
+        name: "nginx gzip 1",
+        proxy: "nginx gzip 1",
+        accept: Some(BROWSER_AE),
+        coding: Some("gzip"),
+    },
+    Variant {
+        name: "nginx gzip 6",
+        proxy: "nginx gzip 6",
+        accept: Some(BROWSER_AE),
+        coding: Some("gzip"),
+    },
+];
+
+/// `body` decoded from `coding`.
+fn decode(coding: Option<&str>, body: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let r = match coding {
+        None => {
+            out = body.to_vec();
+            Ok(0)
+        }
+        Some("br") => brotli::Decompressor::new(body, 4096).read_to_end(&mut out),
+        Some("gzip") => flate2::read::GzDecoder::new(body).read_to_end(&mut out),
+        Some("zstd") => {
+            zstd::stream::read::Decoder::new(body).and_then(|mut d| d.read_to_end(&mut out))
+        }
+        Some(other) => return Err(format!("unexpected coding {other}")),
+    };
+    r.map(|_| out)
+        .map_err(|e| format!("{coding:?} does not decode: {e}"))
+}
+
+/// How long and how hard a scenario loads: wrk connections, seconds per run, repetitions.
+struct Runs {
+    conns: u64,
+    secs: u64,
+    reps: usize,
+}
+
+/// Runs the scenario; its markdown section and its verdicts.
+fn compress_scenario(
+    work: &Path,
+    empty: &Path,
+    (up, upstream_version): (&Server, &str),
+    runs: Runs,
+    nginx: bool,
+) -> (String, Vec<String>) {
+    let Runs { conns, secs, reps } = runs;
+    let label = format!("compress: gunicorn, sample_project {PAGE} (HTML), wrk -c{conns}");
+    println!("\n== {label} ==");
+    let mut notes: Vec<String> = Vec::new();
+    let mut proxies: BTreeMap<&'static str, Server> = BTreeMap::new();
+    match start_staticd(work, PROXY_CORE, empty, Some(up.port)) {
+        Ok(s) => {
+            proxies.insert("staticd", s);
+        }
+        Err(e) => notes.push(format!("staticd: cannot start: {e}")),
+    }
+    if nginx {
+        for (name, level) in [
+            ("nginx", None),
+            ("nginx gzip 1", Some(1)),
+            ("nginx gzip 6", Some(6)),
+        ] {
+            let dir = work.join(format!("nginx-gzip-{}", level.map_or(0, |l| l)));
+            match start_nginx(&dir, empty, up.port, level) {
+                Ok(s) => {
+                    proxies.insert(name, s);
+                }
+                Err(e) => notes.push(format!("{name}: cannot start: {e}")),
+            }
+        }
+    }
+
+    // Check: every variant answers 200 with the coding it must, decoding to the upstream's
+    // bytes.
+    println!("check:");
+    let host = |port: u16| format!("Host: 127.0.0.1:{port}");
+    let reference = match http::get_whole(up.port, PAGE, &[host(up.port)], Duration::from_secs(30))
+    {
+        Ok((r, _)) if r.status == 200 => r.body,
+        Ok((r, _)) => {
+            return (
+                format!(
+                    "## {label}\n\nINVALID: the upstream answered {}\n",
+                    r.status
+                ),
+                vec![format!("compress: INVALID (upstream {})", r.status)],
+            )
+        }
+        Err(e) => {
+            return (
+                format!("## {label}\n\nINVALID: the upstream: {e}\n"),
+                vec![format!("compress: INVALID (upstream: {e})")],
+            )
+        }
+    };
+    println!("  direct   GET {PAGE} → {} bytes of HTML", reference.len());
+    let mut invalid: BTreeMap<&str, String> = BTreeMap::new();
+    let mut checked: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let variants: Vec<&Variant> = VARIANTS
+        .iter()
+        .filter(|v| proxies.contains_key(v.proxy))
+        .collect();
+    for v in &variants {
+        let port = proxies[v.proxy].port;
+        let mut headers = vec![host(port)];
+        headers.extend(v.accept.map(|a| format!("Accept-Encoding: {a}")));
+        let outcome =
+            http::get_whole(port, PAGE, &headers, Duration::from_secs(30)).and_then(|(r, wire)| {
+                if r.status != 200 {
+                    return Err(format!("answered {}", r.status));
+                }
+                let got = r.header("content-encoding");
+                if got != v.coding {
+                    return Err(format!("Content-Encoding {got:?}, expected {:?}", v.coding));
+                }
+                if decode(v.coding, &r.body)? != reference {
+                    return Err("decodes to other bytes than the upstream's".into());
+                }
+                Ok((wire, r.body.len()))
+            });
+        match outcome {
+            Ok((wire, body)) => {
+                println!(
+                    "  {:<16} {:<28} → {:>6} bytes on the wire, body {body}",
+                    v.name,
+                    v.accept.unwrap_or("(no Accept-Encoding)"),
+                    wire
+                );
+                checked.insert(v.name, (wire, body));
+            }
+            Err(e) => {
+                println!("  INVALID: {}: {e}", v.name);
+                invalid.insert(v.name, e);
+            }
+        }
+    }
+
+    let run = |v: &Variant, secs: u64| -> Result<Sample, String> {
+        let s = &proxies[v.proxy];
+        let load = wrk::Load {
+            core: LOAD_CORE,
+            conns,
+            secs,
+            url: format!("http://127.0.0.1:{}{PAGE}", s.port),
+            header: v.accept.map(|a| format!("Accept-Encoding: {a}")),
+            script: None,
+        };
+        wrk::run(&load, &s.pids, &up.pids)
+    };
+    for v in &variants {
+        let _ = run(v, 2);
+    }
+    println!(
+        "measuring: {reps} × {} variants × {secs}s (load average {})",
+        variants.len(),
+        loadavg(3)
+    );
+    let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
+    for rep in 0..reps {
+        let mut order = variants.clone();
+        let k = order.len().max(1);
+        order.rotate_left(rep % k);
+        for v in order {
+            match run(v, secs) {
+                Ok(s) => {
+                    println!(
+                        "  rep {} {:<16} {:>7.0} req/s  {:>7.0} bytes/resp  proxy {:>7.2} µs CPU/req ({:>3.0}%)  upstream {:>7.2} µs/req{}",
+                        rep + 1,
+                        v.name,
+                        s.rps,
+                        s.bytes_read / s.requests.max(1) as f64,
+                        s.cpu_us_per_req,
+                        s.server_cpu_pct(),
+                        s.upstream_cpu_us_per_req,
+                        s.errors_note(true)
+                    );
+                    samples.entry(v.name).or_default().push(s);
+                }
+                Err(e) => println!("  {}: {e}", v.name),
+            }
+            std::thread::sleep(wrk::PAUSE);
+        }
+    }
+    drop(proxies);
+
+    let mut md = String::new();
+    let _ = writeln!(md, "## {label}\n");
+    let _ = writeln!(
+        md,
+        "Upstream: {upstream_version}; the page is {} bytes of HTML. staticd with its defaults (br {}, zstd {}, gzip {}), \
+         asked with a browser's `Accept-Encoding: {BROWSER_AE}` (→ br), with `zstd`, with `gzip`, and with none. \
+         nginx with the same browser header, `gzip off` and `gzip on; gzip_comp_level 1|6; gzip_vary on; \
+         gzip_proxied any; gzip_min_length 512; gzip_types {NGINX_GZIP_TYPES};` (nginx has no brotli or zstd \
+         without third-party modules). Bytes per response are what wrk read (head, framing, body) over the \
+         requests it completed.\n",
+        reference.len(),
+        coder::BROTLI_QUALITY,
+        coder::ZSTD_LEVEL,
+        coder::GZIP_LEVEL,
+    );
+    let _ = writeln!(
+        md,
+        "| target | Content-Encoding | bytes/response | body bytes (check) | proxy CPU µs/req | proxy core | req/s | upstream CPU µs/req | runs (req/s) |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|---|");
+    let mut aggs: BTreeMap<&str, Agg> = BTreeMap::new();
+    for v in &variants {
+        let Some(ss) = samples.get(v.name) else {
+            continue;
+        };
+        let a = aggregate(ss);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {} | {:.2} | {:.0}% | {:.0} | {:.2} | {} |",
+            v.name,
+            v.coding.unwrap_or("-"),
+            a.bytes_per_req,
+            checked.get(v.name).map_or("-".into(), |c| c.1.to_string()),
+            a.cpu_us,
+            a.server_cpu,
+            a.rps,
+            a.up_cpu_us,
+            a.runs_cell(true)
+        );
+        if a.non2xx > 0 {
+            invalid.insert(v.name, format!("{} non-2xx/3xx", a.non2xx));
+        }
+        aggs.insert(v.name, a);
+    }
+    let _ = writeln!(
+        md,
+        "\nstaticd / nginx, bytes per response and proxy CPU per request. Target: bytes within 5 % of nginx's \
+         at the same CPU (within 5 %), or fewer bytes at no more CPU: **met** when bytes ≤ 1.05x and CPU ≤ 1.05x.\n"
+    );
+    let _ = writeln!(md, "| staticd | nginx | bytes | CPU | target |");
+    let _ = writeln!(md, "|---|---|---:|---:|---|");
+    let mut verdicts = Vec::new();
+    for (ours, theirs) in [
+        ("staticd br", "nginx gzip 1"),
+        ("staticd br", "nginx gzip 6"),
+        ("staticd zstd", "nginx gzip 1"),
+        ("staticd zstd", "nginx gzip 6"),
+        ("staticd gzip", "nginx gzip 1"),
+        ("staticd gzip", "nginx gzip 6"),
+        ("staticd, none", "nginx, gzip off"),
+    ] {
+        let (Some(a), Some(b)) = (aggs.get(ours), aggs.get(theirs)) else {
+            continue;
+        };
+        let (br, cr) = (a.bytes_per_req / b.bytes_per_req, a.cpu_us / b.cpu_us);
+        let bad: Vec<&String> = [invalid.get(ours), invalid.get(theirs)]
+            .into_iter()
+            .flatten()
+            .collect();
+        let verdict = if !bad.is_empty() {
+            format!(
+                "INVALID ({})",
+                bad.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        } else if br <= 1.05 && cr <= 1.05 {
+            "met".into()
+        } else {
+            "MISSED".into()
+        };
+        let _ = writeln!(
+            md,
+            "| {ours} | {theirs} | {br:.2}x | {cr:.2}x | {verdict} |"
+        );
+        if ours == "staticd br" {
+            verdicts.push(format!(
+                "compress, browser (br) vs {theirs}: {verdict} (bytes {br:.2}x, CPU {cr:.2}x)"
+            ));
+        }
+    }
+    let cost = |with: &str, without: &str| Some(aggs.get(with)?.cpu_us - aggs.get(without)?.cpu_us);
+    let _ = writeln!(md, "\nCPU the compression itself adds per response (a variant's CPU minus its proxy's without compression):");
+    for (with, without) in [
+        ("staticd br", "staticd, none"),
+        ("staticd zstd", "staticd, none"),
+        ("staticd gzip", "staticd, none"),
+        ("nginx gzip 1", "nginx, gzip off"),
+        ("nginx gzip 6", "nginx, gzip off"),
+    ] {
+        if let Some(c) = cost(with, without) {
+            let _ = writeln!(md, "- {with}: {c:.1} µs");
+        }
+    }
+    for (name, why) in &invalid {
+        notes.push(format!("{name}: {why}"));
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(md, "\nNotes:");
+        for n in &notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    let _ = writeln!(md);
+    (md, verdicts)
+}
+
 fn run() -> Result<(), String> {
     let secs = env_num("PROXY_BENCH_SECS", 10);
     let reps = env_num("PROXY_BENCH_REPS", 3).max(1) as usize;
     let fast_conns = env_num("PROXY_BENCH_FAST_CONNS", 32);
     let gunicorn_conns = env_num("PROXY_BENCH_GUNICORN_CONNS", 8);
-    let scenarios = env_list("PROXY_BENCH_SCENARIOS", "fast,post,gunicorn");
+    let scenarios = env_list("PROXY_BENCH_SCENARIOS", "fast,post,gunicorn,compress");
     let want = |key: &str| scenarios.iter().any(|s| s == key);
     println!(
         "proxy bench: {secs}s per run, {reps} runs per target (medians), scenarios {}",
@@ -637,6 +1018,26 @@ fn run() -> Result<(), String> {
                 outcomes.push(o);
             }
             Err(e) => skipped.push(format!("gunicorn: cannot start, skipped: {e}")),
+        }
+    }
+    let mut compress_md = None;
+    if want("compress") {
+        match start_gunicorn(&work) {
+            Ok((up, version)) => {
+                let runs = Runs {
+                    conns: gunicorn_conns,
+                    secs,
+                    reps,
+                };
+                compress_md = Some(compress_scenario(
+                    &work,
+                    &empty,
+                    (&up, &version),
+                    runs,
+                    nginx,
+                ))
+            }
+            Err(e) => skipped.push(format!("compress: gunicorn cannot start, skipped: {e}")),
         }
     }
     let load_after = loadavg(3);
@@ -771,6 +1172,10 @@ fn run() -> Result<(), String> {
         }
         let _ = writeln!(md);
     }
+    if let Some((section, v)) = compress_md {
+        md.push_str(&section);
+        verdicts.extend(v);
+    }
     for s in &skipped {
         let _ = writeln!(md, "- skipped: {s}");
     }
@@ -782,7 +1187,7 @@ fn run() -> Result<(), String> {
     }
     let _ = writeln!(
         md,
-        "\nTarget (req/s ≥ 1.0x nginx): {}",
+        "\nTargets (proxying: req/s ≥ 1.0x nginx; compress: bytes ≤ 1.05x and CPU ≤ 1.05x nginx's): {}",
         if verdicts.is_empty() {
             "not measured".to_string()
         } else {

@@ -15,11 +15,18 @@
 //! 5. Prints the table, the staticd/nginx ratios against the targets (met/missed, never aborts),
 //!    staticd's RSS, and writes the same as markdown to `target/bench-serve.md`.
 //!
+//! 6. Then the same over HTTPS (`serve/tls.rs`: HTTPS/1.1 and h2 on the small asset, the image
+//!    over HTTPS/1.1, new TLS 1.3 handshakes; nginx `ssl http2` and Caddy on one certificate),
+//!    reported in `target/bench-serve-tls.md`.
+//!
 //! Knobs: `SERVE_BENCH_SECS` (default 10), `SERVE_BENCH_REPS` (default 3),
-//! `SERVE_BENCH_FILLER` (filler files, default 8997).
+//! `SERVE_BENCH_FILLER` (filler files, default 8997), `SERVE_BENCH_ONLY` (`plain` or `tls`:
+//! one half).
 //! Only 127.0.0.1 is loaded; every server started here is killed on exit, also on panic.
 
 mod support;
+#[path = "serve/tls.rs"]
+mod tls;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -90,6 +97,7 @@ struct Tools {
     nginx: bool,
     brotli_module: Option<PathBuf>,
     caddy: bool,
+    h2load: bool,
 }
 
 fn ensure_tools() -> Tools {
@@ -106,12 +114,15 @@ fn ensure_tools() -> Tools {
         None
     };
     let caddy = apt.ensure("caddy");
+    // h2load comes with nghttp2's clients (the TLS cases' HTTP/2 load).
+    let h2load = have("h2load") || (apt.install("nghttp2-client") && have("h2load"));
     println!(
-        "  wrk: {}, nginx: {}, ngx_brotli static: {}, caddy: {}, taskset: {}",
+        "  wrk: {}, nginx: {}, ngx_brotli static: {}, caddy: {}, h2load: {}, taskset: {}",
         yes(wrk),
         yes(nginx),
         yes(brotli_module.is_some()),
         yes(caddy),
+        yes(h2load),
         yes(have("taskset"))
     );
     Tools {
@@ -119,6 +130,7 @@ fn ensure_tools() -> Tools {
         nginx,
         brotli_module,
         caddy,
+        h2load,
     }
 }
 
@@ -127,22 +139,27 @@ fn start_nginx(
     corpus: &StaticCorpus,
     brotli: Option<&Path>,
 ) -> Result<Server, String> {
+    peers::start_nginx(
+        work,
+        SERVER_CORE,
+        include_str!("serve/nginx.conf.in"),
+        &nginx_vars(corpus, brotli),
+    )
+}
+
+/// The serve templates' corpus and brotli placeholders.
+fn nginx_vars(corpus: &StaticCorpus, brotli: Option<&Path>) -> Vec<(&'static str, String)> {
     let load_brotli = brotli.map_or(String::new(), |p| format!("load_module {};", p.display()));
     let brotli_static = if brotli.is_some() {
         "            brotli_static on;".into()
     } else {
         String::new()
     };
-    peers::start_nginx(
-        work,
-        SERVER_CORE,
-        include_str!("serve/nginx.conf.in"),
-        &[
-            ("PARENT", corpus.parent.display().to_string()),
-            ("LOAD_BROTLI", load_brotli),
-            ("BROTLI_STATIC", brotli_static),
-        ],
-    )
+    vec![
+        ("PARENT", corpus.parent.display().to_string()),
+        ("LOAD_BROTLI", load_brotli),
+        ("BROTLI_STATIC", brotli_static),
+    ]
 }
 
 fn start_caddy(work: &Path, corpus: &StaticCorpus) -> Result<Server, String> {
@@ -235,7 +252,25 @@ fn run() -> Result<(), String> {
         corpus.js_url,
         corpus.image_url
     );
+    // `SERVE_BENCH_ONLY=tls` (or `plain`): one half of the bench.
+    let only = std::env::var("SERVE_BENCH_ONLY").unwrap_or_default();
+    if only != "tls" {
+        plain(&tools, &corpus, &work, secs, reps)?;
+    }
+    if only != "plain" {
+        tls::run(&tools, &corpus, &work.join("tls"), secs, reps)?;
+    }
+    Ok(())
+}
 
+/// The plain-HTTP cases (`bench-serve.md`).
+fn plain(
+    tools: &Tools,
+    corpus: &StaticCorpus,
+    work: &Path,
+    secs: u64,
+    reps: usize,
+) -> Result<(), String> {
     let reqs = vec![
         Req {
             key: "small",
@@ -273,18 +308,18 @@ fn run() -> Result<(), String> {
 
     // Start everything (each pinned to core 0). Drop kills them, also on panic.
     let mut servers: Vec<Server> = Vec::new();
-    match start_staticd(&work, SERVER_CORE, &corpus.static_root, None) {
+    match start_staticd(work, SERVER_CORE, &corpus.static_root, None) {
         Ok(s) => servers.push(s),
         Err(e) => return Err(format!("staticd: {e}")),
     }
     if tools.nginx {
-        match start_nginx(&work, &corpus, tools.brotli_module.as_deref()) {
+        match start_nginx(work, corpus, tools.brotli_module.as_deref()) {
             Ok(s) => servers.push(s),
             Err(e) => println!("nginx: cannot start, skipped: {e}"),
         }
     }
     if tools.caddy {
-        match start_caddy(&work, &corpus) {
+        match start_caddy(work, corpus) {
             Ok(s) => servers.push(s),
             Err(e) => println!("caddy: cannot start, skipped: {e}"),
         }
@@ -293,7 +328,7 @@ fn run() -> Result<(), String> {
         .static_root
         .join(format!("{}.br", &corpus.small_url["/static/".len()..]));
     let reference = if small_br.exists() {
-        match start_ref(&work, &small_br) {
+        match start_ref(work, &small_br) {
             Ok(s) => Some(s),
             Err(e) => {
                 println!("actix-ref: cannot start: {e}");

@@ -8,5 +8,7 @@ pub mod collect;
 pub mod delta;
 pub mod django;
 pub mod manifest;
+pub mod media_type;
+pub mod remote;
 pub mod serve;
 pub mod tls;

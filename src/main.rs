@@ -1,8 +1,11 @@
 //! Command line: parse and dispatch, nothing else.
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use staticd::collect::bundler::Globs;
 use staticd::collect::missing::{Policy, Rule};
 use staticd::collect::{self, cache::Cache, naming::HashAlgo, report::Log, CollectOptions};
 use staticd::django::{self, DiscoverOptions};
+use staticd::serve::resolve::{self, Failure, Loaded};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,8 +26,12 @@ struct Cli {
 enum Command {
     /// Collect, fingerprint, rewrite and precompress static files into STATIC_ROOT.
     Collect(CollectArgs),
-    /// Serve STATIC_URL from STATIC_ROOT (and proxy everything else upstream).
+    /// Serve STATIC_URL from STATIC_ROOT (and proxy everything else upstream). Options come
+    /// from flags, then STATICD_* variables, then PROJECT/staticd.toml; SIGHUP reloads them.
     Serve(Box<staticd::serve::ServeArgs>),
+    /// Check serve's configuration (staticd.toml, STATICD_* variables, flags), discovery and
+    /// STATIC_ROOT: exit 0 with a one-line summary, or list every problem and exit 1.
+    Check(Box<staticd::serve::ServeArgs>),
     /// Development: collect --watch and serve in one process.
     Dev(Box<DevArgs>),
     /// Delete hashed files of generations older than the last N (only files staticd wrote).
@@ -39,6 +46,24 @@ enum Command {
         /// The subcommand whose page to print (default: staticd's own).
         command: Option<String>,
     },
+    /// Upload STATIC_ROOT's current generation to S3-compatible storage, manifest last.
+    Publish(PublishArgs),
+}
+
+#[derive(Args, Debug)]
+struct PublishArgs {
+    /// Where: s3://BUCKET/PREFIX (endpoint, region and the like in staticd.toml's [publish]
+    /// and the AWS_* variables; credentials in the AWS_* variables only).
+    #[arg(value_name = "s3://BUCKET/PREFIX")]
+    url: String,
+    #[command(flatten)]
+    project: ProjectArgs,
+    /// Summary format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// 0 = errors only, 1 = summary, 2 = every object.
+    #[arg(short = 'v', long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=3))]
+    verbosity: u8,
 }
 
 #[derive(Args, Debug)]
@@ -54,6 +79,9 @@ struct PruneArgs {
     /// 0 = errors only, 1 = summary, 2 = every file.
     #[arg(short = 'v', long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=3))]
     verbosity: u8,
+    /// Prune the generations published to s3://BUCKET/PREFIX instead of STATIC_ROOT's.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    remote: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -70,6 +98,9 @@ struct DevArgs {
     /// What a reference to a missing file does, as for `collect --missing`.
     #[arg(long, value_name = "ACTION:PATTERN")]
     missing: Vec<Rule>,
+    /// Files a bundler already named by content, as for `collect --bundled`.
+    #[arg(long, value_name = "GLOB")]
+    bundled: Vec<String>,
 }
 
 /// Where the project's facts come from (shared by every subcommand that takes a project).
@@ -112,6 +143,19 @@ struct DjangoFlags {
     /// Ignored: staticd prints no colors.
     #[arg(long)]
     force_color: bool,
+}
+
+impl ProjectArgs {
+    /// Discovery with default options (no extra ignores, the remembered result when valid).
+    fn discover(&self) -> anyhow::Result<django::Discovery> {
+        apply_pythonpath(self);
+        django::discover(&DiscoverOptions {
+            project: self.project.clone(),
+            python: self.python.clone(),
+            settings: self.settings.clone(),
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -172,6 +216,11 @@ struct CollectArgs {
     #[arg(long, value_name = "EXT,...", value_delimiter = ',',
           default_value = staticd::delta::DEFAULT_EXTENSIONS.join(","))]
     delta_extensions: Vec<String>,
+    /// A second level of the variant cache on S3-compatible storage, shared by every runner
+    /// (s3://BUCKET/PREFIX; default: [publish] cache in staticd.toml; the store's settings
+    /// as for --publish).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with = "no_cache")]
+    cache: Option<String>,
     /// Bound of the variant cache in MiB (least recently used entries go first).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(0..=u64::MAX >> 20))]
     cache_size: u64,
@@ -185,6 +234,15 @@ struct CollectArgs {
     /// after staticd.toml's [collect] missing.
     #[arg(long, value_name = "ACTION:PATTERN")]
     missing: Vec<Rule>,
+    /// Files a bundler already named by content (besides those its manifest lists, which are
+    /// found by themselves): published under their own name, bytes unchanged, and served
+    /// immutable. A glob on the collected path or its basename, e.g. --bundled 'dist/assets/*'.
+    /// Repeatable; adds to staticd.toml's [collect] bundled.
+    #[arg(long, value_name = "GLOB")]
+    bundled: Vec<String>,
+    /// Then publish the collected generation to s3://BUCKET/PREFIX (as `staticd publish`).
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with_all = ["watch", "dry_run"])]
+    publish: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -194,11 +252,23 @@ enum Format {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let (matches, loaded) = match resolve::parse(Cli::command(), &argv) {
+        Ok(r) => r,
+        Err(Failure::Clap(e)) => e.exit(),
+        Err(Failure::Problems(problems)) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Collect(args) => run_collect(args),
-        Command::Serve(args) => staticd::serve::run(*args),
-        Command::Dev(args) => run_dev(*args),
+        Command::Serve(_) => run_serve(loaded.expect("serve's settings"), argv),
+        Command::Check(_) => return run_check(&loaded.expect("serve's settings")),
+        Command::Dev(args) => run_dev(*args, loaded.expect("dev's settings"), argv),
         Command::Prune(args) => run_prune(args),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -210,6 +280,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Man { command } => man_page(command.as_deref()),
+        Command::Publish(args) => run_publish(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -283,12 +354,7 @@ fn run_collect(args: CollectArgs) -> anyhow::Result<()> {
 fn collect_command(args: CollectArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     apply_pythonpath(&args.project);
-    // Warnings of the library (e.g. publish falling back to per-file renames) go to stderr.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .try_init();
+    warnings_to_stderr();
     let (discovery, report) = django::discover_reporting(&DiscoverOptions {
         project: args.project.project.clone(),
         python: args.project.python.clone(),
@@ -297,7 +363,20 @@ fn collect_command(args: CollectArgs) -> anyhow::Result<()> {
         no_default_ignore: args.no_default_ignore,
         memo: !args.no_cache,
     })?;
-    let missing = missing_policy(&args.project.project, args.missing.clone())?;
+    let (missing, bundled) = collect_rules(
+        &args.project.project,
+        args.missing.clone(),
+        args.bundled.clone(),
+    )?;
+    // Read (and check) the store's settings before collecting, not after.
+    let publish = match &args.publish {
+        Some(url) => Some(staticd::remote::publish::options(
+            url,
+            &args.project.project,
+            args.verbosity >= 1,
+        )?),
+        None => None,
+    };
     let opts = CollectOptions {
         clear: args.clear,
         dry_run: args.dry_run,
@@ -311,7 +390,18 @@ fn collect_command(args: CollectArgs) -> anyhow::Result<()> {
         cache: if args.no_cache {
             None
         } else {
-            Cache::new(args.cache_dir.clone(), args.cache_size * 1024 * 1024)
+            let local = Cache::new(args.cache_dir.clone(), args.cache_size * 1024 * 1024);
+            let cfg = staticd::remote::PublishConfig::load(&args.project.project)?;
+            match (args.cache.as_ref().or(cfg.cache.as_ref()), local) {
+                (Some(url), Some(local)) => {
+                    let remote = staticd::remote::cache::RemoteCache::new(url, &cfg)?;
+                    Some(local.with_remote(std::sync::Arc::new(remote)))
+                }
+                (Some(_), None) => anyhow::bail!(
+                    "--cache needs a local cache directory too: pass --cache-dir (no $HOME or $XDG_CACHE_HOME here)"
+                ),
+                (None, local) => local,
+            }
         },
         progress: true,
         reuse_stage: false,
@@ -324,6 +414,7 @@ fn collect_command(args: CollectArgs) -> anyhow::Result<()> {
                 .filter(|e| !e.is_empty())
                 .collect(),
         }),
+        bundled,
     };
     let json = args.format == Format::Json;
     let log = Log::new(args.verbosity, json);
@@ -339,21 +430,133 @@ fn collect_command(args: CollectArgs) -> anyhow::Result<()> {
         3,
         collect::report::timing_line("total", started.elapsed(), "discovery and collect"),
     );
+    let published = match &publish {
+        Some(p) => {
+            if !json && args.verbosity >= 1 {
+                println!("\n{}", summary.django_line());
+            }
+            let s = staticd::remote::publish(
+                &discovery.static_root,
+                &discovery.storage.manifest_name,
+                discovery.storage.manifest && !args.no_post_process,
+                p,
+                &log,
+            )?;
+            Some(s)
+        }
+        None => None,
+    };
     if json {
-        println!("{}", serde_json::to_string(&summary)?);
+        // The collect summary, with the publish's under "publish" when there was one.
+        let mut v = serde_json::to_value(&summary)?;
+        if let (Some(p), Some(obj)) = (&published, v.as_object_mut()) {
+            obj.insert("publish".into(), serde_json::to_value(p)?);
+        }
+        println!("{v}");
     } else if args.verbosity >= 1 {
-        println!("\n{}", summary.django_line());
+        match &published {
+            Some(p) => println!("{}", publish_line(p)),
+            None => println!("\n{}", summary.django_line()),
+        }
     }
     Ok(())
 }
 
-fn run_dev(args: DevArgs) -> anyhow::Result<()> {
+/// What `serve` needs besides its settings: the sockets systemd passed (taken now, while
+/// the process has one thread) and how to read the settings again on SIGHUP.
+fn start(argv: Vec<OsString>) -> anyhow::Result<staticd::serve::Start> {
+    let inherited = staticd::serve::listen::take_activation()?;
+    let reread: staticd::serve::reconfigure::Reread =
+        Box::new(move || match resolve::parse(Cli::command(), &argv) {
+            Ok((_, Some(loaded))) => Ok(loaded),
+            Ok((_, None)) => Err(Failure::Problems(Vec::new())),
+            Err(f) => Err(f),
+        });
+    Ok(staticd::serve::Start {
+        reread: Some(reread),
+        inherited,
+    })
+}
+
+fn run_serve(loaded: Loaded, argv: Vec<OsString>) -> anyhow::Result<()> {
+    let start = start(argv)?;
+    staticd::serve::run(loaded, start)
+}
+
+/// `staticd check`: every problem on stderr and exit 1, or the summary on stdout.
+fn run_check(loaded: &Loaded) -> ExitCode {
+    match staticd::serve::check::check(loaded) {
+        Ok(summary) => {
+            println!("staticd check: {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("error: {p}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Warnings of the library (e.g. publish falling back to per-file renames, a remote cache out
+/// of reach) go to stderr; nothing below: object_store reports each retry at info level.
+fn warnings_to_stderr() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_max_level(tracing::Level::WARN)
+        .try_init();
+}
+
+fn run_publish(args: PublishArgs) -> anyhow::Result<()> {
+    warnings_to_stderr();
+    let opts =
+        staticd::remote::publish::options(&args.url, &args.project.project, args.verbosity >= 1)?;
+    let discovery = args.project.discover()?;
+    let json = args.format == Format::Json;
+    let log = Log::new(args.verbosity, json);
+    let s = staticd::remote::publish(
+        &discovery.static_root,
+        &discovery.storage.manifest_name,
+        discovery.storage.manifest,
+        &opts,
+        &log,
+    )?;
+    if json {
+        println!("{}", serde_json::to_string(&s)?);
+    } else if args.verbosity >= 1 {
+        println!("{}", publish_line(&s));
+    }
+    Ok(())
+}
+
+/// The text summary of a publish.
+fn publish_line(s: &staticd::remote::PublishSummary) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    format!(
+        "{} object{} uploaded ({} bytes) to {}, {} already there; manifest {}{}.",
+        s.uploaded,
+        plural(s.uploaded),
+        s.uploaded_bytes,
+        s.target,
+        s.unchanged + s.raced,
+        s.manifest,
+        s.generation
+            .map(|g| format!(" (generation {g})"))
+            .unwrap_or_default()
+    )
+}
+
+fn run_dev(args: DevArgs, mut loaded: Loaded, argv: Vec<OsString>) -> anyhow::Result<()> {
+    let start = start(argv)?;
     let project = args
         .serve
         .project
         .clone()
         .ok_or_else(|| anyhow::anyhow!("staticd dev needs a PROJECT directory"))?;
-    let missing = missing_policy(&project, args.missing.clone())?;
+    let (missing, bundled) = collect_rules(&project, args.missing.clone(), args.bundled.clone())?;
     let discovery = django::discover(&DiscoverOptions {
         project,
         python: args.serve.python.clone(),
@@ -372,9 +575,10 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
             let _ = published.try_send(staticd::serve::reload::Wake::Published);
         }))),
         missing,
+        bundled,
         ..Default::default()
     };
-    let mut serve = args.serve;
+    let serve = &mut loaded.args;
     serve.root.get_or_insert(discovery.static_root.clone());
     serve.static_url.get_or_insert(discovery.static_url.clone());
     std::thread::spawn(move || {
@@ -384,44 +588,87 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
             std::process::exit(1);
         }
     });
-    staticd::serve::run_with(serve, (tx, rx))
+    staticd::serve::run_with(loaded, start, (tx, rx))
 }
 
-/// The missing-reference policy: `[collect] missing` of `PROJECT/staticd.toml` (if there is
-/// one), then the `--missing` rules, which therefore win.
-fn missing_policy(project: &Path, cli: Vec<Rule>) -> anyhow::Result<Policy> {
+/// The missing-reference policy and the bundled globs: `[collect] missing` and `bundled` of
+/// `PROJECT/staticd.toml` (if there is one), then the command line's (whose rules therefore
+/// win).
+fn collect_rules(
+    project: &Path,
+    missing: Vec<Rule>,
+    bundled: Vec<String>,
+) -> anyhow::Result<(Policy, Globs)> {
     let path = project.join(django::config::FILE_NAME);
     let cfg = django::config::load(project)?;
-    let file = cfg
-        .as_ref()
-        .map(|c| (path.as_path(), c.collect.missing.as_slice()));
-    Policy::new(file, cli)
+    if cfg.is_some() {
+        serve_sections_valid(&path)?;
+    }
+    let section = |f: fn(&django::config::CollectConfig) -> &[String]| {
+        cfg.as_ref().map(|c| (path.as_path(), f(&c.collect)))
+    };
+    Ok((
+        Policy::new(section(|c| &c.missing), missing)?,
+        Globs::new(section(|c| &c.bundled), bundled)?,
+    ))
+}
+
+/// The file collect reads is serve's too: its serve sections are checked here as well, so
+/// a typo in a section name (which collect's own reader leaves to serve) is never silent.
+fn serve_sections_valid(path: &Path) -> anyhow::Result<()> {
+    let cmd = Cli::command();
+    let serve = cmd.find_subcommand("serve").expect("the serve command");
+    resolve::read_file(serve, path)
+        .map(|_| ())
+        .map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            anyhow::anyhow!("{}", lines.join("\n"))
+        })
 }
 
 fn run_prune(args: PruneArgs) -> anyhow::Result<()> {
-    apply_pythonpath(&args.project);
-    let discovery = django::discover(&DiscoverOptions {
-        project: args.project.project.clone(),
-        python: args.project.python.clone(),
-        settings: args.project.settings.clone(),
-        ..Default::default()
-    })?;
     let log = Log::new(args.verbosity, false);
+    if let Some(url) = &args.remote {
+        // The store's record names the manifest: no Django needed, only [publish].
+        let target = staticd::remote::Target::parse(url)?;
+        let cfg = staticd::remote::PublishConfig::load(&args.project.project)?;
+        let p = staticd::remote::prune::prune(
+            target.clone(),
+            &cfg,
+            args.keep_generations,
+            args.dry_run,
+            &log,
+        )?;
+        if args.verbosity >= 1 {
+            println!(
+                "{}",
+                pruned_line(&p, "object", &format!(" from {target}"), args.dry_run)
+            );
+        }
+        return Ok(());
+    }
+    let discovery = args.project.discover()?;
     let p = collect::prune(&discovery, args.keep_generations, args.dry_run, &log)?;
     if args.verbosity >= 1 {
-        let verb = if args.dry_run {
-            "would be deleted"
-        } else {
-            "deleted"
-        };
-        println!(
-            "{} file{} ({} bytes) {verb}; {} generation{} kept.",
-            p.files,
-            if p.files == 1 { "" } else { "s" },
-            p.bytes,
-            p.kept_generations,
-            if p.kept_generations == 1 { "" } else { "s" }
-        );
+        println!("{}", pruned_line(&p, "file", "", args.dry_run));
     }
     Ok(())
+}
+
+/// `3 files (1234 bytes) deleted; 2 generations kept.` (`where` after the verb).
+fn pruned_line(p: &collect::Pruned, what: &str, place: &str, dry_run: bool) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    let verb = if dry_run {
+        "would be deleted"
+    } else {
+        "deleted"
+    };
+    format!(
+        "{} {what}{} ({} bytes) {verb}{place}; {} generation{} kept.",
+        p.files,
+        plural(p.files),
+        p.bytes,
+        p.kept_generations,
+        plural(p.kept_generations)
+    )
 }

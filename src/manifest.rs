@@ -157,9 +157,69 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Whether a file's name (the last segment of `path`) carries a content hash as bundlers
+/// write one: a run of at least 8
+/// characters of the base64url alphabet (hex included) after a `-` or `.` that follows the
+/// name, ending at a `.` (Vite/Rollup `[name]-[hash]`, whose hash may itself hold `-` and `_`;
+/// webpack `[name].[contenthash]`); or 16 or more hex digits before the first `.` (webpack's
+/// assets, `[hash][ext]`). WhiteNoise's documented test for Vite names is the first half.
+/// `main.js`, `app.css`, `logo.png` do not pass: a bundler configured not to hash.
+///
+/// Here because both sides use it: collect trusts a bundler manifest's name only if it
+/// passes, and serve calls a name the manifest maps to itself immutable only if it passes
+/// (a Django storage that overrides `hashed_name` to leave some files unhashed writes such
+/// entries too, for names that promise nothing).
+pub fn has_bundler_hash(path: &str) -> bool {
+    let b = path.rsplit('/').next().unwrap_or(path).as_bytes();
+    let hash_char = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+    let leading_hex = b.iter().take_while(|c| c.is_ascii_hexdigit()).count();
+    if leading_hex >= 16 && b.get(leading_hex) == Some(&b'.') {
+        return true;
+    }
+    (1..b.len()).any(|p| {
+        if b[p] != b'-' && b[p] != b'.' {
+            return false;
+        }
+        let run = b[p + 1..].iter().take_while(|&&c| hash_char(c)).count();
+        run >= 8 && b.get(p + 1 + run) == Some(&b'.')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprinted_names() {
+        for yes in [
+            "main-DxqxU1Uw.js",
+            "assets/x/main-DxqxU1Uw.js",
+            "bg-oX-bZsvC.png",
+            "lazy-CILrhhju.js",
+            "main-D7AT1Ceu.css",
+            "x_y-Ab_cD-eF.js",
+            "main.1a2b3c4d5e6f7a8b9c0d.js",
+            "main.1a2b3c4d.css",
+            "main-DxqxU1Uw.js.map",
+            "9f2c1b3a4d5e6f708192.png",
+        ] {
+            assert!(has_bundler_hash(yes), "{yes}");
+        }
+        for no in [
+            "main.js",
+            "app.css",
+            "logo.png",
+            "application.js",
+            "index-abc.js",
+            "main-DxqxU1Uw",
+            "-DxqxU1Uw.js",
+            "deadbeef.png",
+            "LICENSE",
+            "main-DxqxU1Uw/app.js",
+        ] {
+            assert!(!has_bundler_hash(no), "{no}");
+        }
+    }
 
     fn m(pairs: &[(&str, &str)]) -> Manifest {
         Manifest::new(

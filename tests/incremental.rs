@@ -4,9 +4,6 @@ use crate::common::project::{collect_output, run_collect, Project};
 use crate::common::{copy_tree, tree_digest};
 use serde_json::Value;
 use std::fs;
-use std::process::Command;
-
-const STATICD: &str = env!("CARGO_BIN_EXE_staticd");
 
 /// An image, three stylesheets (a.css references the image, b.css imports a.css) and a
 /// script: enough for a change to propagate along references and leave the rest alone.
@@ -158,17 +155,7 @@ fn prune_deletes_only_old_generations_staticd_wrote() {
     fs::write(p.root().join("css/foreign.0123456789ab.css"), "not ours").unwrap();
     assert!(p.root().join(format!("{}.br", css[0])).exists());
 
-    let out = Command::new(STATICD)
-        .arg("prune")
-        .arg(&p.dir)
-        .args(["--keep-generations", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    p.prune(&["--keep-generations", "2"]);
     assert!(!p.root().join(&css[0]).exists(), "generation 1 pruned");
     assert!(
         !p.root().join(format!("{}.br", css[0])).exists(),
@@ -187,12 +174,7 @@ fn prune_deletes_only_old_generations_staticd_wrote() {
         "not staticd's file"
     );
     // Nothing left to prune.
-    let again = Command::new(STATICD)
-        .arg("prune")
-        .arg(&p.dir)
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&again.stdout).starts_with("0 files"));
+    assert!(p.prune(&[]).starts_with("0 files"));
 }
 
 /// An unchanged stylesheet is not re-read, but what its references point at is checked again:
@@ -264,6 +246,7 @@ fn verbosity_3_times_each_phase() {
             "discovery",
             "walk sources",
             "stat sources",
+            "bundler manifests",
             "previous state",
             "compare",
             "read",
@@ -284,6 +267,7 @@ fn verbosity_3_times_each_phase() {
             "discovery",
             "walk sources",
             "stat sources",
+            "bundler manifests",
             "previous state",
             "compare",
             "publish",
@@ -292,6 +276,10 @@ fn verbosity_3_times_each_phase() {
         "{idle:?}"
     );
     assert_eq!(idle[2].1, "5 files");
-    assert!(idle[4].1.starts_with("nothing changed"), "{idle:?}");
-    assert!(idle[5].1.starts_with("skipped"), "{idle:?}");
+    assert_eq!(
+        idle[3].1,
+        "0 files keep their bundler names; 0 manifests read"
+    );
+    assert!(idle[5].1.starts_with("nothing changed"), "{idle:?}");
+    assert!(idle[6].1.starts_with("skipped"), "{idle:?}");
 }

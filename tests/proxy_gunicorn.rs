@@ -538,8 +538,12 @@ fn unix_socket_upstream() {
         .spawn()
         .unwrap();
     let _g = ChildGuard::new(child);
+    // Connectable, not merely present: the file exists from bind(2) on, and a connect
+    // before gunicorn's listen(2) is refused (seen as a 502 once under load).
     wait_until("gunicorn's socket", Duration::from_secs(30), || {
-        sock.exists().then_some(())
+        std::os::unix::net::UnixStream::connect(&sock)
+            .ok()
+            .map(drop)
     });
     let up = format!("unix:{}", sock.display());
     let s = Staticd::proxy(&["--upstream", &up]);

@@ -3,7 +3,7 @@
 //! disk while connections are open. The server is staticd's TLS library
 //! (`common::tls::TlsServer`); the clients are `openssl s_client` and `curl`.
 
-use crate::common::tls::{curl, s_client, TestCa, TlsServer};
+use crate::common::tls::{curl, open_tls, s_client, TestCa, TlsServer};
 use crate::common::wait_until;
 use staticd::tls::{CertError, CertPair, FileCerts, Source};
 use std::path::PathBuf;
@@ -270,39 +270,6 @@ fn sessions_resume_by_ticket_and_by_session_id() {
     }
 }
 
-/// A rustls client connection, handshake done, that the test keeps open.
-fn open_connection(
-    s: &Setup,
-    name: &str,
-) -> (
-    rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
-    String,
-) {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(s.ca.cert_pem.as_bytes()).unwrap())
-        .unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(staticd::tls::certs::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let conn =
-        rustls::ClientConnection::new(Arc::new(config), name.to_string().try_into().unwrap())
-            .unwrap();
-    let tcp = std::net::TcpStream::connect(("127.0.0.1", s.port())).unwrap();
-    let mut stream = rustls::StreamOwned::new(conn, tcp);
-    while stream.conn.is_handshaking() {
-        stream.conn.complete_io(&mut stream.sock).unwrap();
-    }
-    let leaf = &stream.conn.peer_certificates().unwrap()[0];
-    let serial = staticd::tls::certs::leaf_info(leaf).unwrap().serial;
-    (stream, serial)
-}
-
-use rustls::pki_types::pem::PemObject;
-
 #[test]
 fn new_files_reach_new_handshakes_open_connections_go_on_and_bad_files_are_refused() {
     use std::io::{Read, Write};
@@ -310,7 +277,7 @@ fn new_files_reach_new_handshakes_open_connections_go_on_and_bad_files_are_refus
     let _watch = s.files.watch().unwrap();
     let old = s.serial_for("a.test");
     assert_eq!(old, s.installed_serial(0));
-    let (mut open, open_serial) = open_connection(&s, "a.test");
+    let (mut open, open_serial) = open_tls(&s.ca.cert_pem, s.port(), "a.test", &[b"http/1.1"]);
     assert_eq!(open_serial, old);
 
     // Replace a.test's files (key first, as `certbot` and our store do).

@@ -86,12 +86,7 @@ pub fn request(
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or("no status line")?;
+    let status = status_of(&head)?;
     let len = content_length(head.as_bytes());
     while buf.len() < head_end + len {
         let n = s.read(&mut chunk).map_err(|e| e.to_string())?;
@@ -102,4 +97,72 @@ pub fn request(
     }
     let body = buf[head_end..].to_vec();
     Ok(Response { status, head, body })
+}
+
+/// The status code of a response head.
+fn status_of(head: &str) -> Result<u16, String> {
+    head.lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| "no status line".to_string())
+}
+
+/// `GET path` with `Connection: close`, read until the server closes: the response (a chunked
+/// body de-chunked) and the bytes that came over the wire for it.
+pub fn get_whole(
+    port: u16,
+    path: &str,
+    headers: &[String],
+    timeout: Duration,
+) -> Result<(Response, usize), String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout)).ok();
+    let mut req = format!("GET {path} HTTP/1.1\r\n").into_bytes();
+    for h in headers {
+        req.extend_from_slice(h.as_bytes());
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"Connection: close\r\n\r\n");
+    s.write_all(&req).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+    let head_end = find(&buf, b"\r\n\r\n").ok_or("no complete head")? + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let status = status_of(&head)?;
+    let mut r = Response {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    let raw = &buf[head_end..];
+    r.body = if r
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        dechunk(raw)?
+    } else {
+        raw.to_vec()
+    };
+    Ok((r, buf.len()))
+}
+
+/// A complete chunked body, de-chunked (trailers ignored).
+fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let eol = find(b, b"\r\n").ok_or("a chunk size line cut short")?;
+        let line = String::from_utf8_lossy(&b[..eol]);
+        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| format!("bad chunk size {line:?}"))?;
+        b = &b[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if b.len() < size + 2 {
+            return Err("a chunk cut short".into());
+        }
+        out.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
+    }
 }

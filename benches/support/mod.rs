@@ -1,5 +1,6 @@
 //! What the benches share, so each bench file keeps only its scenarios and its report:
 //! - `wrk`: wrk runs, their output parsed, medians over repetitions;
+//! - `h2load`: h2load runs (HTTP/2), parsed into wrk's samples;
 //! - `cpu`: CPU time from /proc (per request of a server) and getrusage (of a child);
 //! - `spawn`: servers pinned to a core, waited for until they listen, killed on drop;
 //! - `peers`: nginx, Caddy and wrk, installed with apt when missing and started from templates;
@@ -8,16 +9,19 @@
 //!   projects, tree copies and sizes;
 //! - `python`: the venv `.ci/venv` builds;
 //! - `npm`: npm and PyPI packages fetched once with their own clients (the delta bench).
+//! - `seaweed`: SeaweedFS for the publish bench, and what it says was written.
 //!
 //! Every bench is its own crate and uses only part of this module: unused items are expected.
 #![allow(dead_code)]
 
 pub mod corpus;
 pub mod cpu;
+pub mod h2load;
 pub mod http;
 pub mod npm;
 pub mod peers;
 pub mod python;
+pub mod seaweed;
 pub mod spawn;
 pub mod wrk;
 

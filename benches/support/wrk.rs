@@ -37,6 +37,8 @@ pub struct Sample {
     pub wrk_cpu_pct: f64,
     pub non2xx: u64,
     pub socket_errors: u64,
+    /// Bytes wrk read over the run (heads, framing and bodies: what came over the wire).
+    pub bytes_read: f64,
     /// New upstream connections per 1000 requests (set by the proxy bench, fast upstream only).
     pub up_conns_per_k: Option<f64>,
 }
@@ -77,7 +79,21 @@ pub fn parse_duration_ms(s: &str) -> Option<f64> {
     })
 }
 
-/// Requests/sec, p99 (from `--latency`), requests, non-2xx/3xx and socket errors of wrk's report.
+/// `7.85MB` as wrk prints what it read (`%.2f` and a binary unit), in bytes.
+pub fn parse_bytes(s: &str) -> Option<f64> {
+    let s = s.trim().strip_suffix('B')?;
+    let (num, mult) = match s.chars().last()? {
+        'K' => (&s[..s.len() - 1], 1024f64),
+        'M' => (&s[..s.len() - 1], 1024f64.powi(2)),
+        'G' => (&s[..s.len() - 1], 1024f64.powi(3)),
+        'T' => (&s[..s.len() - 1], 1024f64.powi(4)),
+        _ => (s, 1.0),
+    };
+    Some(num.parse::<f64>().ok()? * mult)
+}
+
+/// Requests/sec, p99 (from `--latency`), requests, bytes read, non-2xx/3xx and socket errors
+/// of wrk's report.
 pub fn parse(out: &str) -> Result<Sample, String> {
     let mut s = Sample::default();
     let mut in_dist = false;
@@ -102,6 +118,13 @@ pub fn parse(out: &str) -> Result<Sample, String> {
                 .next()
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
+            // `2000 requests in 2.00s, 7.85MB read`
+            s.bytes_read = t
+                .split(", ")
+                .nth(1)
+                .and_then(|r| r.strip_suffix(" read"))
+                .and_then(parse_bytes)
+                .unwrap_or(0.0);
         }
         if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
             s.non2xx = v.trim().parse().unwrap_or(0);
@@ -174,6 +197,8 @@ pub struct Agg {
     pub server_cpu: f64,
     pub wrk_cpu: f64,
     pub up_conns_per_k: Option<f64>,
+    /// Bytes read per request (wire bytes: head, framing, body).
+    pub bytes_per_req: f64,
     /// Summed over the runs.
     pub non2xx: u64,
     pub socket_errors: u64,
@@ -214,6 +239,13 @@ pub fn aggregate(samples: &[Sample]) -> Agg {
         server_cpu: med(Sample::server_cpu_pct),
         wrk_cpu: med(|s| s.wrk_cpu_pct),
         up_conns_per_k: median(&conns),
+        bytes_per_req: med(|s| {
+            if s.requests > 0 {
+                s.bytes_read / s.requests as f64
+            } else {
+                f64::NAN
+            }
+        }),
         non2xx: samples.iter().map(|s| s.non2xx).sum(),
         socket_errors: samples.iter().map(|s| s.socket_errors).sum(),
         rps_all: samples.iter().map(|s| s.rps).collect(),

@@ -1,8 +1,10 @@
 import json
+import random
 import time
 
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.views.decorators.http import etag
 from rest_framework import viewsets
 
 from .models import Note
@@ -16,6 +18,48 @@ class NoteViewSet(viewsets.ModelViewSet):
 
 def index(request):
     return render(request, "notes/index.html", {"notes": Note.objects.all()[:20]})
+
+
+WORDS = (
+    "static files proxy django gunicorn request response header cache browser template "
+    "view model query index note draft review release deploy server client compress "
+    "stream token session user admin form field value list table page link author date "
+    "summary archive search filter order update delete create edit publish comment reply "
+    "meeting budget quarter report invoice customer supplier shipment warehouse inventory "
+    "schedule holiday travel office printer network laptop password account billing "
+    "payment refund discount coupon newsletter campaign audience survey feedback roadmap "
+    "sprint backlog ticket incident outage postmortem migration database backup restore "
+    "monitoring alert dashboard metric latency throughput capacity planning hiring "
+    "interview onboarding training workshop conference keynote speaker agenda minutes "
+    "decision proposal contract renewal license vendor security audit compliance policy "
+    "privacy retention export import upload download attachment image video thumbnail "
+    "gallery calendar reminder deadline milestone launch announcement blog article "
+    "recipe garden kitchen bicycle weekend museum concert library lecture homework "
+    "project prototype experiment result analysis chart spreadsheet slide presentation"
+).split()
+
+
+def _page_rows(request):
+    return max(1, min(int(request.GET.get("kb", "20")), 1024)) * 1024 // 440
+
+
+@etag(lambda request: f"page-{_page_rows(request)}")
+def page(request):
+    """`/page/?kb=N`: an HTML page of about N KiB (default 20), the same for the same N:
+    a table of notes as a typical Django list view renders it (for compression tests and the
+    proxy benchmark)."""
+    rng = random.Random(_page_rows(request))
+    rows = [
+        {
+            "id": 1000 + i,
+            "title": " ".join(rng.choices(WORDS, k=rng.randint(3, 6))).capitalize(),
+            "author": rng.choice(["alice", "bob", "carol", "dave", "erin", "frank"]),
+            "date": f"2026-{rng.randint(1, 12):02}-{rng.randint(1, 28):02}",
+            "summary": " ".join(rng.choices(WORDS, k=rng.randint(8, 16))) + ".",
+        }
+        for i in range(_page_rows(request))
+    ]
+    return render(request, "notes/page.html", {"rows": rows})
 
 
 def stream(request):

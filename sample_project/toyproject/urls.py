@@ -11,6 +11,7 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("admin/", admin.site.urls),
     path("api/", include(router.urls)),
+    path("page/", views.page, name="page"),
     path("stream/", views.stream, name="stream"),
     path("events/", views.events, name="events"),
     path("slow/", views.slow, name="slow"),

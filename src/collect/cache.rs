@@ -5,6 +5,11 @@
 //! container) be built without compressing anything already seen. Entries are written to a
 //! temporary name and renamed (two collects can share the cache), carry a blake3 checksum (a
 //! corrupt entry is recomputed, never used), and are evicted least-recently-used first.
+//!
+//! A second level can stand behind the disk ([`RemoteLevel`], e.g. an object store shared by
+//! every CI runner): a disk miss asks it, a hit there is kept on disk too, and every new entry
+//! goes to both. Its entries are the same checksummed bytes, so a damaged one is found and
+//! recomputed like a damaged file.
 use super::compress::{Settings, Variants};
 use std::fs;
 use std::io::Write;
@@ -18,6 +23,15 @@ const MAGIC: &[u8; 4] = b"SDC1";
 pub struct Cache {
     dir: PathBuf,
     max_bytes: u64,
+    remote: Option<std::sync::Arc<dyn RemoteLevel>>,
+}
+
+/// A slower level behind the disk, shared between machines. Errors are its own to report:
+/// a cache that cannot be reached costs compressions, never a failed collect.
+pub trait RemoteLevel: std::fmt::Debug + Send + Sync {
+    /// The stored bytes of `key`, if there are any.
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+    fn put(&self, key: &str, bytes: &[u8]);
 }
 
 /// What a lookup found.
@@ -35,7 +49,14 @@ impl Cache {
         Some(Cache {
             dir: dir.join("variants-v1"),
             max_bytes,
+            remote: None,
         })
+    }
+
+    /// The same cache with `remote` behind the disk.
+    pub fn with_remote(mut self, remote: std::sync::Arc<dyn RemoteLevel>) -> Cache {
+        self.remote = Some(remote);
+        self
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -58,24 +79,46 @@ impl Cache {
 
     pub fn get(&self, key: &str) -> Lookup {
         let path = self.path(key);
-        let Ok(bytes) = fs::read(&path) else {
-            return Lookup::Miss;
+        let local = match fs::read(&path) {
+            Ok(bytes) => match decode(&bytes) {
+                Some(v) => {
+                    // Reading is a use: bump the mtime that eviction sorts by.
+                    let _ = fs::File::options()
+                        .write(true)
+                        .open(&path)
+                        .and_then(|f| f.set_modified(SystemTime::now()));
+                    return Lookup::Hit(v);
+                }
+                None => Lookup::Corrupt,
+            },
+            Err(_) => Lookup::Miss,
         };
-        match decode(&bytes) {
-            Some(v) => {
-                // Reading is a use: bump the mtime that eviction sorts by.
-                let _ = fs::File::options()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.set_modified(SystemTime::now()));
-                Lookup::Hit(v)
-            }
-            None => Lookup::Corrupt,
+        let Some(remote) = &self.remote else {
+            return local;
+        };
+        match remote.get(key) {
+            Some(bytes) => match decode(&bytes) {
+                Some(v) => {
+                    self.put_local(key, &bytes);
+                    Lookup::Hit(v)
+                }
+                None => Lookup::Corrupt,
+            },
+            None => local,
         }
     }
 
-    /// Stores an entry atomically; errors only cost a future recompute, so they are ignored.
+    /// Stores an entry (atomically on disk, and in the remote level); errors only cost a
+    /// future recompute, so they are ignored.
     pub fn put(&self, key: &str, v: &Variants) {
+        let bytes = encode(v);
+        self.put_local(key, &bytes);
+        if let Some(remote) = &self.remote {
+            remote.put(key, &bytes);
+        }
+    }
+
+    fn put_local(&self, key: &str, bytes: &[u8]) {
         let path = self.path(key);
         let Some(parent) = path.parent() else { return };
         if fs::create_dir_all(parent).is_err() {
@@ -87,7 +130,7 @@ impl Cache {
             rand_suffix()
         ));
         let ok = fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(&encode(v)))
+            .and_then(|mut f| f.write_all(bytes))
             .is_ok();
         if !ok || fs::rename(&tmp, &path).is_err() {
             let _ = fs::remove_file(&tmp);
@@ -226,6 +269,44 @@ mod tests {
         c.put(&k, &sample());
         assert_eq!(c.evict(), 1, "over the 1-byte bound");
         assert!(matches!(c.get(&k), Lookup::Miss));
+    }
+
+    /// A remote level in memory, to check the two-level logic without a store.
+    #[derive(Debug, Default)]
+    struct Shared(std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>);
+
+    impl RemoteLevel for Shared {
+        fn get(&self, key: &str) -> Option<Vec<u8>> {
+            self.0.lock().unwrap().get(key).cloned()
+        }
+        fn put(&self, key: &str, bytes: &[u8]) {
+            self.0.lock().unwrap().insert(key.into(), bytes.to_vec());
+        }
+    }
+
+    #[test]
+    fn second_level_fills_the_first_and_catches_damage() {
+        let shared = std::sync::Arc::new(Shared::default());
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let runner_a = Cache::new(Some(a.path().into()), 1 << 20)
+            .unwrap()
+            .with_remote(shared.clone());
+        let runner_b = Cache::new(Some(b.path().into()), 1 << 20)
+            .unwrap()
+            .with_remote(shared.clone());
+        let k = Cache::key(b"x", &Settings::default());
+        runner_a.put(&k, &sample());
+        assert!(matches!(runner_b.get(&k), Lookup::Hit(v) if v == sample()));
+        assert!(runner_b.path(&k).is_file(), "a remote hit is kept on disk");
+        let k2 = Cache::key(b"y", &Settings::default());
+        shared.put(&k2, b"garbage");
+        assert!(matches!(runner_b.get(&k2), Lookup::Corrupt));
+        runner_b.put(&k2, &sample());
+        assert_eq!(
+            shared.get(&k2),
+            Some(encode(&sample())),
+            "recomputed and replaced"
+        );
     }
 
     #[test]

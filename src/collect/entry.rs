@@ -24,7 +24,12 @@ pub struct Entry<'a> {
     pub stat: Option<Stat>,
     /// The previous run's record of the same collected path, if there was a usable one.
     pub prev: Option<&'a FileState>,
-    /// CSS/JS that the manifest storage rewrites; `None` for every other file.
+    /// Already named by content by a front-end bundler (collect/bundler.rs says which and
+    /// why): published once, under its own path, bytes as they are. Set by
+    /// [`Entry::set_bundled`] before the previous run is compared.
+    pub bundled: bool,
+    /// CSS/JS that the manifest storage rewrites; `None` for every other file (a bundled one
+    /// included: it is never rewritten).
     pub kind: Option<Kind>,
     /// The source bytes, once read. An unchanged source whose outputs are all still in
     /// STATIC_ROOT is never read.
@@ -45,9 +50,10 @@ pub struct Entry<'a> {
     pub rewrote: bool,
     /// CSS/JS whose hashed file is carried over from the old tree (its bytes never loaded).
     pub carried: bool,
-    /// Its hashed copy (manifest storage).
+    /// Its hashed copy (manifest storage; never for a bundled file, whose name is its own).
     pub hashed: Option<Output>,
-    /// The file under its own name (absent with WhiteNoise's `KEEP_ONLY_HASHED_FILES`).
+    /// The file under its own name (absent with WhiteNoise's `KEEP_ONLY_HASHED_FILES`, unless
+    /// bundled: then it is the published copy).
     pub original: Option<Output>,
     /// The compressed variants of each of its contents, when some output wants them.
     pub variants: [Option<Ticket>; 2],
@@ -110,6 +116,7 @@ impl<'a> Entry<'a> {
             src,
             stat: None,
             prev: None,
+            bundled: false,
             kind: rewrite::kind_of(&src.rel),
             bytes: None,
             fingerprint: None,
@@ -126,11 +133,21 @@ impl<'a> Entry<'a> {
         }
     }
 
+    /// Marks the file bundled or not: a bundled file is not CSS/JS to rewrite.
+    pub fn set_bundled(&mut self, bundled: bool) {
+        self.bundled = bundled;
+        self.kind = rewrite::kind_of(&self.src.rel).filter(|_| !bundled);
+    }
+
     /// The previous run's record, if the source is provably the one it describes: same path,
-    /// size, mtime and inode (the rule make and cargo use).
+    /// size, mtime and inode (the rule make and cargo use), and bundled the same way (a bundled
+    /// file's recorded name is its own path, which Django's hashed names never are).
     pub fn unchanged(&self) -> Option<&'a FileState> {
-        self.prev
-            .filter(|p| p.abs == self.src.abs && Some(p.stat) == self.stat)
+        self.prev.filter(|p| {
+            p.abs == self.src.abs
+                && Some(p.stat) == self.stat
+                && (p.name == self.src.rel) == self.bundled
+        })
     }
 
     /// An unchanged source whose outputs are all still in the tree is not read: its outputs
@@ -162,13 +179,15 @@ impl<'a> Entry<'a> {
     /// hashed name. An unchanged source keeps its digest: no hashing beyond a stat.
     ///
     /// This is the one place that decides the name of a file whose bytes are final: a file a
-    /// bundler already named by content would keep its own name here.
+    /// bundler already named by content keeps its own name here.
     pub fn name_by_content(&mut self, algo: HashAlgo) {
         let fingerprint = match self.unchanged() {
             Some(p) => p.fingerprint.clone(),
             None => algo.fingerprint(self.bytes.as_deref().expect("a changed source is read")),
         };
-        if self.kind.is_none() {
+        if self.bundled {
+            self.name = Some(self.src.rel.clone());
+        } else if self.kind.is_none() {
             self.name = Some(hashed_name(&self.src.rel, &fingerprint));
         }
         self.fingerprint = Some(fingerprint);
@@ -179,7 +198,18 @@ impl<'a> Entry<'a> {
     /// rewritten). Each is marked reused when the previous tree already holds it with the
     /// right bytes: a hashed name pins its content, and an original is the same when its
     /// source is unchanged since the last run.
+    ///
+    /// A bundled file has one output, under its own name (which is also its manifest name):
+    /// written even under `KEEP_ONLY_HASHED_FILES`, and with real bytes under `--link`, as
+    /// the hashed copy it stands for would be.
     pub fn plan_outputs(&mut self, l: &Layout) {
+        if self.bundled {
+            if self.original.is_none() {
+                let rel = self.src.rel.clone();
+                self.original = Some(self.output(rel, false, false, Content::Source, l));
+            }
+            return;
+        }
         if l.post_process && self.hashed.is_none() {
             if let Some(rel) = self.name.clone() {
                 let content = if self.carried {
@@ -462,6 +492,71 @@ mod tests {
         });
         assert!(e.original.is_none());
         assert!(!e.hashed.as_ref().unwrap().reused);
+    }
+
+    /// A chunk as Vite names it, written in `dir`.
+    fn vite_chunk(dir: &Path) -> SourceFile {
+        let abs = dir.join("main-DxqxU1Uw.js");
+        fs::write(&abs, b"js").unwrap();
+        SourceFile {
+            rel: "assets/main-DxqxU1Uw.js".into(),
+            abs,
+        }
+    }
+
+    #[test]
+    fn a_bundled_file_keeps_its_name_and_has_one_real_copy() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("static");
+        let src = vite_chunk(t.path());
+        let mut e = Entry::new(&src);
+        assert!(e.kind.is_some());
+        e.set_bundled(true);
+        assert!(e.kind.is_none(), "never rewritten");
+        e.bytes = Some(Arc::from(&b"js"[..]));
+        e.name_by_content(HashAlgo::Md5);
+        assert_eq!(e.name.as_deref(), Some("assets/main-DxqxU1Uw.js"));
+        assert!(e.fingerprint.is_some(), "recorded for the next run");
+        // One output, its own name: kept under KEEP_ONLY_HASHED_FILES, real bytes under --link.
+        e.plan_outputs(&Layout {
+            keep_only_hashed: true,
+            link: true,
+            ..layout(&root)
+        });
+        assert!(e.hashed.is_none());
+        let o = e.original.clone().unwrap();
+        assert_eq!(
+            (o.rel.as_str(), o.symlink),
+            ("assets/main-DxqxU1Uw.js", false)
+        );
+        e.set_bundled(false);
+        assert!(e.kind.is_some());
+    }
+
+    #[test]
+    fn a_flipped_bundled_status_is_a_change() {
+        let t = tempfile::tempdir().unwrap();
+        let src = vite_chunk(t.path());
+        let abs = &src.abs;
+        let was_hashed = file_state(abs, "assets/main-DxqxU1Uw.0123456789ab.js");
+        let was_bundled = file_state(abs, "assets/main-DxqxU1Uw.js");
+        for (prev, bundled, unchanged) in [
+            (&was_hashed, false, true),
+            (&was_hashed, true, false),
+            (&was_bundled, true, true),
+            (&was_bundled, false, false),
+        ] {
+            let mut e = Entry::new(&src);
+            e.set_bundled(bundled);
+            e.stat = Stat::of(abs);
+            e.prev = Some(prev);
+            assert_eq!(
+                e.unchanged().is_some(),
+                unchanged,
+                "{} {bundled}",
+                prev.name
+            );
+        }
     }
 
     #[test]

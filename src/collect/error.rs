@@ -37,6 +37,20 @@ pub enum Error {
         path: String,
         error: Box<rewrite::Error>,
     },
+    /// A bundler manifest (collect/bundler.rs) that is not the manifest its name and place say
+    /// it is: a `.vite/manifest.json` that is not JSON or has a chunk without a string `file`.
+    /// Line and column as serde_json counts them (1-based; column 0 at the end of a line).
+    #[error(
+        "{}:{line}:{column}: not a valid Vite manifest: {message} (rebuild the front end, or \
+         delete the file to collect its directory as plain files)",
+        path.display()
+    )]
+    BundlerManifest {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     /// A source that cannot be read: permissions, not a regular file (a FIFO, a socket, a
     /// device), an I/O error.
     #[error("cannot read {}: {err}", path.display())]
@@ -125,6 +139,7 @@ impl Error {
             Error::Cycles(_) => "cycle",
             Error::NotUtf8 { .. } => "not_utf8",
             Error::Rewrite { .. } => "rewrite_refused",
+            Error::BundlerManifest { .. } => "bundler_manifest",
             Error::UnreadableSource { .. } | Error::Walk { .. } => "unreadable_source",
             Error::SourceVanished { .. } => "source_vanished",
             Error::SymlinkLoop { .. } => "symlink_loop",
@@ -158,6 +173,7 @@ impl Error {
             Error::UnreadableSource { path, .. }
             | Error::SourceVanished { path }
             | Error::Walk { path, .. }
+            | Error::BundlerManifest { path, .. }
             | Error::SymlinkLoop { path, .. }
             | Error::FileNameNotUtf8 { path }
             | Error::Io { path, .. }
@@ -172,6 +188,15 @@ impl Error {
             Error::Rewrite { error, .. } => match error.as_ref() {
                 rewrite::Error::Escapes { reference, .. } => Some(reference.line),
             },
+            Error::BundlerManifest { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
+
+    /// The column on [`Error::line`], where the error has one.
+    pub fn column(&self) -> Option<usize> {
+        match self {
+            Error::BundlerManifest { column, .. } => Some(*column),
             _ => None,
         }
     }
@@ -188,6 +213,7 @@ impl Error {
             message: self.to_string(),
             path: self.path(),
             line: self.line(),
+            column: self.column(),
             references,
             cycles,
         }
@@ -205,6 +231,9 @@ pub struct Report<'e> {
     pub path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
+    /// `bundler_manifest`: the column on `line`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
     /// `missing_reference`: each one (file, line, reference, target).
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub references: &'e [MissingReference],
@@ -221,6 +250,7 @@ impl Report<'_> {
             message,
             path: None,
             line: None,
+            column: None,
             references: &[],
             cycles: &[],
         }
@@ -328,5 +358,23 @@ mod tests {
         assert_eq!(v["kind"], "not_utf8");
         assert_eq!(v["path"], "css/l.css");
         assert!(v["message"].as_str().unwrap().contains("not valid UTF-8"));
+        assert!(v.get("line").is_none() && v.get("column").is_none());
+        let v = serde_json::to_value(
+            Error::BundlerManifest {
+                path: "/p/dist/.vite/manifest.json".into(),
+                line: 2,
+                column: 17,
+                message: "invalid type: integer `3`, expected a string".into(),
+            }
+            .report(),
+        )
+        .unwrap();
+        assert_eq!(v["kind"], "bundler_manifest");
+        assert_eq!(v["path"], "/p/dist/.vite/manifest.json");
+        assert_eq!((&v["line"], &v["column"]), (&2.into(), &17.into()));
+        assert!(v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("/p/dist/.vite/manifest.json:2:17: not a valid Vite manifest: "));
     }
 }

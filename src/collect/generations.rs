@@ -3,8 +3,9 @@
 //!
 //! The record lives beside STATIC_ROOT (`.static.staticd-generations.json`). A file is only
 //! ever deleted when an older generation named it and none of the kept ones (nor the current
-//! manifest) does; unhashed originals and files other tools put in STATIC_ROOT are never named,
-//! so never deleted.
+//! manifest) does; files other tools put in STATIC_ROOT are never named, so never deleted.
+//! Neither are current originals: a bundler's name (collect/bundler.rs) is recorded like a
+//! hashed one, and it is the original's path, so the caller protects the manifest's keys too.
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

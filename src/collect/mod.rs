@@ -4,6 +4,7 @@
 //! on rayon, CSS/JS rewritten level by level of the reference graph, each distinct content
 //! compressed once, and the result published as one atomic swap of STATIC_ROOT. The stages
 //! ([`run`]) work on one record per file ([`entry::Entry`]); [`collect`] is their sequence.
+pub mod bundler;
 pub mod cache;
 pub mod compress;
 pub mod deltas;
@@ -63,6 +64,8 @@ pub struct CollectOptions {
     pub missing: missing::Policy,
     /// Delta deploys (RFC 9842): `None` with `--no-dictionaries`.
     pub deltas: Option<crate::delta::Options>,
+    /// Files to treat as named by a bundler (`--bundled`, `[collect] bundled`).
+    pub bundled: bundler::Globs,
 }
 
 /// A hook run when a generation has just been published (`staticd dev` wakes its server).
@@ -93,12 +96,13 @@ impl Default for CollectOptions {
             on_publish: None,
             missing: missing::Policy::default(),
             deltas: Some(crate::delta::Options::default()),
+            bundled: bundler::Globs::default(),
         }
     }
 }
 
-/// Runs a collect for `d`, logging Django's lines to `log`: walk the sources, stat them,
-/// compare with the previous run (and stop there if nothing changed), read and name, rewrite
+/// Runs a collect for `d`, logging Django's lines to `log`: walk the sources, stat them, mark
+/// the files a bundler already named by content, compare with the previous run (and stop there if nothing changed), read and name, rewrite
 /// CSS/JS, plan the outputs, compress, write them into a stage, publish it, record what was
 /// done. Compression runs in the background from the read on: each content as soon as its
 /// bytes are final (see [`variants`]).
@@ -110,6 +114,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
         return Ok(run.finish());
     }
     let mut entries = run.stat(&plan.files);
+    run.mark_bundled(&mut entries)?;
     let prev = run.previous_state();
     if run.compare(&mut entries, prev.as_ref()) {
         return Ok(run.finish());
@@ -132,7 +137,7 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
 /// Digest of every input that changes output besides the files themselves.
 fn settings_key(d: &Discovery, opts: &CollectOptions) -> String {
     let key = format!(
-        "{} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {} {} {:?}",
+        "{} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {} {} {:?} {:?}",
         env!("CARGO_PKG_VERSION"),
         d.static_url,
         d.ignore_patterns,
@@ -144,7 +149,8 @@ fn settings_key(d: &Discovery, opts: &CollectOptions) -> String {
         opts.link,
         opts.no_post_process,
         d.django_version.as_deref().unwrap_or(""),
-        opts.missing.key()
+        opts.missing.key(),
+        opts.bundled.key()
     );
     blake3::hash(key.as_bytes()).to_hex().to_string()
 }
@@ -182,8 +188,10 @@ pub struct Pruned {
 pub fn prune(d: &Discovery, keep: usize, dry_run: bool, log: &Log) -> Result<Pruned> {
     let _lock = publish::lock(&d.static_root)?;
     let history = generations::History::load(&d.static_root);
+    // The current names, and the current originals: an old generation may have published an
+    // original's path as a bundler name (collect/bundler.rs), which is no longer one now.
     let current = Manifest::read(&d.static_root.join(&d.storage.manifest_name))?
-        .map(|m| m.paths.into_values().collect())
+        .map(|m| m.paths.into_iter().flat_map(|(k, v)| [k, v]).collect())
         .unwrap_or_default();
     let (doomed, kept) = history.plan_prune(keep, &current);
     let doomed = generations::with_deltas(&d.static_root, doomed);

@@ -7,7 +7,8 @@ use rayon::prelude::*;
 
 /// `HashedFilesMixin.post_process` yields every file matching its patterns (`*.css`, `*.js`,
 /// matched like `fnmatchcase` against the whole path) as processed, whether or not anything
-/// was substituted, and any other file only when its hashed copy did not exist yet.
+/// was substituted, and any other file only when its hashed copy did not exist yet. A bundled
+/// file is not post-processed: it has no hashed copy.
 pub fn post_processed(
     d: &Discovery,
     opts: &CollectOptions,
@@ -19,7 +20,7 @@ pub fn post_processed(
     }
     entries
         .iter()
-        .filter(|e| adjustable(&e.src.rel) || hashed_is_new(e))
+        .filter(|e| !e.bundled && (adjustable(&e.src.rel) || hashed_is_new(e)))
         .count()
 }
 
@@ -41,8 +42,14 @@ pub fn whitenoise_variants<'e>(
     }
     let settings = compress_settings(d, opts);
     let mut names: Vec<&str> = entries.iter().map(hashed).collect();
+    // A bundled file's name is its original's: counted once.
     if !d.whitenoise.keep_only_hashed_files {
-        names.extend(entries.iter().map(|e| e.src.rel.as_str()));
+        names.extend(
+            entries
+                .iter()
+                .filter(|e| !e.bundled)
+                .map(|e| e.src.rel.as_str()),
+        );
     }
     let suffixes: Vec<&str> = [(settings.brotli, ".br"), (settings.gzip, ".gz")]
         .into_iter()

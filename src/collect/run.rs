@@ -8,7 +8,9 @@ use super::report::{Log, Phases, Progress, Summary};
 use super::state::{self, State};
 use super::variants::{Compressed, Compressor};
 use super::write::{self, Staged};
-use super::{compress_settings, generations, ignore, parity, plan, process, CollectOptions, Error};
+use super::{
+    bundler, compress_settings, generations, ignore, parity, plan, process, CollectOptions, Error,
+};
 use crate::django::Discovery;
 use crate::manifest::Manifest;
 use rayon::prelude::*;
@@ -95,6 +97,34 @@ impl<'a> Run<'a> {
         entries
     }
 
+    /// Stage "bundler manifests" (post-processing runs only): marks the entries a front-end
+    /// bundler already named by content ([`bundler::mark`]), so that they keep their names
+    /// and bytes. Before "compare": a file whose status flipped is not unchanged.
+    pub fn mark_bundled(&mut self, entries: &mut [Entry]) -> Result<()> {
+        let (d, opts) = (self.d, self.opts);
+        if !self.post_processes() {
+            return Ok(());
+        }
+        let marked = bundler::mark(&d.sources, entries, &opts.bundled, &d.static_url)?;
+        for w in &marked.warnings {
+            self.log.warn(w.to_string());
+        }
+        self.phases.lap(
+            "bundler manifests",
+            format!(
+                "{} files keep their bundler names; {} manifests read",
+                marked.bundled,
+                marked.manifests.len()
+            ),
+        );
+        Ok(())
+    }
+
+    /// Manifest storage post-processes (hashed names, rewriting, bundler names).
+    fn post_processes(&self) -> bool {
+        self.d.storage.manifest && !self.opts.no_post_process
+    }
+
     /// The previous run's state of this STATIC_ROOT, if it applies: same settings, and the
     /// tree is still the one that run published (another writer changes its inode).
     pub fn previous_state(&mut self) -> Option<State> {
@@ -168,7 +198,7 @@ impl<'a> Run<'a> {
     /// Where outputs go, and which the previous tree may already hold.
     pub fn layout(&self, has_prev: bool) -> Layout<'a> {
         let d = self.d;
-        let post_process = d.storage.manifest && !self.opts.no_post_process;
+        let post_process = self.post_processes();
         Layout {
             static_root: &d.static_root,
             has_prev,
@@ -246,11 +276,12 @@ impl<'a> Run<'a> {
         })?;
         let s = &mut self.summary;
         s.rewritten = entries.iter().filter(|e| e.rewrote).count();
-        // Fingerprinted this time: rewritten CSS/JS, and other files not known unchanged.
+        // Fingerprinted this time: rewritten CSS/JS, and other files not known unchanged (a
+        // bundled file keeps its name: not hashed).
         s.hashed = s.rewritten
             + entries
                 .iter()
-                .filter(|e| e.kind.is_none() && e.unchanged().is_none())
+                .filter(|e| e.kind.is_none() && !e.bundled && e.unchanged().is_none())
                 .count();
         s.record_missing(
             entries.iter().flat_map(|e| e.missing.iter().cloned()),
@@ -384,8 +415,9 @@ impl<'a> Run<'a> {
         s.deleted = committed.deleted;
         s.copied = staged.copied;
         if layout.keep_only_hashed {
-            // Originals were never staged; the summary still counts them as collected.
-            s.copied += entries.len();
+            // Originals were never staged; the summary still counts them as collected (a
+            // bundled file's was, and is counted already).
+            s.copied += entries.iter().filter(|e| !e.bundled).count();
         }
         let reused_originals = entries
             .iter()

@@ -14,7 +14,13 @@
 //! keep_only_hashed_files = false
 //! [collect]                     # optional: staticd's own collect options, not Django facts
 //! missing = ["warn:*.map"]      # missing-reference rules (validated by `collect::missing`)
+//! bundled = ["dist/assets/*"]   # files a bundler already named by content (`collect::bundler`)
 //! ```
+//!
+//! The same file holds `staticd serve`'s sections (`[serve]`, `[static]`, `[[upstream]]`…),
+//! read by `serve::config_file`: here a top-level table or array of tables that is not one
+//! of [`KEYS`] is left to it, while any other unknown key is an error. `static_root` is
+//! needed only when the facts come from this file (no importable Django).
 use super::{
     normalize_ignore_patterns, Discovery, Source, Storage, WhiteNoise, DEFAULT_IGNORE_PATTERNS,
 };
@@ -22,6 +28,20 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 pub const FILE_NAME: &str = "staticd.toml";
+
+/// The top-level keys read here (every field of [`Config`]); the tables of the rest of the
+/// file are `staticd serve`'s.
+pub const KEYS: [&str; 8] = [
+    "static_root",
+    "static_url",
+    "ignore",
+    "sources",
+    "storage",
+    "whitenoise",
+    "collect",
+    // `remote::config`'s, not serve's.
+    "publish",
+];
 
 /// The finder a `[[sources]]` entry stands for (it is a STATICFILES_DIRS entry).
 pub const TOML_FINDER: &str = "django.contrib.staticfiles.finders.FileSystemFinder";
@@ -40,9 +60,9 @@ manifest = true               # hashed names + staticfiles.json (ManifestStaticF
 compress = true               # .gz/.br variants (WhiteNoise)"#;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
-    pub static_root: PathBuf,
+    /// Required when the facts come from this file ([`Config::to_discovery`]).
+    pub static_root: Option<PathBuf>,
     #[serde(default = "default_static_url")]
     pub static_url: String,
     /// Replaces Django's default ignore patterns when given.
@@ -55,6 +75,10 @@ pub struct Config {
     pub whitenoise: WhiteNoiseConfig,
     #[serde(default)]
     pub collect: CollectConfig,
+    /// `[publish]`: how to reach an object store; validated by `remote::config`, which reads
+    /// it for Django projects too.
+    #[serde(default)]
+    pub publish: Option<toml::Table>,
 }
 
 fn default_static_url() -> String {
@@ -109,10 +133,37 @@ pub struct WhiteNoiseConfig {
 pub struct CollectConfig {
     /// Missing-reference rules, `ACTION:PATTERN` (checked by `collect::missing::Policy::new`).
     pub missing: Vec<String>,
+    /// Globs of files already named by content by a bundler (`collect::bundler::Globs`).
+    pub bundled: Vec<String>,
 }
 
 /// Parse and validate `staticd.toml` text. `path` is only used in messages.
 pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
+    let cfg = parse_facts(text, path)?;
+    // Unknown top-level keys are not denied by serde (serve's sections are not fields here,
+    // and `flatten` would cost the other errors their line numbers): checked here.
+    let top: toml::Table = text.parse().unwrap_or_default();
+    for (k, v) in top.iter().filter(|(k, _)| !KEYS.contains(&k.as_str())) {
+        let table = match v {
+            toml::Value::Table(_) => true,
+            toml::Value::Array(a) => !a.is_empty() && a.iter().all(toml::Value::is_table),
+            _ => false,
+        };
+        if !table {
+            anyhow::bail!(
+                "invalid {}: unknown field `{k}`, expected one of {}\nExample:\n{}",
+                path.display(),
+                KEYS.map(|k| format!("`{k}`")).join(", "),
+                EXAMPLE
+            );
+        }
+    }
+    Ok(cfg)
+}
+
+/// [`parse`] without the check of unknown top-level keys (`serve::config_file` checks the
+/// whole file's keys itself).
+pub fn parse_facts(text: &str, path: &Path) -> anyhow::Result<Config> {
     let cfg: Config = toml::from_str(text).map_err(|e| {
         anyhow::anyhow!(
             "invalid {}: {}\nExample:\n{}",
@@ -121,7 +172,11 @@ pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
             EXAMPLE
         )
     })?;
-    if cfg.static_root.as_os_str().is_empty() {
+    if cfg
+        .static_root
+        .as_ref()
+        .is_some_and(|r| r.as_os_str().is_empty())
+    {
         anyhow::bail!("invalid {}: static_root must not be empty", path.display());
     }
     if cfg.static_url.is_empty() || !cfg.static_url.ends_with('/') {
@@ -165,13 +220,21 @@ fn script_prefixed(url: &str) -> String {
 }
 
 impl Config {
-    /// The discovery this configuration describes, for a project at `project` (absolute).
+    /// The discovery this configuration describes, for a project at `project` (absolute);
+    /// an error when the file has no `static_root`.
     pub fn to_discovery(
         &self,
         project: &Path,
         extra_ignore: &[String],
         no_default_ignore: bool,
-    ) -> Discovery {
+    ) -> anyhow::Result<Discovery> {
+        let Some(static_root) = &self.static_root else {
+            anyhow::bail!(
+                "invalid {}: missing field `static_root` (needed when Django cannot be asked)\nExample:\n{}",
+                project.join(FILE_NAME).display(),
+                EXAMPLE
+            );
+        };
         let abs = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()
@@ -220,9 +283,9 @@ impl Config {
             (true, Some(v)) => v,
             _ => st.manifest_strict,
         };
-        Discovery {
+        Ok(Discovery {
             django_version: None,
-            static_root: abs(&self.static_root),
+            static_root: abs(static_root),
             static_url: script_prefixed(&self.static_url),
             sources,
             ignore_patterns: normalize_ignore_patterns(patterns),
@@ -239,7 +302,7 @@ impl Config {
                 skip_compress_extensions: self.whitenoise.skip_compress_extensions.clone(),
                 manifest_strict: self.whitenoise.manifest_strict,
             },
-        }
+        })
     }
 }
 
@@ -254,7 +317,7 @@ mod tests {
     #[test]
     fn parses_full_example() {
         let cfg = parse(EXAMPLE, p()).unwrap();
-        assert_eq!(cfg.static_root, PathBuf::from("static"));
+        assert_eq!(cfg.static_root, Some(PathBuf::from("static")));
         assert_eq!(cfg.static_url, "/static/");
         assert_eq!(
             cfg.ignore,
@@ -281,7 +344,7 @@ mod tests {
         assert!(cfg.sources.is_empty());
         assert_eq!(cfg.storage, StorageConfig::default());
         assert_eq!(cfg.whitenoise, WhiteNoiseConfig::default());
-        let d = cfg.to_discovery(Path::new("/proj"), &[], false);
+        let d = cfg.to_discovery(Path::new("/proj"), &[], false).unwrap();
         assert_eq!(d.static_root, PathBuf::from("/srv/static"));
         assert_eq!(d.ignore_patterns, vec!["*~", ".*", "CVS"]);
         assert_eq!(
@@ -320,7 +383,9 @@ keep_only_hashed_files = true
 skip_compress_extensions = []
 "#;
         let cfg = parse(text, p()).unwrap();
-        let d = cfg.to_discovery(dir.path(), &["extra/*.js".to_string()], false);
+        let d = cfg
+            .to_discovery(dir.path(), &["extra/*.js".to_string()], false)
+            .unwrap();
         assert_eq!(d.static_root, dir.path().join("out"));
         assert_eq!(d.static_url, "/assets/");
         assert_eq!(d.ignore_patterns, vec!["*.scss", "a/c", "extra/*.js"]);
@@ -349,13 +414,19 @@ skip_compress_extensions = []
         assert_eq!(d.whitenoise.skip_compress_extensions, Some(vec![]));
         assert_eq!(d.whitenoise.manifest_strict, Some(false));
 
-        let d = cfg.to_discovery(dir.path(), &["x".to_string()], true);
+        let d = cfg
+            .to_discovery(dir.path(), &["x".to_string()], true)
+            .unwrap();
         assert_eq!(d.ignore_patterns, vec!["x"]);
     }
 
     #[test]
     fn errors_are_clear() {
-        let e = parse("static_url = \"/s/\"\n", p())
+        // Without static_root the file is valid (serve's sections alone), but it cannot
+        // stand in for Django.
+        let cfg = parse("static_url = \"/s/\"\n[serve]\nworkers = 2\n", p()).unwrap();
+        let e = cfg
+            .to_discovery(Path::new("/proj"), &[], false)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("invalid /proj/staticd.toml: "), "{e}");
@@ -392,11 +463,13 @@ skip_compress_extensions = []
     #[test]
     fn collect_section() {
         let cfg = parse(
-            "static_root = \"s\"\n[collect]\nmissing = [\"warn:*.map\", \"ignore:vendor/*\"]\n",
+            "static_root = \"s\"\n[collect]\nmissing = [\"warn:*.map\", \"ignore:vendor/*\"]\n\
+             bundled = [\"dist/*\"]\n",
             p(),
         )
         .unwrap();
         assert_eq!(cfg.collect.missing, ["warn:*.map", "ignore:vendor/*"]);
+        assert_eq!(cfg.collect.bundled, ["dist/*"]);
         assert_eq!(
             parse("static_root = \"s\"\n", p()).unwrap().collect,
             CollectConfig::default()

@@ -199,13 +199,13 @@ pub(super) fn plan(
     let explicit_settings = opts.settings.as_deref().filter(|s| !s.is_empty()).is_some();
     if manage_py.is_none() && !explicit_settings {
         if let Some(cfg) = &toml {
-            return Ok(Plan::Toml(from_toml(cfg)));
+            return Ok(Plan::Toml(from_toml(cfg)?));
         }
     }
     let Some(settings) = choose_settings(opts.settings.as_deref(), manage_py.as_deref(), env)
     else {
         if let Some(cfg) = &toml {
-            return Ok(Plan::Toml(from_toml(cfg)));
+            return Ok(Plan::Toml(from_toml(cfg)?));
         }
         return Err(if manage_py.is_some() {
             DiscoverError::NoSettingsModule { project }
@@ -236,7 +236,7 @@ pub(super) fn run_python(
             Some(cfg) => {
                 tracing::warn!("{err}\nusing {}/staticd.toml instead", r.project.display());
                 Ok((
-                    cfg.to_discovery(&r.project, &opts.extra_ignore, opts.no_default_ignore),
+                    cfg.to_discovery(&r.project, &opts.extra_ignore, opts.no_default_ignore)?,
                     None,
                 ))
             }

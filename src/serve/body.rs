@@ -152,7 +152,14 @@ impl MessageBody for SegmentBody {
 
 /// One `preadv2` of up to `n` bytes appended to `buf`'s spare capacity (never
 /// zero-initialised: the kernel writes it, and only the bytes it wrote become part of `buf`).
-fn pread(file: &File, buf: &mut BytesMut, offset: u64, n: usize, flags: i32) -> io::Result<usize> {
+/// Also the TLS connections' file reads (`stream`).
+pub fn pread(
+    file: &File,
+    buf: &mut BytesMut,
+    offset: u64,
+    n: usize,
+    flags: i32,
+) -> io::Result<usize> {
     let spare = buf.spare_capacity_mut();
     let iov = libc::iovec {
         iov_base: spare.as_mut_ptr().cast(),
@@ -172,7 +179,7 @@ fn pread(file: &File, buf: &mut BytesMut, offset: u64, n: usize, flags: i32) -> 
 
 /// A short read means the file shrank under us: an error ends the response (the client sees
 /// a truncated body rather than wrong bytes labelled with our Content-Length).
-fn read_exact_at(file: &File, offset: u64, n: u64) -> io::Result<Bytes> {
+pub fn read_exact_at(file: &File, offset: u64, n: u64) -> io::Result<Bytes> {
     let mut buf = BytesMut::with_capacity(n as usize);
     while (buf.len() as u64) < n {
         let got = buf.len() as u64;

@@ -1,9 +1,17 @@
-//! Access log (stdout) and diagnostics (stderr) through `tracing`.
+//! Access log and diagnostics through `tracing`.
 //!
-//! Access lines go to stdout under the `staticd::access` target, either as nginx/Apache
-//! "combined" lines (existing log tooling keeps working) or one JSON object per request.
-//! Everything else (reloads, warnings) goes to stderr, filtered by `RUST_LOG`.
+//! Access lines go under the `staticd::access` target to stdout or a file (`--access-log`),
+//! either as nginx/Apache "combined" lines (existing log tooling keeps working) or one JSON
+//! object per request. A file is opened in append mode and each line is one `write(2)`, so
+//! after logrotate renames it and SIGUSR1 calls [`reopen_logs`], every line lands whole in
+//! exactly one of the two files: writes already under way finish into the renamed file,
+//! later ones go to the new one. Everything else (reloads, warnings) goes to stderr, as
+//! text or JSON (`--error-log-format`), at `--log-level` (else `RUST_LOG`, else `info`).
 
+use super::socket::Peer;
+use arc_swap::ArcSwap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::Level;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
@@ -16,66 +24,231 @@ use tracing_subscriber::Layer;
 pub enum LogFormat {
     /// Apache/nginx "combined" lines, so existing log tooling keeps working.
     Combined,
-    /// One JSON object per request, with the request time.
+    /// One JSON object per request, with the request time, route, and upstream.
     Json,
     /// No access log (benchmarks; a load balancer that already logs).
     Off,
 }
 
-pub const ACCESS_TARGET: &str = "staticd::access";
+/// Diagnostics format (`--error-log-format`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiagFormat {
+    /// tracing's human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per event (timestamp, level, message, fields).
+    Json,
+}
 
-/// Installs the subscriber; a no-op if the binary already installed one.
+/// Diagnostics level (`--log-level`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiagLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl DiagLevel {
+    fn filter(self) -> LevelFilter {
+        match self {
+            DiagLevel::Error => LevelFilter::ERROR,
+            DiagLevel::Warn => LevelFilter::WARN,
+            DiagLevel::Info => LevelFilter::INFO,
+            DiagLevel::Debug => LevelFilter::DEBUG,
+            DiagLevel::Trace => LevelFilter::TRACE,
+        }
+    }
+}
+
+/// How diagnostics are written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Diagnostics {
+    /// `None`: `RUST_LOG`, else `info`.
+    pub level: Option<DiagLevel>,
+    pub format: DiagFormat,
+}
+
+/// Where access lines go (`--access-log`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessTarget {
+    Stdout,
+    /// Appended to; reopened by [`reopen_logs`].
+    File(PathBuf),
+}
+
+impl AccessTarget {
+    /// `-` and `stdout` are standard output; anything else a file path.
+    pub fn parse(s: &str) -> AccessTarget {
+        match s {
+            "-" | "stdout" => AccessTarget::Stdout,
+            path => AccessTarget::File(PathBuf::from(path)),
+        }
+    }
+}
+
+pub const ACCESS_TARGET: &str = "staticd::access";
+/// JSON access lines: a target of their own below [`ACCESS_TARGET`], so both layers can be
+/// installed at once and each request picks its format (a reload can change it).
+const JSON_TARGET: &str = "staticd::access::json";
+
+/// Where access lines are written now; swapped whole by [`reopen_logs`] and
+/// [`set_access_target`].
+enum Sink {
+    Stdout,
+    File { path: PathBuf, file: std::fs::File },
+}
+
+static SINK: LazyLock<ArcSwap<Sink>> = LazyLock::new(|| ArcSwap::from_pointee(Sink::Stdout));
+
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+}
+
+/// Sends access lines to `target` from the next line on (the start, and a configuration
+/// reload). A file that cannot be opened is an error naming it; the current target stays.
+pub fn set_access_target(target: &AccessTarget) -> std::io::Result<()> {
+    let sink = match target {
+        AccessTarget::Stdout => Sink::Stdout,
+        AccessTarget::File(path) => Sink::File {
+            file: open_append(path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+            })?,
+            path: path.clone(),
+        },
+    };
+    SINK.store(Arc::new(sink));
+    Ok(())
+}
+
+/// SIGUSR1 (logrotate's `postrotate`): opens the access log file again under its path, so
+/// lines go to the new file once the old one was renamed. Nothing to do for stdout. On
+/// failure the old file stays in use and the error names the path.
+pub fn reopen_logs() -> std::io::Result<()> {
+    let current = SINK.load();
+    let Sink::File { path, .. } = &**current else {
+        return Ok(());
+    };
+    set_access_target(&AccessTarget::File(path.clone()))?;
+    tracing::info!("reopened the access log {}", path.display());
+    Ok(())
+}
+
+/// The access layers' writer: whatever [`SINK`] holds when a line is written.
+struct AccessWriter;
+
+/// One line's writer, holding the sink it started with (a reopen meanwhile does not split
+/// the line).
+struct AccessLine(arc_swap::Guard<Arc<Sink>>);
+
+impl std::io::Write for AccessLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &**self.0 {
+            Sink::Stdout => std::io::stdout().write(buf),
+            Sink::File { file, .. } => (&*file).write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match &**self.0 {
+            // One lock for the whole line.
+            Sink::Stdout => std::io::stdout().lock().write_all(buf),
+            Sink::File { file, .. } => (&*file).write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &**self.0 {
+            Sink::Stdout => std::io::stdout().flush(),
+            Sink::File { .. } => Ok(()),
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for AccessWriter {
+    type Writer = AccessLine;
+
+    fn make_writer(&'a self) -> AccessLine {
+        AccessLine(SINK.load())
+    }
+}
+
+/// Installs the subscriber with access lines on stdout and default diagnostics; a no-op if
+/// the binary already installed one.
+pub fn init() {
+    init_with(Diagnostics::default());
+}
+
+/// Installs the subscriber; a no-op if the binary already installed one. The access lines'
+/// target is [`set_access_target`]'s (stdout until it is called).
+///
+/// Both access-log layers are installed and [`access`] writes to the one of the format
+/// asked for, so `--log-format` takes effect on a reload (SIGHUP) without a new subscriber.
 ///
 /// Every filter here states its maximum level (no closures), so the subscriber knows the
 /// most verbose level anyone wants: `log` records of dependencies (actix emits `trace!`
 /// calls for every request) are then dropped at the macro's level check instead of being
 /// built and offered to each filter, which cost 2 % of the proxy's CPU.
-pub fn init(format: LogFormat) {
-    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let diag = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .with_filter(
-            env.add_directive(
-                format!("{ACCESS_TARGET}=off")
-                    .parse()
-                    .expect("a valid directive"),
-            ),
-        );
-    let is_access = || Targets::new().with_target(ACCESS_TARGET, Level::INFO);
-    let access: Box<dyn Layer<_> + Send + Sync> = match format {
-        LogFormat::Combined => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stdout)
-            .without_time()
-            .with_level(false)
+pub fn init_with(diagnostics: Diagnostics) {
+    let env = match diagnostics.level {
+        Some(level) => EnvFilter::new(level.filter().to_string()),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let env = env.add_directive(
+        format!("{ACCESS_TARGET}=off")
+            .parse()
+            .expect("a valid directive"),
+    );
+    let diag: Box<dyn Layer<_> + Send + Sync> = match diagnostics.format {
+        DiagFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_target(false)
-            .with_ansi(false)
-            .with_filter(is_access())
+            .with_filter(env)
             .boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
+        DiagFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
-            .with_writer(std::io::stdout)
+            .with_writer(std::io::stderr)
             .with_target(false)
-            .with_filter(is_access())
-            .boxed(),
-        LogFormat::Off => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::sink)
-            .with_filter(LevelFilter::OFF)
+            .with_filter(env)
             .boxed(),
     };
+    let combined = tracing_subscriber::fmt::layer()
+        .with_writer(AccessWriter)
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_ansi(false)
+        .with_filter(
+            Targets::new()
+                .with_target(ACCESS_TARGET, Level::INFO)
+                .with_target(JSON_TARGET, LevelFilter::OFF),
+        );
+    let json = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(AccessWriter)
+        .with_target(false)
+        .with_filter(Targets::new().with_target(JSON_TARGET, Level::INFO));
     let _ = tracing_subscriber::registry()
         .with(diag)
-        .with(access)
+        .with(combined)
+        .with(json)
         .try_init();
 }
 
 /// One request, as logged.
 pub struct Entry<'a> {
-    pub remote: Option<std::net::IpAddr>,
+    pub remote: Option<Peer>,
     pub method: &'a str,
     pub target: &'a str,
     pub version: &'a str,
@@ -84,6 +257,11 @@ pub struct Entry<'a> {
     pub referer: &'a str,
     pub user_agent: &'a str,
     pub elapsed: Duration,
+    /// What answered (`static`, `media`, `proxy`, `internal`).
+    pub route: &'a str,
+    /// The upstream that answered a proxied request, and the time it took to its response
+    /// head (nginx's `$upstream_addr` and `$upstream_header_time`).
+    pub upstream: Option<(&'a str, Duration)>,
 }
 
 /// Emits one access-log event in `format`.
@@ -107,7 +285,7 @@ pub fn access(format: LogFormat, e: &Entry<'_>) {
         }
         LogFormat::Json => {
             tracing::info!(
-                target: ACCESS_TARGET,
+                target: JSON_TARGET,
                 remote = e.remote.map(|a| a.to_string()),
                 method = e.method,
                 uri = e.target,
@@ -117,6 +295,9 @@ pub fn access(format: LogFormat, e: &Entry<'_>) {
                 referer = e.referer,
                 user_agent = e.user_agent,
                 request_time = e.elapsed.as_secs_f64(),
+                route = e.route,
+                upstream_addr = e.upstream.map(|(a, _)| a),
+                upstream_time = e.upstream.map(|(_, t)| t.as_secs_f64()),
             );
         }
     }

@@ -142,18 +142,30 @@ pub struct Reply<'a> {
     pub stale: bool,
     /// Write nothing and close the connection (the client already left: nginx's 499).
     pub close: bool,
+    /// The upstream that answered, for the access log (`None` when none did).
+    pub upstream: Option<Upstream>,
+}
+
+/// The upstream that answered a proxied request: nginx's `$upstream_addr` and
+/// `$upstream_header_time`. Carried into HTTP/2 responses as an extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub addr: String,
+    /// From the start of the attempt that answered (connect included) to its response head.
+    pub header_time: std::time::Duration,
 }
 
 impl<'a> Reply<'a> {
     pub fn new(status: StatusCode) -> Self {
         Reply {
             status,
-            // Room for the most a response carries (a 206 of a coded asset: 10), so the
-            // list never grows.
-            headers: Headers::with_capacity(10),
+            // Room for the most a response carries (a 206 of a coded asset: 10) and a few
+            // header rules (`header_rules`), so the list does not grow.
+            headers: Headers::with_capacity(14),
             body: Body::Empty,
             stale: false,
             close: false,
+            upstream: None,
         }
     }
 
@@ -184,6 +196,19 @@ impl<'a> Reply<'a> {
         }
         if self.close {
             b.force_close();
+        }
+        if let Some(up) = self.upstream {
+            b.extensions_mut().insert(up);
+        }
+        // 304 and 204 carry no Content-Length at all (RFC 9110 §8.6: a 304's would have to be
+        // the 200's length); actix's HTTP/2 writer adds `content-length: 0` to any sized
+        // body, an empty one included, so these get a body of no size.
+        if matches!(
+            self.status,
+            StatusCode::NOT_MODIFIED | StatusCode::NO_CONTENT
+        ) && matches!(self.body, Body::Empty)
+        {
+            return b.body(actix_web::body::None::new());
         }
         if head {
             return match self.body {

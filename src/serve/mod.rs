@@ -1,8 +1,11 @@
 //! `staticd serve`: the static tier and the reverse proxy.
 //!
 //! [`run`] builds the table, the proxy and the shared [`state::State`], starts the reloader,
-//! and serves every connection with the HTTP/1 loop (`h1`), which hands only h2c to
-//! actix-web (`app`). Both front ends route with `dispatch`.
+//! binds the listeners (or takes systemd's), and serves every connection with the HTTP/1
+//! loop (`h1`), which hands only h2c to actix-web (`app`). Both front ends route with
+//! `dispatch`. With HTTPS on, one more listener (`tls_listen`) does the TLS handshake and
+//! gives each connection to one of them by ALPN. SIGHUP reloads the configuration
+//! (`reconfigure`) and the certificates; SIGTERM and SIGINT drain.
 //!
 //! ## Modules, in dependency order
 //!
@@ -18,90 +21,139 @@
 //!      STATIC_URL → prefix.
 //!    - `beneath`: opening a file below a root that no symlink can lead out of.
 //!    - `body`: response bodies as memory pieces and file ranges.
-//!    - `socket`: a client connection's socket I/O (`writev`, `sendfile`, the lingering
-//!      close), for the HTTP/1 loop and its tunnels.
-//!    - `log`: the access log and diagnostics.
+//!    - `socket`: a plain client connection (TCP or Unix) and its socket I/O (`writev`,
+//!      `sendfile`), for the HTTP/1 loop and its tunnels; its peer.
+//!    - `listen`: the listeners (`--bind` forms, Unix sockets, systemd socket activation).
+//!    - `config_file`: staticd.toml's serve sections → the options' defaults, every
+//!      problem with its file:line:column.
+//!    - `metrics`: the Prometheus counters and their exposition.
 //! 2. What the answers are made of:
 //!    - `table`: STATIC_ROOT + manifest → URL table (variants, types, validators, caching).
 //!    - `message`: `Reply`, `Body`, `Verb`, `Request`, error pages.
+//!    - `stream`: a client connection, plain or TLS, as the HTTP/1 loop and its tunnels
+//!      use it (what replaces `sendfile` under TLS).
+//!    - `log`: the access log (its target, SIGUSR1's reopen) and diagnostics.
 //! 3. Built on those:
 //!    - `headers`: the static tier's header sets.
+//!    - `compress`: on-the-fly br/zstd/gzip of upstream responses (which, how, the
+//!      header edits), with its encoders and the streaming body.
 //!    - `reload`: watching for new generations and swapping the table.
+//!    - `https`: what a listener does once HTTPS is on (ACME challenges, the redirect, HSTS).
+//!    - `header_rules`: response header rules by route kind (`--header`).
 //! 4. The two kinds of answer:
 //!    - `respond`: the static tier (one request: lookup, negotiation, preconditions, range).
 //!    - `proxy`: everything outside STATIC_URL (`--upstream`, media, internal mounts).
 //! 5. Shared by the workers:
-//!    - `state`: the current table, the prefix, the proxy.
-//! 6. Routing:
-//!    - `dispatch`: static or proxied; the static answer, for every protocol.
-//! 7. The front ends:
+//!    - `state`: the current table, the live part of the configuration (CORS, log format,
+//!      the proxy) that a reload swaps, the health path, header rules and root files.
+//! 6. staticd's own answers:
+//!    - `health`: the health path (liveness, readiness).
+//! 7. Routing:
+//!    - `dispatch`: health, static, root files or proxied; the static answer, for every
+//!      protocol.
+//! 8. The front ends:
 //!    - `app`: actix-web's App, for HTTP/2 (h2c).
-//! 8. The HTTP/1 server:
+//! 9. The HTTP/1 server:
 //!    - `h1`: every connection, for its whole life (h2c handed to `app`).
-//! 9. The command line:
-//!    - `config`: `staticd serve`'s flags and their value parsers.
+//! 10. Operations:
+//!    - `observe`: health, metrics listener, log targets, header rules, root files options.
+//!    - `tls_args`: the HTTPS options and their checks.
+//! 11. The options:
+//!    - `config`: `staticd serve`'s options (flag, environment variable and file key from
+//!      one declaration each) and their value parsers.
+//! 12. Where the settings come from:
+//!    - `resolve`: flags > environment > staticd.toml > defaults; STATIC_ROOT and
+//!      STATIC_URL from the options or the Django project.
+//! 13. The HTTPS listener:
+//!    - `tls_listen`: the TLS handshake, then h2 or the HTTP/1 loop; certificates' upkeep.
+//! 14. Reloading:
+//!    - `reconfigure`: SIGHUP, the configuration read again and applied without a restart.
+//! 15. Checking:
+//!    - `check`: `staticd check`, the configuration prepared as a reload would, and
+//!      STATIC_ROOT checked.
 
 pub mod app;
 pub mod beneath;
 pub mod body;
+pub mod check;
+pub mod compress;
 pub mod conditional;
 pub mod config;
+pub mod config_file;
 #[cfg(test)]
 mod dependency_order;
 pub mod dictionary;
 pub mod dispatch;
 pub mod fields;
 pub mod h1;
+pub mod header_rules;
 pub mod headers;
+pub mod health;
+pub mod https;
+pub mod listen;
 pub mod log;
 pub mod message;
+pub mod metrics;
 pub mod negotiate;
+pub mod observe;
 pub mod path;
 pub mod proxy;
 pub mod range;
+pub mod reconfigure;
 pub mod reload;
+pub mod resolve;
 pub mod respond;
 pub mod socket;
 pub mod state;
+pub mod stream;
 pub mod table;
+pub mod tls_args;
+pub mod tls_listen;
 
 pub use config::ServeArgs;
 pub use log::LogFormat;
+pub use resolve::Loaded;
 
-use actix_web::http::header::HeaderValue;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use std::sync::Arc;
+use listen::{Listener, Socket};
+use reconfigure::{Reconfigure, Reread};
+use state::{Live, State};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// What `run` needs besides the settings.
+#[derive(Default)]
+pub struct Start {
+    /// How to read the settings again on SIGHUP; `None`: SIGHUP says it cannot.
+    pub reread: Option<Reread>,
+    /// Sockets from systemd (socket activation), used instead of `--bind`. Taken by
+    /// [`listen::take_activation`] while the process had one thread.
+    pub inherited: Vec<Listener>,
+}
+
 /// Runs the server until SIGTERM/SIGINT, then drains in-flight requests
-/// (bounded by `--shutdown-timeout`).
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    run_with(args, reload::channel())
+/// (bounded by `--shutdown-timeout`); SIGHUP reloads the configuration.
+pub fn run(loaded: Loaded, start: Start) -> anyhow::Result<()> {
+    run_with(loaded, start, reload::channel())
 }
 
 /// [`run`] with the reloader's channel made by the caller, who keeps a sender to say when it
 /// has published (`staticd dev`).
 pub fn run_with(
-    args: ServeArgs,
-    (tx, rx): (
-        std::sync::mpsc::SyncSender<reload::Wake>,
-        std::sync::mpsc::Receiver<reload::Wake>,
-    ),
+    loaded: Loaded,
+    start: Start,
+    (tx, rx): (SyncSender<reload::Wake>, Receiver<reload::Wake>),
 ) -> anyhow::Result<()> {
-    log::init(args.log_format);
-    let (root, static_url) = locate(&args)?;
-    // Absolute, so the reloader can watch the parent even for `--root static`.
-    let root = std::path::absolute(&root).unwrap_or(root);
-    let prefix = path::normalize_prefix(&static_url);
-    let opts = table::BuildOptions {
-        root: root.clone(),
-        manifest_name: args.manifest_name.clone(),
-        max_age: args.max_age,
-        mem_file_max: args.mem_file_max,
-        mem_total_max: args.mem_total_max,
-        dictionaries: (!args.no_dictionaries).then(|| prefix.clone()),
-    };
+    let args = loaded.args.clone();
+    observe::init_logs(&args.observe)?;
+    // Certificates first: a bad one stops staticd before anything else is done.
+    let mut https = tls_listen::Https::from_args(&args.tls)?;
+    let prepared = reconfigure::prepare(&args, args.max_body).map_err(anyhow::Error::msg)?;
+    let opts = prepared.build;
+    let root = opts.root.clone();
+    let prefix = opts.prefix.clone();
 
     let started = Instant::now();
     let fp = reload::fingerprint(&opts);
@@ -121,80 +173,155 @@ pub fn run_with(
         table.mem_bytes / 1024,
         started.elapsed()
     );
+    if let Some(f) = &loaded.file {
+        tracing::info!("configuration from {}", f.display());
+    }
 
-    let cors = if args.no_cors {
-        None
-    } else {
-        Some(
-            HeaderValue::from_str(&args.cors_origin)
-                .context("--cors-origin is not a valid header value")?,
-        )
-    };
-    let proxy = Arc::new(proxy::Proxy::new(proxy::Options {
-        upstreams: args.upstreams.clone(),
-        trusted: args.trusted_proxies.clone(),
-        max_body: args.max_body,
-        connect_timeout: args.connect_timeout,
-        read_timeout: args.read_timeout,
-        balance: args.balance,
-        max_fails: args.max_fails,
-        fail_timeout: args.fail_timeout,
-        health_check: args.health_check.clone(),
-        health_interval: args.health_interval,
-        internal: args.internal.clone(),
-        media: args.media_root.clone().map(|dir| proxy::files::Mount {
-            prefix: path::normalize_prefix(&args.media_url),
-            dir,
-        }),
-        media_max_age: args.max_age,
-        ws_idle_timeout: args.ws_idle_timeout,
-    }));
+    let proxy = Arc::new(proxy::Proxy::new(prepared.proxy));
     for u in &args.upstreams {
         tracing::info!("proxying everything outside {prefix} to {u}");
     }
-    let state = Arc::new(state::State {
+    let (observe, observed) = observe::Observe::new(&args.observe, &opts)?;
+    let state = Arc::new(State {
         table: ArcSwap::from_pointee(table),
-        prefix,
-        cors,
-        log_format: args.log_format,
+        live: ArcSwap::from_pointee(Live {
+            cors: prepared.cors,
+            log_format: args.log_format,
+            proxy: proxy.clone(),
+        }),
         nudge: tx.clone(),
-        proxy: proxy.clone(),
+        observe: observed,
     });
-    reload::spawn(state.clone(), opts, fp, tx, rx)?;
+    let build = Arc::new(ArcSwap::from_pointee(opts));
+    reload::spawn(state.clone(), build.clone(), fp, tx.clone(), rx)?;
+    let reconfigure = start.reread.map(|reread| {
+        Arc::new(Mutex::new(Reconfigure {
+            reread,
+            current: loaded,
+            build,
+            nudge: tx,
+        }))
+    });
 
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    // Bound here rather than by actix so the address is known before the workers start.
-    let listener = std::net::TcpListener::bind(args.bind)
-        .with_context(|| format!("cannot bind {}", args.bind))?;
-    let local = listener.local_addr()?;
-    raise_backlog(&listener);
+    // Bound here rather than by actix so the addresses are known before the workers start.
+    let listeners = if start.inherited.is_empty() {
+        listen::bind_all(&args.bind)?
+    } else {
+        tracing::info!(
+            "socket activation: listening on the {} socket(s) systemd passed; --bind is not used",
+            start.inherited.len()
+        );
+        start.inherited
+    };
+    // HTTPS: its listener, bound here too so that every address is known up front.
+    let tls_listener = match &https {
+        Some(h) => Some(listen::bind_https(h.bind)?),
+        None => None,
+    };
+    let tls_local = tls_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     actix_web::rt::System::new().block_on(async move {
-        let builder = actix_server::Server::build();
-        let settings = h1::Settings {
-            keep_alive: args.keep_alive,
-            header_timeout: args.header_timeout,
-            body_timeout: args.body_timeout,
-            max_body: args.max_body,
-            local,
-            shutdown: builder.graceful_shutdown_signal(),
-        };
-        let server = builder
+        let mut builder = actix_server::Server::build()
             .workers(workers)
             .shutdown_timeout(args.shutdown_timeout.as_secs_f64().ceil() as u64)
             // actix treats SIGINT as a forced stop; we want both signals graceful.
-            .disable_signals()
-            // HTTP/1.x (our own loop) and h2c (actix-web) on the same plaintext port.
-            .listen("staticd", listener, move || {
-                h1::factory(state.clone(), settings.clone())
-            })?
-            .run();
-        // Tests and supervisors read this line to learn the port (`--bind 127.0.0.1:0`).
-        eprintln!("staticd serve: listening on http://{local}");
-        if args.health_check.is_some() && !args.upstreams.is_empty() {
-            actix_web::rt::spawn(proxy.health_loop());
+            .disable_signals();
+        let shutdown = builder.graceful_shutdown_signal();
+        // HTTPS: ACME runs on this (the main) runtime; the plain listeners learn what HTTPS
+        // changes for them (challenges, the redirect).
+        let mut plain_front = https::Front::default();
+        if let (Some(h), Some(tls_local)) = (https.as_mut(), tls_local) {
+            h.start_acme()?;
+            plain_front = h.plain_front(tls_local.port());
+        }
+        let plain_front = Arc::new(plain_front);
+        let mut urls = Vec::new();
+        let mut files = Vec::new();
+        // Each socket goes to the server, which closes it when a shutdown begins.
+        for (i, l) in listeners.into_iter().enumerate() {
+            let settings = h1::Settings {
+                keep_alive: args.keep_alive,
+                header_timeout: args.header_timeout,
+                body_timeout: args.body_timeout,
+                max_body: args.max_body,
+                local: l.local_addr(),
+                shutdown: shutdown.clone(),
+                front: plain_front.clone(),
+            };
+            let name = format!("staticd-{i}");
+            let st = state.clone();
+            // HTTP/1.x (our own loop) and h2c (actix-web) on every listener.
+            let url = l.url();
+            if let Some(n) = &l.fd_name {
+                tracing::info!("{url}: socket {n:?} from systemd");
+            }
+            urls.push(url);
+            files.extend(l.socket_file());
+            builder = match l.socket {
+                Socket::Tcp(t) => builder.listen(name, t, move || {
+                    h1::factory::<tokio::net::TcpStream>(st.clone(), settings.clone())
+                })?,
+                Socket::Unix(u) => builder.listen_uds(name, u, move || {
+                    h1::factory::<tokio::net::UnixStream>(st.clone(), settings.clone())
+                })?,
+            };
+        }
+        // HTTPS: TLS, then HTTP/2 or HTTP/1.1 by ALPN.
+        if let (Some(h), Some(l), Some(tls_local)) = (&https, tls_listener, tls_local) {
+            let settings = h1::Settings {
+                keep_alive: args.keep_alive,
+                header_timeout: args.header_timeout,
+                body_timeout: args.body_timeout,
+                max_body: args.max_body,
+                local: Some(tls_local),
+                shutdown: shutdown.clone(),
+                front: Arc::new(h.tls_front()),
+            };
+            let acceptor = h.acceptor.clone();
+            let st = state.clone();
+            urls.push(format!("https://{tls_local}"));
+            builder = builder.listen("staticd-https", l, move || {
+                tls_listen::factory(st.clone(), settings.clone(), acceptor.clone())
+            })?;
+        }
+        let https = https.map(Arc::new);
+        let metrics_state = state.clone();
+        let server = observe.listen(builder, metrics_state)?.run();
+        // SIGHUP is handled from here on: before the listening lines, which supervisors
+        // (and tests) wait for before they may send it.
+        let hangup = hangup_stream();
+        // Tests and supervisors read these lines to learn the addresses (`--bind
+        // 127.0.0.1:0`): one per listener.
+        for url in &urls {
+            eprintln!("staticd serve: listening on {url}");
+        }
+        actix_web::rt::spawn(proxy.health_loop());
+        if let Some(mut hangup) = hangup {
+            let state = state.clone();
+            actix_web::rt::spawn(async move {
+                while hangup.recv().await.is_some() {
+                    // The certificate files are re-read whatever else happens.
+                    if let Some(h) = &https {
+                        h.reload_certificates();
+                    }
+                    let Some(r) = reconfigure.clone() else {
+                        tracing::warn!("SIGHUP: this command cannot reload its configuration");
+                        continue;
+                    };
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    let st = state.clone();
+                    let done = actix_web::rt::task::spawn_blocking(move || {
+                        r.lock().map(|mut r| r.reload(&st)).ok().flatten()
+                    })
+                    .await;
+                    if let Ok(Some(proxy)) = done {
+                        actix_web::rt::spawn(proxy.health_loop());
+                    }
+                }
+            });
         }
         let handle = server.handle();
         actix_web::rt::spawn(async move {
@@ -202,47 +329,20 @@ pub fn run_with(
             tracing::info!("shutting down: draining in-flight requests");
             handle.stop(true).await;
         });
-        server.await.context("server failed")
+        let r = server.await.context("server failed");
+        for f in &files {
+            f.remove();
+        }
+        r
     })
 }
 
-/// A listen backlog of 1024 like actix-web's own binding (std's is 128): bursts of new
-/// connections queue instead of being refused. Calling `listen` again only resizes the queue.
-fn raise_backlog(listener: &std::net::TcpListener) {
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: a valid, bound and listening socket.
-    unsafe { libc::listen(listener.as_raw_fd(), 1024) };
-}
-
-/// STATIC_ROOT and STATIC_URL from the flags, else from the Django project.
-fn locate(args: &ServeArgs) -> anyhow::Result<(std::path::PathBuf, String)> {
-    if let (Some(root), Some(url)) = (&args.root, &args.static_url) {
-        return Ok((root.clone(), url.clone()));
-    }
-    match &args.project {
-        Some(project) => {
-            let d = crate::django::discover(&crate::django::DiscoverOptions {
-                project: project.clone(),
-                python: args.python.clone(),
-                settings: args.settings.clone(),
-                ..Default::default()
-            })?;
-            Ok((
-                args.root.clone().unwrap_or(d.static_root),
-                args.static_url.clone().unwrap_or(d.static_url),
-            ))
-        }
-        None => {
-            let root = args
-                .root
-                .clone()
-                .context("give a Django PROJECT directory or --root STATIC_ROOT")?;
-            Ok((
-                root,
-                args.static_url.clone().unwrap_or_else(|| "/static/".into()),
-            ))
-        }
-    }
+/// SIGHUP's stream; `None` if it cannot be installed (then SIGHUP keeps its default).
+fn hangup_stream() -> Option<actix_web::rt::signal::unix::Signal> {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    signal(SignalKind::hangup())
+        .map_err(|e| tracing::warn!("cannot handle SIGHUP: {e}"))
+        .ok()
 }
 
 async fn wait_for_signal() {

@@ -221,7 +221,8 @@ fn parse_q(v: &[u8]) -> Option<u16> {
     }
 }
 
-fn trim(mut s: &[u8]) -> &[u8] {
+/// `s` without the optional whitespace (spaces, tabs) around it (RFC 9110 §5.6.3).
+pub(crate) fn trim(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
     }
@@ -231,7 +232,8 @@ fn trim(mut s: &[u8]) -> &[u8] {
     s
 }
 
-fn is_tchar(b: u8) -> bool {
+/// A `tchar` of RFC 9110 §5.6.2 (what tokens are made of).
+pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

@@ -6,7 +6,10 @@
 //! what inotify misses (a watch follows the old directory inode across a swap, network
 //! filesystems, overflowed queues). Requests in flight keep the `Arc<Table>` they loaded.
 //! `staticd dev` also says when it has published ([`Wake::Published`]), so the rebuild starts
-//! at once instead of after the debounce.
+//! at once instead of after the debounce. A configuration reload (SIGHUP) that changes the
+//! build options stores them in the shared slot and wakes the reloader
+//! ([`Wake::Reconfigured`]), which rebuilds from them and watches the new root: the table is
+//! only ever built here.
 
 use super::table::{BuildOptions, Table};
 use arc_swap::ArcSwap;
@@ -20,21 +23,31 @@ const POLL: Duration = Duration::from_secs(1);
 /// Lets a burst of events (many renames) settle into one rebuild.
 const DEBOUNCE: Duration = Duration::from_millis(25);
 
-/// What identifies a published generation: the root directory and its manifest.
+/// What identifies a published generation: the root directory and its manifest. A root
+/// without a manifest (the root files of `--root-files`, a plain directory) is also told
+/// apart by its directory's mtime, which moves when a file is added, removed or renamed in
+/// it; with a manifest that would only rebuild mid-publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint {
     root: Option<(u64, u64)>,
     manifest: Option<(u64, u64, i64, i64, u64)>,
+    listing: Option<(i64, i64)>,
 }
 
 pub fn fingerprint(opts: &BuildOptions) -> Fingerprint {
-    let root = std::fs::metadata(&opts.root)
-        .ok()
-        .map(|m| (m.dev(), m.ino()));
+    let meta = std::fs::metadata(&opts.root).ok();
+    let root = meta.as_ref().map(|m| (m.dev(), m.ino()));
     let manifest = std::fs::metadata(opts.root.join(&opts.manifest_name))
         .ok()
         .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()));
-    Fingerprint { root, manifest }
+    let listing = meta
+        .filter(|_| manifest.is_none())
+        .map(|m| (m.mtime(), m.mtime_nsec()));
+    Fingerprint {
+        root,
+        manifest,
+        listing,
+    }
 }
 
 /// Why the reloader woke up.
@@ -47,6 +60,8 @@ pub enum Wake {
     Stale,
     /// A collect in this process has just finished publishing: no burst to wait out.
     Published,
+    /// The build options were replaced (a configuration reload): rebuild from them.
+    Reconfigured,
 }
 
 /// The reloader's wake-up channel. Roomy enough that a `Published` sent with `try_send` is
@@ -60,13 +75,13 @@ pub fn channel() -> (SyncSender<Wake>, Receiver<Wake>) {
 /// every sender is gone.
 fn settle(first: Wake, rx: &Receiver<Wake>, debounce: Duration) -> Option<bool> {
     let mut stale = first == Wake::Stale;
-    let mut done = first == Wake::Published;
+    let mut done = matches!(first, Wake::Published | Wake::Reconfigured);
     let deadline = Instant::now() + debounce;
     while !done {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(w) => {
                 stale |= w == Wake::Stale;
-                done = w == Wake::Published;
+                done = matches!(w, Wake::Published | Wake::Reconfigured);
             }
             Err(RecvTimeoutError::Timeout) => break,
             Err(RecvTimeoutError::Disconnected) => return None,
@@ -80,17 +95,30 @@ fn settle(first: Wake, rx: &Receiver<Wake>, debounce: Duration) -> Option<bool> 
 
 /// Starts the reloader thread, which swaps each new generation into `slot`'s table (the
 /// shared `State`; only its table is the reloader's business). `built_at` is the fingerprint
-/// taken before the initial build.
+/// taken before the initial build, from the options `opts` holds; a reload may replace them.
 pub fn spawn<S: AsRef<ArcSwap<Table>> + Send + Sync + 'static>(
     slot: Arc<S>,
-    opts: BuildOptions,
+    opts: Arc<ArcSwap<BuildOptions>>,
+    built_at: Fingerprint,
+    tx: SyncSender<Wake>,
+    rx: Receiver<Wake>,
+) -> std::io::Result<()> {
+    spawn_named("static", slot, opts, built_at, tx, rx)
+}
+
+/// [`spawn`] for the table `name` (the `table` label of its metrics: `static`,
+/// `root_files`).
+pub fn spawn_named<S: AsRef<ArcSwap<Table>> + Send + Sync + 'static>(
+    name: &'static str,
+    slot: Arc<S>,
+    opts: Arc<ArcSwap<BuildOptions>>,
     built_at: Fingerprint,
     tx: SyncSender<Wake>,
     rx: Receiver<Wake>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
-        .name("staticd-reload".into())
-        .spawn(move || run((*slot).as_ref(), opts, built_at, tx, rx))
+        .name(format!("staticd-reload-{name}"))
+        .spawn(move || run(name, (*slot).as_ref(), opts, built_at, tx, rx))
         .map(|_| ())
 }
 
@@ -99,8 +127,9 @@ pub fn spawn<S: AsRef<ArcSwap<Table>> + Send + Sync + 'static>(
 const STALE_INTERVAL: Duration = Duration::from_millis(500);
 
 fn run(
+    name: &'static str,
     slot: &ArcSwap<Table>,
-    opts: BuildOptions,
+    shared: Arc<ArcSwap<BuildOptions>>,
     mut current: Fingerprint,
     tx: SyncSender<Wake>,
     rx: Receiver<Wake>,
@@ -110,7 +139,7 @@ fn run(
     })
     .map_err(|e| tracing::warn!("file watching unavailable, polling only: {e}"))
     .ok();
-    let watch = |w: &mut notify::RecommendedWatcher| {
+    let watch = |w: &mut notify::RecommendedWatcher, opts: &BuildOptions| {
         // The parent sees the root being swapped or created; the root sees the manifest.
         if let Some(parent) = opts.root.parent().filter(|p| !p.as_os_str().is_empty()) {
             let _ = w.watch(parent, RecursiveMode::NonRecursive);
@@ -118,8 +147,15 @@ fn run(
         let _ = w.unwatch(&opts.root);
         let _ = w.watch(&opts.root, RecursiveMode::NonRecursive);
     };
+    let unwatch = |w: &mut notify::RecommendedWatcher, opts: &BuildOptions| {
+        if let Some(parent) = opts.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = w.unwatch(parent);
+        }
+        let _ = w.unwatch(&opts.root);
+    };
+    let mut opts = shared.load_full();
     if let Some(w) = watcher.as_mut() {
-        watch(w);
+        watch(w, &opts);
     }
     let mut last_build = Instant::now();
     let mut again = false;
@@ -135,8 +171,19 @@ fn run(
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
+        let latest = shared.load_full();
+        let reconfigured = !Arc::ptr_eq(&latest, &opts);
+        if reconfigured {
+            if let Some(w) = watcher.as_mut() {
+                if latest.root != opts.root {
+                    unwatch(w, &opts);
+                    watch(w, &latest);
+                }
+            }
+            opts = latest;
+        }
         let now = fingerprint(&opts);
-        let forced = again || (stale && last_build.elapsed() >= STALE_INTERVAL);
+        let forced = again || reconfigured || (stale && last_build.elapsed() >= STALE_INTERVAL);
         again = false;
         if now == current && !forced {
             continue;
@@ -148,6 +195,7 @@ fn run(
                 let n = table.assets.len();
                 let mem = table.mem_bytes;
                 slot.store(Arc::new(table));
+                super::metrics::table_built(name, true, true);
                 tracing::info!(
                     "reloaded {}: {n} URLs, {} KiB in memory, {:?}",
                     opts.root.display(),
@@ -156,16 +204,19 @@ fn run(
                 );
                 if now.root != current.root {
                     if let Some(w) = watcher.as_mut() {
-                        watch(w);
+                        watch(w, &opts);
                     }
                 }
                 // Published again while we were building: go around at once.
                 again = fingerprint(&opts) != now;
             }
-            Err(e) => tracing::warn!(
-                "reload of {} failed, keeping the previous table: {e:#}",
-                opts.root.display()
-            ),
+            Err(e) => {
+                super::metrics::table_built(name, true, false);
+                tracing::warn!(
+                    "reload of {} failed, keeping the previous table: {e:#}",
+                    opts.root.display()
+                )
+            }
         }
         current = now;
         last_build = Instant::now();

@@ -14,7 +14,7 @@ use super::headers;
 use super::message::{Body, Reply, Request, Verb};
 use super::negotiate::{negotiate, negotiate_delta, Encoding};
 use super::range::{self, RangeSet};
-use super::table::{Asset, Opened, Source, Table, Variant};
+use super::table::{Asset, Opened, Source, Table, Unlisted, Variant};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use bytes::Bytes;
@@ -30,7 +30,10 @@ pub struct Ctx<'a> {
 /// for a malformed path.
 pub fn respond<'a>(verb: Verb, req: &Request<'_>, key: Option<&str>, ctx: &Ctx<'a>) -> Reply<'a> {
     let Some(asset) = key.and_then(|k| ctx.table.get(k)) else {
-        return Reply::not_found();
+        return match key.and_then(|k| ctx.table.open_unlisted(k)) {
+            Some(u) if verb != Verb::Other => unlisted(u, ctx),
+            _ => Reply::not_found(),
+        };
     };
     let mut r = answer(verb, req, asset, ctx);
     if asset.varies_on_dictionary() {
@@ -235,6 +238,32 @@ fn replaced<'a>(
     r.body = Body::Parts {
         segments: vec![Segment::File { offset: 0, len }],
         file: Some(file),
+    };
+    r.stale()
+}
+
+/// A name of a generation published after the table was built (see
+/// [`Table::open_unlisted`]): identity, without validators or ranges, with the short
+/// max-age (the table decides immutability once it has the new manifest); the reload is
+/// nudged.
+fn unlisted<'a>(u: Unlisted, ctx: &Ctx<'a>) -> Reply<'a> {
+    let mut r = Reply::new(StatusCode::OK);
+    r.headers
+        .push((header::CONTENT_TYPE, Cow::Owned(u.content_type)));
+    r.headers
+        .push((header::CACHE_CONTROL, Cow::Owned(u.cache_control)));
+    // Other answers for this URL may be encoded once the table lists it.
+    r.headers.push((header::VARY, Cow::Owned(headers::VARY_AE)));
+    if let Some(origin) = ctx.cors {
+        r.headers
+            .push((header::ACCESS_CONTROL_ALLOW_ORIGIN, Cow::Borrowed(origin)));
+    }
+    r.body = Body::Parts {
+        segments: vec![Segment::File {
+            offset: 0,
+            len: u.len,
+        }],
+        file: Some(u.file),
     };
     r.stale()
 }

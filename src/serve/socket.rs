@@ -1,40 +1,151 @@
-//! Socket I/O of a client connection, for the HTTP/1 loop (`h1`) and the tunnels it opens
-//! (`proxy::tunnel`): gathered writes, `sendfile`, reads, the lingering close, and the
-//! stream handed to actix's HTTP/2 service with the bytes already read in front of it.
+//! Socket I/O of a plain client connection, for the HTTP/1 loop (`h1`) and the tunnels it
+//! opens (`proxy::tunnel`), through `stream::ClientIo`: gathered writes, `sendfile`, reads,
+//! and the stream handed to actix's HTTP/2 service with the bytes already read in front of
+//! it. A connection is TCP or a Unix socket ([`Client`]); its [`Peer`] is an address or, for
+//! a Unix socket, just that.
 //!
 //! Every write first tries the socket directly (it is almost always writable) and only then
 //! waits, bounded by [`SEND_TIMEOUT`] like nginx's `send_timeout`, so a client that stops
 //! reading cannot hold a connection forever.
 
 use bytes::{Buf, BytesMut};
-use futures_util::future::select;
 use std::fs::File;
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::os::unix::io::{AsRawFd, RawFd};
-use std::pin::{pin, Pin};
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
+
+/// An accepted client connection.
+#[derive(Debug)]
+pub enum Client {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// The same call on either kind of stream.
+macro_rules! either {
+    ($c:expr, $s:ident => $e:expr) => {
+        match $c {
+            Client::Tcp($s) => $e,
+            Client::Unix($s) => $e,
+        }
+    };
+}
+
+impl From<TcpStream> for Client {
+    fn from(s: TcpStream) -> Self {
+        // nginx's `tcp_nodelay on`: a response in two writes must not wait for a delayed ACK.
+        let _ = s.set_nodelay(true);
+        Client::Tcp(s)
+    }
+}
+
+impl From<UnixStream> for Client {
+    fn from(s: UnixStream) -> Self {
+        Client::Unix(s)
+    }
+}
+
+impl Client {
+    /// Who is at the other end.
+    pub fn peer(&self) -> Option<Peer> {
+        match self {
+            Client::Tcp(s) => s.peer_addr().ok().map(|a| Peer::ip(a.ip())),
+            Client::Unix(_) => Some(Peer::Unix),
+        }
+    }
+
+    /// The address the client reached (TCP only).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Client::Tcp(s) => s.local_addr().ok(),
+            Client::Unix(_) => None,
+        }
+    }
+
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        either!(self, s => s.try_write_vectored(bufs))
+    }
+
+    fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        either!(self, s => s.try_read_buf(buf))
+    }
+
+    fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        either!(self, s => s.try_io(interest, f))
+    }
+
+    async fn ready_to_write(&self) -> io::Result<()> {
+        either!(self, s => s.writable().await)
+    }
+
+    async fn readable(&self) -> io::Result<()> {
+        either!(self, s => s.readable().await)
+    }
+}
+
+impl AsRawFd for Client {
+    fn as_raw_fd(&self) -> RawFd {
+        either!(self, s => s.as_raw_fd())
+    }
+}
+
+/// The other end of a client connection, as logged and as X-Forwarded-For says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP peer (an IPv4 address reached over an IPv6 socket is given as IPv4).
+    Ip(std::net::IpAddr),
+    /// A Unix-socket peer: a process on this host, with no address. Logged as `unix:`
+    /// (nginx's `$remote_addr` for one); X-Forwarded-For gets nothing appended for it.
+    Unix,
+}
+
+impl Peer {
+    pub fn ip(ip: std::net::IpAddr) -> Peer {
+        Peer::Ip(match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        })
+    }
+
+    /// The address, for a TCP peer.
+    pub fn addr(self) -> Option<std::net::IpAddr> {
+        match self {
+            Peer::Ip(a) => Some(a),
+            Peer::Unix => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Ip(a) => write!(f, "{a}"),
+            Peer::Unix => f.write_str("unix:"),
+        }
+    }
+}
 
 /// Longest wait for the client to take more bytes (nginx's `send_timeout` default).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
-async fn writable(io: &TcpStream) -> io::Result<()> {
-    match tokio::time::timeout(SEND_TIMEOUT, io.writable()).await {
+async fn writable(io: &Client) -> io::Result<()> {
+    match tokio::time::timeout(SEND_TIMEOUT, io.ready_to_write()).await {
         Ok(r) => r,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }
 }
 
 /// Writes a response head and a body held in memory (one `writev`, as a rule).
-pub async fn write_all(io: &TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+pub async fn write_all(io: &Client, head: &[u8], body: &[u8]) -> io::Result<()> {
     write_slices(io, &mut [IoSlice::new(head), IoSlice::new(body)]).await
 }
 
 /// Writes one chunk of a `Transfer-Encoding: chunked` body (size line, data, CRLF).
-pub async fn write_chunk(io: &TcpStream, data: &[u8]) -> io::Result<()> {
+pub async fn write_chunk(io: &Client, data: &[u8]) -> io::Result<()> {
     let size = format!("{:x}\r\n", data.len());
     write_slices(
         io,
@@ -47,7 +158,7 @@ pub async fn write_chunk(io: &TcpStream, data: &[u8]) -> io::Result<()> {
     .await
 }
 
-async fn write_slices(io: &TcpStream, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+async fn write_slices(io: &Client, slices: &mut [IoSlice<'_>]) -> io::Result<()> {
     let mut rest = slices;
     // Empty slices (a response without a body, nothing to pass on yet) write nothing.
     while rest.iter().any(|s| !s.is_empty()) {
@@ -63,7 +174,7 @@ async fn write_slices(io: &TcpStream, slices: &mut [IoSlice<'_>]) -> io::Result<
 
 /// Sends `bytes` with `MSG_MORE`: the kernel holds a short head back to share a packet with
 /// the file bytes that follow it.
-pub async fn send_more(io: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+pub async fn send_more(io: &Client, mut bytes: &[u8]) -> io::Result<()> {
     let fd = io.as_raw_fd();
     while !bytes.is_empty() {
         let r = io.try_io(Interest::WRITABLE, || {
@@ -103,12 +214,7 @@ const SEND_CHUNK: u64 = 1 << 20;
 /// would stall every connection of that worker. So each chunk is first checked with
 /// `cachestat`, and a cold one is read into the cache on the blocking pool (`readahead`)
 /// before it is sent.
-pub async fn send_file(
-    io: &TcpStream,
-    file: &File,
-    mut offset: u64,
-    mut len: u64,
-) -> io::Result<()> {
+pub async fn send_file(io: &Client, file: &File, mut offset: u64, mut len: u64) -> io::Result<()> {
     let (sock, src) = (io.as_raw_fd(), file.as_raw_fd());
     let (checked_start, mut checked_to) = (offset, offset);
     while len > 0 {
@@ -227,7 +333,7 @@ async fn warm(file: &File, offset: u64, len: u64) -> io::Result<()> {
 
 /// Ends our side after a `Connection: close` response (the peer sees EOF once the bytes are
 /// through; the socket itself closes when dropped).
-pub fn finish(io: &TcpStream) {
+pub fn finish(io: &Client) {
     // SAFETY: a valid descriptor; shutdown only changes the connection's state.
     unsafe { libc::shutdown(io.as_raw_fd(), libc::SHUT_WR) };
 }
@@ -236,7 +342,7 @@ pub fn finish(io: &TcpStream) {
 pub const BODY_READ: usize = 64 * 1024;
 
 /// Reads what the socket has into `buf`; `Ok(0)` is the peer's end of stream.
-pub async fn read_some(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+pub async fn read_some(io: &Client, buf: &mut BytesMut) -> io::Result<usize> {
     read_more(io, buf, 4096).await
 }
 
@@ -245,7 +351,7 @@ pub async fn read_some(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> 
 /// A read that did not fill the space offered drained the socket, so its readiness is
 /// cleared at once: the next call then waits for epoll instead of spending a `recv` on
 /// EAGAIN first (edge-triggered epoll reports any byte that arrives after this read).
-pub async fn read_more(io: &TcpStream, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
+pub async fn read_more(io: &Client, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
     if buf.capacity() - buf.len() < reserve / 4 {
         buf.reserve(reserve);
     }
@@ -266,43 +372,15 @@ pub async fn read_more(io: &TcpStream, buf: &mut BytesMut, reserve: usize) -> io
     }
 }
 
-/// nginx's `lingering_timeout` and `lingering_time`.
-const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
-const LINGER_TIME: Duration = Duration::from_secs(30);
-
-/// nginx's lingering close, after a response that refused a request before reading all of
-/// it (413 while a body is still coming): our side is already shut ([`finish`]); what the
-/// client still sends is read and dropped until it closes, pauses [`LINGER_TIMEOUT`], or
-/// [`LINGER_TIME`] has passed. Closing at once with unread bytes would reset the connection,
-/// and a reset can destroy the response before the client reads it.
-///
-/// `stop` (the server's graceful shutdown) cuts it short: the response has been written,
-/// and a shutdown must not wait up to [`LINGER_TIME`] for a client that keeps sending.
-pub async fn linger(io: &TcpStream, stop: impl Future<Output = ()>) {
-    let drain = async {
-        let end = tokio::time::Instant::now() + LINGER_TIME;
-        let mut scratch = BytesMut::with_capacity(BODY_READ);
-        loop {
-            scratch.clear();
-            let by = end.min(tokio::time::Instant::now() + LINGER_TIMEOUT);
-            match tokio::time::timeout_at(by, read_more(io, &mut scratch, BODY_READ)).await {
-                Ok(Ok(n)) if n > 0 => {}
-                _ => return,
-            }
-        }
-    };
-    select(pin!(drain), pin!(stop)).await;
-}
-
 /// An h2c connection as handed to actix: the bytes the loop read (the preface, perhaps
 /// more) come first, then the socket.
 pub struct Prefixed {
     pre: BytesMut,
-    io: TcpStream,
+    io: Client,
 }
 
 impl Prefixed {
-    pub fn new(pre: BytesMut, io: TcpStream) -> Self {
+    pub fn new(pre: BytesMut, io: Client) -> Self {
         Prefixed { pre, io }
     }
 
@@ -310,8 +388,12 @@ impl Prefixed {
         self.io.as_raw_fd()
     }
 
-    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         self.io.local_addr()
+    }
+
+    pub fn peer(&self) -> Option<Peer> {
+        self.io.peer()
     }
 }
 
@@ -327,7 +409,7 @@ impl AsyncRead for Prefixed {
             self.pre.advance(n);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        either!(&mut self.io, s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
@@ -337,7 +419,7 @@ impl AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        either!(&mut self.io, s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -345,19 +427,19 @@ impl AsyncWrite for Prefixed {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        either!(&mut self.io, s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        either!(&self.io, s => s.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        either!(&mut self.io, s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        either!(&mut self.io, s => Pin::new(s).poll_shutdown(cx))
     }
 }
 
@@ -397,7 +479,7 @@ mod tests {
         let (s, _) = l.accept().await.unwrap();
         std::io::Write::write_all(&mut c, b" world").unwrap();
         drop(c);
-        let mut p = Prefixed::new(BytesMut::from(&b"hello"[..]), s);
+        let mut p = Prefixed::new(BytesMut::from(&b"hello"[..]), s.into());
         let mut all = String::new();
         p.read_to_string(&mut all).await.unwrap();
         assert_eq!(all, "hello world");

@@ -11,6 +11,7 @@ use super::dictionary;
 use super::negotiate::Encoding;
 use crate::delta::{self, format, Coding};
 use crate::manifest::Manifest;
+use crate::media_type::content_type;
 use actix_web::http::header::HeaderValue;
 use bytes::Bytes;
 use rayon::prelude::*;
@@ -23,9 +24,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Knobs of a build.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildOptions {
     pub root: PathBuf,
+    /// STATIC_URL's path (starting and ending with `/`), kept with the table it is the
+    /// prefix of: a reload that changes root and prefix swaps both at once.
+    pub prefix: String,
     /// Manifest file name inside the root (`staticfiles.json`).
     pub manifest_name: String,
     /// `max-age` for everything that is not a current fingerprinted name.
@@ -34,9 +38,9 @@ pub struct BuildOptions {
     pub mem_file_max: u64,
     /// Cap on the bytes held in memory across the table (RSS budget).
     pub mem_total_max: u64,
-    /// RFC 9842 delta deploys, with STATIC_URL's path (what `Use-As-Dictionary` patterns
-    /// start with); `None` with `--no-dictionaries`: no deltas, no `Use-As-Dictionary`.
-    pub dictionaries: Option<String>,
+    /// RFC 9842 delta deploys (`Use-As-Dictionary` patterns start with `prefix`); false
+    /// with `--no-dictionaries`: no deltas, no `Use-As-Dictionary`.
+    pub dictionaries: bool,
 }
 
 /// Identity of a file on disk: if all of these match, the content is the one we hashed.
@@ -141,6 +145,8 @@ pub struct Table {
     /// Keyed by the path below STATIC_URL, `/`-separated, decoded (e.g. `css/app.css`).
     pub assets: HashMap<Arc<str>, Arc<Asset>>,
     pub root: PathBuf,
+    /// STATIC_URL's path ([`BuildOptions::prefix`]).
+    pub prefix: String,
     /// The directory this generation was scanned from. A whole-directory swap leaves this fd
     /// on the old generation, so in-flight and not-yet-reloaded requests stay consistent.
     pub dir: Option<Arc<File>>,
@@ -148,6 +154,10 @@ pub struct Table {
     pub dir_id: Option<(u64, u64)>,
     pub mem_bytes: u64,
     pub manifest_entries: usize,
+    /// The manifest as it was when this generation was scanned, and `max-age` of names that
+    /// are not current fingerprints: what [`Table::open_unlisted`] needs.
+    manifest: Option<(PathBuf, Option<FileId>)>,
+    short_cache: Option<HeaderValue>,
 }
 
 /// A regular file admitted by the scan.
@@ -175,6 +185,7 @@ impl Table {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(Table {
                     root: root.clone(),
+                    prefix: opts.prefix.clone(),
                     ..Default::default()
                 })
             }
@@ -186,6 +197,11 @@ impl Table {
         let canon_root = std::fs::canonicalize(root)?;
 
         let manifest_path = root.join(&opts.manifest_name);
+        // Taken before the read: a manifest replaced meanwhile makes the table look older
+        // than it is, never newer.
+        let manifest_id = std::fs::metadata(&manifest_path)
+            .ok()
+            .map(|m| FileId::of(&m));
         let manifest = Manifest::read(&manifest_path)?.unwrap_or_default();
 
         let found = scan(root, &dir, &canon_root);
@@ -227,9 +243,9 @@ impl Table {
 
         let in_memory = plan_memory(&groups, &immutable, opts);
         let reuse = prev.map(reuse_index).unwrap_or_default();
-        let mut deltas = match &opts.dictionaries {
-            Some(_) => load_deltas(&dir, &delta_files, &in_memory, &found, opts),
-            None => HashMap::new(),
+        let mut deltas = match opts.dictionaries {
+            true => load_deltas(&dir, &delta_files, &in_memory, &found, opts),
+            false => HashMap::new(),
         };
 
         // Hash every file (in parallel), reading into memory only the planned ones.
@@ -326,12 +342,12 @@ impl Table {
             });
             let imm = immutable.contains(&*name);
             let asset_deltas = deltas.remove(&*name).unwrap_or_default();
-            let dictionary = opts
-                .dictionaries
-                .as_deref()
+            let dictionary = Some(opts.prefix.as_str())
                 .filter(|_| {
-                    imm && (!asset_deltas.is_empty()
-                        || delta::eligible(&name, delta::DEFAULT_EXTENSIONS))
+                    opts.dictionaries
+                        && imm
+                        && (!asset_deltas.is_empty()
+                            || delta::eligible(&name, delta::DEFAULT_EXTENSIONS))
                 })
                 .and_then(|prefix| dictionary::use_as_dictionary(prefix, &name))
                 .and_then(|v| HeaderValue::from_str(&v).ok());
@@ -392,10 +408,52 @@ impl Table {
         Ok(Table {
             assets,
             root: root.clone(),
+            prefix: opts.prefix.clone(),
             dir: Some(Arc::new(dir)),
             dir_id: Some(dir_id),
             mem_bytes,
             manifest_entries: manifest.paths.len(),
+            manifest: Some((manifest_path, manifest_id)),
+            short_cache: Some(short_cache),
+        })
+    }
+
+    /// Whether a generation was published after this table was scanned: STATIC_ROOT was
+    /// swapped (or created), or its manifest replaced (per-file publishing).
+    fn outdated(&self) -> bool {
+        let root = std::fs::metadata(&self.root)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if root != self.dir_id {
+            return true;
+        }
+        self.manifest
+            .as_ref()
+            .is_some_and(|(path, id)| std::fs::metadata(path).ok().map(|m| FileId::of(&m)) != *id)
+    }
+
+    /// A file this table does not list, when a newer generation has been published and the
+    /// reload has not landed yet: a name new in that generation (e.g. a new hashed name,
+    /// which the new manifest already gives templates) is served from the current
+    /// STATIC_ROOT instead of answering 404 meanwhile. The scan's admission rules apply:
+    /// no hidden component, resolution beneath the root. Costs two `stat`s per miss.
+    pub fn open_unlisted(&self, key: &str) -> Option<Unlisted> {
+        if key.split('/').any(|c| c.is_empty() || c.starts_with('.')) || !self.outdated() {
+            return None;
+        }
+        let root = File::open(&self.root).ok()?;
+        let file = beneath::open(&root, Path::new(key), Links::Beneath).ok()?;
+        let md = file.metadata().ok()?;
+        if !md.is_file() {
+            return None;
+        }
+        let content_type = HeaderValue::from_str(&content_type(key))
+            .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+        Some(Unlisted {
+            file,
+            len: md.len(),
+            content_type,
+            cache_control: self.short_cache.clone()?,
         })
     }
 
@@ -445,6 +503,14 @@ impl Table {
             Opened::Replaced(f, md.len())
         }
     }
+}
+
+/// A file found by [`Table::open_unlisted`], with what its answer needs.
+pub struct Unlisted {
+    pub file: File,
+    pub len: u64,
+    pub content_type: HeaderValue,
+    pub cache_control: HeaderValue,
 }
 
 /// What [`Table::open`] found.
@@ -780,7 +846,17 @@ fn trim_heap() {
 /// WhiteNoise's `immutable_file_test` (spec §3.6): strip the second-to-last dot segment and
 /// check that the *current* manifest maps the result back to this very name. Hashed files of
 /// older generations, originals and extensionless names fail it.
+///
+/// Also a name the manifest maps to itself and that carries a bundler's hash
+/// ([`crate::manifest::has_bundler_hash`]): `collect` writes such an entry for a file a
+/// bundler already named by content (collect/bundler.rs; Django's own names always insert a
+/// hash), and Vite's `main-DxqxU1Uw.js` has no dot segment to strip. The name check keeps
+/// WhiteNoise's answer for the identity entries a Django storage that overrides
+/// `hashed_name` writes for files it leaves unhashed (`img/logo.png`): not immutable.
 pub fn is_immutable(name: &str, manifest: &Manifest) -> bool {
+    if manifest.paths.get(name).map(String::as_str) == Some(name) {
+        return crate::manifest::has_bundler_hash(name);
+    }
     let (stem, ext) = splitext(name);
     let without_hash = format!("{}{}", splitext(stem).0, ext);
     without_hash != name && manifest.paths.get(&without_hash).map(String::as_str) == Some(name)
@@ -794,33 +870,6 @@ fn splitext(p: &str) -> (&str, &str) {
     match base[lead..].rfind('.') {
         Some(i) => p.split_at(base_start + lead + i),
         None => (p, ""),
-    }
-}
-
-/// MIME type from the name via `mime_guess`, with the few web types it gets wrong for a
-/// static tier, and `charset=utf-8` on text so browsers never sniff.
-fn content_type(name: &str) -> String {
-    let ext = splitext(name)
-        .1
-        .trim_start_matches('.')
-        .to_ascii_lowercase();
-    let essence: String = match ext.as_str() {
-        "mjs" | "js" => "text/javascript".into(),
-        "map" => "application/json".into(),
-        _ => mime_guess::from_ext(&ext)
-            .first()
-            .map(|m| m.essence_str().to_string())
-            .unwrap_or_else(|| "application/octet-stream".into()),
-    };
-    let texty = essence.starts_with("text/")
-        || matches!(
-            essence.as_str(),
-            "application/javascript" | "application/json" | "application/manifest+json"
-        );
-    if texty {
-        format!("{essence}; charset=utf-8")
-    } else {
-        essence
     }
 }
 
@@ -849,6 +898,29 @@ mod tests {
         assert!(!is_immutable("css/site.css", &m));
         assert!(!is_immutable("css/site.0123456789ab.css", &m));
         assert!(!is_immutable("LICENSE.f4630b744e0d", &m));
+    }
+
+    #[test]
+    fn a_name_mapped_to_itself_is_immutable() {
+        let m = Manifest::new(BTreeMap::from([
+            (
+                "assets/main-DxqxU1Uw.js".into(),
+                "assets/main-DxqxU1Uw.js".into(),
+            ),
+            ("css/site.css".into(), "css/site.e76fcaa75cfb.css".into()),
+            ("img/logo.png".into(), "img/logo.png".into()),
+        ]));
+        assert!(is_immutable("assets/main-DxqxU1Uw.js", &m));
+        assert!(
+            !is_immutable("img/logo.png", &m),
+            "mapped to itself, but its name promises nothing"
+        );
+        assert!(is_immutable("css/site.e76fcaa75cfb.css", &m));
+        assert!(
+            !is_immutable("assets/main-AAAAAAAA.js", &m),
+            "not in the manifest"
+        );
+        assert!(!is_immutable("css/site.css", &m), "an original");
     }
 
     #[test]
@@ -889,5 +961,80 @@ mod tests {
         assert_eq!(content_type("a.png"), "image/png");
         assert_eq!(content_type("a.woff2"), "font/woff2");
         assert_eq!(content_type("LICENSE"), "application/octet-stream");
+    }
+}
+
+#[cfg(test)]
+mod unlisted_tests {
+    use super::*;
+
+    fn opts(root: &Path) -> BuildOptions {
+        BuildOptions {
+            root: root.to_path_buf(),
+            prefix: "/static/".into(),
+            manifest_name: "staticfiles.json".into(),
+            max_age: 60,
+            mem_file_max: 0,
+            mem_total_max: 0,
+            dictionaries: true,
+        }
+    }
+
+    fn write(path: &Path, bytes: &[u8]) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// A name published after the scan is served only once the tree has moved on (swap or
+    /// new manifest), and never a hidden one or one outside the root.
+    #[test]
+    fn names_of_a_newer_generation_are_found_until_the_reload() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("static");
+        write(&root.join("a.css"), b"a");
+        write(
+            &root.join("staticfiles.json"),
+            br#"{"paths": {}, "version": "1.1"}"#,
+        );
+        let table = Table::build(&opts(&root), None).unwrap();
+        assert!(table.get("b.css").is_none());
+
+        // Not published yet: a file appearing without a new generation stays unlisted.
+        write(&root.join("b.css"), b"bb");
+        assert!(table.open_unlisted("b.css").is_none());
+
+        // A whole-directory swap, as collect publishes.
+        let next = tmp.path().join("next");
+        write(&next.join("b.css"), b"bbb");
+        write(&next.join(".hidden"), b"h");
+        write(
+            &next.join("staticfiles.json"),
+            br#"{"paths": {}, "version": "1.1"}"#,
+        );
+        write(&tmp.path().join("outside.css"), b"o");
+        std::os::unix::fs::symlink("../outside.css", next.join("out.css")).unwrap();
+        std::fs::rename(&root, tmp.path().join("old")).unwrap();
+        std::fs::rename(&next, &root).unwrap();
+
+        let u = table
+            .open_unlisted("b.css")
+            .expect("the new generation's file");
+        assert_eq!(u.len, 3);
+        assert_eq!(u.content_type, "text/css; charset=utf-8");
+        assert_eq!(u.cache_control, "public, max-age=60");
+        assert!(table.open_unlisted(".hidden").is_none());
+        assert!(table.open_unlisted("out.css").is_none());
+        assert!(table.open_unlisted("../outside.css").is_none());
+        assert!(table.open_unlisted("nope.css").is_none());
+
+        // Per-file publishing: same directory, a new manifest.
+        let table = Table::build(&opts(&root), None).unwrap();
+        write(&root.join("c.css"), b"c");
+        assert!(table.open_unlisted("c.css").is_none());
+        write(
+            &root.join("staticfiles.json"),
+            br#"{"paths": {"c.css": "c.css"}, "version": "1.1"}"#,
+        );
+        assert!(table.open_unlisted("c.css").is_some());
     }
 }

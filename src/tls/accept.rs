@@ -99,10 +99,10 @@ impl TlsAcceptor {
 mod tests {
     use super::*;
     use crate::tls::acme::TlsAlpnChallenges;
-    use crate::tls::certs::{from_pem, testing::self_signed};
+    use crate::tls::certs::{from_pem, testing::self_signed, testing::AcceptAnything};
     use crate::tls::config::{server_config, Options};
     use crate::tls::resolver::{SniResolver, Source};
-    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::pki_types::ServerName;
     use std::path::Path;
 
     #[test]
@@ -111,44 +111,6 @@ mod tests {
         assert_eq!(protocol_of(Some(b"http/1.1")), Protocol::Http1);
         assert_eq!(protocol_of(None), Protocol::Http1);
         assert_eq!(protocol_of(Some(b"acme-tls/1")), Protocol::AcmeTls);
-    }
-
-    /// A client that accepts any certificate and reports the one it got (the point here is
-    /// what the server chose, not chain validation: the integration tests do that).
-    #[derive(Debug)]
-    struct Anything;
-    impl rustls::client::danger::ServerCertVerifier for Anything {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            crate::tls::certs::provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
     }
 
     /// Handshakes `alpn`/`sni` against `acceptor` in memory: the server's outcome and the
@@ -165,7 +127,7 @@ mod tests {
             .with_safe_default_protocol_versions()
             .unwrap()
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Anything))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnything))
             .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));

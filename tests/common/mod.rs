@@ -1,17 +1,21 @@
 //! The integration tests' one harness: paths and the Python venv (here), the strict raw
 //! HTTP/1.1 client ([`http`]), the launcher of `staticd serve`/`dev` ([`staticd`]),
 //! `staticd collect` projects ([`project`]), STATIC_ROOT fixtures ([`fixture`]), real
-//! Django under gunicorn ([`django`]), a TLS test kit around staticd's TLS library with
-//! `openssl s_client` and `curl` as clients ([`tls`]) and Pebble, the ACME test server
-//! ([`pebble`]).
+//! Django under gunicorn ([`django`]), real Vite ([`vite`]), a TLS test kit around staticd's
+//! TLS library with `openssl s_client` and `curl` as clients ([`tls`]), Pebble, the ACME
+//! test server ([`pebble`]), and a scripted upstream ([`upstream`]).
 
 pub mod django;
+pub mod echo;
 pub mod fixture;
 pub mod http;
 pub mod pebble;
 pub mod project;
+pub mod s3;
 pub mod staticd;
 pub mod tls;
+pub mod upstream;
+pub mod vite;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};

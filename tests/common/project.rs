@@ -54,6 +54,15 @@ impl Project {
         super::write_file(&self.dir.join("assets"), rel, bytes);
     }
 
+    /// Appends `text` to the project's `staticd.toml` (e.g. a `[collect]` section).
+    pub fn append_config(&self, text: &str) {
+        let path = self.dir.join("staticd.toml");
+        let mut toml = std::fs::read_to_string(&path).unwrap();
+        toml.push('\n');
+        toml.push_str(text);
+        std::fs::write(&path, toml).unwrap();
+    }
+
     /// The project's STATIC_ROOT.
     pub fn root(&self) -> PathBuf {
         self.dir.join("static")
@@ -67,6 +76,22 @@ impl Project {
     /// A collect that must succeed; its JSON summary.
     pub fn run_collect(&self, args: &[&str]) -> serde_json::Value {
         run_collect_env(&self.dir, args, &self.env())
+    }
+
+    /// `staticd prune DIR ARGS`, which must succeed; its stdout.
+    pub fn prune(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_staticd"))
+            .arg("prune")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("run staticd prune");
+        assert!(
+            out.status.success(),
+            "staticd prune {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn env(&self) -> [(&'static str, String); 1] {

@@ -1,5 +1,6 @@
 //! The one launcher of `staticd serve` and `staticd dev`: a free port (`--bind 127.0.0.1:0`,
-//! the address read back from the server's own "listening on" line), both output streams
+//! unless the test binds itself; the address read back from the server's own "listening on"
+//! line, and the HTTPS listener's too with `--https-bind`), both output streams
 //! captured line by line, waits on a condition with a deadline, and a kill on drop.
 
 use super::http::{self, Conn, Response};
@@ -135,10 +136,15 @@ pub fn has_field(line: &str, key: &str, value: &str) -> bool {
     line.split_whitespace().any(|w| w == want)
 }
 
+/// What serve prints once per listener, before its address.
+const LISTENING: &str = "staticd serve: listening on ";
+
 /// A running `staticd serve` or `staticd dev`, killed when dropped.
 pub struct Staticd {
     pub child: ChildGuard,
     pub addr: SocketAddr,
+    /// The HTTPS listener's address (`--https-bind`).
+    pub https_addr: Option<SocketAddr>,
     /// Diagnostics (reloads, warnings, `dev`'s collect lines).
     pub stderr: Lines,
     /// The access log (JSON lines unless the test chose another `--log-format`).
@@ -180,33 +186,74 @@ impl Staticd {
     }
 
     fn launch(mut cmd: Command, extra: &[&str], root: Option<tempfile::TempDir>) -> Staticd {
-        cmd.args(["--bind", "127.0.0.1:0"]);
+        if !extra.contains(&"--bind") {
+            cmd.args(["--bind", "127.0.0.1:0"]);
+        }
         if !extra.contains(&"--workers") {
             cmd.args(["--workers", "2"]);
         }
         if !extra.iter().any(|a| a.starts_with("--log-format")) {
             cmd.args(["--log-format", "json"]);
         }
-        cmd.args(extra)
-            .stdin(Stdio::null())
+        cmd.args(extra);
+        let mut s = Self::start(cmd);
+        s._root = root;
+        s
+    }
+
+    /// Runs `cmd` as it is (no flag added: the test gives the listeners, the log format,
+    /// the configuration) and waits for its first listening line. `addr` is the first TCP
+    /// listener's address (`0.0.0.0:0` when the first one is a Unix socket; see
+    /// [`Staticd::listening`]); `https_addr` the HTTPS listener's, with `--https-bind`.
+    pub fn start(mut cmd: Command) -> Staticd {
+        let https = cmd.get_args().any(|a| a == "--https-bind");
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = ChildGuard::new(cmd.spawn().expect("spawn staticd"));
         let stderr = Lines::drain(child.stderr.take().unwrap(), "staticd");
         let stdout = Lines::drain(child.stdout.take().unwrap(), "access");
         let line = stderr.wait_from(&mut 0, "the listening address", WAIT, |l| {
-            l.starts_with("staticd serve: listening on http://")
+            l.starts_with(LISTENING)
         });
-        let addr = line["staticd serve: listening on http://".len()..]
-            .parse()
-            .unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        let addr = match line[LISTENING.len()..].strip_prefix("http://") {
+            Some(a) => a.parse().unwrap_or_else(|e| panic!("{line:?}: {e}")),
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        // The HTTPS listener's line comes after the plain ones.
+        let https_addr = https.then(|| {
+            let prefix = format!("{LISTENING}https://");
+            let line = stderr.wait_from(&mut 0, "the https address", WAIT, |l| {
+                l.starts_with(&prefix)
+            });
+            line[prefix.len()..]
+                .parse::<SocketAddr>()
+                .unwrap_or_else(|e| panic!("{line:?}: {e}"))
+        });
         Staticd {
             child,
             addr,
+            https_addr,
             stderr,
             stdout,
-            _root: root,
+            _root: None,
         }
+    }
+
+    /// The first `n` listening lines' addresses (`http://…` or `unix:…`), in order.
+    pub fn listening(&self, n: usize) -> Vec<String> {
+        let mut from = 0;
+        (0..n)
+            .map(|i| {
+                let line = self.stderr.wait_from(
+                    &mut from,
+                    &format!("listening line {}", i + 1),
+                    WAIT,
+                    |l| l.starts_with(LISTENING),
+                );
+                line[LISTENING.len()..].to_string()
+            })
+            .collect()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -411,3 +411,156 @@ pub fn curl(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A response as an HTTP client outside staticd's code saw it (curl or nghttp).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// `1.1` or `2`.
+    pub version: String,
+    pub status: u16,
+    /// Lower-case names, in order (HTTP/2 pseudo-headers left out).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Fetched {
+    /// The single value of `name`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let mut all = self.headers.iter().filter(|(k, _)| k == name);
+        let v = all.next().map(|(_, v)| v.as_str());
+        assert!(all.next().is_none(), "{name} sent more than once: {self:?}");
+        v
+    }
+}
+
+/// `curl -sS ARGS` keeping the head and the body apart (`-D`, `-o`); the last response's
+/// head if it followed redirects. Fails the test if curl fails.
+pub fn fetch(args: &[&str]) -> Fetched {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, body) = (dir.path().join("head"), dir.path().join("body"));
+    let out = run_with_input(
+        Command::new("curl")
+            .args(["-sS", "--max-time", "20", "-D"])
+            .arg(&head)
+            .arg("-o")
+            .arg(&body)
+            .args(args),
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&head).unwrap();
+    // One block per response (redirects, 100 Continue): the last one is the answer.
+    let block = text
+        .split("\r\n\r\n")
+        .filter(|b| !b.trim().is_empty())
+        .last()
+        .unwrap_or_else(|| panic!("curl {args:?}: no head"));
+    let mut lines = block.lines();
+    let status_line = lines.next().unwrap();
+    let mut words = status_line.split_whitespace();
+    let version = words
+        .next()
+        .unwrap()
+        .trim_start_matches("HTTP/")
+        .to_string();
+    let status = words.next().unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Fetched {
+        version,
+        status,
+        headers,
+        body: std::fs::read(&body).unwrap_or_default(),
+    }
+}
+
+/// nghttp's binary (`.ci/nghttp2` installs it if missing), once per test process.
+pub fn nghttp_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| super::ci_installed("nghttp2", "for the HTTP/2-over-TLS tests"))
+        .clone()
+}
+
+/// One HTTP/2 request with `nghttp` (nghttp2's own client, an HTTP/2 implementation
+/// independent of curl's use of the same library: it speaks h2 only, so it proves what
+/// ALPN chose). `data`: a file sent as the body of a POST. nghttp checks no certificate.
+pub fn nghttp(url: &str, headers: &[(&str, &str)], data: Option<&Path>) -> Fetched {
+    let dir = tempfile::tempdir().unwrap();
+    let har = dir.path().join("har.json");
+    let mut cmd = Command::new(nghttp_bin());
+    cmd.arg("-y").arg(format!("--har={}", har.display()));
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    if let Some(d) = data {
+        cmd.arg("-d").arg(d);
+    }
+    cmd.arg(url);
+    let out = run_with_input(&mut cmd, b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "nghttp {url}: {err}");
+    let har: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&har).unwrap_or_else(|e| panic!("nghttp {url}: no HAR ({e}): {err}")),
+    )
+    .unwrap();
+    let response = &har["log"]["entries"][0]["response"];
+    let mut status = 0;
+    let mut fields = Vec::new();
+    for h in response["headers"].as_array().unwrap() {
+        let (k, v) = (h["name"].as_str().unwrap(), h["value"].as_str().unwrap());
+        match k {
+            ":status" => status = v.parse().unwrap(),
+            _ if k.starts_with(':') => {}
+            _ => fields.push((k.to_string(), v.to_string())),
+        }
+    }
+    assert_eq!(response["httpVersion"], "HTTP/2.0", "{har}");
+    Fetched {
+        version: "2".into(),
+        status,
+        headers: fields,
+        body: out.stdout,
+    }
+}
+
+/// A TLS client connection made with rustls, trusting only `ca_pem`, with its handshake
+/// done and kept open by the test; and the serial of the certificate it got.
+pub fn open_tls(
+    ca_pem: &str,
+    port: u16,
+    name: &str,
+    alpn: &[&[u8]],
+) -> (
+    rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+    String,
+) {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for der in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(der.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(staticd::tls::certs::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), name.to_string().try_into().unwrap())
+            .unwrap();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock).unwrap();
+    }
+    let leaf = &stream.conn.peer_certificates().unwrap()[0];
+    let serial = staticd::tls::certs::leaf_info(leaf).unwrap().serial;
+    (stream, serial)
+}

@@ -14,12 +14,18 @@
 //! the accept, later ones from their first byte), a body may pause at most
 //! `--body-timeout` (408), an idle connection lives `--keep-alive`, and a client that stops
 //! reading is dropped after [`socket::SEND_TIMEOUT`]. A request refused before its body was
-//! read is answered and the connection closed after a lingering read ([`socket::linger`]),
+//! read is answered and the connection closed after a lingering read ([`ClientIo::linger`]),
 //! so the answer is not lost to a reset.
 //!
 //! On a graceful shutdown a request being answered finishes (bounded by
 //! `--shutdown-timeout`); the rest ends at once: an idle connection closes, a lingering
 //! read is cut, and a tunnel is closed on both sides.
+//!
+//! The same loop serves HTTP/1.1 over TLS ([`serve_over`], from `tls_listen`): it is
+//! generic over the connection ([`ClientIo`]), and only the way bytes reach the socket
+//! differs (`stream` says what replaces `sendfile` there). The listener's [`Front`] adds
+//! what HTTPS changes: ACME challenges and the redirect on the plain listener, HSTS and
+//! `X-Forwarded-Proto: https` on the TLS one.
 //!
 //! Only h2c (prior knowledge: the connection starts with `PRI * HTTP/2.0`) goes elsewhere:
 //! the connection, with the bytes already read, is handed to actix-web's HTTP/2 service
@@ -40,10 +46,14 @@ pub mod response;
 
 use super::body::Segment;
 use super::dispatch::{dispatch, Dispatch};
+use super::health;
+use super::https::{Asked, Front};
 use super::log::{self, LogFormat};
 use super::message::{error_page, Body, Reply, Verb};
-use super::socket::{self, Prefixed};
-use super::state::State;
+use super::metrics::{self, Coding, RouteKind};
+use super::socket::{self, Client, Peer, Prefixed};
+use super::state::{Live, State};
+use super::stream::ClientIo;
 use super::{headers, proxy};
 use actix_http::HttpService;
 use actix_server::GracefulShutdownSignal;
@@ -67,7 +77,6 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 /// The first line of h2c's connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
@@ -86,47 +95,81 @@ pub struct Settings {
     pub body_timeout: Duration,
     /// Largest request body (`--max-body`; 0: no limit).
     pub max_body: u64,
-    pub local: SocketAddr,
+    /// The listener's address (`None` for a Unix socket).
+    pub local: Option<SocketAddr>,
     pub shutdown: GracefulShutdownSignal,
+    /// What HTTPS changes on this listener (nothing when it is off).
+    pub front: Arc<Front>,
 }
 
-/// The per-worker service factory for accepted TCP connections.
-pub fn factory(
+/// The per-worker service factory for the connections of one listener: TCP or Unix
+/// sockets (`T`, as actix-server accepts them).
+pub fn factory<T: Into<Client> + 'static>(
     state: Arc<State>,
     settings: Settings,
-) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()> {
-    let signal = settings.shutdown.clone();
-    let h2 = HttpService::build()
-        .keep_alive(settings.keep_alive)
-        .client_request_timeout(settings.header_timeout)
-        .client_disconnect_timeout(Duration::from_secs(1))
-        .local_addr(settings.local)
-        .graceful_shutdown_signal(move || {
-            let s = signal.clone();
-            async move { s.notified().await }
-        })
-        .on_connect_ext(|io: &Prefixed, data: &mut actix_web::dev::Extensions| {
-            if let Ok(addr) = io.local_addr() {
-                data.insert(proxy::LocalAddr(addr));
-            }
-        })
-        .h2(map_config(
-            super::app::build(actix_web::web::Data::from(state.clone()))
-                .into_factory()
-                .map_err(|e| e.error_response()),
-            |_| AppConfig::default(),
-        ));
+) -> impl ServiceFactory<T, Config = (), Response = (), Error = (), InitError = ()> {
+    let h2 = h2_service(&state, &settings, Prefixed::local_addr, Prefixed::peer);
     let settings = Rc::new(settings);
     fn_factory(move || {
         let h2 = h2.new_service(());
         let (state, settings) = (state.clone(), settings.clone());
         async move {
             let h2 = Rc::new(h2.await?);
-            Ok(fn_service(move |io: TcpStream| {
-                serve(io, state.clone(), settings.clone(), h2.clone())
+            Ok(fn_service(move |io: T| {
+                serve(io.into(), state.clone(), settings.clone(), h2.clone())
             }))
         }
     })
+}
+
+/// actix-web's HTTP/2 service for connections of type `T` (h2c handed over by the loop, or
+/// TLS with ALPN `h2`), with the listener's settings; `local` reads the address the client
+/// reached, `peer` who is at the other end (actix knows no peer of a Unix socket: the
+/// request's peer is read from the connection's data). Each connection's data holds both
+/// and the listener's [`Front`].
+pub fn h2_service<T>(
+    state: &Arc<State>,
+    settings: &Settings,
+    local: fn(&T) -> Option<SocketAddr>,
+    peer: fn(&T) -> Option<Peer>,
+) -> impl ServiceFactory<
+    (T, Option<SocketAddr>),
+    Config = (),
+    Response = (),
+    Error = actix_http::error::DispatchError,
+    InitError = (),
+>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    let signal = settings.shutdown.clone();
+    let front = settings.front.clone();
+    let mut h2 = HttpService::build()
+        .keep_alive(settings.keep_alive)
+        .client_request_timeout(settings.header_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1));
+    if let Some(local) = settings.local {
+        h2 = h2.local_addr(local);
+    }
+    h2.graceful_shutdown_signal(move || {
+        let s = signal.clone();
+        async move { s.notified().await }
+    })
+    .on_connect_ext(move |io: &T, data: &mut actix_web::dev::Extensions| {
+        if let Some(addr) = local(io) {
+            data.insert(proxy::LocalAddr(addr));
+        }
+        if let Some(peer) = peer(io) {
+            data.insert(peer);
+        }
+        data.insert(front.clone());
+    })
+    .h2(map_config(
+        super::app::build(actix_web::web::Data::from(state.clone()))
+            .into_factory()
+            .map_err(|e| e.error_response()),
+        |_| AppConfig::default(),
+    ))
 }
 
 /// How the loop left a connection.
@@ -139,7 +182,7 @@ enum End {
 }
 
 async fn serve<S>(
-    io: TcpStream,
+    io: Client,
     state: Arc<State>,
     settings: Rc<Settings>,
     h2: Rc<S>,
@@ -147,21 +190,48 @@ async fn serve<S>(
 where
     S: Service<(Prefixed, Option<SocketAddr>), Response = ()>,
 {
-    // nginx's `tcp_nodelay on`: a response in two writes must not wait for a delayed ACK.
-    let _ = io.set_nodelay(true);
-    let peer = io.peer_addr().ok();
+    let _open = metrics::Connection::open();
+    let peer = io.peer();
     let mut buf = BytesMut::with_capacity(4096);
-    let mut conn = Conn {
-        io: &io,
-        state: &state,
-        settings: &settings,
-        peer,
-        out: Vec::with_capacity(512),
-    };
-    if conn.run(&mut buf).await == End::H2c {
-        let _ = h2.call((Prefixed::new(buf, io), peer)).await;
+    if run(&io, peer, &state, &settings, &mut buf).await == End::H2c {
+        let addr = match &io {
+            Client::Tcp(s) => s.peer_addr().ok(),
+            Client::Unix(_) => None,
+        };
+        let _ = h2.call((Prefixed::new(buf, io), addr)).await;
     }
     Ok(())
+}
+
+/// Serves HTTP/1.x on a connection whose protocol is settled (TLS with ALPN `http/1.1` or
+/// none): a connection that starts with h2c's preface is closed.
+pub async fn serve_over<I: ClientIo>(
+    io: &I,
+    peer: Option<Peer>,
+    state: &State,
+    settings: &Settings,
+) {
+    let mut buf = BytesMut::with_capacity(4096);
+    run(io, peer, state, settings, &mut buf).await;
+}
+
+async fn run<I: ClientIo>(
+    io: &I,
+    peer: Option<Peer>,
+    state: &State,
+    settings: &Settings,
+    buf: &mut BytesMut,
+) -> End {
+    let mut conn = Conn {
+        io,
+        state,
+        settings,
+        peer,
+        log_format: LogFormat::Off,
+        route: RouteKind::Internal,
+        out: Vec::with_capacity(512),
+    };
+    conn.run(buf).await
 }
 
 /// What waiting for a head gave.
@@ -196,22 +266,31 @@ enum BodyFail {
     Gone,
 }
 
-struct Conn<'a> {
-    io: &'a TcpStream,
+struct Conn<'a, I> {
+    io: &'a I,
     state: &'a State,
     settings: &'a Settings,
-    peer: Option<SocketAddr>,
+    peer: Option<Peer>,
+    /// The access log format of the request being answered (from the [`Live`] it loaded).
+    log_format: LogFormat,
+    /// The route kind of the request being answered (`Internal` until it is routed).
+    route: RouteKind,
     /// The response head being written, reused.
     out: Vec<u8>,
 }
 
-impl Conn<'_> {
+impl<I: ClientIo> Conn<'_, I> {
     async fn run(&mut self, buf: &mut BytesMut) -> End {
         // One shutdown listener for the connection's life, polled whenever it idles.
         let mut stop = std::pin::pin!(self.settings.shutdown.notified());
         let mut first = true;
         loop {
-            let head = match self.read_head(buf, first, stop.as_mut()).await {
+            self.route = RouteKind::Internal;
+            let next = self.read_head(buf, first, stop.as_mut()).await;
+            // The configuration this request is answered with, whatever a reload does meanwhile.
+            let live = self.state.live.load();
+            self.log_format = live.log_format;
+            let head = match next {
                 Next::Head(head) => head,
                 Next::H2c => return End::H2c,
                 Next::Invalid(e, head) => {
@@ -233,17 +312,17 @@ impl Conn<'_> {
             let start = self.clock();
             let keep = if head.body == BodyLen::None && head.upgrade.is_none() {
                 // The common case: the answer borrows the head from `buf` as it is.
-                let keep = self.answer(&head, buf, &[], start, None).await;
+                let keep = self.answer(&live, &head, buf, &[], start, None).await;
                 buf.advance(head.len);
                 keep
             } else {
                 // The head's bytes apart; `buf` goes on with what follows them.
                 let hb = buf.split_to(head.len);
                 if head.body == BodyLen::None {
-                    self.answer(&head, &hb, &[], start, Some(buf)).await
+                    self.answer(&live, &head, &hb, &[], start, Some(buf)).await
                 } else {
                     match self.read_body(&head, buf).await {
-                        Ok(body) => self.answer(&head, &hb, &body, start, None).await,
+                        Ok(body) => self.answer(&live, &head, &hb, &body, start, None).await,
                         Err(fail) => {
                             self.body_failed(&head, &hb, fail, start).await;
                             false
@@ -257,9 +336,9 @@ impl Conn<'_> {
         }
     }
 
-    /// The clock, when the time will be logged.
+    /// The clock, when the time will be logged or counted.
     fn clock(&self) -> Option<Instant> {
-        (self.state.log_format != LogFormat::Off).then(Instant::now)
+        (self.log_format != LogFormat::Off || metrics::enabled()).then(Instant::now)
     }
 
     /// Waits for the next head. The first one must arrive whole within `--header-timeout`
@@ -298,10 +377,7 @@ impl Conn<'_> {
                 }
             }
             let begun = !buf.is_empty();
-            let read = std::pin::pin!(tokio::time::timeout_at(
-                deadline,
-                socket::read_some(self.io, buf)
-            ));
+            let read = std::pin::pin!(tokio::time::timeout_at(deadline, self.io.read_some(buf)));
             // Between requests an idle connection closes when the server stops.
             let got = if begun {
                 read.await
@@ -326,7 +402,8 @@ impl Conn<'_> {
             body::Decoder::new(head.body, self.settings.max_body).map_err(BodyFail::Bad)?;
         // RFC 9110 §10.1.1: only when the body will be read, and not once it is coming.
         if head.expect_continue && buf.is_empty() {
-            socket::write_all(self.io, b"HTTP/1.1 100 Continue\r\n\r\n", &[])
+            self.io
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", &[])
                 .await
                 .map_err(|_| BodyFail::Gone)?;
         }
@@ -339,7 +416,7 @@ impl Conn<'_> {
             if decoder.decode(buf, &mut out).map_err(BodyFail::Bad)? {
                 return Ok(out.freeze());
             }
-            let read = socket::read_more(self.io, buf, socket::BODY_READ);
+            let read = self.io.read_more(buf, socket::BODY_READ);
             match tokio::time::timeout(self.settings.body_timeout, read).await {
                 Err(_) => return Err(BodyFail::TimedOut),
                 Ok(Ok(n)) if n > 0 => {}
@@ -387,14 +464,18 @@ impl Conn<'_> {
     /// `rest` (the bytes after the head) is given for an upgrade request: a tunnel takes it.
     async fn answer(
         &mut self,
+        live: &Live,
         head: &Head,
         buf: &[u8],
         body: &[u8],
         start: Option<Instant>,
         rest: Option<&mut BytesMut>,
     ) -> bool {
+        if let Some(reply) = self.early(head, buf) {
+            return self.send(head, buf, reply, start, After::Request).await;
+        }
         if head.verb == Verb::Other {
-            if let Some((reply, after)) = self.special(head, buf) {
+            if let Some((reply, after)) = special(live, head, buf) {
                 return self.send(head, buf, reply, start, after).await;
             }
         }
@@ -403,42 +484,54 @@ impl Conn<'_> {
             "" => "/",
             p => p,
         };
-        match dispatch(self.state, path) {
+        let route = dispatch(self.state, live, path);
+        self.route = route.kind();
+        match route {
             Dispatch::Static(st) => {
                 let reply = st.reply(head.verb, &head.request(buf));
                 self.send(head, buf, reply, start, After::Request).await
             }
-            Dispatch::Proxy => self.proxied(head, buf, path, body, start, rest).await,
+            Dispatch::Health(probe) => {
+                let reply = health::answer(self.state, probe, head.verb).await;
+                self.send(head, buf, reply, start, After::Request).await
+            }
+            Dispatch::Proxy(_) => {
+                self.proxied(&live.proxy, head, buf, path, body, start, rest)
+                    .await
+            }
         }
     }
 
-    /// What no route answers: `OPTIONS *` (200 with `Allow`), CONNECT (405, close: this is
-    /// no forward proxy) and TRACE (405, as nginx).
-    fn special(&self, head: &Head, buf: &[u8]) -> Option<(Reply<'static>, After)> {
-        let allow = if self.state.proxy.has_upstreams() {
-            ALLOW_PROXIED
-        } else {
-            headers::ALLOW
-        };
-        if head.form == Form::Asterisk {
-            let mut r = Reply::new(StatusCode::OK);
-            r.headers.push((ax::ALLOW, Cow::Owned(allow)));
-            return Some((r, After::Request));
+    /// What the listener answers before routing (HTTPS on: an ACME challenge, the redirect).
+    fn early(&self, head: &Head, buf: &[u8]) -> Option<Reply<'static>> {
+        let front = &self.settings.front;
+        // `OPTIONS *` and CONNECT name no path to redirect to: `special` answers them.
+        if !front.answers_early() || matches!(head.form, Form::Asterisk | Form::Authority) {
+            return None;
         }
-        let after = match &buf[head.method.clone()] {
-            b"CONNECT" => After::Linger,
-            b"TRACE" => After::Request,
-            _ => return None,
+        let origin = request::text(buf, Some(head.origin.clone()));
+        let target = if origin.starts_with('/') {
+            Cow::Borrowed(origin)
+        } else {
+            Cow::Owned(format!("/{origin}"))
         };
-        let status = StatusCode::METHOD_NOT_ALLOWED;
-        let mut r = error_page(status);
-        r.headers.push((ax::ALLOW, Cow::Owned(allow)));
-        Some((r, after))
+        let host = head.host(buf);
+        front.early(&Asked {
+            path: match request::text(buf, Some(head.path.clone())) {
+                "" => "/",
+                p => p,
+            },
+            target: &target,
+            host,
+            local: host.is_none().then(|| self.io.local_addr()).flatten(),
+        })
     }
 
     /// A request outside STATIC_URL: a local mount, a tunnel, or the upstream.
+    #[allow(clippy::too_many_arguments)]
     async fn proxied(
         &mut self,
+        proxy: &proxy::Proxy,
         head: &Head,
         buf: &[u8],
         path: &str,
@@ -446,7 +539,6 @@ impl Conn<'_> {
         start: Option<Instant>,
         rest: Option<&mut BytesMut>,
     ) -> bool {
-        let state = self.state;
         // All fields this time: they are forwarded.
         let lines = request::fields(head, buf);
         let fields: &[httparse::Header<'_>] = lines.get();
@@ -464,12 +556,13 @@ impl Conn<'_> {
             path,
             headers: &fields,
             host,
-            peer: self.peer.map(|a| a.ip()),
+            peer: self.peer,
             // Only asked for when there is no Host to forward (a syscall).
-            local: host.is_none().then(|| self.io.local_addr().ok()).flatten(),
-            client_fd: Some(std::os::unix::io::AsRawFd::as_raw_fd(self.io)),
+            local: host.is_none().then(|| self.io.local_addr()).flatten(),
+            http10: head.http10,
+            client_fd: Some(self.io.fd()),
+            https: self.settings.front.secure,
         };
-        let proxy = &state.proxy;
         if let Some(reply) = proxy.local(&inc) {
             return self.send(head, buf, reply, start, After::Request).await;
         }
@@ -493,9 +586,10 @@ impl Conn<'_> {
         self.out.clear();
         response::encode(&mut self.out, &r, Framing::Bare, Persist::Upgrade);
         if let Some(start) = start {
-            self.log(head, buf, r.status, 0, start);
+            self.log(head, buf, &r, 0, start);
+            self.count(head, &r, 0, start);
         }
-        if socket::write_all(self.io, &self.out, &[]).await.is_ok() {
+        if self.io.write_all(&self.out, &[]).await.is_ok() {
             let stop = self.settings.shutdown.notified();
             switch.splice(self.io, rest.split(), stop).await;
         }
@@ -514,10 +608,17 @@ impl Conn<'_> {
         if reply.close {
             // The client left (499): nothing to write.
             if let Some(start) = start {
-                self.log(head, buf, reply.status, 0, start);
+                self.log(head, buf, &reply, 0, start);
+                self.count(head, &reply, 0, start);
             }
             return false;
         }
+        self.state
+            .observe
+            .rules
+            .load()
+            .apply(self.route, reply.status, &mut reply.headers);
+        self.settings.front.add_hsts(&mut reply.headers);
         let framing = response::framing(reply.status, &reply.body, head.http10);
         let keep = after == After::Request
             && head.keep_alive
@@ -535,7 +636,7 @@ impl Conn<'_> {
         // keep the order in which requests were answered; a stream's after it ends.
         let known = reply.body.known_size();
         if let (Some(start), Some(n)) = (start, known) {
-            self.log(head, buf, reply.status, n, start);
+            self.log(head, buf, &reply, n, start);
         }
         // A stream's bytes are counted as they go, so a client that leaves mid-stream is
         // logged with what it was sent (as nginx's $body_bytes_sent), not 0.
@@ -543,14 +644,19 @@ impl Conn<'_> {
         let sent = self
             .write(&mut reply.body, head_only, framing, &mut streamed)
             .await;
+        if let Some(start) = start {
+            // Counted once the answer is written (the duration covers the body), and before
+            // a close tells the client it has everything.
+            self.count(head, &reply, known.unwrap_or(streamed), start);
+        }
         if persist == Persist::Close {
-            socket::finish(self.io);
+            self.io.finish().await;
         }
         if let (Some(start), None) = (start, known) {
-            self.log(head, buf, reply.status, streamed, start);
+            self.log(head, buf, &reply, streamed, start);
         }
         if after == After::Linger && sent.is_ok() {
-            socket::linger(self.io, self.settings.shutdown.notified()).await;
+            self.io.linger(self.settings.shutdown.notified()).await;
         }
         sent.is_ok() && persist != Persist::Close
     }
@@ -566,12 +672,12 @@ impl Conn<'_> {
     ) -> std::io::Result<u64> {
         let io = self.io;
         if head_only {
-            socket::write_all(io, &self.out, &[]).await?;
+            io.write_all(&self.out, &[]).await?;
             return Ok(0);
         }
         match body {
-            Body::Empty | Body::Omitted(_) => socket::write_all(io, &self.out, &[]).await?,
-            Body::Mem(bytes) => socket::write_all(io, &self.out, bytes).await?,
+            Body::Empty | Body::Omitted(_) => io.write_all(&self.out, &[]).await?,
+            Body::Mem(bytes) => io.write_all(&self.out, bytes).await?,
             Body::Parts { segments, file } => {
                 // Memory pieces (the head, part headers) are held back until a file range
                 // follows them: they go out with MSG_MORE to share its packets. The last
@@ -587,37 +693,37 @@ impl Conn<'_> {
                                 return Err(std::io::Error::other("file segment without file"));
                             };
                             for piece in held.drain(..) {
-                                socket::send_more(io, piece).await?;
+                                io.send_more(piece).await?;
                             }
-                            socket::send_file(io, file, *offset, *len).await?;
+                            io.send_file(file, *offset, *len).await?;
                         }
                     }
                 }
                 if let Some((last, before)) = held.split_last() {
                     for piece in before {
-                        socket::send_more(io, piece).await?;
+                        io.send_more(piece).await?;
                     }
-                    socket::write_all(io, last, &[]).await?;
+                    io.write_all(last, &[]).await?;
                 }
             }
             Body::Stream { stream, .. } => {
                 // The head goes at once: a server-sent event stream may wait long for its
                 // first event. Each chunk is written as it arrives.
-                socket::write_all(io, &self.out, &[]).await?;
+                io.write_all(&self.out, &[]).await?;
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk?;
                     if framing == Framing::Chunked {
                         if chunk.is_empty() {
                             continue;
                         }
-                        socket::write_chunk(io, &chunk).await?;
+                        io.write_chunk(&chunk).await?;
                     } else {
-                        socket::write_all(io, &chunk, &[]).await?;
+                        io.write_all(&chunk, &[]).await?;
                     }
                     *streamed += chunk.len() as u64;
                 }
                 if framing == Framing::Chunked {
-                    socket::write_all(io, b"0\r\n\r\n", &[]).await?;
+                    io.write_all(b"0\r\n\r\n", &[]).await?;
                 }
                 return Ok(*streamed);
             }
@@ -625,12 +731,34 @@ impl Conn<'_> {
         Ok(body.size())
     }
 
-    fn log(&self, head: &Head, buf: &[u8], status: StatusCode, bytes: u64, start: Instant) {
+    /// Counts an answer in the metrics (a no-op unless they are on).
+    fn count(&self, head: &Head, reply: &Reply<'_>, bytes: u64, start: Instant) {
         let bytes = if head.verb == Verb::Head { 0 } else { bytes };
+        let coding = reply
+            .headers
+            .iter()
+            .find(|(n, _)| n == ax::CONTENT_ENCODING)
+            .map(|(_, v)| v.as_bytes());
+        metrics::request(
+            self.route,
+            reply.status.as_u16(),
+            bytes,
+            Coding::of(coding),
+            start.elapsed(),
+        );
+    }
+
+    fn log(&self, head: &Head, buf: &[u8], reply: &Reply<'_>, bytes: u64, start: Instant) {
+        if self.log_format == LogFormat::Off {
+            return;
+        }
+        let bytes = if head.verb == Verb::Head { 0 } else { bytes };
+        let status = reply.status;
+        let elapsed = start.elapsed();
         log::access(
-            self.state.log_format,
+            self.log_format,
             &log::Entry {
-                remote: self.peer.map(|a| a.ip()),
+                remote: self.peer,
                 method: request::text(buf, Some(head.method.clone())),
                 target: request::text(buf, Some(head.target.clone())),
                 version: if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
@@ -638,8 +766,37 @@ impl Conn<'_> {
                 bytes,
                 referer: request::text(buf, head.referer.clone()),
                 user_agent: request::text(buf, head.user_agent.clone()),
-                elapsed: start.elapsed(),
+                elapsed,
+                route: self.route.as_str(),
+                upstream: reply
+                    .upstream
+                    .as_ref()
+                    .map(|u| (u.addr.as_str(), u.header_time)),
             },
         );
     }
+}
+
+/// What no route answers: `OPTIONS *` (200 with `Allow`), CONNECT (405, close: this is
+/// no forward proxy) and TRACE (405, as nginx).
+fn special(live: &Live, head: &Head, buf: &[u8]) -> Option<(Reply<'static>, After)> {
+    let allow = if live.proxy.has_upstreams() {
+        ALLOW_PROXIED
+    } else {
+        headers::ALLOW
+    };
+    if head.form == Form::Asterisk {
+        let mut r = Reply::new(StatusCode::OK);
+        r.headers.push((ax::ALLOW, Cow::Owned(allow)));
+        return Some((r, After::Request));
+    }
+    let after = match &buf[head.method.clone()] {
+        b"CONNECT" => After::Linger,
+        b"TRACE" => After::Request,
+        _ => return None,
+    };
+    let status = StatusCode::METHOD_NOT_ALLOWED;
+    let mut r = error_page(status);
+    r.headers.push((ax::ALLOW, Cow::Owned(allow)));
+    Some((r, after))
 }

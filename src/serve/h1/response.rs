@@ -160,6 +160,7 @@ mod tests {
             body: Body::Empty,
             stale: false,
             close: false,
+            upstream: None,
         };
         let s = head(&r, 0, Persist::KeepAlive);
         assert!(
@@ -195,6 +196,7 @@ mod tests {
             body: stream(),
             stale: false,
             close: false,
+            upstream: None,
         };
         encode(&mut out, &r, Framing::Chunked, Persist::KeepAlive);
         assert!(String::from_utf8(out)

@@ -51,25 +51,34 @@ const MAX_CHUNK_LINE: usize = 4096;
 pub struct Conn {
     pub io: Stream,
     pub buf: BytesMut,
+    /// Its index in the pool that uses it (for balancing and health).
     pub upstream: usize,
+    /// Where it goes: idle connections are kept by address, so a reload that reorders or
+    /// replaces the upstreams never hands one to the wrong server.
+    pub addr: Addr,
     /// Taken from the idle list: a failure before any response byte means it went stale.
     pub reused: bool,
 }
 
+/// One upstream address's idle connections, oldest first, with when each was put back.
+type IdleList = (Addr, Vec<(Conn, Instant)>);
+
 thread_local! {
-    /// Idle connections of this worker, per upstream, oldest first.
-    static IDLE: RefCell<Vec<Vec<(Conn, Instant)>>> = const { RefCell::new(Vec::new()) };
+    /// Idle connections of this worker, per upstream address.
+    static IDLE: RefCell<Vec<IdleList>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An idle connection to upstream `i` that still looks open, if this worker has one.
-pub fn take_idle(i: usize) -> Option<Conn> {
+/// An idle connection to `addr` that still looks open, if this worker has one; it is
+/// upstream `i` of the pool taking it.
+pub fn take_idle(addr: &Addr, i: usize) -> Option<Conn> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
-        let list = idle.get_mut(i)?;
+        let list = &mut idle.iter_mut().find(|(a, _)| a == addr)?.1;
         let now = Instant::now();
         while let Some((mut c, since)) = list.pop() {
             if now - since < IDLE_TIMEOUT && still_open(&c.io) {
                 c.reused = true;
+                c.upstream = i;
                 return Some(c);
             }
         }
@@ -84,10 +93,14 @@ pub fn put_idle(c: Conn) {
     }
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
-        if idle.len() <= c.upstream {
-            idle.resize_with(c.upstream + 1, Vec::new);
-        }
-        let list = &mut idle[c.upstream];
+        let at = match idle.iter().position(|(a, _)| *a == c.addr) {
+            Some(at) => at,
+            None => {
+                idle.push((c.addr.clone(), Vec::new()));
+                idle.len() - 1
+            }
+        };
+        let list = &mut idle[at].1;
         let now = Instant::now();
         // Oldest first: only the expired prefix goes (one clock read, not one per entry).
         let expired = list
@@ -127,6 +140,7 @@ pub async fn connect(addr: &Addr, upstream: usize) -> io::Result<Conn> {
         io,
         buf: BytesMut::with_capacity(READ_SIZE),
         upstream,
+        addr: addr.clone(),
         reused: false,
     })
 }

@@ -32,10 +32,11 @@ impl Proxy {
         };
         let inbound = forward::Inbound {
             headers: inc.headers,
-            peer: inc.peer,
+            peer: inc.peer.and_then(|p| p.addr()),
             trusted: forward::trusted(inc.peer, &self.opts.trusted),
+            nets: &self.opts.trusted,
             host: Some(host),
-            scheme: "http",
+            scheme: if inc.https { "https" } else { "http" },
             upgrade,
         };
         let mut out = client::start_request(inc.method, inc.target, body.len());
@@ -75,7 +76,7 @@ impl Proxy {
             let active = Active::enter(&self.pool, i);
             let addr = active.addr();
             let idle = if attempt == 0 {
-                client::take_idle(i)
+                client::take_idle(addr, i)
             } else {
                 None
             };

@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// A URL prefix (starting and ending with `/`) mapped to a directory.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
     pub prefix: String,
     pub dir: PathBuf,

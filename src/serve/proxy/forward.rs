@@ -1,6 +1,8 @@
-//! Header rewriting in both directions: hop-by-hop stripping, X-Forwarded-*, Host.
+//! Header rewriting in both directions: hop-by-hop stripping, X-Forwarded-*, X-Real-IP,
+//! Host.
 
 use crate::serve::fields::Fields;
+use crate::serve::socket::Peer;
 use actix_web::http::header::{self as ax, HeaderName, HeaderValue};
 use bytes::BytesMut;
 use ipnet::IpNet;
@@ -45,15 +47,29 @@ pub fn is_hop(name: &str) -> bool {
     HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
+/// A `--trusted-proxy`: a network, or `unix:` for every peer on a Unix socket (nginx's
+/// `set_real_ip_from unix:`; such a peer is a process on this host that may open the
+/// socket file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trusted {
+    Net(IpNet),
+    Unix,
+}
+
 /// `true` when the peer may set X-Forwarded-* for us.
-pub fn trusted(peer: Option<IpAddr>, nets: &[IpNet]) -> bool {
-    peer.is_some_and(|ip| {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        nets.iter().any(|n| n.contains(&ip))
-    })
+pub fn trusted(peer: Option<Peer>, list: &[Trusted]) -> bool {
+    match peer {
+        None => false,
+        Some(Peer::Unix) => list.contains(&Trusted::Unix),
+        Some(Peer::Ip(ip)) => {
+            let ip = match ip {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+                v4 => v4,
+            };
+            list.iter()
+                .any(|t| matches!(t, Trusted::Net(n) if n.contains(&ip)))
+        }
+    }
 }
 
 /// What the request looked like to us.
@@ -61,9 +77,12 @@ pub struct Inbound<'a> {
     pub headers: &'a dyn Fields,
     pub peer: Option<IpAddr>,
     pub trusted: bool,
+    /// `--trusted-proxy` networks (which addresses of a trusted peer's chain are proxies).
+    pub nets: &'a [Trusted],
     /// Host header, or the authority of an HTTP/2 request.
     pub host: Option<&'a str>,
-    /// `http` (staticd itself does not terminate TLS).
+    /// `https` for a request that came over TLS, else `http` (a trusted proxy's
+    /// `X-Forwarded-Proto` wins over it).
     pub scheme: &'a str,
     /// Keep `Upgrade`/`Connection: upgrade` (WebSocket tunnel).
     pub upgrade: Option<&'a [u8]>,
@@ -126,9 +145,17 @@ pub fn write_request_headers(i: &Inbound<'_>, out: &mut BytesMut) {
         (!vals.is_empty()).then(|| vals.join(&b", "[..]))
     };
     if i.trusted {
-        for n in ["x-forwarded-port", "x-real-ip", "forwarded"] {
+        for n in ["x-forwarded-port", "forwarded"] {
             for v in i.headers.all(n) {
                 line(out, n.as_bytes(), v);
+            }
+        }
+    }
+    match i.headers.all("x-real-ip").first().filter(|_| i.trusted) {
+        Some(v) => line(out, b"x-real-ip", v),
+        None => {
+            if let Some(ip) = real_ip(i) {
+                let _ = write!(out, "x-real-ip: {ip}\r\n");
             }
         }
     }
@@ -160,6 +187,31 @@ pub fn write_request_headers(i: &Inbound<'_>, out: &mut BytesMut) {
         line(out, b"upgrade", up);
         line(out, b"connection", b"upgrade");
     }
+}
+
+/// The client's address for `X-Real-IP` (nginx's `proxy_set_header X-Real-IP
+/// $remote_addr` behind `set_real_ip_from` with `real_ip_recursive on`): the peer, unless
+/// the peer is a trusted proxy, in which case its X-Forwarded-For chain is read from the
+/// right and the first address that is not a trusted proxy is the client (the leftmost one
+/// when all are). A trusted peer's own X-Real-IP is passed on as it is (above).
+fn real_ip(i: &Inbound<'_>) -> Option<IpAddr> {
+    let peer = i.peer?;
+    if !i.trusted {
+        return Some(peer);
+    }
+    let values = i.headers.all("x-forwarded-for");
+    let chain: Vec<IpAddr> = values
+        .iter()
+        .flat_map(|v| v.split(|&b| b == b','))
+        .filter_map(|a| std::str::from_utf8(a).ok()?.trim().parse().ok())
+        .collect();
+    chain
+        .iter()
+        .rev()
+        .find(|a| !trusted(Some(Peer::ip(**a)), i.nets))
+        .or(chain.first())
+        .copied()
+        .or(Some(peer))
 }
 
 /// Response headers to pass to the client: everything but hop-by-hop, names listed in
@@ -247,6 +299,7 @@ mod tests {
             headers: &h,
             peer: Some("10.0.0.1".parse().unwrap()),
             trusted: false,
+            nets: &[],
             host: Some("example.com"),
             scheme: "http",
             upgrade: None,
@@ -302,6 +355,7 @@ mod tests {
             headers: &h,
             peer: None,
             trusted: true,
+            nets: &[],
             host: Some("h"),
             scheme: "http",
             upgrade: None,
@@ -312,18 +366,46 @@ mod tests {
     }
 
     #[test]
+    fn the_scheme_is_the_connections_unless_a_trusted_proxy_says_otherwise() {
+        let h = map(&[("x-forwarded-proto", "http")]);
+        let over_tls = |trusted| Inbound {
+            headers: &h,
+            peer: Some("10.0.0.1".parse().unwrap()),
+            trusted,
+            nets: &[],
+            host: Some("h"),
+            scheme: "https",
+            upgrade: None,
+        };
+        // A client's own claim is replaced by what staticd saw: TLS.
+        let out = written(&over_tls(false));
+        assert_eq!(get(&out, "x-forwarded-proto"), Some("https"));
+        // A trusted proxy saw the client's connection; its word is kept.
+        let out = written(&over_tls(true));
+        assert_eq!(get(&out, "x-forwarded-proto"), Some("http"));
+    }
+
+    #[test]
     fn trusted_chain_appended() {
         let h = map(&[
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
         ]);
-        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let nets = [Trusted::Net("10.0.0.0/8".parse().unwrap())];
         let peer = Some("10.0.0.1".parse().unwrap());
-        assert!(trusted(peer, &nets));
+        assert!(trusted(peer.map(Peer::Ip), &nets));
+        assert!(trusted(
+            Some(Peer::ip("::ffff:10.1.2.3".parse().unwrap())),
+            &nets
+        ));
+        assert!(!trusted(Some(Peer::ip("11.0.0.1".parse().unwrap())), &nets));
+        assert!(!trusted(Some(Peer::Unix), &nets) && !trusted(None, &nets));
+        assert!(trusted(Some(Peer::Unix), &[Trusted::Unix]));
         let i = Inbound {
             headers: &h,
             peer,
             trusted: true,
+            nets: &nets,
             host: Some("h"),
             scheme: "http",
             upgrade: None,
@@ -331,5 +413,61 @@ mod tests {
         let out = written(&i);
         assert_eq!(get(&out, "x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.1");
         assert_eq!(get(&out, "x-forwarded-proto").unwrap(), "https");
+    }
+
+    #[test]
+    fn real_ip_from_the_peer_or_the_trusted_chain() {
+        let nets = vec![Trusted::Net("10.0.0.0/8".parse().unwrap())];
+        let inbound = |h: &'static AxMap, peer: &str| {
+            let peer: Option<IpAddr> = Some(peer.parse().unwrap());
+            Inbound {
+                headers: h,
+                peer,
+                trusted: trusted(peer.map(Peer::ip), &nets),
+                nets: &nets,
+                host: Some("h"),
+                scheme: "http",
+                upgrade: None,
+            }
+        };
+        let leak = |m: AxMap| -> &'static AxMap { Box::leak(Box::new(m)) };
+        // An untrusted client's own X-Real-IP is replaced by its address.
+        let h = leak(map(&[
+            ("x-real-ip", "6.6.6.6"),
+            ("x-forwarded-for", "7.7.7.7"),
+        ]));
+        assert_eq!(
+            get(&written(&inbound(h, "203.0.113.9")), "x-real-ip"),
+            Some("203.0.113.9")
+        );
+        // Behind trusted proxies: the rightmost address that is not one of them.
+        let h = leak(map(&[(
+            "x-forwarded-for",
+            "6.6.6.6, 198.51.100.7, 10.1.1.1",
+        )]));
+        assert_eq!(
+            get(&written(&inbound(h, "10.0.0.2")), "x-real-ip"),
+            Some("198.51.100.7")
+        );
+        let h = leak(map(&[
+            ("x-forwarded-for", "10.2.2.2"),
+            ("x-forwarded-for", "10.1.1.1"),
+        ]));
+        assert_eq!(
+            get(&written(&inbound(h, "10.0.0.2")), "x-real-ip"),
+            Some("10.2.2.2")
+        );
+        // A trusted peer's X-Real-IP is passed on.
+        let h = leak(map(&[("x-real-ip", "192.0.2.1")]));
+        assert_eq!(
+            get(&written(&inbound(h, "10.0.0.2")), "x-real-ip"),
+            Some("192.0.2.1")
+        );
+        // A trusted peer that says nothing: itself.
+        let h = leak(map(&[]));
+        assert_eq!(
+            get(&written(&inbound(h, "10.0.0.2")), "x-real-ip"),
+            Some("10.0.0.2")
+        );
     }
 }

@@ -5,14 +5,15 @@
 use super::relay::Watch;
 use super::Proxy;
 use crate::serve::fields::Fields;
+use crate::serve::https::Front;
 use crate::serve::message::page;
+use crate::serve::socket::Peer;
 use actix_web::dev::Payload;
 use actix_web::http::header as ax;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use std::net::IpAddr;
 
 /// The local address of a client connection, kept in its connection data.
 #[derive(Clone, Copy)]
@@ -29,11 +30,15 @@ pub struct Incoming<'a> {
     /// The request's host: Host, an absolute-form target's authority, or HTTP/2's
     /// `:authority`; `None` for HTTP/1.0 without one.
     pub host: Option<&'a str>,
-    pub peer: Option<IpAddr>,
+    pub peer: Option<Peer>,
     pub local: Option<std::net::SocketAddr>,
+    /// An HTTP/1.0 request (no chunked coding for an answer of unknown length).
+    pub http10: bool,
     /// The client's socket, watched for a close while the upstream works (HTTP/1 only: an
     /// HTTP/2 stream's task may outlive its connection's descriptor).
     pub client_fd: Option<std::os::unix::io::RawFd>,
+    /// Came over TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
 }
 
 impl<'a> Incoming<'a> {
@@ -49,12 +54,24 @@ impl<'a> Incoming<'a> {
             path: req.uri().path(),
             headers: req.headers(),
             host,
-            peer: req.peer_addr().map(|a| a.ip()),
+            peer: peer(req),
             local: req.conn_data::<LocalAddr>().map(|a| a.0),
+            http10: req.version() < actix_web::http::Version::HTTP_11,
             // HTTP/2 streams run as tasks of their own that may outlive the socket.
             client_fd: None,
+            https: req
+                .conn_data::<std::sync::Arc<Front>>()
+                .is_some_and(|f| f.secure),
         }
     }
+}
+
+/// The peer of an HTTP/2 request: actix knows a TCP peer's address; a Unix-socket
+/// connection's [`Peer`] is in its connection data (see the `h1` factory).
+pub fn peer(req: &HttpRequest) -> Option<Peer> {
+    req.conn_data::<Peer>()
+        .copied()
+        .or_else(|| req.peer_addr().map(|a| Peer::ip(a.ip())))
 }
 
 impl Proxy {

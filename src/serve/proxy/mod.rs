@@ -7,8 +7,9 @@
 //! - here: what is answered without an upstream ([`Proxy::local`]), and [`Proxy::forward`],
 //!   which runs the next two steps and gives up when the client leaves (`abort`, 499).
 //! - `exchange`: the upstream request, sent with retries, up to the response head.
-//! - `relay`: the response (whole, streamed, or an X-Accel-Redirect file), and the 499
-//!   watch that logs a client leaving mid-stream.
+//! - `relay`: the response (whole, streamed, or an X-Accel-Redirect file), compressed as
+//!   [`compress`](crate::serve::compress) decides, and the 499 watch that logs a client
+//!   leaving mid-stream.
 //! - `pages`: the error answers (502, 504, the 499 that writes nothing).
 //! - `tunnel`: WebSocket/Upgrade (HTTP/1.1).
 //!
@@ -18,6 +19,7 @@
 //! - `forward`: header rewriting both ways.
 //! - `files`: internal and media mounts (ETag, Range, conditionals).
 //! - `abort`: noticing a client that leaves while the upstream works (499).
+//! - `ready`: what the health path and the metrics read (readiness, upstream states).
 //!
 //! Request bodies are buffered (bounded by `--max-body`) before an upstream is contacted, so
 //! a slow client never holds a gunicorn sync worker; responses are streamed as produced.
@@ -29,6 +31,7 @@ pub mod files;
 pub mod forward;
 pub mod incoming;
 pub mod pages;
+pub mod ready;
 pub mod relay;
 pub mod tunnel;
 pub mod upstream;
@@ -39,18 +42,19 @@ use crate::serve::message::{Reply, Request};
 use actix_web::http::header::{self as ax, HeaderValue};
 use actix_web::http::StatusCode;
 use files::Mount;
-use ipnet::IpNet;
+use forward::Trusted;
 use pages::{client_closed, failure_page};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 use upstream::{Addr, Balance, Pool};
 
-/// Everything the proxy needs, from the command line.
-#[derive(Debug, Clone)]
+/// Everything the proxy needs, from the command line. A reload (SIGHUP) that changes
+/// any of it replaces the whole [`Proxy`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub upstreams: Vec<Addr>,
-    pub trusted: Vec<IpNet>,
+    pub trusted: Vec<Trusted>,
     pub max_body: u64,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
@@ -63,12 +67,16 @@ pub struct Options {
     pub media: Option<Mount>,
     pub media_max_age: u64,
     pub ws_idle_timeout: Duration,
+    /// On-the-fly compression of upstream responses.
+    pub compress: crate::serve::compress::Policy,
 }
 
 pub struct Proxy {
     opts: Options,
     pool: Arc<Pool>,
     media_cc: String,
+    /// Replaced by a reload: its health loop ends (requests still using it finish).
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl Proxy {
@@ -84,7 +92,18 @@ impl Proxy {
             opts,
             pool,
             media_cc,
+            retired: Default::default(),
         }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Says that a reload replaced this proxy: its health loop stops.
+    pub fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn has_upstreams(&self) -> bool {
@@ -119,8 +138,20 @@ impl Proxy {
     /// client that leaves while the upstream works cancels the upstream request (499).
     pub async fn forward(&self, inc: &Incoming<'_>, body: &[u8]) -> Reply<'static> {
         let work = async {
+            let started = std::time::Instant::now();
             match self.send(inc, body, None).await {
-                Ok((conn, head, active)) => self.relay(inc, conn, head, active),
+                Ok((conn, head, active)) => {
+                    // Retries included: the time the client waited for the head.
+                    let took = started.elapsed();
+                    crate::serve::metrics::upstream_header(took);
+                    let addr = active.addr().to_string();
+                    let mut reply = self.relay(inc, conn, head, active);
+                    reply.upstream = Some(crate::serve::message::Upstream {
+                        addr,
+                        header_time: took,
+                    });
+                    reply
+                }
                 Err(f) => failure_page(f),
             }
         };
@@ -132,17 +163,22 @@ impl Proxy {
             })
     }
 
-    /// `--health-check PATH`: probes every upstream each interval (runs until shutdown).
+    /// `--health-check PATH`: probes every upstream each interval (runs until shutdown,
+    /// or until a reload retires this proxy).
     pub async fn health_loop(self: Arc<Self>) {
         let Some(path) = self.opts.health_check.clone() else {
             return;
         };
+        let retired = || self.retired.load(std::sync::atomic::Ordering::Relaxed);
         let mut request = client::start_request("GET", &path, 0);
         request.extend_from_slice(b"host: localhost\r\nconnection: close\r\n");
         client::end_request(&mut request, "GET", b"");
         let mut tick = tokio::time::interval(self.opts.health_interval);
         loop {
             tick.tick().await;
+            if retired() {
+                return;
+            }
             for (i, u) in self.pool.upstreams.iter().enumerate() {
                 let probe = async {
                     let mut c = client::connect(&u.addr, i).await.ok()?;

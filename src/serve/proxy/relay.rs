@@ -1,13 +1,16 @@
 //! The upstream's answer on its way to the client: whole when it came with its head,
 //! streamed otherwise ([`UpBody`], read by the client's task), or replaced by an internal
-//! file (X-Accel-Redirect). [`Watch`] logs a 499 when the client leaves before the end.
+//! file (X-Accel-Redirect); compressed when [`compress`] says so (a whole body at once, with
+//! its length; a streamed one as it streams). [`Watch`] logs a 499 when the client leaves
+//! before the end.
 
 use super::client::{self, BodyState, Conn, Piece};
 use super::exchange::Failure;
 use super::pages::failure_page;
 use super::upstream::Active;
 use super::{files, forward, Incoming, Proxy};
-use crate::serve::message::{Body, Reply, Request};
+use crate::serve::compress::{self, coder, stream::Compressed, Plan};
+use crate::serve::message::{Body, Reply, Request, Stream};
 use actix_web::http::header::{self as ax, HeaderValue};
 use actix_web::http::StatusCode;
 use bytes::Bytes;
@@ -49,6 +52,21 @@ impl Proxy {
             r.headers.push((k.clone(), Cow::Owned(v.clone())));
         }
         let is_head = inc.method == "HEAD";
+        let req = Request::from_fields(inc.headers);
+        let asked = compress::Asked {
+            head: is_head,
+            http10: inc.http10,
+            range: req.range.is_some(),
+            accept_encoding: req.accept_encoding,
+            path: inc.path,
+        };
+        let declared = head
+            .get("content-length")
+            .and_then(|v| client::content_length(v.as_bytes()).ok());
+        let mut plan = self
+            .opts
+            .compress
+            .plan(&asked, head.status, &r.headers, declared);
         let no_body = is_head
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
@@ -60,20 +78,22 @@ impl Proxy {
             if is_head && status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
                 r.body = head_body(&head);
             }
+            compress::apply(plan, &mut r.headers);
             return r;
         }
         if let Some(whole) = whole {
             if head.keep_alive {
                 client::put_idle(conn);
             }
-            r.body = Body::Mem(whole);
+            r.body = whole_body(&mut plan, whole, inc);
+            compress::apply(plan, &mut r.headers);
             return r;
         }
         let len = match head.framing {
             client::Framing::Length(n) => Some(n),
             _ => None,
         };
-        let stream = UpBody {
+        let stream: Stream = Box::pin(UpBody {
             conn: Some(conn),
             state,
             eof: false,
@@ -83,11 +103,9 @@ impl Proxy {
             sleep: None,
             watch: Watch::new(inc),
             active,
-        };
-        r.body = Body::Stream {
-            len,
-            stream: Box::pin(stream),
-        };
+        });
+        r.body = streamed_body(&mut plan, stream, len, inc);
+        compress::apply(plan, &mut r.headers);
         r
     }
 
@@ -136,6 +154,41 @@ impl Proxy {
         }
         tracing::warn!(target = %target, "X-Accel-Redirect to a path under no --internal mount: 404");
         Reply::not_found()
+    }
+}
+
+/// A body that arrived whole, compressed at once when `plan` says so (its length then known:
+/// Content-Length, not chunked). Should the encoder fail, it goes as it came and `plan`
+/// becomes [`Plan::Vary`].
+fn whole_body(plan: &mut Plan, whole: Bytes, inc: &Incoming<'_>) -> Body {
+    let Plan::Compress(coding) = *plan else {
+        return Body::Mem(whole);
+    };
+    match coder::compress(coding, &whole) {
+        Ok(z) => Body::Mem(z.into()),
+        Err(e) => {
+            tracing::warn!(method = %inc.method, uri = %inc.target, "compressing the response failed, sent as it came: {e}");
+            *plan = Plan::Vary;
+            Body::Mem(whole)
+        }
+    }
+}
+
+/// A body still arriving, compressed as it streams when `plan` says so (chunked then).
+fn streamed_body(plan: &mut Plan, stream: Stream, len: Option<u64>, inc: &Incoming<'_>) -> Body {
+    let Plan::Compress(coding) = *plan else {
+        return Body::Stream { len, stream };
+    };
+    match coder::Encoder::new(coding, len) {
+        Ok(encoder) => Body::Stream {
+            len: None,
+            stream: Box::pin(Compressed::new(stream, encoder)),
+        },
+        Err(e) => {
+            tracing::warn!(method = %inc.method, uri = %inc.target, "no encoder for the response, sent as it comes: {e}");
+            *plan = Plan::Vary;
+            Body::Stream { len, stream }
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use super::pages::{client_closed, failure_page};
 use super::upstream::Active;
 use super::{abort, forward, Incoming, Proxy};
 use crate::serve::message::Reply;
-use crate::serve::socket;
+use crate::serve::stream::ClientIo;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use bytes::BytesMut;
 use futures_util::future::{select, Either};
@@ -17,7 +17,6 @@ use std::future::Future;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The upstream's answer to an upgrade request.
 pub enum Upgrade {
@@ -79,7 +78,7 @@ impl Switch {
     /// the upstream's bytes read with its 101 go to the client first.
     pub async fn splice(
         self,
-        client: &TcpStream,
+        client: &impl ClientIo,
         from_client: BytesMut,
         stop: impl Future<Output = ()>,
     ) {
@@ -97,7 +96,7 @@ impl Switch {
                         _ => break,
                     }
                 }
-                match tokio::time::timeout(limit, socket::read_some(client, &mut buf)).await {
+                match tokio::time::timeout(limit, client.read_some(&mut buf)).await {
                     Ok(Ok(n)) if n > 0 => last.set(Instant::now()),
                     Err(_) if !idle() => {}
                     _ => break,
@@ -106,13 +105,13 @@ impl Switch {
             let _ = wr.shutdown().await;
         };
         let down = async {
-            if socket::write_all(client, &early, &[]).await.is_ok() {
+            if client.write_all(&early, &[]).await.is_ok() {
                 let mut buf = vec![0u8; 16 * 1024];
                 loop {
                     match tokio::time::timeout(limit, rd.read(&mut buf)).await {
                         Ok(Ok(n)) if n > 0 => {
                             last.set(Instant::now());
-                            if socket::write_all(client, &buf[..n], &[]).await.is_err() {
+                            if client.write_all(&buf[..n], &[]).await.is_err() {
                                 break;
                             }
                         }
@@ -125,14 +124,14 @@ impl Switch {
                     }
                 }
             }
-            socket::finish(client);
+            client.finish().await;
         };
         let both = futures_util::future::join(up, down);
         let stopped = matches!(select(pin!(both), pin!(stop)).await, Either::Right(_));
         if stopped {
             tracing::info!("tunnel closed: shutting down");
             // The upstream connection closes when this returns; the client sees our end.
-            socket::finish(client);
+            client.finish().await;
         }
     }
 }

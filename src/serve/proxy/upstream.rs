@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -44,7 +44,13 @@ pub struct Upstream {
     fails: AtomicU32,
     /// Milliseconds since the pool's epoch until which the upstream is skipped.
     down_until: AtomicU64,
+    /// The last active health check: [`UNPROBED`], [`PASSED`] or [`FAILED`].
+    probed: AtomicU8,
 }
+
+const UNPROBED: u8 = 0;
+const PASSED: u8 = 1;
+const FAILED: u8 = 2;
 
 /// All upstreams, shared by every worker.
 pub struct Pool {
@@ -66,6 +72,7 @@ impl Pool {
                     active: AtomicUsize::new(0),
                     fails: AtomicU32::new(0),
                     down_until: AtomicU64::new(0),
+                    probed: AtomicU8::new(UNPROBED),
                 })
                 .collect(),
             balance,
@@ -82,6 +89,20 @@ impl Pool {
 
     fn is_up(&self, i: usize, now: u64) -> bool {
         self.upstreams[i].down_until.load(Ordering::Relaxed) <= now
+    }
+
+    /// Whether upstream `i` is taken now (not skipped after failures).
+    pub fn up(&self, i: usize) -> bool {
+        self.is_up(i, self.now_ms())
+    }
+
+    /// The last active health check of upstream `i` (`None` before the first one).
+    pub fn probed(&self, i: usize) -> Option<bool> {
+        match self.upstreams[i].probed.load(Ordering::Relaxed) {
+            PASSED => Some(true),
+            FAILED => Some(false),
+            _ => None,
+        }
     }
 
     /// The next upstream, skipping `tried` and (while any other is left) those marked down.
@@ -113,6 +134,7 @@ impl Pool {
     /// A failed attempt (nginx `max_fails` within `fail_timeout`).
     pub fn failed(&self, i: usize) {
         let u = &self.upstreams[i];
+        crate::serve::metrics::upstream_failed(&u.addr);
         let f = u.fails.fetch_add(1, Ordering::Relaxed) + 1;
         if self.max_fails > 0 && f >= self.max_fails {
             u.down_until.store(
@@ -134,6 +156,8 @@ impl Pool {
     /// Active health check result.
     pub fn set_health(&self, i: usize, healthy: bool, hold: Duration) {
         let u = &self.upstreams[i];
+        u.probed
+            .store(if healthy { PASSED } else { FAILED }, Ordering::Relaxed);
         if healthy {
             u.fails.store(0, Ordering::Relaxed);
             u.down_until.store(0, Ordering::Relaxed);
