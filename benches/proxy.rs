@@ -594,13 +594,14 @@ const VARIANTS: [Variant; 7] = [
     Variant {
         name: "staticd br",
         proxy: "staticd",
-        accept: Some(BROWSER_AE),
+        accept: Some("gzip, deflate, br"),
         coding: Some("br"),
     },
+    // What a current browser gets.
     Variant {
         name: "staticd zstd",
         proxy: "staticd",
-        accept: Some("zstd"),
+        accept: Some(BROWSER_AE),
         coding: Some("zstd"),
     },
     Variant {
@@ -890,9 +891,9 @@ fn compress_scenario(
             md,
             "| {ours} | {theirs} | {br:.2}x | {cr:.2}x | {verdict} |"
         );
-        if ours == "staticd br" {
+        if ours == "staticd zstd" {
             verdicts.push(format!(
-                "compress, browser (br) vs {theirs}: {verdict} (bytes {br:.2}x, CPU {cr:.2}x)"
+                "compress, browser (zstd) vs {theirs}: {verdict} (bytes {br:.2}x, CPU {cr:.2}x)"
             ));
         }
     }

@@ -331,3 +331,56 @@ fn collect_refuses_an_unknown_section() {
         "{e}"
     );
 }
+
+/// The HTTPS sections: `staticd check` loads every certificate pair as serve would and
+/// checks the HTTPS options hold together, naming the file or the option.
+#[test]
+fn check_https_sections() {
+    let p = Project::new().files(&[("app.css", b"body{}")]);
+    p.run_collect(&[]);
+    let toml = p.dir.join("staticd.toml");
+    let facts = std::fs::read_to_string(&toml).unwrap();
+    let ca = crate::common::tls::TestCa::new("check CA");
+    let other = ca.leaf(&["other.test"]);
+    let pair = ca.leaf(&["site.test"]).write(&p.dir, "site");
+    let write = |tls: &str| {
+        std::fs::write(
+            &toml,
+            format!("{facts}\n[serve]\nhttps_bind = \"127.0.0.1:8443\"\n{tls}"),
+        )
+        .unwrap()
+    };
+
+    // A good pair: one line, exit 0.
+    write("[tls]\ncert = \"site.crt\"\nkey = \"site.key\"\n");
+    let (code, out, err) = check(&p.dir, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with("staticd check: "), "{out}");
+
+    // The key of another certificate: refused, naming the files.
+    std::fs::write(p.dir.join("other.key"), &other.key_pem).unwrap();
+    write("[tls]\ncert = \"site.crt\"\nkey = \"other.key\"\n");
+    let (code, out, err) = check(&p.dir, &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains(&pair.cert.display().to_string()), "{err}");
+
+    // A file that is not there.
+    write("[tls]\ncert = \"missing.crt\"\nkey = \"site.key\"\n");
+    let (code, _, err) = check(&p.dir, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&p.dir.join("missing.crt").display().to_string()),
+        "{err}"
+    );
+
+    // Options that need others, from the file as from flags.
+    write("[tls]\ncert = \"site.crt\"\nkey = \"site.key\"\nhsts_preload = true\n");
+    let (code, _, err) = check(&p.dir, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--hsts-preload needs --hsts"), "{err}");
+    write("[tls]\ncert = \"site.crt\"\nkey = \"site.key\"\n[acme]\nemail = \"ops@site.test\"\n");
+    let (code, _, err) = check(&p.dir, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--acme-email needs --acme-domain"), "{err}");
+}

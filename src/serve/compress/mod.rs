@@ -1,8 +1,9 @@
 //! On-the-fly compression of upstream responses: nginx's `gzip on` with `gzip_types` and
 //! `gzip_vary on`, Caddy's `encode`, with br and zstd as well as gzip.
 //!
-//! The coding is chosen as for static files ([`negotiate`]: the client's q-values, then
-//! br > zstd > gzip), compressed as the body streams ([`stream`]), at levels chosen for
+//! The coding is chosen by the client's q-values as for static files ([`negotiate`]), but
+//! equal ones go zstd > br > gzip ([`Encoding::ON_THE_FLY`]: at these levels zstd is as
+//! small for less CPU), compressed as the body streams ([`stream`]), at levels chosen for
 //! speed ([`coder`]). [`Policy::plan`] decides from the request and the response head; what
 //! it decides, and why:
 //!
@@ -35,7 +36,7 @@ pub mod stream;
 pub mod types;
 
 use super::message::Headers;
-use super::negotiate::{negotiate, trim, Encoding};
+use super::negotiate::{negotiate_in, trim, Encoding};
 use actix_web::http::header::{self, HeaderValue};
 use std::borrow::Cow;
 
@@ -123,7 +124,7 @@ impl Policy {
         if asked.head || asked.http10 {
             return Plan::Vary;
         }
-        match negotiate(asked.accept_encoding, |_| true) {
+        match negotiate_in(Encoding::ON_THE_FLY, asked.accept_encoding, |_| true) {
             Some(Encoding::Identity) | None => Plan::Vary,
             Some(coding) => Plan::Compress(coding),
         }
@@ -276,12 +277,28 @@ mod tests {
             p.plan(&a, status, h, len)
         };
         let h = html();
-        assert_eq!(
-            plan(BROWSER, 200, &h, None),
-            Plan::Compress(Encoding::Brotli)
-        );
+        // A browser accepting all three gets zstd (the server's order on equal q).
+        assert_eq!(plan(BROWSER, 200, &h, None), Plan::Compress(Encoding::Zstd));
         assert_eq!(
             plan(BROWSER, 404, &h, Some(512)),
+            Plan::Compress(Encoding::Zstd)
+        );
+        // Without zstd (Safari, Chrome before 123): br before gzip.
+        let no_zstd = Asked {
+            accept_encoding: Some(&b"gzip, deflate, br"[..]),
+            ..BROWSER
+        };
+        assert_eq!(
+            plan(no_zstd, 200, &h, None),
+            Plan::Compress(Encoding::Brotli)
+        );
+        // The client's q-values come first.
+        let br_first = Asked {
+            accept_encoding: Some(&b"zstd;q=0.5, br"[..]),
+            ..BROWSER
+        };
+        assert_eq!(
+            plan(br_first, 200, &h, None),
             Plan::Compress(Encoding::Brotli)
         );
         let gzip = Asked {
@@ -343,7 +360,7 @@ mod tests {
         ]);
         assert_eq!(
             plan(BROWSER, 200, &cc, None),
-            Plan::Compress(Encoding::Brotli)
+            Plan::Compress(Encoding::Zstd)
         );
         for t in ["image/png", "text/event-stream"] {
             let h = headers(&[("content-type", t)]);
@@ -372,7 +389,7 @@ mod tests {
             path: "/accounts",
             ..BROWSER
         };
-        assert_eq!(p.plan(&a, 200, &h, None), Plan::Compress(Encoding::Brotli));
+        assert_eq!(p.plan(&a, 200, &h, None), Plan::Compress(Encoding::Zstd));
     }
 
     #[test]
