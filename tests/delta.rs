@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// A bundle of `n` small functions; `edit` changes the body of one.
-fn bundle(n: usize, edit: Option<usize>) -> Vec<u8> {
+pub(crate) fn bundle(n: usize, edit: Option<usize>) -> Vec<u8> {
     let mut s = String::from("\"use strict\";\n");
     for i in 0..n {
         if Some(i) == edit {
@@ -47,7 +47,7 @@ fn b64(bytes: &[u8]) -> String {
     out
 }
 
-fn available(dict: &[u8]) -> String {
+pub(crate) fn available(dict: &[u8]) -> String {
     format!(":{}:", b64(&format::sha256(dict)))
 }
 

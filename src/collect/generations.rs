@@ -99,11 +99,26 @@ impl History {
 /// against a pruned dictionary stay with their file: browsers may still hold that version.
 pub fn with_deltas(static_root: &Path, doomed: Vec<String>) -> Vec<String> {
     let doomed_set: BTreeSet<&str> = doomed.iter().map(String::as_str).collect();
-    let dirs: BTreeSet<&str> = doomed
-        .iter()
+    let beside = files_beside(static_root, doomed.iter().map(String::as_str));
+    let extra: Vec<String> = crate::delta::deltas_of(beside.iter().map(String::as_str), |t| {
+        doomed_set.contains(t)
+    })
+    .into_iter()
+    .map(|(rel, _, _)| rel.to_string())
+    .collect();
+    let mut all = doomed;
+    all.extend(extra);
+    all
+}
+
+/// Every file (`/`-separated path under `static_root`) in the directories that hold `files`:
+/// where their deltas are, since a delta is named after its file. Unreadable directories
+/// and non-UTF-8 names are skipped (staticd writes neither).
+pub fn files_beside<'a>(static_root: &Path, files: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let dirs: BTreeSet<&str> = files
         .map(|f| f.rfind('/').map_or("", |i| &f[..i]))
         .collect();
-    let mut extra = Vec::new();
+    let mut out = Vec::new();
     for dir in dirs {
         let Ok(listing) = std::fs::read_dir(static_root.join(dir)) else {
             continue;
@@ -112,20 +127,15 @@ pub fn with_deltas(static_root: &Path, doomed: Vec<String>) -> Vec<String> {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
-            let rel = if dir.is_empty() {
+            out.push(if dir.is_empty() {
                 name
             } else {
                 format!("{dir}/{name}")
-            };
-            if crate::delta::parse_file_name(&rel).is_some_and(|(t, _, _)| doomed_set.contains(t)) {
-                extra.push(rel);
-            }
+            });
         }
     }
-    extra.sort();
-    let mut all = doomed;
-    all.extend(extra);
-    all
+    out.sort();
+    out
 }
 
 #[cfg(test)]

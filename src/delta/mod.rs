@@ -92,6 +92,25 @@ pub fn parse_file_name(rel: &str) -> Option<(&str, &str, Coding)> {
     (hex_ok && !target.is_empty()).then_some((target, hex, coding))
 }
 
+/// Pure: of `names` (paths under STATIC_ROOT, or keys under a store's prefix), the deltas
+/// whose target `is_target` accepts, sorted: what goes with those targets (prune) or is
+/// published beside them.
+pub fn deltas_of<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    is_target: impl Fn(&str) -> bool,
+) -> Vec<(&'a str, &'a str, Coding)> {
+    let mut out: Vec<(&str, &str, Coding)> = names
+        .into_iter()
+        .filter_map(|rel| {
+            let (target, _, coding) = parse_file_name(rel)?;
+            is_target(target).then_some((rel, target, coding))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// True when the dictionary whose SHA-256 is `dict` has the hex prefix `hex`.
 pub fn prefix_matches(hex: &str, dict: &[u8; 32]) -> bool {
     file_name("", dict, Coding::Dcb)[1..].starts_with(hex)
@@ -106,6 +125,28 @@ pub fn worth_keeping(delta_len: usize, best_len: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deltas_of_their_targets_only() {
+        let names = [
+            "js/a.1.js",
+            "js/a.1.js.br",
+            "js/a.1.js.9f86d081884c7d65.dcz",
+            "js/a.1.js.9f86d081884c7d65.dcb",
+            "js/b.2.js.9f86d081884c7d65.dcz",
+            "js/a.1.js.9f86d081884c7d6.dcz",
+            "js/a.1.js.9f86d081884c7d65.dcz",
+        ];
+        let got = deltas_of(names, |t| t == "js/a.1.js");
+        assert_eq!(
+            got,
+            vec![
+                ("js/a.1.js.9f86d081884c7d65.dcb", "js/a.1.js", Coding::Dcb),
+                ("js/a.1.js.9f86d081884c7d65.dcz", "js/a.1.js", Coding::Dcz),
+            ],
+            "another file's delta, a short hex and a duplicate are left out"
+        );
+    }
 
     #[test]
     fn eligible_types() {
