@@ -345,3 +345,83 @@ fn no_dictionaries_turns_it_all_off() {
     assert_eq!(r.header("use-as-dictionary"), None);
     assert_eq!(r.header("vary"), Some("accept-encoding"));
 }
+
+/// The same delta over HTTP/2 (h2c with prior knowledge, the actix front end): coding,
+/// `Vary`, a strong ETag of its own, a 304 on that ETag, and HEAD without a body.
+#[test]
+fn a_delta_over_http2() {
+    let (p, v1, v2, _) = two_versions(&[]);
+    let s = Staticd::serve(&p.root(), &[]);
+    let url = s.url(&format!("/static/{}", p.hashed("js/app.js")));
+    let have = available(&v1);
+    let client = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let ask = |method: reqwest::Method, extra: &[(&str, &str)]| {
+        let mut req = client
+            .request(method, &url)
+            .header("Accept-Encoding", "gzip, deflate, br, zstd, dcb, dcz")
+            .header("Available-Dictionary", &have);
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        r
+    };
+    let one = |r: &reqwest::blocking::Response, name: &str| -> Option<String> {
+        let all: Vec<_> = r.headers().get_all(name).iter().collect();
+        assert!(all.len() <= 1, "{name} sent {} times", all.len());
+        all.first().map(|v| v.to_str().unwrap().to_string())
+    };
+
+    let r = ask(reqwest::Method::GET, &[]);
+    assert_eq!(r.status(), 200);
+    let coding = one(&r, "content-encoding").unwrap();
+    let coding = Coding::from_token(&coding).unwrap_or_else(|| panic!("not a delta: {coding}"));
+    assert_eq!(
+        one(&r, "vary").as_deref(),
+        Some("accept-encoding, available-dictionary")
+    );
+    let etag = one(&r, "etag").unwrap();
+    assert!(etag.starts_with('"'), "strong: {etag}");
+    assert!(one(&r, "use-as-dictionary").is_some());
+    let body = r.bytes().unwrap().to_vec();
+    assert_eq!(format::decode(coding, &body, &v1).unwrap(), v2);
+    // What HTTP/1.1 answers to the same request: the same delta under the same ETag.
+    let h1 = s.get(
+        &format!("/static/{}", p.hashed("js/app.js")),
+        &[
+            ("Accept-Encoding", "gzip, deflate, br, zstd, dcb, dcz"),
+            ("Available-Dictionary", &have),
+        ],
+    );
+    assert_eq!(h1.header("etag"), Some(etag.as_str()));
+    assert_eq!(h1.body, body);
+    let br = client
+        .get(&url)
+        .header("Accept-Encoding", "br")
+        .send()
+        .unwrap();
+    assert_ne!(one(&br, "etag"), Some(etag.clone()), "its own ETag");
+
+    let nm = ask(reqwest::Method::GET, &[("If-None-Match", &etag)]);
+    assert_eq!(nm.status(), 304);
+    assert_eq!(one(&nm, "etag"), Some(etag.clone()));
+    assert_eq!(
+        one(&nm, "vary").as_deref(),
+        Some("accept-encoding, available-dictionary")
+    );
+    assert!(nm.bytes().unwrap().is_empty());
+
+    let head = ask(reqwest::Method::HEAD, &[]);
+    assert_eq!(head.status(), 200);
+    assert_eq!(one(&head, "etag"), Some(etag));
+    assert_eq!(
+        one(&head, "content-encoding").as_deref(),
+        Some(coding.token())
+    );
+    assert_eq!(one(&head, "content-length"), Some(body.len().to_string()));
+    assert!(head.bytes().unwrap().is_empty());
+}
