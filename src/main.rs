@@ -216,6 +216,11 @@ struct CollectArgs {
     #[arg(long, value_name = "EXT,...", value_delimiter = ',',
           default_value = staticd::delta::DEFAULT_EXTENSIONS.join(","))]
     delta_extensions: Vec<String>,
+    /// The delta codings made, comma-separated: dcb (brotli), dcz (zstd). dcz alone spares
+    /// collect the brotli encoder, the slower of the two.
+    #[arg(long, value_name = "CODING,...", value_delimiter = ',', default_value = "dcb,dcz",
+          value_parser = parse_delta_coding)]
+    delta_codings: Vec<staticd::delta::Coding>,
     /// A second level of the variant cache on S3-compatible storage, shared by every runner
     /// (s3://BUCKET/PREFIX; default: [publish] cache in staticd.toml; the store's settings
     /// as for --publish).
@@ -243,6 +248,12 @@ struct CollectArgs {
     /// Then publish the collected generation to s3://BUCKET/PREFIX (as `staticd publish`).
     #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with_all = ["watch", "dry_run"])]
     publish: Option<String>,
+}
+
+/// `--delta-codings`: `dcb` or `dcz`.
+fn parse_delta_coding(s: &str) -> Result<staticd::delta::Coding, String> {
+    staticd::delta::Coding::from_token(s.trim())
+        .ok_or_else(|| format!("{s:?} is not a delta coding (dcb or dcz)"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -413,6 +424,7 @@ fn collect_command(args: CollectArgs) -> anyhow::Result<()> {
                 .map(|e| e.trim().trim_start_matches('.').to_ascii_lowercase())
                 .filter(|e| !e.is_empty())
                 .collect(),
+            codings: args.delta_codings.clone(),
         }),
         bundled,
     };

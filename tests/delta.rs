@@ -425,3 +425,49 @@ fn a_delta_over_http2() {
     assert_eq!(one(&head, "content-length"), Some(body.len().to_string()));
     assert!(head.bytes().unwrap().is_empty());
 }
+
+/// `--delta-codings dcz`: only dcz deltas are made and written (the variant cache keeps the
+/// runs apart: a dcz-only entry never answers for a run that wants dcb too), and a coding
+/// that is not one is refused by name.
+#[test]
+fn delta_codings_choose_what_is_made() {
+    let (p, v1, v2, summary) = two_versions(&["--delta-codings", "dcz"]);
+    assert_eq!(summary["deltas"]["written"], 1, "{summary}");
+    let app = p.hashed("js/app.js");
+    let names: Vec<String> = hashed_files(&p.root(), "js")
+        .iter()
+        .map(|f| f.file_name().unwrap().to_str().unwrap().to_string())
+        .filter(|n| n.ends_with(".dcb") || n.ends_with(".dcz"))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].ends_with(".dcz"), "{names:?}");
+    let s = Staticd::serve(&p.root(), &[]);
+    let r = s.get(
+        &format!("/static/{app}"),
+        &[
+            ("Accept-Encoding", "dcb, dcz, br"),
+            ("Available-Dictionary", &available(&v1)),
+        ],
+    );
+    assert_eq!(r.header("content-encoding"), Some("dcz"));
+    assert_eq!(format::decode(Coding::Dcz, &r.body, &v1).unwrap(), v2);
+
+    // The same pair again with both codings, through the same cache: dcb is made, not
+    // taken from the dcz-only entry.
+    let q = Project::new().files(&[("js/app.js", &v1)]);
+    let cache = p.cache.join("staticd");
+    let cache = cache.to_str().unwrap();
+    q.run_collect(&["--cache-dir", cache]);
+    q.write("js/app.js", &v2);
+    let both = q.run_collect(&["--cache-dir", cache]);
+    assert_eq!(both["deltas"]["made"], 1, "{both}");
+    assert_eq!(both["deltas"]["cache_hits"], 0, "{both}");
+
+    let bad = p.collect(&["--delta-codings", "dcx"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("\"dcx\" is not a delta coding (dcb or dcz)"),
+        "{err}"
+    );
+}

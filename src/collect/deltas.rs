@@ -66,6 +66,14 @@ impl Finder {
         }
     }
 
+    /// The codings to make, in [`Coding::ALL`] order, each once.
+    pub fn codings(&self) -> Vec<Coding> {
+        Coding::ALL
+            .into_iter()
+            .filter(|c| self.opts.codings.contains(c))
+            .collect()
+    }
+
     /// Whether `hashed` (a hashed output's path) is of a type that gets deltas.
     pub fn eligible(&self, hashed: &str) -> bool {
         self.opts.eligible(hashed)
@@ -140,9 +148,17 @@ fn shapes(file: &str) -> Vec<String> {
 
 /// The variant-cache key of the deltas of `data` against `dict`: both digests and every
 /// setting that changes the encoders' output.
-pub fn cache_key(data: &[u8], dict: &[u8]) -> String {
+pub fn cache_key(data: &[u8], dict: &[u8], codings: &[Coding]) -> String {
     let mut h = blake3::Hasher::new();
     h.update(b"staticd deltas: dcb=q11 dcz=19 rfc9842-windows v1\0");
+    // An entry holds the codings that were made: one made without dcb must not answer for
+    // a run that wants it. Both (the default) adds nothing, so older entries stay valid.
+    if codings != Coding::ALL {
+        for c in codings {
+            h.update(c.token().as_bytes());
+        }
+        h.update(b"\0");
+    }
     h.update(blake3::hash(data).as_bytes());
     h.update(blake3::hash(dict).as_bytes());
     h.finalize().to_hex().to_string()
@@ -349,9 +365,15 @@ mod tests {
 
     #[test]
     fn cache_key_depends_on_both_contents() {
-        assert_ne!(cache_key(b"a", b"b"), cache_key(b"b", b"a"));
-        assert_ne!(cache_key(b"a", b"b"), cache_key(b"a", b"c"));
-        assert_eq!(cache_key(b"a", b"b"), cache_key(b"a", b"b"));
+        let all = &Coding::ALL;
+        assert_ne!(cache_key(b"a", b"b", all), cache_key(b"b", b"a", all));
+        assert_ne!(cache_key(b"a", b"b", all), cache_key(b"a", b"c", all));
+        assert_eq!(cache_key(b"a", b"b", all), cache_key(b"a", b"b", all));
+        assert_ne!(
+            cache_key(b"a", b"b", all),
+            cache_key(b"a", b"b", &[Coding::Dcz]),
+            "an entry without dcb is not one with it"
+        );
         let v = to_cached(Some(vec![1]), None);
         assert_eq!(from_cached(v), [Some(vec![1]), None]);
     }

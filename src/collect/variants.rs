@@ -236,14 +236,22 @@ impl Compressor {
             return;
         }
         self.table.delta_counts.lock().expect("delta counts").files += 1;
+        let codings = finder.codings();
         for dict in dicts {
-            self.hand_in_pair(o.rel.clone(), ticket, bytes.clone(), dict);
+            self.hand_in_pair(o.rel.clone(), ticket, bytes.clone(), dict, &codings);
         }
     }
 
-    fn hand_in_pair(&self, target: String, ticket: Ticket, data: Arc<[u8]>, d: deltas::Dictionary) {
+    fn hand_in_pair(
+        &self,
+        target: String,
+        ticket: Ticket,
+        data: Arc<[u8]>,
+        d: deltas::Dictionary,
+        codings: &[Coding],
+    ) {
         let t = &self.table;
-        let key = deltas::cache_key(&data, &d.bytes);
+        let key = deltas::cache_key(&data, &d.bytes, codings);
         let cached = deltas::lookup(self.cache.as_ref(), &key);
         let id = {
             let mut pairs = t.pairs.lock().expect("delta pairs");
@@ -254,11 +262,7 @@ impl Compressor {
                 dict: d.sha,
                 key,
                 made: cached.clone().unwrap_or_default(),
-                left: if cached.is_some() {
-                    0
-                } else {
-                    Coding::ALL.len()
-                },
+                left: if cached.is_some() { 0 } else { codings.len() },
             });
             pairs.len() - 1
         };
@@ -269,7 +273,7 @@ impl Compressor {
         }
         counts.made += 1;
         drop(counts);
-        for coding in Coding::ALL {
+        for &coding in codings {
             let cost = Encoder::Brotli.cost(data.len() + d.bytes.len());
             let work = Work::Delta {
                 coding,

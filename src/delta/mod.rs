@@ -40,6 +40,9 @@ pub struct Options {
     pub generations: usize,
     /// Lowercase extensions without the dot (`--delta-extensions`).
     pub extensions: Vec<String>,
+    /// The codings made (`--delta-codings`): both by default; dcz alone saves the brotli
+    /// encoder's CPU, the larger share of delta making.
+    pub codings: Vec<Coding>,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
         Options {
             generations: DEFAULT_GENERATIONS,
             extensions: DEFAULT_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+            codings: Coding::ALL.to_vec(),
         }
     }
 }
