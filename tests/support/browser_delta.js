@@ -1,6 +1,7 @@
 // Drives Debian's chromium through playwright-core for tests/browser.rs (delta deploys,
-// RFC 9842): opens PAGE_URL, reports the bundle's response as a JSON line, waits for the
-// line "reload" on stdin (the test has published version 2), reloads, reports again.
+// RFC 9842): opens PAGE_URL, reports the bundle's response as a JSON line (phase "v1"), then
+// for each line "reload N" on stdin (the test has published version N) reloads, waits until
+// the page runs version N, and reports again (phase "vN"); stdin closed ends it.
 // playwright-core's path is in PLAYWRIGHT_CORE (see .ci/chromium).
 "use strict";
 const { chromium } = require(process.env.PLAYWRIGHT_CORE);
@@ -36,18 +37,21 @@ async function main() {
         title: await page.title(),
       }));
     };
+    const runs = async (version) => {
+      await page.waitForFunction((v) => document.title === v, version, { timeout: 60000 });
+      await report(version);
+    };
     await page.goto(pageUrl);
-    await page.waitForFunction(() => document.title === "v1", null, { timeout: 60000 });
-    await report("first");
+    await runs("v1");
     for (;;) {
       const { value, done } = await lines.next();
-      if (done) throw new Error("stdin closed before reload");
-      if (value.trim() === "reload") break;
+      if (done) break;
+      const m = /^reload (\d+)$/.exec(value.trim());
+      if (!m) throw new Error(`unexpected line ${JSON.stringify(value)}`);
+      bundle = null;
+      await page.reload();
+      await runs(`v${m[1]}`);
     }
-    bundle = null;
-    await page.reload();
-    await page.waitForFunction(() => document.title === "v2", null, { timeout: 60000 });
-    await report("second");
   } finally {
     await browser.close();
   }
