@@ -471,3 +471,51 @@ fn delta_codings_choose_what_is_made() {
         "{err}"
     );
 }
+
+/// `[static] no_dictionaries` in staticd.toml, and a SIGHUP that drops it: deltas come back
+/// without a restart (the table is rebuilt with them).
+#[test]
+fn no_dictionaries_in_the_config_file_follows_sighup() {
+    let (p, v1, _v2, _) = two_versions(&[]);
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("staticd.toml");
+    let write = |extra: &str| {
+        let text = format!(
+            "[serve]\nbind = \"127.0.0.1:0\"\n\n[static]\nroot = {:?}\nurl = \"/static/\"\n{extra}",
+            p.root()
+        );
+        std::fs::write(&cfg, text).unwrap();
+    };
+    write("no_dictionaries = true\n");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_staticd"));
+    c.args(["serve", "--config"]).arg(&cfg);
+    let s = Staticd::start(c);
+    let url = format!("/static/{}", p.hashed("js/app.js"));
+    let have = available(&v1);
+    let ask = || {
+        s.get(
+            &url,
+            &[
+                ("Accept-Encoding", "dcb, dcz, br"),
+                ("Available-Dictionary", &have),
+            ],
+        )
+    };
+    let off = ask();
+    assert_eq!(off.header("content-encoding"), Some("br"));
+    assert_eq!(off.header("use-as-dictionary"), None);
+
+    write("");
+    s.signal(libc::SIGHUP);
+    let on = crate::common::wait_until(
+        "a delta after the reload",
+        crate::common::staticd::WAIT,
+        || {
+            let r = ask();
+            r.header("content-encoding")
+                .is_some_and(|e| e.starts_with("dc"))
+                .then_some(r)
+        },
+    );
+    assert!(on.header("use-as-dictionary").is_some());
+}
