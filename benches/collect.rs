@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::corpus::{bench_corpus_root, tree_size};
 use support::cpu::{loadavg, timed_output};
-use support::{checked_output, env_list, env_num, median, python::bench_python};
+use support::{env_list, env_num, median, python::bench_python};
 
 /// Bump to rebuild cached corpora when the recipe below changes.
 const RECIPE: &str = "collect-corpus-v1";
@@ -358,51 +358,13 @@ fn setup() -> Env {
 // ---------------------------------------------------------------------------------------------
 // Corpus
 
-/// Fetches the pinned packages once (`npm pack`) and unpacks each under
-/// `target/bench-corpus/npm/<dir>/package`.
-fn fetch_packages() -> Result<PathBuf, String> {
-    let npm = bench_corpus_root().join("npm");
-    fs::create_dir_all(&npm).map_err(|e| e.to_string())?;
-    for (pkg, ver, dir) in PACKAGES {
-        let dest = npm.join(dir);
-        let stamp = dest.join(format!(".unpacked-{ver}"));
-        if stamp.exists() {
-            continue;
-        }
-        eprintln!("bench: fetching {pkg}@{ver}");
-        let _ = fs::remove_dir_all(&dest);
-        fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
-        let out = checked_output(
-            Command::new("npm")
-                .args([
-                    "pack",
-                    "--silent",
-                    &format!("{pkg}@{ver}"),
-                    "--pack-destination",
-                ])
-                .arg(&dest)
-                .current_dir(&dest),
-            &format!("npm pack {pkg}@{ver}"),
-        )?;
-        let tgz = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .map(|s| s.trim().to_string())
-            .ok_or("npm pack printed no file name")?;
-        let status = Command::new("tar")
-            .arg("xzf")
-            .arg(dest.join(&tgz))
-            .arg("-C")
-            .arg(&dest)
-            .status()
-            .map_err(|e| format!("tar: {e}"))?;
-        if !status.success() {
-            return Err(format!("tar xzf {tgz} failed"));
-        }
-        fs::remove_file(dest.join(&tgz)).ok();
-        fs::write(&stamp, "").map_err(|e| e.to_string())?;
-    }
-    Ok(npm)
+/// Fetches the pinned packages once (`npm pack`, see `support::npm`): the unpacked `package`
+/// directory of each, by its directory under vendor/.
+fn fetch_packages() -> Result<BTreeMap<&'static str, PathBuf>, String> {
+    PACKAGES
+        .iter()
+        .map(|&(pkg, ver, dir)| Ok((dir, support::npm::npm(pkg, ver)?)))
+        .collect()
 }
 
 /// Relative paths (with `/`) of every file under `dir`, sorted.
@@ -439,7 +401,7 @@ fn build_corpus(env: &Env, name: &str, picks: &[Pick]) -> Result<PathBuf, String
     let _ = fs::remove_dir_all(&project);
     let vendor = project.join("vendor");
     for pick in picks {
-        let src = npm.join(pick.dir).join("package");
+        let src = npm[pick.dir].clone();
         let chosen = list_files(&src)
             .into_iter()
             .filter(|p| pick.prefixes.iter().any(|pre| p.starts_with(pre)))

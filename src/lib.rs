@@ -5,6 +5,7 @@
 //! meet only in the manifest and STATIC_ROOT. `tls` (certificates, ACME, the handshake)
 //! knows no HTTP; `serve` puts it in front of its listeners.
 pub mod collect;
+pub mod delta;
 pub mod django;
 pub mod manifest;
 pub mod media_type;

@@ -204,6 +204,23 @@ struct CollectArgs {
     /// Don't use the variant cache.
     #[arg(long)]
     no_cache: bool,
+    /// Make no delta deploys (RFC 9842 dcb/dcz deltas of changed files against their earlier
+    /// versions; see README "Delta deploys").
+    #[arg(long)]
+    no_dictionaries: bool,
+    /// How many earlier generations a changed file gets deltas against.
+    #[arg(long, value_name = "K", default_value_t = staticd::delta::DEFAULT_GENERATIONS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    delta_generations: u16,
+    /// The extensions that get deltas, comma-separated.
+    #[arg(long, value_name = "EXT,...", value_delimiter = ',',
+          default_value = staticd::delta::DEFAULT_EXTENSIONS.join(","))]
+    delta_extensions: Vec<String>,
+    /// The delta codings made, comma-separated: dcb (brotli), dcz (zstd). dcz alone spares
+    /// collect the brotli encoder, the slower of the two.
+    #[arg(long, value_name = "CODING,...", value_delimiter = ',', default_value = "dcb,dcz",
+          value_parser = parse_delta_coding)]
+    delta_codings: Vec<staticd::delta::Coding>,
     /// A second level of the variant cache on S3-compatible storage, shared by every runner
     /// (s3://BUCKET/PREFIX; default: [publish] cache in staticd.toml; the store's settings
     /// as for --publish).
@@ -231,6 +248,12 @@ struct CollectArgs {
     /// Then publish the collected generation to s3://BUCKET/PREFIX (as `staticd publish`).
     #[arg(long, value_name = "s3://BUCKET/PREFIX", conflicts_with_all = ["watch", "dry_run"])]
     publish: Option<String>,
+}
+
+/// `--delta-codings`: `dcb` or `dcz`.
+fn parse_delta_coding(s: &str) -> Result<staticd::delta::Coding, String> {
+    staticd::delta::Coding::from_token(s.trim())
+        .ok_or_else(|| format!("{s:?} is not a delta coding (dcb or dcz)"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -395,6 +418,14 @@ fn collect_command(args: CollectArgs) -> anyhow::Result<()> {
         reuse_stage: false,
         on_publish: None,
         missing,
+        deltas: (!args.no_dictionaries).then(|| staticd::delta::Options {
+            generations: usize::from(args.delta_generations),
+            extensions: (args.delta_extensions.iter())
+                .map(|e| e.trim().trim_start_matches('.').to_ascii_lowercase())
+                .filter(|e| !e.is_empty())
+                .collect(),
+            codings: args.delta_codings.clone(),
+        }),
         bundled,
     };
     let json = args.format == Format::Json;

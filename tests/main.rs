@@ -5,11 +5,13 @@
 
 mod common;
 
+mod browser;
 mod bundler;
 mod cli;
 mod collect_failures;
 mod collect_policy;
 mod conformance;
+mod delta;
 mod discover;
 mod discover_memo;
 mod h1_edge;

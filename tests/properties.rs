@@ -117,8 +117,11 @@ proptest! {
             Encoding::Zstd => mask & 2 != 0,
             Encoding::Gzip => mask & 4 != 0,
             Encoding::Identity => true,
+            // Deltas are chosen by negotiate_delta, never here.
+            Encoding::Dcb | Encoding::Dcz => true,
         };
         if let Some(e) = negotiate(Some(header.as_bytes()), available) {
+            prop_assert!(!e.is_delta());
             prop_assert!(available(e));
         }
     }

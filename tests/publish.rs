@@ -5,7 +5,7 @@
 use crate::common::django::{django_env, SampleProject};
 use crate::common::project::{manifest_paths, Project};
 use crate::common::publish::{
-    self, expected_keys, json, many_files, n, run, signal, spawn_publish,
+    self, expected_keys, json, local_deltas, many_files, n, run, signal, spawn_publish,
 };
 use crate::common::s3::{self, written_between, Seaweed, BUCKET};
 use crate::common::{wait_until, write_file};
@@ -120,6 +120,12 @@ fn sample_project_publish_republish_and_one_edit() {
             }
         }
     }
+    // And the new version's deltas against the old one, when they paid.
+    changed.extend(
+        local_deltas(&root, &new_hashed)
+            .into_iter()
+            .map(|d| format!("site/{d}")),
+    );
     assert!(changed.len() >= 2);
     assert_eq!(n(p, "uploaded") as usize, changed.len(), "{p}: {written:?}");
     let mut want = changed;
@@ -131,6 +137,167 @@ fn sample_project_publish_republish_and_one_edit() {
         third.contains_key(&format!("site/{hashed}")),
         "the old generation stays"
     );
+}
+
+/// The key a CDN rule derives from a request for `asset` (a key) with `Available-Dictionary:
+/// :<base64 SHA-256>:` when it tries `coding` (README "CDN rules: deltas"): the first 16 hex
+/// digits of the hash between the asset's key and the coding.
+fn cdn_delta_key(asset: &str, available_dictionary: &str, coding: &str) -> String {
+    use base64::Engine as _;
+    let b64 = available_dictionary
+        .trim()
+        .strip_prefix(':')
+        .and_then(|v| v.strip_suffix(':'))
+        .expect("a byte sequence");
+    let hash = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64");
+    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{asset}.{hex}.{coding}")
+}
+
+/// Deltas (RFC 9842, issue 16) go to the store under their local names, with their coding,
+/// the bundle's type and the immutable Cache-Control; the key a CDN rule computes from
+/// `Available-Dictionary` is there; an unchanged re-publish sends nothing; `prune --remote`
+/// deletes a pruned version's deltas with it and keeps the current one's.
+#[test]
+fn deltas_published_beside_their_file_and_pruned_with_it() {
+    use crate::delta::{available, bundle};
+    let store = Seaweed::start();
+    let (p, env) = project(&store, "compress = true\n", "");
+    let dir = p.dir.to_str().unwrap();
+    let url = format!("s3://{BUCKET}/dl");
+    let collect_publish = || {
+        json(
+            &["collect", dir, "--publish", &url, "--format", "json"],
+            &env,
+        )
+    };
+    let versions = [
+        bundle(3000, None),
+        bundle(3000, Some(1234)),
+        bundle(3000, Some(7)),
+    ];
+    p.write("js/app.js", &versions[0]);
+    p.write(
+        "css/site.css",
+        "body { color: #333 }\n".repeat(300).as_bytes(),
+    );
+    let first = collect_publish();
+    assert_eq!(first["deltas"]["written"], 0, "{first}");
+    let v1_name = p.hashed("js/app.js");
+    let before = store.objects("dl");
+
+    // Version 2, collected and published in one run.
+    p.write("js/app.js", &versions[1]);
+    let second = collect_publish();
+    let v2_name = p.hashed("js/app.js");
+    let root = p.root();
+    let deltas = local_deltas(&root, &v2_name);
+    assert!(!deltas.is_empty(), "collect kept a delta: {second}");
+    let after = store.objects("dl");
+    assert_eq!(
+        after.keys().cloned().collect::<BTreeSet<_>>(),
+        expected_keys(&root, "dl")
+            .union(&before.keys().cloned().collect())
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        "this generation's keys, deltas included, beside the last one's"
+    );
+    let mut want_written: Vec<String> = deltas.iter().map(|d| format!("dl/{d}")).collect();
+    for name in [v2_name.as_str(), "js/app.js"] {
+        for suffix in ["", ".br", ".gz"] {
+            if root.join(format!("{name}{suffix}")).is_file() {
+                want_written.push(format!("dl/{name}{suffix}"));
+            }
+        }
+    }
+    assert_eq!(
+        n(&second["publish"], "uploaded") as usize,
+        want_written.len(),
+        "{second}"
+    );
+    want_written.push("dl/.staticd-generations.json".into());
+    want_written.push("dl/staticfiles.json".into());
+    want_written.sort();
+    assert_eq!(written_between(&before, &after), want_written);
+    for d in &deltas {
+        let key = format!("dl/{d}");
+        let o = &after[&key];
+        let coding = d.rsplit('.').next().unwrap();
+        assert_eq!(o.headers["Content-Encoding"], coding, "{key}");
+        assert_eq!(o.mime, "text/javascript; charset=utf-8", "{key}");
+        assert_eq!(
+            o.headers["Cache-Control"], "public, max-age=31536000, immutable",
+            "{key}"
+        );
+        assert_eq!(
+            store.read(&key).unwrap(),
+            std::fs::read(root.join(d)).unwrap(),
+            "{key}: the local bytes"
+        );
+    }
+    // What a browser holding version 1 sends leads a CDN rule to a delta's key.
+    let have_v1 = available(&versions[0]);
+    let found: Vec<String> = ["dcb", "dcz"]
+        .iter()
+        .map(|c| cdn_delta_key(&format!("dl/{v2_name}"), &have_v1, c))
+        .filter(|k| after.contains_key(k))
+        .collect();
+    assert_eq!(
+        found.len(),
+        deltas.len(),
+        "{found:?} vs {deltas:?}: every delta is found from the request"
+    );
+
+    // Nothing changed: nothing sent.
+    let again = publish::publish(&p, &url, &env);
+    assert_eq!(n(&again, "uploaded"), 0, "{again}");
+    assert_eq!(n(&again, "unchanged"), n(&again, "objects"), "{again}");
+    assert_eq!(
+        written_between(&after, &store.objects("dl")),
+        Vec::<String>::new()
+    );
+
+    // Version 3 (deltas against 2 and 1), then keep one generation: versions 1 and 2 go, with
+    // version 2's deltas; version 3's stay, the one against the pruned version 1 included.
+    p.write("js/app.js", &versions[2]);
+    collect_publish();
+    let v3_name = p.hashed("js/app.js");
+    let v3_deltas = local_deltas(&root, &v3_name);
+    assert!(
+        v3_deltas.len() > deltas.len(),
+        "against two versions: {v3_deltas:?}"
+    );
+    let full = store.objects("dl");
+    let out = run(
+        &["prune", dir, "--remote", &url, "--keep-generations", "1"],
+        &env,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pruned = store.objects("dl");
+    let gone: BTreeSet<String> = full
+        .keys()
+        .filter(|k| !pruned.contains_key(*k))
+        .cloned()
+        .collect();
+    let mut want_gone: BTreeSet<String> = deltas.iter().map(|d| format!("dl/{d}")).collect();
+    for name in [&v1_name, &v2_name] {
+        for suffix in ["", ".br", ".gz"] {
+            let k = format!("dl/{name}{suffix}");
+            if full.contains_key(&k) {
+                want_gone.insert(k);
+            }
+        }
+    }
+    assert_eq!(gone, want_gone);
+    for d in &v3_deltas {
+        assert!(pruned.contains_key(&format!("dl/{d}")), "{d} stays");
+    }
 }
 
 /// Django with django-storages' S3ManifestStaticStorage reads the manifest staticd published

@@ -226,7 +226,13 @@ fn if_none_match_and_if_modified_since() {
             r.header("cache-control"),
             Some("public, max-age=31536000, immutable")
         );
-        assert_eq!(r.all("vary"), vec!["accept-encoding"]);
+        // A current fingerprinted style sheet is an RFC 9842 dictionary: its answers vary on
+        // Available-Dictionary too, and the 304 repeats its Use-As-Dictionary.
+        assert_eq!(r.all("vary"), vec!["accept-encoding, available-dictionary"]);
+        assert_eq!(
+            r.header("use-as-dictionary"),
+            Some(r#"match="/static/css/app.*.css", match-dest=("style")"#)
+        );
         assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     }
     // The br ETag does not validate the gzip representation.

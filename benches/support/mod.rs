@@ -8,6 +8,7 @@
 //! - `corpus`: the serve bench's synthetic corpus, where the collect bench keeps its Django
 //!   projects, tree copies and sizes;
 //! - `python`: the venv `.ci/venv` builds;
+//! - `npm`: npm and PyPI packages fetched once with their own clients (the delta bench).
 //! - `seaweed`: SeaweedFS for the publish bench, and what it says was written, on `ports`
 //!   leased for it: the tests' own `tests/common/{seaweed,ports}.rs`, included by path (one
 //!   startup code for both crates).
@@ -19,6 +20,7 @@ pub mod corpus;
 pub mod cpu;
 pub mod h2load;
 pub mod http;
+pub mod npm;
 pub mod peers;
 #[path = "../../tests/common/ports.rs"]
 pub mod ports;

@@ -94,6 +94,50 @@ impl History {
     }
 }
 
+/// `doomed` with the delta files (`FILE.<hex>.dcb`, `.dcz`, see `crate::delta`) of each of its
+/// files added: a delta decodes to the file it is named after and goes with it. Deltas
+/// against a pruned dictionary stay with their file: browsers may still hold that version.
+pub fn with_deltas(static_root: &Path, doomed: Vec<String>) -> Vec<String> {
+    let doomed_set: BTreeSet<&str> = doomed.iter().map(String::as_str).collect();
+    let beside = files_beside(static_root, doomed.iter().map(String::as_str));
+    let extra: Vec<String> = crate::delta::deltas_of(beside.iter().map(String::as_str), |t| {
+        doomed_set.contains(t)
+    })
+    .into_iter()
+    .map(|(rel, _, _)| rel.to_string())
+    .collect();
+    let mut all = doomed;
+    all.extend(extra);
+    all
+}
+
+/// Every file (`/`-separated path under `static_root`) in the directories that hold `files`:
+/// where their deltas are, since a delta is named after its file. Unreadable directories
+/// and non-UTF-8 names are skipped (staticd writes neither).
+pub fn files_beside<'a>(static_root: &Path, files: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let dirs: BTreeSet<&str> = files
+        .map(|f| f.rfind('/').map_or("", |i| &f[..i]))
+        .collect();
+    let mut out = Vec::new();
+    for dir in dirs {
+        let Ok(listing) = std::fs::read_dir(static_root.join(dir)) else {
+            continue;
+        };
+        for entry in listing.flatten() {
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            out.push(if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            });
+        }
+    }
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +162,30 @@ mod tests {
         );
         let (none, _) = h.plan_prune(5, &current);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn deltas_go_with_the_file_they_decode_to() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("js")).unwrap();
+        for f in [
+            "js/a.1.js",
+            "js/a.1.js.0123456789abcdef.dcz",
+            "js/a.1.js.0123456789abcdef.dcb",
+            "js/a.2.js.0123456789abcdef.dcz",
+            "js/a.1.js.notadelta.dcz",
+        ] {
+            std::fs::write(t.path().join(f), b"x").unwrap();
+        }
+        let all = with_deltas(t.path(), vec!["js/a.1.js".into(), "js/a.1.js.br".into()]);
+        assert_eq!(
+            all,
+            [
+                "js/a.1.js",
+                "js/a.1.js.br",
+                "js/a.1.js.0123456789abcdef.dcb",
+                "js/a.1.js.0123456789abcdef.dcz"
+            ]
+        );
     }
 }

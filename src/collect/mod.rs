@@ -7,6 +7,7 @@
 pub mod bundler;
 pub mod cache;
 pub mod compress;
+pub mod deltas;
 pub mod entry;
 pub mod error;
 pub mod generations;
@@ -61,6 +62,8 @@ pub struct CollectOptions {
     pub on_publish: Option<OnPublish>,
     /// What a reference to a missing file does (`--missing`, `[collect] missing`).
     pub missing: missing::Policy,
+    /// Delta deploys (RFC 9842): `None` with `--no-dictionaries`.
+    pub deltas: Option<crate::delta::Options>,
     /// Files to treat as named by a bundler (`--bundled`, `[collect] bundled`).
     pub bundled: bundler::Globs,
 }
@@ -92,6 +95,7 @@ impl Default for CollectOptions {
             reuse_stage: false,
             on_publish: None,
             missing: missing::Policy::default(),
+            deltas: Some(crate::delta::Options::default()),
             bundled: bundler::Globs::default(),
         }
     }
@@ -190,6 +194,7 @@ pub fn prune(d: &Discovery, keep: usize, dry_run: bool, log: &Log) -> Result<Pru
         .map(|m| m.paths.into_iter().flat_map(|(k, v)| [k, v]).collect())
         .unwrap_or_default();
     let (doomed, kept) = history.plan_prune(keep, &current);
+    let doomed = generations::with_deltas(&d.static_root, doomed);
     let mut pruned = Pruned {
         kept_generations: kept.generations.len(),
         ..Default::default()

@@ -79,6 +79,8 @@ pub struct Summary {
     pub cache_hits: usize,
     /// Damaged cache entries found (and recomputed).
     pub cache_corrupt: usize,
+    /// Delta deploys: deltas made, found in the cache, written, dropped.
+    pub deltas: super::deltas::Counts,
     /// Bytes read from sources.
     pub bytes_in: u64,
     /// New bytes written into STATIC_ROOT (files linked from the previous tree excluded).

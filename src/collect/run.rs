@@ -1,6 +1,7 @@
 //! The stages of one collect, in the order [`collect`](super::collect) calls them. Each works
 //! on the [`Entry`] records of the planned files; what a run shares (the project, the options,
 //! the summary being filled, the `-v 3` timings) is a [`Run`].
+use super::deltas::Finder;
 use super::entry::{Entry, Layout};
 use super::publish::{self, Committed, Stage};
 use super::report::{Log, Phases, Progress, Summary};
@@ -218,7 +219,9 @@ impl<'a> Run<'a> {
         // WhiteNoise compresses inside post-processing, so `--no-post-process` skips it too.
         if !self.opts.no_post_process && settings.enabled() {
             let cache = self.opts.cache.clone();
-            self.compressor = Some(Compressor::start(settings, cache, &self.progress));
+            let deltas = (self.opts.deltas.as_ref()).map(|o| Finder::new(&self.d.static_root, o));
+            self.compressor =
+                Some(Compressor::start(settings, cache, &self.progress).with_deltas(deltas));
         }
         let (algo, compressor) = (self.opts.hash, self.compressor.as_ref());
         in_order(
@@ -321,6 +324,7 @@ impl<'a> Run<'a> {
         self.summary.compressions = stats.compressions;
         self.summary.cache_hits = stats.cache_hits;
         self.summary.cache_corrupt = stats.cache_corrupt;
+        self.summary.deltas = stats.deltas;
         if let Some(cache) = &self.opts.cache {
             cache.evict();
         }

@@ -12,13 +12,18 @@
 //! exception is a collect that then fails (a missing reference found after the images were
 //! read): what was compressed by then is wasted, though it lands in the cache for the next
 //! run.
+//!
+//! With a delta [`Finder`] (see `deltas`), a changed hashed file of a delta-eligible type
+//! also gets a dcb and a dcz job per earlier version, in the same pool and cache.
 use super::cache::{Cache, Lookup};
 use super::compress::{self, Encoder, Variants};
+use super::deltas::{self, Finder};
 use super::entry::{Content, Entry};
 use super::report::Progress;
 use super::schedule::Pool;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::delta::{format, Coding};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A content handed to the [`Compressor`]; names its variants in [`Compressed`].
@@ -32,16 +37,23 @@ pub struct Compressor {
     table: Arc<Table>,
     pool: Pool<Job>,
     progress: Progress,
+    deltas: Option<Finder>,
 }
 
 /// What each encoder of a content gave (`None`: not effective).
 type Results = Vec<(Encoder, Option<Vec<u8>>)>;
 
-/// One encoder over one distinct content.
+/// One encoder over one distinct content, or one delta of a content against a dictionary
+/// (`id` is then the pair's index).
 struct Job {
     id: usize,
-    encoder: Encoder,
+    work: Work,
     data: Arc<[u8]>,
+}
+
+enum Work {
+    Encode(Encoder),
+    Delta { coding: Coding, dict: Arc<[u8]> },
 }
 
 /// Every distinct content handed in, by id (= its [`Ticket`]).
@@ -57,6 +69,25 @@ struct Table {
     done: AtomicUsize,
     /// The progress bar shows the compressions (once the other stages are over).
     shown: AtomicBool,
+    /// Every (hashed output, dictionary) pair handed in, by index.
+    pairs: Mutex<Vec<Pair>>,
+    /// Hashed outputs whose deltas were handed in (an entry is offered several times).
+    delta_targets: Mutex<HashSet<String>>,
+    delta_counts: Mutex<deltas::Counts>,
+    delta_cpu_us: AtomicU64,
+}
+
+/// The deltas of one hashed output against one dictionary.
+struct Pair {
+    target: String,
+    /// The ordinary variants of the same bytes, to compare with.
+    ticket: usize,
+    identity_len: usize,
+    dict: [u8; 32],
+    key: String,
+    made: [Option<Vec<u8>>; 2],
+    /// Encoders still running.
+    left: usize,
 }
 
 #[derive(Default)]
@@ -88,18 +119,27 @@ pub struct Stats {
     pub cache_hits: usize,
     /// Damaged cache entries found (and recomputed).
     pub cache_corrupt: usize,
+    /// Delta making (`--format json`'s `deltas`).
+    pub deltas: deltas::Counts,
 }
 
 /// The variants of every content handed in.
 #[derive(Debug, Default)]
 pub struct Compressed {
     variants: Vec<Arc<Variants>>,
+    /// Kept deltas by hashed output: `(file name, bytes)` each.
+    deltas: HashMap<String, Vec<(String, Vec<u8>)>>,
     pub stats: Stats,
 }
 
 impl Compressed {
     pub fn get(&self, t: Ticket) -> &Variants {
         &self.variants[t.0]
+    }
+
+    /// The deltas kept for the hashed output `rel`.
+    pub fn deltas_of(&self, rel: &str) -> &[(String, Vec<u8>)] {
+        self.deltas.get(rel).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -111,8 +151,19 @@ impl Compressor {
             let (table, settings, cache) = (table.clone(), settings.clone(), cache.clone());
             let progress = progress.clone();
             move |job: Job| {
-                let out = job.encoder.run(&job.data);
-                if let Some((key, results)) = table.encoded(job.id, job.encoder, out) {
+                let encoder = match job.work {
+                    Work::Encode(e) => e,
+                    Work::Delta { coding, dict } => {
+                        let t = std::time::Instant::now();
+                        let out = format::encode(coding, &job.data, &dict);
+                        let us = t.elapsed().as_micros() as u64;
+                        table.delta_cpu_us.fetch_add(us, Ordering::Relaxed);
+                        table.delta_made(job.id, coding, out, cache.as_ref());
+                        return;
+                    }
+                };
+                let out = encoder.run(&job.data);
+                if let Some((key, results)) = table.encoded(job.id, encoder, out) {
                     let v = settings.assemble(results);
                     if let Some(cache) = &cache {
                         cache.put(&key, &v);
@@ -127,7 +178,14 @@ impl Compressor {
             table,
             pool: Pool::new("staticd-compress", rayon::current_num_threads(), worker),
             progress: progress.clone(),
+            deltas: None,
         }
+    }
+
+    /// Also makes deltas of the changed hashed files `finder` has earlier versions of.
+    pub fn with_deltas(mut self, finder: Option<Finder>) -> Self {
+        self.deltas = finder;
+        self
     }
 
     /// Hands in each content of `e` that an output to be written wants compressed (not a
@@ -147,6 +205,88 @@ impl Compressor {
             if let Some(bytes) = e.content(content).cloned() {
                 e.set_ticket(content, self.hand_in(bytes));
             }
+        }
+        if self.deltas.is_some() {
+            self.want_deltas(e);
+        }
+    }
+
+    /// Hands in the deltas of `e`'s hashed output, when it is written anew (a changed file),
+    /// final, of a delta-eligible type, and has earlier versions.
+    fn want_deltas(&self, e: &Entry) {
+        let Some(finder) = &self.deltas else { return };
+        let Some(o) = e.hashed.as_ref().filter(|o| !o.reused && !o.symlink) else {
+            return;
+        };
+        let (Some(bytes), Some(ticket)) = (e.content(o.content), e.ticket(o.content)) else {
+            return;
+        };
+        if !finder.eligible(&o.rel)
+            || !self
+                .table
+                .delta_targets
+                .lock()
+                .expect("delta targets")
+                .insert(o.rel.clone())
+        {
+            return;
+        }
+        let dicts = finder.dictionaries(&e.src.rel, &o.rel, bytes);
+        if dicts.is_empty() {
+            return;
+        }
+        self.table.delta_counts.lock().expect("delta counts").files += 1;
+        let codings = finder.codings();
+        for dict in dicts {
+            self.hand_in_pair(o.rel.clone(), ticket, bytes.clone(), dict, &codings);
+        }
+    }
+
+    fn hand_in_pair(
+        &self,
+        target: String,
+        ticket: Ticket,
+        data: Arc<[u8]>,
+        d: deltas::Dictionary,
+        codings: &[Coding],
+    ) {
+        let t = &self.table;
+        let key = deltas::cache_key(&data, &d.bytes, codings);
+        let cached = deltas::lookup(self.cache.as_ref(), &key);
+        let id = {
+            let mut pairs = t.pairs.lock().expect("delta pairs");
+            pairs.push(Pair {
+                target,
+                ticket: ticket.0,
+                identity_len: data.len(),
+                dict: d.sha,
+                key,
+                made: cached.clone().unwrap_or_default(),
+                left: if cached.is_some() { 0 } else { codings.len() },
+            });
+            pairs.len() - 1
+        };
+        let mut counts = t.delta_counts.lock().expect("delta counts");
+        if cached.is_some() {
+            counts.cache_hits += 1;
+            return;
+        }
+        counts.made += 1;
+        drop(counts);
+        for &coding in codings {
+            let cost = Encoder::Brotli.cost(data.len() + d.bytes.len());
+            let work = Work::Delta {
+                coding,
+                dict: d.bytes.clone(),
+            };
+            self.pool.push(
+                cost,
+                Job {
+                    id,
+                    work,
+                    data: data.clone(),
+                },
+            );
         }
     }
 
@@ -194,7 +334,7 @@ impl Compressor {
         for e in encoders {
             let job = Job {
                 id,
-                encoder: e,
+                work: Work::Encode(e),
                 data: data.clone(),
             };
             self.pool.push(e.cost(data.len()), job);
@@ -216,26 +356,60 @@ impl Compressor {
         self.progress.set(t.done.load(Ordering::Relaxed));
         self.pool.finish();
         let slots = std::mem::take(&mut t.slots.lock().expect("variant table").slots);
-        let variants = slots
+        let variants: Vec<Arc<Variants>> = slots
             .into_iter()
             .map(|s| match s {
                 Slot::Done(v) => v,
                 _ => unreachable!("every job has run"),
             })
             .collect();
+        let mut counts = *t.delta_counts.lock().expect("delta counts");
+        counts.cpu_ms = t.delta_cpu_us.load(Ordering::Relaxed) / 1000;
+        let mut kept: HashMap<String, Vec<(String, Vec<u8>)>> = HashMap::new();
+        for p in std::mem::take(&mut *t.pairs.lock().expect("delta pairs")) {
+            let made = p.made.iter().filter(|m| m.is_some()).count();
+            let keep = deltas::keep(
+                &p.target,
+                &p.dict,
+                &p.made,
+                p.identity_len,
+                &variants[p.ticket],
+            );
+            counts.written += keep.len();
+            counts.dropped += made - keep.len();
+            kept.entry(p.target).or_default().extend(keep);
+        }
         Compressed {
             variants,
+            deltas: kept,
             stats: Stats {
                 contents: t.handed_in.load(Ordering::Relaxed),
                 compressions: t.misses.load(Ordering::Relaxed),
                 cache_hits: t.hits.load(Ordering::Relaxed),
                 cache_corrupt: t.corrupt.load(Ordering::Relaxed),
+                deltas: counts,
             },
         }
     }
 }
 
 impl Table {
+    /// Records one delta; the pair's last goes into the cache.
+    fn delta_made(&self, id: usize, coding: Coding, out: Option<Vec<u8>>, cache: Option<&Cache>) {
+        let mut pairs = self.pairs.lock().expect("delta pairs");
+        let p = &mut pairs[id];
+        p.made[coding.index()] = out;
+        p.left -= 1;
+        if p.left == 0 {
+            if let Some(cache) = cache {
+                let [dcb, dcz] = p.made.clone();
+                let (key, v) = (p.key.clone(), deltas::to_cached(dcb, dcz));
+                drop(pairs);
+                cache.put(&key, &v);
+            }
+        }
+    }
+
     /// Records one encoder's output; when it was the content's last, its key and results.
     fn encoded(
         &self,

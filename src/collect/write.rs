@@ -148,6 +148,13 @@ fn stage_one(
         let verb = if link { "Linking" } else { "Copying" };
         log.line(2, format!("{verb} '{}'", src.abs.display()));
     }
+    if let (Some(compressed), true) = (compressed, o.hashed) {
+        for (name, bytes) in compressed.deltas_of(&o.rel) {
+            stage.write(name, bytes)?;
+            let len = bytes.len() as u64;
+            counts.bytes_out.fetch_add(len, Ordering::Relaxed);
+        }
+    }
     let (Some(compressed), Some(ticket)) = (compressed, e.ticket(o.content)) else {
         return Ok(());
     };

@@ -263,6 +263,36 @@ pub fn wanted(manifest: &Manifest, exists: impl Fn(&str) -> bool) -> Vec<Wanted>
     out.into_values().collect()
 }
 
+/// Pure: `names` with the RFC 9842 deltas (see [`crate::delta`]) of its fingerprinted names,
+/// found among `beside` (the files in their directories). A delta keeps its local name, so a
+/// CDN rule finds it from the request alone: the asset's key, `.`, the first 16 hex digits of
+/// the SHA-256 that `Available-Dictionary` carries, `.dcb` or `.dcz` (README "CDN rules").
+/// It is sent as is (Content-Encoding `dcb`/`dcz`, the asset's Content-Type, immutable like
+/// the asset); an unhashed original never has one.
+pub fn add_deltas(mut names: Vec<Wanted>, beside: &[String]) -> Vec<Wanted> {
+    let bases: std::collections::BTreeSet<&str> = names
+        .iter()
+        .filter(|w| w.immutable && w.encoding.is_none() && w.source == w.rel)
+        .map(|w| w.rel.as_str())
+        .collect();
+    let have: std::collections::BTreeSet<&str> = names.iter().map(|w| w.rel.as_str()).collect();
+    let deltas: Vec<Wanted> =
+        crate::delta::deltas_of(beside.iter().map(String::as_str), |t| bases.contains(t))
+            .into_iter()
+            .filter(|(rel, _, _)| !have.contains(rel))
+            .map(|(rel, target, coding)| Wanted {
+                rel: rel.to_string(),
+                immutable: true,
+                encoding: Some(coding.token()),
+                typed_as: target.to_string(),
+                source: rel.to_string(),
+            })
+            .collect();
+    names.extend(deltas);
+    names.sort_by(|a, b| a.rel.cmp(&b.rel));
+    names
+}
+
 /// Pure: every file of a tree without a manifest; `x.gz` is a variant when `x` is there too.
 pub fn wanted_tree(files: &[String]) -> Vec<Wanted> {
     let set: std::collections::BTreeSet<&str> = files.iter().map(String::as_str).collect();
@@ -310,7 +340,11 @@ pub fn select(
         Ok(bytes) => {
             let m = Manifest::parse(&bytes, &manifest_path.display().to_string())
                 .map_err(|e| RemoteError::Other(e.to_string()))?;
-            let names = fill_variants(wanted(&m, |rel| root.join(rel).is_file()));
+            let names = wanted(&m, |rel| root.join(rel).is_file());
+            let hashed = names.iter().filter(|w| w.immutable && w.encoding.is_none());
+            let beside =
+                crate::collect::generations::files_beside(root, hashed.map(|w| w.rel.as_str()));
+            let names = fill_variants(add_deltas(names, &beside));
             (names, Some((m, bytes)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !manifest_storage => {
@@ -502,6 +536,60 @@ mod tests {
         );
         let none = fill_variants(vec![w("tiny.2.js", None)]);
         assert_eq!(none.len(), 1, "no variants at all: nothing to fill");
+    }
+
+    #[test]
+    fn deltas_go_with_fingerprinted_names() {
+        let m = Manifest::new(BTreeMap::from([
+            ("js/app.js".into(), "js/app.1234.js".into()),
+            ("js/plain.js".into(), "js/plain.js".into()),
+        ]));
+        let present = ["js/app.1234.js", "js/app.1234.js.br", "js/plain.js"];
+        let beside: Vec<String> = [
+            "js/app.1234.js",
+            "js/app.1234.js.br",
+            "js/app.1234.js.9f86d081884c7d65.dcb",
+            "js/app.1234.js.9f86d081884c7d65.dcz",
+            // A delta of an older version (its own generation published it).
+            "js/app.0042.js.9f86d081884c7d65.dcz",
+            // Never made (an original), but named like one: not sent as a delta.
+            "js/plain.js.9f86d081884c7d65.dcz",
+        ]
+        .map(String::from)
+        .to_vec();
+        let w = fill_variants(add_deltas(wanted(&m, |r| present.contains(&r)), &beside));
+        let deltas: Vec<(&str, bool, Option<&str>, &str)> = w
+            .iter()
+            .filter(|w| w.rel.ends_with(".dcb") || w.rel.ends_with(".dcz"))
+            .map(|w| (w.rel.as_str(), w.immutable, w.encoding, w.typed_as.as_str()))
+            .collect();
+        assert_eq!(
+            deltas,
+            vec![
+                (
+                    "js/app.1234.js.9f86d081884c7d65.dcb",
+                    true,
+                    Some("dcb"),
+                    "js/app.1234.js"
+                ),
+                (
+                    "js/app.1234.js.9f86d081884c7d65.dcz",
+                    true,
+                    Some("dcz"),
+                    "js/app.1234.js"
+                ),
+            ]
+        );
+        assert!(
+            w.iter()
+                .all(|w| !w.rel.starts_with("js/app.1234.js.9f86") || w.source == w.rel),
+            "no variant key is filled for a delta"
+        );
+        assert_eq!(
+            w.iter().filter(|w| w.rel.ends_with(".br")).count(),
+            2,
+            "app's own .br and plain.js's fill: {w:?}"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `staticd prune --remote`: deletes the hashed objects (and their variants) that only
+//! `staticd prune --remote`: deletes the hashed objects (and their variants and deltas) that only
 //! generations older than the last N named, as `staticd prune` does in STATIC_ROOT. Objects
 //! the current manifest names, unhashed originals and anything staticd did not record are
 //! never deleted.
@@ -46,10 +46,18 @@ pub fn prune(
         };
         let (doomed, kept) = rec.history.plan_prune(keep, &current);
         let listing = store.list().await?;
-        let doomed: Vec<String> = doomed
-            .into_iter()
-            .filter(|r| listing.contains_key(r))
+        // A hashed name's deltas go with it (as in STATIC_ROOT, `generations::with_deltas`).
+        let targets: BTreeSet<&str> = doomed.iter().map(String::as_str).collect();
+        let deltas =
+            crate::delta::deltas_of(listing.keys().map(String::as_str), |t| targets.contains(t));
+        let mut doomed: Vec<String> = doomed
+            .iter()
+            .filter(|r| listing.contains_key(*r))
+            .cloned()
+            .chain(deltas.into_iter().map(|(rel, _, _)| rel.to_string()))
             .collect();
+        doomed.sort();
+        doomed.dedup();
         let mut pruned = Pruned {
             files: doomed.len(),
             bytes: doomed.iter().map(|r| listing[r].size).sum(),

@@ -140,6 +140,10 @@ pub struct ServeArgs {
     )]
     pub no_cors: bool,
 
+    /// Serve no RFC 9842 deltas (dcb/dcz) and send no `Use-As-Dictionary`.
+    #[arg(id = "static.no_dictionaries", long = "no-dictionaries")]
+    pub no_dictionaries: bool,
+
     /// MEDIA_ROOT: user uploads served under --media-url (ETag, Range, short max-age).
     #[arg(id = "media.root", long = "media-root", value_name = "DIR")]
     pub media_root: Option<PathBuf>,

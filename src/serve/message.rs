@@ -36,6 +36,11 @@ pub struct Request<'a> {
     pub conditions: Conditions<'a>,
     pub range: Option<&'a [u8]>,
     pub if_range: Option<&'a [u8]>,
+    /// RFC 9842: the dictionary the client has, and what decides whether it may be used.
+    pub available_dictionary: Option<&'a [u8]>,
+    pub sec_fetch_site: Option<&'a [u8]>,
+    pub sec_fetch_mode: Option<&'a [u8]>,
+    pub origin: Option<&'a [u8]>,
 }
 
 impl<'a> Request<'a> {
@@ -45,6 +50,12 @@ impl<'a> Request<'a> {
         h.each(&mut |name, value| {
             let slot = match name.len() {
                 5 if name.eq_ignore_ascii_case("range") => &mut r.range,
+                6 if name.eq_ignore_ascii_case("origin") => &mut r.origin,
+                14 if name.eq_ignore_ascii_case("sec-fetch-site") => &mut r.sec_fetch_site,
+                14 if name.eq_ignore_ascii_case("sec-fetch-mode") => &mut r.sec_fetch_mode,
+                20 if name.eq_ignore_ascii_case("available-dictionary") => {
+                    &mut r.available_dictionary
+                }
                 8 if name.eq_ignore_ascii_case("if-match") => &mut r.conditions.if_match,
                 8 if name.eq_ignore_ascii_case("if-range") => &mut r.if_range,
                 13 if name.eq_ignore_ascii_case("if-none-match") => &mut r.conditions.if_none_match,

@@ -16,6 +16,7 @@
 //! 1. Leaves, using no other serve module:
 //!    - `fields`: request header fields as either front end holds them.
 //!    - `negotiate`, `conditional`, `range`: pure RFC 9110 logic.
+//!    - `dictionary`: pure RFC 9842 logic (`Available-Dictionary`, `Use-As-Dictionary`).
 //!    - `path`: request path → table key (decoded once, non-canonical paths refused);
 //!      STATIC_URL → prefix.
 //!    - `beneath`: opening a file below a root that no symlink can lead out of.
@@ -81,6 +82,7 @@ pub mod config;
 pub mod config_file;
 #[cfg(test)]
 mod dependency_order;
+pub mod dictionary;
 pub mod dispatch;
 pub mod fields;
 pub mod h1;

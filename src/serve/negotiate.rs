@@ -3,6 +3,10 @@
 //! Peers get this wrong in many ways (spec §7.1): q-values ignored, `q=0` honoured only for
 //! some codings, `*` not expanded, case-sensitive tokens. Here every entry is parsed, the
 //! client's q decides, and the server's order br > zstd > gzip > identity breaks ties.
+//!
+//! The dictionary codings of RFC 9842 (dcb, dcz) are chosen apart, by [`negotiate_delta`]:
+//! only when the request names a dictionary there is a delta against, and never through `*`
+//! (a client that has not named them cannot decode them).
 
 /// A content coding staticd can serve from STATIC_ROOT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -11,6 +15,10 @@ pub enum Encoding {
     Zstd,
     Gzip,
     Identity,
+    /// RFC 9842 dictionary-compressed brotli: a delta, never in the per-asset slots.
+    Dcb,
+    /// RFC 9842 dictionary-compressed zstd: a delta, never in the per-asset slots.
+    Dcz,
 }
 
 impl Encoding {
@@ -30,16 +38,19 @@ impl Encoding {
             Encoding::Zstd => Some("zstd"),
             Encoding::Gzip => Some("gzip"),
             Encoding::Identity => None,
+            Encoding::Dcb => Some("dcb"),
+            Encoding::Dcz => Some("dcz"),
         }
     }
 
-    /// File-name suffix of the precompressed sibling written by collect.
+    /// File-name suffix of the precompressed sibling written by collect (a delta's name
+    /// also names its dictionary: none).
     pub fn suffix(self) -> Option<&'static str> {
         match self {
             Encoding::Brotli => Some(".br"),
             Encoding::Zstd => Some(".zst"),
             Encoding::Gzip => Some(".gz"),
-            Encoding::Identity => None,
+            Encoding::Identity | Encoding::Dcb | Encoding::Dcz => None,
         }
     }
 
@@ -54,14 +65,22 @@ impl Encoding {
         Encoding::Identity,
     ];
 
-    /// Index into per-asset variant arrays, in [`Encoding::PREFERENCE`] order.
+    /// Index into per-asset variant arrays, in [`Encoding::PREFERENCE`] order; the deltas'
+    /// are past their end (an asset keeps its deltas apart).
     pub fn index(self) -> usize {
         match self {
             Encoding::Brotli => 0,
             Encoding::Zstd => 1,
             Encoding::Gzip => 2,
             Encoding::Identity => 3,
+            Encoding::Dcb => 4,
+            Encoding::Dcz => 5,
         }
+    }
+
+    /// A dictionary-compressed coding (RFC 9842).
+    pub fn is_delta(self) -> bool {
+        matches!(self, Encoding::Dcb | Encoding::Dcz)
     }
 }
 
@@ -73,6 +92,29 @@ struct Prefs {
     gzip: Option<u16>,
     identity: Option<u16>,
     star: Option<u16>,
+    dcb: Option<u16>,
+    dcz: Option<u16>,
+}
+
+impl Prefs {
+    /// The client's q for `enc`, in thousandths (0: not acceptable). `*` covers the ordinary
+    /// codings only, and identity is acceptable unless refused.
+    fn q(&self, enc: Encoding) -> u16 {
+        let named = match enc {
+            Encoding::Brotli => self.br,
+            Encoding::Zstd => self.zstd,
+            Encoding::Gzip => self.gzip,
+            Encoding::Identity => self.identity,
+            Encoding::Dcb => return self.dcb.unwrap_or(0),
+            Encoding::Dcz => return self.dcz.unwrap_or(0),
+        };
+        match (named, self.star, enc) {
+            (Some(q), _, _) => q,
+            (None, Some(q), _) => q,
+            (None, None, Encoding::Identity) => 1,
+            (None, None, _) => 0,
+        }
+    }
 }
 
 /// Picks the representation to send. `available(e)` says whether the asset has coding `e`
@@ -99,25 +141,33 @@ pub fn negotiate_in(
         if enc != Encoding::Identity && !available(enc) {
             continue;
         }
-        let named = match enc {
-            Encoding::Brotli => prefs.br,
-            Encoding::Zstd => prefs.zstd,
-            Encoding::Gzip => prefs.gzip,
-            Encoding::Identity => prefs.identity,
-        };
-        let q = match (named, prefs.star, enc) {
-            (Some(q), _, _) => q,
-            (None, Some(q), _) => q,
-            // Identity is acceptable unless refused by `identity;q=0` or `*;q=0`.
-            (None, None, Encoding::Identity) => 1,
-            (None, None, _) => 0,
-        };
+        // Identity is acceptable unless refused by `identity;q=0` or `*;q=0`.
+        let q = prefs.q(enc);
         // Strictly greater: the server's order wins ties.
         if q > 0 && best.is_none_or(|(bq, _)| q > bq) {
             best = Some((q, enc));
         }
     }
     best.map(|(_, e)| e)
+}
+
+/// RFC 9842: the delta to send instead of `chosen` (what [`negotiate`] picked), if the
+/// client lists dcb or dcz with a q at least `chosen`'s. `len(e)` is the size of the delta in
+/// coding `e` against the request's dictionary, `None` when there is none. Higher q wins,
+/// then the smaller delta.
+pub fn negotiate_delta(
+    header: Option<&[u8]>,
+    chosen: Encoding,
+    len: impl Fn(Encoding) -> Option<u64>,
+) -> Option<Encoding> {
+    let prefs = parse(header?);
+    let floor = prefs.q(chosen).max(1);
+    [Encoding::Dcb, Encoding::Dcz]
+        .into_iter()
+        .filter_map(|e| Some((prefs.q(e), len(e)?, e)))
+        .filter(|&(q, _, _)| q >= floor)
+        .min_by_key(|&(q, len, _)| (std::cmp::Reverse(q), len))
+        .map(|(_, _, e)| e)
 }
 
 /// Parses the list leniently: malformed members are skipped, not fatal, so garbage from a
@@ -158,6 +208,10 @@ fn parse(header: &[u8]) -> Prefs {
             &mut p.gzip
         } else if coding.eq_ignore_ascii_case(b"identity") {
             &mut p.identity
+        } else if coding.eq_ignore_ascii_case(b"dcb") {
+            &mut p.dcb
+        } else if coding.eq_ignore_ascii_case(b"dcz") {
+            &mut p.dcz
         } else if coding == b"*" {
             &mut p.star
         } else {
@@ -268,6 +322,38 @@ mod tests {
     fn only_available_codings() {
         assert_eq!(negotiate(Some(b"br, gzip"), |e| e == Gzip), Some(Gzip));
         assert_eq!(negotiate(Some(b"br"), |e| e == Gzip), Some(Identity));
+    }
+
+    #[test]
+    fn deltas_only_when_named_and_not_less_wanted() {
+        let both = |e: Encoding| match e {
+            Dcb => Some(100),
+            Dcz => Some(90),
+            _ => None,
+        };
+        let nd = |h: &str, chosen| negotiate_delta(Some(h.as_bytes()), chosen, both);
+        // Chrome's header: the smaller delta.
+        assert_eq!(nd("gzip, deflate, br, zstd, dcb, dcz", Brotli), Some(Dcz));
+        assert_eq!(nd("dcb, br", Brotli), Some(Dcb));
+        assert_eq!(nd("DCZ;q=1.0, br", Brotli), Some(Dcz));
+        // The client's q first, then the size.
+        assert_eq!(nd("dcb, dcz;q=0.5, br", Brotli), Some(Dcb));
+        // Not named (`*` does not cover them), refused, or less wanted than the answer.
+        assert_eq!(nd("*", Brotli), None);
+        assert_eq!(nd("br, gzip", Brotli), None);
+        assert_eq!(nd("dcb;q=0, dcz;q=0, br", Brotli), None);
+        assert_eq!(nd("dcz;q=0.5, br", Brotli), None);
+        assert_eq!(nd("dcz;q=0.5, gzip;q=0.5", Gzip), Some(Dcz));
+        assert_eq!(nd("dcz", Identity), Some(Dcz));
+        // Only codings with a delta against the request's dictionary.
+        assert_eq!(
+            negotiate_delta(Some(b"dcb, dcz"), Identity, |e| (e == Dcb).then_some(5)),
+            Some(Dcb)
+        );
+        assert_eq!(negotiate_delta(Some(b"dcb, dcz"), Identity, |_| None), None);
+        assert_eq!(negotiate_delta(None, Identity, both), None);
+        // The ordinary negotiation ignores them.
+        assert_eq!(neg("dcb, dcz"), Some(Identity));
     }
 
     #[test]

@@ -199,6 +199,8 @@ fn root_files(dir: &std::path::Path, static_opts: &BuildOptions) -> anyhow::Resu
         root: dir.clone(),
         // Answered at the site root.
         prefix: "/".to_string(),
+        // Not collected generations: nothing to make deltas against.
+        dictionaries: false,
         ..static_opts.clone()
     };
     let fp = reload::fingerprint(&opts);

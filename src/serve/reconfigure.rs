@@ -63,6 +63,7 @@ pub fn prepare(args: &ServeArgs, max_body: u64) -> Result<Prepared, String> {
         max_age: args.max_age,
         mem_file_max: args.mem_file_max,
         mem_total_max: args.mem_total_max,
+        dictionaries: !args.no_dictionaries,
     };
     let cors = if args.no_cors {
         None

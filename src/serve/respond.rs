@@ -9,9 +9,10 @@
 
 use super::body::Segment;
 use super::conditional::{self, Outcome};
+use super::dictionary;
 use super::headers;
 use super::message::{Body, Reply, Request, Verb};
-use super::negotiate::{negotiate, Encoding};
+use super::negotiate::{negotiate, negotiate_delta, Encoding};
 use super::range::{self, RangeSet};
 use super::table::{Asset, Opened, Source, Table, Unlisted, Variant};
 use actix_web::http::header::{self, HeaderValue};
@@ -34,6 +35,59 @@ pub fn respond<'a>(verb: Verb, req: &Request<'_>, key: Option<&str>, ctx: &Ctx<'
             _ => Reply::not_found(),
         };
     };
+    let mut r = answer(verb, req, asset, ctx);
+    if asset.varies_on_dictionary() {
+        dictionary_headers(&mut r, asset);
+    }
+    r
+}
+
+/// `Vary: accept-encoding, available-dictionary` instead of `accept-encoding` about an asset
+/// that is or has a dictionary (RFC 9842 §6.2), and its `Use-As-Dictionary` on the answers
+/// that carry or confirm its bytes (200, 206, 304).
+fn dictionary_headers<'a>(r: &mut Reply<'a>, asset: &'a Asset) {
+    for (name, value) in r.headers.iter_mut() {
+        if *name == header::VARY {
+            *value = Cow::Owned(HeaderValue::from_static(dictionary::VARY));
+        }
+    }
+    if let Some(d) = &asset.dictionary {
+        if matches!(r.status.as_u16(), 200 | 206 | 304) {
+            r.headers.push((USE_AS_DICTIONARY, Cow::Borrowed(d)));
+        }
+    }
+}
+
+const USE_AS_DICTIONARY: header::HeaderName = header::HeaderName::from_static("use-as-dictionary");
+
+/// RFC 9842: the delta to send instead of `chosen`, when the request names a dictionary
+/// this asset has a delta against, lists its coding, and may read such an answer.
+fn delta<'a>(
+    req: &Request<'_>,
+    asset: &'a Asset,
+    chosen: Encoding,
+    ctx: &Ctx<'a>,
+) -> Option<&'a Variant> {
+    if asset.deltas.is_empty() {
+        return None;
+    }
+    let dict = dictionary::available_dictionary(req.available_dictionary?)?;
+    let allow_origin = ctx.cors.map(HeaderValue::as_bytes);
+    if !dictionary::readable(
+        req.sec_fetch_site,
+        req.sec_fetch_mode,
+        req.origin,
+        allow_origin,
+    ) {
+        return None;
+    }
+    let enc = negotiate_delta(req.accept_encoding, chosen, |e| {
+        asset.delta(&dict, e).map(|v| v.len)
+    })?;
+    asset.delta(&dict, enc)
+}
+
+fn answer<'a>(verb: Verb, req: &Request<'_>, asset: &'a Asset, ctx: &Ctx<'a>) -> Reply<'a> {
     if verb == Verb::Other {
         let mut r = Reply::new(StatusCode::METHOD_NOT_ALLOWED);
         r.headers.push((header::ALLOW, Cow::Owned(headers::ALLOW)));
@@ -49,7 +103,7 @@ pub fn respond<'a>(verb: Verb, req: &Request<'_>, key: Option<&str>, ctx: &Ctx<'
         }
         return r;
     };
-    let Some(v) = asset.variant(enc) else {
+    let Some(v) = delta(req, asset, enc, ctx).or_else(|| asset.variant(enc)) else {
         let mut r = Reply::not_found();
         r.stale = true;
         return r;
@@ -92,11 +146,21 @@ pub fn respond<'a>(verb: Verb, req: &Request<'_>, key: Option<&str>, ctx: &Ctx<'
         },
     };
 
+    // RFC 9842 gives ranges of a dictionary-compressed answer no meaning: the whole delta.
     let ranges = match req.range {
-        Some(r) if if_range_ok(req, v, lm) => range::parse(r, v.len),
+        Some(r) if !v.encoding.is_delta() && if_range_ok(req, v, lm) => range::parse(r, v.len),
         _ => RangeSet::Full,
     };
     match ranges {
+        RangeSet::Full if v.encoding.is_delta() => {
+            let mut r = full(asset, v, file, ctx);
+            for (name, value) in r.headers.iter_mut() {
+                if *name == header::ACCEPT_RANGES {
+                    *value = Cow::Owned(HeaderValue::from_static("none"));
+                }
+            }
+            r
+        }
         RangeSet::Full => full(asset, v, file, ctx),
         RangeSet::Unsatisfiable => {
             let mut r = Reply::new(StatusCode::RANGE_NOT_SATISFIABLE);

@@ -7,7 +7,9 @@
 //! can ever be answered.
 
 use super::beneath::{self, Links};
+use super::dictionary;
 use super::negotiate::Encoding;
+use crate::delta::{self, format, Coding};
 use crate::manifest::Manifest;
 use crate::media_type::content_type;
 use actix_web::http::header::HeaderValue;
@@ -36,6 +38,9 @@ pub struct BuildOptions {
     pub mem_file_max: u64,
     /// Cap on the bytes held in memory across the table (RSS budget).
     pub mem_total_max: u64,
+    /// RFC 9842 delta deploys (`Use-As-Dictionary` patterns start with `prefix`); false
+    /// with `--no-dictionaries`: no deltas, no `Use-As-Dictionary`.
+    pub dictionaries: bool,
 }
 
 /// Identity of a file on disk: if all of these match, the content is the one we hashed.
@@ -102,15 +107,35 @@ pub struct Asset {
     pub variants: Box<[Variant]>,
     /// Position in `variants` by [`Encoding::index`], `u8::MAX` when absent.
     pub slots: [u8; 4],
-    /// Some coding besides identity exists, so every response must carry `Vary`.
+    /// Some coding besides identity exists (or the asset is or has a dictionary), so every
+    /// response must carry `Vary`.
     pub has_variants: bool,
     /// Current-manifest fingerprinted name.
     pub immutable: bool,
+    /// RFC 9842 deltas that decode to this asset: the SHA-256 of each one's dictionary and
+    /// the delta, a representation of its own (coding dcb or dcz, its own ETag).
+    pub deltas: Box<[([u8; 32], Variant)]>,
+    /// `Use-As-Dictionary`, on a current fingerprinted asset of a delta-eligible type.
+    pub dictionary: Option<HeaderValue>,
 }
 
 impl Asset {
     pub fn variant(&self, e: Encoding) -> Option<&Variant> {
-        self.variants.get(usize::from(self.slots[e.index()]))
+        let slot = *self.slots.get(e.index())?;
+        self.variants.get(usize::from(slot))
+    }
+
+    /// The delta in coding `e` against the dictionary whose SHA-256 is `dict`.
+    pub fn delta(&self, dict: &[u8; 32], e: Encoding) -> Option<&Variant> {
+        self.deltas
+            .iter()
+            .find(|(d, v)| d == dict && v.encoding == e)
+            .map(|(_, v)| v)
+    }
+
+    /// Answers about this asset depend on `Available-Dictionary` too (RFC 9842 §6.2).
+    pub fn varies_on_dictionary(&self) -> bool {
+        self.dictionary.is_some() || !self.deltas.is_empty()
     }
 }
 
@@ -182,9 +207,19 @@ impl Table {
         let found = scan(root, &dir, &canon_root);
         let by_rel: HashSet<&str> = found.iter().map(|f| f.rel.as_str()).collect();
 
-        // Split originals from precompressed siblings.
+        // Split originals from precompressed siblings and deltas.
         let mut groups: HashMap<&str, [Option<&Found>; 4]> = HashMap::new();
+        let mut delta_files: HashMap<&str, Vec<(&Found, Coding, &str)>> = HashMap::new();
         for f in &found {
+            if let Some((target, hex, coding)) = delta::parse_file_name(&f.rel) {
+                if by_rel.contains(target) {
+                    delta_files
+                        .entry(target)
+                        .or_default()
+                        .push((f, coding, hex));
+                    continue;
+                }
+            }
             let mut placed = false;
             for enc in [Encoding::Brotli, Encoding::Zstd, Encoding::Gzip] {
                 if let Some(base) = f.rel.strip_suffix(enc.suffix().unwrap_or_default()) {
@@ -208,6 +243,10 @@ impl Table {
 
         let in_memory = plan_memory(&groups, &immutable, opts);
         let reuse = prev.map(reuse_index).unwrap_or_default();
+        let mut deltas = match opts.dictionaries {
+            true => load_deltas(&dir, &delta_files, &in_memory, &found, opts),
+            false => HashMap::new(),
+        };
 
         // Hash every file (in parallel), reading into memory only the planned ones.
         let mut work: Vec<(&Found, bool)> = Vec::new();
@@ -302,7 +341,40 @@ impl Table {
                 (s, v.clone())
             });
             let imm = immutable.contains(&*name);
-            let has_variants = slots[..3].iter().any(|&s| s != u8::MAX);
+            let asset_deltas = deltas.remove(&*name).unwrap_or_default();
+            let dictionary = Some(opts.prefix.as_str())
+                .filter(|_| {
+                    opts.dictionaries
+                        && imm
+                        && (!asset_deltas.is_empty()
+                            || delta::eligible(&name, delta::DEFAULT_EXTENSIONS))
+                })
+                .and_then(|prefix| dictionary::use_as_dictionary(prefix, &name))
+                .and_then(|v| HeaderValue::from_str(&v).ok());
+            let asset_deltas: Vec<([u8; 32], Variant)> = asset_deltas
+                .into_iter()
+                .map(|d| {
+                    let source = match d.bytes {
+                        Some(b) => {
+                            mem_bytes += b.len() as u64;
+                            Source::Memory(b)
+                        }
+                        None => Source::FileAt(d.resolved.into_boxed_path()),
+                    };
+                    let v = Variant {
+                        encoding: d.encoding,
+                        len: d.id.len,
+                        etag: etags.etag(&d.hash),
+                        id: d.id,
+                        hash: d.hash,
+                        source,
+                    };
+                    (d.dict, v)
+                })
+                .collect();
+            let has_variants = slots[..3].iter().any(|&s| s != u8::MAX)
+                || dictionary.is_some()
+                || !asset_deltas.is_empty();
             let ct = content_type(&name);
             let ct = match types.get(ct.as_str()) {
                 Some(v) => v.clone(),
@@ -328,6 +400,8 @@ impl Table {
                     slots,
                     has_variants,
                     immutable: imm,
+                    deltas: asset_deltas.into_boxed_slice(),
+                    dictionary,
                 }),
             );
         }
@@ -519,6 +593,105 @@ fn scan(root: &Path, dir: &File, canon_root: &Path) -> Vec<Found> {
         });
     }
     out
+}
+
+/// A delta found beside its asset, its header checked.
+struct LoadedDelta {
+    encoding: Encoding,
+    /// SHA-256 of its dictionary, from its header.
+    dict: [u8; 32],
+    hash: [u8; 32],
+    id: FileId,
+    resolved: PathBuf,
+    /// Held in memory when small enough and the budget allows.
+    bytes: Option<Bytes>,
+}
+
+/// Reads every delta (they are small: kept only when well under the asset's best ordinary
+/// variant), checking that its header is its coding's and names the dictionary its file name
+/// does; a bad one is left out with a warning. Held in memory within what the table's budget
+/// has left after its planned files.
+fn load_deltas<'a>(
+    dir: &File,
+    files: &HashMap<&'a str, Vec<(&Found, Coding, &str)>>,
+    in_memory: &HashSet<&str>,
+    found: &[Found],
+    opts: &BuildOptions,
+) -> HashMap<&'a str, Vec<LoadedDelta>> {
+    let planned: u64 = found
+        .iter()
+        .filter(|f| in_memory.contains(f.rel.as_str()))
+        .map(|f| f.id.len)
+        .sum();
+    let budget = std::sync::atomic::AtomicU64::new(opts.mem_total_max.saturating_sub(planned));
+    let work: Vec<(&str, &(&Found, Coding, &str))> = files
+        .iter()
+        .flat_map(|(t, ds)| ds.iter().map(move |d| (*t, d)))
+        .collect();
+    let loaded: Vec<(&str, LoadedDelta)> = work
+        .par_iter()
+        .filter_map(|&(target, &(f, coding, hex))| {
+            let r = load_delta(dir, f, coding, hex).map(|(dict, hash, buf)| {
+                let keep = f.id.len <= opts.mem_file_max
+                    && budget
+                        .fetch_update(
+                            std::sync::atomic::Ordering::Relaxed,
+                            std::sync::atomic::Ordering::Relaxed,
+                            |left| left.checked_sub(f.id.len),
+                        )
+                        .is_ok();
+                LoadedDelta {
+                    encoding: match coding {
+                        Coding::Dcb => Encoding::Dcb,
+                        Coding::Dcz => Encoding::Dcz,
+                    },
+                    dict,
+                    hash,
+                    id: f.id,
+                    resolved: f.resolved.clone(),
+                    bytes: keep.then(|| Bytes::from(buf)),
+                }
+            });
+            match r {
+                Ok(d) => Some((target, d)),
+                Err(e) => {
+                    tracing::warn!("skipping {}: {e}", f.rel);
+                    None
+                }
+            }
+        })
+        .collect();
+    let mut out: HashMap<&str, Vec<LoadedDelta>> = HashMap::new();
+    for (target, d) in loaded {
+        out.entry(target).or_default().push(d);
+    }
+    out
+}
+
+/// The dictionary a delta file names in its header, its content hash and its bytes.
+fn load_delta(
+    dir: &File,
+    f: &Found,
+    coding: Coding,
+    hex: &str,
+) -> io::Result<([u8; 32], [u8; 32], Vec<u8>)> {
+    let file = beneath::open(dir, &f.resolved, Links::Never)?;
+    if FileId::of(&file.metadata()?) != f.id {
+        return Err(io::Error::other("changed while scanning"));
+    }
+    let mut buf = Vec::with_capacity(f.id.len as usize);
+    (&file).take(f.id.len).read_to_end(&mut buf)?;
+    if buf.len() as u64 != f.id.len {
+        return Err(io::Error::other("changed while reading"));
+    }
+    let dict = format::dictionary_of(coding, &buf)
+        .ok_or_else(|| io::Error::other(format!("no {} header", coding.token())))?;
+    if !delta::prefix_matches(hex, &dict) {
+        return Err(io::Error::other(
+            "its header names another dictionary than its file name",
+        ));
+    }
+    Ok((dict, *blake3::hash(&buf).as_bytes(), buf))
 }
 
 /// Chooses the files held in memory, most likely served first, until the byte budget is
@@ -803,6 +976,7 @@ mod unlisted_tests {
             max_age: 60,
             mem_file_max: 0,
             mem_total_max: 0,
+            dictionaries: true,
         }
     }
 

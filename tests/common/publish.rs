@@ -66,13 +66,44 @@ pub fn publish(p: &Project, url: &str, env: &[(&str, String)]) -> serde_json::Va
     )
 }
 
+/// The RFC 9842 deltas collect wrote for `hashed` (paths under `root`, `HASHED.<hex>.dcb` and
+/// `.dcz`), read from the directory itself.
+pub fn local_deltas(root: &Path, hashed: &str) -> Vec<String> {
+    let (dir, file) = hashed.rsplit_once('/').unwrap_or(("", hashed));
+    let mut out: Vec<String> = std::fs::read_dir(root.join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().to_string())
+        .filter(|n| {
+            n.strip_prefix(file)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|rest| {
+                    rest.len() == 20 && (rest.ends_with(".dcb") || rest.ends_with(".dcz"))
+                })
+        })
+        .map(|n| {
+            if dir.is_empty() {
+                n
+            } else {
+                format!("{dir}/{n}")
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Keys under `prefix` that a generation of `root` consists of: every file the manifest
-/// names (hashed and original) and their variants, the variant keys staticd fills for the
-/// names a CDN negotiates, plus the manifest and the record.
+/// names (hashed and original) and their variants, the hashed names' deltas, the variant
+/// keys staticd fills for the names a CDN negotiates, plus the manifest and the record.
 pub fn expected_keys(root: &Path, prefix: &str) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
     let mut bases = BTreeSet::new();
     for (orig, hashed) in manifest_paths(root) {
+        if orig != hashed {
+            for d in local_deltas(root, &hashed) {
+                keys.insert(format!("{prefix}/{d}"));
+            }
+        }
         for name in [orig, hashed] {
             if root.join(&name).is_file() {
                 bases.insert(name.clone());

@@ -40,7 +40,7 @@ impl Lines {
 
     /// Drains `reader` into a new `Lines` on a thread of its own (so the child never blocks
     /// on a full pipe).
-    fn drain(reader: impl Read + Send + 'static, label: &'static str) -> Lines {
+    pub fn drain(reader: impl Read + Send + 'static, label: &'static str) -> Lines {
         let lines = Lines::default();
         let l = lines.clone();
         std::thread::spawn(move || {

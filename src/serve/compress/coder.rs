@@ -127,6 +127,10 @@ impl Encoder {
                 Kind::Zstd(Some(c))
             }
             Encoding::Identity => return Err(io::Error::other("identity is not an encoder")),
+            // Deltas need a dictionary: made at collect time, never on the fly.
+            Encoding::Dcb | Encoding::Dcz => {
+                return Err(io::Error::other("dcb/dcz are not streaming encoders"))
+            }
         };
         Ok(Encoder { kind })
     }
@@ -312,7 +316,7 @@ mod tests {
                     .unwrap();
             }
             Encoding::Zstd => out = zstd::stream::decode_all(data).unwrap(),
-            Encoding::Identity => unreachable!(),
+            Encoding::Identity | Encoding::Dcb | Encoding::Dcz => unreachable!(),
         }
         out
     }
@@ -331,7 +335,7 @@ mod tests {
             Encoding::Gzip => read(&mut flate2::read::GzDecoder::new(data)),
             Encoding::Brotli => read(&mut brotli::Decompressor::new(data, 4096)),
             Encoding::Zstd => read(&mut zstd::stream::read::Decoder::new(data).unwrap()),
-            Encoding::Identity => unreachable!(),
+            Encoding::Identity | Encoding::Dcb | Encoding::Dcz => unreachable!(),
         }
         out
     }

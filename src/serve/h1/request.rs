@@ -130,6 +130,11 @@ pub struct Head {
     pub if_range: Option<Range<usize>>,
     pub referer: Option<Range<usize>>,
     pub user_agent: Option<Range<usize>>,
+    pub available_dictionary: Option<Range<usize>>,
+    pub sec_fetch_site: Option<Range<usize>>,
+    pub sec_fetch_mode: Option<Range<usize>>,
+    /// The `Origin` header (not the origin-form target above).
+    pub origin_header: Option<Range<usize>>,
 }
 
 /// Parses the head at the start of `buf`.
@@ -270,6 +275,18 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
                 head.host = head.host.or(v);
             }
             5 if name.eq_ignore_ascii_case(b"range") => head.range = head.range.or(v),
+            6 if name.eq_ignore_ascii_case(b"origin") => {
+                head.origin_header = head.origin_header.or(v)
+            }
+            14 if name.eq_ignore_ascii_case(b"sec-fetch-site") => {
+                head.sec_fetch_site = head.sec_fetch_site.or(v)
+            }
+            14 if name.eq_ignore_ascii_case(b"sec-fetch-mode") => {
+                head.sec_fetch_mode = head.sec_fetch_mode.or(v)
+            }
+            20 if name.eq_ignore_ascii_case(b"available-dictionary") => {
+                head.available_dictionary = head.available_dictionary.or(v)
+            }
             6 if name.eq_ignore_ascii_case(b"expect") => {
                 let value = h.value.trim_ascii();
                 if !value.is_empty() && !value.eq_ignore_ascii_case(b"100-continue") {
@@ -375,6 +392,10 @@ impl Head {
             },
             range: get(&self.range),
             if_range: get(&self.if_range),
+            available_dictionary: get(&self.available_dictionary),
+            sec_fetch_site: get(&self.sec_fetch_site),
+            sec_fetch_mode: get(&self.sec_fetch_mode),
+            origin: get(&self.origin_header),
         }
     }
 
