@@ -10,6 +10,7 @@ mod cli;
 mod collect_failures;
 mod collect_policy;
 mod conformance;
+mod deploy_systemd;
 mod discover;
 mod discover_memo;
 mod h1_edge;
