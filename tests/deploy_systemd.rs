@@ -10,7 +10,7 @@ use crate::common::fixture::write_manifest;
 use crate::common::http;
 use crate::common::staticd::{socket_activation, Staticd, WAIT};
 use crate::common::{ci_installed, repo_root, wait_until, write_file};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
@@ -470,4 +470,39 @@ fn the_service_runs_as_systemd_starts_it() {
     assert!(kill.success());
     let st = s.wait_exit(WAIT);
     assert!(st.success(), "{st:?}\n{}", s.stderr.text());
+}
+
+/// README's "Use it on your own project" gives the service's options as a staticd.toml:
+/// read by staticd's own reader, the file sets exactly what the ExecStart's flags set.
+#[test]
+fn readme_file_says_what_exec_start_says() {
+    use clap::Args;
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let fence = "```toml\n# /srv/app/staticd.toml\n";
+    let start = readme.find(fence).expect("the file in README.md");
+    let body = &readme[start + "```toml\n".len()..];
+    let text = &body[..body.find("```").unwrap()];
+    let cmd = staticd::serve::config::ServeArgs::augment_args(clap::Command::new("serve"));
+    let path = Path::new("/srv/app/staticd.toml");
+    let file: BTreeMap<String, Vec<String>> = staticd::serve::config_file::read(&cmd, path, text)
+        .unwrap_or_else(|p| panic!("{p:#?}"))
+        .values
+        .into_iter()
+        .collect();
+
+    let service = Unit::read("staticd.service");
+    let argv = words(service.one("Service", "ExecStart"), Path::new("/var/log"));
+    let mut flags: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for pair in argv[2..].chunks(2) {
+        let long = pair[0].strip_prefix("--").expect("--flag VALUE pairs");
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .unwrap_or_else(|| panic!("no --{long}"));
+        flags
+            .entry(arg.get_id().to_string())
+            .or_default()
+            .push(pair[1].clone());
+    }
+    assert_eq!(file, flags);
 }
