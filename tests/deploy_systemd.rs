@@ -9,7 +9,7 @@ use crate::common::echo::Upstream;
 use crate::common::fixture::write_manifest;
 use crate::common::http;
 use crate::common::staticd::{socket_activation, Staticd, WAIT};
-use crate::common::{ci_installed, repo_root, wait_until, write_file};
+use crate::common::{ci_installed, help_flags, repo_root, wait_until, write_file};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::os::unix::io::AsRawFd;
@@ -125,24 +125,6 @@ fn seconds(span: &str) -> f64 {
         };
     }
     total
-}
-
-/// The long options `staticd serve --help` lists.
-fn serve_flags() -> BTreeSet<String> {
-    let o = Command::new(env!("CARGO_BIN_EXE_staticd"))
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim_start();
-            let l = l.strip_prefix("-h, ").unwrap_or(l);
-            l.starts_with("--")
-                .then(|| l.split_whitespace().next().unwrap().to_string())
-        })
-        .collect()
 }
 
 /// The `--bind` value that listens where a `ListenStream=` does (with `BindIPv6Only=both`).
@@ -261,7 +243,7 @@ fn service_command_line_and_socket_agree() {
     let log_root = Path::new("/var/log");
     let argv = words(service.one("Service", "ExecStart"), log_root);
     assert_eq!(argv[..2], [BINARY, "serve"]);
-    let known = serve_flags();
+    let known = help_flags("serve");
     assert!(
         known.contains("--bind") && known.contains("--access-log"),
         "{known:?}"

@@ -6,7 +6,7 @@
 //! the static and media volumes and URLs. What can run without an engine runs: the web
 //! command's staticd steps and the web healthcheck, against sample_project and gunicorn.
 
-use crate::common::repo_root;
+use crate::common::{help_flags, repo_root};
 use std::collections::BTreeMap;
 
 fn read(name: &str) -> String {
@@ -261,16 +261,12 @@ fn compose_reproduces_the_seed_stack() {
         .join("sample_project/toyproject/wsgi.py")
         .is_file());
     assert!(read("Dockerfile").contains("gunicorn toyproject.wsgi --bind 0.0.0.0:8000"));
-    let help = std::process::Command::new(env!("CARGO_BIN_EXE_staticd"))
-        .args(["serve", "--help"])
-        .output()
-        .unwrap();
-    let help = String::from_utf8_lossy(&help.stdout);
+    let known = help_flags("serve");
     for flag in y["services.staticd.command"]
         .iter()
         .filter(|a| a.starts_with("--"))
     {
-        assert!(help.contains(flag.as_str()), "staticd serve has no {flag}");
+        assert!(known.contains(flag), "staticd serve has no {flag}");
     }
 }
 
@@ -282,30 +278,6 @@ fn stage(name: &str) -> Vec<(String, String)> {
         .skip_while(|(op, r)| !(op == "FROM" && r.ends_with(&format!(" AS {name}"))))
         .skip(1)
         .take_while(|(op, _)| op != "FROM")
-        .collect()
-}
-
-/// The long options `staticd SUB --help` lists.
-fn flags_of(sub: &str) -> Vec<String> {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_staticd"))
-        .args([sub, "--help"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "staticd {sub} --help");
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim_start();
-            let l = l.split_once(", ").map_or(l, |(short, long)| {
-                if short.len() == 2 && short.starts_with('-') {
-                    long
-                } else {
-                    l
-                }
-            });
-            l.starts_with("--")
-                .then(|| l.split_whitespace().next().unwrap().to_string())
-        })
         .collect()
 }
 
@@ -463,7 +435,7 @@ fn web_command_collects_with_its_cache_then_prunes() {
     assert!(collect < prune && prune < gunicorn, "{steps:?}");
     for i in [collect, prune] {
         let sub = &steps[i][1];
-        let known = flags_of(sub);
+        let known = help_flags(sub);
         for flag in steps[i].iter().filter(|w| w.starts_with("--")) {
             assert!(known.contains(flag), "staticd {sub} has no {flag}");
         }
