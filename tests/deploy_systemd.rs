@@ -3,7 +3,9 @@
 //! service's command line is checked against `staticd serve --help` and the socket's
 //! `ListenStream`; and the ExecStart is run the way systemd runs it (the socket bound by
 //! the test and passed at descriptor 3 with `LISTEN_FDS`, the unit's paths under a
-//! temporary root), then reloaded by the ExecReload command and stopped by KillSignal.
+//! temporary root), then reloaded by the ExecReload command and stopped by KillSignal;
+//! and under strace, every system call a serving staticd makes is in the unit's
+//! SystemCallFilter.
 
 use crate::common::echo::Upstream;
 use crate::common::fixture::write_manifest;
@@ -487,4 +489,177 @@ fn readme_file_says_what_exec_start_says() {
             .push(pair[1].clone());
     }
     assert_eq!(file, flags);
+}
+
+/// Every system call in the groups of `filter` (`@system-service`, as systemd-analyze
+/// expands it, nested groups included).
+fn allowed_calls(filter: &str) -> BTreeSet<String> {
+    let tool = ci_installed("systemd", "to expand the unit's SystemCallFilter");
+    let o = Command::new(tool)
+        .args(["syscall-filter", "--no-pager"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current = None;
+    for line in text.lines() {
+        if line.starts_with('@') {
+            current = Some(line.trim().to_string());
+            groups.entry(line.trim().to_string()).or_default();
+            continue;
+        }
+        let t = line.trim();
+        if let Some(g) = current
+            .as_ref()
+            .filter(|_| !t.is_empty() && !t.starts_with('#'))
+        {
+            groups.get_mut(g).unwrap().push(t.to_string());
+        }
+    }
+    fn expand(g: &str, groups: &BTreeMap<String, Vec<String>>, out: &mut BTreeSet<String>) {
+        let members = groups.get(g).unwrap_or_else(|| panic!("no group {g}"));
+        for m in members {
+            if m.starts_with('@') {
+                expand(m, groups, out);
+            } else {
+                out.insert(m.clone());
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    for entry in filter.split_whitespace() {
+        assert!(
+            !entry.starts_with('~'),
+            "a deny list: extend this test: {entry}"
+        );
+        if entry.starts_with('@') {
+            expand(entry, &groups, &mut out);
+        } else {
+            out.insert(entry.to_string());
+        }
+    }
+    out
+}
+
+/// Kills a process this test started (through strace) if it is still there at the end.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the staticd this test started.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
+/// systemd kills (or fails, with `SystemCallErrorNumber=EPERM`) a service that makes a
+/// call outside its `SystemCallFilter`, and only under systemd, so the filter is held
+/// against what staticd does: under `strace -f` it serves a file as identity and br, over
+/// h2c, proxies, is scraped, picks up a new file, reloads on SIGHUP, reopens its log on
+/// SIGUSR1 and drains on SIGTERM; every call it made is in the unit's filter.
+#[test]
+fn every_system_call_of_a_serving_staticd_is_in_the_filter() {
+    use crate::common::fixture::StaticRoot;
+    let service = Unit::read("staticd.service");
+    let allowed = allowed_calls(service.one("Service", "SystemCallFilter"));
+    assert!(allowed.contains("openat") && !allowed.contains("reboot"));
+
+    let strace = ci_installed("strace", "to record staticd's system calls");
+    let fx = StaticRoot::new();
+    fx.write_with_variants("app.css", &crate::common::fixture::text(4000, "filter"));
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("access.log");
+    let trace = logs.path().join("trace");
+    let up = Upstream::start();
+    let mut cmd = Command::new(strace);
+    cmd.args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_staticd"))
+        .arg("serve")
+        .arg("--root")
+        .arg(&fx.root)
+        .args(["--static-url", "/static/", "--bind", "127.0.0.1:0"])
+        .args(["--upstream", &up.addr, "--metrics-bind", "127.0.0.1:0"])
+        .arg("--access-log")
+        .arg(&log);
+    let s = Staticd::start(cmd);
+    // strace's one child is staticd: the signals go to it, not to strace.
+    let tracer = s.child.id();
+    let children = format!("/proc/{tracer}/task/{tracer}/children");
+    let pid: i32 = wait_until("staticd under strace", WAIT, || {
+        std::fs::read_to_string(&children).ok()?.trim().parse().ok()
+    });
+    let _reap = KillOnDrop(pid);
+    let signal = |sig| {
+        // SAFETY: kill(2) on the staticd this test started.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    };
+
+    let r = http::get(s.addr, "/static/app.css", &[("Accept-Encoding", "br")]);
+    assert_eq!((r.status, r.header("content-encoding")), (200, Some("br")));
+    assert_eq!(http::get(s.addr, "/static/app.css", &[]).status, 200);
+    let h2 = reqwest::blocking::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2.get(s.url("/static/app.css")).send().unwrap();
+    assert_eq!(
+        (r.version(), r.status().as_u16()),
+        (reqwest::Version::HTTP_2, 200)
+    );
+    assert_eq!(http::get(s.addr, "/page", &[]).text(), "GET /page 0");
+    let line = s.stderr.wait("the metrics address", |l| {
+        l.starts_with("staticd serve: metrics on http://")
+    });
+    let metrics: std::net::SocketAddr = line["staticd serve: metrics on http://".len()..]
+        .trim_end_matches("/metrics")
+        .parse()
+        .unwrap();
+    assert_eq!(http::get(metrics, "/metrics", &[]).status, 200);
+    fx.write("new.css", b"p{}");
+    wait_until("the new file served", WAIT, || {
+        (http::get(s.addr, "/static/new.css", &[]).status == 200).then_some(())
+    });
+    let mut from = 0;
+    signal(libc::SIGHUP);
+    s.stderr.wait_from(&mut from, "the reload", WAIT, |l| {
+        l.contains("configuration reloaded from")
+    });
+    std::fs::rename(&log, logs.path().join("access.log.1")).unwrap();
+    signal(libc::SIGUSR1);
+    s.stderr
+        .wait_from(&mut from, "the log reopened", WAIT, |l| {
+            l.contains("reopened the access log")
+        });
+    assert_eq!(http::get(s.addr, "/static/new.css", &[]).status, 200);
+    signal(libc::SIGTERM);
+    let mut s = s;
+    let st = s.wait_exit(WAIT);
+    assert!(st.success(), "strace: {st:?}\n{}", s.stderr.text());
+
+    // `PID name(args…` and `PID <... name resumed>`: the name of each call.
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let used: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split_once(' ')?.1.trim_start();
+            let rest = rest.strip_prefix("<... ").unwrap_or(rest);
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        })
+        .collect();
+    assert!(
+        used.contains("accept4") && used.contains("epoll_wait"),
+        "{used:?}"
+    );
+    let outside: Vec<&String> = used.difference(&allowed).collect();
+    assert!(
+        outside.is_empty(),
+        "system calls outside SystemCallFilter: {outside:?} (of {} used)",
+        used.len()
+    );
+    eprintln!("{} distinct system calls, all in the filter", used.len());
 }
