@@ -25,11 +25,20 @@ COPY sample_project/requirements.txt /app/requirements.txt
 RUN pip install --no-cache-dir -r /app/requirements.txt
 COPY sample_project /app
 COPY --from=builder /src/target/release/staticd /usr/local/bin/staticd
-RUN useradd --system --uid 10001 --home-dir /app app && mkdir -p /app/public && chown app /app/public
+# The mount points of compose's volumes, owned by the app user: an empty named volume takes
+# the ownership of the directory it is mounted on, so Django can write uploads (/app/media),
+# collect can swap STATIC_ROOT (/app/public/static) and fill its cache (/var/cache/staticd).
+RUN useradd --system --uid 10001 --home-dir /app app \
+    && mkdir -p /app/public /app/media /var/cache/staticd \
+    && chown app /app/public /app/media /var/cache/staticd
 USER app
 EXPOSE 8000
 STOPSIGNAL SIGTERM
-CMD ["sh", "-c", "staticd collect /app --python python && python manage.py migrate --noinput && exec gunicorn toyproject.wsgi --bind 0.0.0.0:8000 --workers 3"]
+# collect (compressed variants cached by content in /var/cache/staticd, a volume in compose:
+# a new container compresses only what changed), then prune (hashed files that only
+# generations older than the last 2 named; pages still holding the previous URLs keep
+# working), migrate, gunicorn.
+CMD ["sh", "-c", "staticd collect /app --python python --cache-dir /var/cache/staticd && staticd prune /app --python python --keep-generations 2 && python manage.py migrate --noinput && exec gunicorn toyproject.wsgi --bind 0.0.0.0:8000 --workers 3"]
 
 # ---- runtime: only the binary, non-root --------------------------------------------------
 FROM debian:bookworm-slim AS runtime

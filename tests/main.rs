@@ -12,6 +12,7 @@ mod collect_failures;
 mod collect_policy;
 mod conformance;
 mod delta;
+mod deploy_systemd;
 mod discover;
 mod discover_memo;
 mod h1_edge;

@@ -234,7 +234,8 @@ fn check_discovery_and_static_root() {
         format!(
             "{facts}\n[serve]\nbind = [\"127.0.0.1:8080\", \"unix:run/staticd.sock\"]\n\
              [media]\nroot = \"media\"\n[[upstream]]\naddress = \"127.0.0.1:8000\"\n\
-             [[internal]]\nurl = \"/protected/\"\nroot = \"protected\"\n"
+             [[internal]]\nurl = \"/protected/\"\nroot = \"protected\"\n\
+             [log]\naccess_log = \"logs/access.log\"\n"
         ),
     )
     .unwrap();
@@ -245,7 +246,7 @@ fn check_discovery_and_static_root() {
     assert!(out.is_empty(), "{out}");
     let root = p.dir.join("static");
     let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 4, "{err}");
+    assert_eq!(lines.len(), 5, "{err}");
     assert!(
         lines[0].starts_with(&format!("error: STATIC_ROOT {}: ", root.display())),
         "{err}"
@@ -272,10 +273,19 @@ fn check_discovery_and_static_root() {
         )),
         "{err}"
     );
+    let access_log = p.dir.join("logs/access.log");
+    assert_eq!(
+        lines[4],
+        format!(
+            "error: access log {}: directory {}: No such file or directory (os error 2)",
+            access_log.display(),
+            p.dir.join("logs").display()
+        )
+    );
 
     // Collected, with the directories there: one line on stdout.
     p.run_collect(&[]);
-    for d in ["media", "protected", "run"] {
+    for d in ["media", "protected", "run", "logs"] {
         std::fs::create_dir(p.dir.join(d)).unwrap();
     }
     let (code, out, err) = check(&p.dir, &[]);
@@ -287,6 +297,24 @@ fn check_discovery_and_static_root() {
             toml.display(),
             p.dir.join("run/staticd.sock").display(),
             root.display()
+        )
+    );
+
+    // The access log is one serve could open (it would create it), and check made none.
+    assert!(!access_log.exists(), "check created the access log");
+    // An existing one is opened for appending, never truncated; a directory is refused.
+    std::fs::write(&access_log, "a line\n").unwrap();
+    let (code, out, err) = check(&p.dir, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(std::fs::read_to_string(&access_log).unwrap(), "a line\n");
+    let logs = p.dir.join("logs");
+    let (code, _, err) = check(&p.dir, &[("STATICD_ACCESS_LOG", logs.to_str().unwrap())]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        format!(
+            "error: access log {}: Is a directory (os error 21)\n",
+            logs.display()
         )
     );
 

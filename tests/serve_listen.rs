@@ -4,13 +4,11 @@
 //! descriptor 3), across a restart that loses no connection.
 
 use crate::common::http::{self, Expect};
-use crate::common::staticd::{Staticd, WAIT};
+use crate::common::staticd::{socket_activation, Staticd, WAIT};
 use crate::common::wait_until;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::unix::io::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
+use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::process::Command;
 
@@ -37,29 +35,6 @@ fn serve(root: &Path, args: &[&str]) -> Staticd {
     Staticd::start(serve_command(c, root, args))
 }
 
-/// A shell that `exec`s staticd as systemd starts it with socket activation: descriptor
-/// `fd` at 3, `LISTEN_FDS=1`, `LISTEN_PID` the shell's (so staticd's) pid, and `vars`.
-fn activation(fd: RawFd, vars: &str) -> Command {
-    let mut c = Command::new("sh");
-    c.arg("-c")
-        .arg(format!(
-            "export LISTEN_PID=$$ LISTEN_FDS=1 {vars}; exec \"$@\""
-        ))
-        .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_staticd"));
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        c.pre_exec(move || {
-            // dup2 onto itself keeps close-on-exec: the flag is cleared either way.
-            if libc::dup2(fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    c
-}
-
 fn addr(url: &str) -> SocketAddr {
     url.strip_prefix("http://")
         .unwrap_or_else(|| panic!("{url} is not TCP"))
@@ -74,21 +49,6 @@ fn get_css(a: SocketAddr) {
         (200, &b"body{}"[..]),
         "via {a}"
     );
-}
-
-/// One request over a Unix socket, `Connection: close`: the response.
-fn unix_get(path: &Path, target: &str, headers: &[(&str, &str)]) -> http::Response {
-    let mut s = UnixStream::connect(path).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(&http::request_bytes("GET", target, headers, b""))
-        .unwrap();
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).unwrap();
-    let (r, used) = http::parse(&all, Expect::default(), true)
-        .unwrap()
-        .expect("a whole response");
-    assert_eq!(used, all.len(), "bytes after the response");
-    r
 }
 
 #[test]
@@ -185,12 +145,12 @@ fn unix_socket_listener() {
     );
     let urls = s.listening(2);
     assert_eq!(urls[0], bind);
-    let r = unix_get(&sock, "/static/app.css", &[]);
+    let r = http::unix_get(&sock, "/static/app.css", &[]);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"body{}"[..]));
     let log = s.wait_status("/static/app.css", 200);
     assert_eq!(log["remote"], "unix:");
 
-    let r = unix_get(&sock, "/page", &[("X-Forwarded-For", "1.2.3.4")]);
+    let r = http::unix_get(&sock, "/page", &[("X-Forwarded-For", "1.2.3.4")]);
     assert_eq!(
         r.text(),
         "-",
@@ -214,14 +174,14 @@ fn unix_socket_listener() {
             "unix:",
         ],
     );
-    let r = unix_get(&sock, "/page", &[("X-Forwarded-For", "1.2.3.4")]);
+    let r = http::unix_get(&sock, "/page", &[("X-Forwarded-For", "1.2.3.4")]);
     assert_eq!(r.text(), "1.2.3.4");
     drop(s);
 
     // A stale socket file (its server killed) is replaced; a live one is refused.
     assert!(sock.exists(), "a killed server leaves its file");
     let s = serve(root.path(), &["--bind", &bind]);
-    assert_eq!(unix_get(&sock, "/static/app.css", &[]).status, 200);
+    assert_eq!(http::unix_get(&sock, "/static/app.css", &[]).status, 200);
     let c = Command::new(env!("CARGO_BIN_EXE_staticd"));
     let o = serve_command(c, root.path(), &["--bind", &bind])
         .output()
@@ -240,7 +200,7 @@ fn unix_socket_listener() {
 /// `staticd serve` on `listener`, passed by socket activation, with a `--bind` that is then
 /// not used.
 fn activated(root: &Path, listener: &TcpListener) -> Staticd {
-    let c = activation(listener.as_raw_fd(), "LISTEN_FDNAMES=web");
+    let c = socket_activation(listener.as_raw_fd(), "LISTEN_FDNAMES=web");
     Staticd::start(serve_command(c, root, &["--bind", "127.0.0.1:1"]))
 }
 
@@ -289,7 +249,7 @@ fn socket_activation_refuses_what_is_not_listening() {
     let root = root();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-    let cmd = activation(c.as_raw_fd(), "");
+    let cmd = socket_activation(c.as_raw_fd(), "");
     let mut cmd = serve_command(cmd, root.path(), &[]);
     let o = cmd.output().unwrap();
     assert_eq!(o.status.code(), Some(1));

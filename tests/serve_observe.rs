@@ -533,6 +533,86 @@ fn metrics_count_exactly_the_requests_made() {
     assert_eq!(s.get("/static/new.txt", &[]).text(), "new");
 }
 
+/// Clients on a Unix socket (`--bind unix:PATH`, a front proxy on the same host): the
+/// health path is staticd's own 200 there too, never forwarded, and their requests and
+/// connections are counted in the metrics like any other listener's.
+#[test]
+fn health_and_metrics_over_a_unix_listener() {
+    let fx = StaticRoot::new();
+    fx.write("a.txt", b"a");
+    let up = Recorder::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("staticd.sock");
+    let bind = format!("unix:{}", sock.display());
+    let s = Staticd::serve(
+        &fx.root,
+        &[
+            "--bind",
+            &bind,
+            "--upstream",
+            &up.addr(),
+            "--metrics-bind",
+            "127.0.0.1:0",
+        ],
+    );
+    assert_eq!(s.listening(1), [bind]);
+    let m = metrics_addr(&s);
+    let before = scrape(m, false);
+
+    let r = http::unix_get(&sock, HEALTH, &[]);
+    assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let r = http::unix_get(&sock, READY, &[]);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "ready\n"),
+        "{}",
+        r.text()
+    );
+    let r = http::unix_request(&sock, "HEAD", HEALTH, &[]);
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    // The same socket serves files and proxies; only the proxied request went upstream.
+    assert_eq!(http::unix_get(&sock, "/static/a.txt", &[]).text(), "a");
+    let r = http::unix_get(&sock, "/marker", &[]);
+    assert_eq!(r.text(), "upstream /marker");
+    assert_eq!(up.targets(), ["/marker"]);
+    let line = s.wait_access("the readiness request", |v| v["uri"] == READY);
+    assert_eq!(
+        (line["route"].as_str(), line["remote"].as_str()),
+        (Some("internal"), Some("unix:"))
+    );
+
+    let after = scrape(m, false);
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        value(&after, name, labels) - value(&before, name, labels)
+    };
+    for (route, class, n) in [
+        ("internal", "2xx", 3.0),
+        ("static", "2xx", 1.0),
+        ("proxy", "2xx", 1.0),
+        ("internal", "4xx", 0.0),
+    ] {
+        let labels = [("route", route), ("status_class", class)];
+        assert_eq!(
+            delta("staticd_http_requests_total", &labels),
+            n,
+            "{route} {class}"
+        );
+    }
+
+    // A connection held open on the socket is counted until it closes.
+    let mut c = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    c.write_all(b"GET /static/a.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    wait_until("one open connection", WAIT, || {
+        (value(&scrape(m, false), "staticd_open_connections", &[]) == 1.0).then_some(())
+    });
+    drop(c);
+    wait_until("no open connection", WAIT, || {
+        (value(&scrape(m, false), "staticd_open_connections", &[]) == 0.0).then_some(())
+    });
+}
+
 #[test]
 fn metrics_listener_answers_health_and_nothing_else() {
     let fx = StaticRoot::new();

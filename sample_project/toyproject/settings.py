@@ -110,8 +110,9 @@ STORAGES = {
 }
 
 # Uploaded files: Django writes them, staticd serves them (`serve --media-root/--media-url`,
-# as nginx's `location /media/ { alias …; }`). In containers both mount the same volume.
-MEDIA_URL = "media/"
+# as nginx's `location /media/ { alias …; }`). In containers both mount the same volume
+# (DJANGO_MEDIA_ROOT) and staticd's --media-url is DJANGO_MEDIA_URL.
+MEDIA_URL = env("MEDIA_URL", "media/")
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / "media")))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -3,10 +3,11 @@
 //! listed before this runs); here the rest of what serve needs is checked: STATIC_ROOT and
 //! STATIC_URL found (from the options or the Django project), STATIC_ROOT a directory
 //! with a manifest that parses, the media and internal directories there, the directory of
-//! each Unix socket to listen on there, the CORS value a valid header. Nothing is bound or
-//! connected to.
+//! each Unix socket to listen on there, the access log file one serve can open, the CORS
+//! value a valid header. Nothing is bound or connected to, and nothing is written.
 
 use super::listen::Bind;
+use super::log::{self, AccessTarget};
 use super::reconfigure;
 use super::resolve::Loaded;
 use std::path::Path;
@@ -71,6 +72,11 @@ pub fn check(loaded: &Loaded) -> Result<String, Vec<String>> {
             if let Some(d) = parent {
                 dir(&format!("directory of {b}"), d, &mut problems);
             }
+        }
+    }
+    if let AccessTarget::File(path) = &args.observe.access_log {
+        if let Err(e) = log::probe_access_log(path) {
+            problems.push(e);
         }
     }
     if !problems.is_empty() {

@@ -18,8 +18,8 @@
 //! of collect's Django facts ([`crate::django::config::KEYS`]) are collect's: skipped here.
 //!
 //! Relative paths in the file are relative to the file's directory (as collect's
-//! `static_root` is): a value whose parser makes a `PathBuf`, a `unix:` socket path, and
-//! the directory of an `A=B` entry.
+//! `static_root` is): a value whose parser makes a `PathBuf`, a `unix:` socket path, the
+//! directory of an `A=B` entry, and the access log's file (`-` and `stdout` stay as they are).
 
 use clap::{Arg, ArgAction, Command};
 use std::fmt;
@@ -463,6 +463,8 @@ impl Reader<'_> {
             one => vec![one],
         };
         let is_path = arg.get_value_parser().type_id() == std::any::TypeId::of::<PathBuf>();
+        // `[log] access_log` parses to a target, not a `PathBuf`, but a file is a path too.
+        let is_log_file = arg.get_id() == ACCESS_LOG_ID;
         let mut out = Vec::new();
         let mut ok = true;
         for item in items {
@@ -470,7 +472,7 @@ impl Reader<'_> {
                 ok = false;
                 continue;
             };
-            let s = if is_path {
+            let s = if is_path || (is_log_file && !matches!(s.as_str(), "-" | "stdout")) {
                 self.rebase(&s)
             } else if let Some(p) = s.strip_prefix("unix:") {
                 format!("unix:{}", self.rebase(p))
@@ -487,6 +489,9 @@ impl Reader<'_> {
         ok.then_some(out)
     }
 }
+
+/// The id of `--access-log`, whose file (not `-`, stdout) is relative to the file's directory.
+const ACCESS_LOG_ID: &str = "log.access_log";
 
 /// Whether `value` is one `arg` accepts, by its own value parser; the reason if not (the
 /// parser's own message, without clap's framing of a command line).
@@ -598,6 +603,7 @@ mod tests {
                     .long("internal")
                     .action(ArgAction::Append),
             )
+            .arg(Arg::new(ACCESS_LOG_ID).long("access-log"))
     }
 
     fn p() -> &'static Path {
@@ -654,6 +660,8 @@ address = "unix:/run/g.sock"
 [[internal]]
 url = "/protected/"
 root = "files"
+[log]
+access_log = "logs/access.log"
 "#;
         let l = read(&cmd(), p(), text).unwrap();
         let v: Vec<(&str, Vec<&str>)> = l
@@ -681,8 +689,14 @@ root = "files"
                     "internal[].url=root",
                     vec!["/protected/=/etc/staticd/files"]
                 ),
+                (ACCESS_LOG_ID, vec!["/etc/staticd/logs/access.log"]),
             ]
         );
+        // Standard output is no path.
+        for out in ["-", "stdout"] {
+            let l = read(&cmd(), p(), &format!("[log]\naccess_log = {out:?}\n")).unwrap();
+            assert_eq!(l.values[0], (ACCESS_LOG_ID.into(), vec![out.into()]));
+        }
         // Inline forms too, and one value for a repeatable option.
         let l = read(
             &cmd(),
@@ -728,7 +742,7 @@ url = "/p/"
                 format!("{f}:7:11: static.no_cors: expected true or false, not a string"),
                 format!("{f}:8:8: static.root: takes one value, not an array"),
                 format!("{f}:10:8: proxy.mode: \"medium\" is not one of fast, slow"),
-                format!("{f}:11:2: statik: unknown section; the sections are [serve], [static], [proxy], [[upstream]], [[internal]] (and collect's keys static_root, static_url, ignore, sources, storage, whitenoise, collect, publish)"),
+                format!("{f}:11:2: statik: unknown section; the sections are [serve], [static], [proxy], [[upstream]], [[internal]], [log] (and collect's keys static_root, static_url, ignore, sources, storage, whitenoise, collect, publish)"),
                 format!("{f}:14:1: upstream[1].adress: unknown key; [[upstream]] entries have address"),
                 format!("{f}:13:1: upstream[1]: missing `address`"),
                 format!("{f}:15:1: internal[1]: missing `root`"),

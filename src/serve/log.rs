@@ -109,6 +109,56 @@ fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
+/// Whether the server could open `path` as its access log ([`set_access_target`]), for
+/// `staticd check`, leaving no trace: an existing file is opened for appending (never
+/// truncated, nothing written); for a missing one, which serve would create, its directory
+/// must exist and let this user create files (`faccessat` with `AT_EACCESS`, which also
+/// reports a read-only file system). The file is not created here: one made by a check run
+/// as root would belong to root, and creating then removing it could remove the file a
+/// running server just opened.
+pub fn probe_access_log(path: &Path) -> Result<(), String> {
+    let shown = |e: std::io::Error| format!("access log {}: {e}", path.display());
+    match std::fs::OpenOptions::new().append(true).open(path) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(shown(e)),
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let in_dir = |e: std::io::Error| {
+        format!(
+            "access log {}: directory {}: {e}",
+            path.display(),
+            dir.display()
+        )
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(in_dir(std::io::Error::from_raw_os_error(libc::ENOTDIR)));
+        }
+        Err(e) => return Err(in_dir(e)),
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| in_dir(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+    // SAFETY: a NUL-terminated path; faccessat only reads it.
+    let r = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if r != 0 {
+        return Err(in_dir(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Sends access lines to `target` from the next line on (the start, and a configuration
 /// reload). A file that cannot be opened is an error naming it; the current target stays.
 pub fn set_access_target(target: &AccessTarget) -> std::io::Result<()> {
@@ -363,6 +413,39 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_log_probe_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // An existing file: opened for appending, left exactly as it was.
+        let log = dir.path().join("access.log");
+        std::fs::write(&log, "old line\n").unwrap();
+        assert_eq!(probe_access_log(&log), Ok(()));
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "old line\n");
+        // A missing file in a directory this user can write: fine, and not created.
+        let new = dir.path().join("new.log");
+        assert_eq!(probe_access_log(&new), Ok(()));
+        assert!(!new.exists(), "the probe created the file");
+        // A missing directory, a directory given as the file, a file given as the directory.
+        let gone = dir.path().join("gone/access.log");
+        let e = probe_access_log(&gone).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "access log {}: directory {}: No such file or directory (os error 2)",
+                gone.display(),
+                dir.path().join("gone").display()
+            )
+        );
+        let e = probe_access_log(dir.path()).unwrap_err();
+        assert!(
+            e.starts_with(&format!("access log {}: ", dir.path().display())),
+            "{e}"
+        );
+        let under_file = log.join("x.log");
+        let e = probe_access_log(&under_file).unwrap_err();
+        assert!(e.ends_with("Not a directory (os error 20)"), "{e}");
+    }
 
     #[test]
     fn clf_dates() {

@@ -482,6 +482,32 @@ pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     request(addr, "GET", path, headers, b"")
 }
 
+/// One request over a Unix socket (`Connection: close`): the response, and a check that
+/// nothing follows it before the server closes.
+pub fn unix_request(
+    path: &std::path::Path,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> Response {
+    let mut s = std::os::unix::net::UnixStream::connect(path)
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", path.display()));
+    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    s.write_all(&request_bytes(method, target, headers, b""))
+        .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let (r, used) = parse(&all, Expect::for_method(method), true)
+        .unwrap()
+        .expect("a whole response");
+    assert_eq!(used, all.len(), "bytes after the response");
+    r
+}
+
+pub fn unix_get(path: &std::path::Path, target: &str, headers: &[(&str, &str)]) -> Response {
+    unix_request(path, "GET", target, headers)
+}
+
 /// Sends `bytes` as they are; reads one response, then expects the server to close with
 /// nothing more (so the request must ask for the close, or be HTTP/1.0).
 pub fn raw(addr: SocketAddr, bytes: &[u8], expect: Expect) -> Response {

@@ -126,6 +126,29 @@ pub fn python_eval(code: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The long options `staticd SUB --help` lists (`--root`, `--dry-run`, `--help`, …), for
+/// the tests that check a deployment file gives staticd only options it has.
+pub fn help_flags(sub: &str) -> std::collections::BTreeSet<String> {
+    let o = Command::new(env!("CARGO_BIN_EXE_staticd"))
+        .args([sub, "--help"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "staticd {sub} --help");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            // `-n, --dry-run`: the long form after the short one.
+            let l = match l.split_once(", ") {
+                Some((short, long)) if short.len() == 2 && short.starts_with('-') => long,
+                _ => l,
+            };
+            l.starts_with("--")
+                .then(|| l.split_whitespace().next().unwrap().to_string())
+        })
+        .collect()
+}
+
 /// A loopback TCP port for a server the test starts (or an address nothing may answer on),
 /// leased ([`ports`]) for the rest of the test process: outside the kernel's ephemeral range,
 /// so no other `bind(0)` or `connect()` on the machine is handed it before the server binds

@@ -7,6 +7,8 @@ use super::http::{self, Conn, Response};
 use super::ChildGuard;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::os::unix::io::RawFd;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -324,4 +326,28 @@ impl Staticd {
         assert!(self.stdout.wait_closed(WAIT) && self.stderr.wait_closed(WAIT));
         st
     }
+}
+
+/// A shell that `exec`s staticd as systemd starts it with socket activation: descriptor
+/// `fd` at 3, `LISTEN_FDS=1`, `LISTEN_PID` the shell's (so staticd's) pid, and `vars`
+/// (`LISTEN_FDNAMES=…`). Arguments added to the command go to staticd.
+pub fn socket_activation(fd: RawFd, vars: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c")
+        .arg(format!(
+            "export LISTEN_PID=$$ LISTEN_FDS=1 {vars}; exec \"$@\""
+        ))
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_staticd"));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            // dup2 onto itself keeps close-on-exec: the flag is cleared either way.
+            if libc::dup2(fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c
 }
