@@ -12,10 +12,10 @@
 //!   `staticd`, `staticd-no-compress`, `floor`), for quick iterations on one of them.
 mod support;
 
+use staticd::collect::compress::Encoder;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -698,10 +698,6 @@ fn skipped_by_whitenoise(path: &str) -> bool {
     })
 }
 
-fn effective(orig: usize, compressed: usize) -> bool {
-    orig != 0 && (compressed as f64) / (orig as f64) <= 0.95
-}
-
 fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -715,7 +711,7 @@ fn thread_cpu() -> Duration {
 /// The set a compressing run must compress: every file of an uncompressed staticd run (the
 /// originals and their hashed copies; not the manifest), deduplicated by content, minus
 /// WhiteNoise's skip list and empty files. Each content is compressed once on this thread with
-/// brotli q11/lgwin22, then gzip level 9 when brotli was effective (WhiteNoise's shortcut, which
+/// staticd's brotli q11/lgwin22, then its gzip level 9 when brotli was effective (WhiteNoise's shortcut, which
 /// staticd keeps).
 fn floor(env: &Env, project: &Path) -> Option<Floor> {
     eprintln!("  floor: listing the files of an uncompressed staticd run");
@@ -750,37 +746,22 @@ fn floor(env: &Env, project: &Path) -> Option<Floor> {
         bytes as f64 / 1e6
     );
     let (mut kept_br, mut kept_gz) = (0, 0);
-    let params = brotli::enc::BrotliEncoderParams {
-        quality: 11,
-        lgwin: 22,
-        ..Default::default()
-    };
     let wall = Instant::now();
     let cpu0 = thread_cpu();
     let mut largest_job = Duration::ZERO;
     for data in &contents {
+        // staticd's own encoders, so the floor moves with them.
         let job0 = thread_cpu();
-        let mut br = Vec::with_capacity(data.len() / 3 + 64);
-        brotli::BrotliCompress(&mut &data[..], &mut br, &params).expect("brotli");
+        let br = Encoder::Brotli.run(data);
         largest_job = largest_job.max(thread_cpu() - job0);
-        if !effective(data.len(), br.len()) {
+        if br.is_none() {
             continue;
         }
         kept_br += 1;
-        let mut gz = flate2::GzBuilder::new()
-            .mtime(0)
-            .operating_system(255)
-            .write(
-                Vec::with_capacity(data.len() / 3 + 32),
-                flate2::Compression::best(),
-            );
         let job0 = thread_cpu();
-        gz.write_all(data).expect("gzip");
-        let gz = gz.finish().expect("gzip");
+        let gz = Encoder::Gzip.run(data);
         largest_job = largest_job.max(thread_cpu() - job0);
-        if effective(data.len(), gz.len()) {
-            kept_gz += 1;
-        }
+        kept_gz += usize::from(gz.is_some());
         std::hint::black_box((&br, &gz));
     }
     let cpu = thread_cpu() - cpu0;

@@ -411,7 +411,8 @@ fn sample_project_is_byte_identical() {
 }
 
 /// WhiteNoise's CompressedManifestStaticFilesStorage against staticd's default compression:
-/// the same files, the same originals and hashed files, and every variant decodes to its file.
+/// the same files, the same originals and hashed files, every variant decodes to its file, and
+/// every variant is byte-identical to WhiteNoise's (both sides run Google's C brotli and zlib).
 #[test]
 fn sample_project_matches_whitenoise_variants() {
     let tmp = tempfile::tempdir().unwrap();
@@ -437,7 +438,7 @@ fn sample_project_matches_whitenoise_variants() {
     let names_a: Vec<_> = a.keys().collect();
     let names_b: Vec<_> = b.keys().collect();
     assert_eq!(names_a, names_b, "same set of files, variants included");
-    let mut gz_identical = 0;
+    let (mut gz_identical, mut br_identical) = (0, 0);
     for (k, v) in &b {
         if let Some(base) = k.strip_suffix(".gz") {
             let mut out = Vec::new();
@@ -450,13 +451,16 @@ fn sample_project_matches_whitenoise_variants() {
             let mut out = Vec::new();
             brotli::BrotliDecompress(&mut &v[..], &mut out).unwrap();
             assert_eq!(&out, &b[base], "{k} decodes to {base}");
+            br_identical += usize::from(a[k] == *v);
         } else {
             assert_eq!(a[k], *v, "{k} differs from WhiteNoise's");
         }
     }
-    let gz_total = b.keys().filter(|k| k.ends_with(".gz")).count();
+    let total = |suffix: &str| b.keys().filter(|k| k.ends_with(suffix)).count();
     // Both sides use zlib at level 9 with mtime 0: gzip bytes are identical.
-    assert_eq!(gz_identical, gz_total, "gzip variants byte-identical");
+    assert_eq!(gz_identical, total(".gz"), "gzip variants byte-identical");
+    // Both sides use Google's encoder at quality 11, window 22, fed the same way.
+    assert_eq!(br_identical, total(".br"), "brotli variants byte-identical");
 }
 
 /// Real Django reads a staticd-made manifest (default blake3 names) and `{% static %}` renders

@@ -69,8 +69,11 @@ impl Cache {
         h.update(content);
         h.update(
             format!(
-                "br=q11w22:{} gz=9:{} zst=19:{}",
-                settings.brotli, settings.gzip, settings.zstd
+                "{} br:{} gz:{} zst:{}",
+                super::compress::ENCODERS,
+                settings.brotli,
+                settings.gzip,
+                settings.zstd
             )
             .as_bytes(),
         );

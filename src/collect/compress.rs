@@ -1,11 +1,18 @@
 //! Precompressed variants with WhiteNoise's rules (spec §3.2). Pure: bytes in, bytes out.
 //!
-//! Brotli runs first at quality 11, window 22; if it is not effective, no gzip is written either
-//! (WhiteNoise's shortcut, kept so both produce the same set of files). gzip is level 9 with a
-//! zero mtime and no file name, byte-identical to Python's `gzip.GzipFile(mtime=0)` because both
-//! use zlib. A variant is kept only when it is at most 95 % of the original. zstd is extra
+//! Brotli runs first at quality 11, window 22, byte-identical to Python's `brotli.compress`
+//! because both run Google's C encoder the same way; if it is not effective, no gzip is written
+//! either (WhiteNoise's shortcut, kept so both produce the same set of files). gzip is level 9
+//! with a zero mtime and no file name, byte-identical to Python's `gzip.GzipFile(mtime=0)`
+//! because both use zlib. A variant is kept only when it is at most 95 % of the original. zstd is extra
 //! (no Django tool writes it) and off by default: see README "Compression".
 use std::io::Write;
+
+/// Names the encoders and their settings, for whatever remembers their output (the variant
+/// cache's keys, the incremental state): change it whenever any encoder's bytes may change, so
+/// output of the old encoders is never taken for the new ones'. `google` = Google's C brotli
+/// (before it, the pure-Rust crate, whose bytes differ for some contents).
+pub const ENCODERS: &str = "br=google-q11w22 gz=zlib-9 zst=19";
 
 /// WhiteNoise 6.12's `SKIP_COMPRESS_EXTENSIONS`: formats that are already compressed.
 pub const DEFAULT_SKIP: &[&str] = &[
@@ -157,15 +164,9 @@ pub fn effective(orig: usize, compressed: usize) -> bool {
     orig != 0 && (compressed as f64) / (orig as f64) <= 0.95
 }
 
+/// WhiteNoise's `brotli.compress(data)`, byte for byte (see [`super::google_brotli`]).
 fn brotli_11(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() / 3 + 64);
-    let params = brotli::enc::BrotliEncoderParams {
-        quality: 11,
-        lgwin: 22,
-        ..Default::default()
-    };
-    brotli::BrotliCompress(&mut &data[..], &mut out, &params).expect("in-memory brotli");
-    out
+    super::google_brotli::compress(data, 11, 22)
 }
 
 fn gzip_9(data: &[u8]) -> Vec<u8> {

@@ -11,6 +11,7 @@ pub mod deltas;
 pub mod entry;
 pub mod error;
 pub mod generations;
+pub mod google_brotli;
 pub mod graph;
 pub mod ignore;
 pub mod missing;
@@ -137,8 +138,9 @@ pub fn collect(d: &Discovery, opts: &CollectOptions, log: &Log) -> Result<Summar
 /// Digest of every input that changes output besides the files themselves.
 fn settings_key(d: &Discovery, opts: &CollectOptions) -> String {
     let key = format!(
-        "{} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {} {} {:?} {:?}",
+        "{} {} {:?} {:?} {:?} {:?} {:?} {:?} {} {} {} {} {:?} {:?}",
         env!("CARGO_PKG_VERSION"),
+        compress::ENCODERS,
         d.static_url,
         d.ignore_patterns,
         d.storage,
