@@ -72,6 +72,10 @@ pub enum Source {
     /// Streamed from disk, from a path that is not derivable (symlinked sibling); symlink-free
     /// and relative to the root.
     FileAt(Box<Path>),
+    /// In the store (`serve --origin`), under the asset's `rel` plus this coding's suffix,
+    /// with this ETag in the store's listing: fetched into the disk cache before the answer
+    /// (`dispatch`), which then streams the cached file.
+    Remote { store_etag: Option<Box<str>> },
 }
 
 /// One representation (coding) of an asset.
@@ -133,6 +137,8 @@ pub struct Table {
     /// are not current fingerprints: what [`Table::open_unlisted`] needs.
     manifest: Option<(PathBuf, Option<FileId>)>,
     short_cache: Option<HeaderValue>,
+    /// Built from an object store's listing (`serve --origin`), not from a directory.
+    pub remote: bool,
 }
 
 /// A regular file admitted by the scan.
@@ -341,6 +347,7 @@ impl Table {
             manifest_entries: manifest.paths.len(),
             manifest: Some((manifest_path, manifest_id)),
             short_cache: Some(short_cache),
+            remote: false,
         })
     }
 
@@ -383,6 +390,22 @@ impl Table {
         })
     }
 
+    /// A table of assets from elsewhere than a directory scan (an object store's listing):
+    /// nothing on disk to watch or reopen.
+    pub fn remote(
+        assets: HashMap<Arc<str>, Arc<Asset>>,
+        prefix: String,
+        manifest_entries: usize,
+    ) -> Table {
+        Table {
+            assets,
+            prefix,
+            manifest_entries,
+            remote: true,
+            ..Default::default()
+        }
+    }
+
     pub fn get(&self, rel: &str) -> Option<&Arc<Asset>> {
         self.assets.get(rel)
     }
@@ -395,7 +418,7 @@ impl Table {
     pub fn open(&self, asset: &Asset, v: &Variant) -> Opened {
         let derived;
         let rel: &Path = match &v.source {
-            Source::Memory(_) => return Opened::Gone,
+            Source::Memory(_) | Source::Remote { .. } => return Opened::Gone,
             Source::FileAt(p) => p,
             Source::File => {
                 derived = format!("{}{}", asset.rel, v.encoding.suffix().unwrap_or_default());
@@ -586,7 +609,7 @@ fn reuse_index(prev: &Table) -> Reuse {
                 r.by_hash.insert(v.hash, b.clone());
                 Some(b.clone())
             }
-            Source::File | Source::FileAt(_) => None,
+            Source::File | Source::FileAt(_) | Source::Remote { .. } => None,
         };
         r.by_id.insert(v.id, (v.hash, bytes));
     }
@@ -633,7 +656,7 @@ fn hash_file(
 /// ETags of one table, written into shared buffers: each `HeaderValue` is a slice, so a
 /// variant costs no allocation of its own.
 #[derive(Default)]
-struct EtagArena {
+pub struct EtagArena {
     buf: bytes::BytesMut,
 }
 
@@ -644,7 +667,7 @@ impl EtagArena {
     const PER_BUF: usize = 4096;
 
     /// 96 bits of BLAKE3 in hex: collision-free in practice, short on the wire.
-    fn etag(&mut self, hash: &[u8; 32]) -> HeaderValue {
+    pub fn etag(&mut self, hash: &[u8; 32]) -> HeaderValue {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         if self.buf.capacity() - self.buf.len() < Self::LEN {
             self.buf = bytes::BytesMut::with_capacity(Self::LEN * Self::PER_BUF);
