@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// `staticd ARGS` with `env` and no AWS_* variable from the machine running the tests.
-fn staticd_cmd(args: &[&str], env: &[(&str, String)]) -> Command {
+pub(crate) fn staticd_cmd(args: &[&str], env: &[(&str, String)]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_staticd"));
     c.args(args).stdin(Stdio::null());
     for (k, _) in std::env::vars() {
@@ -48,7 +48,7 @@ fn n(v: &serde_json::Value, key: &str) -> u64 {
 }
 
 /// A `staticd.toml` project whose `[publish]` points at `store`, with its credentials.
-fn project(
+pub(crate) fn project(
     store: &Seaweed,
     storage: &str,
     publish_extra: &str,
@@ -66,7 +66,7 @@ fn project(
     (p, env)
 }
 
-fn publish(p: &Project, url: &str, env: &[(&str, String)]) -> serde_json::Value {
+pub(crate) fn publish(p: &Project, url: &str, env: &[(&str, String)]) -> serde_json::Value {
     json(
         &["publish", url, p.dir.to_str().unwrap(), "--format", "json"],
         env,
