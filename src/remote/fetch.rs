@@ -174,6 +174,18 @@ impl Fetcher {
             }
             return Err(e);
         }
+        // Once per object and replica while it stays cached: worth a line.
+        tracing::info!(
+            "fetched s3://{}/{}: {} bytes{}",
+            self.store.target.bucket,
+            self.store.target.key(&w.key),
+            w.size,
+            if keep {
+                ""
+            } else {
+                ", larger than the cache: not kept"
+            }
+        );
         if keep {
             return self
                 .cache
