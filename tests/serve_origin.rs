@@ -92,6 +92,21 @@ fn two_replicas_answer_identically_across_a_generation_switch() {
     let js = p.hashed("js/app.js");
     let logo = p.hashed("img/logo.png");
 
+    // `staticd check` takes the origin without contacting the store.
+    let check = staticd_cmd(
+        &["check", "--origin", &url, "--static-url", "/static/"],
+        &[],
+    )
+    .current_dir(std::env::temp_dir())
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{said}");
+    assert!(
+        said.contains("origin s3://static/site under /static/"),
+        "{said}"
+    );
+
     // A prefix without a published manifest: a clear error naming the key, at startup.
     let tmp = tempfile::tempdir().unwrap();
     let out = origin_cmd(
@@ -234,6 +249,17 @@ fn two_replicas_answer_identically_across_a_generation_switch() {
     assert_eq!(a.get(&next_path, &[]).body, new_css.as_bytes());
     assert!(du(&cache_b) <= bound, "{} > {bound}", du(&cache_b));
 
+    // Concurrent requests for an object not cached yet: one download, the same answer.
+    let js_path = format!("/static/{js}");
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| seen(&a.get(&js_path, &[("Accept-Encoding", "br")]))))
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    assert_eq!(answers[0].0, 200);
+    assert!(answers.iter().all(|x| *x == answers[0]));
+
     // The store goes away: what is cached is still answered, identically; an object never
     // fetched gets an error answer (not a hang, not a 404), and the poll failure is logged.
     let cached = seen(&a.get(&next_path, &[("Accept-Encoding", "br")]));
@@ -250,8 +276,17 @@ fn two_replicas_answer_identically_across_a_generation_switch() {
         l.contains("polling s3://static/site failed")
     });
     a.stderr.wait("the failed fetch", |l| {
-        l.contains(&format!("static/site/{js}"))
+        l.contains("origin: answering") && l.contains(&format!("static/site/{js}"))
     });
+    // Every line before that one has been read: the js.br download was the only one.
+    let fetched = format!("fetched s3://static/site/{js}.br:");
+    let downloads = a
+        .stderr
+        .snapshot()
+        .iter()
+        .filter(|l| l.contains(&fetched))
+        .count();
+    assert_eq!(downloads, 1, "{}", a.stderr.text());
 
     // Starting while the store is unreachable: a clear error naming the bucket and key.
     let out = origin_cmd(&store, &url, &tmp.path().join("c"), &[])
