@@ -96,7 +96,24 @@ pub struct Seaweed {
 }
 
 impl Seaweed {
+    /// Starts a store on free ports. A port taken by another process between the choice
+    /// and weed's bind (other tests and sessions pick ports too) makes weed exit at once:
+    /// then it starts again on other ports.
     pub fn start() -> Seaweed {
+        for _ in 0..4 {
+            let mut s = Self::choose();
+            match s.try_spawn() {
+                Ok(()) => return s,
+                Err(log) if log.contains("address already in use") => {
+                    eprintln!("weed mini: a port was taken, starting again on others");
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
+        panic!("weed mini found no free ports in 4 attempts");
+    }
+
+    fn choose() -> Seaweed {
         let ports = Ports {
             s3: free_port(),
             s3_grpc: free_port(),
@@ -108,13 +125,12 @@ impl Seaweed {
             filer_grpc: free_port(),
             admin: port_pair(),
         };
-        let mut s = Seaweed {
+        let s = Seaweed {
             child: None,
             dir: tempfile::tempdir().unwrap(),
             endpoint: format!("http://127.0.0.1:{}", ports.s3),
             ports,
         };
-        s.spawn();
         s
     }
 
@@ -122,7 +138,7 @@ impl Seaweed {
         s3_python().parent().unwrap().join("weed")
     }
 
-    fn spawn(&mut self) {
+    fn try_spawn(&mut self) -> Result<(), String> {
         let p = self.ports;
         let d = self.dir.path();
         let data = d.join("data");
@@ -173,11 +189,18 @@ impl Seaweed {
             .spawn()
             .expect("spawn weed mini");
         self.child = Some(ChildGuard::new(child));
-        self.wait_ready();
+        self.wait_ready()
+    }
+
+    fn spawn(&mut self) {
+        if let Err(e) = self.try_spawn() {
+            panic!("{e}");
+        }
     }
 
     /// The S3 port answers before writes succeed: ready is a signed PUT that succeeds.
-    fn wait_ready(&mut self) {
+    /// `Err` with what weed said when it exited instead of becoming ready.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let store = self.client("");
         let rt = staticd::remote::store::runtime().unwrap();
         let headers = staticd::remote::store::Headers {
@@ -189,7 +212,12 @@ impl Seaweed {
         loop {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("weed mini exited ({status}): {}", self.log());
+                    // weed's fatal lines go to its glog files, not to its stderr.
+                    let fatal = glog_fatal(c.id()).unwrap_or_default();
+                    return Err(format!(
+                        "weed mini exited ({status}): {}{fatal}",
+                        self.log()
+                    ));
                 }
             }
             let last = match rt.block_on(store.put(
@@ -209,6 +237,7 @@ impl Seaweed {
             std::thread::sleep(Duration::from_millis(50));
         }
         rt.block_on(store.delete(&[".ready".to_string()])).unwrap();
+        Ok(())
     }
 
     /// An object_store client of the test's own (for probes and for faults).
@@ -391,4 +420,22 @@ pub fn written_between(
         .filter(|(k, v)| before.get(*k).is_none_or(|b| b.chunks != v.chunks))
         .map(|(k, _)| k.clone())
         .collect()
+}
+
+/// The first line of the glog FATAL file weed process `pid` wrote (in the temp dir), if any.
+fn glog_fatal(pid: u32) -> Option<String> {
+    let suffix = format!(".{pid}");
+    std::fs::read_dir(std::env::temp_dir())
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("weed.") && n.contains(".log.FATAL.") && n.ends_with(&suffix)
+        })
+        .find_map(|e| {
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            text.lines()
+                .find(|l| l.starts_with('F'))
+                .map(str::to_string)
+        })
 }
