@@ -240,12 +240,7 @@ impl Table {
         let mut dedup: HashMap<[u8; 32], Bytes> = HashMap::new();
         let mut mem_bytes = 0u64;
         let mut assets = HashMap::with_capacity(groups.len());
-        let short_cache = HeaderValue::from_str(&format!("public, max-age={}", opts.max_age))?;
-        let long_cache = HeaderValue::from_static("public, max-age=31536000, immutable");
-        // Interned header values: few distinct types and dates, one buffer for all ETags.
-        let mut types: HashMap<String, HeaderValue> = HashMap::new();
-        let mut dates: HashMap<u64, HeaderValue> = HashMap::new();
-        let mut etags = EtagArena::default();
+        let mut interned = Interned::new(opts.max_age);
         for (name, g) in &groups {
             let Some(ident) = g[Encoding::Identity.index()] else {
                 continue;
@@ -288,7 +283,7 @@ impl Table {
                 variants.push(Variant {
                     encoding: enc,
                     len: f.id.len,
-                    etag: etags.etag(hash),
+                    etag: interned.etags.etag(hash),
                     id: f.id,
                     hash: *hash,
                     source,
@@ -299,43 +294,9 @@ impl Table {
                 continue;
             };
             let secs = identity.id.mtime_ns.div_euclid(1_000_000_000);
-            let last_modified = (secs > 0).then(|| {
-                let s = secs as u64;
-                let v = dates.entry(s).or_insert_with(|| {
-                    HeaderValue::from_str(&super::conditional::http_date(s))
-                        .expect("http date is ASCII")
-                });
-                (s, v.clone())
-            });
             let imm = immutable.contains(&*name);
-            let has_variants = slots[..3].iter().any(|&s| s != u8::MAX);
-            let ct = content_type(&name);
-            let ct = match types.get(ct.as_str()) {
-                Some(v) => v.clone(),
-                None => {
-                    let v = HeaderValue::from_str(&ct)
-                        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-                    types.insert(ct, v.clone());
-                    v
-                }
-            };
-            assets.insert(
-                name,
-                Arc::new(Asset {
-                    rel,
-                    content_type: ct,
-                    cache_control: if imm {
-                        long_cache.clone()
-                    } else {
-                        short_cache.clone()
-                    },
-                    last_modified,
-                    variants: variants.into_boxed_slice(),
-                    slots,
-                    has_variants,
-                    immutable: imm,
-                }),
-            );
+            let asset = interned.asset(rel, &name, secs, variants, slots, imm);
+            assets.insert(name, Arc::new(asset));
         }
         Ok(Table {
             assets,
@@ -346,7 +307,7 @@ impl Table {
             mem_bytes,
             manifest_entries: manifest.paths.len(),
             manifest: Some((manifest_path, manifest_id)),
-            short_cache: Some(short_cache),
+            short_cache: Some(interned.short_cache),
             remote: false,
         })
     }
@@ -650,6 +611,76 @@ fn hash_file(
         let mut h = blake3::Hasher::new();
         h.update_reader(&file)?;
         Ok((*h.finalize().as_bytes(), None))
+    }
+}
+
+/// Header values of one table, interned: few distinct types and dates, two Cache-Control
+/// values, one buffer for all ETags. Also what makes an [`Asset`] of them, for a scan and
+/// for an origin's listing alike.
+pub struct Interned {
+    types: HashMap<String, HeaderValue>,
+    dates: HashMap<u64, HeaderValue>,
+    pub etags: EtagArena,
+    long_cache: HeaderValue,
+    short_cache: HeaderValue,
+}
+
+impl Interned {
+    /// `max_age`: of the names that are not current fingerprints.
+    pub fn new(max_age: u64) -> Interned {
+        Interned {
+            types: HashMap::new(),
+            dates: HashMap::new(),
+            etags: EtagArena::default(),
+            long_cache: HeaderValue::from_static("public, max-age=31536000, immutable"),
+            short_cache: HeaderValue::from_str(&format!("public, max-age={max_age}"))
+                .expect("digits make a valid header value"),
+        }
+    }
+
+    /// The asset `name` with `variants` (placed by `slots`), last modified at `secs` since
+    /// the epoch (none when 0 or less: a reproducible build's date would be a lie).
+    pub fn asset(
+        &mut self,
+        rel: Arc<str>,
+        name: &str,
+        secs: i64,
+        variants: Vec<Variant>,
+        slots: [u8; 4],
+        immutable: bool,
+    ) -> Asset {
+        let last_modified = (secs > 0).then(|| {
+            let s = secs as u64;
+            let v = self.dates.entry(s).or_insert_with(|| {
+                HeaderValue::from_str(&super::conditional::http_date(s))
+                    .expect("http date is ASCII")
+            });
+            (s, v.clone())
+        });
+        let ct = content_type(name);
+        let content_type = match self.types.get(ct.as_str()) {
+            Some(v) => v.clone(),
+            None => {
+                let v = HeaderValue::from_str(&ct)
+                    .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+                self.types.insert(ct, v.clone());
+                v
+            }
+        };
+        Asset {
+            rel,
+            content_type,
+            cache_control: if immutable {
+                self.long_cache.clone()
+            } else {
+                self.short_cache.clone()
+            },
+            last_modified,
+            has_variants: slots[..3].iter().any(|&s| s != u8::MAX),
+            variants: variants.into_boxed_slice(),
+            slots,
+            immutable,
+        }
     }
 }
 

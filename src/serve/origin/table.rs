@@ -16,15 +16,10 @@
 //! - Old generations' hashed names answer as long as the store holds them, as old files in
 //!   STATIC_ROOT do: the listing has them.
 use crate::manifest::Manifest;
-use crate::media_type::content_type;
 use crate::remote::object_cache::identity;
 use crate::remote::store::Entry;
-use crate::serve::conditional::http_date;
 use crate::serve::negotiate::Encoding;
-use crate::serve::table::{
-    is_immutable, Asset, BuildOptions, EtagArena, FileId, Source, Table, Variant,
-};
-use actix_web::http::header::HeaderValue;
+use crate::serve::table::{is_immutable, BuildOptions, FileId, Interned, Source, Table, Variant};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -67,12 +62,7 @@ pub fn build(manifest: &Manifest, listing: &HashMap<String, Entry>, opts: &Build
             groups.entry(k).or_default()[Encoding::Identity.index()] = Some((k, e));
         }
     }
-    let short_cache = HeaderValue::from_str(&format!("public, max-age={}", opts.max_age))
-        .unwrap_or(HeaderValue::from_static("public, max-age=60"));
-    let long_cache = HeaderValue::from_static("public, max-age=31536000, immutable");
-    let mut types: HashMap<String, HeaderValue> = HashMap::new();
-    let mut dates: HashMap<u64, HeaderValue> = HashMap::new();
-    let mut etags = EtagArena::default();
+    let mut interned = Interned::new(opts.max_age);
     let mut assets = HashMap::with_capacity(groups.len());
     for (name, g) in &groups {
         let Some((_, base)) = g[Encoding::Identity.index()] else {
@@ -95,7 +85,7 @@ pub fn build(manifest: &Manifest, listing: &HashMap<String, Entry>, opts: &Build
             variants.push(Variant {
                 encoding: enc,
                 len: e.size,
-                etag: etags.etag(&hash),
+                etag: interned.etags.etag(&hash),
                 id: FileId {
                     dev: 0,
                     ino: 0,
@@ -108,40 +98,10 @@ pub fn build(manifest: &Manifest, listing: &HashMap<String, Entry>, opts: &Build
                 },
             });
         }
-        let last_modified = (base.modified > 0).then(|| {
-            let s = base.modified as u64;
-            let v = dates.entry(s).or_insert_with(|| {
-                HeaderValue::from_str(&http_date(s)).expect("http date is ASCII")
-            });
-            (s, v.clone())
-        });
-        let imm = is_immutable(name, manifest);
-        let ct = content_type(name);
-        let ct = types
-            .entry(ct.clone())
-            .or_insert_with(|| {
-                HeaderValue::from_str(&ct)
-                    .unwrap_or(HeaderValue::from_static("application/octet-stream"))
-            })
-            .clone();
         let name: Arc<str> = Arc::from(*name);
-        assets.insert(
-            name.clone(),
-            Arc::new(Asset {
-                rel: name,
-                content_type: ct,
-                cache_control: if imm {
-                    long_cache.clone()
-                } else {
-                    short_cache.clone()
-                },
-                last_modified,
-                has_variants: slots[..3].iter().any(|&s| s != u8::MAX),
-                variants: variants.into_boxed_slice(),
-                slots,
-                immutable: imm,
-            }),
-        );
+        let imm = is_immutable(&name, manifest);
+        let asset = interned.asset(name.clone(), &name, base.modified, variants, slots, imm);
+        assets.insert(name, Arc::new(asset));
     }
     Table::remote(assets, opts.prefix.clone(), manifest.paths.len())
 }
