@@ -153,13 +153,13 @@ impl Static<'_, '_> {
 }
 
 /// The answer when an object could not be fetched: 504 when the store took too long, 503
-/// when the object changed since the listing (a new generation: the poll is kicked, a retry
+/// when the object changed since the listing (the prefix is listed again at once, a retry
 /// will find it), 404 when it was deleted since, 502 for anything else the store said.
 fn failed(origin: &Origin, e: &FetchError) -> Reply<'static> {
     let status = match e {
         FetchError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
         FetchError::Changed { .. } => {
-            origin.kick();
+            origin.relist();
             StatusCode::SERVICE_UNAVAILABLE
         }
         FetchError::Missing { .. } => StatusCode::NOT_FOUND,

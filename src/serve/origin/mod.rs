@@ -80,6 +80,8 @@ pub struct Origin {
     forced: Mutex<Option<(Instant, u64)>>,
     /// The manifest's ETag at startup, for the poller's first `If-None-Match`.
     first_etag: Mutex<Option<String>>,
+    /// The next poll lists the prefix even if the manifest did not change.
+    relist: std::sync::atomic::AtomicBool,
 }
 
 /// A generation as read from the store.
@@ -166,6 +168,7 @@ impl Origin {
             covered: tokio::sync::watch::Sender::new(0),
             forced: Mutex::new(None),
             first_etag: Mutex::new(g.etag),
+            relist: std::sync::atomic::AtomicBool::new(false),
         });
         Ok((origin, t))
     }
@@ -204,8 +207,10 @@ impl Origin {
             }
             let kick = self.kicks.load(Ordering::SeqCst);
             let opts = shared.load_full();
-            // New options (SIGHUP): rebuild even if the manifest did not change.
-            let since = if Arc::ptr_eq(&opts, &built_with) {
+            // New options (SIGHUP), or an object that changed under its key: rebuild even
+            // if the manifest did not change.
+            let relist = self.relist.swap(false, Ordering::SeqCst);
+            let since = if Arc::ptr_eq(&opts, &built_with) && !relist {
                 etag.as_deref()
             } else {
                 None
@@ -263,8 +268,17 @@ impl Origin {
         let _ = tokio::time::timeout(REFRESH_WAIT, rx.wait_for(|c| *c >= want)).await;
     }
 
-    /// Asks for a poll soon (a fetched object had changed: the table is out of date).
+    /// Asks for a poll soon.
     pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// Asks for a poll that lists the prefix again whatever the manifest says: an object
+    /// changed under its key since the listing (an unhashed original written by a publish
+    /// that has not written its manifest yet, or that died before it could). The original
+    /// is then answered with its new bytes, as from a local root.
+    pub fn relist(&self) {
+        self.relist.store(true, Ordering::SeqCst);
         self.kick.notify_one();
     }
 }
