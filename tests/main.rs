@@ -32,6 +32,7 @@ mod serve_http;
 mod serve_listen;
 mod serve_observe;
 mod serve_ops;
+mod serve_origin;
 mod serve_reload;
 mod serve_sighup;
 mod serve_tls;

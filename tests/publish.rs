@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 /// A `staticd.toml` project whose `[publish]` points at `store`, with its credentials.
-fn project(
+pub(crate) fn project(
     store: &Seaweed,
     storage: &str,
     publish_extra: &str,

@@ -171,7 +171,7 @@ fn every_problem_named_with_file_line_and_key() {
                 format!("error: {f}:6:11: static.max_age: \"a minute\": invalid digit found in string"),
                 format!("error: {f}:7:11: static.no_cors: expected true or false, not a string"),
                 format!("error: {f}:8:1: static.colour: unknown key; [static] has root, url, max_age, manifest_name, mem_file_max, mem_total_max, cors_origin, no_cors, no_dictionaries"),
-                format!("error: {f}:10:2: statik: unknown section; the sections are [serve], [django], [static], [media], [[upstream]], [proxy], [[internal]], [log], [headers], [tls], [acme], [compress] (and collect's keys static_root, static_url, ignore, sources, storage, whitenoise, collect, publish)"),
+                format!("error: {f}:10:2: statik: unknown section; the sections are [serve], [django], [static], [origin], [media], [[upstream]], [proxy], [[internal]], [log], [headers], [tls], [acme], [compress] (and collect's keys static_root, static_url, ignore, sources, storage, whitenoise, collect, publish)"),
                 format!("error: {f}:14:11: upstream[1].address: \"web\": expected HOST:PORT or unix:/path.sock"),
                 "error: environment variable STATICD_BIND: \"localhost\": expected HOST:PORT, :PORT, [IPv6]:PORT or unix:/path".to_string(),
                 "error: environment variable STATICD_BALANCE: \"random\" is not one of round-robin, least-conn".to_string(),

@@ -1,7 +1,9 @@
 //! Object storage: `staticd publish s3://bucket/prefix` (and `collect --publish`) puts the
 //! current generation of STATIC_ROOT on an S3-compatible store for a CDN, and `staticd prune
 //! --remote` removes what no kept generation names there; `collect --cache s3://…` puts the
-//! variant cache's second level there ([`cache`]).
+//! variant cache's second level there ([`cache`]); `staticd serve --origin` serves a
+//! published generation from there, fetching objects on first request ([`fetch`]) into a
+//! bounded disk cache ([`object_cache`]).
 //!
 //! The store is reached through the `object_store` crate. Everything staticd publishes is
 //! content-addressed except the unhashed originals and the manifest, so the only write that
@@ -9,6 +11,8 @@
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod fetch;
+pub mod object_cache;
 pub mod objects;
 pub mod prune;
 pub mod publish;

@@ -38,6 +38,32 @@ pub enum Put {
     Changed,
 }
 
+/// One object of a listing, as `staticd serve --origin` needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub size: u64,
+    pub etag: Option<String>,
+    /// When the store stored it, seconds since the epoch: the same for every reader.
+    pub modified: i64,
+}
+
+/// What [`Store::get_if_changed`] found.
+#[derive(Debug)]
+pub enum Changed {
+    NotModified,
+    Missing,
+    /// The bytes and their ETag.
+    Got(Bytes, Option<String>),
+}
+
+/// What [`Store::get_stream`] found.
+pub enum Fetch {
+    Stream(futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>),
+    /// Another version is stored under the key now.
+    Changed,
+    Missing,
+}
+
 /// Headers of an object.
 #[derive(Debug, Clone, Default)]
 pub struct Headers {
@@ -131,6 +157,25 @@ impl Store {
 
     /// Every object under the prefix: rel → size and ETag. One paginated LIST.
     pub async fn list(&self) -> Result<HashMap<String, Listed>, RemoteError> {
+        Ok(self
+            .list_entries()
+            .await?
+            .into_iter()
+            .map(|(rel, e)| {
+                (
+                    rel,
+                    Listed {
+                        size: e.size,
+                        etag: e.etag,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Every object under the prefix with what a server answers with (size, ETag, time
+    /// stored). One paginated LIST.
+    pub async fn list_entries(&self) -> Result<HashMap<String, Entry>, RemoteError> {
         let prefix =
             (!self.target.prefix.is_empty()).then(|| ObjPath::from(self.target.prefix.as_str()));
         let mut stream = self.s3.list(prefix.as_ref());
@@ -140,14 +185,54 @@ impl Store {
             if let Some(rel) = self.target.rel(meta.location.as_ref()) {
                 out.insert(
                     rel.to_string(),
-                    Listed {
+                    Entry {
                         size: meta.size,
                         etag: meta.e_tag,
+                        modified: meta.last_modified.timestamp(),
                     },
                 );
             }
         }
         Ok(out)
+    }
+
+    /// The object unless its ETag is still `etag` (`If-None-Match`): what a poll of the
+    /// manifest sends, so an unchanged manifest costs a 304 and no body.
+    pub async fn get_if_changed(
+        &self,
+        rel: &str,
+        etag: Option<&str>,
+    ) -> Result<Changed, RemoteError> {
+        let opts = GetOptions {
+            if_none_match: etag.map(str::to_string),
+            ..Default::default()
+        };
+        match self.s3.get_opts(&self.path(rel), opts).await {
+            Ok(r) => {
+                let etag = r.meta.e_tag.clone();
+                let bytes = r.bytes().await.map_err(|e| self.error(e, "reading", rel))?;
+                Ok(Changed::Got(bytes, etag))
+            }
+            Err(object_store::Error::NotModified { .. }) => Ok(Changed::NotModified),
+            Err(object_store::Error::NotFound { .. }) => Ok(Changed::Missing),
+            Err(e) => Err(self.error(e, "reading", rel)),
+        }
+    }
+
+    /// The object's bytes as they arrive, if its ETag is still `etag` (`If-Match`): an
+    /// unhashed original replaced since the listing is [`Fetch::Changed`], never bytes
+    /// that the listing's ETag would then label wrongly.
+    pub async fn get_stream(&self, rel: &str, etag: Option<&str>) -> Result<Fetch, RemoteError> {
+        let opts = GetOptions {
+            if_match: etag.map(str::to_string),
+            ..Default::default()
+        };
+        match self.s3.get_opts(&self.path(rel), opts).await {
+            Ok(r) => Ok(Fetch::Stream(r.into_stream())),
+            Err(object_store::Error::Precondition { .. }) => Ok(Fetch::Changed),
+            Err(object_store::Error::NotFound { .. }) => Ok(Fetch::Missing),
+            Err(e) => Err(self.error(e, "reading", rel)),
+        }
     }
 
     /// The object's bytes and version; `None` when there is none.

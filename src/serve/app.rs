@@ -71,8 +71,9 @@ async fn answer(req: &HttpRequest, payload: Payload, state: &State) -> HttpRespo
     let kind = route.kind();
     let mut res = match (early, route) {
         (Some(reply), _) => reply.into_actix(verb == Verb::Head),
-        (None, Dispatch::Static(st)) => st
-            .reply(verb, &Request::from_fields(req.headers()))
+        (None, Dispatch::Static(mut st)) => st
+            .answer(verb, &Request::from_fields(req.headers()))
+            .await
             .into_actix(verb == Verb::Head),
         (None, Dispatch::Health(probe)) => health::answer(state, probe, verb)
             .await

@@ -35,7 +35,11 @@ pub fn check(loaded: &Loaded) -> Result<String, Vec<String>> {
         }
     };
     let mut static_line = String::new();
-    if let Some(p) = &prepared {
+    if let (Some(p), Some(origin)) = (&prepared, &args.origin) {
+        // The store is not contacted: a check reads files, and `serve` itself stops with an
+        // error naming the bucket and key when the store cannot be reached.
+        static_line = format!("origin {origin} under {} (not contacted)", p.build.prefix);
+    } else if let Some(p) = &prepared {
         let root = &p.build.root;
         if dir("STATIC_ROOT", root, &mut problems) {
             let manifest = root.join(&p.build.manifest_name);

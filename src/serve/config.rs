@@ -32,8 +32,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The sections of `staticd.toml` whose options need a restart to change (the certificate
-/// files themselves are re-read on SIGHUP).
-pub const RESTART_SECTIONS: &[&str] = &["serve", "tls", "acme"];
+/// files themselves are re-read on SIGHUP; `[origin]`'s store and cache are opened once).
+pub const RESTART_SECTIONS: &[&str] = &["serve", "tls", "acme", "origin"];
 
 /// Serve STATIC_ROOT under STATIC_URL: precompressed variants, validators, ranges, live reload.
 #[derive(clap::Args, Debug, Clone)]
@@ -143,6 +143,26 @@ pub struct ServeArgs {
     /// Serve no RFC 9842 deltas (dcb/dcz) and send no `Use-As-Dictionary`.
     #[arg(id = "static.no_dictionaries", long = "no-dictionaries")]
     pub no_dictionaries: bool,
+
+    /// Serve the generation published at `s3://BUCKET/PREFIX` (`staticd publish`) instead
+    /// of a STATIC_ROOT: its manifest is polled, objects are fetched on first request into
+    /// a bounded disk cache. The store is reached as `staticd publish` reaches it (the AWS
+    /// variables, `[publish]` of staticd.toml). No Django project is needed.
+    #[arg(id = "origin.url", long = "origin", value_name = "S3_URL", value_parser = crate::remote::Target::parse)]
+    pub origin: Option<crate::remote::Target>,
+
+    /// How often --origin's manifest is polled (a conditional GET: unchanged costs a 304).
+    #[arg(id = "origin.poll", long = "origin-poll", value_name = "DURATION", default_value = "10s", value_parser = parse_timeout)]
+    pub origin_poll: Duration,
+
+    /// --origin's disk cache (default: $XDG_CACHE_HOME/staticd/origin or
+    /// ~/.cache/staticd/origin). One per server: the bound is per process.
+    #[arg(id = "origin.cache_dir", long = "origin-cache-dir", value_name = "DIR")]
+    pub origin_cache_dir: Option<PathBuf>,
+
+    /// Bound of --origin's disk cache; the least recently used objects are evicted.
+    #[arg(id = "origin.cache_max", long = "origin-cache-max", value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
+    pub origin_cache_max: u64,
 
     /// MEDIA_ROOT: user uploads served under --media-url (ETag, Range, short max-age).
     #[arg(id = "media.root", long = "media-root", value_name = "DIR")]

@@ -7,13 +7,17 @@
 //! proxy (upstream and mounts).
 
 use super::health::{self, Probe};
-use super::message::{Reply, Request, Verb};
+use super::message::{error_page, Reply, Request, Verb};
 use super::metrics::RouteKind;
+use super::origin::Origin;
 use super::path::{route, Route};
 use super::reload::Wake;
-use super::respond::{respond, Ctx};
+use super::respond::{needs_bytes, respond, Ctx};
 use super::state::{Live, State};
-use super::table::Table;
+use super::table::{Source, Table};
+use crate::remote::fetch::{FetchError, Wanted};
+use actix_web::http::StatusCode;
+use arc_swap::ArcSwap;
 use std::borrow::Cow;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -51,6 +55,9 @@ pub struct Static<'s, 'p> {
     key: Option<Cow<'p, str>>,
     /// The reloader of that table.
     nudge: &'s SyncSender<Wake>,
+    /// `serve --origin`: where the table's bytes come from, and the slot its poller swaps
+    /// (a name not listed makes it poll at once, then the table is loaded again).
+    origin: Option<(&'s Origin, &'s ArcSwap<Table>)>,
 }
 
 /// Routes `path` (the raw, still percent-encoded request path) with the configuration
@@ -66,6 +73,7 @@ pub fn dispatch<'s, 'p>(state: &'s State, live: &'s Live, path: &'p str) -> Disp
             table,
             key,
             nudge: &state.nudge,
+            origin: state.origin.as_deref().map(|o| (o, &state.table)),
         }),
         Route::Other => {
             if let Some(root) = &state.observe.root_files {
@@ -79,6 +87,7 @@ pub fn dispatch<'s, 'p>(state: &'s State, live: &'s Live, path: &'p str) -> Disp
                             table,
                             key: Some(key),
                             nudge: &root.nudge,
+                            origin: None,
                         });
                     }
                 }
@@ -94,11 +103,46 @@ pub fn dispatch<'s, 'p>(state: &'s State, live: &'s Live, path: &'p str) -> Disp
 }
 
 impl Static<'_, '_> {
-    /// The static tier's answer; one that found the table stale wakes the reloader.
-    pub fn reply(&self, verb: Verb, req: &Request<'_>) -> Reply<'_> {
+    /// The static tier's answer; one that found the table stale wakes the reloader. With
+    /// `--origin`, the bytes the answer sends are fetched into the cache first.
+    pub async fn answer(&mut self, verb: Verb, req: &Request<'_>) -> Reply<'_> {
+        let Some((origin, slot)) = self.origin else {
+            return self.reply(verb, req, None);
+        };
+        let Some(key) = self.key.as_deref() else {
+            return self.reply(verb, req, None);
+        };
+        if verb != Verb::Other && self.table.get(key).is_none() {
+            origin.refresh().await;
+            self.table = slot.load();
+        }
+        let wanted = self.table.get(key).and_then(|asset| {
+            let v = needs_bytes(verb, req, asset)?;
+            let Source::Remote { store_etag } = &v.source else {
+                return None;
+            };
+            Some(Wanted {
+                key: format!("{}{}", asset.rel, v.encoding.suffix().unwrap_or_default()),
+                size: v.len,
+                etag: store_etag.as_deref().map(str::to_string),
+                id: v.hash,
+            })
+        });
+        let fetched = match wanted {
+            None => None,
+            Some(w) => match origin.fetcher.file(&w).await {
+                Ok(f) => Some(f),
+                Err(e) => return failed(origin, &e),
+            },
+        };
+        self.reply(verb, req, fetched)
+    }
+
+    fn reply(&self, verb: Verb, req: &Request<'_>, fetched: Option<std::fs::File>) -> Reply<'_> {
         let ctx = Ctx {
             table: &self.table,
             cors: self.live.cors.as_ref(),
+            fetched: std::cell::Cell::new(fetched),
         };
         let reply = respond(verb, req, self.key.as_deref(), &ctx);
         if reply.stale {
@@ -106,4 +150,23 @@ impl Static<'_, '_> {
         }
         reply
     }
+}
+
+/// The answer when an object could not be fetched: 504 when the store took too long, 503
+/// when the object changed since the listing (the prefix is listed again at once, a retry
+/// will find it), 404 when it was deleted since, 502 for anything else the store said.
+fn failed(origin: &Origin, e: &FetchError) -> Reply<'static> {
+    let status = match e {
+        FetchError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+        FetchError::Changed { .. } => {
+            origin.relist();
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        FetchError::Missing { .. } => StatusCode::NOT_FOUND,
+        FetchError::Store(_) | FetchError::Corrupt { .. } | FetchError::Local(_) => {
+            StatusCode::BAD_GATEWAY
+        }
+    };
+    tracing::warn!("origin: answering {}: {e}", status.as_u16());
+    error_page(status)
 }

@@ -72,7 +72,10 @@ pub async fn answer(state: &State, probe: Probe, verb: Verb) -> Reply<'static> {
 
 /// `Ok` when the table is loaded and the proxied side can take requests; else every reason.
 async fn readiness(state: &State) -> Result<(), String> {
-    let table = state.table.load().dir.is_some();
+    let table = {
+        let t = state.table.load();
+        t.dir.is_some() || t.remote
+    };
     let proxy = state.live.load_full().proxy.clone();
     let proxy = proxy.ready().await;
     match (table, proxy) {

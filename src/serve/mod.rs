@@ -38,6 +38,8 @@
 //!    - `compress`: on-the-fly br/zstd/gzip of upstream responses (which, how, the
 //!      header edits), with its encoders and the streaming body.
 //!    - `reload`: watching for new generations and swapping the table.
+//!    - `origin`: `--origin`, a generation served from an object store (the table from its
+//!      manifest and listing, the manifest polled, objects fetched on first request).
 //!    - `https`: what a listener does once HTTPS is on (ACME challenges, the redirect, HSTS).
 //!    - `header_rules`: response header rules by route kind (`--header`).
 //! 4. The two kinds of answer:
@@ -96,6 +98,7 @@ pub mod message;
 pub mod metrics;
 pub mod negotiate;
 pub mod observe;
+pub mod origin;
 pub mod path;
 pub mod proxy;
 pub mod range;
@@ -119,6 +122,7 @@ use arc_swap::ArcSwap;
 use listen::{Listener, Socket};
 use reconfigure::{Reconfigure, Reread};
 use state::{Live, State};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -157,9 +161,22 @@ pub fn run_with(
 
     let started = Instant::now();
     let fp = reload::fingerprint(&opts);
-    let table = table::Table::build(&opts, None)
-        .with_context(|| format!("cannot load {}", root.display()))?;
-    if table.dir.is_none() {
+    let (origin, table) = match &args.origin {
+        Some(target) => {
+            let settings = origin_settings(&loaded, target)?;
+            let (o, t) = origin::Origin::start(&settings, &opts)
+                .with_context(|| format!("cannot serve from {target}"))?;
+            (Some(o), t)
+        }
+        None => (
+            None,
+            table::Table::build(&opts, None)
+                .with_context(|| format!("cannot load {}", root.display()))?,
+        ),
+    };
+    if origin.is_some() {
+        // Origin::start said what it loaded.
+    } else if table.dir.is_none() {
         tracing::warn!(
             "no directory at {}; serving nothing until it appears",
             root.display()
@@ -191,9 +208,24 @@ pub fn run_with(
         }),
         nudge: tx.clone(),
         observe: observed,
+        origin: origin.clone(),
     });
     let build = Arc::new(ArcSwap::from_pointee(opts));
-    reload::spawn(state.clone(), build.clone(), fp, tx.clone(), rx)?;
+    match &origin {
+        Some(o) => {
+            o.spawn_poller(state.clone(), build.clone());
+            // Wakes meant for the reloader (a reconfiguration) make the poller look now.
+            let o = o.clone();
+            std::thread::Builder::new()
+                .name("staticd-origin-wake".into())
+                .spawn(move || {
+                    while rx.recv().is_ok() {
+                        o.kick();
+                    }
+                })?;
+        }
+        None => reload::spawn(state.clone(), build.clone(), fp, tx.clone(), rx)?,
+    }
     let reconfigure = start.reread.map(|reread| {
         Arc::new(Mutex::new(Reconfigure {
             reread,
@@ -334,6 +366,40 @@ pub fn run_with(
             f.remove();
         }
         r
+    })
+}
+
+/// `--origin`'s settings: the options, and `[publish]` of the configuration file (where
+/// the store is; the AWS variables go over it, as for `staticd publish`).
+fn origin_settings(
+    loaded: &Loaded,
+    target: &crate::remote::Target,
+) -> anyhow::Result<origin::Settings> {
+    let args = &loaded.args;
+    let store = match &loaded.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            crate::remote::PublishConfig::parse(&text, path)?
+        }
+        None => crate::remote::PublishConfig::default(),
+    };
+    let cache_dir = match &args.origin_cache_dir {
+        Some(d) => d.clone(),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .filter(|x| !x.is_empty())
+            .map(|x| PathBuf::from(x).join("staticd/origin"))
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/staticd/origin")))
+            .ok_or_else(|| {
+                anyhow::anyhow!("--origin needs a cache directory: pass --origin-cache-dir (no $HOME or $XDG_CACHE_HOME here)")
+            })?,
+    };
+    Ok(origin::Settings {
+        target: target.clone(),
+        store,
+        poll: args.origin_poll,
+        cache_dir,
+        cache_max: args.origin_cache_max,
     })
 }
 

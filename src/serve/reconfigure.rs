@@ -55,7 +55,11 @@ pub struct Prepared {
 pub fn prepare(args: &ServeArgs, max_body: u64) -> Result<Prepared, String> {
     let (root, static_url) = resolve::locate(args).map_err(|e| format!("{e:#}"))?;
     // Absolute, so the reloader can watch the parent even for `--root static`.
-    let root = std::path::absolute(&root).unwrap_or(root);
+    let root = if root.as_os_str().is_empty() {
+        root
+    } else {
+        std::path::absolute(&root).unwrap_or(root)
+    };
     let build = BuildOptions {
         root,
         prefix: normalize_prefix(&static_url),

@@ -223,6 +223,14 @@ fn env_problems(cmd: &Command) -> Vec<Problem> {
 /// STATIC_ROOT and STATIC_URL: from the options, else from the Django project (PROJECT,
 /// by default the current directory, as for collect).
 pub fn locate(args: &ServeArgs) -> anyhow::Result<(PathBuf, String)> {
+    if args.origin.is_some() {
+        // The files come from the store: no STATIC_ROOT, no Django project to ask. The
+        // root stays empty (nothing is scanned or watched).
+        return Ok((
+            PathBuf::new(),
+            args.static_url.clone().unwrap_or_else(|| "/static/".into()),
+        ));
+    }
     if let (Some(root), Some(url)) = (&args.root, &args.static_url) {
         return Ok((root.clone(), url.clone()));
     }

@@ -24,6 +24,26 @@ use std::borrow::Cow;
 pub struct Ctx<'a> {
     pub table: &'a Table,
     pub cors: Option<&'a HeaderValue>,
+    /// The bytes of the [`Source::Remote`] variant [`needs_bytes`] named, fetched into the
+    /// origin's cache before the answer (`dispatch`).
+    pub fetched: std::cell::Cell<Option<std::fs::File>>,
+}
+
+/// The variant whose bytes the answer will send, when they are not in memory: the one
+/// negotiation selects, if the preconditions let the request go on. What `serve --origin`
+/// fetches before answering (a 304 needs no bytes, so a replica answers it even while the
+/// store is down). The same steps, in the same order, as [`respond`].
+pub fn needs_bytes<'t>(verb: Verb, req: &Request<'_>, asset: &'t Asset) -> Option<&'t Variant> {
+    if verb == Verb::Other {
+        return None;
+    }
+    let enc = negotiate(req.accept_encoding, |e| asset.variant(e).is_some())?;
+    let v = asset.variant(enc)?;
+    let lm = asset.last_modified.as_ref().map(|(s, _)| *s);
+    match conditional::evaluate(&req.conditions, v.etag.as_bytes(), lm) {
+        Outcome::Proceed => (!matches!(v.source, Source::Memory(_))).then_some(v),
+        Outcome::NotModified | Outcome::PreconditionFailed => None,
+    }
 }
 
 /// The answer for a path under the static prefix. `key` is the decoded table key, `None`
@@ -127,6 +147,11 @@ fn answer<'a>(verb: Verb, req: &Request<'_>, asset: &'a Asset, ctx: &Ctx<'a>) ->
     // Open before committing to a status, so a vanished file is a 404, never a 5xx.
     let file = match &v.source {
         Source::Memory(_) => None,
+        Source::Remote { .. } => match ctx.fetched.take() {
+            Some(f) => Some(f),
+            // Only a caller that skipped the fetch gets here.
+            None => return super::message::error_page(StatusCode::SERVICE_UNAVAILABLE),
+        },
         Source::File | Source::FileAt(_) => match ctx.table.open(asset, v) {
             Opened::Same(f) => Some(f),
             Opened::Replaced(f, len) => return replaced(asset, v, f, len, ctx),
@@ -201,7 +226,7 @@ fn full<'a>(
     r.body = match &v.source {
         // The hot path: a refcounted slice, no allocation, no syscall.
         Source::Memory(bytes) => Body::Mem(bytes.clone()),
-        Source::File | Source::FileAt(_) => Body::Parts {
+        Source::File | Source::FileAt(_) | Source::Remote { .. } => Body::Parts {
             segments: vec![Segment::File {
                 offset: 0,
                 len: v.len,
@@ -277,7 +302,7 @@ fn partial<'a>(
 ) -> Reply<'a> {
     let slice = |first: u64, last: u64| match &v.source {
         Source::Memory(bytes) => Segment::Mem(bytes.slice(first as usize..=last as usize)),
-        Source::File | Source::FileAt(_) => Segment::File {
+        Source::File | Source::FileAt(_) | Source::Remote { .. } => Segment::File {
             offset: first,
             len: last - first + 1,
         },

@@ -4,6 +4,7 @@
 
 use super::header_rules::HeaderRules;
 use super::log::LogFormat;
+use super::origin::Origin;
 use super::proxy::Proxy;
 use super::reload::Wake;
 use super::table::Table;
@@ -23,6 +24,8 @@ pub struct State {
     /// The health path, header rules and root files (`ObserveArgs`); a reload swaps the
     /// rules (their own `ArcSwap`, so a request applies the rules current when it ends).
     pub observe: Observe,
+    /// `serve --origin`: the store the table comes from (`None`: STATIC_ROOT).
+    pub origin: Option<Arc<Origin>>,
 }
 
 /// The part of the configuration that changes without a restart. A request loads it once

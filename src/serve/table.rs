@@ -77,6 +77,10 @@ pub enum Source {
     /// Streamed from disk, from a path that is not derivable (symlinked sibling); symlink-free
     /// and relative to the root.
     FileAt(Box<Path>),
+    /// In the store (`serve --origin`), under the asset's `rel` plus this coding's suffix,
+    /// with this ETag in the store's listing: fetched into the disk cache before the answer
+    /// (`dispatch`), which then streams the cached file.
+    Remote { store_etag: Option<Box<str>> },
 }
 
 /// One representation (coding) of an asset.
@@ -158,6 +162,8 @@ pub struct Table {
     /// are not current fingerprints: what [`Table::open_unlisted`] needs.
     manifest: Option<(PathBuf, Option<FileId>)>,
     short_cache: Option<HeaderValue>,
+    /// Built from an object store's listing (`serve --origin`), not from a directory.
+    pub remote: bool,
 }
 
 /// A regular file admitted by the scan.
@@ -273,12 +279,7 @@ impl Table {
         let mut dedup: HashMap<[u8; 32], Bytes> = HashMap::new();
         let mut mem_bytes = 0u64;
         let mut assets = HashMap::with_capacity(groups.len());
-        let short_cache = HeaderValue::from_str(&format!("public, max-age={}", opts.max_age))?;
-        let long_cache = HeaderValue::from_static("public, max-age=31536000, immutable");
-        // Interned header values: few distinct types and dates, one buffer for all ETags.
-        let mut types: HashMap<String, HeaderValue> = HashMap::new();
-        let mut dates: HashMap<u64, HeaderValue> = HashMap::new();
-        let mut etags = EtagArena::default();
+        let mut interned = Interned::new(opts.max_age);
         for (name, g) in &groups {
             let Some(ident) = g[Encoding::Identity.index()] else {
                 continue;
@@ -321,7 +322,7 @@ impl Table {
                 variants.push(Variant {
                     encoding: enc,
                     len: f.id.len,
-                    etag: etags.etag(hash),
+                    etag: interned.etags.etag(hash),
                     id: f.id,
                     hash: *hash,
                     source,
@@ -332,14 +333,6 @@ impl Table {
                 continue;
             };
             let secs = identity.id.mtime_ns.div_euclid(1_000_000_000);
-            let last_modified = (secs > 0).then(|| {
-                let s = secs as u64;
-                let v = dates.entry(s).or_insert_with(|| {
-                    HeaderValue::from_str(&super::conditional::http_date(s))
-                        .expect("http date is ASCII")
-                });
-                (s, v.clone())
-            });
             let imm = immutable.contains(&*name);
             let asset_deltas = deltas.remove(&*name).unwrap_or_default();
             let dictionary = Some(opts.prefix.as_str())
@@ -364,7 +357,7 @@ impl Table {
                     let v = Variant {
                         encoding: d.encoding,
                         len: d.id.len,
-                        etag: etags.etag(&d.hash),
+                        etag: interned.etags.etag(&d.hash),
                         id: d.id,
                         hash: d.hash,
                         source,
@@ -372,38 +365,11 @@ impl Table {
                     (d.dict, v)
                 })
                 .collect();
-            let has_variants = slots[..3].iter().any(|&s| s != u8::MAX)
-                || dictionary.is_some()
-                || !asset_deltas.is_empty();
-            let ct = content_type(&name);
-            let ct = match types.get(ct.as_str()) {
-                Some(v) => v.clone(),
-                None => {
-                    let v = HeaderValue::from_str(&ct)
-                        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
-                    types.insert(ct, v.clone());
-                    v
-                }
-            };
-            assets.insert(
-                name,
-                Arc::new(Asset {
-                    rel,
-                    content_type: ct,
-                    cache_control: if imm {
-                        long_cache.clone()
-                    } else {
-                        short_cache.clone()
-                    },
-                    last_modified,
-                    variants: variants.into_boxed_slice(),
-                    slots,
-                    has_variants,
-                    immutable: imm,
-                    deltas: asset_deltas.into_boxed_slice(),
-                    dictionary,
-                }),
-            );
+            let mut asset = interned.asset(rel, &name, secs, variants, slots, imm);
+            asset.has_variants |= dictionary.is_some() || !asset_deltas.is_empty();
+            asset.deltas = asset_deltas.into_boxed_slice();
+            asset.dictionary = dictionary;
+            assets.insert(name, Arc::new(asset));
         }
         Ok(Table {
             assets,
@@ -414,7 +380,8 @@ impl Table {
             mem_bytes,
             manifest_entries: manifest.paths.len(),
             manifest: Some((manifest_path, manifest_id)),
-            short_cache: Some(short_cache),
+            short_cache: Some(interned.short_cache),
+            remote: false,
         })
     }
 
@@ -457,6 +424,22 @@ impl Table {
         })
     }
 
+    /// A table of assets from elsewhere than a directory scan (an object store's listing):
+    /// nothing on disk to watch or reopen.
+    pub fn remote(
+        assets: HashMap<Arc<str>, Arc<Asset>>,
+        prefix: String,
+        manifest_entries: usize,
+    ) -> Table {
+        Table {
+            assets,
+            prefix,
+            manifest_entries,
+            remote: true,
+            ..Default::default()
+        }
+    }
+
     pub fn get(&self, rel: &str) -> Option<&Arc<Asset>> {
         self.assets.get(rel)
     }
@@ -469,7 +452,7 @@ impl Table {
     pub fn open(&self, asset: &Asset, v: &Variant) -> Opened {
         let derived;
         let rel: &Path = match &v.source {
-            Source::Memory(_) => return Opened::Gone,
+            Source::Memory(_) | Source::Remote { .. } => return Opened::Gone,
             Source::FileAt(p) => p,
             Source::File => {
                 derived = format!("{}{}", asset.rel, v.encoding.suffix().unwrap_or_default());
@@ -759,7 +742,7 @@ fn reuse_index(prev: &Table) -> Reuse {
                 r.by_hash.insert(v.hash, b.clone());
                 Some(b.clone())
             }
-            Source::File | Source::FileAt(_) => None,
+            Source::File | Source::FileAt(_) | Source::Remote { .. } => None,
         };
         r.by_id.insert(v.id, (v.hash, bytes));
     }
@@ -803,10 +786,82 @@ fn hash_file(
     }
 }
 
+/// Header values of one table, interned: few distinct types and dates, two Cache-Control
+/// values, one buffer for all ETags. Also what makes an [`Asset`] of them, for a scan and
+/// for an origin's listing alike.
+pub struct Interned {
+    types: HashMap<String, HeaderValue>,
+    dates: HashMap<u64, HeaderValue>,
+    pub etags: EtagArena,
+    long_cache: HeaderValue,
+    short_cache: HeaderValue,
+}
+
+impl Interned {
+    /// `max_age`: of the names that are not current fingerprints.
+    pub fn new(max_age: u64) -> Interned {
+        Interned {
+            types: HashMap::new(),
+            dates: HashMap::new(),
+            etags: EtagArena::default(),
+            long_cache: HeaderValue::from_static("public, max-age=31536000, immutable"),
+            short_cache: HeaderValue::from_str(&format!("public, max-age={max_age}"))
+                .expect("digits make a valid header value"),
+        }
+    }
+
+    /// The asset `name` with `variants` (placed by `slots`), last modified at `secs` since
+    /// the epoch (none when 0 or less: a reproducible build's date would be a lie).
+    pub fn asset(
+        &mut self,
+        rel: Arc<str>,
+        name: &str,
+        secs: i64,
+        variants: Vec<Variant>,
+        slots: [u8; 4],
+        immutable: bool,
+    ) -> Asset {
+        let last_modified = (secs > 0).then(|| {
+            let s = secs as u64;
+            let v = self.dates.entry(s).or_insert_with(|| {
+                HeaderValue::from_str(&super::conditional::http_date(s))
+                    .expect("http date is ASCII")
+            });
+            (s, v.clone())
+        });
+        let ct = content_type(name);
+        let content_type = match self.types.get(ct.as_str()) {
+            Some(v) => v.clone(),
+            None => {
+                let v = HeaderValue::from_str(&ct)
+                    .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+                self.types.insert(ct, v.clone());
+                v
+            }
+        };
+        Asset {
+            rel,
+            content_type,
+            cache_control: if immutable {
+                self.long_cache.clone()
+            } else {
+                self.short_cache.clone()
+            },
+            last_modified,
+            has_variants: slots[..3].iter().any(|&s| s != u8::MAX),
+            variants: variants.into_boxed_slice(),
+            slots,
+            immutable,
+            deltas: Box::new([]),
+            dictionary: None,
+        }
+    }
+}
+
 /// ETags of one table, written into shared buffers: each `HeaderValue` is a slice, so a
 /// variant costs no allocation of its own.
 #[derive(Default)]
-struct EtagArena {
+pub struct EtagArena {
     buf: bytes::BytesMut,
 }
 
@@ -817,7 +872,7 @@ impl EtagArena {
     const PER_BUF: usize = 4096;
 
     /// 96 bits of BLAKE3 in hex: collision-free in practice, short on the wire.
-    fn etag(&mut self, hash: &[u8; 32]) -> HeaderValue {
+    pub fn etag(&mut self, hash: &[u8; 32]) -> HeaderValue {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         if self.buf.capacity() - self.buf.len() < Self::LEN {
             self.buf = bytes::BytesMut::with_capacity(Self::LEN * Self::PER_BUF);

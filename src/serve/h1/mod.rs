@@ -487,8 +487,9 @@ impl<I: ClientIo> Conn<'_, I> {
         let route = dispatch(self.state, live, path);
         self.route = route.kind();
         match route {
-            Dispatch::Static(st) => {
-                let reply = st.reply(head.verb, &head.request(buf));
+            Dispatch::Static(mut st) => {
+                let req = head.request(buf);
+                let reply = st.answer(head.verb, &req).await;
                 self.send(head, buf, reply, start, After::Request).await
             }
             Dispatch::Health(probe) => {
