@@ -78,14 +78,17 @@ pub fn parse(cmd: Command, argv: &[OsString]) -> Result<(ArgMatches, Option<Load
     let Some((name, sub)) = first.subcommand() else {
         return Ok((first, None));
     };
-    let Ok(config) = sub.try_get_one::<PathBuf>("config") else {
-        return Ok((first, None));
-    };
     let name = name.to_string();
     let subcmd = cmd
         .find_subcommand(&name)
         .cloned()
         .expect("the subcommand just parsed");
+    // Asked of the command, not of the matches: `try_get_one` reports an id the command
+    // does not have only in debug builds (release builds answer `Ok(None)`).
+    if !subcmd.get_arguments().any(|a| a.get_id() == "config") {
+        return Ok((first, None));
+    }
+    let config = sub.get_one::<PathBuf>("config");
     // Its variable (STATICD_CONFIG) too: the first parse ignored the environment.
     let config = config.cloned().or_else(|| {
         let arg = subcmd.get_arguments().find(|a| a.get_id() == "config")?;
