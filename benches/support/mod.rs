@@ -73,13 +73,14 @@ pub fn env_list(key: &str, default: &str) -> Vec<String> {
         .collect()
 }
 
-/// The median (the mean of the two middle values for an even count); `None` for no values.
+/// The median (the mean of the two middle values for an even count) of the values that
+/// are numbers (a figure a tool did not report is NaN); `None` for none.
 pub fn median(v: &[f64]) -> Option<f64> {
-    if v.is_empty() {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    if s.is_empty() {
         return None;
     }
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    s.sort_by(f64::total_cmp);
     let n = s.len();
     Some(if n % 2 == 1 {
         s[n / 2]

@@ -164,6 +164,22 @@ pub struct Table {
     short_cache: Option<HeaderValue>,
     /// Built from an object store's listing (`serve --origin`), not from a directory.
     pub remote: bool,
+    /// What [`Table::outdated`] last found, so a stream of misses (404s) does not pay its
+    /// two `stat`s each: `true` is final (a table never becomes current again), `false` is
+    /// trusted for [`OUTDATED_RECHECK`] after `outdated_checked` (ns since [`epoch`]).
+    outdated_seen: std::sync::atomic::AtomicBool,
+    outdated_checked: std::sync::atomic::AtomicU64,
+}
+
+/// How long a miss trusts the last "no newer generation" answer: a new name published
+/// this long before the reload lands may still answer 404; a miss costs a clock read, not
+/// two `stat`s (the 404 benchmark lost a third of its rate to them).
+const OUTDATED_RECHECK: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// The process's clock origin for [`Table`]'s atomics.
+fn epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
 }
 
 /// A regular file admitted by the scan.
@@ -382,12 +398,32 @@ impl Table {
             manifest: Some((manifest_path, manifest_id)),
             short_cache: Some(interned.short_cache),
             remote: false,
+            ..Default::default()
         })
     }
 
     /// Whether a generation was published after this table was scanned: STATIC_ROOT was
-    /// swapped (or created), or its manifest replaced (per-file publishing).
+    /// swapped (or created), or its manifest replaced (per-file publishing). Asked again at
+    /// most every [`OUTDATED_RECHECK`] while the answer is no.
     fn outdated(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.outdated_seen.load(Relaxed) {
+            return true;
+        }
+        let now = (epoch().elapsed().as_nanos() as u64).max(1);
+        let last = self.outdated_checked.load(Relaxed);
+        if last != 0 && now.saturating_sub(last) < OUTDATED_RECHECK.as_nanos() as u64 {
+            return false;
+        }
+        self.outdated_checked.store(now, Relaxed);
+        let seen = self.check_outdated();
+        if seen {
+            self.outdated_seen.store(true, Relaxed);
+        }
+        seen
+    }
+
+    fn check_outdated(&self) -> bool {
         let root = std::fs::metadata(&self.root)
             .ok()
             .map(|m| (m.dev(), m.ino()));
@@ -1023,6 +1059,19 @@ mod tests {
 mod unlisted_tests {
     use super::*;
 
+    /// `open_unlisted(key)` once a publish is seen: a "not outdated" answer is trusted for
+    /// [`OUTDATED_RECHECK`], so poll (deadline 5 s).
+    fn found(table: &Table, key: &str) -> Option<Unlisted> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let u = table.open_unlisted(key);
+            if u.is_some() || std::time::Instant::now() > deadline {
+                return u;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     fn opts(root: &Path) -> BuildOptions {
         BuildOptions {
             root: root.to_path_buf(),
@@ -1071,9 +1120,7 @@ mod unlisted_tests {
         std::fs::rename(&root, tmp.path().join("old")).unwrap();
         std::fs::rename(&next, &root).unwrap();
 
-        let u = table
-            .open_unlisted("b.css")
-            .expect("the new generation's file");
+        let u = found(&table, "b.css").expect("the new generation's file");
         assert_eq!(u.len, 3);
         assert_eq!(u.content_type, "text/css; charset=utf-8");
         assert_eq!(u.cache_control, "public, max-age=60");
@@ -1090,6 +1137,40 @@ mod unlisted_tests {
             &root.join("staticfiles.json"),
             br#"{"paths": {"c.css": "c.css"}, "version": "1.1"}"#,
         );
-        assert!(table.open_unlisted("c.css").is_some());
+        assert!(found(&table, "c.css").is_some());
+    }
+
+    /// A stream of misses costs a clock read each, not two `stat`s: "not outdated" is
+    /// trusted for a while, and "outdated" for good.
+    #[test]
+    fn the_outdated_answer_is_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("static");
+        std::fs::create_dir_all(&root).unwrap();
+        let table = Table::build(&opts(&root), None).unwrap();
+        assert!(!table.outdated());
+        let checked = table
+            .outdated_checked
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(!table.outdated());
+        // Within OUTDATED_RECHECK (or at the same ns): not asked again.
+        let again = table
+            .outdated_checked
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(again == checked || again - checked >= OUTDATED_RECHECK.as_nanos() as u64);
+        std::fs::rename(&root, tmp.path().join("old")).unwrap();
+        std::fs::create_dir_all(&root).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !table.outdated() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the swap is never seen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // Final: even with the old directory back.
+        std::fs::remove_dir(&root).unwrap();
+        std::fs::rename(tmp.path().join("old"), &root).unwrap();
+        assert!(table.outdated());
     }
 }
