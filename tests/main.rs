@@ -28,6 +28,7 @@ mod serve_acme;
 mod serve_collect;
 mod serve_config;
 mod serve_h1;
+mod serve_h2;
 mod serve_http;
 mod serve_listen;
 mod serve_observe;

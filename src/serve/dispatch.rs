@@ -1,11 +1,12 @@
-//! The one dispatch of every protocol: the HTTP/1 loop (`h1`) and actix's HTTP/2 service
-//! (`app`) both decide a request's route here and get the static tier's answer from here, so
+//! The one dispatch of every protocol: the HTTP/1 loop (`h1`) and the HTTP/2 server (`h2`)
+//! both decide a request's route here and get the static tier's answer from here, so
 //! the two cannot drift apart (prefix matching, the table generation used, the reload nudge).
 //!
 //! In order: the health path (never forwarded), STATIC_URL, the root files
 //! (`--root-files`: a file of that table at the site root, e.g. `/robots.txt`), then the
 //! proxy (upstream and mounts).
 
+use super::headers;
 use super::health::{self, Probe};
 use super::message::{error_page, Reply, Request, Verb};
 use super::metrics::RouteKind;
@@ -16,6 +17,7 @@ use super::respond::{needs_bytes, respond, Ctx};
 use super::state::{Live, State};
 use super::table::{Source, Table};
 use crate::remote::fetch::{FetchError, Wanted};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use arc_swap::ArcSwap;
 use std::borrow::Cow;
@@ -170,3 +172,28 @@ fn failed(origin: &Origin, e: &FetchError) -> Reply<'static> {
     tracing::warn!("origin: answering {}: {e}", status.as_u16());
     error_page(status)
 }
+
+/// What no route answers, on either protocol: `OPTIONS *` (200 with `Allow`), CONNECT (405:
+/// this is no forward proxy) and TRACE (405, as nginx).
+pub fn special(live: &Live, method: &[u8], asterisk: bool) -> Option<Reply<'static>> {
+    let allow = if live.proxy.has_upstreams() {
+        ALLOW_PROXIED
+    } else {
+        headers::ALLOW
+    };
+    if asterisk {
+        let mut r = Reply::new(StatusCode::OK);
+        r.headers.push((header::ALLOW, Cow::Owned(allow)));
+        return Some(r);
+    }
+    if !matches!(method, b"CONNECT" | b"TRACE") {
+        return None;
+    }
+    let mut r = error_page(StatusCode::METHOD_NOT_ALLOWED);
+    r.headers.push((header::ALLOW, Cow::Owned(allow)));
+    Some(r)
+}
+
+/// What `Allow` lists when an upstream takes the methods the static tier does not.
+const ALLOW_PROXIED: HeaderValue =
+    HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");

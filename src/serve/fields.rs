@@ -1,12 +1,10 @@
-//! Request header fields as both front ends hold them: actix's map (HTTP/2) and the HTTP/1
-//! loop's parsed head. The static tier, the file mounts
+//! Request header fields as both front ends hold them: the `http` crate's map (HTTP/2, `h2`)
+//! and the HTTP/1 loop's parsed head. The static tier, the file mounts
 //! and header forwarding read them through [`Fields`], so neither side builds the other's
 //! representation.
 
-use actix_web::http::header::{HeaderMap, HeaderValue};
-
-/// A request's header fields, from actix's map or straight from a parsed HTTP/1 head (the
-/// `h1` loop), so forwarding builds no map of its own. Names may be in any case.
+/// A request's header fields, from the `http` crate's map (HTTP/2) or straight from a
+/// parsed HTTP/1 head (the `h1` loop), so forwarding builds no map of its own. Names may be in any case.
 pub trait Fields {
     /// Every field, in order.
     fn each<'s>(&'s self, f: &mut dyn FnMut(&'s str, &'s [u8]));
@@ -15,7 +13,7 @@ pub trait Fields {
     fn all(&self, name: &str) -> Vec<&[u8]>;
 }
 
-impl Fields for HeaderMap {
+impl Fields for http::HeaderMap {
     fn each<'s>(&'s self, f: &mut dyn FnMut(&'s str, &'s [u8])) {
         for (n, v) in self.iter() {
             f(n.as_str(), v.as_bytes());
@@ -23,7 +21,10 @@ impl Fields for HeaderMap {
     }
 
     fn all(&self, name: &str) -> Vec<&[u8]> {
-        self.get_all(name).map(HeaderValue::as_bytes).collect()
+        self.get_all(name)
+            .iter()
+            .map(http::HeaderValue::as_bytes)
+            .collect()
     }
 }
 

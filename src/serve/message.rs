@@ -2,17 +2,16 @@
 //! protocol carries them: [`Verb`] and [`Request`] (what the static tier and the file mounts
 //! read of a request), [`Reply`] and its [`Body`] (a complete answer).
 //!
-//! The HTTP/1 loop (`h1`) writes a [`Reply`] straight to the socket; [`Reply::into_actix`]
-//! turns it into an actix response for HTTP/2. Nothing here knows either side, so the static
+//! The HTTP/1 loop (`h1`) writes a [`Reply`] straight to the socket, the HTTP/2 server
+//! (`h2::write`) onto a stream. Nothing here knows either side, so the static
 //! tier (`respond`), the proxy and both front ends share these types without depending on
 //! one another.
 
-use super::body::{Segment, SegmentBody};
+use super::body::Segment;
 use super::conditional::Conditions;
 use super::fields::Fields;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::HttpResponse;
 use bytes::Bytes;
 use std::borrow::Cow;
 
@@ -185,50 +184,6 @@ impl<'a> Reply<'a> {
         ));
         r.body = Body::Mem(Bytes::from_static(b"404 Not Found\n"));
         r
-    }
-
-    /// As an actix response; for HEAD (`head`), a body that declares the length and sends
-    /// nothing.
-    pub fn into_actix(self, head: bool) -> HttpResponse {
-        let mut b = HttpResponse::build(self.status);
-        for (name, value) in self.headers {
-            b.append_header((name, value.into_owned()));
-        }
-        if self.close {
-            b.force_close();
-        }
-        if let Some(up) = self.upstream {
-            b.extensions_mut().insert(up);
-        }
-        // 304 and 204 carry no Content-Length at all (RFC 9110 §8.6: a 304's would have to be
-        // the 200's length); actix's HTTP/2 writer adds `content-length: 0` to any sized
-        // body, an empty one included, so these get a body of no size.
-        if matches!(
-            self.status,
-            StatusCode::NOT_MODIFIED | StatusCode::NO_CONTENT
-        ) && matches!(self.body, Body::Empty)
-        {
-            return b.body(actix_web::body::None::new());
-        }
-        if head {
-            return match self.body {
-                Body::Empty => b.finish(),
-                // Length unknown: declared as GET's stream would be (chunked), never as 0.
-                Body::Stream { len: None, stream } => b.streaming(stream),
-                body => b.body(SegmentBody::head(body.size())),
-            };
-        }
-        match self.body {
-            Body::Empty => b.finish(),
-            Body::Mem(bytes) => b.body(bytes),
-            Body::Parts { segments, file } => b.body(SegmentBody::new(segments, file)),
-            Body::Omitted(n) => b.body(SegmentBody::head(n)),
-            Body::Stream {
-                len: Some(n),
-                stream,
-            } => b.body(actix_web::body::SizedStream::new(n, stream)),
-            Body::Stream { len: None, stream } => b.streaming(stream),
-        }
     }
 }
 

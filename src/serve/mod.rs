@@ -2,7 +2,7 @@
 //!
 //! [`run`] builds the table, the proxy and the shared [`state::State`], starts the reloader,
 //! binds the listeners (or takes systemd's), and serves every connection with the HTTP/1
-//! loop (`h1`), which hands only h2c to actix-web (`app`). Both front ends route with
+//! loop (`h1`), which hands only h2c to the HTTP/2 server (`h2`). Both front ends route with
 //! `dispatch`. With HTTPS on, one more listener (`tls_listen`) does the TLS handshake and
 //! gives each connection to one of them by ALPN. SIGHUP reloads the configuration
 //! (`reconfigure`) and the certificates; SIGTERM and SIGINT drain.
@@ -50,13 +50,14 @@
 //!      the proxy) that a reload swaps, the health path, header rules and root files.
 //! 6. staticd's own answers:
 //!    - `health`: the health path (liveness, readiness).
-//! 7. Routing:
+//! 7. Routing, and what every connection is served with:
 //!    - `dispatch`: health, static, root files or proxied; the static answer, for every
 //!      protocol.
-//! 8. The front ends:
-//!    - `app`: actix-web's App, for HTTP/2 (h2c).
+//!    - `conn`: a listener's connection settings (timeouts, limits, shutdown, HTTPS).
+//! 8. The HTTP/2 server:
+//!    - `h2`: h2c and TLS `h2` connections, each stream answered in the connection's task.
 //! 9. The HTTP/1 server:
-//!    - `h1`: every connection, for its whole life (h2c handed to `app`).
+//!    - `h1`: every connection, for its whole life (h2c handed to `h2`).
 //! 10. Operations:
 //!    - `observe`: health, metrics listener, log targets, header rules, root files options.
 //!    - `tls_args`: the HTTPS options and their checks.
@@ -74,7 +75,6 @@
 //!    - `check`: `staticd check`, the configuration prepared as a reload would, and
 //!      STATIC_ROOT checked.
 
-pub mod app;
 pub mod beneath;
 pub mod body;
 pub mod check;
@@ -82,12 +82,14 @@ pub mod compress;
 pub mod conditional;
 pub mod config;
 pub mod config_file;
+pub mod conn;
 #[cfg(test)]
 mod dependency_order;
 pub mod dictionary;
 pub mod dispatch;
 pub mod fields;
 pub mod h1;
+pub mod h2;
 pub mod header_rules;
 pub mod headers;
 pub mod health;
@@ -274,7 +276,7 @@ pub fn run_with(
         let mut files = Vec::new();
         // Each socket goes to the server, which closes it when a shutdown begins.
         for (i, l) in listeners.into_iter().enumerate() {
-            let settings = h1::Settings {
+            let settings = conn::Settings {
                 keep_alive: args.keep_alive,
                 header_timeout: args.header_timeout,
                 body_timeout: args.body_timeout,
@@ -303,7 +305,7 @@ pub fn run_with(
         }
         // HTTPS: TLS, then HTTP/2 or HTTP/1.1 by ALPN.
         if let (Some(h), Some(l), Some(tls_local)) = (&https, tls_listener, tls_local) {
-            let settings = h1::Settings {
+            let settings = conn::Settings {
                 keep_alive: args.keep_alive,
                 header_timeout: args.header_timeout,
                 body_timeout: args.body_timeout,

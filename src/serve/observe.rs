@@ -16,7 +16,7 @@
 use super::header_rules::{self, HeaderRules, Rule};
 use super::health;
 use super::log::{self, AccessTarget, DiagFormat, DiagLevel, Diagnostics};
-use super::message::Verb;
+use super::message::{Body, Verb};
 use super::metrics;
 use super::reload;
 use super::state::{self, RootFiles, State};
@@ -245,8 +245,17 @@ async fn metrics_answer(req: &Request, state: &State) -> Response<actix_web::bod
     let verb = Verb::of(req.method());
     let path = req.uri().path();
     if let Some(probe) = health::probe(&state.observe.health_path, path) {
+        // A short body in memory; actix's HTTP/1 writer declares its length to HEAD too.
         let reply = health::answer(state, probe, verb).await;
-        return reply.into_actix(verb == Verb::Head).into();
+        let body = match reply.body {
+            Body::Mem(b) => b,
+            _ => bytes::Bytes::new(),
+        };
+        let mut r = Response::with_body(reply.status, body).map_into_boxed_body();
+        for (name, value) in reply.headers {
+            r.headers_mut().append(name, value.into_owned());
+        }
+        return r;
     }
     if path != "/metrics" {
         return Response::with_body(StatusCode::NOT_FOUND, "404 Not Found\n").map_into_boxed_body();

@@ -220,34 +220,6 @@ impl TlsClient {
         }
         result
     }
-
-    /// One piece of a file: from the page cache on the worker, else on the blocking pool.
-    async fn read_file(
-        file: &File,
-        buf: &mut BytesMut,
-        offset: u64,
-        n: u64,
-        nowait: &mut bool,
-    ) -> io::Result<Bytes> {
-        buf.clear();
-        buf.reserve(n as usize);
-        if *nowait {
-            match body::pread(file, buf, offset, n as usize, libc::RWF_NOWAIT) {
-                Ok(k) if k > 0 => return Ok(buf.split().freeze()),
-                // 0 (EOF: the file shrank) is left to the strict read below.
-                Ok(_) => {}
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN | libc::EINTR) => {}
-                    Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => *nowait = false,
-                    _ => return Err(e),
-                },
-            }
-        }
-        let file = file.try_clone()?;
-        tokio::task::spawn_blocking(move || body::read_exact_at(&file, offset, n))
-            .await
-            .map_err(io::Error::other)?
-    }
 }
 
 impl ClientIo for TlsClient {
@@ -279,7 +251,7 @@ impl ClientIo for TlsClient {
         let mut nowait = true;
         while len > 0 {
             let n = len.min(FILE_CHUNK);
-            let piece = Self::read_file(file, &mut buf, offset, n, &mut nowait).await?;
+            let piece = read_file(file, &mut buf, offset, n, &mut nowait).await?;
             self.write_slices(&[&piece]).await?;
             offset += piece.len() as u64;
             len -= piece.len() as u64;
@@ -314,6 +286,34 @@ impl ClientIo for TlsClient {
             .bounded(|cx| self.poll(cx, |s, cx| s.poll_shutdown(cx)))
             .await;
     }
+}
+
+/// One piece of a file (HTTP/1 over TLS, HTTP/2): from the page cache on the worker, else on the blocking pool.
+pub(crate) async fn read_file(
+    file: &File,
+    buf: &mut BytesMut,
+    offset: u64,
+    n: u64,
+    nowait: &mut bool,
+) -> io::Result<Bytes> {
+    buf.clear();
+    buf.reserve(n as usize);
+    if *nowait {
+        match body::pread(file, buf, offset, n as usize, libc::RWF_NOWAIT) {
+            Ok(k) if k > 0 => return Ok(buf.split().freeze()),
+            // 0 (EOF: the file shrank) is left to the strict read below.
+            Ok(_) => {}
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EINTR) => {}
+                Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => *nowait = false,
+                _ => return Err(e),
+            },
+        }
+    }
+    let file = file.try_clone()?;
+    tokio::task::spawn_blocking(move || body::read_exact_at(&file, offset, n))
+        .await
+        .map_err(io::Error::other)?
 }
 
 #[cfg(test)]

@@ -1,9 +1,8 @@
 //! The HTTPS listener (`--https-bind`), and what keeps its certificates current.
 //!
 //! Each accepted TCP connection gets its TLS handshake (`tls::TlsAcceptor`: certificate by
-//! SNI, TLS 1.2/1.3, resumption), then goes by ALPN: `h2` to actix-web's HTTP/2 service over
-//! the TLS stream (the same App as h2c: `h1::h2_service`), `http/1.1` or none to the HTTP/1
-//! loop over a `stream::TlsClient`; an ACME TLS-ALPN-01 validation handshake ends there.
+//! SNI, TLS 1.2/1.3, resumption), then goes by ALPN: `h2` to staticd's HTTP/2 server over the
+//! TLS stream (the same as h2c's: `h2::serve`), `http/1.1` or none to the HTTP/1 loop over a `stream::TlsClient`; an ACME TLS-ALPN-01 validation handshake ends there.
 //!
 //! [`Https`] holds what lives as long as the server: the certificate files and their watch
 //! (reloaded on change, and on SIGHUP through [`Https::reload_certificates`]), the ACME
@@ -11,7 +10,9 @@
 //! certificate only affects handshakes made after it is installed: connections in flight
 //! keep theirs and are never dropped for it.
 
-use super::h1::{self, Settings};
+use super::conn::Settings;
+use super::h1;
+use super::h2;
 use super::https::Front;
 use super::metrics;
 use super::socket::Peer;
@@ -24,13 +25,12 @@ use crate::tls::{
     Accepted, Acme, AcmeHandle, CertPair, FileCerts, Http01Tokens, Protocol, SniResolver,
     TlsAcceptor, TlsAlpnChallenges,
 };
-use actix_service::{fn_factory, fn_service, Service, ServiceFactory};
+use actix_service::{fn_factory, fn_service, ServiceFactory};
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 
 /// HTTPS as configured: certificates, ACME, and what the listeners do about it.
 pub struct Https {
@@ -185,44 +185,27 @@ pub fn factory(
     settings: Settings,
     acceptor: TlsAcceptor,
 ) -> impl ServiceFactory<TcpStream, Config = (), Response = (), Error = (), InitError = ()> {
-    let h2 = h1::h2_service(
-        &state,
-        &settings,
-        |io: &TlsStream<TcpStream>| io.get_ref().0.local_addr().ok(),
-        |io: &TlsStream<TcpStream>| io.get_ref().0.peer_addr().ok().map(|a| Peer::ip(a.ip())),
-    );
     let settings = Rc::new(settings);
     fn_factory(move || {
-        let h2 = h2.new_service(());
         let (state, settings, acceptor) = (state.clone(), settings.clone(), acceptor.clone());
         async move {
-            let h2 = Rc::new(h2.await?);
             Ok(fn_service(move |tcp: TcpStream| {
-                serve(
-                    tcp,
-                    acceptor.clone(),
-                    state.clone(),
-                    settings.clone(),
-                    h2.clone(),
-                )
+                serve(tcp, acceptor.clone(), state.clone(), settings.clone())
             }))
         }
     })
 }
 
-async fn serve<S>(
+async fn serve(
     tcp: TcpStream,
     acceptor: TlsAcceptor,
     state: Arc<State>,
     settings: Rc<Settings>,
-    h2: Rc<S>,
-) -> Result<(), ()>
-where
-    S: Service<(TlsStream<TcpStream>, Option<SocketAddr>), Response = ()>,
-{
+) -> Result<(), ()> {
     // nginx's `tcp_nodelay on`, for the handshake's flights as for responses.
     let _ = tcp.set_nodelay(true);
     let _open = metrics::Connection::open();
+    let local = tcp.local_addr().ok();
     let peer = tcp.peer_addr().ok();
     match acceptor.accept(tcp).await {
         Ok(Accepted::Http {
@@ -230,7 +213,11 @@ where
             protocol: Protocol::H2,
             ..
         }) => {
-            let _ = h2.call((*stream, peer)).await;
+            let ends = h2::Endpoints {
+                local,
+                peer: peer.map(|a| Peer::ip(a.ip())),
+            };
+            h2::serve(*stream, ends, &state, &settings).await;
         }
         Ok(Accepted::Http { stream, .. }) => {
             let io = TlsClient::new(*stream);

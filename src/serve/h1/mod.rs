@@ -28,8 +28,8 @@
 //! `X-Forwarded-Proto: https` on the TLS one.
 //!
 //! Only h2c (prior knowledge: the connection starts with `PRI * HTTP/2.0`) goes elsewhere:
-//! the connection, with the bytes already read, is handed to actix-web's HTTP/2 service
-//! ([`app`](super::app)), which answers with the same code: both route with
+//! the connection, with the bytes already read, is handed to staticd's HTTP/2 server
+//! ([`h2`](super::h2)), which answers with the same code: both route with
 //! [`dispatch`](super::dispatch), the static tier answering under STATIC_URL and
 //! [`Proxy::local`](super::proxy::Proxy::local) and
 //! [`Proxy::forward`](super::proxy::Proxy::forward) the rest.
@@ -45,24 +45,19 @@ pub mod request;
 pub mod response;
 
 use super::body::Segment;
+use super::conn::Settings;
 use super::dispatch::{dispatch, Dispatch};
 use super::health;
-use super::https::{Asked, Front};
+use super::https::Asked;
 use super::log::{self, LogFormat};
 use super::message::{error_page, Body, Reply, Verb};
 use super::metrics::{self, Coding, RouteKind};
+use super::proxy;
 use super::socket::{self, Client, Peer, Prefixed};
 use super::state::{Live, State};
 use super::stream::ClientIo;
-use super::{headers, proxy};
-use actix_http::HttpService;
-use actix_server::GracefulShutdownSignal;
-use actix_service::{
-    fn_factory, fn_service, map_config, IntoServiceFactory as _, Service, ServiceFactory,
-    ServiceFactoryExt as _,
-};
-use actix_web::dev::AppConfig;
-use actix_web::http::header::{self as ax, HeaderValue};
+use actix_service::{fn_factory, fn_service, ServiceFactory};
+use actix_web::http::header as ax;
 use actix_web::http::StatusCode;
 use body::{BodyError, BodyLen};
 use bytes::{Buf, Bytes, BytesMut};
@@ -72,35 +67,13 @@ use request::{Form, Head, HeadError, Parse};
 use response::{Framing, Persist};
 use std::borrow::Cow;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The first line of h2c's connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
-
-/// What `Allow` lists when an upstream takes the methods the static tier does not.
-const ALLOW_PROXIED: HeaderValue =
-    HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
-
-/// Connection settings.
-#[derive(Clone)]
-pub struct Settings {
-    pub keep_alive: Duration,
-    /// Time for a whole request head (`--header-timeout`).
-    pub header_timeout: Duration,
-    /// Longest pause while a request body arrives (`--body-timeout`).
-    pub body_timeout: Duration,
-    /// Largest request body (`--max-body`; 0: no limit).
-    pub max_body: u64,
-    /// The listener's address (`None` for a Unix socket).
-    pub local: Option<SocketAddr>,
-    pub shutdown: GracefulShutdownSignal,
-    /// What HTTPS changes on this listener (nothing when it is off).
-    pub front: Arc<Front>,
-}
 
 /// The per-worker service factory for the connections of one listener: TCP or Unix
 /// sockets (`T`, as actix-server accepts them).
@@ -108,68 +81,15 @@ pub fn factory<T: Into<Client> + 'static>(
     state: Arc<State>,
     settings: Settings,
 ) -> impl ServiceFactory<T, Config = (), Response = (), Error = (), InitError = ()> {
-    let h2 = h2_service(&state, &settings, Prefixed::local_addr, Prefixed::peer);
     let settings = Rc::new(settings);
     fn_factory(move || {
-        let h2 = h2.new_service(());
         let (state, settings) = (state.clone(), settings.clone());
         async move {
-            let h2 = Rc::new(h2.await?);
             Ok(fn_service(move |io: T| {
-                serve(io.into(), state.clone(), settings.clone(), h2.clone())
+                serve(io.into(), state.clone(), settings.clone())
             }))
         }
     })
-}
-
-/// actix-web's HTTP/2 service for connections of type `T` (h2c handed over by the loop, or
-/// TLS with ALPN `h2`), with the listener's settings; `local` reads the address the client
-/// reached, `peer` who is at the other end (actix knows no peer of a Unix socket: the
-/// request's peer is read from the connection's data). Each connection's data holds both
-/// and the listener's [`Front`].
-pub fn h2_service<T>(
-    state: &Arc<State>,
-    settings: &Settings,
-    local: fn(&T) -> Option<SocketAddr>,
-    peer: fn(&T) -> Option<Peer>,
-) -> impl ServiceFactory<
-    (T, Option<SocketAddr>),
-    Config = (),
-    Response = (),
-    Error = actix_http::error::DispatchError,
-    InitError = (),
->
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
-{
-    let signal = settings.shutdown.clone();
-    let front = settings.front.clone();
-    let mut h2 = HttpService::build()
-        .keep_alive(settings.keep_alive)
-        .client_request_timeout(settings.header_timeout)
-        .client_disconnect_timeout(Duration::from_secs(1));
-    if let Some(local) = settings.local {
-        h2 = h2.local_addr(local);
-    }
-    h2.graceful_shutdown_signal(move || {
-        let s = signal.clone();
-        async move { s.notified().await }
-    })
-    .on_connect_ext(move |io: &T, data: &mut actix_web::dev::Extensions| {
-        if let Some(addr) = local(io) {
-            data.insert(proxy::LocalAddr(addr));
-        }
-        if let Some(peer) = peer(io) {
-            data.insert(peer);
-        }
-        data.insert(front.clone());
-    })
-    .h2(map_config(
-        super::app::build(actix_web::web::Data::from(state.clone()))
-            .into_factory()
-            .map_err(|e| e.error_response()),
-        |_| AppConfig::default(),
-    ))
 }
 
 /// How the loop left a connection.
@@ -177,28 +97,20 @@ where
 enum End {
     /// Done with it (closed, timed out, an I/O error): drop it.
     Close,
-    /// h2c's preface: actix's HTTP/2 service takes it.
+    /// h2c's preface: the HTTP/2 server (`h2`) takes it.
     H2c,
 }
 
-async fn serve<S>(
-    io: Client,
-    state: Arc<State>,
-    settings: Rc<Settings>,
-    h2: Rc<S>,
-) -> Result<(), ()>
-where
-    S: Service<(Prefixed, Option<SocketAddr>), Response = ()>,
-{
+async fn serve(io: Client, state: Arc<State>, settings: Rc<Settings>) -> Result<(), ()> {
     let _open = metrics::Connection::open();
     let peer = io.peer();
     let mut buf = BytesMut::with_capacity(4096);
     if run(&io, peer, &state, &settings, &mut buf).await == End::H2c {
-        let addr = match &io {
-            Client::Tcp(s) => s.peer_addr().ok(),
-            Client::Unix(_) => None,
+        let ends = super::h2::Endpoints {
+            local: io.local_addr(),
+            peer,
         };
-        let _ = h2.call((Prefixed::new(buf, io), addr)).await;
+        super::h2::serve(Prefixed::new(buf, io), ends, &state, &settings).await;
     }
     Ok(())
 }
@@ -778,26 +690,15 @@ impl<I: ClientIo> Conn<'_, I> {
     }
 }
 
-/// What no route answers: `OPTIONS *` (200 with `Allow`), CONNECT (405, close: this is
-/// no forward proxy) and TRACE (405, as nginx).
+/// [`dispatch::special`](super::dispatch::special), and what the connection does after it:
+/// CONNECT's is closed (this is no forward proxy).
 fn special(live: &Live, head: &Head, buf: &[u8]) -> Option<(Reply<'static>, After)> {
-    let allow = if live.proxy.has_upstreams() {
-        ALLOW_PROXIED
+    let method = &buf[head.method.clone()];
+    let reply = super::dispatch::special(live, method, head.form == Form::Asterisk)?;
+    let after = if method == b"CONNECT" {
+        After::Linger
     } else {
-        headers::ALLOW
+        After::Request
     };
-    if head.form == Form::Asterisk {
-        let mut r = Reply::new(StatusCode::OK);
-        r.headers.push((ax::ALLOW, Cow::Owned(allow)));
-        return Some((r, After::Request));
-    }
-    let after = match &buf[head.method.clone()] {
-        b"CONNECT" => After::Linger,
-        b"TRACE" => After::Request,
-        _ => return None,
-    };
-    let status = StatusCode::METHOD_NOT_ALLOWED;
-    let mut r = error_page(status);
-    r.headers.push((ax::ALLOW, Cow::Owned(allow)));
-    Some((r, after))
+    Some((reply, after))
 }

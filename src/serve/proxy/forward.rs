@@ -250,7 +250,7 @@ pub fn response_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::HeaderMap as AxMap;
+    use http::HeaderMap;
 
     /// The written header lines as (name, value) pairs.
     fn written(i: &Inbound<'_>) -> Vec<(String, String)> {
@@ -273,8 +273,8 @@ mod tests {
         v
     }
 
-    fn map(pairs: &[(&'static str, &'static str)]) -> AxMap {
-        let mut m = AxMap::new();
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
         for (n, v) in pairs {
             m.append(
                 ax::HeaderName::from_static(n),
@@ -418,7 +418,7 @@ mod tests {
     #[test]
     fn real_ip_from_the_peer_or_the_trusted_chain() {
         let nets = vec![Trusted::Net("10.0.0.0/8".parse().unwrap())];
-        let inbound = |h: &'static AxMap, peer: &str| {
+        let inbound = |h: &'static HeaderMap, peer: &str| {
             let peer: Option<IpAddr> = Some(peer.parse().unwrap());
             Inbound {
                 headers: h,
@@ -430,7 +430,7 @@ mod tests {
                 upgrade: None,
             }
         };
-        let leak = |m: AxMap| -> &'static AxMap { Box::leak(Box::new(m)) };
+        let leak = |m: HeaderMap| -> &'static HeaderMap { Box::leak(Box::new(m)) };
         // An untrusted client's own X-Real-IP is replaced by its address.
         let h = leak(map(&[
             ("x-real-ip", "6.6.6.6"),

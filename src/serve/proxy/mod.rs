@@ -3,7 +3,7 @@
 //!
 //! One request's way through, one file per step (`impl Proxy` is split along them):
 //! - `incoming`: the request as the proxy sees it ([`Incoming`], from the HTTP/1 loop or
-//!   from actix-web for HTTP/2, whose entry [`Proxy::handle`] also reads the body).
+//!   the HTTP/2 server, each of which reads the body first).
 //! - here: what is answered without an upstream ([`Proxy::local`]), and [`Proxy::forward`],
 //!   which runs the next two steps and gives up when the client leaves (`abort`, 499).
 //! - `exchange`: the upstream request, sent with retries, up to the response head.
@@ -36,7 +36,7 @@ pub mod relay;
 pub mod tunnel;
 pub mod upstream;
 
-pub use incoming::{Incoming, LocalAddr};
+pub use incoming::Incoming;
 
 use crate::serve::message::{Reply, Request};
 use actix_web::http::header::{self as ax, HeaderValue};

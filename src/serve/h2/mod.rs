@@ -1,0 +1,357 @@
+//! staticd's HTTP/2 server: h2c (prior knowledge, handed over by the `h1` loop with the
+//! bytes it read) and TLS with ALPN `h2`. The `h2` crate does the framing, HPACK and flow
+//! control; this module owns the connection: one task per connection, no task per stream.
+//!
+//! Each request stream becomes a future polled in the connection's own task next to the
+//! connection itself (a `FuturesUnordered`), so a static file held in memory is answered,
+//! its frames queued and flushed without a task being spawned or woken. The answer comes
+//! from the same code as HTTP/1: [`dispatch`] routes, the static tier, [`health`],
+//! [`Proxy::local`](super::proxy::Proxy::local) and
+//! [`Proxy::forward`](super::proxy::Proxy::forward) give a [`Reply`], written here.
+//!
+//! Why not actix-http's HTTP/2 dispatcher (used until the measurement below): it spawns a
+//! task per stream, builds actix's request and response types and converts its header map
+//! to the `http` crate's for every response. Measured with `SERVE_BENCH_ONLY=tls cargo bench
+//! --bench serve` (the small br asset over h2, h2load `-c32 -m4`, server on one core):
+//! staticd needed 16.4 µs per request against nginx's 15.9 with actix's dispatcher; perf put
+//! about 4 % of the time in actix and as much again in the allocations and task wake-ups
+//! it adds. Figures with this server: README, Benchmarks, "HTTPS".
+//!
+//! Connection rules (nginx's where HTTP/2 leaves them open):
+//! - the preface and SETTINGS must arrive within `--header-timeout`;
+//! - at most [`MAX_STREAMS`] streams at once (nginx's `http2_max_concurrent_streams`);
+//! - a connection with no stream open for `--keep-alive` is closed with GOAWAY (nginx's
+//!   `keepalive_timeout` for HTTP/2; with `--keep-alive 0`, once its streams are done);
+//! - a request body may pause at most `--body-timeout` (408) and is bounded by
+//!   `--max-body` (413), read whole before the upstream is contacted, as on HTTP/1;
+//! - a stream the client resets while the upstream works is dropped, logged as 499;
+//! - on a graceful shutdown GOAWAY is sent and the streams in flight finish.
+
+pub mod write;
+
+use super::conn::Settings;
+use super::dispatch::{dispatch, special, Dispatch};
+use super::fields::Fields;
+use super::health;
+use super::https::Asked;
+use super::log::{self, LogFormat};
+use super::message::{error_page, Reply, Request, Verb};
+use super::metrics::{self, Coding, RouteKind};
+use super::proxy::Incoming;
+use super::socket::Peer;
+use super::state::{Live, State};
+use actix_web::http::header as ax;
+use actix_web::http::StatusCode;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt as _;
+use h2::server::SendResponse;
+use h2::RecvStream;
+use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Instant;
+
+/// Streams open at once on one connection (nginx's default `http2_max_concurrent_streams`).
+pub const MAX_STREAMS: u32 = 128;
+
+/// Largest request head (all fields, HPACK-decoded), as the HTTP/1 loop's.
+const MAX_HEADER_LIST: u32 = 64 * 1024;
+
+/// Receive windows: a stream's and the connection's. 1 MiB lets an upload to the proxy go at
+/// loopback speed (the 64 KiB default stalls a fast client every window); bodies are
+/// bounded by `--max-body` anyway.
+const STREAM_WINDOW: u32 = 1 << 20;
+const CONNECTION_WINDOW: u32 = 2 << 20;
+
+/// Who is at the other end of a connection, and where it came in.
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoints {
+    pub local: Option<SocketAddr>,
+    pub peer: Option<Peer>,
+}
+
+/// Serves one HTTP/2 connection to its end.
+pub async fn serve<T>(io: T, ends: Endpoints, state: &State, settings: &Settings)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW);
+    let mut conn = match tokio::time::timeout(
+        settings.header_timeout,
+        builder.handshake::<_, Bytes>(io),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = ?ends.peer, "HTTP/2 handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(peer = ?ends.peer, "HTTP/2 preface not received within --header-timeout");
+            return;
+        }
+    };
+    let mut streams = FuturesUnordered::<Pin<Box<dyn Future<Output = ()> + '_>>>::new();
+    let mut stop = std::pin::pin!(settings.shutdown.notified());
+    let mut stopping = false;
+    // `--keep-alive 0` (keep-alive off): the first request has `--header-timeout` to come,
+    // and the connection ends once no stream is left.
+    let keep_alive = settings.keep_alive;
+    let idle = tokio::time::sleep(if keep_alive.is_zero() {
+        settings.header_timeout
+    } else {
+        keep_alive
+    });
+    let mut idle = std::pin::pin!(idle);
+    loop {
+        tokio::select! {
+            next = conn.accept() => match next {
+                Some(Ok((req, respond))) => {
+                    streams.push(Box::pin(stream(req, respond, ends, state, settings)));
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(peer = ?ends.peer, "HTTP/2 connection ended: {e}");
+                    break;
+                }
+                None => break,
+            },
+            Some(()) = streams.next(), if !streams.is_empty() => {
+                if streams.is_empty() {
+                    idle.as_mut().reset(tokio::time::Instant::now() + keep_alive);
+                }
+            }
+            () = &mut idle, if streams.is_empty() && !stopping => {
+                // Idle past --keep-alive: GOAWAY, then the connection closes.
+                conn.graceful_shutdown();
+                stopping = true;
+            }
+            () = &mut stop, if !stopping => {
+                conn.graceful_shutdown();
+                stopping = true;
+            }
+        }
+    }
+}
+
+/// One request stream: routed, answered, written, logged.
+async fn stream(
+    req: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    ends: Endpoints,
+    state: &State,
+    settings: &Settings,
+) {
+    let live = state.live.load();
+    let start = (live.log_format != LogFormat::Off || metrics::enabled()).then(Instant::now);
+    let (parts, body) = req.into_parts();
+    let verb = Verb::of(&parts.method);
+    let path = parts.uri.path();
+    let path = if path.is_empty() { "/" } else { path };
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let host = parts
+        .headers
+        .get(ax::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    let front = &settings.front;
+    let early = front.answers_early().then(|| {
+        front.early(&Asked {
+            path,
+            target,
+            host,
+            local: ends.local,
+        })
+    });
+    let asterisk = parts.method == http::Method::OPTIONS && target == "*";
+    let mut route = dispatch(state, &live, path);
+    let (mut reply, kind) = if let Some(r) = early.flatten() {
+        (r, RouteKind::Internal)
+    } else if let Some(r) = special(&live, parts.method.as_str().as_bytes(), asterisk) {
+        (r, RouteKind::Internal)
+    } else {
+        let kind = route.kind();
+        let reply = match &mut route {
+            Dispatch::Static(st) => {
+                let fields: &dyn Fields = &parts.headers;
+                st.answer(verb, &Request::from_fields(fields)).await
+            }
+            Dispatch::Health(probe) => health::answer(state, *probe, verb).await,
+            Dispatch::Proxy(_) => {
+                let inc = Incoming {
+                    method: parts.method.as_str(),
+                    target,
+                    path,
+                    headers: &parts.headers,
+                    host,
+                    peer: ends.peer,
+                    local: ends.local,
+                    http10: false,
+                    client_fd: None,
+                    https: front.secure,
+                };
+                match proxied(&live, &inc, body, &mut respond, settings).await {
+                    Some(r) => r,
+                    // The client reset the stream: nothing to write (499).
+                    None => {
+                        if let Some(start) = start {
+                            let mut r = Reply::new(StatusCode::from_u16(499).unwrap_or_default());
+                            r.close = true;
+                            account(&live, &parts, ends, &r, kind, 0, start);
+                        }
+                        return;
+                    }
+                }
+            }
+        };
+        (reply, kind)
+    };
+    state
+        .observe
+        .rules
+        .load()
+        .apply(kind, reply.status, &mut reply.headers);
+    front.add_hsts(&mut reply.headers);
+    let sent = if reply.close {
+        // Nothing to write (the client already left: 499).
+        respond.send_reset(h2::Reason::CANCEL);
+        0
+    } else {
+        write::reply(&mut respond, &mut reply, verb == Verb::Head).await
+    };
+    if let Some(start) = start {
+        account(&live, &parts, ends, &reply, kind, sent, start);
+    }
+}
+
+/// A request outside STATIC_URL: a local mount or the upstream, with the body read first.
+/// `None` when the client reset the stream before the answer was ready.
+async fn proxied(
+    live: &Live,
+    inc: &Incoming<'_>,
+    body: RecvStream,
+    respond: &mut SendResponse<Bytes>,
+    settings: &Settings,
+) -> Option<Reply<'static>> {
+    let proxy = &live.proxy;
+    if let Some(r) = proxy.local(inc) {
+        return Some(r);
+    }
+    let declared = inc
+        .headers
+        .all("content-length")
+        .first()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let work = async {
+        let body = match read_body(body, declared, settings).await {
+            Ok(b) => b,
+            Err(status) => {
+                tracing::info!(path = %inc.target, "HTTP/2 request body refused: {}", status.as_u16());
+                return error_page(status);
+            }
+        };
+        proxy.forward(inc, &body).await
+    };
+    let reset = poll_fn(|cx| respond.poll_reset(cx));
+    tokio::select! {
+        r = work => Some(r),
+        _ = reset => {
+            tracing::info!(status = 499, "client reset the stream before the response was complete: {} {}; upstream request dropped", inc.method, inc.target);
+            None
+        }
+    }
+}
+
+/// Reads a whole request body: over `--max-body` (declared or counted) is 413, a pause
+/// over `--body-timeout` 408, a reset or protocol error 400. The window is given back as
+/// the bytes are taken, so the client can go on sending.
+async fn read_body(
+    mut body: RecvStream,
+    declared: Option<u64>,
+    settings: &Settings,
+) -> Result<Bytes, StatusCode> {
+    let max = settings.max_body;
+    if max > 0 && declared.is_some_and(|n| n > max) {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(1 << 20) as usize);
+    loop {
+        let next = tokio::time::timeout(settings.body_timeout, body.data()).await;
+        let chunk = match next {
+            Err(_) => return Err(StatusCode::REQUEST_TIMEOUT),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(StatusCode::BAD_REQUEST),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if max > 0 && (buf.len() + chunk.len()) as u64 > max {
+            return Err(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// The access-log line and the metrics of one answered request.
+fn account(
+    live: &Live,
+    parts: &http::request::Parts,
+    ends: Endpoints,
+    reply: &Reply<'_>,
+    kind: RouteKind,
+    bytes: u64,
+    start: Instant,
+) {
+    let elapsed = start.elapsed();
+    let coding = reply
+        .headers
+        .iter()
+        .find(|(n, _)| n == ax::CONTENT_ENCODING)
+        .map(|(_, v)| v.as_bytes());
+    metrics::request(
+        kind,
+        reply.status.as_u16(),
+        bytes,
+        Coding::of(coding),
+        elapsed,
+    );
+    if live.log_format == LogFormat::Off {
+        return;
+    }
+    let hdr = |n| {
+        parts
+            .headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    log::access(
+        live.log_format,
+        &log::Entry {
+            remote: ends.peer,
+            method: parts.method.as_str(),
+            target: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            version: "HTTP/2.0",
+            status: reply.status.as_u16(),
+            bytes,
+            referer: hdr(ax::REFERER),
+            user_agent: hdr(ax::USER_AGENT),
+            elapsed,
+            route: kind.as_str(),
+            upstream: reply
+                .upstream
+                .as_ref()
+                .map(|u| (u.addr.as_str(), u.header_time)),
+        },
+    );
+}
