@@ -50,6 +50,7 @@ use h2::RecvStream;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::task::Poll;
 use std::time::Instant;
 
 /// Streams open at once on one connection (nginx's default `http2_max_concurrent_streams`).
@@ -111,33 +112,61 @@ where
     });
     let mut idle = std::pin::pin!(idle);
     loop {
-        tokio::select! {
-            next = conn.accept() => match next {
-                Some(Ok((req, respond))) => {
-                    streams.push(Box::pin(stream(req, respond, ends, state, settings)));
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(peer = ?ends.peer, "HTTP/2 connection ended: {e}");
-                    break;
-                }
-                None => break,
-            },
-            Some(()) = streams.next(), if !streams.is_empty() => {
-                if streams.is_empty() {
-                    idle.as_mut().reset(tokio::time::Instant::now() + keep_alive);
+        // One poll of the whole connection: every request already received is accepted
+        // first, then all of them are answered, and only then does the connection flush
+        // (on its next poll: `h2` wakes this task when a stream queues frames). Answers to
+        // requests that arrived together so leave in one write, as nginx's do.
+        let event = poll_fn(|cx| {
+            loop {
+                match conn.poll_accept(cx) {
+                    Poll::Ready(Some(Ok((req, respond)))) => {
+                        streams.push(Box::pin(stream(req, respond, ends, state, settings)));
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        tracing::debug!(peer = ?ends.peer, "HTTP/2 connection ended: {e}");
+                        return Poll::Ready(Event::Closed);
+                    }
+                    Poll::Ready(None) => return Poll::Ready(Event::Closed),
+                    Poll::Pending => break,
                 }
             }
-            () = &mut idle, if streams.is_empty() && !stopping => {
-                // Idle past --keep-alive: GOAWAY, then the connection closes.
-                conn.graceful_shutdown();
-                stopping = true;
+            let busy = !streams.is_empty();
+            while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
+            if busy && streams.is_empty() {
+                idle.as_mut()
+                    .reset(tokio::time::Instant::now() + keep_alive);
             }
-            () = &mut stop, if !stopping => {
+            if stopping {
+                return Poll::Pending;
+            }
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Stop);
+            }
+            if streams.is_empty() && idle.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Idle);
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            Event::Closed => break,
+            // GOAWAY; the streams in flight finish, then the connection closes.
+            Event::Stop | Event::Idle => {
                 conn.graceful_shutdown();
                 stopping = true;
             }
         }
     }
+}
+
+/// What ends a poll of the connection.
+enum Event {
+    /// Closed by the client, by an error, or after GOAWAY once its streams are done.
+    Closed,
+    /// The server shuts down gracefully.
+    Stop,
+    /// No stream for `--keep-alive`.
+    Idle,
 }
 
 /// One request stream: routed, answered, written, logged.
