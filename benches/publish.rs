@@ -10,9 +10,18 @@
 //! discovery included, for every tool), and the objects written as the store's filer counts
 //! them (new chunk ids: a re-upload of identical bytes counts).
 //!
-//! Needs the corpora of `cargo bench --bench collect` (under `target/bench-corpus/`).
-//! `STATICD_BENCH_CORPORA` (default `small,large`), `STATICD_BENCH_REPEAT` (default 1),
+//! The corpora are the collect bench's Django projects (`target/bench-corpus/`), built here
+//! first if `cargo bench --bench collect` never ran (`support::django_corpus`: npm downloads,
+//! then Django's collectstatic until it accepts the tree; minutes for `large`).
+//! `STATICD_BENCH_CORPORA` (default `small,large`; `tiny` for a smoke run of this code),
+//! `STATICD_BENCH_REPEAT` (default 1),
 //! `STATICD_BENCH_SKIP=storages,collectfasta` to leave peers out.
+//!
+//! The targets of issue 15, printed with met or missed: a cold publish at least
+//! [`COLD_TARGET`] times faster than django-storages, a publish with nothing changed at least
+//! [`NOTHING_TARGET`] times; and a one-file change sends only that file's objects (its
+//! original and hashed keys, and keys under the hashed name: variants, deltas), the manifest
+//! and the generation record, as the store's filer counts them.
 mod support;
 
 use std::collections::BTreeMap;
@@ -20,7 +29,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-use support::corpus::{bench_corpus_root, copy_tree};
+use support::corpus::copy_tree;
 use support::seaweed::{s3_python, written_between, Identity, Options, Seaweed};
 use support::{env_list, env_num, median, target_dir};
 
@@ -75,12 +84,54 @@ impl Tool {
     }
 }
 
+/// Cold publish: django-storages' time over staticd's, at least.
+const COLD_TARGET: f64 = 5.0;
+/// Nothing changed: django-storages' time over staticd's, at least.
+const NOTHING_TARGET: f64 = 50.0;
+/// The keys a staticd generation writes besides the objects of its files.
+const MANIFEST_KEYS: [&str; 2] = ["staticfiles.json", ".staticd-generations.json"];
+
 /// Seconds and objects written of each of the three runs.
 #[derive(Default, Clone)]
 struct Runs {
     cold: Vec<(f64, usize)>,
     nothing: Vec<(f64, usize)>,
     one_file: Vec<(f64, usize)>,
+    /// staticd only: the keys (under the prefix) its last one-file run wrote that are
+    /// neither the edited file's objects nor the manifest and record; and whether it wrote
+    /// the ones it must (the original, the new hashed name, the manifest).
+    one_file_extra: Vec<String>,
+    one_file_missing: Vec<String>,
+}
+
+/// Pure: `a / b` against `target`, as the report prints it.
+fn verdict(what: &str, a: f64, b: f64, target: f64) -> String {
+    let ratio = a / b;
+    let met = if ratio >= target { "met" } else { "missed" };
+    format!("{what} {ratio:.1}x (target {target}x): {met}")
+}
+
+/// Pure: of `written` (keys relative to the prefix) after the one file `orig` changed to
+/// `hashed`, the keys that are none of its objects, the manifest or the record; and those of
+/// the original, the hashed name and the manifest that were not written.
+fn one_file_check(written: &[String], orig: &str, hashed: &str) -> (Vec<String>, Vec<String>) {
+    let under_hashed = format!("{hashed}.");
+    let extra = written
+        .iter()
+        .filter(|k| {
+            *k != orig
+                && *k != hashed
+                && !k.starts_with(&under_hashed)
+                && !MANIFEST_KEYS.contains(&k.as_str())
+        })
+        .cloned()
+        .collect();
+    let missing = [orig, hashed, MANIFEST_KEYS[0]]
+        .into_iter()
+        .filter(|k| !written.iter().any(|w| w == k))
+        .map(str::to_string)
+        .collect();
+    (extra, missing)
 }
 
 fn main() {
@@ -112,14 +163,14 @@ fn main() {
     );
     let mut ratios = Vec::new();
     for corpus in env_list("STATICD_BENCH_CORPORA", "small,large") {
-        let project = bench_corpus_root().join(&corpus);
-        if !project.join("manage.py").exists() {
-            println!(
-                "{corpus}: no corpus at {}; run `cargo bench --bench collect` first",
-                project.display()
-            );
-            continue;
-        }
+        // The s3 venv's Django and DRF are .ci/venv's: the same corpus either bench builds.
+        let project = match support::django_corpus::project(&corpus, &py) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("{corpus}: no corpus: {e}");
+                continue;
+            }
+        };
         let store = Seaweed::launch(
             &weed,
             &Options {
@@ -139,17 +190,34 @@ fn main() {
                 fs::write(work.join("benchproj/settings_s3.py"), SETTINGS_S3).unwrap();
                 let prefix = format!("{corpus}-{tool:?}-{rep}").to_lowercase();
                 let r = results.entry(tool).or_default();
-                let run = |what: &str| -> (f64, usize) {
+                let run = |what: &str| -> (f64, Vec<String>) {
                     let before = store.objects(&prefix);
                     let secs = run_tool(tool, &py, &work, &store, &prefix, &work_root);
-                    let n = written_between(&before, &store.objects(&prefix)).len();
+                    let written = written_between(&before, &store.objects(&prefix));
+                    let n = written.len();
                     println!("{corpus} {tool:?} {what}: {secs:.2} s, {n} objects written");
-                    (secs, n)
+                    let rel = written
+                        .iter()
+                        .map(|k| {
+                            k.strip_prefix(&format!("{prefix}/"))
+                                .unwrap_or(k)
+                                .to_string()
+                        })
+                        .collect();
+                    (secs, rel)
                 };
-                r.cold.push(run("cold"));
-                r.nothing.push(run("nothing changed"));
-                edit_one_css(&work);
-                r.one_file.push(run("one file changed"));
+                let counted = |(secs, keys): (f64, Vec<String>)| (secs, keys.len());
+                r.cold.push(counted(run("cold")));
+                r.nothing.push(counted(run("nothing changed")));
+                let edited = edit_one_css(&work);
+                let (secs, written) = run("one file changed");
+                r.one_file.push((secs, written.len()));
+                if tool == Tool::Staticd {
+                    let hashed = hashed_name(&work.join("static_root"), &edited);
+                    let (extra, missing) = one_file_check(&written, &edited, &hashed);
+                    r.one_file_extra = extra;
+                    r.one_file_missing = missing;
+                }
                 let _ = fs::remove_dir_all(&work);
             }
         }
@@ -171,10 +239,33 @@ fn main() {
         }
         if let (Some(s), Some(d)) = (results.get(&Tool::Staticd), results.get(&Tool::Storages)) {
             ratios.push(format!(
-                "{corpus}: staticd vs django-storages: cold {:.1}x (target 5x), nothing changed {:.1}x (target 50x), one file {:.1}x",
-                med(&d.cold) / med(&s.cold),
-                med(&d.nothing) / med(&s.nothing),
+                "{corpus}: staticd vs django-storages: {}; {}; one file changed {:.1}x (info)",
+                verdict("cold", med(&d.cold), med(&s.cold), COLD_TARGET),
+                verdict(
+                    "nothing changed",
+                    med(&d.nothing),
+                    med(&s.nothing),
+                    NOTHING_TARGET
+                ),
                 med(&d.one_file) / med(&s.one_file)
+            ));
+        }
+        if let Some(s) = results.get(&Tool::Staticd) {
+            let sent = s.one_file.last().map_or(0, |x| x.1);
+            let met = s.one_file_extra.is_empty() && s.one_file_missing.is_empty();
+            ratios.push(format!(
+                "{corpus}: one CSS file changed: staticd sent {sent} objects (target: only that file's objects, the manifest and the record): {}{}{}",
+                if met { "met" } else { "missed" },
+                if s.one_file_extra.is_empty() {
+                    String::new()
+                } else {
+                    format!("; also sent {:?}", s.one_file_extra)
+                },
+                if s.one_file_missing.is_empty() {
+                    String::new()
+                } else {
+                    format!("; did not send {:?}", s.one_file_missing)
+                },
             ));
         }
     }
@@ -233,9 +324,11 @@ fn run_tool(tool: Tool, py: &Path, work: &Path, store: &Seaweed, prefix: &str, t
     secs
 }
 
-/// Appends a rule to the first CSS file of the corpus (in name order).
-fn edit_one_css(work: &Path) {
-    let mut css: Vec<PathBuf> = walkdir::WalkDir::new(work.join("vendor"))
+/// Appends a rule to the first CSS file of the corpus (in name order); its static path (the
+/// corpus's STATICFILES_DIRS prefix each directory under vendor/).
+fn edit_one_css(work: &Path) -> String {
+    let vendor = work.join("vendor");
+    let mut css: Vec<PathBuf> = walkdir::WalkDir::new(&vendor)
         .into_iter()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "css"))
@@ -246,4 +339,19 @@ fn edit_one_css(work: &Path) {
     let mut text = fs::read(f).unwrap();
     text.extend_from_slice(b"\n.staticd-bench-edit { color: red }\n");
     fs::write(f, text).unwrap();
+    f.strip_prefix(&vendor)
+        .unwrap()
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+/// The hashed name of `orig` in the manifest staticd left in `static_root`.
+fn hashed_name(static_root: &Path, orig: &str) -> String {
+    let path = static_root.join("staticfiles.json");
+    let text = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    v["paths"][orig]
+        .as_str()
+        .unwrap_or_else(|| panic!("{orig} is not in {}", path.display()))
+        .to_string()
 }

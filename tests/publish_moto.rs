@@ -10,7 +10,11 @@ use crate::common::wait_until;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-fn project(moto: &Moto, storage: &str, extra: &str) -> (Project, Vec<(&'static str, String)>) {
+pub(crate) fn project(
+    moto: &Moto,
+    storage: &str,
+    extra: &str,
+) -> (Project, Vec<(&'static str, String)>) {
     publish::project(&moto.publish_toml(extra), moto.credentials(), storage)
 }
 

@@ -1,24 +1,27 @@
 //! `staticd serve --origin s3://…`: replicas that share nothing but a real S3-compatible
-//! store (SeaweedFS). Two replicas answer the same requests identically (bytes, ETag,
+//! store. Against SeaweedFS: two replicas answer the same requests identically (bytes, ETag,
 //! Content-Encoding, Cache-Control, Last-Modified), as a local root does; a second
 //! generation is picked up by both while the first one's names keep answering; the disk
 //! cache stays under its bound; with the store gone, cached objects are still answered and
-//! an uncached one gets an error answer, never a hang.
+//! an uncached one gets an error answer, never a hang. Against moto's server (the second S3
+//! dialect): negotiation, 304, Range and a second publish followed by the poll. On both,
+//! HTTP/2 (h2c with prior knowledge) answers as HTTP/1.1 does.
 use crate::common::http::Response;
+use crate::common::moto::Moto;
 use crate::common::publish::{publish, staticd_cmd};
 use crate::common::s3::{Seaweed, BUCKET};
 use crate::common::staticd::Staticd;
+use crate::common::tls::fetch;
 use crate::common::wait_until;
 use crate::publish::project;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-/// `staticd serve --origin URL` reaching `store` through the AWS variables alone (no
+/// `staticd serve --origin URL` reaching the store through the AWS variables `env` alone (no
 /// staticd.toml), with its own cache directory.
-fn origin_cmd(store: &Seaweed, url: &str, cache: &Path, extra: &[&str]) -> Command {
-    let env = store.env();
-    let mut c = staticd_cmd(&["serve", "--origin", url], &env);
+fn origin_cmd(env: &[(&str, String)], url: &str, cache: &Path, extra: &[&str]) -> Command {
+    let mut c = staticd_cmd(&["serve", "--origin", url], env);
     c.arg("--origin-cache-dir")
         .arg(cache)
         .args(["--static-url", "/static/", "--bind", "127.0.0.1:0"])
@@ -72,6 +75,55 @@ fn semantics(r: &Response) -> (u16, Vec<u8>, Vec<Option<String>>) {
     (r.status, r.body.clone(), h)
 }
 
+/// What HTTP/2 must answer as HTTP/1.1 does: status, the headers that say what the bytes
+/// are, and the bytes (compared apart: a mismatch must not print them).
+type Essentials = (u16, Vec<Option<String>>);
+const ESSENTIAL: [&str; 5] = [
+    "etag",
+    "content-encoding",
+    "content-range",
+    "cache-control",
+    "last-modified",
+];
+
+/// Each request over HTTP/1.1 (staticd's own loop) and over h2c with prior knowledge (curl
+/// `--http2-prior-knowledge`; actix's HTTP/2 front end) gets the same answer from the
+/// replica `r`. curl sends no Accept-Encoding of its own and decodes nothing (no
+/// `--compressed`), so both see the bytes as sent.
+fn same_over_h2c(r: &Staticd, requests: &[(String, Vec<(&str, &str)>)]) {
+    for (path, headers) in requests {
+        let h1 = r.get(path, headers);
+        let mut args = vec!["--http2-prior-knowledge".to_string()];
+        for (k, v) in headers {
+            args.extend(["-H".to_string(), format!("{k}: {v}")]);
+        }
+        args.push(r.url(path));
+        let h2 = fetch(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(h2.version, "2", "{path}: not HTTP/2");
+        let h1_seen: Essentials = (
+            h1.status,
+            ESSENTIAL
+                .iter()
+                .map(|n| h1.header(n).map(str::to_string))
+                .collect(),
+        );
+        let h2_seen: Essentials = (
+            h2.status,
+            ESSENTIAL
+                .iter()
+                .map(|n| h2.header(n).map(str::to_string))
+                .collect(),
+        );
+        assert_eq!(h1_seen, h2_seen, "{path} {headers:?}: HTTP/1.1 vs h2c");
+        assert!(
+            h1.body == h2.body,
+            "{path} {headers:?}: HTTP/1.1 sent {} bytes, h2c {} other ones",
+            h1.body.len(),
+            h2.body.len()
+        );
+    }
+}
+
 #[test]
 fn two_replicas_answer_identically_across_a_generation_switch() {
     let store = Seaweed::start();
@@ -111,7 +163,7 @@ fn two_replicas_answer_identically_across_a_generation_switch() {
     // A prefix without a published manifest: a clear error naming the key, at startup.
     let tmp = tempfile::tempdir().unwrap();
     let out = origin_cmd(
-        &store,
+        &store.env(),
         &format!("s3://{BUCKET}/nothing"),
         &tmp.path().join("none"),
         &[],
@@ -130,9 +182,14 @@ fn two_replicas_answer_identically_across_a_generation_switch() {
     // it does not list.
     let (cache_a, cache_b) = (tmp.path().join("a"), tmp.path().join("b"));
     let bound: u64 = 24 * 1024;
-    let a = Staticd::start(origin_cmd(&store, &url, &cache_a, &["--origin-poll", "1h"]));
+    let a = Staticd::start(origin_cmd(
+        &store.env(),
+        &url,
+        &cache_a,
+        &["--origin-poll", "1h"],
+    ));
     let b = Staticd::start(origin_cmd(
-        &store,
+        &store.env(),
         &url,
         &cache_b,
         &[
@@ -196,11 +253,19 @@ fn two_replicas_answer_identically_across_a_generation_switch() {
     for r in [&a, &b] {
         let nm = r.get(
             &hashed_css,
-            &[("Accept-Encoding", "br"), ("If-None-Match", &etag)],
+            &[("Accept-Encoding", "br"), ("If-None-Match", etag.as_str())],
         );
         assert_eq!(nm.status, 304, "{nm:?}");
         assert_eq!(nm.header("etag"), Some(etag.as_str()));
     }
+
+    // HTTP/2 answers as HTTP/1.1 does, for cached objects and for ones it fetches first.
+    let mut over_h2 = requests.clone();
+    over_h2.push((
+        hashed_css.clone(),
+        vec![("Accept-Encoding", "br"), ("If-None-Match", etag.as_str())],
+    ));
+    same_over_h2c(&b, &over_h2);
 
     // The caches: a holds what it fetched; b stayed under its bound although it fetched
     // more than that.
@@ -318,10 +383,161 @@ fn two_replicas_answer_identically_across_a_generation_switch() {
     assert_eq!(downloads, 1, "{}", a.stderr.text());
 
     // Starting while the store is unreachable: a clear error naming the bucket and key.
-    let out = origin_cmd(&store, &url, &tmp.path().join("c"), &[])
+    let out = origin_cmd(&store.env(), &url, &tmp.path().join("c"), &[])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("s3://static/site/staticfiles.json"), "{err}");
+}
+
+/// The second S3 dialect: a replica of a moto store answers a hashed asset with br, gzip or
+/// identity (the bytes collect wrote), 304 for its ETag, a Range, the same over h2c; its
+/// polls are conditional GETs the server answers 304; a second publish is followed within a
+/// deadline while the first generation's names keep answering.
+#[test]
+fn a_replica_of_a_moto_store_negotiates_revalidates_and_follows_a_publish() {
+    let moto = Moto::start();
+    let (p, env) = crate::publish_moto::project(&moto, "compress = true\n", "");
+    let css = "main { padding: 1em 2em; color: #654321; }\n".repeat(200);
+    p.write("css/site.css", css.as_bytes());
+    let png: Vec<u8> = (0..12_000u32)
+        .map(|i| (i.wrapping_mul(2246822519) >> 11) as u8)
+        .collect();
+    p.write("img/mark.png", &png);
+    p.run_collect(&[]);
+    let url = format!("s3://{}/site", crate::common::moto::BUCKET);
+    publish(&p, &url, &env);
+    let root = p.root();
+    let old_css = p.hashed("css/site.css");
+    let mark = p.hashed("img/mark.png");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let r = Staticd::start(origin_cmd(
+        &moto.env(),
+        &url,
+        &tmp.path().join("cache"),
+        &["--origin-poll", "300ms"],
+    ));
+    let local = Staticd::serve(&root, &["--no-dictionaries"]);
+    assert_eq!(r.get("/.staticd/health/ready", &[]).status, 200);
+
+    // Negotiation: each coding's bytes are the file collect wrote for it.
+    let hashed_css = format!("/static/{old_css}");
+    let mut etags = Vec::new();
+    for (ae, coding, file) in [
+        ("br, gzip", Some("br"), format!("{old_css}.br")),
+        ("gzip", Some("gzip"), format!("{old_css}.gz")),
+        ("identity", None, old_css.clone()),
+    ] {
+        let got = r.get(&hashed_css, &[("Accept-Encoding", ae)]);
+        assert_eq!(got.status, 200, "{ae}: {got:?}");
+        assert_eq!(got.header("content-encoding"), coding, "{ae}");
+        assert_eq!(got.body, std::fs::read(root.join(&file)).unwrap(), "{ae}");
+        assert_eq!(
+            got.header("cache-control"),
+            Some("public, max-age=31536000, immutable")
+        );
+        let etag = got.header("etag").expect("an ETag").to_string();
+        assert!(etag.starts_with('"'), "a strong ETag: {etag}");
+        // From the cache now: the same answer.
+        assert_eq!(
+            seen(&r.get(&hashed_css, &[("Accept-Encoding", ae)])),
+            seen(&got),
+            "{ae} again"
+        );
+        // 304 for it, with it.
+        let nm = r.get(
+            &hashed_css,
+            &[("Accept-Encoding", ae), ("If-None-Match", etag.as_str())],
+        );
+        assert_eq!(nm.status, 304, "{ae}: {nm:?}");
+        assert_eq!(nm.header("etag"), Some(etag.as_str()));
+        assert!(nm.body.is_empty());
+        etags.push(etag);
+    }
+    etags.sort();
+    etags.dedup();
+    assert_eq!(etags.len(), 3, "one ETag per coding: {etags:?}");
+
+    // A Range of a file without variants; the unhashed original revalidates.
+    let ranged = r.get(&format!("/static/{mark}"), &[("Range", "bytes=100-199")]);
+    assert_eq!(ranged.status, 206, "{ranged:?}");
+    assert_eq!(ranged.header("content-range"), Some("bytes 100-199/12000"));
+    assert_eq!(ranged.body, png[100..200]);
+    assert_eq!(
+        r.get("/static/css/site.css", &[]).header("cache-control"),
+        Some("public, max-age=60")
+    );
+
+    // As a local root answers (validators aside: the origin's come from the listing).
+    let requests: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (hashed_css.clone(), vec![("Accept-Encoding", "br, gzip")]),
+        (hashed_css.clone(), vec![("Accept-Encoding", "gzip")]),
+        (hashed_css.clone(), vec![("Accept-Encoding", "identity")]),
+        (
+            "/static/css/site.css".into(),
+            vec![("Accept-Encoding", "br")],
+        ),
+        (format!("/static/{mark}"), vec![]),
+        (format!("/static/{mark}"), vec![("Range", "bytes=100-199")]),
+        ("/static/nope.css".into(), vec![]),
+    ];
+    for (path, headers) in &requests {
+        assert_eq!(
+            semantics(&r.get(path, headers)),
+            semantics(&local.get(path, headers)),
+            "{path} {headers:?}: as a local root"
+        );
+    }
+    let mut over_h2 = requests.clone();
+    over_h2.push((
+        hashed_css.clone(),
+        vec![
+            ("Accept-Encoding", "br"),
+            ("If-None-Match", etags[0].as_str()),
+        ],
+    ));
+    same_over_h2c(&r, &over_h2);
+
+    // The poll is a conditional GET: moto answers the unchanged manifest 304 (no body).
+    let manifest_key = "site/staticfiles.json";
+    wait_until("a 304 to a poll", Duration::from_secs(30), || {
+        moto.requests()
+            .iter()
+            .any(|q| q.method == "GET" && q.key.as_deref() == Some(manifest_key) && q.status == 304)
+            .then_some(())
+    });
+
+    // A second generation: followed by the poll within a deadline; the first one's names
+    // keep answering.
+    let new_css = format!("{css}aside {{ color: teal; }}\n");
+    p.write("css/site.css", new_css.as_bytes());
+    p.run_collect(&[]);
+    publish(&p, &url, &env);
+    let next = p.hashed("css/site.css");
+    assert_ne!(next, old_css);
+    let next_path = format!("/static/{next}");
+    let got = wait_until("the new generation", Duration::from_secs(30), || {
+        let got = r.get("/static/css/site.css", &[("Accept-Encoding", "identity")]);
+        (got.body == new_css.as_bytes()).then_some(got)
+    });
+    assert_eq!(got.status, 200);
+    let br = r.get(&next_path, &[("Accept-Encoding", "br")]);
+    assert_eq!(br.status, 200, "{br:?}");
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    assert_eq!(
+        br.body,
+        std::fs::read(root.join(format!("{next}.br"))).unwrap()
+    );
+    let old = r.get(&hashed_css, &[("Accept-Encoding", "identity")]);
+    assert_eq!(old.status, 200, "the first generation's name still answers");
+    assert_eq!(old.body, css.as_bytes());
+    same_over_h2c(
+        &r,
+        &[
+            (next_path.clone(), vec![("Accept-Encoding", "br")]),
+            (next_path, vec![("Accept-Encoding", "gzip")]),
+        ],
+    );
 }

@@ -7,6 +7,8 @@
 //! - `http`: one plain GET, for the sanity checks before a run;
 //! - `corpus`: the serve bench's synthetic corpus, where the collect bench keeps its Django
 //!   projects, tree copies and sizes;
+//! - `django_corpus`: those Django projects (`small`, `large`), built once by the collect or
+//!   the publish bench, whichever runs first;
 //! - `python`: the venv `.ci/venv` builds;
 //! - `npm`: npm and PyPI packages fetched once with their own clients (the delta bench).
 //! - `seaweed`: SeaweedFS for the publish bench, and what it says was written, on `ports`
@@ -18,6 +20,7 @@
 
 pub mod corpus;
 pub mod cpu;
+pub mod django_corpus;
 pub mod h2load;
 pub mod http;
 pub mod npm;

@@ -4,20 +4,17 @@
 //! record, not the client's), and what it holds through boto3 (an S3 client other than the
 //! one under test).
 use super::ports::{lease_ports, Lease};
-use super::seaweed::{probe, retried};
+use super::seaweed::{probe, retried, wait_ready};
 use super::ChildGuard;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// moto checks no signature: any pair is accepted, these just make the requests signed.
 pub const ACCESS_KEY: &str = "staticd-moto";
 pub const SECRET_KEY: &str = "staticd-moto-secret";
 pub const BUCKET: &str = "static";
-
-/// Python's import of moto on a loaded 2-core machine: seconds.
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One request the server answered, from its log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +77,7 @@ impl Moto {
     }
 
     /// Ready = CreateBucket answered 200 and a signed PUT, GET and DELETE of a probe through
-    /// staticd's own client succeed. Polled until [`READY_TIMEOUT`]; an exit ends it at once.
+    /// staticd's own client succeed, polled by [`wait_ready`].
     fn wait_ready(&mut self) -> Result<(), String> {
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -88,44 +85,21 @@ impl Moto {
             .unwrap();
         let store = self.client("");
         let rt = staticd::remote::store::runtime().unwrap();
-        let started = Instant::now();
+        let create = format!("{}/{BUCKET}", self.endpoint);
         let mut bucket = false;
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                return Err(format!(
-                    "moto_server exited ({status}) before it was ready; its output:\n{}",
-                    self.log()
-                ));
-            }
-            let last = if !bucket {
+        let child = self.child.as_mut().expect("a started moto_server");
+        wait_ready("moto_server", child, || {
+            if !bucket {
                 // CreateBucket (moto needs no signature for it).
-                match http.put(format!("{}/{BUCKET}", self.endpoint)).send() {
-                    Ok(r) if r.status().is_success() => {
-                        bucket = true;
-                        continue;
-                    }
-                    Ok(r) => format!("CreateBucket answered {}", r.status()),
-                    Err(e) => format!("CreateBucket: {e}"),
+                match http.put(&create).send() {
+                    Ok(r) if r.status().is_success() => bucket = true,
+                    Ok(r) => return Err(format!("CreateBucket answered {}", r.status())),
+                    Err(e) => return Err(format!("CreateBucket: {e}")),
                 }
-            } else {
-                match rt.block_on(probe(&store)) {
-                    Ok(()) => return Ok(()),
-                    Err(e) => e,
-                }
-            };
-            if started.elapsed() > READY_TIMEOUT {
-                return Err(format!(
-                    "moto_server not ready within {READY_TIMEOUT:?}; last: {last}\nits output:\n{}",
-                    self.log()
-                ));
             }
-            // The poll's period, not a wait for an outcome.
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            rt.block_on(probe(&store))
+        })
+        .map_err(|e| format!("{e}; its output:\n{}", self.log()))
     }
 
     /// staticd's own client for `s3://BUCKET/prefix` on this server.
@@ -148,6 +122,19 @@ impl Moto {
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
             ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
         ]
+    }
+
+    /// The environment a staticd process needs to reach this server with the standard AWS
+    /// variables alone (no staticd.toml): what `serve --origin` replicas are started with.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = self.credentials();
+        env.extend([
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false".into()),
+        ]);
+        env
     }
 
     /// A `[publish]` table for this server.

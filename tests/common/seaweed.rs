@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long one start may take to accept a signed PUT (loaded 2-core machine: seconds).
+/// How long one start of a server may take to be ready (loaded 2-core machine: seconds;
+/// Python's import of moto is the slowest).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Attempts at a start (fresh ports each) or a restart (same ports) before the test fails.
 const ATTEMPTS: usize = 3;
@@ -99,6 +100,34 @@ pub async fn probe(store: &staticd::remote::store::Store) -> Result<(), String> 
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// The readiness loop of a server a test starts (weed here, `common::moto`'s server):
+/// `ready` is tried every 50 ms until it succeeds, for [`READY_TIMEOUT`] at most; an exit of
+/// `child` ends the wait at once. The error says which, with `ready`'s last error; the
+/// caller adds the server's output.
+pub fn wait_ready(
+    what: &str,
+    child: &mut Child,
+    mut ready: impl FnMut() -> Result<(), String>,
+) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{what} exited ({status}) before it was ready"));
+        }
+        let last = match ready() {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if started.elapsed() > READY_TIMEOUT {
+            return Err(format!(
+                "{what} was not ready within {READY_TIMEOUT:?}; last error: {last}"
+            ));
+        }
+        // The poll's period, not a wait for an outcome.
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Runs `attempt` up to [`ATTEMPTS`] times until it gives a value; each failure is printed
@@ -270,38 +299,18 @@ impl Seaweed {
     }
 
     /// Ready = a signed PUT of a probe, its GET and its DELETE succeed (the S3 port answers
-    /// before writes do). Polled until [`READY_TIMEOUT`]; an exit of weed ends it at once.
+    /// before writes do), polled by [`wait_ready`].
     fn wait_ready(&mut self) -> Result<(), String> {
         let store = self.client("");
         let rt = staticd::remote::store::runtime().unwrap();
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                return Err(format!(
-                    "weed exited ({status}) before it was ready (ports {}); its output:\n{}",
-                    self.ports_text(),
-                    self.log()
-                ));
-            }
-            let last = match rt.block_on(probe(&store)) {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            };
-            if started.elapsed() > READY_TIMEOUT {
-                return Err(format!(
-                    "weed did not accept a signed PUT/GET/DELETE within {READY_TIMEOUT:?} \
-                     (ports {}); last error: {last}\nits output:\n{}",
-                    self.ports_text(),
-                    self.log()
-                ));
-            }
-            // The poll's period, not a wait for an outcome.
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = self.child.as_mut().expect("a started weed");
+        wait_ready("weed", child, || rt.block_on(probe(&store))).map_err(|e| {
+            format!(
+                "{e} (ports {}); its output:\n{}",
+                self.ports_text(),
+                self.log()
+            )
+        })
     }
 
     fn ports_text(&self) -> String {

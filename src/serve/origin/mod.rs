@@ -23,6 +23,17 @@
 //!
 //! Downloads and polls run on a runtime of their own (two threads), never on the HTTP
 //! workers' event loops.
+//!
+//! Two S3 dialects are tested (tests/serve_origin.rs): SeaweedFS and moto's server. Neither
+//! needs a case of its own here, because this module relies only on what both do: an ETag
+//! per object, the same in the listing and on GET (so it labels the bytes `If-Match`
+//! fetches), `304` to `If-None-Match` with the manifest's ETag (quoted as the store gave it),
+//! `412` to a GET whose `If-Match` names another version, and a LastModified in the listing.
+//! Where they differ, the difference is absorbed: moto's listing gives LastModified with
+//! `.000Z` milliseconds, which is cut to the whole seconds HTTP dates have; and an ETag that
+//! is not a plain MD5 (multipart `…-N`, or a store's opaque one) leaves the fetch's check
+//! to the size and `If-Match` (`remote::fetch::verify`). A store that gives no ETag at all
+//! still works: the identity is then the key and the time stored (`table::object_id`).
 pub mod table;
 
 use crate::manifest::Manifest;
