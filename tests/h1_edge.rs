@@ -402,6 +402,94 @@ fn expect_100_continue() {
     );
 }
 
+/// RFC 9110 §10.1.1: a final status the head decides (a static file, the static tier's
+/// 405 and 404, TRACE, `OPTIONS *`) goes without `100 Continue`, as nginx answers them; the
+/// body is then never read, so the answer says `Connection: close` and the connection
+/// closes. The probe saw `100 Continue` then a 405.
+#[test]
+fn expect_100_continue_is_skipped_when_the_answer_needs_no_body() {
+    let up = Upstream::start();
+    let s = proxy(&up, &[]);
+    for (line, status) in [
+        ("POST /static/app.css", 405),
+        ("PUT /static/app.css", 405),
+        ("POST /static/nope.css", 404),
+        ("GET /static/app.css", 200),
+        ("HEAD /static/app.css", 200),
+        ("TRACE /x", 405),
+        ("OPTIONS *", 200),
+    ] {
+        let mut c = s.conn();
+        c.send(
+            format!(
+                "{line} HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let method = line.split(' ').next().unwrap();
+        let r = c.response(Expect::for_method(method));
+        assert_eq!(r.status, status, "{line}");
+        assert!(r.interim.is_empty(), "{line}: {:?}", r.interim);
+        assert_eq!(r.header("connection"), Some("close"), "{line}");
+        // The body the client sends anyway is read and dropped before the close.
+        let _ = c.stream.write_all(b"hello");
+        c.expect_closed();
+    }
+    // The upstream's answer needs the body: 100 first.
+    let mut c = s.conn();
+    c.send(b"PUT /up HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    let mut interim = [0u8; 25];
+    c.stream.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.send(b"hello");
+    assert_eq!(c.response(GET).text(), "PUT /up 5");
+    assert_eq!(up.targets_before_marker(&s, "/marker"), ["/up"]);
+}
+
+/// RFC 9110 §2.5: HTTP/1.x with x above 1 is served as HTTP/1.1 (nginx does), answered
+/// `HTTP/1.1` and kept alive; another major version is 505 (RFC 9110 §15.6.6, nginx); a
+/// request line over the head limit is 414 (RFC 9112 §3), where it was 431.
+#[test]
+fn newer_minor_versions_other_majors_and_long_request_lines() {
+    let up = Upstream::start();
+    let s = proxy(&up, &[]);
+    let mut c = s.conn();
+    c.send(b"GET /v12 HTTP/1.2\r\nHost: t\r\n\r\nGET /static/app.css HTTP/1.9\r\nHost: t\r\n\r\n");
+    let r = c.response(GET);
+    assert!(r.raw.starts_with(b"HTTP/1.1 200 "), "{}", r.text());
+    assert_eq!(
+        (r.text().as_str(), r.header("connection")),
+        ("GET /v12 0", None)
+    );
+    let r = c.response(GET);
+    assert_eq!((r.status, r.text().as_str()), (200, "body{}"));
+    // The version in a packet of its own, after the rest of the line.
+    c.send(b"GET /split HTTP/1.");
+    c.stream.flush().unwrap();
+    c.send(b"3\r\nHost: t\r\n\r\n");
+    assert_eq!(c.response(GET).text(), "GET /split 0");
+    for v in ["HTTP/2.0", "HTTP/3.0", "HTTP/9.1"] {
+        refused(
+            &s,
+            format!("GET /v2 {v}\r\nHost: t\r\n\r\n").as_bytes(),
+            505,
+        );
+    }
+    for kib in [17, 64] {
+        let req = format!(
+            "GET /{} HTTP/1.1\r\nHost: t\r\n\r\n",
+            "a".repeat(kib * 1024)
+        );
+        let r = send_all(&s, req.into_bytes(), GET);
+        assert_eq!(
+            (r.status, r.header("connection")),
+            (414, Some("close")),
+            "{kib} KiB"
+        );
+    }
+    assert_eq!(up.targets_before_marker(&s, "/marker"), ["/v12", "/split"]);
+}
+
 /// Over `--max-body` is 413 and close, by declared length or by counting chunks; nothing
 /// reaches the upstream.
 #[test]
@@ -460,7 +548,8 @@ fn oversized_and_malformed_heads_are_refused() {
     assert_eq!(r.text(), "GET /fine 0");
     for bad in [
         &b"GARBAGE\r\n\r\n"[..],
-        b"GET /x HTTP/1.2\r\nHost: t\r\n\r\n",
+        b"GET /x HTTP/0.9\r\nHost: t\r\n\r\n",
+        b"GET /x HTTP/1.10\r\nHost: t\r\n\r\n",
         b"GET /x\r\nHost: t\r\n\r\n",
         b"GET  /x HTTP/1.1\r\nHost: t\r\n\r\n",
         b"GET /x HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n",
