@@ -231,9 +231,11 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
         http10: req.version == Some(0),
         ..Head::default()
     };
+    // Only empty lines so far (a CRLF flood) is no request line: 431 as any head.
     let too_large = || match request_line(buf) {
-        (line, true) if line.len() <= MAX_HEAD => HeadError::TooLarge,
-        _ => HeadError::UriTooLong,
+        (line, true) if line.len() > MAX_HEAD => HeadError::UriTooLong,
+        (line, false) if !line.is_empty() => HeadError::UriTooLong,
+        _ => HeadError::TooLarge,
     };
     let len = match status {
         Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => {
@@ -761,5 +763,6 @@ mod tests {
         let whole = format!("{long}\r\nHost: h\r\n\r\n");
         assert_eq!(refused(whole.as_bytes()), HeadError::UriTooLong);
         assert_eq!(HeadError::UriTooLong.status().as_u16(), 414);
+        assert_eq!(refused(&b"\r\n".repeat(MAX_HEAD)), HeadError::TooLarge);
     }
 }
