@@ -446,6 +446,22 @@ fn expect_100_continue_is_skipped_when_the_answer_needs_no_body() {
     assert_eq!(up.targets_before_marker(&s, "/marker"), ["/up"]);
 }
 
+/// A fragment in a request target (no part of one, RFC 9112 §3.2) is cut off, as nginx and
+/// gunicorn do: the static tier found no `app.css#top` (404) while the upstream saw the
+/// path without it.
+#[test]
+fn fragments_are_cut_off_before_routing_and_forwarding() {
+    let up = Upstream::start();
+    let s = proxy(&up, &[]);
+    let mut c = s.conn();
+    c.send(b"GET /static/app.css#top HTTP/1.1\r\nHost: t\r\n\r\nGET /up?q=1#frag HTTP/1.1\r\nHost: t\r\n\r\nGET http://t/abs#f?x HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.response(GET);
+    assert_eq!((r.status, r.text().as_str()), (200, "body{}"));
+    assert_eq!(c.response(GET).text(), "GET /up?q=1 0");
+    assert_eq!(c.response(GET).text(), "GET /abs 0");
+    assert_eq!(up.targets_before_marker(&s, "/marker"), ["/up?q=1", "/abs"]);
+}
+
 /// RFC 9110 §2.5: HTTP/1.x with x above 1 is served as HTTP/1.1 (nginx does), answered
 /// `HTTP/1.1` and kept alive; another major version is 505 (RFC 9110 §15.6.6, nginx); a
 /// request line over the head limit is 414 (RFC 9112 §3), where it was 431.

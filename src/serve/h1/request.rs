@@ -285,6 +285,13 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
             Err(e) => return Parse::Invalid(HeadError::Absolute(e), head),
         }
     };
+    // A fragment is no part of a request target (RFC 9112 §3.2); a client that sends one
+    // anyway gets it cut off, as nginx and gunicorn do, so the static tier and the upstream
+    // see the same path (it was a 404 on the static tier only).
+    let mut origin = origin;
+    if let Some(hash) = buf[origin.clone()].iter().position(|&b| b == b'#') {
+        origin.end = origin.start + hash;
+    }
     let path_len = buf[origin.clone()]
         .iter()
         .position(|&b| b == b'?')
@@ -622,6 +629,21 @@ mod tests {
             refused(b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n"),
             HeadError::Absolute(_)
         ));
+    }
+
+    #[test]
+    fn fragments_are_cut_off() {
+        let raw = b"GET /static/a.css?v=1#top HTTP/1.1\r\nHost: h\r\n\r\n";
+        let h = ready(raw);
+        assert_eq!(&raw[h.origin.clone()], b"/static/a.css?v=1");
+        assert_eq!(&raw[h.path.clone()], b"/static/a.css");
+        assert_eq!(&raw[h.target.clone()], b"/static/a.css?v=1#top");
+        let raw = b"GET http://a/x#y?z HTTP/1.1\r\nHost: a\r\n\r\n";
+        let h = ready(raw);
+        assert_eq!(&raw[h.origin.clone()], b"/x");
+        assert_eq!(&raw[h.path.clone()], b"/x");
+        let raw = b"GET /#frag HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert_eq!(&raw[ready(raw).path.clone()], b"/");
     }
 
     #[test]
