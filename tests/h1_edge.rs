@@ -599,10 +599,17 @@ fn connect_trace_and_options_asterisk() {
         r.header("allow"),
         Some("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
     );
+    // `OPTIONS http://host` with an empty path is `OPTIONS *` (RFC 9112 §3.2.4); with a
+    // path it is a plain request for it.
+    c.send(b"OPTIONS http://t:80 HTTP/1.1\r\nHost: t\r\n\r\nOPTIONS http://t/o HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.response(GET);
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert!(r.header("allow").unwrap().contains("OPTIONS"));
+    assert_eq!(c.response(GET).text(), "OPTIONS /o 0");
     // The connection goes on.
     c.send(b"GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(c.response(GET).text(), "GET /after 0");
-    assert_eq!(up.targets_before_marker(&s, "/marker"), ["/after"]);
+    assert_eq!(up.targets_before_marker(&s, "/marker"), ["/o", "/after"]);
 }
 
 /// The response head that opens a tunnel, read byte by byte: what the tunnel carries after

@@ -273,7 +273,12 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
         match host::absolute(t) {
             Ok(Some(abs)) => {
                 let base = head.target.start;
-                head.form = Form::Absolute;
+                // `OPTIONS http://host` (empty path, no query) asks about the server as a
+                // whole: it is `OPTIONS *` (RFC 9112 §3.2.4).
+                head.form = match method == "OPTIONS" && abs.origin.is_empty() {
+                    true => Form::Asterisk,
+                    false => Form::Absolute,
+                };
                 head.authority = Some(base + abs.authority.start..base + abs.authority.end);
                 base + abs.origin.start..base + abs.origin.end
             }
@@ -650,6 +655,16 @@ mod tests {
     fn target_forms() {
         let h = ready(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(h.form, Form::Asterisk);
+        let raw = b"OPTIONS http://a.example:8001 HTTP/1.1\r\nHost: h\r\n\r\n";
+        let h = ready(raw);
+        assert_eq!(
+            (h.form, h.host(raw)),
+            (Form::Asterisk, Some("a.example:8001"))
+        );
+        let h = ready(b"OPTIONS http://a.example/ HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(h.form, Form::Absolute);
+        let h = ready(b"OPTIONS http://a.example?q HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(h.form, Form::Absolute);
         assert_eq!(
             ready(b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n").form,
             Form::Authority
