@@ -446,6 +446,107 @@ fn expect_100_continue_is_skipped_when_the_answer_needs_no_body() {
     assert_eq!(up.targets_before_marker(&s, "/marker"), ["/up"]);
 }
 
+/// Request-line and field-line forms an attacker or a conformance suite sends (RFC 9112
+/// §2–§5), each on a connection of its own: the status, and whether the connection goes
+/// on (then a follow-up request on it is answered in step) or closes with nothing after
+/// the answer. None reaches the upstream.
+#[test]
+fn request_line_and_field_line_probes() {
+    let up = Upstream::start();
+    let s = proxy(&up, &[]);
+    const A: &str = "/static/app.css";
+    let rows: Vec<(String, u16, bool)> = vec![
+        // §2.2: empty lines before the request line are ignored; bare LF ends a line.
+        (
+            format!("\r\n\r\nGET {A} HTTP/1.1\r\nHost: t\r\n\r\n"),
+            200,
+            true,
+        ),
+        (format!("GET {A} HTTP/1.1\nHost: t\n\n"), 200, true),
+        // Methods are case-sensitive tokens: `get` is an unknown method (405 on a file).
+        (format!("get {A} HTTP/1.1\r\nHost: t\r\n\r\n"), 405, true),
+        (format!("TRACE {A} HTTP/1.1\r\nHost: t\r\n\r\n"), 405, true),
+        (format!("GET {A} HTTP/1.9\r\nHost: t\r\n\r\n"), 200, true),
+        (format!("GET {A} HTTP/3.0\r\nHost: t\r\n\r\n"), 505, false),
+        (format!("GET {A} http/1.1\r\nHost: t\r\n\r\n"), 400, false),
+        (format!("GET {A}\r\nHost: t\r\n\r\n"), 400, false),
+        (format!("GET  {A} HTTP/1.1\r\nHost: t\r\n\r\n"), 400, false),
+        (format!("GET {A} HTTP/1.1 \r\nHost: t\r\n\r\n"), 400, false),
+        (format!("GET\t{A}\tHTTP/1.1\r\nHost: t\r\n\r\n"), 400, false),
+        (format!(" GET {A} HTTP/1.1\r\nHost: t\r\n\r\n"), 400, false),
+        (format!("GET {A} HTTP/1.1\rHost: t\r\n\r\n"), 400, false),
+        ("GET /a\0b HTTP/1.1\r\nHost: t\r\n\r\n".into(), 400, false),
+        ("GET /a b HTTP/1.1\r\nHost: t\r\n\r\n".into(), 400, false),
+        ("GET t:80 HTTP/1.1\r\nHost: t\r\n\r\n".into(), 400, false),
+        ("HEAD * HTTP/1.1\r\nHost: t\r\n\r\n".into(), 400, false),
+        (
+            "GET http:///x HTTP/1.1\r\nHost: t\r\n\r\n".into(),
+            400,
+            false,
+        ),
+        // §5: no whitespace before the colon, names are tokens, values have no CTLs.
+        (
+            format!("GET {A} HTTP/1.1\r\nHost: t\r\nX\t: y\r\n\r\n"),
+            400,
+            false,
+        ),
+        (
+            format!("GET {A} HTTP/1.1\r\nHost: t\r\nX(y): z\r\n\r\n"),
+            400,
+            false,
+        ),
+        (
+            format!("GET {A} HTTP/1.1\r\nHost: t\r\nXy\r\n\r\n"),
+            400,
+            false,
+        ),
+        (
+            format!("GET {A} HTTP/1.1\r\nHost: t\r\nX: a\u{1}b\r\n\r\n"),
+            400,
+            false,
+        ),
+        (
+            format!("GET {A} HTTP/1.1\r\nHost: t\r\nX: a\u{7f}b\r\n\r\n"),
+            400,
+            false,
+        ),
+        (
+            format!("GET {A} HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n"),
+            400,
+            false,
+        ),
+        (format!("GET {A} HTTP/1.1\r\n Host: t\r\n\r\n"), 400, false),
+        // OWS around a value is not part of it; an empty value is a value.
+        (
+            format!("GET {A} HTTP/1.1\r\nHost:\t t \t\r\nX:\r\n\r\n"),
+            200,
+            true,
+        ),
+        (
+            format!("GET {A} HTTP/1.1\r\nHost: t\r\nExpect: 100-continue, x\r\n\r\n"),
+            417,
+            false,
+        ),
+    ];
+    for (req, status, keeps) in &rows {
+        let mut c = s.conn();
+        c.send(req.as_bytes());
+        let method = req.trim_start().split(' ').next().unwrap();
+        let r = c.response(Expect::for_method(method));
+        assert_eq!(r.status, *status, "{req:?}: {}", r.text());
+        if *keeps {
+            c.send(format!("GET {A} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes());
+            assert_eq!(c.response(GET).text(), "body{}", "{req:?}");
+        } else {
+            assert_eq!(r.header("connection"), Some("close"), "{req:?}");
+        }
+        c.expect_closed();
+    }
+    // A head of high-bit bytes in the target.
+    refused(&s, b"GET /static/\xff\xfe HTTP/1.1\r\nHost: t\r\n\r\n", 400);
+    assert!(up.targets_before_marker(&s, "/marker").is_empty());
+}
+
 /// A fragment in a request target (no part of one, RFC 9112 §3.2) is cut off, as nginx and
 /// gunicorn do: the static tier found no `app.css#top` (404) while the upstream saw the
 /// path without it.
