@@ -700,6 +700,10 @@ fn connect_trace_and_options_asterisk() {
         r.header("allow"),
         Some("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
     );
+    // A file's methods are GET and HEAD (RFC 9110 §15.5.6: Allow lists the target's).
+    c.send(b"TRACE /static/app.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.response(GET);
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
     // `OPTIONS http://host` with an empty path is `OPTIONS *` (RFC 9112 §3.2.4); with a
     // path it is a plain request for it.
     c.send(b"OPTIONS http://t:80 HTTP/1.1\r\nHost: t\r\n\r\nOPTIONS http://t/o HTTP/1.1\r\nHost: t\r\n\r\n");

@@ -495,15 +495,11 @@ impl<I: ClientIo> Conn<'_, I> {
             return self.send(head, buf, reply, start, After::Request).await;
         }
         if head.verb == Verb::Other {
-            if let Some((reply, after)) = special(live, head, buf) {
+            if let Some((reply, after)) = special(self.state, live, head, buf) {
                 return self.send(head, buf, reply, start, after).await;
             }
         }
-        // Absolute-form `http://host` has an empty path: it is `/`.
-        let path = match request::text(buf, Some(head.path.clone())) {
-            "" => "/",
-            p => p,
-        };
+        let path = path_of(head, buf);
         let route = dispatch(self.state, live, path);
         self.route = route.kind();
         match route {
@@ -527,15 +523,14 @@ impl<I: ClientIo> Conn<'_, I> {
     /// static tier, the health path and the answers of [`special`] are decided by the head).
     fn needs_body(&self, live: &Live, head: &Head, buf: &[u8]) -> bool {
         if self.early(head, buf).is_some()
-            || (head.verb == Verb::Other && special(live, head, buf).is_some())
+            || (head.verb == Verb::Other && special(self.state, live, head, buf).is_some())
         {
             return false;
         }
-        let path = match request::text(buf, Some(head.path.clone())) {
-            "" => "/",
-            p => p,
-        };
-        matches!(dispatch(self.state, live, path), Dispatch::Proxy(_))
+        matches!(
+            dispatch(self.state, live, path_of(head, buf)),
+            Dispatch::Proxy(_)
+        )
     }
 
     /// What the listener answers before routing (HTTPS on: an ACME challenge, the redirect).
@@ -553,10 +548,7 @@ impl<I: ClientIo> Conn<'_, I> {
         };
         let host = head.host(buf);
         front.early(&Asked {
-            path: match request::text(buf, Some(head.path.clone())) {
-                "" => "/",
-                p => p,
-            },
+            path: path_of(head, buf),
             target: &target,
             host,
             local: host.is_none().then(|| self.io.local_addr()).flatten(),
@@ -817,10 +809,20 @@ impl<I: ClientIo> Conn<'_, I> {
     }
 }
 
+/// The path `head` asks for, still percent-encoded (absolute-form `http://host` has an
+/// empty one: it is `/`).
+fn path_of<'b>(head: &Head, buf: &'b [u8]) -> &'b str {
+    match request::text(buf, Some(head.path.clone())) {
+        "" => "/",
+        p => p,
+    }
+}
+
 /// What no route answers: `OPTIONS *` (200 with `Allow`), CONNECT (405, close: this is
-/// no forward proxy) and TRACE (405, as nginx).
-fn special(live: &Live, head: &Head, buf: &[u8]) -> Option<(Reply<'static>, After)> {
-    let allow = if live.proxy.has_upstreams() {
+/// no forward proxy) and TRACE (405, as nginx). A 405's `Allow` lists the target's methods
+/// (RFC 9110 §15.5.6): GET and HEAD for a TRACE of a file, the server's otherwise.
+fn special(state: &State, live: &Live, head: &Head, buf: &[u8]) -> Option<(Reply<'static>, After)> {
+    let mut allow = if live.proxy.has_upstreams() {
         ALLOW_PROXIED
     } else {
         headers::ALLOW
@@ -832,7 +834,15 @@ fn special(live: &Live, head: &Head, buf: &[u8]) -> Option<(Reply<'static>, Afte
     }
     let after = match &buf[head.method.clone()] {
         b"CONNECT" => After::Linger,
-        b"TRACE" => After::Request,
+        b"TRACE" => {
+            if !matches!(
+                dispatch(state, live, path_of(head, buf)),
+                Dispatch::Proxy(_)
+            ) {
+                allow = headers::ALLOW;
+            }
+            After::Request
+        }
         _ => return None,
     };
     let status = StatusCode::METHOD_NOT_ALLOWED;
