@@ -403,13 +403,16 @@ fn expect_100_continue() {
 }
 
 /// RFC 9110 §10.1.1: a final status the head decides (a static file, the static tier's
-/// 405 and 404, TRACE, `OPTIONS *`) goes without `100 Continue`, as nginx answers them; the
+/// 405 and 404, TRACE, `OPTIONS *`, the media mount) goes without `100 Continue`, as nginx answers them; the
 /// body is then never read, so the answer says `Connection: close` and the connection
 /// closes. The probe saw `100 Continue` then a 405.
 #[test]
 fn expect_100_continue_is_skipped_when_the_answer_needs_no_body() {
     let up = Upstream::start();
-    let s = proxy(&up, &[]);
+    let media = tempfile::tempdir().unwrap();
+    std::fs::write(media.path().join("m.txt"), "media").unwrap();
+    let dir = media.path().to_str().unwrap();
+    let s = proxy(&up, &["--media-root", dir, "--media-url", "/media/"]);
     for (line, status) in [
         ("POST /static/app.css", 405),
         ("PUT /static/app.css", 405),
@@ -418,6 +421,8 @@ fn expect_100_continue_is_skipped_when_the_answer_needs_no_body() {
         ("HEAD /static/app.css", 200),
         ("TRACE /x", 405),
         ("OPTIONS *", 200),
+        ("PUT /media/m.txt", 405),
+        ("GET /media/m.txt", 200),
     ] {
         let mut c = s.conn();
         c.send(

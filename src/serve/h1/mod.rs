@@ -520,17 +520,17 @@ impl<I: ClientIo> Conn<'_, I> {
     }
 
     /// Whether the answer to `head` depends on its body: only the upstream's does (the
-    /// static tier, the health path and the answers of [`special`] are decided by the head).
+    /// static tier, the health path, the mounts and the answers of [`special`] are decided
+    /// by the head).
     fn needs_body(&self, live: &Live, head: &Head, buf: &[u8]) -> bool {
         if self.early(head, buf).is_some()
             || (head.verb == Verb::Other && special(self.state, live, head, buf).is_some())
         {
             return false;
         }
-        matches!(
-            dispatch(self.state, live, path_of(head, buf)),
-            Dispatch::Proxy(_)
-        )
+        let path = path_of(head, buf);
+        matches!(dispatch(self.state, live, path), Dispatch::Proxy(_))
+            && !live.proxy.answers_locally(path)
     }
 
     /// What the listener answers before routing (HTTPS on: an ACME challenge, the redirect).
