@@ -5,8 +5,9 @@
 //! Checked here, each failure a [`HeadError`] with its status: the head's syntax (httparse:
 //! obs-fold, invalid field names, a bad request line) and size (16 KiB, 128 field lines:
 //! 431; a request line alone over 16 KiB: 414); the version (`HTTP/1.x` with x above 1 is
-//! served as HTTP/1.1, [`Parse::NewerMinor`]; another major version is 505); the target's form (origin, absolute `http(s)://`, `*` for OPTIONS only, authority
-//! for CONNECT only); Host (missing on HTTP/1.1, repeated, or not `host[:port]`: 400); the
+//! served as HTTP/1.1, [`Parse::NewerMinor`]; another major version is 505); the target's
+//! form (origin, absolute `http(s)://`, `*` for OPTIONS only, authority for CONNECT only; a
+//! fragment is cut off); Host (missing on HTTP/1.1, repeated, or not `host[:port]`: 400); the
 //! body's framing ([`body::framing`](super::body::framing), and no bare-LF line end in a
 //! head that has a body); `Expect` (only `100-continue`,
 //! else 417; ignored in HTTP/1.0 as RFC 9110 §10.1.1 says). Upgrade is honoured only for
