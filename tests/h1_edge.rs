@@ -402,6 +402,216 @@ fn expect_100_continue() {
     );
 }
 
+/// RFC 9110 §10.1.1: a final status the head decides (a static file, the static tier's
+/// 405 and 404, TRACE, `OPTIONS *`, the media mount) goes without `100 Continue`, as nginx answers them; the
+/// body is then never read, so the answer says `Connection: close` and the connection
+/// closes. The probe saw `100 Continue` then a 405.
+#[test]
+fn expect_100_continue_is_skipped_when_the_answer_needs_no_body() {
+    let up = Upstream::start();
+    let media = tempfile::tempdir().unwrap();
+    std::fs::write(media.path().join("m.txt"), "media").unwrap();
+    let dir = media.path().to_str().unwrap();
+    let s = proxy(&up, &["--media-root", dir, "--media-url", "/media/"]);
+    for (line, status) in [
+        ("POST /static/app.css", 405),
+        ("PUT /static/app.css", 405),
+        ("POST /static/nope.css", 404),
+        ("GET /static/app.css", 200),
+        ("HEAD /static/app.css", 200),
+        ("TRACE /x", 405),
+        ("OPTIONS *", 200),
+        ("PUT /media/m.txt", 405),
+        ("GET /media/m.txt", 200),
+    ] {
+        let mut c = s.conn();
+        c.send(
+            format!(
+                "{line} HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let method = line.split(' ').next().unwrap();
+        let r = c.response(Expect::for_method(method));
+        assert_eq!(r.status, status, "{line}");
+        assert!(r.interim.is_empty(), "{line}: {:?}", r.interim);
+        assert_eq!(r.header("connection"), Some("close"), "{line}");
+        // The body the client sends anyway is read and dropped before the close.
+        let _ = c.stream.write_all(b"hello");
+        c.expect_closed();
+    }
+    // The upstream's answer needs the body: 100 first.
+    let mut c = s.conn();
+    c.send(b"PUT /up HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    let mut interim = [0u8; 25];
+    c.stream.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.send(b"hello");
+    assert_eq!(c.response(GET).text(), "PUT /up 5");
+    assert_eq!(up.targets_before_marker(&s, "/marker"), ["/up"]);
+}
+
+/// Request-line and field-line forms an attacker or a conformance suite sends (RFC 9112
+/// §2–§5), each on a connection of its own: the status, and whether the connection goes
+/// on (then a follow-up request on it is answered in step) or closes with nothing after
+/// the answer. None reaches the upstream.
+#[test]
+fn request_line_and_field_line_probes() {
+    let up = Upstream::start();
+    let s = proxy(&up, &[]);
+    const A: &str = "/static/app.css";
+    let rows: Vec<(String, u16, bool)> = vec![
+        // §2.2: empty lines before the request line are ignored; bare LF ends a line.
+        (
+            format!("\r\n\r\nGET {A} HTTP/1.1\r\nHost: t\r\n\r\n"),
+            200,
+            true,
+        ),
+        (format!("GET {A} HTTP/1.1\nHost: t\n\n"), 200, true),
+        // Methods are case-sensitive tokens: `get` is an unknown method (405 on a file).
+        (format!("get {A} HTTP/1.1\r\nHost: t\r\n\r\n"), 405, true),
+        (format!("TRACE {A} HTTP/1.1\r\nHost: t\r\n\r\n"), 405, true),
+        (format!("GET {A} HTTP/1.9\r\nHost: t\r\n\r\n"), 200, true),
+        (format!("GET {A} HTTP/3.0\r\nHost: t\r\n\r\n"), 505, false),
+        (format!("GET {A} http/1.1\r\nHost: t\r\n\r\n"), 400, false),
+        (format!("GET {A}\r\nHost: t\r\n\r\n"), 400, false),
+        (format!("GET  {A} HTTP/1.1\r\nHost: t\r\n\r\n"), 400, false),
+        (format!("GET {A} HTTP/1.1 \r\nHost: t\r\n\r\n"), 400, false),
+        (format!("GET\t{A}\tHTTP/1.1\r\nHost: t\r\n\r\n"), 400, false),
+        (format!(" GET {A} HTTP/1.1\r\nHost: t\r\n\r\n"), 400, false),
+        (format!("GET {A} HTTP/1.1\rHost: t\r\n\r\n"), 400, false),
+        ("GET /a\0b HTTP/1.1\r\nHost: t\r\n\r\n".into(), 400, false),
+        ("GET /a b HTTP/1.1\r\nHost: t\r\n\r\n".into(), 400, false),
+        ("GET t:80 HTTP/1.1\r\nHost: t\r\n\r\n".into(), 400, false),
+        ("HEAD * HTTP/1.1\r\nHost: t\r\n\r\n".into(), 400, false),
+        (
+            "GET http:///x HTTP/1.1\r\nHost: t\r\n\r\n".into(),
+            400,
+            false,
+        ),
+        // §5: no whitespace before the colon, names are tokens, values have no CTLs.
+        (
+            format!("GET {A} HTTP/1.1\r\nHost: t\r\nX\t: y\r\n\r\n"),
+            400,
+            false,
+        ),
+        (
+            format!("GET {A} HTTP/1.1\r\nHost: t\r\nX(y): z\r\n\r\n"),
+            400,
+            false,
+        ),
+        (
+            format!("GET {A} HTTP/1.1\r\nHost: t\r\nXy\r\n\r\n"),
+            400,
+            false,
+        ),
+        (
+            format!("GET {A} HTTP/1.1\r\nHost: t\r\nX: a\u{1}b\r\n\r\n"),
+            400,
+            false,
+        ),
+        (
+            format!("GET {A} HTTP/1.1\r\nHost: t\r\nX: a\u{7f}b\r\n\r\n"),
+            400,
+            false,
+        ),
+        (
+            format!("GET {A} HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n"),
+            400,
+            false,
+        ),
+        (format!("GET {A} HTTP/1.1\r\n Host: t\r\n\r\n"), 400, false),
+        // OWS around a value is not part of it; an empty value is a value.
+        (
+            format!("GET {A} HTTP/1.1\r\nHost:\t t \t\r\nX:\r\n\r\n"),
+            200,
+            true,
+        ),
+        (
+            format!("GET {A} HTTP/1.1\r\nHost: t\r\nExpect: 100-continue, x\r\n\r\n"),
+            417,
+            false,
+        ),
+    ];
+    for (req, status, keeps) in &rows {
+        let mut c = s.conn();
+        c.send(req.as_bytes());
+        let method = req.trim_start().split(' ').next().unwrap();
+        let r = c.response(Expect::for_method(method));
+        assert_eq!(r.status, *status, "{req:?}: {}", r.text());
+        if *keeps {
+            c.send(format!("GET {A} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes());
+            assert_eq!(c.response(GET).text(), "body{}", "{req:?}");
+        } else {
+            assert_eq!(r.header("connection"), Some("close"), "{req:?}");
+        }
+        c.expect_closed();
+    }
+    // A head of high-bit bytes in the target.
+    refused(&s, b"GET /static/\xff\xfe HTTP/1.1\r\nHost: t\r\n\r\n", 400);
+    assert!(up.targets_before_marker(&s, "/marker").is_empty());
+}
+
+/// A fragment in a request target (no part of one, RFC 9112 §3.2) is cut off, as nginx and
+/// gunicorn do: the static tier found no `app.css#top` (404) while the upstream saw the
+/// path without it.
+#[test]
+fn fragments_are_cut_off_before_routing_and_forwarding() {
+    let up = Upstream::start();
+    let s = proxy(&up, &[]);
+    let mut c = s.conn();
+    c.send(b"GET /static/app.css#top HTTP/1.1\r\nHost: t\r\n\r\nGET /up?q=1#frag HTTP/1.1\r\nHost: t\r\n\r\nGET http://t/abs#f?x HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.response(GET);
+    assert_eq!((r.status, r.text().as_str()), (200, "body{}"));
+    assert_eq!(c.response(GET).text(), "GET /up?q=1 0");
+    assert_eq!(c.response(GET).text(), "GET /abs 0");
+    assert_eq!(up.targets_before_marker(&s, "/marker"), ["/up?q=1", "/abs"]);
+}
+
+/// RFC 9110 §2.5: HTTP/1.x with x above 1 is served as HTTP/1.1 (nginx does), answered
+/// `HTTP/1.1` and kept alive; another major version is 505 (RFC 9110 §15.6.6, nginx); a
+/// request line over the head limit is 414 (RFC 9112 §3), where it was 431.
+#[test]
+fn newer_minor_versions_other_majors_and_long_request_lines() {
+    let up = Upstream::start();
+    let s = proxy(&up, &[]);
+    let mut c = s.conn();
+    c.send(b"GET /v12 HTTP/1.2\r\nHost: t\r\n\r\nGET /static/app.css HTTP/1.9\r\nHost: t\r\n\r\n");
+    let r = c.response(GET);
+    assert!(r.raw.starts_with(b"HTTP/1.1 200 "), "{}", r.text());
+    assert_eq!(
+        (r.text().as_str(), r.header("connection")),
+        ("GET /v12 0", None)
+    );
+    let r = c.response(GET);
+    assert_eq!((r.status, r.text().as_str()), (200, "body{}"));
+    // The version in a packet of its own, after the rest of the line.
+    c.send(b"GET /split HTTP/1.");
+    c.stream.flush().unwrap();
+    c.send(b"3\r\nHost: t\r\n\r\n");
+    assert_eq!(c.response(GET).text(), "GET /split 0");
+    for v in ["HTTP/2.0", "HTTP/3.0", "HTTP/9.1"] {
+        refused(
+            &s,
+            format!("GET /v2 {v}\r\nHost: t\r\n\r\n").as_bytes(),
+            505,
+        );
+    }
+    for kib in [17, 64] {
+        let req = format!(
+            "GET /{} HTTP/1.1\r\nHost: t\r\n\r\n",
+            "a".repeat(kib * 1024)
+        );
+        let r = send_all(&s, req.into_bytes(), GET);
+        assert_eq!(
+            (r.status, r.header("connection")),
+            (414, Some("close")),
+            "{kib} KiB"
+        );
+    }
+    assert_eq!(up.targets_before_marker(&s, "/marker"), ["/v12", "/split"]);
+}
+
 /// Over `--max-body` is 413 and close, by declared length or by counting chunks; nothing
 /// reaches the upstream.
 #[test]
@@ -460,7 +670,8 @@ fn oversized_and_malformed_heads_are_refused() {
     assert_eq!(r.text(), "GET /fine 0");
     for bad in [
         &b"GARBAGE\r\n\r\n"[..],
-        b"GET /x HTTP/1.2\r\nHost: t\r\n\r\n",
+        b"GET /x HTTP/0.9\r\nHost: t\r\n\r\n",
+        b"GET /x HTTP/1.10\r\nHost: t\r\n\r\n",
         b"GET /x\r\nHost: t\r\n\r\n",
         b"GET  /x HTTP/1.1\r\nHost: t\r\n\r\n",
         b"GET /x HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n",
@@ -494,10 +705,21 @@ fn connect_trace_and_options_asterisk() {
         r.header("allow"),
         Some("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
     );
+    // A file's methods are GET and HEAD (RFC 9110 §15.5.6: Allow lists the target's).
+    c.send(b"TRACE /static/app.css HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.response(GET);
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+    // `OPTIONS http://host` with an empty path is `OPTIONS *` (RFC 9112 §3.2.4); with a
+    // path it is a plain request for it.
+    c.send(b"OPTIONS http://t:80 HTTP/1.1\r\nHost: t\r\n\r\nOPTIONS http://t/o HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.response(GET);
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert!(r.header("allow").unwrap().contains("OPTIONS"));
+    assert_eq!(c.response(GET).text(), "OPTIONS /o 0");
     // The connection goes on.
     c.send(b"GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(c.response(GET).text(), "GET /after 0");
-    assert_eq!(up.targets_before_marker(&s, "/marker"), ["/after"]);
+    assert_eq!(up.targets_before_marker(&s, "/marker"), ["/o", "/after"]);
 }
 
 /// The response head that opens a tunnel, read byte by byte: what the tunnel carries after

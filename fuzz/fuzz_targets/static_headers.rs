@@ -31,6 +31,9 @@ fuzz_target!(|data: &[u8]| {
         Encoding::Zstd => mask & 2 != 0,
         Encoding::Gzip => mask & 4 != 0,
         Encoding::Identity => true,
+        // Dictionary deltas are chosen apart from the per-asset files (`negotiate` never
+        // offers them).
+        Encoding::Dcb | Encoding::Dcz => false,
     };
     if let Some(e) = negotiate(Some(next()), available) {
         assert!(available(e), "{e:?} chosen but not available");

@@ -174,9 +174,16 @@ fn failed(origin: &Origin, e: &FetchError) -> Reply<'static> {
 }
 
 /// What no route answers, on either protocol: `OPTIONS *` (200 with `Allow`), CONNECT (405:
-/// this is no forward proxy) and TRACE (405, as nginx).
-pub fn special(live: &Live, method: &[u8], asterisk: bool) -> Option<Reply<'static>> {
-    let allow = if live.proxy.has_upstreams() {
+/// this is no forward proxy) and TRACE (405, as nginx). A 405's `Allow` lists the target's
+/// methods (RFC 9110 §15.5.6): GET and HEAD for a TRACE of a file, the server's otherwise.
+pub fn special(
+    state: &State,
+    live: &Live,
+    method: &[u8],
+    asterisk: bool,
+    path: &str,
+) -> Option<Reply<'static>> {
+    let mut allow = if live.proxy.has_upstreams() {
         ALLOW_PROXIED
     } else {
         headers::ALLOW
@@ -186,8 +193,14 @@ pub fn special(live: &Live, method: &[u8], asterisk: bool) -> Option<Reply<'stat
         r.headers.push((header::ALLOW, Cow::Owned(allow)));
         return Some(r);
     }
-    if !matches!(method, b"CONNECT" | b"TRACE") {
-        return None;
+    match method {
+        b"CONNECT" => {}
+        b"TRACE" => {
+            if !matches!(dispatch(state, live, path), Dispatch::Proxy(_)) {
+                allow = headers::ALLOW;
+            }
+        }
+        _ => return None,
     }
     let mut r = error_page(StatusCode::METHOD_NOT_ALLOWED);
     r.headers.push((header::ALLOW, Cow::Owned(allow)));

@@ -141,6 +141,7 @@ async fn run<I: ClientIo>(
         peer,
         log_format: LogFormat::Off,
         route: RouteKind::Internal,
+        body_unread: false,
         out: Vec::with_capacity(512),
     };
     conn.run(buf).await
@@ -159,8 +160,8 @@ enum Next {
     Gone,
 }
 
-/// What happens to the connection after a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What happens to the connection after a response (in increasing order of finality).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum After {
     /// As the request asked (keep-alive or close).
     Request,
@@ -187,6 +188,9 @@ struct Conn<'a, I> {
     log_format: LogFormat,
     /// The route kind of the request being answered (`Internal` until it is routed).
     route: RouteKind,
+    /// The request being answered declared a body that was not read (its answer did not
+    /// need it): the connection closes after the answer, lingering.
+    body_unread: bool,
     /// The response head being written, reused.
     out: Vec<u8>,
 }
@@ -198,6 +202,7 @@ impl<I: ClientIo> Conn<'_, I> {
         let mut first = true;
         loop {
             self.route = RouteKind::Internal;
+            self.body_unread = false;
             let next = self.read_head(buf, first, stop.as_mut()).await;
             // The configuration this request is answered with, whatever a reload does meanwhile.
             let live = self.state.live.load();
@@ -232,6 +237,16 @@ impl<I: ClientIo> Conn<'_, I> {
                 let hb = buf.split_to(head.len);
                 if head.body == BodyLen::None {
                     self.answer(&live, &head, &hb, &[], start, Some(buf)).await
+                } else if head.expect_continue
+                    && buf.is_empty()
+                    && !self.needs_body(&live, &head, &hb)
+                {
+                    // RFC 9110 §10.1.1: a final status that can be decided from the head
+                    // is sent at once, without `100 Continue` (as nginx answers a 405 or a
+                    // static file); the body is not read, so the connection then closes.
+                    self.body_unread = true;
+                    self.answer(&live, &head, &hb, &[], start, None).await;
+                    false
                 } else {
                     match self.read_body(&head, buf).await {
                         Ok(body) => self.answer(&live, &head, &hb, &body, start, None).await,
@@ -280,6 +295,11 @@ impl<I: ClientIo> Conn<'_, I> {
                     match request::parse(buf) {
                         Parse::Ready(head) => return Next::Head(head),
                         Parse::Invalid(e, head) => return Next::Invalid(e, head),
+                        Parse::NewerMinor(at) => {
+                            // Served (and logged) as HTTP/1.1; parsed again at once.
+                            buf[at] = b'1';
+                            continue;
+                        }
                         Parse::Partial => {}
                     }
                 }
@@ -387,15 +407,11 @@ impl<I: ClientIo> Conn<'_, I> {
             return self.send(head, buf, reply, start, After::Request).await;
         }
         if head.verb == Verb::Other {
-            if let Some((reply, after)) = special(live, head, buf) {
+            if let Some((reply, after)) = special(self.state, live, head, buf) {
                 return self.send(head, buf, reply, start, after).await;
             }
         }
-        // Absolute-form `http://host` has an empty path: it is `/`.
-        let path = match request::text(buf, Some(head.path.clone())) {
-            "" => "/",
-            p => p,
-        };
+        let path = path_of(head, buf);
         let route = dispatch(self.state, live, path);
         self.route = route.kind();
         match route {
@@ -415,6 +431,20 @@ impl<I: ClientIo> Conn<'_, I> {
         }
     }
 
+    /// Whether the answer to `head` depends on its body: only the upstream's does (the
+    /// static tier, the health path, the mounts and the answers of [`special`] are decided
+    /// by the head).
+    fn needs_body(&self, live: &Live, head: &Head, buf: &[u8]) -> bool {
+        if self.early(head, buf).is_some()
+            || (head.verb == Verb::Other && special(self.state, live, head, buf).is_some())
+        {
+            return false;
+        }
+        let path = path_of(head, buf);
+        matches!(dispatch(self.state, live, path), Dispatch::Proxy(_))
+            && !live.proxy.answers_locally(path)
+    }
+
     /// What the listener answers before routing (HTTPS on: an ACME challenge, the redirect).
     fn early(&self, head: &Head, buf: &[u8]) -> Option<Reply<'static>> {
         let front = &self.settings.front;
@@ -430,10 +460,7 @@ impl<I: ClientIo> Conn<'_, I> {
         };
         let host = head.host(buf);
         front.early(&Asked {
-            path: match request::text(buf, Some(head.path.clone())) {
-                "" => "/",
-                p => p,
-            },
+            path: path_of(head, buf),
             target: &target,
             host,
             local: host.is_none().then(|| self.io.local_addr()).flatten(),
@@ -518,6 +545,10 @@ impl<I: ClientIo> Conn<'_, I> {
         start: Option<Instant>,
         after: After,
     ) -> bool {
+        let after = match self.body_unread {
+            true => after.max(After::Linger),
+            false => after,
+        };
         if reply.close {
             // The client left (499): nothing to write.
             if let Some(start) = start {
@@ -690,11 +721,21 @@ impl<I: ClientIo> Conn<'_, I> {
     }
 }
 
+/// The path `head` asks for, still percent-encoded (absolute-form `http://host` has an
+/// empty one: it is `/`).
+fn path_of<'b>(head: &Head, buf: &'b [u8]) -> &'b str {
+    match request::text(buf, Some(head.path.clone())) {
+        "" => "/",
+        p => p,
+    }
+}
+
 /// [`dispatch::special`](super::dispatch::special), and what the connection does after it:
 /// CONNECT's is closed (this is no forward proxy).
-fn special(live: &Live, head: &Head, buf: &[u8]) -> Option<(Reply<'static>, After)> {
+fn special(state: &State, live: &Live, head: &Head, buf: &[u8]) -> Option<(Reply<'static>, After)> {
     let method = &buf[head.method.clone()];
-    let reply = super::dispatch::special(live, method, head.form == Form::Asterisk)?;
+    let asterisk = head.form == Form::Asterisk;
+    let reply = super::dispatch::special(state, live, method, asterisk, path_of(head, buf))?;
     let after = if method == b"CONNECT" {
         After::Linger
     } else {

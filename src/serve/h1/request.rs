@@ -4,8 +4,10 @@
 //!
 //! Checked here, each failure a [`HeadError`] with its status: the head's syntax (httparse:
 //! obs-fold, invalid field names, a bad request line) and size (16 KiB, 128 field lines:
-//! 431); the target's form (origin, absolute `http(s)://`, `*` for OPTIONS only, authority
-//! for CONNECT only); Host (missing on HTTP/1.1, repeated, or not `host[:port]`: 400); the
+//! 431; a request line alone over 16 KiB: 414); the version (`HTTP/1.x` with x above 1 is
+//! served as HTTP/1.1, [`Parse::NewerMinor`]; another major version is 505); the target's
+//! form (origin, absolute `http(s)://`, `*` for OPTIONS only, authority for CONNECT only; a
+//! fragment is cut off); Host (missing on HTTP/1.1, repeated, or not `host[:port]`: 400); the
 //! body's framing ([`body::framing`](super::body::framing), and no bare-LF line end in a
 //! head that has a body); `Expect` (only `100-continue`,
 //! else 417; ignored in HTTP/1.0 as RFC 9110 §10.1.1 says). Upgrade is honoured only for
@@ -36,6 +38,10 @@ pub enum Parse {
     Ready(Head),
     /// Refused; the head holds what was parsed (method and target, for the log).
     Invalid(HeadError, Head),
+    /// An HTTP/1.x request line with x above 1: the byte at this index is x. RFC 9110 §2.5
+    /// has it processed as HTTP/1.1 (httparse knows only 1.0 and 1.1), so the caller sets it
+    /// to `1` and parses again: the head keeps its length and every range its place.
+    NewerMinor(usize),
 }
 
 /// Why a request head is refused. Every one is answered, then the connection closed.
@@ -45,6 +51,12 @@ pub enum HeadError {
     Syntax(httparse::Error),
     #[error("request head larger than {MAX_HEAD} bytes")]
     TooLarge,
+    /// The request line alone is over the head limit (RFC 9112 §3: 414, as nginx).
+    #[error("request line longer than {MAX_HEAD} bytes")]
+    UriTooLong,
+    /// A major version other than 1 on an HTTP/1 connection (`HTTP/2.0`, `HTTP/3.0`).
+    #[error("HTTP version not supported")]
+    Version,
     #[error("more than {MAX_FIELDS} header lines")]
     TooManyFields,
     #[error("request target not allowed for this method")]
@@ -73,6 +85,8 @@ impl HeadError {
             HeadError::TooLarge | HeadError::TooManyFields => {
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
             }
+            HeadError::UriTooLong => StatusCode::URI_TOO_LONG,
+            HeadError::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
             HeadError::Framing(FramingError::UnsupportedCoding) => StatusCode::NOT_IMPLEMENTED,
             HeadError::Expectation => StatusCode::EXPECTATION_FAILED,
             _ => StatusCode::BAD_REQUEST,
@@ -218,15 +232,32 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
         http10: req.version == Some(0),
         ..Head::default()
     };
+    // Only empty lines so far (a CRLF flood) is no request line: 431 as any head.
+    let too_large = || match request_line(buf) {
+        (line, true) if line.len() > MAX_HEAD => HeadError::UriTooLong,
+        (line, false) if !line.is_empty() => HeadError::UriTooLong,
+        _ => HeadError::TooLarge,
+    };
     let len = match status {
         Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => {
-            return Parse::Invalid(HeadError::TooLarge, head)
+            return Parse::Invalid(too_large(), head)
         }
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
-            return Parse::Invalid(HeadError::TooLarge, head)
+            return Parse::Invalid(too_large(), head)
         }
         Ok(httparse::Status::Partial) => return Parse::Partial,
+        Err(httparse::Error::Version) => {
+            return match version(buf) {
+                LineVersion::Partial if buf.len() < MAX_HEAD => Parse::Partial,
+                LineVersion::Partial => Parse::Invalid(too_large(), head),
+                LineVersion::NewerMinor(at) => Parse::NewerMinor(at),
+                LineVersion::Unsupported => Parse::Invalid(HeadError::Version, head),
+                LineVersion::Invalid => {
+                    Parse::Invalid(HeadError::Syntax(httparse::Error::Version), head)
+                }
+            }
+        }
         Err(e) => return Parse::Invalid(HeadError::Syntax(e), head),
     };
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
@@ -243,7 +274,12 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
         match host::absolute(t) {
             Ok(Some(abs)) => {
                 let base = head.target.start;
-                head.form = Form::Absolute;
+                // `OPTIONS http://host` (empty path, no query) asks about the server as a
+                // whole: it is `OPTIONS *` (RFC 9112 §3.2.4).
+                head.form = match method == "OPTIONS" && abs.origin.is_empty() {
+                    true => Form::Asterisk,
+                    false => Form::Absolute,
+                };
                 head.authority = Some(base + abs.authority.start..base + abs.authority.end);
                 base + abs.origin.start..base + abs.origin.end
             }
@@ -255,6 +291,13 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
             Err(e) => return Parse::Invalid(HeadError::Absolute(e), head),
         }
     };
+    // A fragment is no part of a request target (RFC 9112 §3.2); a client that sends one
+    // anyway gets it cut off, as nginx and gunicorn do, so the static tier and the upstream
+    // see the same path (it was a 404 on the static tier only).
+    let mut origin = origin;
+    if let Some(hash) = buf[origin.clone()].iter().position(|&b| b == b'#') {
+        origin.end = origin.start + hash;
+    }
     let path_len = buf[origin.clone()]
         .iter()
         .position(|&b| b == b'?')
@@ -368,6 +411,61 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
     // HTTP/1.1 keeps the connection unless told otherwise; 1.0 only when asked (RFC 9112 §9.3).
     head.keep_alive = !close && (!http10 || keep);
     Parse::Ready(head)
+}
+
+/// The request line at the start of `buf` (after the empty lines httparse skips, RFC 9112
+/// §2.2), without its line end, and whether that end has arrived.
+fn request_line(buf: &[u8]) -> (&[u8], bool) {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line = &buf[start..];
+    match line.iter().position(|&b| b == b'\n') {
+        Some(n) => (line[..n].strip_suffix(b"\r").unwrap_or(&line[..n]), true),
+        None => (line, false),
+    }
+}
+
+/// What the version of a request line httparse refused is.
+#[derive(Debug, PartialEq, Eq)]
+enum LineVersion {
+    /// The line has not ended and what came of its last word can still be `HTTP/d.d`.
+    Partial,
+    /// `HTTP/1.x`, x above 1: the index of x in the buffer.
+    NewerMinor(usize),
+    /// `HTTP/d.d` with a major version other than 1 (505).
+    Unsupported,
+    Invalid,
+}
+
+/// RFC 9112 §2.3: `HTTP-version = "HTTP/" DIGIT "." DIGIT`. A recipient of a higher minor
+/// version than it implements processes the message as its own (RFC 9110 §2.5); another
+/// major version is refused with 505 (RFC 9110 §15.6.6), as nginx does.
+fn version(buf: &[u8]) -> LineVersion {
+    let (line, complete) = request_line(buf);
+    let at = line.iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1);
+    let word = &line[at..];
+    let shape = b"HTTP/0.0";
+    let fits = |(i, &b): (usize, &u8)| match shape[i] {
+        b'0' => b.is_ascii_digit(),
+        s => b == s,
+    };
+    if word.len() > shape.len() || !word.iter().enumerate().all(fits) {
+        return LineVersion::Invalid;
+    }
+    if !complete {
+        return LineVersion::Partial;
+    }
+    match word {
+        _ if word.len() < shape.len() => LineVersion::Invalid,
+        [.., b'1', b'.', minor] if *minor > b'1' => {
+            let line_start = line.as_ptr() as usize - buf.as_ptr() as usize;
+            LineVersion::NewerMinor(line_start + at + 7)
+        }
+        [.., b'1', b'.', _] | [.., b'0', b'.', _] => LineVersion::Invalid,
+        _ => LineVersion::Unsupported,
+    }
 }
 
 /// Whether a line of `head` ends in LF without CR (RFC 9112 §2.2 lets a recipient accept
@@ -540,9 +638,34 @@ mod tests {
     }
 
     #[test]
+    fn fragments_are_cut_off() {
+        let raw = b"GET /static/a.css?v=1#top HTTP/1.1\r\nHost: h\r\n\r\n";
+        let h = ready(raw);
+        assert_eq!(&raw[h.origin.clone()], b"/static/a.css?v=1");
+        assert_eq!(&raw[h.path.clone()], b"/static/a.css");
+        assert_eq!(&raw[h.target.clone()], b"/static/a.css?v=1#top");
+        let raw = b"GET http://a/x#y?z HTTP/1.1\r\nHost: a\r\n\r\n";
+        let h = ready(raw);
+        assert_eq!(&raw[h.origin.clone()], b"/x");
+        assert_eq!(&raw[h.path.clone()], b"/x");
+        let raw = b"GET /#frag HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert_eq!(&raw[ready(raw).path.clone()], b"/");
+    }
+
+    #[test]
     fn target_forms() {
         let h = ready(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(h.form, Form::Asterisk);
+        let raw = b"OPTIONS http://a.example:8001 HTTP/1.1\r\nHost: h\r\n\r\n";
+        let h = ready(raw);
+        assert_eq!(
+            (h.form, h.host(raw)),
+            (Form::Asterisk, Some("a.example:8001"))
+        );
+        let h = ready(b"OPTIONS http://a.example/ HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(h.form, Form::Absolute);
+        let h = ready(b"OPTIONS http://a.example?q HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(h.form, Form::Absolute);
         assert_eq!(
             ready(b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n").form,
             Form::Authority
@@ -587,6 +710,52 @@ mod tests {
     }
 
     #[test]
+    fn versions() {
+        // RFC 9110 §2.5: a higher minor version of HTTP/1 is served as HTTP/1.1.
+        let mut raw = b"\r\nGET /x HTTP/1.2\r\nHost: h\r\n\r\n".to_vec();
+        let Parse::NewerMinor(at) = parse(&raw) else {
+            panic!("{:?}", parse(&raw))
+        };
+        assert_eq!(&raw[at - 7..=at], b"HTTP/1.2");
+        raw[at] = b'1';
+        let h = ready(&raw);
+        assert!(!h.http10 && h.keep_alive);
+        assert!(matches!(
+            parse(b"GET / HTTP/1.9\r\nHost: h\r\n\r\n"),
+            Parse::NewerMinor(13)
+        ));
+        // The line end has not come: its version may still be anything.
+        assert_eq!(parse(b"GET / HTTP/1.2"), Parse::Partial);
+        assert_eq!(parse(b"GET / HTTP/2"), Parse::Partial);
+        // h2c's preface after a first HTTP/1 request (the loop hands over only a first one).
+        assert_eq!(
+            refused(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            HeadError::Version
+        );
+        for v in ["HTTP/2.0", "HTTP/3.0", "HTTP/9.9"] {
+            let raw = format!("GET / {v}\r\nHost: h\r\n\r\n");
+            assert_eq!(refused(raw.as_bytes()), HeadError::Version, "{v}");
+            assert_eq!(HeadError::Version.status().as_u16(), 505);
+        }
+        for v in [
+            "HTTP/0.9",
+            "HTTP/1.10",
+            "HTTP/12.0",
+            "HTTP/1",
+            "HTTPS/1.1",
+            "http/1.1",
+            "HTTP/1.2 ",
+        ] {
+            let raw = format!("GET / {v}\r\nHost: h\r\n\r\n");
+            assert!(
+                matches!(refused(raw.as_bytes()), HeadError::Syntax(_)),
+                "{v}"
+            );
+        }
+        assert!(matches!(refused(b"GET / HTTP/1.25"), HeadError::Syntax(_)));
+    }
+
+    #[test]
     fn syntax_and_limits() {
         assert_eq!(
             parse(b"GET /static/a HTTP/1.1\r\nHost: x\r\n"),
@@ -597,7 +766,6 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
             b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
             b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
-            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         ] {
             assert!(
                 matches!(refused(raw), HeadError::Syntax(_)),
@@ -627,5 +795,12 @@ mod tests {
             refused(format!("{big}\r\n").as_bytes()),
             HeadError::TooLarge
         );
+        // The request line alone over the limit: 414, whether or not it has ended.
+        let long = format!("GET /{} HTTP/1.1", "a".repeat(MAX_HEAD));
+        assert_eq!(refused(long.as_bytes()), HeadError::UriTooLong);
+        let whole = format!("{long}\r\nHost: h\r\n\r\n");
+        assert_eq!(refused(whole.as_bytes()), HeadError::UriTooLong);
+        assert_eq!(HeadError::UriTooLong.status().as_u16(), 414);
+        assert_eq!(refused(&b"\r\n".repeat(MAX_HEAD)), HeadError::TooLarge);
     }
 }

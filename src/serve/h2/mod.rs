@@ -202,7 +202,13 @@ async fn stream(
     let mut route = dispatch(state, &live, path);
     let (mut reply, kind) = if let Some(r) = early.flatten() {
         (r, RouteKind::Internal)
-    } else if let Some(r) = special(&live, parts.method.as_str().as_bytes(), asterisk) {
+    } else if let Some(r) = special(
+        state,
+        &live,
+        parts.method.as_str().as_bytes(),
+        asterisk,
+        path,
+    ) {
         (r, RouteKind::Internal)
     } else {
         let kind = route.kind();

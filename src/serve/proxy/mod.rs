@@ -112,6 +112,18 @@ impl Proxy {
 
     /// What is answered here without an upstream: the internal mounts (never reachable
     /// directly, nginx's `internal;`), the media mount, and 404 when there is no upstream.
+    /// Whether [`local`](Self::local) answers a request for `path` (a mount, or no
+    /// upstream): such an answer never depends on the request's body.
+    pub fn answers_locally(&self, path: &str) -> bool {
+        self.opts.internal.iter().any(|m| m.key(path).is_some())
+            || self
+                .opts
+                .media
+                .as_ref()
+                .is_some_and(|m| m.key(path).is_some())
+            || !self.has_upstreams()
+    }
+
     pub fn local(&self, inc: &Incoming<'_>) -> Option<Reply<'static>> {
         if self.opts.internal.iter().any(|m| m.key(inc.path).is_some()) {
             return Some(Reply::not_found());
