@@ -933,3 +933,21 @@ fn bodies_on_local_routes_are_read_and_dropped() {
     assert_eq!(c.response(GET).status, 404);
     assert_eq!(c.response(GET).body, b"body{}");
 }
+
+/// `--upstream NAME:PORT`, as compose files name their services: resolved (and kept a few
+/// seconds per worker) rather than refused, for a run of new connections.
+#[test]
+fn an_upstream_given_by_host_name_is_resolved() {
+    let up = Upstream::start();
+    let port = up.addr.rsplit(':').next().unwrap();
+    let name = format!("localhost:{port}");
+    let s = Staticd::proxy(&["--upstream", &name]);
+    for i in 0..5 {
+        let r = s.get(&format!("/named/{i}"), &[("Connection", "close")]);
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    let targets = up.targets();
+    for i in 0..5 {
+        assert!(targets.contains(&format!("/named/{i}")), "{targets:?}");
+    }
+}

@@ -126,11 +126,72 @@ fn still_open(io: &Stream) -> bool {
     matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// Opens a new connection (TCP with `TCP_NODELAY`, or a Unix socket).
+/// How long a host name's addresses are used before it is resolved again (as nginx's
+/// `resolver ... valid=`, short: a container that restarts under a compose or Kubernetes
+/// name gets a new address). Without it every new upstream connection, one per request
+/// to gunicorn's sync workers, paid a `getaddrinfo` on the blocking pool.
+const RESOLVED_FOR: Duration = Duration::from_secs(5);
+
+thread_local! {
+    /// Per worker: `host:port` → its addresses and when they were resolved.
+    static RESOLVED: RefCell<Vec<(String, Instant, Vec<std::net::SocketAddr>)>> =
+        const { RefCell::new(Vec::new()) };
+}
+
+/// The addresses of `host:port`: a literal address as it is, a name from the worker's
+/// cache while it is fresh, else from the resolver.
+async fn resolve(hp: &str) -> io::Result<Vec<std::net::SocketAddr>> {
+    if let Ok(a) = hp.parse::<std::net::SocketAddr>() {
+        return Ok(vec![a]);
+    }
+    let now = Instant::now();
+    let cached = RESOLVED.with_borrow(|c| {
+        c.iter()
+            .find(|(name, at, _)| name == hp && now - *at < RESOLVED_FOR)
+            .map(|(_, _, addrs)| addrs.clone())
+    });
+    if let Some(addrs) = cached {
+        return Ok(addrs);
+    }
+    let addrs: Vec<_> = tokio::net::lookup_host(hp).await?.collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{hp}: the name has no address"),
+        ));
+    }
+    RESOLVED.with_borrow_mut(|c| {
+        c.retain(|(name, _, _)| name != hp);
+        c.push((hp.to_string(), now, addrs.clone()));
+    });
+    Ok(addrs)
+}
+
+/// Forgets `host:port`'s addresses: a connect to them failed, the next one resolves again.
+fn forget(hp: &str) {
+    RESOLVED.with_borrow_mut(|c| c.retain(|(name, _, _)| name != hp));
+}
+
+/// Opens a new connection (TCP with `TCP_NODELAY`, or a Unix socket). A name's addresses
+/// are tried in order, as `getaddrinfo` gives them.
 pub async fn connect(addr: &Addr, upstream: usize) -> io::Result<Conn> {
     let io = match addr {
         Addr::Tcp(hp) => {
-            let s = TcpStream::connect(hp.as_str()).await?;
+            let mut last = None;
+            let mut connected = None;
+            for a in resolve(hp).await? {
+                match TcpStream::connect(a).await {
+                    Ok(s) => {
+                        connected = Some(s);
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            let Some(s) = connected else {
+                forget(hp);
+                return Err(last.unwrap_or_else(|| io::ErrorKind::NotFound.into()));
+            };
             let _ = s.set_nodelay(true);
             Stream::Tcp(s)
         }

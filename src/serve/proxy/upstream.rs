@@ -14,7 +14,8 @@ use tokio::net::{TcpStream, UnixStream};
 /// Where an upstream listens (`--upstream`, parsed by `config::parse_upstream`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Addr {
-    /// `host:port` (resolved at connect time, so container names work).
+    /// `host:port`: a name is resolved when connecting, its addresses kept for a few seconds
+    /// (`client::connect`), so container names work and a restarted container is found.
     Tcp(String),
     /// `unix:/path/to.sock`.
     Unix(PathBuf),
