@@ -115,9 +115,21 @@ impl Apps {
 
     /// Django's collectstatic (`-v 1`, for the summary line) into `dj-TAG`.
     fn django(&self, tag: &str, apps: &str, storage: &str) -> (PathBuf, Output) {
+        self.django_with(tag, apps, storage, &[])
+    }
+
+    /// [`Apps::django`] with more collectstatic arguments.
+    fn django_with(
+        &self,
+        tag: &str,
+        apps: &str,
+        storage: &str,
+        args: &[&str],
+    ) -> (PathBuf, Output) {
         let root = self.dir.join(format!("dj-{tag}"));
         let out = Command::new(apps_python())
             .args(["manage.py", "collectstatic", "--noinput"])
+            .args(args)
             .current_dir(&self.project)
             .envs(self.env(&root, apps, storage))
             .stdin(std::process::Stdio::null())
@@ -241,7 +253,8 @@ fn admin_skins_editors_and_drf_are_byte_identical() {
 
 /// With `support_js_module_import_aggregation`, debug-toolbar's ES modules (`import { $$ }
 /// from "./utils.js"`) are rewritten alike. nested-admin's sources import `"./regexquote"`,
-/// with no `.js`: Django fails on it, and so does staticd, naming file and line.
+/// with no `.js`: Django fails on it, and so does staticd, naming file and line. A re-run
+/// with `--clear` reports what Django's does.
 #[test]
 fn es_modules_of_real_packages_are_byte_identical_or_fail_in_both() {
     let a = Apps::new();
@@ -256,6 +269,31 @@ fn es_modules_of_real_packages_are_byte_identical_or_fail_in_both() {
     assert!(
         toolbar.contains(&format!("\"./{utils}\"")),
         "import rewritten"
+    );
+
+    // Collected again with --clear: Django deletes every file of the tree (the manifest too)
+    // and copies each anew; staticd's summary says so too, and the trees stay identical.
+    let (dj, d) = a.django_with(
+        "modules",
+        &format!("debug_toolbar,{ADMIN}"),
+        "app_storages.JSModules",
+        &["--clear"],
+    );
+    ok(&d, "django --clear");
+    let (sd, s) = a.staticd(
+        "modules",
+        &format!("debug_toolbar,{ADMIN}"),
+        "app_storages.JSModules",
+        &["--no-compress", "--clear"],
+    );
+    ok(&s, "staticd --clear");
+    assert_same_tree(&dj, &sd);
+    let line = summary(&s, &sd);
+    assert_eq!(line, summary(&d, &dj), "summary lines after --clear");
+    let files = files_of(&sd).len();
+    assert!(
+        line.starts_with(&format!("{files} static files deleted, ")),
+        "{line}"
     );
 
     let (_, d) = a.django("nested", "nested_admin", "app_storages.JSModules");

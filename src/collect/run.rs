@@ -424,6 +424,12 @@ impl<'a> Run<'a> {
             .filter(|e| e.original.as_ref().is_some_and(|o| o.reused))
             .count();
         s.unmodified = staged.unmodified + reused_originals;
+        if opts.clear {
+            // Django deleted the whole tree first: each file it collects is a copy, none is
+            // unmodified, even where staticd could keep the old tree's file (same bytes).
+            s.copied += s.unmodified;
+            s.unmodified = 0;
+        }
         s.compressed = staged.variants;
         s.post_processed = staged.post_processed
             + if d.storage.compress {
