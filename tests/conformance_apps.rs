@@ -40,6 +40,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": os.environ["TEST_STORAGE"]},
 }
+WHITENOISE_KEEP_ONLY_HASHED_FILES = os.environ.get("TEST_KEEP_ONLY") == "1"
 "#;
 
 /// Storages a project might define. `NoSourceMaps` is what users do about a package that
@@ -81,6 +82,8 @@ if __name__ == "__main__":
 
 /// A Django project in a temp dir whose INSTALLED_APPS and storage come from the environment.
 struct Apps {
+    /// `WHITENOISE_KEEP_ONLY_HASHED_FILES` ("1" or "0").
+    keep_only: std::cell::Cell<u8>,
     _tmp: tempfile::TempDir,
     dir: PathBuf,
     project: PathBuf,
@@ -95,6 +98,7 @@ impl Apps {
         common::write_file(&project, "apps_settings.py", SETTINGS.as_bytes());
         common::write_file(&project, "app_storages.py", STORAGES.as_bytes());
         Apps {
+            keep_only: std::cell::Cell::new(0),
             _tmp: tmp,
             dir,
             project,
@@ -103,6 +107,7 @@ impl Apps {
 
     fn env(&self, root: &Path, apps: &str, storage: &str) -> Vec<(&'static str, String)> {
         vec![
+            ("TEST_KEEP_ONLY", self.keep_only.get().to_string()),
             ("TEST_STATIC_ROOT", root.display().to_string()),
             ("TEST_APPS", apps.to_string()),
             ("TEST_STORAGE", storage.to_string()),
@@ -401,4 +406,35 @@ fn whitenoise_variants_of_real_packages_are_byte_identical() {
         }
     }
     assert!(gz > 50 && br > 50, "variants were made: {gz} .gz, {br} .br");
+}
+
+/// `WHITENOISE_KEEP_ONLY_HASHED_FILES = True` is WhiteNoise's storage's setting: under Django's
+/// own storage (a project that switched storage and kept the line) the originals stay, in
+/// Django and in staticd. Under WhiteNoise's they go, and an unchanged re-run copies every
+/// original again in Django: staticd's summary says the same, and the trees stay identical.
+#[test]
+fn keep_only_hashed_files_is_whitenoise_storage_s_alone() {
+    let a = Apps::new();
+    a.keep_only.set(1);
+    let sd = a.same("keep-django", "debug_toolbar", MANIFEST);
+    assert!(
+        sd.join("debug_toolbar/css/toolbar.css").is_file(),
+        "original kept"
+    );
+
+    let apps = "debug_toolbar";
+    for step in ["first run", "unchanged re-run"] {
+        let (dj, d) = a.django("keep-wn", apps, WHITENOISE);
+        ok(&d, "django+whitenoise");
+        let (sd, s) = a.staticd("keep-wn", apps, WHITENOISE, &["--no-dictionaries"]);
+        ok(&s, "staticd");
+        assert_same_tree(&dj, &sd);
+        assert!(
+            !sd.join("debug_toolbar/css/toolbar.css").exists(),
+            "{step}: original gone"
+        );
+        let line = summary(&s, &sd);
+        assert_eq!(line, summary(&d, &dj), "{step}: summary lines");
+        assert!(!line.contains("unmodified"), "{step}: {line}");
+    }
 }

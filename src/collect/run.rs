@@ -179,6 +179,13 @@ impl<'a> Run<'a> {
     fn unchanged_summary(&mut self, entries: &[Entry], prev: &State) {
         let (d, opts) = (self.d, self.opts);
         self.summary.unmodified = entries.len();
+        if self.layout(true).keep_only_hashed {
+            // WhiteNoise deleted the originals after the last run: Django copies each again
+            // (a bundled file's name is its original's, and it is still there).
+            let copied = entries.iter().filter(|e| !e.bundled).count();
+            self.summary.copied = copied;
+            self.summary.unmodified = entries.len() - copied;
+        }
         // The references left unchanged last time still are: report them again.
         let mut rels: Vec<&String> = prev.files.keys().collect();
         rels.sort();

@@ -612,7 +612,9 @@ def collect_facts(settings, apps, extra_ignore, no_default_ignore):
             "compress": compress,
         },
         "whitenoise": {
-            "keep_only_hashed_files": bool(getattr(settings, "WHITENOISE_KEEP_ONLY_HASHED_FILES", False)),
+            # WhiteNoise's CompressedManifestStaticFilesStorage reads the setting (a property
+            # of the storage); any other storage, Django's own included, keeps the originals.
+            "keep_only_hashed_files": bool(getattr(storage, "keep_only_hashed_files", False)),
             "skip_compress_extensions": None if skip is None else [str(e) for e in skip],
             "manifest_strict": None if whitenoise_strict is None else bool(whitenoise_strict),
         },
