@@ -11,6 +11,7 @@ mod cli;
 mod collect_failures;
 mod collect_policy;
 mod conformance;
+mod conformance_apps;
 mod delta;
 mod deploy_systemd;
 mod discover;

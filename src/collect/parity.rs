@@ -20,13 +20,18 @@ pub fn post_processed(
     }
     entries
         .iter()
-        .filter(|e| !e.bundled && (adjustable(&e.src.rel) || hashed_is_new(e)))
+        .filter(|e| !e.bundled && (adjustable(&e.src.rel, d) || hashed_is_new(e)))
         .count()
 }
 
-/// Paths Django's manifest storage rewrites.
-fn adjustable(rel: &str) -> bool {
-    rel.ends_with(".css") || rel.ends_with(".js")
+/// Paths Django's manifest storage rewrites: those of a group with patterns (`*.css`, `*.js`,
+/// unless the storage's own `patterns` left a group empty).
+fn adjustable(rel: &str, d: &Discovery) -> bool {
+    match (super::rewrite::kind_of(rel), d.storage.rules) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(kind), Some(rules)) => rules.adjusts(kind),
+    }
 }
 
 /// WhiteNoise's storage compresses every original and hashed file again on every run and

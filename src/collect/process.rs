@@ -111,6 +111,7 @@ pub fn process(
         ropts: rewrite::Options {
             static_url: &d.static_url,
             js_modules: d.storage.js_modules || opts.js_modules,
+            rules: d.storage.rules,
         },
         algo: opts.hash,
         static_root: &d.static_root,
@@ -388,6 +389,7 @@ mod tests {
             ropts: rewrite::Options {
                 static_url: "/static/",
                 js_modules: false,
+                rules: None,
             },
             algo: HashAlgo::Md5,
             static_root: Path::new("/nonexistent"),

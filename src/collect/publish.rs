@@ -337,9 +337,13 @@ fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool)
     // thousands of links are most of a small re-collect on a fresh stage.
     let mut files = Vec::new();
     let mut old_dirs: HashSet<PathBuf> = HashSet::new();
+    // Every file of the old tree: what Django's `clear_dir` deletes and counts, rewritten
+    // ones included.
+    let mut old_files = 0;
     for entry in walkdir::WalkDir::new(root).min_depth(1) {
         let entry = entry.map_err(|e| walk_error(root, e))?;
         let rel = rel_of(root, entry.path());
+        old_files += usize::from(!entry.file_type().is_dir());
         if entry.file_type().is_dir() {
             let dest = stage.join(&rel);
             if !have_dir.contains(rel.as_path()) {
@@ -395,7 +399,7 @@ fn carry_over(root: &Path, stage: &Path, written: &HashSet<String>, clear: bool)
                 fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
             }
         }
-        return Ok(files.len());
+        return Ok(old_files);
     }
     files
         .par_iter()
@@ -642,10 +646,13 @@ mod tests {
         let root = t.path().join("static");
         fs::create_dir_all(root.join("old/dir")).unwrap();
         fs::write(root.join("old/dir/x.txt"), "x").unwrap();
+        fs::write(root.join("a.txt"), "a").unwrap();
         let s = Stage::begin(&root).unwrap();
         s.write("a.txt", b"a").unwrap();
         let c = s.commit(None, true).unwrap();
-        assert_eq!(c.deleted, 1);
+        // Django's clear_dir deletes (and counts) every file, the one written again too.
+        assert_eq!(c.deleted, 2);
+        assert_eq!(read(&root.join("a.txt")), "a");
         assert!(root.join("old/dir").is_dir());
         assert!(!root.join("old/dir/x.txt").exists());
     }

@@ -8,9 +8,11 @@
 mod patterns;
 mod pyclass;
 mod pyurl;
+mod rules;
 
 use patterns::{Pattern, CSS, JS, JS_MODULES};
 use pyurl::{dirname, join, normpath, py_strip, unquote, urldefrag, urlsplit};
+pub use rules::Rules;
 use std::borrow::Cow;
 
 /// Which rewrite group applies; Django decides by fnmatchcase("*.css"/"*.js") on the path, case-sensitive
@@ -39,6 +41,9 @@ pub struct Options<'a> {
     pub static_url: &'a str,
     /// support_js_module_import_aggregation: adds the 6.1 ES-module patterns to the JS group.
     pub js_modules: bool,
+    /// The storage's own choice among Django's patterns (its `patterns` attribute), which then
+    /// decides alone; `None`: Django's defaults, per `js_modules`.
+    pub rules: Option<Rules>,
 }
 
 /// One reference found in a file.
@@ -191,6 +196,9 @@ type Visit<'v> = dyn FnMut(Lazy<'_>) -> Resolved + 'v;
 
 /// The patterns of a group, in Django's order (the module patterns are appended to the `*.js` list).
 fn group(kind: Kind, opts: &Options) -> Vec<&'static Pattern> {
+    if let Some(rules) = opts.rules {
+        return rules.group(kind);
+    }
     match kind {
         Kind::Css => CSS.iter().collect(),
         Kind::Js if opts.js_modules => JS.iter().chain(JS_MODULES.iter()).collect(),

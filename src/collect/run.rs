@@ -179,6 +179,13 @@ impl<'a> Run<'a> {
     fn unchanged_summary(&mut self, entries: &[Entry], prev: &State) {
         let (d, opts) = (self.d, self.opts);
         self.summary.unmodified = entries.len();
+        if self.layout(true).keep_only_hashed {
+            // WhiteNoise deleted the originals after the last run: Django copies each again
+            // (a bundled file's name is its original's, and it is still there).
+            let copied = entries.iter().filter(|e| !e.bundled).count();
+            self.summary.copied = copied;
+            self.summary.unmodified = entries.len() - copied;
+        }
         // The references left unchanged last time still are: report them again.
         let mut rels: Vec<&String> = prev.files.keys().collect();
         rels.sort();
@@ -424,6 +431,12 @@ impl<'a> Run<'a> {
             .filter(|e| e.original.as_ref().is_some_and(|o| o.reused))
             .count();
         s.unmodified = staged.unmodified + reused_originals;
+        if opts.clear {
+            // Django deleted the whole tree first: each file it collects is a copy, none is
+            // unmodified, even where staticd could keep the old tree's file (same bytes).
+            s.copied += s.unmodified;
+            s.unmodified = 0;
+        }
         s.compressed = staged.variants;
         s.post_processed = staged.post_processed
             + if d.storage.compress {

@@ -295,6 +295,7 @@ impl Config {
                 manifest_name: st.manifest_name.clone(),
                 manifest_strict,
                 js_modules: st.js_modules,
+                rules: None,
                 compress: st.compress,
             },
             whitenoise: WhiteNoise {

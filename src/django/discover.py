@@ -413,11 +413,105 @@ def main(argv):
         doc = collect_facts(settings, apps, extra_ignore, no_default_ignore)
     except ImproperlyConfigured:
         fail("improperly_configured", str(sys.exc_info()[1]), exc_text())
+    except UnsupportedStorage:
+        fail("unsupported_storage", str(sys.exc_info()[1]))
     except Exception:
         fail("internal", exc_line(), exc_text())
     doc["django_version"] = django.get_version()
     doc["depends"] = DEPENDS.finish(doc["static_root"])
     emit(doc)
+
+
+# HashedFilesMixin/ManifestFilesMixin methods whose behaviour is the collected output: an
+# override of one of them in the project's storage class is Python staticd cannot run, so
+# discovery refuses it rather than collect something Django would not.
+OUTPUT_METHODS = (
+    "file_hash", "hashed_name", "_url", "url_converter", "post_process", "_post_process",
+    "clean_name", "hash_key", "_stored_name", "save_manifest", "manifest_version",
+    "keep_intermediate_files", "max_post_process_passes", "get_ignored_blocks",
+    "is_in_ignored_block",
+)
+
+
+class UnsupportedStorage(Exception):
+    pass
+
+
+# Django's patterns in Django's order (src/collect/rewrite/rules.rs knows them by these names).
+RULE_ORDER = [
+    "css_url", "css_import", "css_source_map", "js_source_map",
+    "js_import_from", "js_export_from", "js_import_bare", "js_import_dynamic",
+]
+
+
+def rule_table():
+    """Django's own rewrite rules, each under the name staticd's rewriter knows it by, as
+    HashedFilesMixin.__init__ compiles them: (glob, pattern, flags, template, ignored_re)."""
+    from django.contrib.staticfiles import storage as st
+
+    names = {"*.css": RULE_ORDER[0:3], "*.js": RULE_ORDER[3:4], "modules": RULE_ORDER[4:8]}
+    mixin = st.HashedFilesMixin
+    groups = [(g, g, pats) for g, pats in mixin.patterns]
+    groups.append(("modules",) + tuple(mixin._js_module_import_aggregation_patterns))
+    table = {}
+    for key, glob, pats in groups:
+        for name, pattern in zip(names[key], pats):
+            table[compiled_rule(glob, pattern, mixin.default_template)] = name
+    return table
+
+
+def compiled_rule(glob, pattern, default_template):
+    """One entry of `HashedFilesMixin._patterns`, made comparable (HashedFilesMixin.__init__)."""
+    import re
+    from django.contrib.staticfiles import storage as st
+
+    if isinstance(pattern, (tuple, list)):
+        if len(pattern) == 3:
+            pattern, template, ignored = pattern
+        else:
+            (pattern, template), ignored = pattern, st._css_ignored_re
+    else:
+        template, ignored = default_template, st._css_ignored_re
+    compiled = re.compile(pattern, re.IGNORECASE)
+    return (glob, compiled.pattern, compiled.flags, template, ignored.pattern, ignored.flags)
+
+
+def manifest_rules(storage):
+    """The names of the rewrite rules `storage` runs, per glob in its order, when they are
+    Django's own (all of them, or some, as a subclass that drops the sourceMappingURL
+    patterns has); UnsupportedStorage for anything else staticd cannot reproduce."""
+    cls = type(storage)
+    where = "%s (%s)" % (dotted(cls), getattr(sys.modules.get(cls.__module__), "__file__", "?"))
+    for name in OUTPUT_METHODS:
+        owner = next((k for k in cls.__mro__ if name in vars(k)), None)
+        if owner is not None and not owner.__module__.split(".")[0] in ("django", "whitenoise"):
+            raise UnsupportedStorage(
+                "%s overrides %s (in %s): staticd reproduces Django's and WhiteNoise's storages, "
+                "not Python code of a project's own, so it would not collect what Django collects. "
+                "Remove the override, or use a storage staticd supports."
+                % (where, name, dotted(owner))
+            )
+    table = rule_table()
+    rules = {}
+    for glob, compiled in storage._patterns.items():
+        names = []
+        for regex, template, ignored in compiled:
+            key = (glob, regex.pattern, regex.flags, template, ignored.pattern, ignored.flags)
+            if key not in table:
+                raise UnsupportedStorage(
+                    "%s has a rewrite pattern for %r that is not one of Django's: %r -> %r. "
+                    "staticd runs Django's own patterns (all, or a subset in Django's order) only."
+                    % (where, glob, regex.pattern, template)
+                )
+            names.append(table[key])
+        order = [RULE_ORDER.index(n) for n in names]
+        if order != sorted(set(order)):
+            raise UnsupportedStorage(
+                "%s runs Django's %r patterns in another order or twice (%s): staticd runs them "
+                "in Django's order only." % (where, glob, ", ".join(names))
+            )
+        rules[glob] = names
+    return rules
 
 
 def collect_facts(settings, apps, extra_ignore, no_default_ignore):
@@ -499,6 +593,7 @@ def collect_facts(settings, apps, extra_ignore, no_default_ignore):
                 files.append({"path": prefixed.replace(os.sep, "/"), "abs": os.path.abspath(abs_path)})
             sources.append({"kind": "files", "finder": dotted(cls), "files": files})
 
+    rules = manifest_rules(storage) if manifest else None
     manifest_strict = getattr(storage, "manifest_strict", True)
     whitenoise_strict = getattr(settings, "WHITENOISE_MANIFEST_STRICT", None)
     skip = getattr(settings, "WHITENOISE_SKIP_COMPRESS_EXTENSIONS", None)
@@ -513,10 +608,13 @@ def collect_facts(settings, apps, extra_ignore, no_default_ignore):
             "manifest_name": getattr(storage, "manifest_name", "staticfiles.json"),
             "manifest_strict": bool(manifest_strict),
             "js_modules": bool(getattr(storage, "support_js_module_import_aggregation", False)),
+            "rules": rules,
             "compress": compress,
         },
         "whitenoise": {
-            "keep_only_hashed_files": bool(getattr(settings, "WHITENOISE_KEEP_ONLY_HASHED_FILES", False)),
+            # WhiteNoise's CompressedManifestStaticFilesStorage reads the setting (a property
+            # of the storage); any other storage, Django's own included, keeps the originals.
+            "keep_only_hashed_files": bool(getattr(storage, "keep_only_hashed_files", False)),
             "skip_compress_extensions": None if skip is None else [str(e) for e in skip],
             "manifest_strict": None if whitenoise_strict is None else bool(whitenoise_strict),
         },

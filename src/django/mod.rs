@@ -62,6 +62,11 @@ pub struct Storage {
     pub manifest_strict: bool,
     /// `support_js_module_import_aggregation`.
     pub js_modules: bool,
+    /// The rewrite patterns of a manifest storage (`HashedFilesMixin._patterns`), named, when
+    /// discovery read them: a subset of Django's own that a subclass chose. `None`: Django's
+    /// defaults (a `staticd.toml` project, or facts remembered by an older staticd).
+    #[serde(default)]
+    pub rules: Option<crate::collect::rewrite::Rules>,
     /// A WhiteNoise compressed storage: `.br`/`.gz` variants are expected.
     pub compress: bool,
 }

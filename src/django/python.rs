@@ -40,6 +40,9 @@ pub enum DiscoverError {
     },
     /// Like Django's `ImproperlyConfigured` (e.g. STATIC_ROOT unset).
     ImproperlyConfigured { settings: String, message: String },
+    /// The staticfiles storage is a class of the project's own whose output staticd cannot
+    /// reproduce (it overrides a method that makes the output, or has patterns of its own).
+    UnsupportedStorage { settings: String, message: String },
     /// Django's staticfiles system checks reported errors (E001–E005).
     Checks { settings: String, messages: String },
     /// The discovery program itself failed or printed nothing usable.
@@ -120,6 +123,9 @@ impl fmt::Display for DiscoverError {
             ),
             DiscoverError::ImproperlyConfigured { settings, message } => {
                 write!(f, "ImproperlyConfigured (settings module '{settings}'): {message}")
+            }
+            DiscoverError::UnsupportedStorage { settings, message } => {
+                write!(f, "unsupported STORAGES[\"staticfiles\"] (settings module '{settings}'): {message}")
             }
             DiscoverError::Checks { settings, messages } => write!(
                 f,
@@ -358,6 +364,7 @@ fn run(
             traceback: detail,
         },
         "improperly_configured" => DiscoverError::ImproperlyConfigured { settings, message },
+        "unsupported_storage" => DiscoverError::UnsupportedStorage { settings, message },
         "checks" => DiscoverError::Checks {
             settings,
             messages: message,

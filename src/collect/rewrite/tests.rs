@@ -66,10 +66,12 @@ fn table(hashes: &[(&str, &str)]) -> HashMap<String, String> {
 const STATIC: Options<'static> = Options {
     static_url: "/static/",
     js_modules: false,
+    rules: None,
 };
 const MODULES: Options<'static> = Options {
     static_url: "/static/",
     js_modules: true,
+    rules: None,
 };
 
 /// The collected tree a table describes, resolved as collect does: a collected file, else a
@@ -385,6 +387,7 @@ fn reference_keys_drop_query_and_whitespace() {
     let root = Options {
         static_url: "/",
         js_modules: false,
+        rules: None,
     };
     assert_eq!(
         targets("css/s.css", "a{b:url(/a.png) url(//foobar)}", &root),
@@ -393,6 +396,7 @@ fn reference_keys_drop_query_and_whitespace() {
     let cdn = Options {
         static_url: "https://cdn/x/",
         js_modules: false,
+        rules: None,
     };
     assert!(targets(
         "css/s.css",
@@ -1113,6 +1117,7 @@ fn django_fixtures_hash_like_django() {
         let opts = Options {
             static_url: "/static/",
             js_modules: *modules,
+            rules: None,
         };
         let out = rewrite(name, kind_of(name).unwrap(), text, &opts, &resolver(&t)).unwrap();
         assert_eq!(
@@ -1216,6 +1221,7 @@ fn differential_against_django() {
                 .get("js_modules")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
+            rules: None,
         };
         let table: HashMap<String, String> = c["hashes"]
             .as_object()
