@@ -143,7 +143,7 @@ fn ok(out: &Output, what: &str) {
 }
 
 /// Relative path → bytes of every regular file below `root`.
-fn files_of(root: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn files_of(root: &Path) -> BTreeMap<String, Vec<u8>> {
     walkdir::WalkDir::new(root)
         .into_iter()
         .map(|e| e.unwrap())

@@ -7,8 +7,8 @@
 
 use crate::common;
 use crate::common::project::collect_output;
+use crate::conformance::files_of;
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -181,18 +181,6 @@ fn summary(out: &Output, root: &Path) -> String {
     let line = stdout.lines().rev().find(|l| !l.trim().is_empty());
     line.unwrap_or("")
         .replace(&root.display().to_string(), "ROOT")
-}
-
-fn files_of(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    walkdir::WalkDir::new(root)
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| {
-            let rel = e.path().strip_prefix(root).unwrap().display().to_string();
-            (rel, std::fs::read(e.path()).unwrap())
-        })
-        .collect()
 }
 
 /// Byte identity, listing the first differences (a real package has thousands of files).

@@ -42,3 +42,28 @@ pub fn representation<'a>(h: &mut Headers<'a>, asset: &'a Asset, v: &'a Variant)
         ));
     }
 }
+
+thread_local! {
+    /// The `Date` value of the current second, per worker thread.
+    static DATE: std::cell::RefCell<(u64, HeaderValue)> =
+        const { std::cell::RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
+}
+
+/// The current IMF-fixdate for `Date`, formatted once per second per worker (both
+/// protocols' responses carry it).
+pub fn date() -> HeaderValue {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(secs, value)| {
+        if *secs != now {
+            let text = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(now));
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                *value = v;
+                *secs = now;
+            }
+        }
+        value.clone()
+    })
+}

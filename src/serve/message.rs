@@ -187,6 +187,16 @@ impl<'a> Reply<'a> {
     }
 }
 
+impl Reply<'_> {
+    /// Its `Content-Encoding`, for the metrics' bytes-by-coding.
+    pub fn content_coding(&self) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == header::CONTENT_ENCODING)
+            .map(|(_, v)| v.as_bytes())
+    }
+}
+
 /// A short HTML error page titled `title`.
 pub fn page(status: StatusCode, title: &str) -> Reply<'static> {
     let code = status.as_u16();

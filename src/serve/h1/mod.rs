@@ -57,7 +57,6 @@ use super::socket::{self, Client, Peer, Prefixed};
 use super::state::{Live, State};
 use super::stream::ClientIo;
 use actix_service::{fn_factory, fn_service, ServiceFactory};
-use actix_web::http::header as ax;
 use actix_web::http::StatusCode;
 use body::{BodyError, BodyLen};
 use bytes::{Buf, Bytes, BytesMut};
@@ -678,16 +677,11 @@ impl<I: ClientIo> Conn<'_, I> {
     /// Counts an answer in the metrics (a no-op unless they are on).
     fn count(&self, head: &Head, reply: &Reply<'_>, bytes: u64, start: Instant) {
         let bytes = if head.verb == Verb::Head { 0 } else { bytes };
-        let coding = reply
-            .headers
-            .iter()
-            .find(|(n, _)| n == ax::CONTENT_ENCODING)
-            .map(|(_, v)| v.as_bytes());
         metrics::request(
             self.route,
             reply.status.as_u16(),
             bytes,
-            Coding::of(coding),
+            Coding::of(reply.content_coding()),
             start.elapsed(),
         );
     }

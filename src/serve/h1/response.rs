@@ -3,8 +3,6 @@
 
 use crate::serve::message::{Body, Reply};
 use actix_web::http::StatusCode;
-use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How the connection goes on after this response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,26 +97,9 @@ fn decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-thread_local! {
-    /// The formatted Date of the current second, per worker thread.
-    static DATE: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [0; 29])) };
-}
-
 /// Appends the current IMF-fixdate (formatted once per second per worker).
 fn date(out: &mut Vec<u8>) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    DATE.with_borrow_mut(|(secs, text)| {
-        if *secs != now {
-            let s = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(now));
-            if s.len() == text.len() {
-                text.copy_from_slice(s.as_bytes());
-                *secs = now;
-            }
-        }
-        out.extend_from_slice(text);
-    });
+    out.extend_from_slice(crate::serve::headers::date().as_bytes());
 }
 
 #[cfg(test)]

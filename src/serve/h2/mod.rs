@@ -348,16 +348,11 @@ fn account(
     start: Instant,
 ) {
     let elapsed = start.elapsed();
-    let coding = reply
-        .headers
-        .iter()
-        .find(|(n, _)| n == ax::CONTENT_ENCODING)
-        .map(|(_, v)| v.as_bytes());
     metrics::request(
         kind,
         reply.status.as_u16(),
         bytes,
-        Coding::of(coding),
+        Coding::of(reply.content_coding()),
         elapsed,
     );
     if live.log_format == LogFormat::Off {

@@ -16,9 +16,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;
 use h2::server::SendResponse;
 use h2::SendStream;
-use std::cell::RefCell;
 use std::future::poll_fn;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Writes `reply` (only its head when `head_only`); the body bytes sent.
 pub async fn reply(
@@ -166,7 +164,7 @@ fn head(reply: &Reply<'_>) -> (http::Response<()>, bool) {
         headers.append(name.clone(), value.as_ref().clone());
     }
     if !dated {
-        headers.insert(ax::DATE, date());
+        headers.insert(ax::DATE, crate::serve::headers::date());
     }
     (res, bodiless)
 }
@@ -178,28 +176,6 @@ fn connection_specific(name: &HeaderName) -> bool {
         name.as_str(),
         "connection" | "transfer-encoding" | "upgrade" | "keep-alive" | "proxy-connection" | "te"
     )
-}
-
-thread_local! {
-    /// The `date` value of the current second, shared by the responses of that second.
-    static DATE: RefCell<(u64, HeaderValue)> =
-        const { RefCell::new((u64::MAX, HeaderValue::from_static(""))) };
-}
-
-fn date() -> HeaderValue {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    DATE.with_borrow_mut(|(secs, value)| {
-        if *secs != now {
-            let text = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(now));
-            if let Ok(v) = HeaderValue::from_str(&text) {
-                *value = v;
-                *secs = now;
-            }
-        }
-        value.clone()
-    })
 }
 
 #[cfg(test)]
