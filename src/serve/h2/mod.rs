@@ -4,18 +4,18 @@
 //!
 //! Each request stream becomes a future polled in the connection's own task next to the
 //! connection itself (a `FuturesUnordered`), so a static file held in memory is answered,
-//! its frames queued and flushed without a task being spawned or woken. The answer comes
+//! its frames queued and flushed with no other task spawned or woken. The answer comes
 //! from the same code as HTTP/1: [`dispatch`] routes, the static tier, [`health`],
 //! [`Proxy::local`](super::proxy::Proxy::local) and
 //! [`Proxy::forward`](super::proxy::Proxy::forward) give a [`Reply`], written here.
 //!
-//! Why not actix-http's HTTP/2 dispatcher (used until the measurement below): it spawns a
+//! Why not actix-http's HTTP/2 dispatcher (used until this server replaced it): it spawns a
 //! task per stream, builds actix's request and response types and converts its header map
-//! to the `http` crate's for every response. Measured with `SERVE_BENCH_ONLY=tls cargo bench
-//! --bench serve` (the small br asset over h2, h2load `-c32 -m4`, server on one core):
-//! staticd needed 16.4 µs per request against nginx's 15.9 with actix's dispatcher; perf put
-//! about 4 % of the time in actix and as much again in the allocations and task wake-ups
-//! it adds. Figures with this server: README, Benchmarks, "HTTPS".
+//! to the `http` crate's for every response. With it staticd needed 16.4 µs per small h2
+//! request against nginx's 15.9 (`SERVE_BENCH_ONLY=tls cargo bench --bench serve`); with
+//! this server 13.3 against 16.1. Most of the gain is the batching in [`serve`]: every
+//! request already received is taken before any is answered, so the connection is polled
+//! once per batch (README, Benchmarks, "HTTPS").
 //!
 //! Connection rules (nginx's where HTTP/2 leaves them open):
 //! - the preface and SETTINGS must arrive within `--header-timeout`;
