@@ -25,7 +25,11 @@
 //! - a request body may pause at most `--body-timeout` (408) and is bounded by
 //!   `--max-body` (413), read whole before the upstream is contacted, as on HTTP/1;
 //! - a stream the client resets while the upstream works is dropped, logged as 499;
-//! - on a graceful shutdown GOAWAY is sent and the streams in flight finish.
+//! - on a graceful shutdown GOAWAY is sent and the streams in flight finish;
+//! - a client that opens no flow-control window for `socket::SEND_TIMEOUT` (60 s, nginx's
+//!   `send_timeout`) has the stream reset, and after an idle GOAWAY a connection gets as
+//!   long to finish before it is closed, so every stream and connection ends in bounded
+//!   time (a shutdown's, in `--shutdown-timeout`).
 
 pub mod write;
 
@@ -38,7 +42,7 @@ use super::log::{self, LogFormat};
 use super::message::{error_page, Reply, Request, Verb};
 use super::metrics::{self, Coding, RouteKind};
 use super::proxy::Incoming;
-use super::socket::Peer;
+use super::socket::{Peer, SEND_TIMEOUT};
 use super::state::{Live, State};
 use actix_web::http::header as ax;
 use actix_web::http::StatusCode;
@@ -102,6 +106,8 @@ where
     let mut streams = FuturesUnordered::<Pin<Box<dyn Future<Output = ()> + '_>>>::new();
     let mut stop = std::pin::pin!(settings.shutdown.notified());
     let mut stopping = false;
+    // GOAWAY sent for idleness: `idle` now times the close.
+    let mut idle_closing = false;
     // `--keep-alive 0` (keep-alive off): the first request has `--header-timeout` to come,
     // and the connection ends once no stream is left.
     let keep_alive = settings.keep_alive;
@@ -132,12 +138,18 @@ where
             }
             let busy = !streams.is_empty();
             while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
-            if busy && streams.is_empty() {
+            if busy && streams.is_empty() && !stopping {
                 idle.as_mut()
                     .reset(tokio::time::Instant::now() + keep_alive);
             }
             if stopping {
-                return Poll::Pending;
+                // After an idle GOAWAY the client has `SEND_TIMEOUT` to take what is queued
+                // (a reader that stopped would keep the connection forever), then it is
+                // closed. A shutdown's is bounded by `--shutdown-timeout` instead.
+                return match idle_closing && idle.as_mut().poll(cx).is_ready() {
+                    true => Poll::Ready(Event::Closed),
+                    false => Poll::Pending,
+                };
             }
             if stop.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Event::Stop);
@@ -151,9 +163,16 @@ where
         match event {
             Event::Closed => break,
             // GOAWAY; the streams in flight finish, then the connection closes.
-            Event::Stop | Event::Idle => {
+            Event::Stop => {
                 conn.graceful_shutdown();
                 stopping = true;
+            }
+            Event::Idle => {
+                conn.graceful_shutdown();
+                stopping = true;
+                idle_closing = true;
+                idle.as_mut()
+                    .reset(tokio::time::Instant::now() + SEND_TIMEOUT);
             }
         }
     }

@@ -9,6 +9,7 @@
 
 use crate::serve::body::Segment;
 use crate::serve::message::{Body, Reply};
+use crate::serve::socket::SEND_TIMEOUT;
 use crate::serve::stream::{read_file, FILE_CHUNK};
 use actix_web::http::header::{self as ax, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
@@ -123,14 +124,21 @@ async fn parts(
     tx.send_data(Bytes::new(), true)
 }
 
-/// Sends `data` as the stream's window allows (waiting for WINDOW_UPDATEs).
+/// Sends `data` as the stream's window allows (waiting for WINDOW_UPDATEs). A client that
+/// opens no window for [`SEND_TIMEOUT`] (nginx's `send_timeout`, as on HTTP/1) gets the
+/// stream reset: a reader that stopped cannot hold the answer forever.
 async fn send(tx: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(), h2::Error> {
     while !data.is_empty() {
         tx.reserve_capacity(data.len());
-        let cap = match poll_fn(|cx| tx.poll_capacity(cx)).await {
-            Some(cap) => cap?,
+        let cap = match tokio::time::timeout(SEND_TIMEOUT, poll_fn(|cx| tx.poll_capacity(cx))).await
+        {
+            Ok(Some(cap)) => cap?,
             // The stream was reset or closed: nothing more to send.
-            None => return Ok(()),
+            Ok(None) => return Ok(()),
+            Err(_) => {
+                tx.send_reset(h2::Reason::CANCEL);
+                return Err(h2::Reason::CANCEL.into());
+            }
         };
         if cap > 0 {
             let piece = data.split_to(cap.min(data.len()));
