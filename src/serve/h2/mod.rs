@@ -146,10 +146,10 @@ where
                 // After an idle GOAWAY the client has `SEND_TIMEOUT` to take what is queued
                 // (a reader that stopped would keep the connection forever), then it is
                 // closed. A shutdown's is bounded by `--shutdown-timeout` instead.
-                return match idle_closing && idle.as_mut().poll(cx).is_ready() {
-                    true => Poll::Ready(Event::Closed),
-                    false => Poll::Pending,
-                };
+                if idle_closing && idle.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Closed);
+                }
+                return Poll::Pending;
             }
             if stop.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Event::Stop);
