@@ -40,6 +40,15 @@ fn request(method: &str, addr: SocketAddr, path: &str) -> http::request::Builder
         .uri(format!("http://{addr}{path}"))
 }
 
+/// A request without a body, and its response head.
+async fn exchange(
+    send: &mut SendRequest<Bytes>,
+    req: http::request::Builder,
+) -> http::Response<h2::RecvStream> {
+    let (res, _) = send.send_request(req.body(()).unwrap(), true).unwrap();
+    res.await.unwrap()
+}
+
 /// Reads a whole response body, giving the window back as it goes.
 async fn body_of(mut body: h2::RecvStream) -> Vec<u8> {
     let mut out = Vec::new();
@@ -139,9 +148,12 @@ fn a_stream_reset_while_the_upstream_works_is_logged_499() {
         let waited = tokio::time::timeout(std::time::Duration::from_millis(300), res).await;
         assert!(waited.is_err(), "the gated upstream answered");
         // A second stream on the same connection still works.
-        let req = request("GET", addr, "/static/app.css").body(()).unwrap();
-        let (res, _) = send.send_request(req, true).unwrap();
-        assert_eq!(res.await.unwrap().status(), 200);
+        assert_eq!(
+            exchange(&mut send, request("GET", addr, "/static/app.css"))
+                .await
+                .status(),
+            200
+        );
     });
     s.wait_status("/slow", 499);
     gate.open();
@@ -158,18 +170,19 @@ fn many_streams_at_once_are_all_answered() {
         let mut send = send.ready().await.unwrap();
         // One exchange first, so the server's SETTINGS (128 streams at most) have arrived:
         // a stream over the limit before that is refused (REFUSED_STREAM, RFC 9113 §5.1.2).
-        let req = request("GET", addr, "/static/a.txt").body(()).unwrap();
-        let (res, _) = send.send_request(req, true).unwrap();
-        assert_eq!(res.await.unwrap().status(), 200);
+        assert_eq!(
+            exchange(&mut send, request("GET", addr, "/static/a.txt"))
+                .await
+                .status(),
+            200
+        );
         // More streams than the server allows at once: the client queues the rest.
         let mut all = Vec::new();
         for _ in 0..300 {
             let mut send = send.clone();
             all.push(tokio::spawn(async move {
                 send = send.ready().await.unwrap();
-                let req = request("GET", addr, "/static/a.txt").body(()).unwrap();
-                let (res, _) = send.send_request(req, true).unwrap();
-                let res = res.await.unwrap();
+                let res = exchange(&mut send, request("GET", addr, "/static/a.txt")).await;
                 assert_eq!(res.status(), 200);
                 body_of(res.into_body()).await
             }));
@@ -189,31 +202,24 @@ fn heads_declare_lengths_and_not_modified_has_none() {
     run(async move {
         let (send, _driver) = connect(addr).await;
         let mut send = send.ready().await.unwrap();
-        let req = request("GET", addr, "/static/a.txt").body(()).unwrap();
-        let (res, _) = send.send_request(req, true).unwrap();
-        let res = res.await.unwrap();
+        let res = exchange(&mut send, request("GET", addr, "/static/a.txt")).await;
         let etag = res.headers()["etag"].clone();
         assert_eq!(res.headers()["content-length"], "11");
         assert_eq!(res.headers().get_all("date").iter().count(), 1);
         assert_eq!(body_of(res.into_body()).await, b"hello world");
-        let req = request("HEAD", addr, "/static/a.txt").body(()).unwrap();
-        let (res, _) = send.send_request(req, true).unwrap();
-        let res = res.await.unwrap();
+        let res = exchange(&mut send, request("HEAD", addr, "/static/a.txt")).await;
         assert_eq!(res.headers()["content-length"], "11");
         assert!(res.body().is_end_stream());
-        let req = request("GET", addr, "/static/a.txt")
-            .header("if-none-match", etag)
-            .body(())
-            .unwrap();
-        let (res, _) = send.send_request(req, true).unwrap();
-        let res = res.await.unwrap();
+        let res = exchange(
+            &mut send,
+            request("GET", addr, "/static/a.txt").header("if-none-match", etag),
+        )
+        .await;
         assert_eq!(res.status(), 304);
         assert!(res.headers().get("content-length").is_none());
         assert!(res.body().is_end_stream());
         // No route for TRACE, over HTTP/2 as over HTTP/1.
-        let req = request("TRACE", addr, "/static/a.txt").body(()).unwrap();
-        let (res, _) = send.send_request(req, true).unwrap();
-        let res = res.await.unwrap();
+        let res = exchange(&mut send, request("TRACE", addr, "/static/a.txt")).await;
         assert_eq!(res.status(), 405);
         assert!(res.headers().contains_key("allow"));
     });
@@ -228,9 +234,12 @@ fn an_idle_connection_is_closed_after_keep_alive() {
     run(async move {
         let (send, driver) = connect(addr).await;
         let mut send = send.ready().await.unwrap();
-        let req = request("GET", addr, "/static/a.txt").body(()).unwrap();
-        let (res, _) = send.send_request(req, true).unwrap();
-        assert_eq!(res.await.unwrap().status(), 200);
+        assert_eq!(
+            exchange(&mut send, request("GET", addr, "/static/a.txt"))
+                .await
+                .status(),
+            200
+        );
         // GOAWAY, then the close: the client's connection future ends (bounded by `run`).
         driver.await.unwrap();
     });

@@ -185,9 +185,7 @@ impl<'a> Reply<'a> {
         r.body = Body::Mem(Bytes::from_static(b"404 Not Found\n"));
         r
     }
-}
 
-impl Reply<'_> {
     /// Its `Content-Encoding`, for the metrics' bytes-by-coding.
     pub fn content_coding(&self) -> Option<&[u8]> {
         self.headers
