@@ -951,3 +951,97 @@ fn an_upstream_given_by_host_name_is_resolved() {
         assert!(targets.contains(&format!("/named/{i}")), "{targets:?}");
     }
 }
+
+/// A listener whose accept queue is full (backlog 0 and one connection nobody accepted):
+/// the kernel drops further SYNs, so a new connection stays in SYN-SENT until the queue
+/// has room and the client's SYN is retransmitted (about 1 s later).
+struct Unaccepting {
+    listener: std::net::TcpListener,
+    _filler: std::net::TcpStream,
+    port: u16,
+}
+
+impl Unaccepting {
+    fn start() -> Unaccepting {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+        s.listen(0).unwrap();
+        let listener: std::net::TcpListener = s.into();
+        let addr = listener.local_addr().unwrap();
+        let filler = std::net::TcpStream::connect(addr).unwrap();
+        Unaccepting {
+            listener,
+            _filler: filler,
+            port: addr.port(),
+        }
+    }
+
+    /// Whether a connection to this listener is in SYN-SENT (`/proc/net/tcp` state 02).
+    fn has_syn_sent(&self) -> bool {
+        let port = format!(":{:04X}", self.port);
+        std::fs::read_to_string("/proc/net/tcp")
+            .unwrap()
+            .lines()
+            .skip(1)
+            .any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && f[2].ends_with(&port) && f[3] == "02"
+            })
+    }
+}
+
+/// The request goes out as the connection opens when the handshake is already done (it
+/// is, on loopback); when it is not, staticd waits for it under `--connect-timeout` and
+/// then writes the request: it reaches the upstream whole, or the client gets 504.
+#[test]
+fn an_upstream_connection_still_in_its_handshake_gets_the_request_or_a_504() {
+    // Never accepted in time: 504 once --connect-timeout has passed.
+    let up = Unaccepting::start();
+    let s = Staticd::proxy(&[
+        "--upstream",
+        &format!("127.0.0.1:{}", up.port),
+        "--connect-timeout",
+        "500ms",
+    ]);
+    let r = s.get("/never", &[("Connection", "close")]);
+    assert_eq!(r.status, 504, "{r:?}");
+
+    // Accepted after staticd's first SYN was dropped: the request arrives whole.
+    let up = Unaccepting::start();
+    let s = Staticd::proxy(&["--upstream", &format!("127.0.0.1:{}", up.port)]);
+    let addr = s.addr;
+    let client = std::thread::spawn(move || {
+        http::get(
+            addr,
+            "/late?x=1",
+            &[("Connection", "close"), ("X-Probe", "late")],
+        )
+    });
+    wait_until("staticd's connection waits in SYN-SENT", WAIT, || {
+        up.has_syn_sent().then_some(())
+    });
+    // Make room: take the filler off the queue; staticd's retransmitted SYN is accepted next.
+    let (_filler, _) = up.listener.accept().unwrap();
+    let (mut c, _) = up.listener.accept().unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0, "upstream connection closed after {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert!(head.starts_with("get /late?x=1 http/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nx-probe: late\r\n"), "{head}");
+    c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlate")
+        .unwrap();
+    let r = client.join().unwrap();
+    assert_eq!((r.status, &r.body[..]), (200, &b"late"[..]), "{r:?}");
+}

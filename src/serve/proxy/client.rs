@@ -172,38 +172,90 @@ fn forget(hp: &str) {
     RESOLVED.with_borrow_mut(|c| c.retain(|(name, _, _)| name != hp));
 }
 
-/// Opens a new connection (TCP with `TCP_NODELAY`, or a Unix socket). A name's addresses
-/// are tried in order, as `getaddrinfo` gives them.
-pub async fn connect(addr: &Addr, upstream: usize) -> io::Result<Conn> {
-    let io = match addr {
+/// Requests at least this long are written with `TCP_NODELAY` set: a request written in one
+/// `write` (every request of the HTTP/1 fast path, head and buffered body together) never has
+/// a small segment waiting behind another, so Nagle's algorithm cannot delay it and the
+/// `setsockopt` would be one more system call per proxied request; a body long enough to
+/// take several writes might (nginx sets `tcp_nodelay` on upstream connections only when
+/// they are kept alive).
+const NODELAY_FROM: usize = 64 * 1024;
+
+/// Opens a new connection and writes as much of `first` (the request) as the socket takes
+/// at once; returns the connection and how much of `first` it wrote. A name's addresses are
+/// tried in order, as `getaddrinfo` gives them.
+///
+/// TCP: on loopback and most local networks the handshake has completed by the time the
+/// non-blocking `connect` returns, so the request is written right away, without waiting
+/// for the event loop to report the socket writable and asking it for `SO_ERROR` (two system
+/// calls and one turn of the loop per request to gunicorn, whose sync workers close every
+/// connection). A write that finds the handshake unfinished (`EAGAIN`) falls back to
+/// waiting for it, as `TcpStream::connect` does; one that finds it refused fails the
+/// address. With an empty `first` (readiness checks) the connect is awaited.
+pub async fn connect(addr: &Addr, upstream: usize, first: &[u8]) -> io::Result<(Conn, usize)> {
+    let (io, written) = match addr {
         Addr::Tcp(hp) => {
             let mut last = None;
             let mut connected = None;
             for a in resolve(hp).await? {
-                match TcpStream::connect(a).await {
-                    Ok(s) => {
-                        connected = Some(s);
+                match connect_tcp(a, first).await {
+                    Ok(c) => {
+                        connected = Some(c);
                         break;
                     }
                     Err(e) => last = Some(e),
                 }
             }
-            let Some(s) = connected else {
+            let Some((s, written)) = connected else {
                 forget(hp);
                 return Err(last.unwrap_or_else(|| io::ErrorKind::NotFound.into()));
             };
-            let _ = s.set_nodelay(true);
-            Stream::Tcp(s)
+            if first.len() >= NODELAY_FROM {
+                let _ = s.set_nodelay(true);
+            }
+            (Stream::Tcp(s), written)
         }
-        Addr::Unix(p) => Stream::Unix(UnixStream::connect(p).await?),
+        Addr::Unix(p) => (Stream::Unix(UnixStream::connect(p).await?), 0),
     };
-    Ok(Conn {
-        io,
-        buf: BytesMut::with_capacity(READ_SIZE),
-        upstream,
-        addr: addr.clone(),
-        reused: false,
-    })
+    Ok((
+        Conn {
+            io,
+            buf: BytesMut::with_capacity(READ_SIZE),
+            upstream,
+            addr: addr.clone(),
+            reused: false,
+        },
+        written,
+    ))
+}
+
+/// One TCP address: a non-blocking connect and an immediate write of `first` (see
+/// [`connect`]); the stream and how much of `first` went out.
+async fn connect_tcp(a: std::net::SocketAddr, first: &[u8]) -> io::Result<(TcpStream, usize)> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(a), Type::STREAM.nonblocking(), None)?;
+    match socket.connect(&a.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let written = if first.is_empty() {
+        0
+    } else {
+        // MSG_NOSIGNAL: a reset connection is an error here, not a SIGPIPE.
+        match socket.send_with_flags(first, libc::MSG_NOSIGNAL) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        }
+    };
+    let s = TcpStream::from_std(socket.into())?;
+    if written == 0 {
+        s.writable().await?;
+        if let Some(e) = s.take_error()? {
+            return Err(e);
+        }
+    }
+    Ok((s, written))
 }
 
 /// Starts a request: the request line. Header lines follow, then [`end_request`].

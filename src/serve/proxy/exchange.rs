@@ -81,11 +81,10 @@ impl Proxy {
                 None
             };
             let connected = match idle {
-                Some(c) => Ok(c),
+                Some(c) => Ok((c, 0)),
                 None => {
-                    match tokio::time::timeout(self.opts.connect_timeout, client::connect(addr, i))
-                        .await
-                    {
+                    let connect = client::connect(addr, i, &request);
+                    match tokio::time::timeout(self.opts.connect_timeout, connect).await {
                         Ok(Ok(c)) => Ok(c),
                         Ok(Err(e)) => Err((Failure::ConnectRefused, e.to_string())),
                         Err(_) => Err((
@@ -98,7 +97,8 @@ impl Proxy {
                     }
                 }
             };
-            let mut conn = match connected {
+            // `sent`: how much of the request a new connection wrote as it opened.
+            let (mut conn, sent) = match connected {
                 Ok(c) => c,
                 Err((f, cause)) => {
                     tracing::warn!(upstream = %addr, method = %inc.method, uri = %inc.target, %cause, "cannot connect to the upstream");
@@ -112,7 +112,7 @@ impl Proxy {
             };
             match tokio::time::timeout(
                 self.opts.read_timeout,
-                client::exchange(&mut conn, &request, asked),
+                client::exchange(&mut conn, &request[sent..], asked),
             )
             .await
             {

@@ -193,8 +193,8 @@ impl Proxy {
             }
             for (i, u) in self.pool.upstreams.iter().enumerate() {
                 let probe = async {
-                    let mut c = client::connect(&u.addr, i).await.ok()?;
-                    client::exchange(&mut c, &request, client::Asked::default())
+                    let (mut c, sent) = client::connect(&u.addr, i, &request).await.ok()?;
+                    client::exchange(&mut c, &request[sent..], client::Asked::default())
                         .await
                         .ok()
                 };

@@ -29,8 +29,11 @@ impl Proxy {
                     None => Err("not checked yet"),
                 }
             } else {
-                match tokio::time::timeout(self.opts.connect_timeout, client::connect(&u.addr, i))
-                    .await
+                match tokio::time::timeout(
+                    self.opts.connect_timeout,
+                    client::connect(&u.addr, i, &[]),
+                )
+                .await
                 {
                     Ok(Ok(_conn)) => Ok(()),
                     Ok(Err(_)) => Err("connection refused or failed"),

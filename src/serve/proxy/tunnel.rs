@@ -5,7 +5,7 @@
 
 use super::client::Conn;
 use super::pages::{client_closed, failure_page};
-use super::upstream::Active;
+use super::upstream::{Active, Stream};
 use super::{abort, forward, Incoming, Proxy};
 use crate::serve::message::Reply;
 use crate::serve::stream::ClientIo;
@@ -83,6 +83,11 @@ impl Switch {
         stop: impl Future<Output = ()>,
     ) {
         let Switch { conn, limit, .. } = self;
+        // A tunnel's messages are small and interactive: no Nagle delay on them (the
+        // connection was opened without TCP_NODELAY, see `client::connect`).
+        if let Stream::Tcp(s) = &conn.io {
+            let _ = s.set_nodelay(true);
+        }
         let (mut rd, mut wr) = tokio::io::split(conn.io);
         let early = conn.buf;
         let last = Cell::new(Instant::now());
