@@ -25,6 +25,7 @@ mod proxy_gunicorn;
 mod proxy_keepalive;
 mod publish;
 mod publish_moto;
+mod redbot;
 mod serve_acme;
 mod serve_collect;
 mod serve_config;
