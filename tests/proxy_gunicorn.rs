@@ -411,6 +411,9 @@ fn media_root_served_with_validators() {
     let r = s.get("/media/up/a.txt", &[]);
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"hello media\n");
+    assert_eq!(r.header("cache-control"), Some("max-age=60"));
+    let auth = ("Authorization", "Basic c3RhZ2luZzpwdw==");
+    let r = s.get("/media/up/a.txt", &[auth]);
     assert_eq!(r.header("cache-control"), Some("public, max-age=60"));
     assert!(r.header("etag").is_some());
     let p = s.get("/media/up/a.txt", &[("Range", "bytes=0-4")]);

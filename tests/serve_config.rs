@@ -68,7 +68,7 @@ fn flag_over_environment_over_file() {
     let mut c = staticd();
     c.arg("serve").current_dir(p.path());
     let s = Staticd::start(c);
-    assert_eq!(max_age(&s), "public, max-age=100");
+    assert_eq!(max_age(&s), "max-age=100");
     let r = s.get("/assets/app.css", &[]);
     assert!(
         !r.has("access-control-allow-origin"),
@@ -84,7 +84,7 @@ fn flag_over_environment_over_file() {
         .current_dir(elsewhere.path())
         .env("STATICD_MAX_AGE", "200");
     let s = Staticd::start(c);
-    assert_eq!(max_age(&s), "public, max-age=200");
+    assert_eq!(max_age(&s), "max-age=200");
     drop(s);
 
     // A flag over both; and a flag that conflicts with a file value wins over it.
@@ -95,7 +95,7 @@ fn flag_over_environment_over_file() {
         .current_dir(elsewhere.path())
         .env("STATICD_MAX_AGE", "200");
     let s = Staticd::start(c);
-    assert_eq!(max_age(&s), "public, max-age=300");
+    assert_eq!(max_age(&s), "max-age=300");
     let r = s.get("/assets/app.css", &[]);
     assert_eq!(
         r.header("access-control-allow-origin"),
@@ -112,7 +112,7 @@ fn config_flag_and_variable() {
     let mut c = staticd();
     c.arg("serve").arg(p.path()).env("STATICD_CONFIG", &other);
     let s = Staticd::start(c);
-    assert_eq!(max_age(&s), "public, max-age=7");
+    assert_eq!(max_age(&s), "max-age=7");
     drop(s);
 
     let missing = p.path().join("missing.toml");

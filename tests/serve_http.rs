@@ -190,8 +190,8 @@ fn etag_is_content_derived() {
 #[test]
 fn cache_policy_follows_the_current_manifest() {
     let w = world();
-    let immutable = "public, max-age=31536000, immutable";
-    let short = "public, max-age=60";
+    let immutable = "max-age=31536000, immutable";
+    let short = "max-age=60";
     for (rel, cc) in [
         (HASHED, immutable),
         (ORIG, short),
@@ -204,6 +204,20 @@ fn cache_policy_follows_the_current_manifest() {
             let r = w.server.get(&url(rel), &[("Accept-Encoding", ae)]);
             assert_eq!(r.status, 200, "{rel}");
             assert_eq!(r.header("cache-control"), Some(cc), "{rel}");
+            // With Authorization a shared cache may store the answer only if it says
+            // `public` (RFC 9111 §3.5); without, `public` would change nothing.
+            let auth = ("Authorization", "Basic c3RhZ2luZzpwdw==");
+            let r = w.server.get(&url(rel), &[("Accept-Encoding", ae), auth]);
+            assert_eq!(r.status, 200, "{rel}");
+            let public = format!("public, {cc}");
+            assert_eq!(r.header("cache-control"), Some(public.as_str()), "{rel}");
+            let etag = r.header("etag").unwrap().to_string();
+            let r = w.server.get(
+                &url(rel),
+                &[("Accept-Encoding", ae), auth, ("If-None-Match", &etag)],
+            );
+            assert_eq!(r.status, 304, "{rel}");
+            assert_eq!(r.header("cache-control"), Some(public.as_str()), "{rel}");
         }
     }
 }
@@ -224,7 +238,7 @@ fn if_none_match_and_if_modified_since() {
         assert_eq!(r.header("etag"), Some(etag.as_str()));
         assert_eq!(
             r.header("cache-control"),
-            Some("public, max-age=31536000, immutable")
+            Some("max-age=31536000, immutable")
         );
         // A current fingerprinted style sheet is an RFC 9842 dictionary: its answers vary on
         // Available-Dictionary too, and the 304 repeats its Use-As-Dictionary.
@@ -471,7 +485,7 @@ fn cors_and_max_age_are_configurable() {
         r.header("access-control-allow-origin"),
         Some("https://app.example")
     );
-    assert_eq!(r.header("cache-control"), Some("public, max-age=120"));
+    assert_eq!(r.header("cache-control"), Some("max-age=120"));
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
     let s = Staticd::serve(&fx.root, &["--no-cors", "--static-url", "/assets/"]);
     let r = s.get("/assets/a.txt", &[]);

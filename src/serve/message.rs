@@ -40,6 +40,9 @@ pub struct Request<'a> {
     pub sec_fetch_site: Option<&'a [u8]>,
     pub sec_fetch_mode: Option<&'a [u8]>,
     pub origin: Option<&'a [u8]>,
+    /// The request carried `Authorization`: the one case where `public` changes what a
+    /// shared cache may do with the answer (see [`Request::cache_control`]).
+    pub authorization: Option<&'a [u8]>,
 }
 
 impl<'a> Request<'a> {
@@ -50,6 +53,7 @@ impl<'a> Request<'a> {
             let slot = match name.len() {
                 5 if name.eq_ignore_ascii_case("range") => &mut r.range,
                 6 if name.eq_ignore_ascii_case("origin") => &mut r.origin,
+                13 if name.eq_ignore_ascii_case("authorization") => &mut r.authorization,
                 14 if name.eq_ignore_ascii_case("sec-fetch-site") => &mut r.sec_fetch_site,
                 14 if name.eq_ignore_ascii_case("sec-fetch-mode") => &mut r.sec_fetch_mode,
                 20 if name.eq_ignore_ascii_case("available-dictionary") => {
@@ -70,6 +74,21 @@ impl<'a> Request<'a> {
             slot.get_or_insert(value);
         });
         r
+    }
+
+    /// The `Cache-Control` of a file answer to this request, from the file's own (which
+    /// never says `public`): `public, ` in front when the request carried `Authorization`,
+    /// since a shared cache may store an answer to such a request only if it says so (RFC
+    /// 9111 §3.5: a staging site behind basic auth keeps its CDN); on any other request
+    /// `public` changes nothing, and REDbot calls it unnecessary. nginx's `expires` sends
+    /// none either.
+    pub fn cache_control<'v>(&self, own: &'v HeaderValue) -> Cow<'v, HeaderValue> {
+        if self.authorization.is_none() {
+            return Cow::Borrowed(own);
+        }
+        let mut v = b"public, ".to_vec();
+        v.extend_from_slice(own.as_bytes());
+        Cow::Owned(HeaderValue::from_bytes(&v).expect("a valid value after a valid prefix"))
     }
 }
 

@@ -51,7 +51,11 @@ pub fn needs_bytes<'t>(verb: Verb, req: &Request<'_>, asset: &'t Asset) -> Optio
 pub fn respond<'a>(verb: Verb, req: &Request<'_>, key: Option<&str>, ctx: &Ctx<'a>) -> Reply<'a> {
     let Some(asset) = key.and_then(|k| ctx.table.get(k)) else {
         return match key.and_then(|k| ctx.table.open_unlisted(k)) {
-            Some(u) if verb != Verb::Other => unlisted(u, ctx),
+            Some(u) if verb != Verb::Other => {
+                let mut r = unlisted(u, ctx);
+                public_if_authorized(&mut r, req);
+                r
+            }
             _ => Reply::not_found(),
         };
     };
@@ -59,7 +63,22 @@ pub fn respond<'a>(verb: Verb, req: &Request<'_>, key: Option<&str>, ctx: &Ctx<'
     if asset.varies_on_dictionary() {
         dictionary_headers(&mut r, asset);
     }
+    public_if_authorized(&mut r, req);
     r
+}
+
+/// `public` on the Cache-Control of an answer to a request with `Authorization`
+/// ([`Request::cache_control`]).
+fn public_if_authorized(r: &mut Reply<'_>, req: &Request<'_>) {
+    if req.authorization.is_none() {
+        return;
+    }
+    for (name, value) in r.headers.iter_mut() {
+        if *name == header::CACHE_CONTROL {
+            let with_public = req.cache_control(value).into_owned();
+            *value = Cow::Owned(with_public);
+        }
+    }
 }
 
 /// `Vary: accept-encoding, available-dictionary` instead of `accept-encoding` about an asset

@@ -840,8 +840,10 @@ impl Interned {
             types: HashMap::new(),
             dates: HashMap::new(),
             etags: EtagArena::default(),
-            long_cache: HeaderValue::from_static("public, max-age=31536000, immutable"),
-            short_cache: HeaderValue::from_str(&format!("public, max-age={max_age}"))
+            // Without `public`: added per request, only with Authorization
+            // (`Request::cache_control`).
+            long_cache: HeaderValue::from_static("max-age=31536000, immutable"),
+            short_cache: HeaderValue::from_str(&format!("max-age={max_age}"))
                 .expect("digits make a valid header value"),
         }
     }
@@ -1123,7 +1125,7 @@ mod unlisted_tests {
         let u = found(&table, "b.css").expect("the new generation's file");
         assert_eq!(u.len, 3);
         assert_eq!(u.content_type, "text/css; charset=utf-8");
-        assert_eq!(u.cache_control, "public, max-age=60");
+        assert_eq!(u.cache_control, "max-age=60");
         assert!(table.open_unlisted(".hidden").is_none());
         assert!(table.open_unlisted("out.css").is_none());
         assert!(table.open_unlisted("../outside.css").is_none());

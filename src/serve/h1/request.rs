@@ -149,6 +149,7 @@ pub struct Head {
     pub sec_fetch_mode: Option<Range<usize>>,
     /// The `Origin` header (not the origin-form target above).
     pub origin_header: Option<Range<usize>>,
+    pub authorization: Option<Range<usize>>,
 }
 
 /// Parses the head at the start of `buf`.
@@ -320,6 +321,9 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
             5 if name.eq_ignore_ascii_case(b"range") => head.range = head.range.or(v),
             6 if name.eq_ignore_ascii_case(b"origin") => {
                 head.origin_header = head.origin_header.or(v)
+            }
+            13 if name.eq_ignore_ascii_case(b"authorization") => {
+                head.authorization = head.authorization.or(v)
             }
             14 if name.eq_ignore_ascii_case(b"sec-fetch-site") => {
                 head.sec_fetch_site = head.sec_fetch_site.or(v)
@@ -494,6 +498,7 @@ impl Head {
             sec_fetch_site: get(&self.sec_fetch_site),
             sec_fetch_mode: get(&self.sec_fetch_mode),
             origin: get(&self.origin_header),
+            authorization: get(&self.authorization),
         }
     }
 

@@ -174,7 +174,7 @@ mod tests {
 
         let h = t.get("css/app.0123456789ab.css").unwrap();
         assert!(h.immutable && h.has_variants);
-        assert_eq!(h.cache_control, "public, max-age=31536000, immutable");
+        assert_eq!(h.cache_control, "max-age=31536000, immutable");
         assert_eq!(h.content_type, "text/css; charset=utf-8");
         assert_eq!(h.last_modified.as_ref().unwrap().0, 1_700_000_000);
         let br = h.variant(Encoding::Brotli).unwrap();
@@ -189,7 +189,7 @@ mod tests {
             !o.immutable && !o.has_variants,
             "the filled .br is no variant"
         );
-        assert_eq!(o.cache_control, "public, max-age=60");
+        assert_eq!(o.cache_control, "max-age=60");
         assert_eq!(
             o.variant(Encoding::Identity).unwrap().etag,
             id.etag,

@@ -68,6 +68,7 @@ pub fn serve(
         }
         if !has(&header::CACHE_CONTROL) {
             if let Some(cc) = cache_control.and_then(|cc| HeaderValue::from_str(cc).ok()) {
+                let cc = req.cache_control(&cc).into_owned();
                 r.headers.push((header::CACHE_CONTROL, Cow::Owned(cc)));
             }
         }

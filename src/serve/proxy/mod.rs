@@ -87,7 +87,8 @@ impl Proxy {
             opts.max_fails,
             opts.fail_timeout,
         ));
-        let media_cc = format!("public, max-age={}", opts.media_max_age);
+        // `public` is added per request, only with Authorization (`Request::cache_control`).
+        let media_cc = format!("max-age={}", opts.media_max_age);
         Proxy {
             opts,
             pool,
