@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-const SHORT: &str = "public, max-age=60";
+const IMMUTABLE: &str = "max-age=31536000, immutable";
+const SHORT: &str = "max-age=60";
 
 /// Generation `n`: an original, its hashed copy (with variants), a large hashed binary
 /// (streamed from disk, not memory) and, from generation 2 on, a brand-new file.
