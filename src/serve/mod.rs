@@ -27,6 +27,8 @@
 //!    - `config_file`: staticd.toml's serve sections → the options' defaults, every
 //!      problem with its file:line:column.
 //!    - `metrics`: the Prometheus counters and their exposition.
+//!    - `ticker`: per-request deadlines and the client watch (499) on one ticker per worker
+//!      thread instead of a timer each.
 //! 2. What the answers are made of:
 //!    - `table`: STATIC_ROOT + manifest → URL table (variants, types, validators, caching).
 //!    - `message`: `Reply`, `Body`, `Verb`, `Request`, error pages.
@@ -112,6 +114,7 @@ pub mod socket;
 pub mod state;
 pub mod stream;
 pub mod table;
+pub mod ticker;
 pub mod tls_args;
 pub mod tls_listen;
 

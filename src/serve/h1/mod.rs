@@ -56,6 +56,7 @@ use super::proxy;
 use super::socket::{self, Client, Peer, Prefixed};
 use super::state::{Live, State};
 use super::stream::ClientIo;
+use super::ticker;
 use actix_service::{fn_factory, fn_service, ServiceFactory};
 use actix_web::http::StatusCode;
 use body::{BodyError, BodyLen};
@@ -276,7 +277,7 @@ impl<I: ClientIo> Conn<'_, I> {
         first: bool,
         mut stop: Pin<&mut impl Future<Output = ()>>,
     ) -> Next {
-        let now = tokio::time::Instant::now();
+        let now = Instant::now();
         let mut idle = !first && buf.is_empty();
         let mut deadline = now
             + if idle {
@@ -304,11 +305,11 @@ impl<I: ClientIo> Conn<'_, I> {
                 }
                 if idle {
                     idle = false;
-                    deadline = tokio::time::Instant::now() + self.settings.header_timeout;
+                    deadline = Instant::now() + self.settings.header_timeout;
                 }
             }
             let begun = !buf.is_empty();
-            let read = std::pin::pin!(tokio::time::timeout_at(deadline, self.io.read_some(buf)));
+            let read = std::pin::pin!(ticker::within(deadline, self.io.read_some(buf)));
             // Between requests an idle connection closes when the server stops.
             let got = if begun {
                 read.await
@@ -348,7 +349,7 @@ impl<I: ClientIo> Conn<'_, I> {
                 return Ok(out.freeze());
             }
             let read = self.io.read_more(buf, socket::BODY_READ);
-            match tokio::time::timeout(self.settings.body_timeout, read).await {
+            match ticker::within(Instant::now() + self.settings.body_timeout, read).await {
                 Err(_) => return Err(BodyFail::TimedOut),
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return Err(BodyFail::Gone),

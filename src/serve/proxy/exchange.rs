@@ -4,6 +4,7 @@
 use super::client::{self, Conn};
 use super::upstream::Active;
 use super::{forward, Incoming, Proxy};
+use crate::serve::ticker;
 use bytes::Bytes;
 
 /// Why an attempt failed.
@@ -110,8 +111,8 @@ impl Proxy {
                     break;
                 }
             };
-            match tokio::time::timeout(
-                self.opts.read_timeout,
+            match ticker::within(
+                std::time::Instant::now() + self.opts.read_timeout,
                 client::exchange(&mut conn, &request[sent..], asked),
             )
             .await

@@ -5,7 +5,8 @@
 //! - `incoming`: the request as the proxy sees it ([`Incoming`], from the HTTP/1 loop or
 //!   the HTTP/2 server, each of which reads the body first).
 //! - here: what is answered without an upstream ([`Proxy::local`]), and [`Proxy::forward`],
-//!   which runs the next two steps and gives up when the client leaves (`abort`, 499).
+//!   which runs the next two steps and gives up when the client leaves (499, on the worker's
+//!   [`ticker`](crate::serve::ticker)).
 //! - `exchange`: the upstream request, sent with retries, up to the response head.
 //! - `relay`: the response (whole, streamed, or an X-Accel-Redirect file), compressed as
 //!   [`compress`](crate::serve::compress) decides, and the 499 watch that logs a client
@@ -18,13 +19,11 @@
 //! - `upstream`: addresses, TCP/Unix streams, balancing, health.
 //! - `forward`: header rewriting both ways.
 //! - `files`: internal and media mounts (ETag, Range, conditionals).
-//! - `abort`: noticing a client that leaves while the upstream works (499).
 //! - `ready`: what the health path and the metrics read (readiness, upstream states).
 //!
 //! Request bodies are buffered (bounded by `--max-body`) before an upstream is contacted, so
 //! a slow client never holds a gunicorn sync worker; responses are streamed as produced.
 
-pub mod abort;
 pub mod client;
 pub mod exchange;
 pub mod files;
@@ -39,6 +38,7 @@ pub mod upstream;
 pub use incoming::Incoming;
 
 use crate::serve::message::{Reply, Request};
+use crate::serve::ticker;
 use actix_web::http::header::{self as ax, HeaderValue};
 use actix_web::http::StatusCode;
 use files::Mount;
@@ -168,9 +168,9 @@ impl Proxy {
                 Err(f) => failure_page(f),
             }
         };
-        abort::unless_client_leaves(inc.client_fd, work)
+        ticker::guard(None, inc.client_fd, work)
             .await
-            .unwrap_or_else(|| {
+            .unwrap_or_else(|_| {
                 tracing::info!(status = 499, method = %inc.method, uri = %inc.target, "client closed the connection before the upstream answered; upstream request cancelled");
                 client_closed()
             })

@@ -6,9 +6,10 @@
 use super::client::Conn;
 use super::pages::{client_closed, failure_page};
 use super::upstream::{Active, Stream};
-use super::{abort, forward, Incoming, Proxy};
+use super::{forward, Incoming, Proxy};
 use crate::serve::message::Reply;
 use crate::serve::stream::ClientIo;
+use crate::serve::ticker;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use bytes::BytesMut;
 use futures_util::future::{select, Either};
@@ -41,13 +42,13 @@ impl Proxy {
     /// Sends an upgrade request (`upgrade` is its `Upgrade` value) to an upstream.
     pub async fn upgrade(&self, inc: &Incoming<'_>, upgrade: &[u8]) -> Upgrade {
         let work = self.send(inc, &[], Some(upgrade));
-        let (conn, head, active) = match abort::unless_client_leaves(inc.client_fd, work).await {
-            None => {
+        let (conn, head, active) = match ticker::guard(None, inc.client_fd, work).await {
+            Err(_) => {
                 tracing::info!(status = 499, method = %inc.method, uri = %inc.target, "client closed the connection before the upstream answered the upgrade");
                 return Upgrade::Answer(client_closed());
             }
-            Some(Err(f)) => return Upgrade::Answer(failure_page(f)),
-            Some(Ok(r)) => r,
+            Ok(Err(f)) => return Upgrade::Answer(failure_page(f)),
+            Ok(Ok(r)) => r,
         };
         if head.status != 101 {
             return Upgrade::Answer(self.relay(inc, conn, head, active));
