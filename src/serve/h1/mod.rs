@@ -277,7 +277,7 @@ impl<I: ClientIo> Conn<'_, I> {
         first: bool,
         mut stop: Pin<&mut impl Future<Output = ()>>,
     ) -> Next {
-        let now = Instant::now();
+        let now = ticker::Coarse::now();
         let mut idle = !first && buf.is_empty();
         let mut deadline = now
             + if idle {
@@ -305,7 +305,7 @@ impl<I: ClientIo> Conn<'_, I> {
                 }
                 if idle {
                     idle = false;
-                    deadline = Instant::now() + self.settings.header_timeout;
+                    deadline = ticker::Coarse::now() + self.settings.header_timeout;
                 }
             }
             let begun = !buf.is_empty();
@@ -349,7 +349,8 @@ impl<I: ClientIo> Conn<'_, I> {
                 return Ok(out.freeze());
             }
             let read = self.io.read_more(buf, socket::BODY_READ);
-            match ticker::within(Instant::now() + self.settings.body_timeout, read).await {
+            let by = ticker::Coarse::now() + self.settings.body_timeout;
+            match ticker::within(by, read).await {
                 Err(_) => return Err(BodyFail::TimedOut),
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return Err(BodyFail::Gone),
@@ -502,6 +503,7 @@ impl<I: ClientIo> Conn<'_, I> {
             http10: head.http10,
             client_fd: Some(self.io.fd()),
             https: self.settings.front.secure,
+            timed: start.is_some(),
         };
         if let Some(reply) = proxy.local(&inc) {
             return self.send(head, buf, reply, start, After::Request).await;

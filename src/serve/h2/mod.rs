@@ -249,6 +249,7 @@ async fn stream(
                     http10: false,
                     client_fd: None,
                     https: front.secure,
+                    timed: start.is_some(),
                 };
                 match proxied(&live, &inc, body, &mut respond, settings).await {
                     Some(r) => r,

@@ -22,6 +22,7 @@
 //! [`BodyState`]) with their unit tests below.
 
 use super::upstream::{Addr, Stream};
+use crate::serve::ticker::Coarse;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use bytes::{Bytes, BytesMut};
 use std::cell::RefCell;
@@ -61,7 +62,7 @@ pub struct Conn {
 }
 
 /// One upstream address's idle connections, oldest first, with when each was put back.
-type IdleList = (Addr, Vec<(Conn, Instant)>);
+type IdleList = (Addr, Vec<(Conn, Coarse)>);
 
 thread_local! {
     /// Idle connections of this worker, per upstream address.
@@ -74,9 +75,9 @@ pub fn take_idle(addr: &Addr, i: usize) -> Option<Conn> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = &mut idle.iter_mut().find(|(a, _)| a == addr)?.1;
-        let now = Instant::now();
+        let now = Coarse::now();
         while let Some((mut c, since)) = list.pop() {
-            if now - since < IDLE_TIMEOUT && still_open(&c.io) {
+            if now.since(since) < IDLE_TIMEOUT && still_open(&c.io) {
                 c.reused = true;
                 c.upstream = i;
                 return Some(c);
@@ -101,11 +102,11 @@ pub fn put_idle(c: Conn) {
             }
         };
         let list = &mut idle[at].1;
-        let now = Instant::now();
+        let now = Coarse::now();
         // Oldest first: only the expired prefix goes (one clock read, not one per entry).
         let expired = list
             .iter()
-            .take_while(|(_, since)| now - *since >= IDLE_TIMEOUT)
+            .take_while(|(_, since)| now.since(*since) >= IDLE_TIMEOUT)
             .count();
         list.drain(..expired);
         if list.len() < MAX_IDLE {

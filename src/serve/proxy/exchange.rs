@@ -112,7 +112,7 @@ impl Proxy {
                 }
             };
             match ticker::within(
-                std::time::Instant::now() + self.opts.read_timeout,
+                ticker::Coarse::now() + self.opts.read_timeout,
                 client::exchange(&mut conn, &request[sent..], asked),
             )
             .await

@@ -47,6 +47,36 @@ pub fn is_hop(name: &str) -> bool {
     HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
+/// `ip` as `Display` writes it; IPv4 without the formatting machinery (it was a tenth of
+/// the time spent on a proxied request's headers, written twice per request).
+fn push_ip(out: &mut BytesMut, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (k, octet) in v4.octets().into_iter().enumerate() {
+                if k > 0 {
+                    out.extend_from_slice(b".");
+                }
+                let d = [
+                    b'0' + octet / 100,
+                    b'0' + octet / 10 % 10,
+                    b'0' + octet % 10,
+                ];
+                let skip = if octet >= 100 {
+                    0
+                } else if octet >= 10 {
+                    1
+                } else {
+                    2
+                };
+                out.extend_from_slice(&d[skip..]);
+            }
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
 /// A `--trusted-proxy`: a network, or `unix:` for every peer on a Unix socket (nginx's
 /// `set_real_ip_from unix:`; such a peer is a process on this host that may open the
 /// socket file).
@@ -155,7 +185,9 @@ pub fn write_request_headers(i: &Inbound<'_>, out: &mut BytesMut) {
         Some(v) => line(out, b"x-real-ip", v),
         None => {
             if let Some(ip) = real_ip(i) {
-                let _ = write!(out, "x-real-ip: {ip}\r\n");
+                out.extend_from_slice(b"x-real-ip: ");
+                push_ip(out, ip);
+                out.extend_from_slice(b"\r\n");
             }
         }
     }
@@ -169,7 +201,7 @@ pub fn write_request_headers(i: &Inbound<'_>, out: &mut BytesMut) {
             if chain.is_some() {
                 out.extend_from_slice(b", ");
             }
-            let _ = write!(out, "{p}");
+            push_ip(out, p);
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -413,6 +445,30 @@ mod tests {
         let out = written(&i);
         assert_eq!(get(&out, "x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.1");
         assert_eq!(get(&out, "x-forwarded-proto").unwrap(), "https");
+    }
+
+    #[test]
+    fn ip_written_as_display_writes_it() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.9.255",
+            "1.22.100.9",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = BytesMut::new();
+            push_ip(&mut out, ip);
+            assert_eq!(&out[..], ip.to_string().as_bytes());
+        }
+        for o in 0..=255u8 {
+            let ip = IpAddr::from([o, 255 - o, o / 3, o]);
+            let mut out = BytesMut::new();
+            push_ip(&mut out, ip);
+            assert_eq!(&out[..], ip.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -25,4 +25,7 @@ pub struct Incoming<'a> {
     pub client_fd: Option<std::os::unix::io::RawFd>,
     /// Came over TLS (`X-Forwarded-Proto: https`).
     pub https: bool,
+    /// The answer will be logged or counted: the upstream's address and header time are
+    /// wanted (a clock read and a string otherwise saved).
+    pub timed: bool,
 }

@@ -151,18 +151,20 @@ impl Proxy {
     /// client that leaves while the upstream works cancels the upstream request (499).
     pub async fn forward(&self, inc: &Incoming<'_>, body: &[u8]) -> Reply<'static> {
         let work = async {
-            let started = std::time::Instant::now();
+            let started = inc.timed.then(std::time::Instant::now);
             match self.send(inc, body, None).await {
                 Ok((conn, head, active)) => {
                     // Retries included: the time the client waited for the head.
-                    let took = started.elapsed();
-                    crate::serve::metrics::upstream_header(took);
-                    let addr = active.addr().to_string();
-                    let mut reply = self.relay(inc, conn, head, active);
-                    reply.upstream = Some(crate::serve::message::Upstream {
-                        addr,
-                        header_time: took,
+                    let upstream = started.map(|s| {
+                        let took = s.elapsed();
+                        crate::serve::metrics::upstream_header(took);
+                        crate::serve::message::Upstream {
+                            addr: active.addr().to_string(),
+                            header_time: took,
+                        }
                     });
+                    let mut reply = self.relay(inc, conn, head, active);
+                    reply.upstream = upstream;
                     reply
                 }
                 Err(f) => failure_page(f),
