@@ -70,6 +70,20 @@ pub fn channel() -> (SyncSender<Wake>, Receiver<Wake>) {
     sync_channel(64)
 }
 
+/// Whether a watcher event can change the served generation. The parent directory is
+/// watched only to see the root swapped, created or removed; its other entries are not
+/// STATIC_ROOT's business. They can be busy: Django's default `db.sqlite3` (and its
+/// journal, created and deleted by every transaction) sits next to `static/` in a project
+/// like sample_project, and each of those events would otherwise wake this thread for a
+/// debounce and a fingerprint. An error or an event without paths (an overflowed queue)
+/// is a wake, to be safe.
+fn concerns(root: &std::path::Path, res: &notify::Result<notify::Event>) -> bool {
+    match res {
+        Ok(e) => e.paths.is_empty() || e.paths.iter().any(|p| p.starts_with(root)),
+        Err(_) => true,
+    }
+}
+
 /// Gathers the wakes of one burst, starting with `first`: waits out `DEBOUNCE` unless a
 /// `Published` says the burst is over. Returns whether any wake was `Stale`, or `None` when
 /// every sender is gone.
@@ -134,8 +148,11 @@ fn run(
     tx: SyncSender<Wake>,
     rx: Receiver<Wake>,
 ) {
-    let mut watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-        let _ = tx.try_send(Wake::Event);
+    let root_of = shared.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if concerns(&root_of.load().root, &res) {
+            let _ = tx.try_send(Wake::Event);
+        }
     })
     .map_err(|e| tracing::warn!("file watching unavailable, polling only: {e}"))
     .ok();
@@ -226,6 +243,44 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_events_about_the_root_wake_the_reloader() {
+        use notify::event::{CreateKind, EventKind, ModifyKind};
+        let root = std::path::Path::new("/srv/app/static");
+        let ev = |kind, paths: &[&str]| {
+            let mut e = notify::Event::new(kind);
+            e.paths = paths.iter().map(std::path::PathBuf::from).collect();
+            Ok(e)
+        };
+        let modify = EventKind::Modify(ModifyKind::Any);
+        let create = EventKind::Create(CreateKind::Any);
+        // The parent's other entries: a SQLite database and its journal, a sibling named
+        // like the root, the parent itself.
+        assert!(!concerns(root, &ev(modify, &["/srv/app/db.sqlite3"])));
+        assert!(!concerns(
+            root,
+            &ev(create, &["/srv/app/db.sqlite3-journal"])
+        ));
+        assert!(!concerns(root, &ev(create, &["/srv/app/static2"])));
+        assert!(!concerns(root, &ev(modify, &["/srv/app"])));
+        // The root itself (swapped, created) and anything in it (the manifest).
+        assert!(concerns(root, &ev(create, &["/srv/app/static"])));
+        assert!(concerns(
+            root,
+            &ev(modify, &["/srv/app/static/staticfiles.json"])
+        ));
+        assert!(concerns(
+            root,
+            &ev(create, &["/srv/app/.staticd-next", "/srv/app/static"])
+        ));
+        // No paths (a rescan after an overflow) or an error: wake.
+        assert!(concerns(root, &ev(EventKind::Other, &[])));
+        assert!(concerns(
+            root,
+            &Err(notify::Error::generic("queue overflow"))
+        ));
+    }
 
     #[test]
     fn published_ends_the_debounce() {
