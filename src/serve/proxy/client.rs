@@ -466,7 +466,8 @@ pub fn take_head(buf: &mut BytesMut, asked: Asked) -> Result<Option<Head>, Frami
             continue;
         }
         let base = buf.as_ptr() as usize;
-        let mut lines = Vec::with_capacity(r.headers.len());
+        // Positions, not values yet: the values will share `raw`, split off below.
+        let mut lines: smallvec::SmallVec<[_; 32]> = smallvec::SmallVec::new();
         for h in r.headers.iter() {
             let name = HeaderName::from_bytes(h.name.as_bytes())
                 .map_err(|_| FramingError::BadHeaderName(h.name.to_string()))?;

@@ -5,7 +5,7 @@ use super::client::{self, Conn};
 use super::upstream::Active;
 use super::{forward, Incoming, Proxy};
 use crate::serve::ticker;
-use bytes::Bytes;
+use bytes::BytesMut;
 
 /// Why an attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,8 +18,9 @@ pub(crate) enum Failure {
 }
 
 impl Proxy {
-    /// The upstream request's bytes: the same for every upstream, so built once.
-    fn encode(&self, inc: &Incoming<'_>, body: &[u8], upgrade: Option<&[u8]>) -> Bytes {
+    /// The upstream request's bytes: the same for every upstream, so built once (and not
+    /// frozen into `Bytes`, which would allocate for nothing: it is only read).
+    fn encode(&self, inc: &Incoming<'_>, body: &[u8], upgrade: Option<&[u8]>) -> BytesMut {
         let fallback;
         let host = match inc.host {
             Some(h) => h,
@@ -43,7 +44,7 @@ impl Proxy {
         let mut out = client::start_request(inc.method, inc.target, body.len());
         forward::write_request_headers(&inbound, &mut out);
         client::end_request(&mut out, inc.method, body);
-        out.freeze()
+        out
     }
 
     /// Sends with retries; returns the connection with the response head read, or the
@@ -63,17 +64,18 @@ impl Proxy {
             upgrade: upgrade.is_some(),
         };
         let request = self.encode(inc, body, upgrade);
-        let mut tried: Vec<usize> = Vec::with_capacity(2);
+        // Two attempts at most: the upstreams tried so far, without an allocation.
+        let mut tried = [0usize; 2];
         let mut last = Failure::Broken;
         for attempt in 0..2 {
             // A stale pooled connection is retried on the same upstream over a new
             // connection; a failed connect goes to another one.
-            let i = match self.pool.pick(&tried) {
+            let i = match self.pool.pick(&tried[..attempt]) {
                 Some(i) => i,
                 None if attempt > 0 => tried[0],
                 None => return Err(Failure::ConnectRefused),
             };
-            tried.push(i);
+            tried[attempt] = i;
             let active = Active::enter(&self.pool, i);
             let addr = active.addr();
             let idle = if attempt == 0 {

@@ -129,16 +129,22 @@ pub fn write_request_headers(i: &Inbound<'_>, out: &mut BytesMut) {
     };
     let named = connection_tokens(i.headers.all("connection").into_iter());
     let mut cookies: Vec<&[u8]> = Vec::new();
-    let mut lower = String::new();
+    // Lower-cased names: on the stack when short (every common one), else in `long`.
+    let mut short = [0u8; 64];
+    let mut long = String::new();
     i.headers.each(&mut |name, value| {
         // actix's names are lower case already; a parsed head's are as sent.
-        let n = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            lower.clear();
-            lower.push_str(name);
-            lower.make_ascii_lowercase();
-            lower.as_str()
-        } else {
+        let n = if !name.bytes().any(|b| b.is_ascii_uppercase()) {
             name
+        } else if let Some(buf) = short.get_mut(..name.len()) {
+            buf.copy_from_slice(name.as_bytes());
+            buf.make_ascii_lowercase();
+            std::str::from_utf8(buf).unwrap_or(name)
+        } else {
+            long.clear();
+            long.push_str(name);
+            long.make_ascii_lowercase();
+            long.as_str()
         };
         // nginx's `underscores_in_headers off`: `X_Forwarded_For` must not reach a WSGI
         // server that maps `_` and `-` to the same environ key.
