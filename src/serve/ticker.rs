@@ -4,9 +4,9 @@
 //! **Why a ticker.** A tokio timer armed per request takes the timer wheel's lock twice (arm,
 //! cancel) and wakes the runtime's driver (an `eventfd` write, then an extra `epoll_wait`
 //! return) whenever its deadline falls before the driver's next planned wake-up; with a 50 ms
-//! timer for the client check and a `--read-timeout` one for the head, that was two
-//! `eventfd` writes per proxied request at 32 connections (`perf record` on
-//! `sys_enter_write`: 52 % and 44 % of them). Here a guarded future only takes a slot in a
+//! timer for the client check and a `--read-timeout` one for the head, that was up to two
+//! `eventfd` writes per proxied request (README, "Reverse proxy": 2 % of the proxy's CPU per
+//! request in the benchmark's A/B). Here a guarded future only takes a slot in a
 //! thread-local table; one task per worker thread wakes every [`TICK`] while the table has
 //! entries (and for a second after), checks them and wakes the futures whose guard fired.
 //! The price: a deadline fires up to one tick late, nothing for timeouts counted in seconds.
