@@ -99,14 +99,19 @@ pub async fn guard<T>(
     if deadline.is_none() && fd.is_none() {
         return Ok(work.await);
     }
-    let ticket = Ticket::new(deadline, fd);
+    // Taken at the first `Pending`: work ready at once (a head already buffered) never
+    // touches the table.
+    let mut ticket: Option<Ticket> = None;
     let mut work = std::pin::pin!(work);
     poll_fn(|cx| {
         // As `tokio::time::timeout`: work that is ready wins over a guard that fired.
         if let Poll::Ready(v) = work.as_mut().poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        ticket.pending(cx.waker()).map(Err)
+        ticket
+            .get_or_insert_with(|| Ticket::new(deadline, fd))
+            .pending(cx.waker())
+            .map(Err)
     })
     .await
 }
@@ -426,9 +431,12 @@ mod tests {
     #[test]
     fn the_ticker_stops_when_idle_and_starts_again() {
         local(async {
-            within(Coarse::now() + Duration::from_secs(1), async {})
-                .await
-                .unwrap();
+            within(
+                Coarse::now() + Duration::from_secs(1),
+                tokio::task::yield_now(),
+            )
+            .await
+            .unwrap();
             assert!(TABLE.with_borrow(|t| t.ticking));
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
             while TABLE.with_borrow(|t| t.ticking) {
