@@ -307,3 +307,68 @@ fn root_created_after_start_and_vanished_files() {
     let r = s.get("/static/css/app.css", &[]);
     assert!(r.status == 404 || r.body == b"changed", "{}", r.status);
 }
+
+/// Rewrites `rel` under `root` in place: the same inode, as `cp` over a file or an editor
+/// saving does (no rename, so the directory listing does not move).
+fn rewrite_in_place(root: &Path, rel: &str, bytes: &[u8]) {
+    use std::os::unix::fs::MetadataExt;
+    let path = root.join(rel);
+    let ino = std::fs::metadata(&path).unwrap().ino();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(bytes).unwrap();
+    drop(f);
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino);
+}
+
+/// A plain directory (no manifest) whose files are rewritten in place, at the top and in
+/// subdirectories, small (held in memory) and large (read from disk), one growing from
+/// memory size to disk size: each is then served as it is now, with its new length and a new
+/// ETag, within seconds. A file added in a subdirectory is served too.
+#[test]
+fn files_rewritten_in_place_are_served_as_they_are_now() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("static");
+    let files: [(&str, Vec<u8>, Vec<u8>); 4] = [
+        ("grows.bin", noise(100, 1), noise(150_000, 2)),
+        (
+            "css/app.css",
+            b"body{color:red}".to_vec(),
+            b"body{color:blue}".to_vec(),
+        ),
+        ("big.bin", noise(200_000, 3), noise(150_000, 4)),
+        ("js/lib/deep.js", text(120_000, "old"), text(120_000, "new")),
+    ];
+    for (rel, old, _) in &files {
+        write_file(&root, rel, old);
+    }
+    let s = Staticd::serve(&root, &[]);
+    let mut etags = Vec::new();
+    for (rel, old, _) in &files {
+        let r = s.get(&format!("/static/{rel}"), &[]);
+        assert_eq!((r.status, &r.body), (200, old), "{rel}");
+        etags.push(r.header("etag").expect("an ETag").to_string());
+    }
+    for (rel, _, new) in &files {
+        rewrite_in_place(&root, rel, new);
+    }
+    for ((rel, _, new), old_etag) in files.iter().zip(&etags) {
+        let url = format!("/static/{rel}");
+        wait_until(
+            &format!("{url} to be served as rewritten"),
+            Duration::from_secs(10),
+            || {
+                let r = s.get(&url, &[]);
+                (r.status == 200 && &r.body == new && r.header("etag") != Some(old_etag))
+                    .then_some(())
+            },
+        );
+        let r = s.get(&url, &[]);
+        assert_eq!(r.header("content-length"), Some(&*new.len().to_string()));
+    }
+    write_file(&root, "css/added.css", b"p{}");
+    wait_for(&s, "/static/css/added.css", Duration::from_secs(10));
+}

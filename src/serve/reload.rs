@@ -14,7 +14,9 @@
 use super::table::{BuildOptions, Table};
 use arc_swap::ArcSwap;
 use notify::{RecursiveMode, Watcher};
+use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,18 +72,89 @@ pub fn channel() -> (SyncSender<Wake>, Receiver<Wake>) {
     sync_channel(64)
 }
 
-/// Whether a watcher event can change the served generation. The parent directory is
-/// watched only to see the root swapped, created or removed; its other entries are not
-/// STATIC_ROOT's business. They can be busy: Django's default `db.sqlite3` (and its
-/// journal, created and deleted by every transaction) sits next to `static/` in a project
-/// like sample_project, and each of those events would otherwise wake this thread for a
-/// debounce and a fingerprint. An error or an event without paths (an overflowed queue)
-/// is a wake, to be safe.
-fn concerns(root: &std::path::Path, res: &notify::Result<notify::Event>) -> bool {
-    match res {
-        Ok(e) => e.paths.is_empty() || e.paths.iter().any(|p| p.starts_with(root)),
-        Err(_) => true,
+/// What a watcher event means for the served generation, if anything.
+///
+/// The parent directory is watched only to see the root swapped, created or removed; its
+/// other entries are not STATIC_ROOT's business. They can be busy: Django's default
+/// `db.sqlite3` (and its journal, created and deleted by every transaction) sits next to
+/// `static/` in a project like sample_project. Reads (the server's own opens) are not
+/// changes. Bytes rewritten in place (`cp` over a file, an editor saving) leave the
+/// fingerprint as it was, so they force a rebuild ([`Wake::Stale`]); so do names added or
+/// removed below the root when it has no manifest (a plain directory, whose fingerprint sees
+/// only the top level). Under a manifest, names wait for the manifest: a per-file publish
+/// renames thousands of them before it lands. Hidden names are never served, so their
+/// events are nothing. An error or an event without paths (an overflowed queue) is a wake,
+/// to be safe.
+fn concerns(opts: &BuildOptions, res: &notify::Result<notify::Event>) -> Option<Wake> {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+    let e = match res {
+        Ok(e) => e,
+        Err(_) => return Some(Wake::Event),
+    };
+    if e.paths.is_empty() {
+        return Some(Wake::Event);
     }
+    let root = &opts.root;
+    let inside = |p: &Path| {
+        p.strip_prefix(root).is_ok_and(|rel| {
+            rel.components().next().is_some()
+                && !rel
+                    .components()
+                    .any(|c| c.as_os_str().as_encoded_bytes().starts_with(b"."))
+        })
+    };
+    let content = match e.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => return None,
+        EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any | ModifyKind::Other) => true,
+        _ => false,
+    };
+    if content {
+        return e.paths.iter().any(|p| inside(p)).then_some(Wake::Stale);
+    }
+    if !e.paths.iter().any(|p| p.starts_with(root)) {
+        return None;
+    }
+    let below_top = e
+        .paths
+        .iter()
+        .any(|p| inside(p) && p.parent().is_some_and(|d| d != root.as_path()));
+    if below_top && !root.join(&opts.manifest_name).exists() {
+        return Some(Wake::Stale);
+    }
+    Some(Wake::Event)
+}
+
+/// The directories below the root that hold a served file: each is watched (not
+/// recursively, so a symlinked directory is never followed out of the tree) to see bytes
+/// rewritten in place.
+fn served_dirs(table: &Table, root: &Path) -> BTreeSet<PathBuf> {
+    let mut dirs = BTreeSet::new();
+    for rel in table.assets.keys() {
+        let mut rest = &rel[..];
+        while let Some((dir, _)) = rest.rsplit_once('/') {
+            if !dirs.insert(root.join(dir)) {
+                break;
+            }
+            rest = dir;
+        }
+    }
+    dirs
+}
+
+/// Moves the watches of `dirs` to `now`: the ones no longer served are dropped.
+fn sync_dirs(
+    w: &mut notify::RecommendedWatcher,
+    dirs: &mut BTreeSet<PathBuf>,
+    now: BTreeSet<PathBuf>,
+) {
+    for gone in dirs.difference(&now) {
+        let _ = w.unwatch(gone);
+    }
+    for new in now.difference(dirs) {
+        let _ = w.watch(new, RecursiveMode::NonRecursive);
+    }
+    *dirs = now;
 }
 
 /// Gathers the wakes of one burst, starting with `first`: waits out `DEBOUNCE` unless a
@@ -150,8 +223,8 @@ fn run(
 ) {
     let root_of = shared.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if concerns(&root_of.load().root, &res) {
-            let _ = tx.try_send(Wake::Event);
+        if let Some(wake) = concerns(&root_of.load(), &res) {
+            let _ = tx.try_send(wake);
         }
     })
     .map_err(|e| tracing::warn!("file watching unavailable, polling only: {e}"))
@@ -171,17 +244,27 @@ fn run(
         let _ = w.unwatch(&opts.root);
     };
     let mut opts = shared.load_full();
+    // The served directories below the root, watched for bytes rewritten in place.
+    let mut dirs = BTreeSet::new();
     if let Some(w) = watcher.as_mut() {
         watch(w, &opts);
+        sync_dirs(w, &mut dirs, served_dirs(&slot.load(), &opts.root));
     }
     let mut last_build = Instant::now();
     let mut again = false;
+    // A forced rebuild asked for too soon after the last one: done when the interval is over,
+    // never dropped (the bytes it is for would stay stale until the next change).
+    let mut pending = false;
     loop {
-        let mut stale = false;
+        let mut stale = pending;
         if !again {
-            match rx.recv_timeout(POLL) {
+            let wait = match pending {
+                true => STALE_INTERVAL.saturating_sub(last_build.elapsed()),
+                false => POLL,
+            };
+            match rx.recv_timeout(wait) {
                 Ok(wake) => match settle(wake, &rx, DEBOUNCE) {
-                    Some(s) => stale = s,
+                    Some(s) => stale |= s,
                     None => return,
                 },
                 Err(RecvTimeoutError::Timeout) => {}
@@ -200,7 +283,9 @@ fn run(
             opts = latest;
         }
         let now = fingerprint(&opts);
-        let forced = again || reconfigured || (stale && last_build.elapsed() >= STALE_INTERVAL);
+        let due = last_build.elapsed() >= STALE_INTERVAL;
+        pending = stale && !due;
+        let forced = again || reconfigured || (stale && due);
         again = false;
         if now == current && !forced {
             continue;
@@ -211,6 +296,14 @@ fn run(
             Ok(table) => {
                 let n = table.assets.len();
                 let mem = table.mem_bytes;
+                if let Some(w) = watcher.as_mut() {
+                    if now.root != current.root {
+                        // A watch follows its directory's inode, which a swap moved away.
+                        watch(w, &opts);
+                        sync_dirs(w, &mut dirs, BTreeSet::new());
+                    }
+                    sync_dirs(w, &mut dirs, served_dirs(&table, &opts.root));
+                }
                 slot.store(Arc::new(table));
                 super::metrics::table_built(name, true, true);
                 tracing::info!(
@@ -219,11 +312,6 @@ fn run(
                     mem / 1024,
                     started.elapsed()
                 );
-                if now.root != current.root {
-                    if let Some(w) = watcher.as_mut() {
-                        watch(w, &opts);
-                    }
-                }
                 // Published again while we were building: go around at once.
                 again = fingerprint(&opts) != now;
             }
@@ -245,41 +333,87 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_events_about_the_root_wake_the_reloader() {
-        use notify::event::{CreateKind, EventKind, ModifyKind};
-        let root = std::path::Path::new("/srv/app/static");
+    fn events_are_sorted_by_what_they_change() {
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, EventKind, ModifyKind,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let app = tmp.path().join("app");
+        let root = app.join("static");
+        std::fs::create_dir_all(root.join("css")).unwrap();
+        let opts = BuildOptions {
+            root: root.clone(),
+            prefix: "/static/".into(),
+            manifest_name: "staticfiles.json".into(),
+            max_age: 60,
+            mem_file_max: 0,
+            mem_total_max: 0,
+            dictionaries: false,
+        };
         let ev = |kind, paths: &[&str]| {
             let mut e = notify::Event::new(kind);
-            e.paths = paths.iter().map(std::path::PathBuf::from).collect();
+            e.paths = paths.iter().map(|p| app.join(p)).collect();
             Ok(e)
         };
         let modify = EventKind::Modify(ModifyKind::Any);
+        let data = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        let written = EventKind::Access(AccessKind::Close(AccessMode::Write));
         let create = EventKind::Create(CreateKind::Any);
+        let opened = EventKind::Access(AccessKind::Open(AccessMode::Any));
+        let read = EventKind::Access(AccessKind::Close(AccessMode::Read));
         // The parent's other entries: a SQLite database and its journal, a sibling named
         // like the root, the parent itself.
-        assert!(!concerns(root, &ev(modify, &["/srv/app/db.sqlite3"])));
-        assert!(!concerns(
-            root,
-            &ev(create, &["/srv/app/db.sqlite3-journal"])
-        ));
-        assert!(!concerns(root, &ev(create, &["/srv/app/static2"])));
-        assert!(!concerns(root, &ev(modify, &["/srv/app"])));
-        // The root itself (swapped, created) and anything in it (the manifest).
-        assert!(concerns(root, &ev(create, &["/srv/app/static"])));
-        assert!(concerns(
-            root,
-            &ev(modify, &["/srv/app/static/staticfiles.json"])
-        ));
-        assert!(concerns(
-            root,
-            &ev(create, &["/srv/app/.staticd-next", "/srv/app/static"])
-        ));
+        assert_eq!(concerns(&opts, &ev(modify, &["db.sqlite3"])), None);
+        assert_eq!(concerns(&opts, &ev(create, &["db.sqlite3-journal"])), None);
+        assert_eq!(concerns(&opts, &ev(create, &["static2"])), None);
+        assert_eq!(concerns(&opts, &ev(modify, &[""])), None);
+        // The server's own reads of what it serves.
+        assert_eq!(concerns(&opts, &ev(opened, &["static/css/a.css"])), None);
+        assert_eq!(concerns(&opts, &ev(read, &["static/a.css"])), None);
+        // The root itself (swapped, created), names in it: the fingerprint decides.
+        assert_eq!(concerns(&opts, &ev(create, &["static"])), Some(Wake::Event));
+        assert_eq!(
+            concerns(&opts, &ev(create, &[".staticd-next", "static"])),
+            Some(Wake::Event)
+        );
+        assert_eq!(
+            concerns(&opts, &ev(create, &["static/a.css"])),
+            Some(Wake::Event)
+        );
+        // Bytes rewritten in place, at the top or below: a rebuild, whatever the fingerprint.
+        for kind in [modify, data, written] {
+            assert_eq!(
+                concerns(&opts, &ev(kind, &["static/a.css"])),
+                Some(Wake::Stale)
+            );
+            assert_eq!(
+                concerns(&opts, &ev(kind, &["static/css/a.css"])),
+                Some(Wake::Stale)
+            );
+            // Hidden names are never served.
+            assert_eq!(concerns(&opts, &ev(kind, &["static/.a.css.swp"])), None);
+            assert_eq!(concerns(&opts, &ev(kind, &["static/.git/index"])), None);
+        }
+        // A name added below the top: a rebuild for a plain directory; under a manifest it
+        // waits for the manifest (a per-file publish renames many names before it).
+        assert_eq!(
+            concerns(&opts, &ev(create, &["static/css/new.css"])),
+            Some(Wake::Stale)
+        );
+        std::fs::write(root.join("staticfiles.json"), "{}").unwrap();
+        assert_eq!(
+            concerns(&opts, &ev(create, &["static/css/new.css"])),
+            Some(Wake::Event)
+        );
         // No paths (a rescan after an overflow) or an error: wake.
-        assert!(concerns(root, &ev(EventKind::Other, &[])));
-        assert!(concerns(
-            root,
-            &Err(notify::Error::generic("queue overflow"))
-        ));
+        assert_eq!(
+            concerns(&opts, &ev(EventKind::Other, &[])),
+            Some(Wake::Event)
+        );
+        assert_eq!(
+            concerns(&opts, &Err(notify::Error::generic("queue overflow"))),
+            Some(Wake::Event)
+        );
     }
 
     #[test]
