@@ -29,6 +29,7 @@
 //!    - `metrics`: the Prometheus counters and their exposition.
 //!    - `ticker`: per-request deadlines and the client watch (499) on one ticker per worker
 //!      thread instead of a timer each.
+//!    - `dir_watch`: the reloader's inotify watches (writes and names, never reads).
 //! 2. What the answers are made of:
 //!    - `table`: STATIC_ROOT + manifest → URL table (variants, types, validators, caching).
 //!    - `message`: `Reply`, `Body`, `Verb`, `Request`, error pages.
@@ -88,6 +89,7 @@ pub mod conn;
 #[cfg(test)]
 mod dependency_order;
 pub mod dictionary;
+pub mod dir_watch;
 pub mod dispatch;
 pub mod fields;
 pub mod h1;

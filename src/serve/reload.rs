@@ -2,7 +2,7 @@
 //!
 //! Collect publishes either by swapping the whole STATIC_ROOT directory (`RENAME_EXCHANGE`)
 //! or by per-file renames with the manifest renamed last. Both change the fingerprint below.
-//! inotify (via `notify`) makes pickup immediate; a 1 s poll of the same fingerprint covers
+//! inotify ([`super::dir_watch`]) makes pickup immediate; a 1 s poll of the same fingerprint covers
 //! what inotify misses (a watch follows the old directory inode across a swap, network
 //! filesystems, overflowed queues). Requests in flight keep the `Arc<Table>` they loaded.
 //! `staticd dev` also says when it has published ([`Wake::Published`]), so the rebuild starts
@@ -11,9 +11,9 @@
 //! ([`Wake::Reconfigured`]), which rebuilds from them and watches the new root: the table is
 //! only ever built here.
 
+use super::dir_watch::{DirWatch, Seen};
 use super::table::{BuildOptions, Table};
 use arc_swap::ArcSwap;
-use notify::{RecursiveMode, Watcher};
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -85,40 +85,26 @@ pub fn channel() -> (SyncSender<Wake>, Receiver<Wake>) {
 /// renames thousands of them before it lands. Hidden names are never served, so their
 /// events are nothing. An error or an event without paths (an overflowed queue) is a wake,
 /// to be safe.
-fn concerns(opts: &BuildOptions, res: &notify::Result<notify::Event>) -> Option<Wake> {
-    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
-    let e = match res {
-        Ok(e) => e,
-        Err(_) => return Some(Wake::Event),
+fn concerns(opts: &BuildOptions, seen: Seen) -> Option<Wake> {
+    let (path, content) = match seen {
+        Seen::Overflow => return Some(Wake::Event),
+        Seen::Content(p) => (p, true),
+        Seen::Name(p) => (p, false),
     };
-    if e.paths.is_empty() {
-        return Some(Wake::Event);
-    }
     let root = &opts.root;
-    let inside = |p: &Path| {
-        p.strip_prefix(root).is_ok_and(|rel| {
-            rel.components().next().is_some()
-                && !rel
-                    .components()
-                    .any(|c| c.as_os_str().as_encoded_bytes().starts_with(b"."))
-        })
-    };
-    let content = match e.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => return None,
-        EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any | ModifyKind::Other) => true,
-        _ => false,
-    };
+    let inside = path.strip_prefix(root).is_ok_and(|rel| {
+        rel.components().next().is_some()
+            && !rel
+                .components()
+                .any(|c| c.as_os_str().as_encoded_bytes().starts_with(b"."))
+    });
     if content {
-        return e.paths.iter().any(|p| inside(p)).then_some(Wake::Stale);
+        return inside.then_some(Wake::Stale);
     }
-    if !e.paths.iter().any(|p| p.starts_with(root)) {
+    if !path.starts_with(root) {
         return None;
     }
-    let below_top = e
-        .paths
-        .iter()
-        .any(|p| inside(p) && p.parent().is_some_and(|d| d != root.as_path()));
+    let below_top = inside && path.parent().is_some_and(|d| d != root.as_path());
     if below_top && !root.join(&opts.manifest_name).exists() {
         return Some(Wake::Stale);
     }
@@ -140,21 +126,6 @@ fn served_dirs(table: &Table, root: &Path) -> BTreeSet<PathBuf> {
         }
     }
     dirs
-}
-
-/// Moves the watches of `dirs` to `now`: the ones no longer served are dropped.
-fn sync_dirs(
-    w: &mut notify::RecommendedWatcher,
-    dirs: &mut BTreeSet<PathBuf>,
-    now: BTreeSet<PathBuf>,
-) {
-    for gone in dirs.difference(&now) {
-        let _ = w.unwatch(gone);
-    }
-    for new in now.difference(dirs) {
-        let _ = w.watch(new, RecursiveMode::NonRecursive);
-    }
-    *dirs = now;
 }
 
 /// Gathers the wakes of one burst, starting with `first`: waits out `DEBOUNCE` unless a
@@ -222,33 +193,26 @@ fn run(
     rx: Receiver<Wake>,
 ) {
     let root_of = shared.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Some(wake) = concerns(&root_of.load(), &res) {
-            let _ = tx.try_send(wake);
-        }
+    let mut watcher = DirWatch::start(move |seen| match concerns(&root_of.load(), seen) {
+        Some(wake) => !matches!(
+            tx.try_send(wake),
+            Err(std::sync::mpsc::TrySendError::Disconnected(_))
+        ),
+        None => true,
     })
     .map_err(|e| tracing::warn!("file watching unavailable, polling only: {e}"))
     .ok();
-    let watch = |w: &mut notify::RecommendedWatcher, opts: &BuildOptions| {
-        // The parent sees the root being swapped or created; the root sees the manifest.
-        if let Some(parent) = opts.root.parent().filter(|p| !p.as_os_str().is_empty()) {
-            let _ = w.watch(parent, RecursiveMode::NonRecursive);
-        }
-        let _ = w.unwatch(&opts.root);
-        let _ = w.watch(&opts.root, RecursiveMode::NonRecursive);
-    };
-    let unwatch = |w: &mut notify::RecommendedWatcher, opts: &BuildOptions| {
-        if let Some(parent) = opts.root.parent().filter(|p| !p.as_os_str().is_empty()) {
-            let _ = w.unwatch(parent);
-        }
-        let _ = w.unwatch(&opts.root);
+    // The parent sees the root being swapped or created; the root and the directories below
+    // it that hold served files see the manifest, names and bytes rewritten in place.
+    let watch = |w: &mut DirWatch, opts: &BuildOptions, table: &Table, renew: bool| {
+        let parent = opts.root.parent().filter(|p| !p.as_os_str().is_empty());
+        let mut dirs = served_dirs(table, &opts.root);
+        dirs.insert(opts.root.clone());
+        w.sync(parent, dirs, renew);
     };
     let mut opts = shared.load_full();
-    // The served directories below the root, watched for bytes rewritten in place.
-    let mut dirs = BTreeSet::new();
     if let Some(w) = watcher.as_mut() {
-        watch(w, &opts);
-        sync_dirs(w, &mut dirs, served_dirs(&slot.load(), &opts.root));
+        watch(w, &opts, &slot.load(), false);
     }
     let mut last_build = Instant::now();
     let mut again = false;
@@ -276,8 +240,8 @@ fn run(
         if reconfigured {
             if let Some(w) = watcher.as_mut() {
                 if latest.root != opts.root {
-                    unwatch(w, &opts);
-                    watch(w, &latest);
+                    // The new root until its table is built; the served directories then.
+                    watch(w, &latest, &Table::default(), false);
                 }
             }
             opts = latest;
@@ -297,12 +261,8 @@ fn run(
                 let n = table.assets.len();
                 let mem = table.mem_bytes;
                 if let Some(w) = watcher.as_mut() {
-                    if now.root != current.root {
-                        // A watch follows its directory's inode, which a swap moved away.
-                        watch(w, &opts);
-                        sync_dirs(w, &mut dirs, BTreeSet::new());
-                    }
-                    sync_dirs(w, &mut dirs, served_dirs(&table, &opts.root));
+                    // A watch follows its directory's inode, which a swap moved away.
+                    watch(w, &opts, &table, now.root != current.root);
                 }
                 slot.store(Arc::new(table));
                 super::metrics::table_built(name, true, true);
@@ -334,9 +294,6 @@ mod tests {
 
     #[test]
     fn events_are_sorted_by_what_they_change() {
-        use notify::event::{
-            AccessKind, AccessMode, CreateKind, DataChange, EventKind, ModifyKind,
-        };
         let tmp = tempfile::tempdir().unwrap();
         let app = tmp.path().join("app");
         let root = app.join("static");
@@ -350,70 +307,30 @@ mod tests {
             mem_total_max: 0,
             dictionaries: false,
         };
-        let ev = |kind, paths: &[&str]| {
-            let mut e = notify::Event::new(kind);
-            e.paths = paths.iter().map(|p| app.join(p)).collect();
-            Ok(e)
-        };
-        let modify = EventKind::Modify(ModifyKind::Any);
-        let data = EventKind::Modify(ModifyKind::Data(DataChange::Any));
-        let written = EventKind::Access(AccessKind::Close(AccessMode::Write));
-        let create = EventKind::Create(CreateKind::Any);
-        let opened = EventKind::Access(AccessKind::Open(AccessMode::Any));
-        let read = EventKind::Access(AccessKind::Close(AccessMode::Read));
+        let name = |p: &str| concerns(&opts, Seen::Name(&app.join(p)));
+        let content = |p: &str| concerns(&opts, Seen::Content(&app.join(p)));
         // The parent's other entries: a SQLite database and its journal, a sibling named
         // like the root, the parent itself.
-        assert_eq!(concerns(&opts, &ev(modify, &["db.sqlite3"])), None);
-        assert_eq!(concerns(&opts, &ev(create, &["db.sqlite3-journal"])), None);
-        assert_eq!(concerns(&opts, &ev(create, &["static2"])), None);
-        assert_eq!(concerns(&opts, &ev(modify, &[""])), None);
-        // The server's own reads of what it serves.
-        assert_eq!(concerns(&opts, &ev(opened, &["static/css/a.css"])), None);
-        assert_eq!(concerns(&opts, &ev(read, &["static/a.css"])), None);
-        // The root itself (swapped, created), names in it: the fingerprint decides.
-        assert_eq!(concerns(&opts, &ev(create, &["static"])), Some(Wake::Event));
-        assert_eq!(
-            concerns(&opts, &ev(create, &[".staticd-next", "static"])),
-            Some(Wake::Event)
-        );
-        assert_eq!(
-            concerns(&opts, &ev(create, &["static/a.css"])),
-            Some(Wake::Event)
-        );
+        assert_eq!(content("db.sqlite3"), None);
+        assert_eq!(name("db.sqlite3-journal"), None);
+        assert_eq!(name("static2"), None);
+        assert_eq!(name(""), None);
+        // The root itself (swapped, created), names at its top: the fingerprint decides.
+        assert_eq!(name("static"), Some(Wake::Event));
+        assert_eq!(name("static/a.css"), Some(Wake::Event));
         // Bytes rewritten in place, at the top or below: a rebuild, whatever the fingerprint.
-        for kind in [modify, data, written] {
-            assert_eq!(
-                concerns(&opts, &ev(kind, &["static/a.css"])),
-                Some(Wake::Stale)
-            );
-            assert_eq!(
-                concerns(&opts, &ev(kind, &["static/css/a.css"])),
-                Some(Wake::Stale)
-            );
-            // Hidden names are never served.
-            assert_eq!(concerns(&opts, &ev(kind, &["static/.a.css.swp"])), None);
-            assert_eq!(concerns(&opts, &ev(kind, &["static/.git/index"])), None);
-        }
+        assert_eq!(content("static/a.css"), Some(Wake::Stale));
+        assert_eq!(content("static/css/a.css"), Some(Wake::Stale));
+        // Hidden names are never served.
+        assert_eq!(content("static/.a.css.swp"), None);
+        assert_eq!(content("static/.git/index"), None);
         // A name added below the top: a rebuild for a plain directory; under a manifest it
         // waits for the manifest (a per-file publish renames many names before it).
-        assert_eq!(
-            concerns(&opts, &ev(create, &["static/css/new.css"])),
-            Some(Wake::Stale)
-        );
+        assert_eq!(name("static/css/new.css"), Some(Wake::Stale));
         std::fs::write(root.join("staticfiles.json"), "{}").unwrap();
-        assert_eq!(
-            concerns(&opts, &ev(create, &["static/css/new.css"])),
-            Some(Wake::Event)
-        );
-        // No paths (a rescan after an overflow) or an error: wake.
-        assert_eq!(
-            concerns(&opts, &ev(EventKind::Other, &[])),
-            Some(Wake::Event)
-        );
-        assert_eq!(
-            concerns(&opts, &Err(notify::Error::generic("queue overflow"))),
-            Some(Wake::Event)
-        );
+        assert_eq!(name("static/css/new.css"), Some(Wake::Event));
+        // Lost events: wake.
+        assert_eq!(concerns(&opts, Seen::Overflow), Some(Wake::Event));
     }
 
     #[test]
