@@ -950,6 +950,46 @@ fn x_real_ip_reaches_the_upstream() {
     assert_eq!(ip("/h2").as_deref(), Some("127.0.0.1"));
 }
 
+/// A client cannot pose as HTTPS (or as another address) through the headers WSGI servers
+/// and apps believe from their proxy: `X-Forwarded-Ssl`, `X-Forwarded-Protocol` (gunicorn's
+/// `secure_scheme_headers`), `Front-End-Https`, `X-Url-Scheme`, `True-Client-IP`; over
+/// HTTP/1.1 and h2c alike. A trusted proxy's pass on.
+#[test]
+fn scheme_and_address_claims_only_from_trusted_proxies() {
+    let claims = [
+        ("X-Forwarded-Ssl", "on"),
+        ("X-Forwarded-Protocol", "ssl"),
+        ("Front-End-Https", "on"),
+        ("X-Url-Scheme", "https"),
+        ("True-Client-IP", "6.6.6.6"),
+    ];
+    let up = Recorder::start();
+    let s = Staticd::proxy(&["--upstream", &up.addr()]);
+    s.get("/h1", &claims);
+    let mut h2 = h2c().get(s.url("/h2"));
+    for (n, v) in claims {
+        h2 = h2.header(n, v);
+    }
+    h2.send().unwrap();
+    let trusted = Staticd::proxy(&["--upstream", &up.addr(), "--trusted-proxy", "127.0.0.0/8"]);
+    trusted.get("/trusted", &claims);
+    let seen = up.seen();
+    let at = |t: &str| {
+        seen.iter()
+            .find(|s| s.target == t)
+            .unwrap_or_else(|| panic!("{t} not forwarded: {seen:?}"))
+    };
+    for t in ["/h1", "/h2"] {
+        for (n, _) in claims {
+            assert_eq!(at(t).header(n), None, "{t}: {n}");
+        }
+        assert_eq!(at(t).header("x-forwarded-proto"), Some("http"), "{t}");
+    }
+    for (n, v) in claims {
+        assert_eq!(at("/trusted").header(n), Some(v), "{n}");
+    }
+}
+
 #[test]
 fn root_files_are_served_through_the_static_tier() {
     let site = tempfile::tempdir().unwrap();

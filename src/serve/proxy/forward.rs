@@ -32,6 +32,30 @@ const FORWARDED: &[&str] = &[
     "forwarded",
 ];
 
+/// Other claims about the client's connection (its scheme, its address) that only a proxy
+/// may make: from an untrusted client they are dropped, from a trusted proxy passed on as
+/// they came. gunicorn believes `X-Forwarded-Ssl: on` and `X-Forwarded-Protocol: ssl` from
+/// 127.0.0.1 by default (`secure_scheme_headers`), so a client could otherwise pose as HTTPS
+/// (or, contradicting staticd's `X-Forwarded-Proto`, have every request refused). Every other
+/// `X-Forwarded-*` (`-Ssl`, `-Protocol`, `-Scheme`, `-Prefix`, `-Server`…) goes the same way.
+const CLAIMS: &[&str] = &[
+    "x-forwarded",
+    "x-url-scheme",
+    "x-scheme",
+    "front-end-https",
+    "x-client-ip",
+    "client-ip",
+    "x-cluster-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+];
+
+/// Whether an untrusted client may not send `name` (lower case) upstream.
+fn is_claim(name: &str) -> bool {
+    name.starts_with("x-forwarded-") || CLAIMS.contains(&name)
+}
+
 /// Names listed in `Connection` (lower-cased).
 fn connection_tokens<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
     values
@@ -155,6 +179,7 @@ pub fn write_request_headers(i: &Inbound<'_>, out: &mut BytesMut) {
             || n == "expect"
             || n == "host"
             || FORWARDED.contains(&n)
+            || (!i.trusted && is_claim(n))
         {
             return;
         }
@@ -353,6 +378,43 @@ mod tests {
                 && get(&out, "te").is_none()
                 && get(&out, "connection").is_none()
         );
+    }
+
+    #[test]
+    fn claims_about_the_connection_are_believed_only_from_trusted_proxies() {
+        let claims = [
+            ("x-forwarded-ssl", "on"),
+            ("x-forwarded-protocol", "ssl"),
+            ("x-forwarded-scheme", "https"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-url-scheme", "https"),
+            ("front-end-https", "on"),
+            ("true-client-ip", "6.6.6.6"),
+            ("x-cluster-client-ip", "6.6.6.6"),
+        ];
+        let mut pairs = claims.to_vec();
+        pairs.push(("x-forwardedness", "kept"));
+        let h = map(&pairs);
+        let mut i = Inbound {
+            headers: &h,
+            peer: Some("10.0.0.1".parse().unwrap()),
+            trusted: false,
+            nets: &[],
+            host: Some("example.com"),
+            scheme: "http",
+            upgrade: None,
+        };
+        let out = written(&i);
+        for (n, _) in claims {
+            assert_eq!(get(&out, n), None, "{n}");
+        }
+        assert_eq!(get(&out, "x-forwardedness"), Some("kept"));
+        assert_eq!(get(&out, "x-forwarded-proto"), Some("http"));
+        i.trusted = true;
+        let out = written(&i);
+        for (n, v) in claims {
+            assert_eq!(get(&out, n), Some(v), "{n}");
+        }
     }
 
     #[test]
