@@ -20,6 +20,7 @@
 //!    - `path`: request path → table key (decoded once, non-canonical paths refused);
 //!      STATIC_URL → prefix.
 //!    - `beneath`: opening a file below a root that no symlink can lead out of.
+//!    - `host`: Host and authority syntax (RFC 9112 §3.2), for HTTP/1 and HTTP/2 alike.
 //!    - `body`: response bodies as memory pieces and file ranges.
 //!    - `socket`: a plain client connection (TCP or Unix) and its socket I/O (`writev`,
 //!      `sendfile`), for the HTTP/1 loop and its tunnels; its peer.
@@ -97,6 +98,7 @@ pub mod h2;
 pub mod header_rules;
 pub mod headers;
 pub mod health;
+pub mod host;
 pub mod https;
 pub mod listen;
 pub mod log;

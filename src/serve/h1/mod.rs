@@ -40,7 +40,6 @@
 //! the next pipelined request's method and version.
 
 pub mod body;
-pub mod host;
 pub mod request;
 pub mod response;
 

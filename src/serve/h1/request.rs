@@ -14,8 +14,8 @@
 //! HTTP/1.1 with `Connection: upgrade`; anything else leaves it a plain request.
 
 use super::body::{self, BodyLen, FramingError};
-use super::host::{self, HostError, TargetError};
 use crate::serve::conditional::Conditions;
+use crate::serve::host::{self, HostError, TargetError};
 use crate::serve::message::{Request, Verb};
 use actix_web::http::StatusCode;
 use std::ops::Range;

@@ -199,15 +199,22 @@ async fn stream(
     let live = state.live.load();
     let start = (live.log_format != LogFormat::Off || metrics::enabled()).then(Instant::now);
     let (parts, body) = req.into_parts();
+    if let Err(why) = well_formed(&parts) {
+        tracing::info!("malformed HTTP/2 request ({why}): 400");
+        let mut reply = error_page(StatusCode::BAD_REQUEST);
+        write::reply(&mut respond, &mut reply, false).await;
+        return;
+    }
     let verb = Verb::of(&parts.method);
     let path = parts.uri.path();
     let path = if path.is_empty() { "/" } else { path };
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    // `:authority` is the Host (RFC 9113 §8.3.1); a Host field only stands in for it.
     let host = parts
-        .headers
-        .get(ax::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get(ax::HOST).and_then(|h| h.to_str().ok()));
     let front = &settings.front;
     let early = front.answers_early().then(|| {
         front.early(&Asked {
@@ -283,6 +290,48 @@ async fn stream(
     if let Some(start) = start {
         account(&live, &parts, ends, &reply, kind, sent, start);
     }
+}
+
+/// RFC 9113 §8.1.1, §8.2.1 and §8.3.1 rules the `h2` crate leaves to the server, each
+/// making a request malformed (answered 400 here, as §8.1.1 allows): a `:path` that is not
+/// origin-form (`*` for OPTIONS aside), a Host field that is not a valid host or differs from
+/// `:authority`, content-length values that are not one number, a field value with
+/// whitespace at either end. Forwarded as they were, the upstream would read an absolute
+/// target against our Host, or a body length we did not frame.
+fn well_formed(parts: &http::request::Parts) -> Result<(), &'static str> {
+    let target = parts.uri.path_and_query().map_or("", |pq| pq.as_str());
+    let asterisk = parts.method == http::Method::OPTIONS && target == "*";
+    if parts.method != http::Method::CONNECT && !target.starts_with('/') && !asterisk {
+        return Err(":path is not origin-form");
+    }
+    let mut hosts = parts.headers.get_all(ax::HOST).iter();
+    if let Some(h) = hosts.next() {
+        if hosts.next().is_some() {
+            return Err("more than one Host");
+        }
+        if super::host::check(h.as_bytes()).is_err() {
+            return Err("invalid Host");
+        }
+        if let Some(a) = parts.uri.authority() {
+            if !a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) {
+                return Err("Host differs from :authority");
+            }
+        }
+    }
+    let mut lengths = parts.headers.get_all(ax::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        let digits = |v: &[u8]| !v.is_empty() && v.iter().all(u8::is_ascii_digit);
+        if !digits(first.as_bytes()) || lengths.any(|v| v != first) {
+            return Err("content-length is not one number");
+        }
+    }
+    let padded = |v: &[u8]| {
+        matches!(v.first(), Some(b' ' | b'\t')) || matches!(v.last(), Some(b' ' | b'\t'))
+    };
+    if parts.headers.values().any(|v| padded(v.as_bytes())) {
+        return Err("a field value starts or ends with whitespace");
+    }
+    Ok(())
 }
 
 /// A request outside STATIC_URL: a local mount or the upstream, with the body read first.
@@ -404,4 +453,56 @@ fn account(
                 .map(|u| (u.addr.as_str(), u.header_time)),
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(method: &str, uri: &str, fields: &[(&str, &str)]) -> http::request::Parts {
+        let mut b = http::Request::builder().method(method).uri(uri);
+        for (n, v) in fields {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn malformed_requests_are_told_apart() {
+        let ok = |m, u, f: &[(&str, &str)]| well_formed(&parts(m, u, f));
+        assert_eq!(ok("GET", "https://a.example/x?q", &[]), Ok(()));
+        assert_eq!(ok("GET", "/x", &[("host", "a.example:8443")]), Ok(()));
+        assert_eq!(
+            ok("GET", "https://a.example/x", &[("host", "A.example")]),
+            Ok(())
+        );
+        assert_eq!(ok("OPTIONS", "*", &[]), Ok(()));
+        assert_eq!(
+            ok(
+                "POST",
+                "/x",
+                &[("content-length", "5"), ("content-length", "5")]
+            ),
+            Ok(())
+        );
+        assert_eq!(ok("GET", "/x", &[("x-a", "a b")]), Ok(()));
+        // `:path x`, and an absolute URL in `:path`.
+        assert!(ok("GET", "x", &[]).is_err());
+        assert!(ok("GET", "*", &[]).is_err());
+        let mut p = parts("GET", "https://a.example/x", &[]);
+        p.uri = http::Uri::from_static("https://a.example/http://evil/x");
+        assert_eq!(well_formed(&p), Ok(()), "a path that merely contains a URL");
+        assert!(ok("GET", "https://a.example/x", &[("host", "evil.example")]).is_err());
+        assert!(ok("GET", "/x", &[("host", "a b")]).is_err());
+        assert!(ok("GET", "/x", &[("host", "a"), ("host", "a")]).is_err());
+        assert!(ok(
+            "POST",
+            "/x",
+            &[("content-length", "5"), ("content-length", "6")]
+        )
+        .is_err());
+        assert!(ok("POST", "/x", &[("content-length", "+5")]).is_err());
+        assert!(ok("GET", "/x", &[("x-a", " v")]).is_err());
+        assert!(ok("GET", "/x", &[("x-a", "v\t")]).is_err());
+    }
 }
