@@ -609,6 +609,14 @@ fn newer_minor_versions_other_majors_and_long_request_lines() {
             "{kib} KiB"
         );
     }
+    // A method longer than any registered one (RFC 9112 §3): 501, never forwarded.
+    for n in [33, 9000] {
+        refused(
+            &s,
+            format!("{} /long HTTP/1.1\r\nHost: t\r\n\r\n", "A".repeat(n)).as_bytes(),
+            501,
+        );
+    }
     assert_eq!(up.targets_before_marker(&s, "/marker"), ["/v12", "/split"]);
 }
 

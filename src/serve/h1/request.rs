@@ -77,7 +77,14 @@ pub enum HeadError {
     BareLf,
     #[error("an expectation other than 100-continue")]
     Expectation,
+    /// A method longer than any registered one (RFC 9112 §3: 501).
+    #[error("method longer than {MAX_METHOD} bytes")]
+    LongMethod,
 }
+
+/// The longest method accepted. The longest in IANA's registry is `UPDATEREDIRECTREF` (17);
+/// anything much longer is not a method an upstream implements (RFC 9112 §3 answers 501).
+pub const MAX_METHOD: usize = 32;
 
 impl HeadError {
     pub fn status(&self) -> StatusCode {
@@ -87,7 +94,9 @@ impl HeadError {
             }
             HeadError::UriTooLong => StatusCode::URI_TOO_LONG,
             HeadError::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-            HeadError::Framing(FramingError::UnsupportedCoding) => StatusCode::NOT_IMPLEMENTED,
+            HeadError::Framing(FramingError::UnsupportedCoding) | HeadError::LongMethod => {
+                StatusCode::NOT_IMPLEMENTED
+            }
             HeadError::Expectation => StatusCode::EXPECTATION_FAILED,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -265,6 +274,9 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
         return Parse::Invalid(HeadError::Syntax(httparse::Error::Token), head);
     };
     head.len = len;
+    if method.len() > MAX_METHOD {
+        return Parse::Invalid(HeadError::LongMethod, head);
+    }
     let t = target.as_bytes();
     let origin = if t.first() == Some(&b'/') {
         head.target.clone()
@@ -555,6 +567,18 @@ mod tests {
         assert_eq!(r.conditions.if_none_match, Some(&b"\"a\""[..]));
         assert_eq!(r.conditions.if_match, None);
         assert_eq!(text(raw, h.user_agent), "t");
+    }
+
+    #[test]
+    fn methods_up_to_the_limit() {
+        let line = |m: &str| format!("{m} /x HTTP/1.1\r\nHost: h\r\n\r\n").into_bytes();
+        assert_eq!(ready(&line("UPDATEREDIRECTREF")).verb, Verb::Other);
+        assert_eq!(ready(&line(&"M".repeat(MAX_METHOD))).verb, Verb::Other);
+        let long = refused(&line(&"M".repeat(MAX_METHOD + 1)));
+        assert_eq!(
+            (long, long.status()),
+            (HeadError::LongMethod, StatusCode::NOT_IMPLEMENTED)
+        );
     }
 
     #[test]
