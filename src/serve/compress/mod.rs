@@ -16,8 +16,7 @@
 //!   `gzip_min_length`). A length not declared (chunked, or until close) counts as long
 //!   enough: waiting to learn it would hold the first bytes back.
 //! - `Vary: Accept-Encoding` only: a response that could be compressed but not for this
-//!   request: the client accepts none of the codings, or it is HEAD (nothing to compress;
-//!   the upstream's Content-Length stays true), or it is HTTP/1.0 (without chunked coding an
+//!   request: the client accepts none of the codings, or it is HTTP/1.0 (without chunked coding an
 //!   unknown length would cost the connection; nginx's `gzip_http_version 1.1` default
 //!   makes the same choice). Vary still goes out, so caches key the URL by Accept-Encoding
 //!   whichever request filled them.
@@ -27,6 +26,11 @@
 //!   (a range would be of the upstream's bytes), Content-Length dropped: the length is known
 //!   when the whole body had arrived with the head (compressed at once), else the body is
 //!   chunked.
+//!
+//! HEAD is planned as GET would be, so its answer carries the fields GET's would
+//! (RFC 9110 §9.3.2): the Content-Encoding, Vary and weak ETag, and no Content-Length, which
+//! is known only once a body is compressed (the caller sends none; nginx instead answers
+//! HEAD uncompressed, with the upstream's length, which no GET gets).
 //!
 //! Compression and secrets (BREACH): see README "Compression of proxied responses".
 
@@ -69,7 +73,6 @@ impl Default for Policy {
 /// What of the request matters.
 #[derive(Debug, Clone, Copy)]
 pub struct Asked<'a> {
-    pub head: bool,
     pub http10: bool,
     /// The request had a Range header.
     pub range: bool,
@@ -121,7 +124,7 @@ impl Policy {
         if !content_type.is_some_and(|t| self.types.compress(t)) || self.excluded(asked.path) {
             return Plan::Untouched;
         }
-        if asked.head || asked.http10 {
+        if asked.http10 {
             return Plan::Vary;
         }
         match negotiate_in(Encoding::ON_THE_FLY, asked.accept_encoding, |_| true) {
@@ -259,7 +262,6 @@ mod tests {
     }
 
     const BROWSER: Asked<'static> = Asked {
-        head: false,
         http10: false,
         range: false,
         accept_encoding: Some(b"gzip, deflate, br, zstd".as_slice()),
@@ -323,18 +325,11 @@ mod tests {
             };
             assert_eq!(plan(a, 200, &h, None), Plan::Vary, "{refuse:?}");
         }
-        for a in [
-            Asked {
-                head: true,
-                ..BROWSER
-            },
-            Asked {
-                http10: true,
-                ..BROWSER
-            },
-        ] {
-            assert_eq!(plan(a, 200, &h, None), Plan::Vary);
-        }
+        let http10 = Asked {
+            http10: true,
+            ..BROWSER
+        };
+        assert_eq!(plan(http10, 200, &h, None), Plan::Vary);
         let ranged = Asked {
             range: true,
             ..BROWSER

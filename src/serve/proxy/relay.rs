@@ -54,7 +54,6 @@ impl Proxy {
         let is_head = inc.method == "HEAD";
         let req = Request::from_fields(inc.headers);
         let asked = compress::Asked {
-            head: is_head,
             http10: inc.http10,
             range: req.range.is_some(),
             accept_encoding: req.accept_encoding,
@@ -76,7 +75,11 @@ impl Proxy {
                 client::put_idle(conn);
             }
             if is_head && status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
-                r.body = head_body(&head);
+                r.body = match plan {
+                    // GET's compressed length is not known without its body.
+                    Plan::Compress(_) => unknown_length(),
+                    _ => head_body(&head),
+                };
             }
             compress::apply(plan, &mut r.headers);
             return r;
@@ -203,10 +206,15 @@ fn head_body(head: &client::Head) -> Body {
         .and_then(|v| client::content_length(v.as_bytes()).ok());
     match length {
         Some(n) => Body::Omitted(n),
-        None => Body::Stream {
-            len: None,
-            stream: Box::pin(futures_util::stream::empty()),
-        },
+        None => unknown_length(),
+    }
+}
+
+/// No body, of a length not declared.
+fn unknown_length() -> Body {
+    Body::Stream {
+        len: None,
+        stream: Box::pin(futures_util::stream::empty()),
     }
 }
 
