@@ -41,7 +41,8 @@ impl Seen {
 /// A keep-alive upstream on a std listener, one thread per connection. Every request is
 /// recorded before it is answered:
 /// - `/hang…`: never answered (the connection is held until staticd closes it);
-/// - `/ws…` with an `Upgrade` field: `101`, then every byte is echoed back;
+/// - `/ws…` with an `Upgrade` field: `101`, then every byte is echoed back (under
+///   `/ws-unasked…`, a `101` to `unasked`, a protocol the request did not offer);
 /// - `/stream…`: `200`, chunked, the body in two parts with a pause between them (so
 ///   staticd relays it as a stream of unknown length);
 /// - anything else: `200` with the body `METHOD TARGET BODY-LENGTH` (no body for HEAD).
@@ -169,6 +170,10 @@ fn serve_upstream(mut s: TcpStream, seen: &Mutex<Vec<Seen>>) {
             return;
         }
         if let (true, Some(proto)) = (target.starts_with("/ws"), upgrade) {
+            let proto = match target.starts_with("/ws-unasked") {
+                true => "unasked".to_string(),
+                false => proto,
+            };
             let head = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: {proto}\r\nConnection: Upgrade\r\n\r\n"
             );

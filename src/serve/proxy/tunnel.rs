@@ -53,6 +53,12 @@ impl Proxy {
         if head.status != 101 {
             return Upgrade::Answer(self.relay(inc, conn, head, active));
         }
+        if let Some(to) = head.get("upgrade") {
+            if !switch_allowed(upgrade, to.as_bytes()) {
+                tracing::warn!(upstream = %active.addr(), method = %inc.method, uri = %inc.target, "the upstream switched to {:?}, which the request did not ask for: 502", String::from_utf8_lossy(to.as_bytes()));
+                return Upgrade::Answer(failure_page(super::exchange::Failure::Broken));
+            }
+        }
         let mut headers: Vec<_> = forward::response_headers(&head.headers, true)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
@@ -68,6 +74,22 @@ impl Proxy {
             limit: self.opts.ws_idle_timeout,
         })
     }
+}
+
+/// Whether a 101's `Upgrade` names only protocols the request's `Upgrade` offered (RFC
+/// 9110 §7.8: a server MUST NOT switch to one the client did not indicate). Protocols are
+/// compared as `name[/version]`, without regard to case; a 101 whose protocol was not
+/// offered is the upstream's error, answered 502, its connection dropped.
+fn switch_allowed(requested: &[u8], answered: &[u8]) -> bool {
+    let tokens = |v: &[u8]| -> Vec<Vec<u8>> {
+        v.split(|&b| b == b',')
+            .map(|t| t.trim_ascii().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect()
+    };
+    let offered = tokens(requested);
+    let chosen = tokens(answered);
+    !chosen.is_empty() && chosen.iter().all(|c| offered.contains(c))
 }
 
 impl Switch {
@@ -139,5 +161,22 @@ impl Switch {
             // The upstream connection closes when this returns; the client sees our end.
             client.finish().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::switch_allowed;
+
+    #[test]
+    fn a_switch_must_be_to_an_offered_protocol() {
+        assert!(switch_allowed(b"websocket", b"websocket"));
+        assert!(switch_allowed(b"websocket", b"WebSocket"));
+        assert!(switch_allowed(b"h2c, websocket", b" websocket "));
+        assert!(switch_allowed(b"foo/2, bar", b"foo/2"));
+        assert!(!switch_allowed(b"websocket", b"foo"));
+        assert!(!switch_allowed(b"foo/2", b"foo/3"));
+        assert!(!switch_allowed(b"websocket", b"websocket, foo"));
+        assert!(!switch_allowed(b"websocket", b""));
     }
 }
