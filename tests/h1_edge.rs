@@ -779,7 +779,9 @@ fn upgrades_are_tunnelled_and_stray_ones_are_plain_requests() {
 
     // A switch to a protocol the request did not offer (RFC 9110 §7.8): 502, no tunnel.
     let mut c = s.conn();
-    c.send(b"GET /ws-unasked HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: testproto\r\n\r\n");
+    c.send(
+        b"GET /ws-unasked HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: testproto\r\n\r\n",
+    );
     let r = c.response(GET);
     assert_eq!((r.status, r.header("upgrade")), (502, None));
 

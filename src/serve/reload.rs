@@ -57,8 +57,10 @@ pub fn fingerprint(opts: &BuildOptions) -> Fingerprint {
 pub enum Wake {
     /// Something changed near STATIC_ROOT: rebuild if the fingerprint moved.
     Event,
-    /// A request found a file vanished or changed under the table: rebuild even if the
-    /// fingerprint did not move (per-file publishing before the manifest lands).
+    /// A request found a file vanished or changed under the table (per-file publishing
+    /// before the manifest lands), or the watches saw bytes rewritten in place (or names
+    /// changed below a root without a manifest): rebuild even if the fingerprint did not
+    /// move.
     Stale,
     /// A collect in this process has just finished publishing: no burst to wait out.
     Published,
@@ -83,8 +85,7 @@ pub fn channel() -> (SyncSender<Wake>, Receiver<Wake>) {
 /// removed below the root when it has no manifest (a plain directory, whose fingerprint sees
 /// only the top level). Under a manifest, names wait for the manifest: a per-file publish
 /// renames thousands of them before it lands. Hidden names are never served, so their
-/// events are nothing. An error or an event without paths (an overflowed queue) is a wake,
-/// to be safe.
+/// events are nothing. Lost events (an overflowed queue) are a wake, to be safe.
 fn concerns(opts: &BuildOptions, seen: Seen) -> Option<Wake> {
     let (path, content) = match seen {
         Seen::Overflow => return Some(Wake::Event),
