@@ -336,6 +336,18 @@ mod tests {
         v
     }
 
+    /// A request with `headers` from the untrusted client 10.0.0.1, for example.com.
+    fn from_client(headers: &HeaderMap) -> Inbound<'_> {
+        Inbound {
+            headers,
+            peer: Some("10.0.0.1".parse().unwrap()),
+            trusted: false,
+            nets: &[],
+            host: Some("example.com"),
+            scheme: "http",
+            upgrade: None,
+        }
+    }
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (n, v) in pairs {
@@ -358,15 +370,7 @@ mod tests {
             ("cookie", "a=1"),
             ("cookie", "b=2"),
         ]);
-        let i = Inbound {
-            headers: &h,
-            peer: Some("10.0.0.1".parse().unwrap()),
-            trusted: false,
-            nets: &[],
-            host: Some("example.com"),
-            scheme: "http",
-            upgrade: None,
-        };
+        let i = from_client(&h);
         let out = written(&i);
         assert_eq!(get(&out, "x-forwarded-for").unwrap(), "10.0.0.1");
         assert_eq!(get(&out, "x-forwarded-proto").unwrap(), "http");
@@ -395,15 +399,7 @@ mod tests {
         let mut pairs = claims.to_vec();
         pairs.push(("x-forwardedness", "kept"));
         let h = map(&pairs);
-        let mut i = Inbound {
-            headers: &h,
-            peer: Some("10.0.0.1".parse().unwrap()),
-            trusted: false,
-            nets: &[],
-            host: Some("example.com"),
-            scheme: "http",
-            upgrade: None,
-        };
+        let mut i = from_client(&h);
         let out = written(&i);
         for (n, _) in claims {
             assert_eq!(get(&out, n), None, "{n}");
