@@ -299,15 +299,7 @@ mod tests {
         let app = tmp.path().join("app");
         let root = app.join("static");
         std::fs::create_dir_all(root.join("css")).unwrap();
-        let opts = BuildOptions {
-            root: root.clone(),
-            prefix: "/static/".into(),
-            manifest_name: "staticfiles.json".into(),
-            max_age: 60,
-            mem_file_max: 0,
-            mem_total_max: 0,
-            dictionaries: false,
-        };
+        let opts = BuildOptions::for_tests(&root);
         let name = |p: &str| concerns(&opts, Seen::Name(&app.join(p)));
         let content = |p: &str| concerns(&opts, Seen::Content(&app.join(p)));
         // The parent's other entries: a SQLite database and its journal, a sibling named

@@ -43,6 +43,23 @@ pub struct BuildOptions {
     pub dictionaries: bool,
 }
 
+#[cfg(test)]
+impl BuildOptions {
+    /// The options the unit tests start from: `/static/` under `root`, Django's manifest
+    /// name, nothing held in memory, no deltas.
+    pub fn for_tests(root: &Path) -> BuildOptions {
+        BuildOptions {
+            root: root.to_path_buf(),
+            prefix: "/static/".into(),
+            manifest_name: "staticfiles.json".into(),
+            max_age: 60,
+            mem_file_max: 0,
+            mem_total_max: 0,
+            dictionaries: false,
+        }
+    }
+}
+
 /// Identity of a file on disk: if all of these match, the content is the one we hashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileId {
@@ -1076,13 +1093,8 @@ mod unlisted_tests {
 
     fn opts(root: &Path) -> BuildOptions {
         BuildOptions {
-            root: root.to_path_buf(),
-            prefix: "/static/".into(),
-            manifest_name: "staticfiles.json".into(),
-            max_age: 60,
-            mem_file_max: 0,
-            mem_total_max: 0,
             dictionaries: true,
+            ..BuildOptions::for_tests(root)
         }
     }
 

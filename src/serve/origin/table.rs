@@ -124,15 +124,7 @@ mod tests {
     }
 
     fn opts() -> BuildOptions {
-        BuildOptions {
-            root: Default::default(),
-            prefix: "/static/".into(),
-            manifest_name: "staticfiles.json".into(),
-            max_age: 60,
-            mem_file_max: 0,
-            mem_total_max: 0,
-            dictionaries: false,
-        }
+        BuildOptions::for_tests(std::path::Path::new(""))
     }
 
     #[test]
