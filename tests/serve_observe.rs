@@ -921,14 +921,23 @@ fn header_rules_apply_per_route_kind_on_http1_and_h2c() {
 }
 
 #[test]
-fn x_real_ip_reaches_the_upstream() {
+fn x_real_ip_reaches_the_upstream_when_asked() {
     let up = Recorder::start();
-    let s = Staticd::proxy(&["--upstream", &up.addr()]);
+    // Not asked: nothing, and a client's own claim is dropped.
+    let off = Staticd::proxy(&["--upstream", &up.addr()]);
+    off.get("/off", &[("X-Real-IP", "6.6.6.6")]);
+    let s = Staticd::proxy(&["--upstream", &up.addr(), "--x-real-ip"]);
     s.get(
         "/untrusted",
         &[("X-Real-IP", "6.6.6.6"), ("X-Forwarded-For", "7.7.7.7")],
     );
-    let trusted = Staticd::proxy(&["--upstream", &up.addr(), "--trusted-proxy", "127.0.0.0/8"]);
+    let trusted = Staticd::proxy(&[
+        "--upstream",
+        &up.addr(),
+        "--trusted-proxy",
+        "127.0.0.0/8",
+        "--x-real-ip",
+    ]);
     trusted.get("/chain", &[("X-Forwarded-For", "203.0.113.5, 127.0.0.9")]);
     trusted.get("/given", &[("X-Real-IP", "198.51.100.2")]);
     h2c()
@@ -944,6 +953,7 @@ fn x_real_ip_reaches_the_upstream() {
             .header("x-real-ip")
             .map(str::to_string)
     };
+    assert_eq!(ip("/off"), None);
     assert_eq!(ip("/untrusted").as_deref(), Some("127.0.0.1"));
     assert_eq!(ip("/chain").as_deref(), Some("203.0.113.5"));
     assert_eq!(ip("/given").as_deref(), Some("198.51.100.2"));

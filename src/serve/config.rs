@@ -220,6 +220,12 @@ pub struct ServeArgs {
     #[arg(id = "proxy.trusted_proxies", long = "trusted-proxy", value_name = "CIDR", value_delimiter = ',', value_parser = parse_trusted)]
     pub trusted_proxies: Vec<Trusted>,
 
+    /// Also send `X-Real-IP: <client address>` upstream (nginx's `proxy_set_header X-Real-IP
+    /// $remote_addr`). Off by default, as in the nginx this replaces: X-Forwarded-For
+    /// carries the same address.
+    #[arg(id = "proxy.x_real_ip", long = "x-real-ip")]
+    pub x_real_ip: bool,
+
     /// WebSocket/Upgrade tunnels close after this long without traffic either way.
     #[arg(id = "proxy.ws_idle_timeout", long = "ws-idle-timeout", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub ws_idle_timeout: Duration,

@@ -107,6 +107,7 @@ pub fn proxy_options(args: &ServeArgs, max_body: u64) -> proxy::Options {
     proxy::Options {
         upstreams: args.upstreams.clone(),
         trusted: args.trusted_proxies.clone(),
+        x_real_ip: args.x_real_ip,
         max_body,
         connect_timeout: args.connect_timeout,
         read_timeout: args.read_timeout,

@@ -37,6 +37,7 @@ impl Proxy {
             peer: inc.peer.and_then(|p| p.addr()),
             trusted: forward::trusted(inc.peer, &self.opts.trusted),
             nets: &self.opts.trusted,
+            real_ip: self.opts.x_real_ip,
             host: Some(host),
             scheme: if inc.https { "https" } else { "http" },
             upgrade,

@@ -133,6 +133,8 @@ pub struct Inbound<'a> {
     pub trusted: bool,
     /// `--trusted-proxy` networks (which addresses of a trusted peer's chain are proxies).
     pub nets: &'a [Trusted],
+    /// `--x-real-ip`: write X-Real-IP (a trusted peer's own passes either way).
+    pub real_ip: bool,
     /// Host header, or the authority of an HTTP/2 request.
     pub host: Option<&'a str>,
     /// `https` for a request that came over TLS, else `http` (a trusted proxy's
@@ -214,13 +216,14 @@ pub fn write_request_headers(i: &Inbound<'_>, out: &mut BytesMut) {
     }
     match i.headers.all("x-real-ip").first().filter(|_| i.trusted) {
         Some(v) => line(out, b"x-real-ip", v),
-        None => {
+        None if i.real_ip => {
             if let Some(ip) = real_ip(i) {
                 out.extend_from_slice(b"x-real-ip: ");
                 push_ip(out, ip);
                 out.extend_from_slice(b"\r\n");
             }
         }
+        None => {}
     }
     let chain = prior("x-forwarded-for");
     if chain.is_some() || i.peer.is_some() {
@@ -242,9 +245,10 @@ pub fn write_request_headers(i: &Inbound<'_>, out: &mut BytesMut) {
         b"x-forwarded-proto",
         proto.as_deref().unwrap_or(i.scheme.as_bytes()),
     );
-    let fhost = prior("x-forwarded-host");
-    if let Some(h) = fhost.as_deref().or(i.host.map(str::as_bytes)) {
-        line(out, b"x-forwarded-host", h);
+    // Only a trusted peer's: staticd's own would repeat Host, which reaches the upstream
+    // unchanged (Django's USE_X_FORWARDED_HOST falls back to it).
+    if let Some(h) = prior("x-forwarded-host") {
+        line(out, b"x-forwarded-host", &h);
     }
     if let Some(up) = i.upgrade {
         line(out, b"upgrade", up);
@@ -343,6 +347,7 @@ mod tests {
             peer: Some("10.0.0.1".parse().unwrap()),
             trusted: false,
             nets: &[],
+            real_ip: false,
             host: Some("example.com"),
             scheme: "http",
             upgrade: None,
@@ -364,6 +369,8 @@ mod tests {
         let h = map(&[
             ("x-forwarded-for", "6.6.6.6"),
             ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-real-ip", "6.6.6.6"),
             ("connection", "keep-alive, x-secret"),
             ("x-secret", "1"),
             ("te", "trailers"),
@@ -374,7 +381,10 @@ mod tests {
         let out = written(&i);
         assert_eq!(get(&out, "x-forwarded-for").unwrap(), "10.0.0.1");
         assert_eq!(get(&out, "x-forwarded-proto").unwrap(), "http");
-        assert_eq!(get(&out, "x-forwarded-host").unwrap(), "example.com");
+        // Host reaches the upstream as the client sent it, so no X-Forwarded-Host repeats
+        // it; a client's own is dropped, as is its X-Real-IP (none is set by default).
+        assert_eq!(get(&out, "x-forwarded-host"), None);
+        assert_eq!(get(&out, "x-real-ip"), None);
         assert_eq!(get(&out, "host").unwrap(), "example.com");
         assert_eq!(get(&out, "cookie").unwrap(), "a=1; b=2");
         assert!(
@@ -452,6 +462,7 @@ mod tests {
             peer: None,
             trusted: true,
             nets: &[],
+            real_ip: false,
             host: Some("h"),
             scheme: "http",
             upgrade: None,
@@ -469,6 +480,7 @@ mod tests {
             peer: Some("10.0.0.1".parse().unwrap()),
             trusted,
             nets: &[],
+            real_ip: false,
             host: Some("h"),
             scheme: "https",
             upgrade: None,
@@ -486,6 +498,7 @@ mod tests {
         let h = map(&[
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "original.example"),
         ]);
         let nets = [Trusted::Net("10.0.0.0/8".parse().unwrap())];
         let peer = Some("10.0.0.1".parse().unwrap());
@@ -502,6 +515,7 @@ mod tests {
             peer,
             trusted: true,
             nets: &nets,
+            real_ip: false,
             host: Some("h"),
             scheme: "http",
             upgrade: None,
@@ -509,6 +523,8 @@ mod tests {
         let out = written(&i);
         assert_eq!(get(&out, "x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.1");
         assert_eq!(get(&out, "x-forwarded-proto").unwrap(), "https");
+        assert_eq!(get(&out, "x-forwarded-host").unwrap(), "original.example");
+        assert_eq!(get(&out, "host").unwrap(), "h");
     }
 
     #[test]
@@ -545,6 +561,7 @@ mod tests {
                 peer,
                 trusted: trusted(peer.map(Peer::ip), &nets),
                 nets: &nets,
+                real_ip: true,
                 host: Some("h"),
                 scheme: "http",
                 upgrade: None,

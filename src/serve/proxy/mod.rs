@@ -55,6 +55,8 @@ use upstream::{Addr, Balance, Pool};
 pub struct Options {
     pub upstreams: Vec<Addr>,
     pub trusted: Vec<Trusted>,
+    /// `--x-real-ip`: set X-Real-IP to the client's address.
+    pub x_real_ip: bool,
     pub max_body: u64,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
