@@ -500,21 +500,24 @@ fn a_page_written_in_halves_is_decodable_half_by_half() {
         ));
         gates.push((coding, path, gate, page.clone(), first.to_vec()));
     }
-    // A declared length, written slowly, and an opted-in event stream.
+    // A declared length over the 64 KiB staticd awaits whole, written slowly, and an
+    // opted-in event stream.
+    let big = text(100_000, "compress");
+    let (big_first, big_second) = big.split_at(big.len() / 2);
     let gate = Gate::default();
     let head = format!(
         "HTTP/1.1 200 OK\r\n{HTML}Content-Length: {}\r\n\r\n",
-        page.len()
+        big.len()
     );
     routes.push((
         "/slow-sized",
         Answer::Gated(
-            [head.as_bytes(), first].concat(),
+            [head.as_bytes(), big_first].concat(),
             gate.clone(),
-            second.to_vec(),
+            big_second.to_vec(),
         ),
     ));
-    gates.push(("gzip", "/slow-sized", gate, page.clone(), first.to_vec()));
+    gates.push(("gzip", "/slow-sized", gate, big.clone(), big_first.to_vec()));
     let gate = Gate::default();
     let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n";
     routes.push((
@@ -566,6 +569,56 @@ fn a_page_written_in_halves_is_decodable_half_by_half() {
             "{path}: the whole stream, with its trailer"
         );
     }
+}
+
+/// A declared length of up to 64 KiB whose body comes after its head (gunicorn writes them
+/// apart) is awaited, as nginx buffers it: the client gets head and body together, the
+/// body compressed whole and framed by its compressed length, not chunked.
+#[test]
+fn a_small_sized_body_written_after_its_head_is_compressed_whole() {
+    let page = page();
+    let gate = Gate::default();
+    let head = format!(
+        "HTTP/1.1 200 OK\r\n{HTML}Content-Length: {}\r\n\r\n",
+        page.len()
+    );
+    let up = Upstream::start(vec![(
+        "/late-body",
+        Answer::Gated(head.into_bytes(), gate.clone(), page.clone()),
+    )]);
+    let s = Staticd::proxy(&["--upstream", &up.addr.to_string()]);
+    let mut a = Arriving::get(&s, "/late-body", "gzip");
+    // The upstream has the request (and writes the head before it waits on the gate).
+    wait_until("the upstream to read the request", WAIT, || {
+        up.seen()
+            .iter()
+            .any(|c| c.requests.iter().any(|r| r == "GET /late-body"))
+            .then_some(())
+    });
+    gate.open();
+    wait_until("the whole answer", WAIT, || {
+        let more = a.pump();
+        let head = a.head()?;
+        let len = content_length_of(&head)?;
+        (a.buf.len() >= head.len() + len || !more).then_some(())
+    });
+    let head = a.head().unwrap().to_ascii_lowercase();
+    assert!(head.contains("\r\ncontent-encoding: gzip\r\n"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    let len = content_length_of(&head).expect("a content-length");
+    assert_eq!(a.buf.len(), head.len() + len, "{head}");
+    assert_eq!(ungz(&a.buf[head.len()..]), page);
+}
+
+fn content_length_of(head: &str) -> Option<usize> {
+    head.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_string())
+        })?
+        .parse()
+        .ok()
 }
 
 // ---------------------------------------------------------------------------------------

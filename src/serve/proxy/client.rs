@@ -5,8 +5,9 @@
 //! bookkeeping cost more than the proxying (27.7 µs of CPU per request against nginx's
 //! 20.9 µs). Here the request is written and the head read by the task that handles the
 //! client, over a connection from a per-worker idle list (actix workers are single-threaded,
-//! so the list needs no lock). A body that arrived with its head is answered as one buffer,
-//! so head and body go out in one write; anything longer is streamed by the same task.
+//! so the list needs no lock). A body of up to 64 KiB (by Content-Length) is read whole
+//! before its head is relayed, so head and body go out in one write; anything longer is
+//! streamed by the same task.
 //!
 //! What stays as in hyper: redirects are never followed, repeated header lines stay apart,
 //! framing follows RFC 9112 §6 (a response read to EOF is never reused), and a connection is
@@ -43,6 +44,9 @@ const MAX_IDLE: usize = 32;
 /// its `proxy_buffer_size`.
 const MAX_HEAD: usize = 64 * 1024;
 const READ_SIZE: usize = 16 * 1024;
+/// A response body up to this long is read whole before its head is relayed
+/// ([`await_small_body`]).
+const AWAIT_BODY: usize = 64 * 1024;
 /// Header lines accepted in one response head.
 const MAX_HEADERS: usize = 256;
 /// Longest chunk-size or trailer line.
@@ -609,7 +613,10 @@ pub async fn exchange(c: &mut Conn, request: &[u8], asked: Asked) -> Result<Head
     c.io.write_all(request).await.map_err(ReadError::Io)?;
     loop {
         match take_head(&mut c.buf, asked) {
-            Ok(Some(head)) => return Ok(head),
+            Ok(Some(head)) => {
+                await_small_body(c, head.framing).await;
+                return Ok(head);
+            }
             Ok(None) => {}
             Err(why) => return Err(ReadError::Invalid(why)),
         }
@@ -619,6 +626,27 @@ pub async fn exchange(c: &mut Conn, request: &[u8], asked: Asked) -> Result<Head
             Ok(0) => return Err(ReadError::Invalid(FramingError::TruncatedHead)),
             Ok(_) => {}
             Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+}
+
+/// Reads the rest of a body of at most [`AWAIT_BODY`] bytes that did not arrive with its
+/// head, as nginx postpones its output (`postpone_output`) and buffers the upstream's:
+/// gunicorn writes head and body apart, and relaying the head at once sent the client two
+/// segments where nginx sends one (one more packet, write and ACK per request). A whole
+/// body is also compressed at once, with its length. A read that fails or ends early stops
+/// here: the relay then finds the body cut short and ends the client's connection, as
+/// for any body that stops before its length.
+async fn await_small_body(c: &mut Conn, framing: Framing) {
+    let Framing::Length(n) = framing else { return };
+    if n > AWAIT_BODY as u64 {
+        return;
+    }
+    while (c.buf.len() as u64) < n {
+        c.buf.reserve(n as usize - c.buf.len());
+        match c.io.read_buf(&mut c.buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
     }
 }
