@@ -205,6 +205,50 @@ fn read_until(c: &mut TcpStream, buf: &mut Vec<u8>, needle: &[u8]) {
     }
 }
 
+/// A small body is read with its head (one write to the client), so one that never comes
+/// is the head's timeout: a 504 with nothing of the upstream's answer sent, and the
+/// upstream connection closed. A body over 64 KiB still has its head relayed at once.
+#[test]
+fn a_small_body_that_never_comes_is_a_504() {
+    let stall = Gate::default();
+    let large = Gate::default();
+    let up = Upstream::start(vec![
+        (
+            "/stall",
+            Answer::Gated(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf".to_vec(),
+                stall.clone(),
+                b"never".to_vec(),
+            ),
+        ),
+        (
+            "/large",
+            Answer::Gated(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n".to_vec(),
+                large.clone(),
+                vec![b'x'; 70000],
+            ),
+        ),
+    ]);
+    let s = staticd(&up, &["--read-timeout", "1s"]);
+    let r = s.get("/stall", &[]);
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(!r.text().contains("half"), "{}", r.text());
+    // The upstream sees the close once it is past its gate.
+    stall.open();
+    let c = up.wait_closed(0);
+    assert_eq!(c.requests, ["GET /stall"]);
+    // Over the limit: the head arrives while the upstream still holds the body.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(http::READ_TIMEOUT)).unwrap();
+    c.write_all(&http::request_bytes("GET", "/large", &[], b""))
+        .unwrap();
+    let mut buf = Vec::new();
+    read_until(&mut c, &mut buf, b"\r\n\r\n");
+    assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"), "{buf:?}");
+    large.open();
+}
+
 /// A bad chunk size after the head and a first chunk were relayed: the client's connection
 /// is closed without the terminating chunk (its body is visibly truncated, never complete),
 /// and the upstream connection is dropped. On the fast path (GET) and on actix (POST).

@@ -1,6 +1,7 @@
 //! The upstream's answer on its way to the client: whole when it is here with its head
-//! (a small body is awaited first: [`client`]'s `await_small_body`), streamed otherwise ([`UpBody`], read by the client's task), or replaced by an internal
-//! file (X-Accel-Redirect); compressed when [`compress`] says so (a whole body at once, with
+//! (a small body is awaited first: [`client`]'s `await_small_body`), streamed otherwise
+//! ([`UpBody`], read by the client's task), or replaced by an internal file
+//! (X-Accel-Redirect); compressed when [`compress`] says so (a whole body at once, with
 //! its length; a streamed one as it streams). [`Watch`] logs a 499 when the client leaves
 //! before the end.
 
