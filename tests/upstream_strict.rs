@@ -207,11 +207,13 @@ fn read_until(c: &mut TcpStream, buf: &mut Vec<u8>, needle: &[u8]) {
 
 /// A small body is read with its head (one write to the client), so one that never comes
 /// is the head's timeout: a 504 with nothing of the upstream's answer sent, and the
-/// upstream connection closed. A body over 64 KiB still has its head relayed at once.
+/// upstream connection closed. A body over 64 KiB, or one the upstream marks
+/// `X-Accel-Buffering: no`, still has its head relayed at once.
 #[test]
-fn a_small_body_that_never_comes_is_a_504() {
+fn small_bodies_are_awaited_whole_unless_long_or_unbuffered() {
     let stall = Gate::default();
     let large = Gate::default();
+    let unbuffered = Gate::default();
     let up = Upstream::start(vec![
         (
             "/stall",
@@ -229,6 +231,15 @@ fn a_small_body_that_never_comes_is_a_504() {
                 vec![b'x'; 70000],
             ),
         ),
+        (
+            "/unbuffered",
+            Answer::Gated(
+                b"HTTP/1.1 200 OK\r\nX-Accel-Buffering: no\r\nContent-Length: 10\r\n\r\nhalf"
+                    .to_vec(),
+                unbuffered.clone(),
+                b"-later".to_vec(),
+            ),
+        ),
     ]);
     let s = staticd(&up, &["--read-timeout", "1s"]);
     let r = s.get("/stall", &[]);
@@ -238,15 +249,23 @@ fn a_small_body_that_never_comes_is_a_504() {
     stall.open();
     let c = up.wait_closed(0);
     assert_eq!(c.requests, ["GET /stall"]);
-    // Over the limit: the head arrives while the upstream still holds the body.
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(http::READ_TIMEOUT)).unwrap();
-    c.write_all(&http::request_bytes("GET", "/large", &[], b""))
-        .unwrap();
-    let mut buf = Vec::new();
-    read_until(&mut c, &mut buf, b"\r\n\r\n");
-    assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"), "{buf:?}");
-    large.open();
+    // Over the limit, or unbuffered: the head (and what came with it) arrives while the
+    // upstream still holds the rest of the body.
+    for (path, gate, seen) in [
+        ("/large", &large, &b"\r\n\r\n"[..]),
+        ("/unbuffered", &unbuffered, b"\r\n\r\nhalf"),
+    ] {
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.set_read_timeout(Some(http::READ_TIMEOUT)).unwrap();
+        c.write_all(&http::request_bytes("GET", path, &[], b""))
+            .unwrap();
+        let mut buf = Vec::new();
+        read_until(&mut c, &mut buf, seen);
+        assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"), "{path}: {buf:?}");
+        let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+        assert!(!head.contains("x-accel-buffering"), "{path}: {head}");
+        gate.open();
+    }
 }
 
 /// A bad chunk size after the head and a first chunk were relayed: the client's connection

@@ -614,7 +614,7 @@ pub async fn exchange(c: &mut Conn, request: &[u8], asked: Asked) -> Result<Head
     loop {
         match take_head(&mut c.buf, asked) {
             Ok(Some(head)) => {
-                await_small_body(c, head.framing).await;
+                await_small_body(c, &head).await;
                 return Ok(head);
             }
             Ok(None) => {}
@@ -634,12 +634,19 @@ pub async fn exchange(c: &mut Conn, request: &[u8], asked: Asked) -> Result<Head
 /// head, as nginx postpones its output (`postpone_output`) and buffers the upstream's:
 /// gunicorn writes head and body apart, and relaying the head at once sent the client two
 /// segments where nginx sends one (one more packet, write and ACK per request). A whole
-/// body is also compressed at once, with its length. A read that fails or ends early stops
-/// here: the relay then finds the body cut short and ends the client's connection, as
-/// for any body that stops before its length.
-async fn await_small_body(c: &mut Conn, framing: Framing) {
-    let Framing::Length(n) = framing else { return };
-    if n > AWAIT_BODY as u64 {
+/// body is also compressed at once, with its length. `X-Accel-Buffering: no` (nginx's
+/// per-response `proxy_buffering off`) says the upstream wants its bytes passed on as they
+/// come: not awaited. A read that fails or ends early stops here: the relay then finds the
+/// body cut short and ends the client's connection, as for any body that stops before its
+/// length.
+async fn await_small_body(c: &mut Conn, head: &Head) {
+    let Framing::Length(n) = head.framing else {
+        return;
+    };
+    let unbuffered = head
+        .get("x-accel-buffering")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no"));
+    if n > AWAIT_BODY as u64 || unbuffered {
         return;
     }
     while (c.buf.len() as u64) < n {
