@@ -161,6 +161,77 @@ fn a_chunked_body_reaches_the_upstream_whole() {
     assert!(seen.raw.ends_with(b"\r\n\r\nWikipedia"));
 }
 
+/// `staticd serve` in front of `up` with `TMPDIR` set, as a systemd unit would set it.
+fn proxy_with_tmpdir(up: &Upstream, tmpdir: &std::path::Path) -> Staticd {
+    let root = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_staticd"));
+    cmd.arg("serve")
+        .arg("--root")
+        .arg(root.path())
+        .args(["--upstream", &up.addr, "--bind", "127.0.0.1:0"])
+        .env("TMPDIR", tmpdir);
+    Staticd::start(cmd)
+}
+
+/// A body over 64 KiB is kept in a nameless temporary file in `$TMPDIR` (nginx's
+/// `client_body_temp_path`), not in memory: it reaches the upstream whole, by
+/// Content-Length or chunked. The file is what carries it: with `$TMPDIR` unusable such a
+/// body is a 500 and never forwarded, while a small body (kept in memory) still goes through.
+#[test]
+fn large_bodies_go_through_a_temporary_file_and_reach_the_upstream_whole() {
+    let up = Upstream::start();
+    let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let s = proxy_with_tmpdir(&up, tmp.path());
+    let mut sized = format!(
+        "POST /sized HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    sized.extend_from_slice(&body);
+    assert_eq!(send_all(&s, sized, GET).text(), "POST /sized 300000");
+    let mut chunked =
+        b"PUT /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    for piece in body.chunks(70_000) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(send_all(&s, chunked, GET).text(), "PUT /chunked 300000");
+    let seen = up.wait_for("/chunked");
+    assert_eq!(seen.len(), 2);
+    for r in &seen {
+        assert!(r.body == body, "{}: the body changed on the way", r.target);
+        assert_eq!(r.header("content-length"), Some("300000"));
+        assert!(r.all("transfer-encoding").is_empty());
+    }
+    // Nothing left behind in TMPDIR: the files had no name.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+
+    let gone = tmp.path().join("missing");
+    let s = proxy_with_tmpdir(&up, &gone);
+    let mut big = format!(
+        "POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    big.extend_from_slice(&body);
+    assert_eq!(send_all(&s, big, GET).status, 500);
+    let small =
+        b"POST /small HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    assert_eq!(http::raw(s.addr, small, GET).text(), "POST /small 5");
+    assert!(
+        !up.targets().iter().any(|t| t == "/big"),
+        "{:?}",
+        up.targets()
+    );
+    s.stderr.wait("the temporary file's error", |l| {
+        l.contains("temporary file") && l.contains(&gone.display().to_string())
+    });
+}
+
 /// Smuggling forms are 400 (501 for a coding staticd does not implement) and close the
 /// connection; neither they nor the request hidden in them reach the upstream.
 #[test]

@@ -124,6 +124,30 @@ fn request_bodies_are_bounded_in_size_and_in_pauses() {
     assert_eq!(posts, 1, "{:?}", up.seen());
 }
 
+/// A body over 64 KiB goes through a temporary file (as over HTTP/1, `h1_edge`) and
+/// reaches the upstream whole, with its length.
+#[test]
+fn a_large_body_reaches_the_upstream_whole() {
+    let up = crate::common::echo::Upstream::start();
+    let s = Staticd::proxy(&["--upstream", &up.addr]);
+    let addr = s.addr;
+    let body: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let sent = Bytes::from(body.clone());
+    run(async move {
+        let (send, _driver) = connect(addr).await;
+        let mut send = send.ready().await.unwrap();
+        let req = request("POST", addr, "/large").body(()).unwrap();
+        let (res, mut tx) = send.send_request(req, false).unwrap();
+        tx.send_data(sent, true).unwrap();
+        let res = res.await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(body_of(res.into_body()).await, b"POST /large 200000");
+    });
+    let seen = up.wait_for("/large");
+    assert!(seen[0].body == body, "the body changed on the way");
+    assert_eq!(seen[0].header("content-length"), Some("200000"));
+}
+
 #[test]
 fn a_stream_reset_while_the_upstream_works_is_logged_499() {
     let gate = Gate::default();

@@ -115,6 +115,7 @@ pub mod reload;
 pub mod resolve;
 pub mod respond;
 pub mod socket;
+pub mod spool;
 pub mod state;
 pub mod stream;
 pub mod table;

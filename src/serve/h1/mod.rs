@@ -53,13 +53,14 @@ use super::message::{error_page, Body, Reply, Verb};
 use super::metrics::{self, Coding, RouteKind};
 use super::proxy;
 use super::socket::{self, Client, Peer, Prefixed};
+use super::spool::{Spool, SpoolError, Spooled};
 use super::state::{Live, State};
 use super::stream::ClientIo;
 use super::ticker;
 use actix_service::{fn_factory, fn_service, ServiceFactory};
 use actix_web::http::StatusCode;
 use body::{BodyError, BodyLen};
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use futures_util::future::{select, Either};
 use futures_util::StreamExt as _;
 use request::{Form, Head, HeadError, Parse};
@@ -173,6 +174,8 @@ enum After {
 /// Why a request body was not read.
 enum BodyFail {
     Bad(BodyError),
+    /// The temporary file for a large body could not be made or written.
+    Spool(SpoolError),
     TimedOut,
     /// The client closed (or reset) the connection.
     Gone,
@@ -228,14 +231,17 @@ impl<I: ClientIo> Conn<'_, I> {
             let start = self.clock();
             let keep = if head.body == BodyLen::None && head.upgrade.is_none() {
                 // The common case: the answer borrows the head from `buf` as it is.
-                let keep = self.answer(&live, &head, buf, &[], start, None).await;
+                let keep = self
+                    .answer(&live, &head, buf, &Spooled::empty(), start, None)
+                    .await;
                 buf.advance(head.len);
                 keep
             } else {
                 // The head's bytes apart; `buf` goes on with what follows them.
                 let hb = buf.split_to(head.len);
                 if head.body == BodyLen::None {
-                    self.answer(&live, &head, &hb, &[], start, Some(buf)).await
+                    self.answer(&live, &head, &hb, &Spooled::empty(), start, Some(buf))
+                        .await
                 } else if head.expect_continue
                     && buf.is_empty()
                     && !self.needs_body(&live, &head, &hb)
@@ -244,10 +250,12 @@ impl<I: ClientIo> Conn<'_, I> {
                     // is sent at once, without `100 Continue` (as nginx answers a 405 or a
                     // static file); the body is not read, so the connection then closes.
                     self.body_unread = true;
-                    self.answer(&live, &head, &hb, &[], start, None).await;
+                    self.answer(&live, &head, &hb, &Spooled::empty(), start, None)
+                        .await;
                     false
                 } else {
-                    match self.read_body(&head, buf).await {
+                    let keep = self.needs_body(&live, &head, &hb);
+                    match self.read_body(&head, buf, keep).await {
                         Ok(body) => self.answer(&live, &head, &hb, &body, start, None).await,
                         Err(fail) => {
                             self.body_failed(&head, &hb, fail, start).await;
@@ -327,8 +335,15 @@ impl<I: ClientIo> Conn<'_, I> {
     }
 
     /// Reads the whole body of `head` from `buf` and the socket (nothing reaches an
-    /// upstream before it is complete: nginx's `proxy_request_buffering on`).
-    async fn read_body(&mut self, head: &Head, buf: &mut BytesMut) -> Result<Bytes, BodyFail> {
+    /// upstream before it is complete: nginx's `proxy_request_buffering on`); past
+    /// [`spool::IN_MEMORY`] it goes to a temporary file. With `keep` false (an answer that
+    /// does not need the body) it is read and dropped as it comes, held nowhere.
+    async fn read_body(
+        &mut self,
+        head: &Head,
+        buf: &mut BytesMut,
+        keep: bool,
+    ) -> Result<Spooled, BodyFail> {
         let mut decoder =
             body::Decoder::new(head.body, self.settings.max_body).map_err(BodyFail::Bad)?;
         // RFC 9110 §10.1.1: only when the body will be read, and not once it is coming.
@@ -338,14 +353,20 @@ impl<I: ClientIo> Conn<'_, I> {
                 .await
                 .map_err(|_| BodyFail::Gone)?;
         }
-        let reserve = match head.body {
-            BodyLen::Length(n) => n.min(socket::BODY_READ as u64) as usize,
-            _ => socket::BODY_READ,
+        let declared = match head.body {
+            BodyLen::Length(n) => n,
+            _ => 0,
         };
-        let mut out = BytesMut::with_capacity(reserve);
+        let mut spool = Spool::new(if keep { declared } else { 0 });
         loop {
-            if decoder.decode(buf, &mut out).map_err(BodyFail::Bad)? {
-                return Ok(out.freeze());
+            let done = decoder.decode(buf, spool.buf()).map_err(BodyFail::Bad)?;
+            if keep {
+                spool.settle().map_err(BodyFail::Spool)?;
+            } else {
+                spool.buf().clear();
+            }
+            if done {
+                return spool.finish().map_err(BodyFail::Spool);
             }
             let read = self.io.read_more(buf, socket::BODY_READ);
             let by = ticker::Coarse::now() + self.settings.body_timeout;
@@ -377,6 +398,11 @@ impl<I: ClientIo> Conn<'_, I> {
                 let status = StatusCode::BAD_REQUEST;
                 (error_page(status), After::Linger)
             }
+            BodyFail::Spool(e) => {
+                tracing::error!(uri = %target, "{e}: 500");
+                let status = StatusCode::INTERNAL_SERVER_ERROR;
+                (error_page(status), After::Linger)
+            }
             BodyFail::TimedOut => {
                 tracing::info!(uri = %target, "request body stalled longer than --body-timeout ({:?}): 408", self.settings.body_timeout);
                 let status = StatusCode::REQUEST_TIMEOUT;
@@ -399,7 +425,7 @@ impl<I: ClientIo> Conn<'_, I> {
         live: &Live,
         head: &Head,
         buf: &[u8],
-        body: &[u8],
+        body: &Spooled,
         start: Option<Instant>,
         rest: Option<&mut BytesMut>,
     ) -> bool {
@@ -475,7 +501,7 @@ impl<I: ClientIo> Conn<'_, I> {
         head: &Head,
         buf: &[u8],
         path: &str,
-        body: &[u8],
+        body: &Spooled,
         start: Option<Instant>,
         rest: Option<&mut BytesMut>,
     ) -> bool {

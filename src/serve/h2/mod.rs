@@ -43,10 +43,11 @@ use super::message::{error_page, Reply, Request, Verb};
 use super::metrics::{self, Coding, RouteKind};
 use super::proxy::Incoming;
 use super::socket::{Peer, SEND_TIMEOUT};
+use super::spool::{self, Spool, Spooled};
 use super::state::{Live, State};
 use actix_web::http::header as ax;
 use actix_web::http::StatusCode;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt as _;
 use h2::server::SendResponse;
@@ -374,21 +375,26 @@ async fn proxied(
 }
 
 /// Reads a whole request body: over `--max-body` (declared or counted) is 413, a pause
-/// over `--body-timeout` 408, a reset or protocol error 400. The window is given back as
-/// the bytes are taken, so the client can go on sending.
+/// over `--body-timeout` 408, a reset or protocol error 400; past [`spool::IN_MEMORY`] it
+/// goes to a temporary file (500 if that cannot be made). The window is given back as the
+/// bytes are taken, so the client can go on sending.
 async fn read_body(
     mut body: RecvStream,
     declared: Option<u64>,
     settings: &Settings,
-) -> Result<Bytes, StatusCode> {
+) -> Result<Spooled, StatusCode> {
     let max = settings.max_body;
     if max > 0 && declared.is_some_and(|n| n > max) {
         return Err(StatusCode::PAYLOAD_TOO_LARGE);
     }
     if body.is_end_stream() {
-        return Ok(Bytes::new());
+        return Ok(Spooled::empty());
     }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(1 << 20) as usize);
+    let mut spool = Spool::new(declared.unwrap_or(0));
+    let spool_failed = |e: spool::SpoolError| {
+        tracing::error!("{e}: 500");
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
     loop {
         let next = tokio::time::timeout(settings.body_timeout, body.data()).await;
         let chunk = match next {
@@ -398,12 +404,13 @@ async fn read_body(
             Ok(Some(Ok(chunk))) => chunk,
         };
         let _ = body.flow_control().release_capacity(chunk.len());
-        if max > 0 && (buf.len() + chunk.len()) as u64 > max {
+        if max > 0 && spool.len() + chunk.len() as u64 > max {
             return Err(StatusCode::PAYLOAD_TOO_LARGE);
         }
-        buf.extend_from_slice(&chunk);
+        spool.buf().extend_from_slice(&chunk);
+        spool.settle().map_err(spool_failed)?;
     }
-    Ok(buf.freeze())
+    spool.finish().map_err(spool_failed)
 }
 
 /// The access-log line and the metrics of one answered request.

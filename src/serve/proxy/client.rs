@@ -23,6 +23,7 @@
 //! [`BodyState`]) with their unit tests below.
 
 use super::upstream::{Addr, Stream};
+use crate::serve::spool::Spooled;
 use crate::serve::ticker::Coarse;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use bytes::{Bytes, BytesMut};
@@ -274,8 +275,9 @@ pub fn start_request(method: &str, target: &str, body_len: usize) -> BytesMut {
 }
 
 /// Ends a request: `Content-Length` when there is a body (or the method normally carries
-/// one), the blank line, the body.
-pub fn end_request(out: &mut BytesMut, method: &str, body: &[u8]) {
+/// one), the blank line, the body when it is in memory (one in a file follows it, written by
+/// [`exchange`]).
+pub fn end_request(out: &mut BytesMut, method: &str, body: &Spooled) {
     let bodiless = matches!(
         method,
         "GET" | "HEAD" | "DELETE" | "OPTIONS" | "TRACE" | "CONNECT"
@@ -284,7 +286,9 @@ pub fn end_request(out: &mut BytesMut, method: &str, body: &[u8]) {
         let _ = write!(out, "content-length: {}\r\n", body.len());
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+    if let Some(bytes) = body.in_memory() {
+        out.extend_from_slice(bytes);
+    }
 }
 
 /// How the response body is delimited (RFC 9112 §6.3).
@@ -608,9 +612,17 @@ pub fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
         .ok_or_else(bad)
 }
 
-/// Writes `request` and reads the response head.
-pub async fn exchange(c: &mut Conn, request: &[u8], asked: Asked) -> Result<Head, ReadError> {
+/// Writes `request` (and a body kept in a file after it) and reads the response head.
+pub async fn exchange(
+    c: &mut Conn,
+    request: &[u8],
+    body: &Spooled,
+    asked: Asked,
+) -> Result<Head, ReadError> {
     c.io.write_all(request).await.map_err(ReadError::Io)?;
+    if let Spooled::File { .. } = body {
+        write_file_body(c, body).await.map_err(ReadError::Io)?;
+    }
     loop {
         match take_head(&mut c.buf, asked) {
             Ok(Some(head)) => {
@@ -627,6 +639,24 @@ pub async fn exchange(c: &mut Conn, request: &[u8], asked: Asked) -> Result<Head
             Ok(_) => {}
             Err(e) => return Err(ReadError::Io(e)),
         }
+    }
+}
+
+/// Copies a body kept in a file to the upstream, [`READ_SIZE`] bytes at a time: the
+/// request is long, so without `TCP_NODELAY` its last segment could wait for an ACK.
+async fn write_file_body(c: &mut Conn, body: &Spooled) -> io::Result<()> {
+    if let Stream::Tcp(s) = &c.io {
+        s.set_nodelay(true)?;
+    }
+    let mut buf = vec![0u8; READ_SIZE];
+    let mut at = 0;
+    loop {
+        let n = body.read_at(&mut buf, at)?;
+        if n == 0 {
+            return Ok(());
+        }
+        c.io.write_all(&buf[..n]).await?;
+        at += n as u64;
     }
 }
 
@@ -1187,16 +1217,16 @@ mod tests {
     fn request_encoding() {
         let mut r = start_request("POST", "/api/?a=1", 2);
         r.extend_from_slice(b"host: example.com\r\n");
-        end_request(&mut r, "POST", b"{}");
+        end_request(&mut r, "POST", &Spooled::Mem(Bytes::from_static(b"{}")));
         assert_eq!(
             &r[..],
             b"POST /api/?a=1 HTTP/1.1\r\nhost: example.com\r\ncontent-length: 2\r\n\r\n{}"
         );
         let mut r = start_request("GET", "/", 0);
-        end_request(&mut r, "GET", b"");
+        end_request(&mut r, "GET", &Spooled::empty());
         assert_eq!(&r[..], b"GET / HTTP/1.1\r\n\r\n");
         let mut r = start_request("DELETE", "/x", 0);
-        end_request(&mut r, "PUT", b"");
+        end_request(&mut r, "PUT", &Spooled::empty());
         assert_eq!(&r[..], b"DELETE /x HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
     }
 }

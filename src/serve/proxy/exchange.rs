@@ -4,6 +4,7 @@
 use super::client::{self, Conn};
 use super::upstream::Active;
 use super::{forward, Incoming, Proxy};
+use crate::serve::spool::Spooled;
 use crate::serve::ticker;
 use bytes::BytesMut;
 
@@ -20,7 +21,7 @@ pub(crate) enum Failure {
 impl Proxy {
     /// The upstream request's bytes: the same for every upstream, so built once (and not
     /// frozen into `Bytes`, which would allocate for nothing: it is only read).
-    fn encode(&self, inc: &Incoming<'_>, body: &[u8], upgrade: Option<&[u8]>) -> BytesMut {
+    fn encode(&self, inc: &Incoming<'_>, body: &Spooled, upgrade: Option<&[u8]>) -> BytesMut {
         let fallback;
         let host = match inc.host {
             Some(h) => h,
@@ -42,7 +43,8 @@ impl Proxy {
             scheme: if inc.https { "https" } else { "http" },
             upgrade,
         };
-        let mut out = client::start_request(inc.method, inc.target, body.len());
+        let inline = body.in_memory().map_or(0, <[u8]>::len);
+        let mut out = client::start_request(inc.method, inc.target, inline);
         forward::write_request_headers(&inbound, &mut out);
         client::end_request(&mut out, inc.method, body);
         out
@@ -53,7 +55,7 @@ impl Proxy {
     pub(crate) async fn send(
         &self,
         inc: &Incoming<'_>,
-        body: &[u8],
+        body: &Spooled,
         upgrade: Option<&[u8]>,
     ) -> Result<(Conn, client::Head, Active), Failure> {
         let idempotent = matches!(
@@ -116,7 +118,7 @@ impl Proxy {
             };
             match ticker::within(
                 ticker::Coarse::now() + self.opts.read_timeout,
-                client::exchange(&mut conn, &request[sent..], asked),
+                client::exchange(&mut conn, &request[sent..], body, asked),
             )
             .await
             {

@@ -21,8 +21,9 @@
 //! - `files`: internal and media mounts (ETag, Range, conditionals).
 //! - `ready`: what the health path and the metrics read (readiness, upstream states).
 //!
-//! Request bodies are buffered (bounded by `--max-body`) before an upstream is contacted, so
-//! a slow client never holds a gunicorn sync worker; responses are streamed as produced.
+//! Request bodies are buffered (bounded by `--max-body`; past 64 KiB in a temporary file,
+//! `spool`) before an upstream is contacted, so a slow client never holds a gunicorn sync
+//! worker; responses are streamed as produced.
 
 pub mod client;
 pub mod exchange;
@@ -38,6 +39,7 @@ pub mod upstream;
 pub use incoming::Incoming;
 
 use crate::serve::message::{Reply, Request};
+use crate::serve::spool::Spooled;
 use crate::serve::ticker;
 use actix_web::http::header::{self as ax, HeaderValue};
 use actix_web::http::StatusCode;
@@ -151,7 +153,7 @@ impl Proxy {
 
     /// Sends a request whose body is buffered to an upstream and returns its answer; a
     /// client that leaves while the upstream works cancels the upstream request (499).
-    pub async fn forward(&self, inc: &Incoming<'_>, body: &[u8]) -> Reply<'static> {
+    pub async fn forward(&self, inc: &Incoming<'_>, body: &Spooled) -> Reply<'static> {
         let work = async {
             let started = inc.timed.then(std::time::Instant::now);
             match self.send(inc, body, None).await {
@@ -189,7 +191,7 @@ impl Proxy {
         let retired = || self.retired.load(std::sync::atomic::Ordering::Relaxed);
         let mut request = client::start_request("GET", &path, 0);
         request.extend_from_slice(b"host: localhost\r\nconnection: close\r\n");
-        client::end_request(&mut request, "GET", b"");
+        client::end_request(&mut request, "GET", &Spooled::empty());
         let mut tick = tokio::time::interval(self.opts.health_interval);
         loop {
             tick.tick().await;
@@ -199,9 +201,14 @@ impl Proxy {
             for (i, u) in self.pool.upstreams.iter().enumerate() {
                 let probe = async {
                     let (mut c, sent) = client::connect(&u.addr, i, &request).await.ok()?;
-                    client::exchange(&mut c, &request[sent..], client::Asked::default())
-                        .await
-                        .ok()
+                    client::exchange(
+                        &mut c,
+                        &request[sent..],
+                        &Spooled::empty(),
+                        client::Asked::default(),
+                    )
+                    .await
+                    .ok()
                 };
                 let ok = matches!(
                     tokio::time::timeout(self.opts.connect_timeout, probe).await,

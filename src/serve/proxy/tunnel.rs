@@ -8,6 +8,7 @@ use super::pages::{client_closed, failure_page};
 use super::upstream::{Active, Stream};
 use super::{forward, Incoming, Proxy};
 use crate::serve::message::Reply;
+use crate::serve::spool::Spooled;
 use crate::serve::stream::ClientIo;
 use crate::serve::ticker;
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -41,7 +42,8 @@ pub struct Switch {
 impl Proxy {
     /// Sends an upgrade request (`upgrade` is its `Upgrade` value) to an upstream.
     pub async fn upgrade(&self, inc: &Incoming<'_>, upgrade: &[u8]) -> Upgrade {
-        let work = self.send(inc, &[], Some(upgrade));
+        let none = Spooled::empty();
+        let work = self.send(inc, &none, Some(upgrade));
         let (conn, head, active) = match ticker::guard(None, inc.client_fd, work).await {
             Err(_) => {
                 tracing::info!(status = 499, method = %inc.method, uri = %inc.target, "client closed the connection before the upstream answered the upgrade");

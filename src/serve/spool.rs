@@ -1,0 +1,247 @@
+//! Request bodies on their way to an upstream: kept in memory up to [`IN_MEMORY`] bytes and
+//! beyond that in a nameless temporary file, as nginx keeps them in `client_body_buffer_size`
+//! and then in `client_body_temp_path`. Bodies are read whole before the upstream is
+//! contacted (a slow client never ties up a sync worker), so without the file an upload
+//! would cost its size in memory: `--max-body 4G` and a few concurrent uploads would take
+//! the host's memory.
+//!
+//! The file is made with `O_TMPFILE` in `$TMPDIR` (default `/tmp`): it has no name, so it
+//! is gone when closed, also when staticd is killed. Where the filesystem cannot make such
+//! a file, a named one is made and unlinked at once. It is written and read with plain
+//! blocking calls on the worker thread, as nginx writes its temp files (without
+//! `aio threads`): the writes go to the page cache.
+
+use bytes::{Bytes, BytesMut};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// The most of a body kept in memory (nginx's `client_body_buffer_size` is 16 KiB; a
+/// form post or a JSON API call stays well below this, a file upload does not).
+pub const IN_MEMORY: usize = 64 * 1024;
+
+/// A complete request body.
+#[derive(Debug)]
+pub enum Spooled {
+    Mem(Bytes),
+    /// `len` bytes from the start of `file`.
+    File {
+        file: File,
+        len: u64,
+    },
+}
+
+impl Spooled {
+    pub fn empty() -> Spooled {
+        Spooled::Mem(Bytes::new())
+    }
+
+    pub fn len(&self) -> u64 {
+        match self {
+            Spooled::Mem(b) => b.len() as u64,
+            Spooled::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes when the body is in memory.
+    pub fn in_memory(&self) -> Option<&[u8]> {
+        match self {
+            Spooled::Mem(b) => Some(b),
+            Spooled::File { .. } => None,
+        }
+    }
+
+    /// Reads into `buf` from `offset`; the bytes read (0 at the end).
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let end = self.len();
+        if offset >= end {
+            return Ok(0);
+        }
+        let want = buf.len().min((end - offset) as usize);
+        match self {
+            Spooled::Mem(b) => {
+                buf[..want].copy_from_slice(&b[offset as usize..offset as usize + want]);
+                Ok(want)
+            }
+            Spooled::File { file, .. } => file.read_at(&mut buf[..want], offset),
+        }
+    }
+}
+
+/// A body being read: bytes go to [`Spool::buf`], then [`Spool::settle`] moves them to the
+/// file once memory holds more than [`IN_MEMORY`].
+pub struct Spool {
+    mem: BytesMut,
+    file: Option<(File, u64)>,
+}
+
+impl Spool {
+    /// `hint`: the declared length, if any (memory is reserved up to [`IN_MEMORY`]).
+    pub fn new(hint: u64) -> Spool {
+        Spool {
+            mem: BytesMut::with_capacity(hint.min(IN_MEMORY as u64) as usize),
+            file: None,
+        }
+    }
+
+    /// Where the next decoded bytes go.
+    pub fn buf(&mut self) -> &mut BytesMut {
+        &mut self.mem
+    }
+
+    /// The bytes taken so far.
+    pub fn len(&self) -> u64 {
+        self.file.as_ref().map_or(0, |(_, n)| *n) + self.mem.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Moves the bytes in memory to the file once they are over [`IN_MEMORY`].
+    pub fn settle(&mut self) -> Result<(), SpoolError> {
+        if self.mem.len() > IN_MEMORY {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SpoolError> {
+        let dir = std::env::temp_dir();
+        if self.file.is_none() {
+            let file = temp_file(&dir).map_err(|e| SpoolError {
+                dir: dir.clone(),
+                e,
+            })?;
+            self.file = Some((file, 0));
+        }
+        let (file, written) = self.file.as_mut().expect("just made");
+        file.write_all(&self.mem).map_err(|e| SpoolError {
+            dir: dir.clone(),
+            e,
+        })?;
+        *written += self.mem.len() as u64;
+        self.mem.clear();
+        Ok(())
+    }
+
+    /// The whole body.
+    pub fn finish(mut self) -> Result<Spooled, SpoolError> {
+        if self.file.is_none() {
+            return Ok(Spooled::Mem(self.mem.freeze()));
+        }
+        self.flush()?;
+        let (file, len) = self.file.take().expect("a file");
+        Ok(Spooled::File { file, len })
+    }
+}
+
+/// The temporary file could not be made or written.
+#[derive(Debug)]
+pub struct SpoolError {
+    pub dir: PathBuf,
+    pub e: io::Error,
+}
+
+impl std::fmt::Display for SpoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot keep a request body in a temporary file in {} ($TMPDIR): {}",
+            self.dir.display(),
+            self.e
+        )
+    }
+}
+
+/// A file in `dir` that has no name.
+fn temp_file(dir: &Path) -> io::Result<File> {
+    let opts = || {
+        let mut o = std::fs::OpenOptions::new();
+        o.read(true).write(true).mode(0o600);
+        o
+    };
+    match opts().custom_flags(libc::O_TMPFILE).open(dir) {
+        Ok(f) => return Ok(f),
+        // Filesystems without O_TMPFILE say so in one of these ways.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) => {}
+        Err(e) => return Err(e),
+    }
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!(".staticd-body-{}-{n}", std::process::id()));
+        match opts().create_new(true).open(&path) {
+            Ok(f) => {
+                std::fs::remove_file(&path)?;
+                return Ok(f);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(s: &Spooled) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 7000];
+        loop {
+            let n = s.read_at(&mut buf, out.len() as u64).unwrap();
+            if n == 0 {
+                return out;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    #[test]
+    fn a_small_body_stays_in_memory() {
+        let mut s = Spool::new(5);
+        s.buf().extend_from_slice(b"hello");
+        s.settle().unwrap();
+        let body = s.finish().unwrap();
+        assert_eq!(body.in_memory(), Some(&b"hello"[..]));
+        assert_eq!(read_all(&body), b"hello");
+    }
+
+    #[test]
+    fn a_large_body_goes_to_a_file_with_every_byte_in_order() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut s = Spool::new(data.len() as u64);
+        for piece in data.chunks(10_000) {
+            s.buf().extend_from_slice(piece);
+            s.settle().unwrap();
+            assert!(s.buf().len() <= IN_MEMORY + 10_000, "memory stays bounded");
+        }
+        assert_eq!(s.len(), data.len() as u64);
+        let body = s.finish().unwrap();
+        assert!(matches!(body, Spooled::File { .. }));
+        assert_eq!(body.len(), data.len() as u64);
+        assert_eq!(read_all(&body), data);
+    }
+
+    #[test]
+    fn the_file_has_no_name() {
+        let f = temp_file(&std::env::temp_dir()).unwrap();
+        let link = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&f)
+        ))
+        .unwrap();
+        assert!(!link.exists(), "{} is still reachable", link.display());
+    }
+}
