@@ -22,6 +22,8 @@
 //!    - `beneath`: opening a file below a root that no symlink can lead out of.
 //!    - `host`: Host and authority syntax (RFC 9112 §3.2), for HTTP/1 and HTTP/2 alike.
 //!    - `body`: response bodies as memory pieces and file ranges.
+//!    - `spool`: request bodies on their way upstream, past 64 KiB in a nameless
+//!      temporary file.
 //!    - `socket`: a plain client connection (TCP or Unix) and its socket I/O (`writev`,
 //!      `sendfile`), for the HTTP/1 loop and its tunnels; its peer.
 //!    - `listen`: the listeners (`--bind` forms, Unix sockets, systemd socket activation).
