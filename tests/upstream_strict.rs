@@ -268,6 +268,30 @@ fn small_bodies_are_awaited_whole_unless_long_or_unbuffered() {
     }
 }
 
+/// An upstream that closes before a small body is whole: nothing of its answer has gone out
+/// yet (such a body is awaited with its head), so the client gets a 502, as for any other
+/// broken response, rather than a head promising bytes that never follow.
+#[test]
+fn a_small_body_cut_short_is_502() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().map_while(Result::ok) {
+            let mut buf = Vec::new();
+            read_until(&mut c, &mut buf, b"\r\n\r\n");
+            // Then closed, six bytes short.
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf");
+        }
+    });
+    let s = Staticd::proxy(&["--upstream", &addr, "--workers", "1"]);
+    let r = s.get("/cut", &[]);
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(!r.text().contains("half"), "{}", r.text());
+    s.stderr.wait("the cause in the log", |l| {
+        l.contains("closed") && l.contains("6 bytes")
+    });
+}
+
 /// A bad chunk size after the head and a first chunk were relayed: the client's connection
 /// is closed without the terminating chunk (its body is visibly truncated, never complete),
 /// and the upstream connection is dropped. On the fast path (GET) and on actix (POST).

@@ -626,7 +626,7 @@ pub async fn exchange(
     loop {
         match take_head(&mut c.buf, asked) {
             Ok(Some(head)) => {
-                await_small_body(c, &head).await;
+                await_small_body(c, &head).await?;
                 return Ok(head);
             }
             Ok(None) => {}
@@ -666,26 +666,31 @@ async fn write_file_body(c: &mut Conn, body: &Spooled) -> io::Result<()> {
 /// segments where nginx sends one (one more packet, write and ACK per request). A whole
 /// body is also compressed at once, with its length. `X-Accel-Buffering: no` (nginx's
 /// per-response `proxy_buffering off`) says the upstream wants its bytes passed on as they
-/// come: not awaited. A read that fails or ends early stops here: the relay then finds the
-/// body cut short and ends the client's connection, as for any body that stops before its
-/// length.
-async fn await_small_body(c: &mut Conn, head: &Head) {
+/// come: not awaited. An upstream that closes before the body is whole has sent a broken
+/// response, and nothing of it has gone out yet: that is a 502 (`ClosedInBody`), not a
+/// head promising bytes that never follow.
+async fn await_small_body(c: &mut Conn, head: &Head) -> Result<(), ReadError> {
     let Framing::Length(n) = head.framing else {
-        return;
+        return Ok(());
     };
     let unbuffered = head
         .get("x-accel-buffering")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no"));
     if n > AWAIT_BODY as u64 || unbuffered {
-        return;
+        return Ok(());
     }
     while (c.buf.len() as u64) < n {
         c.buf.reserve(n as usize - c.buf.len());
         match c.io.read_buf(&mut c.buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) => {
+                let missing = n - c.buf.len() as u64;
+                return Err(ReadError::Invalid(FramingError::ClosedInBody { missing }));
+            }
             Ok(_) => {}
+            Err(e) => return Err(ReadError::Io(e)),
         }
     }
+    Ok(())
 }
 
 /// Decodes `Transfer-Encoding: chunked` incrementally (extensions and trailers skipped).
