@@ -1,8 +1,10 @@
 //! staticd's HTTP/1.1 server: every accepted connection is served here for its whole life.
 //!
 //! One loop per connection reads a head ([`request`]: httparse, then RFC 9112's request
-//! rules), reads the body if there is one ([`body`]: Content-Length or chunked, bounded by
-//! `--max-body`, `100 Continue` first when asked), answers, and goes on with the next head:
+//! rules), reads the body if the answer needs it ([`body`]: Content-Length or chunked,
+//! bounded by `--max-body`, `100 Continue` first when asked; past 64 KiB into a temporary
+//! file, [`spool`](super::spool)), answers (a local answer goes out before its request's
+//! body, which is then read and dropped), and goes on with the next head:
 //! static files from the table (one `writev` for a file held in memory, `sendfile` for one
 //! on disk), everything else through the proxy (the upstream's answer relayed as it comes,
 //! chunked when its length is not known), WebSocket and other upgrades as a tunnel
@@ -142,6 +144,7 @@ async fn run<I: ClientIo>(
         log_format: LogFormat::Off,
         route: RouteKind::Internal,
         body_unread: false,
+        body_pending: false,
         out: Vec::with_capacity(512),
     };
     conn.run(buf).await
@@ -193,6 +196,9 @@ struct Conn<'a, I> {
     /// The request being answered declared a body that was not read (its answer did not
     /// need it): the connection closes after the answer, lingering.
     body_unread: bool,
+    /// The request being answered has a body still to come, to be read and dropped after
+    /// the answer: an answer that ends the connection lingers.
+    body_pending: bool,
     /// The response head being written, reused.
     out: Vec<u8>,
 }
@@ -253,9 +259,25 @@ impl<I: ClientIo> Conn<'_, I> {
                     self.answer(&live, &head, &hb, &Spooled::empty(), start, None)
                         .await;
                     false
+                } else if !self.needs_body(&live, &head, &hb) {
+                    // nginx's discarded body: the answer goes out at once, and the body is
+                    // read and dropped after it, so the connection can go on.
+                    match body::Decoder::new(head.body, self.settings.max_body) {
+                        Ok(decoder) => {
+                            self.body_pending = true;
+                            let keep = self
+                                .answer(&live, &head, &hb, &Spooled::empty(), start, None)
+                                .await;
+                            self.body_pending = false;
+                            keep && self.discard_body(decoder, buf).await
+                        }
+                        Err(e) => {
+                            self.body_failed(&head, &hb, BodyFail::Bad(e), start).await;
+                            false
+                        }
+                    }
                 } else {
-                    let keep = self.needs_body(&live, &head, &hb);
-                    match self.read_body(&head, buf, keep).await {
+                    match self.read_body(&head, buf).await {
                         Ok(body) => self.answer(&live, &head, &hb, &body, start, None).await,
                         Err(fail) => {
                             self.body_failed(&head, &hb, fail, start).await;
@@ -336,14 +358,8 @@ impl<I: ClientIo> Conn<'_, I> {
 
     /// Reads the whole body of `head` from `buf` and the socket (nothing reaches an
     /// upstream before it is complete: nginx's `proxy_request_buffering on`); past
-    /// [`spool::IN_MEMORY`] it goes to a temporary file. With `keep` false (an answer that
-    /// does not need the body) it is read and dropped as it comes, held nowhere.
-    async fn read_body(
-        &mut self,
-        head: &Head,
-        buf: &mut BytesMut,
-        keep: bool,
-    ) -> Result<Spooled, BodyFail> {
+    /// [`spool::IN_MEMORY`](super::spool::IN_MEMORY) it goes to a temporary file.
+    async fn read_body(&mut self, head: &Head, buf: &mut BytesMut) -> Result<Spooled, BodyFail> {
         let mut decoder =
             body::Decoder::new(head.body, self.settings.max_body).map_err(BodyFail::Bad)?;
         // RFC 9110 §10.1.1: only when the body will be read, and not once it is coming.
@@ -357,24 +373,42 @@ impl<I: ClientIo> Conn<'_, I> {
             BodyLen::Length(n) => n,
             _ => 0,
         };
-        let mut spool = Spool::new(if keep { declared } else { 0 });
+        let mut spool = Spool::new(declared);
         loop {
             let done = decoder.decode(buf, spool.buf()).map_err(BodyFail::Bad)?;
-            if keep {
-                spool.settle().map_err(BodyFail::Spool)?;
-            } else {
-                spool.buf().clear();
-            }
+            spool.settle().map_err(BodyFail::Spool)?;
             if done {
                 return spool.finish().map_err(BodyFail::Spool);
             }
-            let read = self.io.read_more(buf, socket::BODY_READ);
-            let by = ticker::Coarse::now() + self.settings.body_timeout;
-            match ticker::within(by, read).await {
-                Err(_) => return Err(BodyFail::TimedOut),
-                Ok(Ok(n)) if n > 0 => {}
-                Ok(_) => return Err(BodyFail::Gone),
+            self.read_more_body(buf).await?;
+        }
+    }
+
+    /// Reads and drops the body of a request answered without it; whether the connection
+    /// can go on (not after bad framing, a pause over `--body-timeout` or a close: the
+    /// answer has gone out, so there is nothing to tell the client).
+    async fn discard_body(&mut self, mut decoder: body::Decoder, buf: &mut BytesMut) -> bool {
+        let mut scratch = BytesMut::new();
+        loop {
+            match decoder.decode(buf, &mut scratch) {
+                Ok(true) => return true,
+                Ok(false) => scratch.clear(),
+                Err(_) => return false,
             }
+            if self.read_more_body(buf).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// More of a body into `buf`, within `--body-timeout`.
+    async fn read_more_body(&mut self, buf: &mut BytesMut) -> Result<(), BodyFail> {
+        let read = self.io.read_more(buf, socket::BODY_READ);
+        let by = ticker::Coarse::now() + self.settings.body_timeout;
+        match ticker::within(by, read).await {
+            Err(_) => Err(BodyFail::TimedOut),
+            Ok(Ok(n)) if n > 0 => Ok(()),
+            Ok(_) => Err(BodyFail::Gone),
         }
     }
 
@@ -626,7 +660,8 @@ impl<I: ClientIo> Conn<'_, I> {
         if let (Some(start), None) = (start, known) {
             self.log(head, buf, &reply, streamed, start);
         }
-        if after == After::Linger && sent.is_ok() {
+        let unread = after == After::Linger || (self.body_pending && persist == Persist::Close);
+        if unread && sent.is_ok() {
             self.io.linger(self.settings.shutdown.notified()).await;
         }
         sent.is_ok() && persist != Persist::Close
