@@ -161,8 +161,9 @@ fn a_chunked_body_reaches_the_upstream_whole() {
     assert!(seen.raw.ends_with(b"\r\n\r\nWikipedia"));
 }
 
-/// `staticd serve` in front of `up` with `TMPDIR` set, as a systemd unit would set it.
-fn proxy_with_tmpdir(up: &Upstream, tmpdir: &std::path::Path) -> Staticd {
+/// `staticd serve` in front of `up` with `TMPDIR` set, as a systemd unit would set it; its
+/// (empty) root goes with it.
+fn proxy_with_tmpdir(up: &Upstream, tmpdir: &std::path::Path) -> (Staticd, tempfile::TempDir) {
     let root = tempfile::tempdir().unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_staticd"));
     cmd.arg("serve")
@@ -170,7 +171,7 @@ fn proxy_with_tmpdir(up: &Upstream, tmpdir: &std::path::Path) -> Staticd {
         .arg(root.path())
         .args(["--upstream", &up.addr, "--bind", "127.0.0.1:0"])
         .env("TMPDIR", tmpdir);
-    Staticd::start(cmd)
+    (Staticd::start(cmd), root)
 }
 
 /// A body over 64 KiB is kept in a nameless temporary file in `$TMPDIR` (nginx's
@@ -182,7 +183,7 @@ fn large_bodies_go_through_a_temporary_file_and_reach_the_upstream_whole() {
     let up = Upstream::start();
     let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let tmp = tempfile::tempdir().unwrap();
-    let s = proxy_with_tmpdir(&up, tmp.path());
+    let (s, _root) = proxy_with_tmpdir(&up, tmp.path());
     let mut sized = format!(
         "POST /sized HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -211,7 +212,7 @@ fn large_bodies_go_through_a_temporary_file_and_reach_the_upstream_whole() {
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 
     let gone = tmp.path().join("missing");
-    let s = proxy_with_tmpdir(&up, &gone);
+    let (s, _root) = proxy_with_tmpdir(&up, &gone);
     let mut big = format!(
         "POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -230,6 +231,62 @@ fn large_bodies_go_through_a_temporary_file_and_reach_the_upstream_whole() {
     s.stderr.wait("the temporary file's error", |l| {
         l.contains("temporary file") && l.contains(&gone.display().to_string())
     });
+}
+
+/// A large body goes to a slow upstream under `--read-timeout` per write (nginx's
+/// `proxy_send_timeout`), not for the whole upload: an upstream that takes 16 MiB at 5 MiB/s
+/// gets all of it through a 1 s limit, and answers.
+#[test]
+fn a_large_upload_to_a_slow_upstream_is_timed_per_write() {
+    const LEN: usize = 16 << 20;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let head_end = loop {
+            let n = c.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let mut body = got.len() - head_end;
+        while body < LEN {
+            // About 1 MiB per 200 ms: the upload takes over 3 s.
+            std::thread::sleep(Duration::from_millis(200));
+            let mut taken = 0;
+            while taken < (1 << 20) && body < LEN {
+                let n = c.read(&mut buf[..(1 << 20) - taken]).unwrap();
+                assert!(n > 0, "staticd closed after {body} bytes");
+                taken += n;
+                body += n;
+            }
+        }
+        c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            .unwrap();
+    });
+    let s = Staticd::proxy(&[
+        "--upstream",
+        &addr,
+        "--read-timeout",
+        "1s",
+        "--max-body",
+        "64M",
+    ]);
+    let mut req = format!(
+        "PUT /big HTTP/1.1\r\nHost: t\r\nContent-Length: {LEN}\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    req.extend(std::iter::repeat_n(b'x', LEN));
+    let started = Instant::now();
+    let r = send_all(&s, req, GET);
+    assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the upstream was not slow"
+    );
 }
 
 /// Smuggling forms are 400 (501 for a coding staticd does not implement) and close the

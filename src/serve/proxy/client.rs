@@ -24,7 +24,7 @@
 
 use super::upstream::{Addr, Stream};
 use crate::serve::spool::Spooled;
-use crate::serve::ticker::Coarse;
+use crate::serve::ticker::{within, Coarse, Fired};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use bytes::{Bytes, BytesMut};
 use std::cell::RefCell;
@@ -612,17 +612,9 @@ pub fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
         .ok_or_else(bad)
 }
 
-/// Writes `request` (and a body kept in a file after it) and reads the response head.
-pub async fn exchange(
-    c: &mut Conn,
-    request: &[u8],
-    body: &Spooled,
-    asked: Asked,
-) -> Result<Head, ReadError> {
+/// Writes `request` and reads the response head.
+pub async fn exchange(c: &mut Conn, request: &[u8], asked: Asked) -> Result<Head, ReadError> {
     c.io.write_all(request).await.map_err(ReadError::Io)?;
-    if let Spooled::File { .. } = body {
-        write_file_body(c, body).await.map_err(ReadError::Io)?;
-    }
     loop {
         match take_head(&mut c.buf, asked) {
             Ok(Some(head)) => {
@@ -642,21 +634,37 @@ pub async fn exchange(
     }
 }
 
-/// Copies a body kept in a file to the upstream, [`READ_SIZE`] bytes at a time: the
-/// request is long, so without `TCP_NODELAY` its last segment could wait for an ACK.
-async fn write_file_body(c: &mut Conn, body: &Spooled) -> io::Result<()> {
+/// Writes the rest of a request's head and then its body kept in a file, [`READ_SIZE`]
+/// bytes at a time, each write within `each` (nginx's `proxy_send_timeout`: a limit
+/// between two writes, not on the whole, so a large upload to a slow upstream is not cut
+/// off). `Err(Fired)` when a write timed out. The request is long, so `TCP_NODELAY` is
+/// set: its last segment does not wait for an ACK.
+pub async fn write_with_file_body(
+    c: &mut Conn,
+    head: &[u8],
+    body: &Spooled,
+    each: Duration,
+) -> Result<io::Result<()>, Fired> {
     if let Stream::Tcp(s) = &c.io {
-        s.set_nodelay(true)?;
+        let _ = s.set_nodelay(true);
     }
     let mut buf = vec![0u8; READ_SIZE];
-    let mut at = 0;
+    let (mut at, mut first) = (0, Some(head));
     loop {
-        let n = body.read_at(&mut buf, at)?;
-        if n == 0 {
-            return Ok(());
+        let piece = match first.take() {
+            Some(h) => h,
+            None => match body.read_at(&mut buf, at) {
+                Ok(0) => return Ok(Ok(())),
+                Ok(n) => {
+                    at += n as u64;
+                    &buf[..n]
+                }
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        if let Err(e) = within(Coarse::now() + each, c.io.write_all(piece)).await? {
+            return Ok(Err(e));
         }
-        c.io.write_all(&buf[..n]).await?;
-        at += n as u64;
     }
 }
 

@@ -116,18 +116,27 @@ impl Proxy {
                     break;
                 }
             };
-            match ticker::within(
-                ticker::Coarse::now() + self.opts.read_timeout,
-                client::exchange(&mut conn, &request[sent..], body, asked),
-            )
-            .await
-            {
+            let timeout = self.opts.read_timeout;
+            let exchanged = async {
+                let mut rest = &request[sent..];
+                if let Spooled::File { .. } = body {
+                    // Written first, each write on its own clock; then the head's.
+                    let written = client::write_with_file_body(&mut conn, rest, body, timeout);
+                    if let Err(e) = written.await? {
+                        return Ok(Err(client::ReadError::Io(e)));
+                    }
+                    rest = &[];
+                }
+                let head = client::exchange(&mut conn, rest, asked);
+                ticker::within(ticker::Coarse::now() + timeout, head).await
+            };
+            match exchanged.await {
                 Ok(Ok(head)) => {
                     self.pool.succeeded(i);
                     return Ok((conn, head, active));
                 }
                 Err(_) => {
-                    tracing::warn!(upstream = %addr, method = %inc.method, uri = %inc.target, "upstream timed out reading the response head (--read-timeout {:?}): 504", self.opts.read_timeout);
+                    tracing::warn!(upstream = %addr, method = %inc.method, uri = %inc.target, "upstream timed out reading the response head, or taking the request body (--read-timeout {:?}): 504", self.opts.read_timeout);
                     self.pool.failed(i);
                     return Err(Failure::ReadTimeout);
                 }

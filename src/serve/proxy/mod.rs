@@ -201,14 +201,9 @@ impl Proxy {
             for (i, u) in self.pool.upstreams.iter().enumerate() {
                 let probe = async {
                     let (mut c, sent) = client::connect(&u.addr, i, &request).await.ok()?;
-                    client::exchange(
-                        &mut c,
-                        &request[sent..],
-                        &Spooled::empty(),
-                        client::Asked::default(),
-                    )
-                    .await
-                    .ok()
+                    client::exchange(&mut c, &request[sent..], client::Asked::default())
+                        .await
+                        .ok()
                 };
                 let ok = matches!(
                     tokio::time::timeout(self.opts.connect_timeout, probe).await,
