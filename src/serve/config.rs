@@ -211,8 +211,9 @@ pub struct ServeArgs {
     #[arg(id = "proxy.connect_timeout", long = "connect-timeout", value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
-    /// Time allowed for the response head (and a body of up to 64 KiB, read with it), and
-    /// between two reads of a longer body → 504.
+    /// Time allowed for the response head (and a body of up to 64 KiB, read with it),
+    /// between two reads of a longer body, and between two writes of a request body over
+    /// 64 KiB → 504.
     #[arg(id = "proxy.read_timeout", long = "read-timeout", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub read_timeout: Duration,
 
