@@ -162,6 +162,9 @@ pub struct Reply<'a> {
     pub close: bool,
     /// The upstream that answered, for the access log (`None` when none did).
     pub upstream: Option<Upstream>,
+    /// A streamed body is not read ahead of a slow client (the upstream said
+    /// `X-Accel-Buffering: no`, nginx's per-response `proxy_buffering off`).
+    pub unbuffered: bool,
 }
 
 /// The upstream that answered a proxied request: nginx's `$upstream_addr` and
@@ -184,6 +187,7 @@ impl<'a> Reply<'a> {
             stale: false,
             close: false,
             upstream: None,
+            unbuffered: false,
         }
     }
 

@@ -1,3 +1,6 @@
+//! Bodies held on their way through: a request body going to an upstream ([`Spool`]) and a
+//! response read ahead of a slow client ([`Backlog`]).
+//!
 //! Request bodies on their way to an upstream: kept in memory up to [`IN_MEMORY`] bytes and
 //! beyond that in a nameless temporary file, as nginx keeps them in `client_body_buffer_size`
 //! and then in `client_body_temp_path`. Bodies are read whole before the upstream is
@@ -12,6 +15,7 @@
 //! `aio threads`): the writes go to the page cache.
 
 use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -141,6 +145,92 @@ impl Spool {
     }
 }
 
+/// A response body read ahead of a slow client, as nginx's `proxy_buffering` holds it
+/// (`proxy_buffers`, then `proxy_temp_path` up to `proxy_max_temp_file_size`, 1 GiB): the
+/// upstream's answer is taken as fast as the upstream sends it, so a client on a slow
+/// link does not hold a gunicorn sync worker for as long as it takes to download. Up to
+/// [`AHEAD_IN_MEMORY`] bytes wait in memory, more in a nameless temporary file (as
+/// [`Spool`]'s), [`AHEAD_MAX`] in all; past that the upstream is read no faster than the
+/// client. Nothing is delayed: the client is written what is there as soon as it can take
+/// it, so a server-sent event stream flows as before.
+#[derive(Default)]
+pub struct Backlog {
+    /// The oldest bytes, in order.
+    mem: VecDeque<Bytes>,
+    mem_len: usize,
+    /// Newer bytes than all of `mem`'s, between `read` and `written` in the file.
+    file: Option<File>,
+    read: u64,
+    written: u64,
+}
+
+/// What a [`Backlog`] keeps in memory before it uses a file.
+pub const AHEAD_IN_MEMORY: usize = 256 * 1024;
+/// The most a [`Backlog`] holds (nginx's `proxy_max_temp_file_size`).
+pub const AHEAD_MAX: u64 = 1 << 30;
+/// The most taken from the file at once.
+const AHEAD_READ: usize = 64 * 1024;
+
+impl Backlog {
+    pub fn len(&self) -> u64 {
+        self.mem_len as u64 + (self.written - self.read)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// No more is taken in: the upstream waits for the client.
+    pub fn is_full(&self) -> bool {
+        self.len() >= AHEAD_MAX
+    }
+
+    /// Adds `bytes` after everything held.
+    pub fn push(&mut self, bytes: Bytes) -> Result<(), SpoolError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let on_file = self.written > self.read;
+        if !on_file && self.mem_len + bytes.len() <= AHEAD_IN_MEMORY {
+            self.mem_len += bytes.len();
+            self.mem.push_back(bytes);
+            return Ok(());
+        }
+        let dir = std::env::temp_dir();
+        let failed = |e| SpoolError {
+            dir: dir.clone(),
+            e,
+        };
+        if self.file.is_none() {
+            self.file = Some(temp_file(&dir).map_err(failed)?);
+        }
+        let file = self.file.as_ref().expect("just made");
+        file.write_all_at(&bytes, self.written).map_err(failed)?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// The oldest bytes held, if any.
+    pub fn take(&mut self) -> io::Result<Option<Bytes>> {
+        if let Some(b) = self.mem.pop_front() {
+            self.mem_len -= b.len();
+            return Ok(Some(b));
+        }
+        let (Some(file), true) = (self.file.as_ref(), self.written > self.read) else {
+            return Ok(None);
+        };
+        let n = ((self.written - self.read) as usize).min(AHEAD_READ);
+        let mut buf = vec![0u8; n];
+        file.read_exact_at(&mut buf, self.read)?;
+        self.read += n as u64;
+        if self.read == self.written {
+            // Drained: the file is written from its start again.
+            (self.read, self.written) = (0, 0);
+        }
+        Ok(Some(buf.into()))
+    }
+}
+
 /// The temporary file could not be made or written.
 #[derive(Debug)]
 pub struct SpoolError {
@@ -232,6 +322,35 @@ mod tests {
         assert!(matches!(body, Spooled::File { .. }));
         assert_eq!(body.len(), data.len() as u64);
         assert_eq!(read_all(&body), data);
+    }
+
+    /// Everything pushed comes out in order, across memory and the file, also when
+    /// taking and pushing interleave.
+    #[test]
+    fn a_backlog_keeps_the_order_across_memory_and_file() {
+        let mut b = Backlog::default();
+        let mut expected = Vec::new();
+        let mut got = Vec::new();
+        let mut n = 0u32;
+        for round in 0..40 {
+            for _ in 0..(round % 7 + 1) {
+                let piece: Vec<u8> = (0..50_000).map(|i| ((n + i) % 253) as u8).collect();
+                n += 1;
+                expected.extend_from_slice(&piece);
+                b.push(piece.into()).unwrap();
+            }
+            for _ in 0..(round % 5) {
+                if let Some(x) = b.take().unwrap() {
+                    got.extend_from_slice(&x);
+                }
+            }
+        }
+        assert!(b.file.is_some(), "the file was never used");
+        while let Some(x) = b.take().unwrap() {
+            got.extend_from_slice(&x);
+        }
+        assert!(b.is_empty());
+        assert!(got == expected, "bytes out of order or lost");
     }
 
     #[test]

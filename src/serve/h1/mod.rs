@@ -55,7 +55,7 @@ use super::message::{error_page, Body, Reply, Verb};
 use super::metrics::{self, Coding, RouteKind};
 use super::proxy;
 use super::socket::{self, Client, Peer, Prefixed};
-use super::spool::{Spool, SpoolError, Spooled};
+use super::spool::{Backlog, Spool, SpoolError, Spooled};
 use super::state::{Live, State};
 use super::stream::ClientIo;
 use super::ticker;
@@ -647,7 +647,13 @@ impl<I: ClientIo> Conn<'_, I> {
         // logged with what it was sent (as nginx's $body_bytes_sent), not 0.
         let mut streamed = 0;
         let sent = self
-            .write(&mut reply.body, head_only, framing, &mut streamed)
+            .write(
+                &mut reply.body,
+                head_only,
+                framing,
+                reply.unbuffered,
+                &mut streamed,
+            )
             .await;
         if let Some(start) = start {
             // Counted once the answer is written (the duration covers the body), and before
@@ -674,6 +680,7 @@ impl<I: ClientIo> Conn<'_, I> {
         body: &mut Body,
         head_only: bool,
         framing: Framing,
+        unbuffered: bool,
         streamed: &mut u64,
     ) -> std::io::Result<u64> {
         let io = self.io;
@@ -714,17 +721,57 @@ impl<I: ClientIo> Conn<'_, I> {
             }
             Body::Stream { stream, .. } => {
                 // The head goes at once: a server-sent event stream may wait long for its
-                // first event. Each chunk is written as it arrives.
+                // first event. Each piece is written as soon as it is here, and while one is
+                // being written the stream is read ahead into a backlog, so a slow client
+                // does not slow the upstream down (nginx's `proxy_buffering`), unless the
+                // upstream asked for none.
                 io.write_all(&self.out, &[]).await?;
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk?;
-                    if framing == Framing::Chunked {
-                        if chunk.is_empty() {
-                            continue;
+                let mut ahead = Backlog::default();
+                // The stream's end, or its failure: reported once what came before it is out.
+                let mut ended: Option<std::io::Result<()>> = None;
+                loop {
+                    let chunk = match ahead.take()? {
+                        Some(c) => c,
+                        None => match ended.take() {
+                            Some(end) => {
+                                end?;
+                                break;
+                            }
+                            None => match stream.next().await {
+                                Some(c) => c?,
+                                None => break,
+                            },
+                        },
+                    };
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    let write = async {
+                        match framing {
+                            Framing::Chunked => io.write_chunk(&chunk).await,
+                            _ => io.write_all(&chunk, &[]).await,
                         }
-                        io.write_chunk(&chunk).await?;
-                    } else {
-                        io.write_all(&chunk, &[]).await?;
+                    };
+                    let mut write = std::pin::pin!(write);
+                    loop {
+                        if unbuffered || ended.is_some() || ahead.is_full() {
+                            write.await?;
+                            break;
+                        }
+                        match select(write.as_mut(), stream.next()).await {
+                            Either::Left((written, _)) => {
+                                written?;
+                                break;
+                            }
+                            Either::Right((Some(Ok(c)), _)) => {
+                                if let Err(e) = ahead.push(c) {
+                                    tracing::error!("{e}");
+                                    ended = Some(Err(std::io::Error::other(e.to_string())));
+                                }
+                            }
+                            Either::Right((Some(Err(e)), _)) => ended = Some(Err(e)),
+                            Either::Right((None, _)) => ended = Some(Ok(())),
+                        }
                     }
                     *streamed += chunk.len() as u64;
                 }

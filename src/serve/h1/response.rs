@@ -142,6 +142,7 @@ mod tests {
             stale: false,
             close: false,
             upstream: None,
+            unbuffered: false,
         };
         let s = head(&r, 0, Persist::KeepAlive);
         assert!(
@@ -178,6 +179,7 @@ mod tests {
             stale: false,
             close: false,
             upstream: None,
+            unbuffered: false,
         };
         encode(&mut out, &r, Framing::Chunked, Persist::KeepAlive);
         assert!(String::from_utf8(out)

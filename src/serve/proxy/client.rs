@@ -319,6 +319,13 @@ impl Head {
             .find(|(n, _)| n.as_str() == name)
             .map(|(_, v)| v)
     }
+
+    /// `X-Accel-Buffering: no` (nginx's per-response `proxy_buffering off`): the upstream
+    /// wants its bytes passed on as they come, neither awaited nor read ahead.
+    pub fn unbuffered(&self) -> bool {
+        self.get("x-accel-buffering")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no"))
+    }
 }
 
 /// What the request we sent allows the response to be.
@@ -672,19 +679,15 @@ pub async fn write_with_file_body(
 /// head, as nginx postpones its output (`postpone_output`) and buffers the upstream's:
 /// gunicorn writes head and body apart, and relaying the head at once sent the client two
 /// segments where nginx sends one (one more packet, write and ACK per request). A whole
-/// body is also compressed at once, with its length. `X-Accel-Buffering: no` (nginx's
-/// per-response `proxy_buffering off`) says the upstream wants its bytes passed on as they
-/// come: not awaited. An upstream that closes before the body is whole has sent a broken
+/// body is also compressed at once, with its length. Not with `X-Accel-Buffering: no`
+/// ([`Head::unbuffered`]). An upstream that closes before the body is whole has sent a broken
 /// response, and nothing of it has gone out yet: that is a 502 (`ClosedInBody`), not a
 /// head promising bytes that never follow.
 async fn await_small_body(c: &mut Conn, head: &Head) -> Result<(), ReadError> {
     let Framing::Length(n) = head.framing else {
         return Ok(());
     };
-    let unbuffered = head
-        .get("x-accel-buffering")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no"));
-    if n > AWAIT_BODY as u64 || unbuffered {
+    if n > AWAIT_BODY as u64 || head.unbuffered() {
         return Ok(());
     }
     while (c.buf.len() as u64) < n {

@@ -97,6 +97,7 @@ impl Proxy {
             client::Framing::Length(n) => Some(n),
             _ => None,
         };
+        r.unbuffered = head.unbuffered();
         let stream: Stream = Box::pin(UpBody {
             conn: Some(conn),
             state,
