@@ -4,12 +4,14 @@
 //!
 //! A body held in memory is handed to `h2` whole: it queues what the window does not take
 //! yet (the bytes are shared, not copied), which saves a wake-up per response on the small
-//! files that make most of a page. Files and upstream streams are sent as the window opens,
-//! so a slow reader holds at most a window of them.
+//! files that make most of a page. Files are sent as the window opens, so a slow reader
+//! holds at most a window of them; an upstream's stream is read ahead of a slow reader
+//! (`spool::Backlog`), so it does not hold the upstream.
 
 use crate::serve::body::Segment;
 use crate::serve::message::{Body, Reply};
 use crate::serve::socket::SEND_TIMEOUT;
+use crate::serve::spool::Backlog;
 use crate::serve::stream::{read_file, FILE_CHUNK};
 use actix_web::http::header::{self as ax, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
@@ -38,6 +40,7 @@ pub async fn reply(
         return 0;
     }
     let mut sent = 0;
+    let unbuffered = reply.unbuffered;
     let result = match &mut reply.body {
         Body::Empty | Body::Omitted(_) => tx.send_data(Bytes::new(), true),
         Body::Mem(bytes) => {
@@ -46,29 +49,75 @@ pub async fn reply(
         }
         Body::Parts { segments, file } => parts(&mut tx, segments, file.as_ref(), &mut sent).await,
         Body::Stream { stream, .. } => {
+            // Read ahead of a slow reader, as over HTTP/1 (`spool::Backlog`), unless the
+            // upstream asked for none.
+            let mut ahead = Backlog::default();
+            // The stream's end, or its failure: acted on once what came before it is sent.
+            let mut ended: Option<std::io::Result<()>> = None;
             let mut result = Ok(());
-            loop {
-                // A client that resets the stream stops the relay at once, not at the
-                // upstream's next chunk (a server-sent event stream may send none for long).
-                let next = tokio::select! {
-                    next = stream.next() => next,
-                    _ = poll_fn(|cx| tx.poll_reset(cx)) => return sent,
-                };
-                let Some(chunk) = next else { break };
-                match chunk {
-                    Ok(chunk) => {
-                        sent += chunk.len() as u64;
-                        if let Err(e) = send(&mut tx, chunk).await {
-                            result = Err(e);
-                            break;
+            'relay: loop {
+                let chunk = match ahead.take() {
+                    Ok(Some(c)) => c,
+                    Ok(None) => {
+                        let next = match ended.take() {
+                            Some(Ok(())) => None,
+                            Some(Err(e)) => Some(Err(e)),
+                            // A client that resets the stream stops the relay at once, not
+                            // at the upstream's next chunk (a server-sent event stream may
+                            // send none for long).
+                            None => tokio::select! {
+                                next = stream.next() => next,
+                                _ = poll_fn(|cx| tx.poll_reset(cx)) => return sent,
+                            },
+                        };
+                        match next {
+                            None => break,
+                            Some(Ok(c)) => c,
+                            Some(Err(e)) => {
+                                // The upstream broke off: the client must not take a cut
+                                // body for a whole one.
+                                tracing::warn!("upstream body ended early: {e}; stream reset");
+                                tx.send_reset(h2::Reason::INTERNAL_ERROR);
+                                return sent;
+                            }
                         }
                     }
                     Err(e) => {
-                        // The upstream broke off: the client must not take a cut body
-                        // for a whole one.
-                        tracing::warn!("upstream body ended early: {e}; stream reset");
+                        tracing::warn!(
+                            "reading a response held for a slow client failed: {e}; stream reset"
+                        );
                         tx.send_reset(h2::Reason::INTERNAL_ERROR);
                         return sent;
+                    }
+                };
+                sent += chunk.len() as u64;
+                let mut sending = std::pin::pin!(send(&mut tx, chunk));
+                loop {
+                    if unbuffered || ended.is_some() || ahead.is_full() {
+                        if let Err(e) = sending.await {
+                            result = Err(e);
+                            break 'relay;
+                        }
+                        break;
+                    }
+                    tokio::select! {
+                        r = sending.as_mut() => {
+                            if let Err(e) = r {
+                                result = Err(e);
+                                break 'relay;
+                            }
+                            break;
+                        }
+                        next = stream.next() => match next {
+                            Some(Ok(c)) => {
+                                if let Err(e) = ahead.push(c) {
+                                    tracing::error!("{e}");
+                                    ended = Some(Err(std::io::Error::other(e.to_string())));
+                                }
+                            }
+                            Some(Err(e)) => ended = Some(Err(e)),
+                            None => ended = Some(Ok(())),
+                        },
                     }
                 }
             }

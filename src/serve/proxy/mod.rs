@@ -23,7 +23,8 @@
 //!
 //! Request bodies are buffered (bounded by `--max-body`; past 64 KiB in a temporary file,
 //! `spool`) before an upstream is contacted, so a slow client never holds a gunicorn sync
-//! worker; responses are streamed as produced.
+//! worker; responses are streamed as produced, and read ahead of a slow client by the
+//! front ends' writers (`spool::Backlog`) for the same reason.
 
 pub mod client;
 pub mod exchange;
