@@ -153,28 +153,9 @@ fn a_large_body_reaches_the_upstream_whole() {
 /// reaches it whole and in order.
 #[test]
 fn a_slow_reader_does_not_hold_the_upstream() {
-    use std::io::{Read, Write};
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
     const LEN: usize = 32 << 20;
-    let done = std::sync::Arc::new(AtomicBool::new(false));
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let upstream = l.local_addr().unwrap().to_string();
-    let finished = done.clone();
-    std::thread::spawn(move || {
-        let (mut c, _) = l.accept().unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = c.read(&mut buf).unwrap();
-            got.extend_from_slice(&buf[..n]);
-        }
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n");
-        c.write_all(head.as_bytes()).unwrap();
-        let body: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
-        c.write_all(&body).unwrap();
-        finished.store(true, Ordering::SeqCst);
-        let _ = c.read(&mut buf);
-    });
+    let (upstream, done) = crate::common::upstream::large_answer(LEN);
     let s = Staticd::proxy(&["--upstream", &upstream]);
     let addr = s.addr;
     run(async move {
@@ -192,8 +173,10 @@ fn a_slow_reader_does_not_hold_the_upstream() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let body = body_of(res.into_body()).await;
-        assert_eq!(body.len(), LEN);
-        assert!(body.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+        assert!(
+            body == crate::common::upstream::pattern(LEN),
+            "bytes lost or out of order"
+        );
     });
 }
 

@@ -142,3 +142,34 @@ fn serve(s: TcpStream, i: usize, log: &Mutex<Vec<Seen>>, routes: &HashMap<String
 pub fn bytes(s: &str) -> Answer {
     Answer::Bytes(s.as_bytes().to_vec())
 }
+
+/// An upstream that answers one request with `len` bytes of [`pattern`] at once and says
+/// when its write has returned: only a peer that takes the bytes lets it finish, since
+/// `len` is more than the sockets' buffers hold. `(address, finished)`.
+pub fn large_answer(len: usize) -> (String, Arc<std::sync::atomic::AtomicBool>) {
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let finished = done.clone();
+    std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = c.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+        c.write_all(head.as_bytes()).unwrap();
+        c.write_all(&pattern(len)).unwrap();
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Held open until staticd closes it.
+        let _ = c.read(&mut buf);
+    });
+    (addr, done)
+}
+
+/// `len` bytes that show a lost, doubled or reordered piece.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
