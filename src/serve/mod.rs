@@ -33,6 +33,7 @@
 //!    - `ticker`: per-request deadlines and the client watch (499) on one ticker per worker
 //!      thread instead of a timer each.
 //!    - `dir_watch`: the reloader's inotify watches (writes and names, never reads).
+//!    - `trim`: memory given back to the system after a burst of connections.
 //! 2. What the answers are made of:
 //!    - `table`: STATIC_ROOT + manifest → URL table (variants, types, validators, caching).
 //!    - `message`: `Reply`, `Body`, `Verb`, `Request`, error pages.
@@ -124,6 +125,7 @@ pub mod table;
 pub mod ticker;
 pub mod tls_args;
 pub mod tls_listen;
+pub mod trim;
 
 pub use config::ServeArgs;
 pub use log::LogFormat;
@@ -267,6 +269,7 @@ pub fn run_with(
         None => None,
     };
     let tls_local = tls_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+    trim::spawn()?;
     actix_web::rt::System::new().block_on(async move {
         let mut builder = actix_server::Server::build()
             .workers(workers)

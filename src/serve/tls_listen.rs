@@ -204,7 +204,7 @@ async fn serve(
 ) -> Result<(), ()> {
     // nginx's `tcp_nodelay on`, for the handshake's flights as for responses.
     let _ = tcp.set_nodelay(true);
-    let _open = metrics::Connection::open();
+    let _open = (metrics::Connection::open(), super::trim::Open::count());
     let local = tcp.local_addr().ok();
     let peer = tcp.peer_addr().ok();
     match acceptor.accept(tcp).await {

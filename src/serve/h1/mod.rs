@@ -59,6 +59,7 @@ use super::spool::{Backlog, Spool, SpoolError, Spooled};
 use super::state::{Live, State};
 use super::stream::ClientIo;
 use super::ticker;
+use super::trim;
 use actix_service::{fn_factory, fn_service, ServiceFactory};
 use actix_web::http::StatusCode;
 use body::{BodyError, BodyLen};
@@ -104,7 +105,7 @@ enum End {
 }
 
 async fn serve(io: Client, state: Arc<State>, settings: Rc<Settings>) -> Result<(), ()> {
-    let _open = metrics::Connection::open();
+    let _open = (metrics::Connection::open(), trim::Open::count());
     let peer = io.peer();
     let mut buf = BytesMut::with_capacity(4096);
     if run(&io, peer, &state, &settings, &mut buf).await == End::H2c {
