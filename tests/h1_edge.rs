@@ -233,6 +233,38 @@ fn large_bodies_go_through_a_temporary_file_and_reach_the_upstream_whole() {
     });
 }
 
+/// An upstream that answers a large upload without reading it, then closes (Django's 403
+/// for a missing CSRF token), resets the connection under staticd's write: its answer is
+/// relayed, as nginx relays it, not a 502.
+#[test]
+fn an_answer_before_the_upload_is_taken_is_relayed() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().map_while(Result::ok) {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = c.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            let _ = c.write_all(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\nConnection: close\r\n\r\nforbidden",
+            );
+            // Dropped with the body unread: the kernel resets the connection.
+        }
+    });
+    let s = Staticd::proxy(&["--upstream", &addr, "--max-body", "64M"]);
+    const LEN: usize = 8 << 20;
+    let mut req = format!(
+        "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {LEN}\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    req.extend(std::iter::repeat_n(b'x', LEN));
+    let r = send_all(&s, req, GET);
+    assert_eq!((r.status, r.text().as_str()), (403, "forbidden"));
+}
+
 /// A large body goes to a slow upstream under `--read-timeout` per write (nginx's
 /// `proxy_send_timeout`), not for the whole upload: an upstream that takes 16 MiB at 10 MiB/s
 /// gets all of it through a 1 s limit, and answers.

@@ -621,10 +621,35 @@ pub fn chunk_size(line: &[u8]) -> Result<u64, FramingError> {
 
 /// Writes `request` and reads the response head.
 pub async fn exchange(c: &mut Conn, request: &[u8], asked: Asked) -> Result<Head, ReadError> {
-    c.io.write_all(request).await.map_err(ReadError::Io)?;
+    let sent = c.io.write_all(request).await;
+    answer(c, asked, sent).await
+}
+
+/// Reads the response head once the request is written; `sent` says how that went. An
+/// upstream that answers before it has taken the whole request and then closes (Django
+/// refusing a large upload without reading it: 403 for a missing CSRF token, a redirect to
+/// the login page) resets the connection under the write, yet its answer was sent and is
+/// still there to read: that answer is the upstream's, and it is relayed (as nginx does),
+/// not turned into a 502. The connection is not reused. Any other failed write ends here.
+pub async fn answer(c: &mut Conn, asked: Asked, sent: io::Result<()>) -> Result<Head, ReadError> {
+    let reset = match sent {
+        Ok(()) => None,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            Some(e)
+        }
+        Err(e) => return Err(ReadError::Io(e)),
+    };
     loop {
         match take_head(&mut c.buf, asked) {
-            Ok(Some(head)) => {
+            Ok(Some(mut head)) => {
+                if reset.is_some() {
+                    head.keep_alive = false;
+                }
                 await_small_body(c, &head).await?;
                 return Ok(head);
             }
@@ -633,10 +658,13 @@ pub async fn exchange(c: &mut Conn, request: &[u8], asked: Asked) -> Result<Head
         }
         c.buf.reserve(READ_SIZE);
         match c.io.read_buf(&mut c.buf).await {
-            Ok(0) if c.buf.is_empty() => return Err(ReadError::ClosedEarly),
+            // Nothing came: the failed write is the cause.
+            Ok(0) if c.buf.is_empty() => {
+                return Err(reset.map_or(ReadError::ClosedEarly, ReadError::Io));
+            }
             Ok(0) => return Err(ReadError::Invalid(FramingError::TruncatedHead)),
             Ok(_) => {}
-            Err(e) => return Err(ReadError::Io(e)),
+            Err(e) => return Err(ReadError::Io(reset.unwrap_or(e))),
         }
     }
 }

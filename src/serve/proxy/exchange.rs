@@ -118,14 +118,12 @@ impl Proxy {
             };
             let timeout = self.opts.read_timeout;
             let exchanged = async {
-                let mut rest = &request[sent..];
+                let rest = &request[sent..];
                 if let Spooled::File { .. } = body {
                     // Written first, each write on its own clock; then the head's.
-                    let written = client::write_with_file_body(&mut conn, rest, body, timeout);
-                    if let Err(e) = written.await? {
-                        return Ok(Err(client::ReadError::Io(e)));
-                    }
-                    rest = &[];
+                    let sent = client::write_with_file_body(&mut conn, rest, body, timeout).await?;
+                    let answer = client::answer(&mut conn, asked, sent);
+                    return ticker::within(ticker::Coarse::now() + timeout, answer).await;
                 }
                 let head = client::exchange(&mut conn, rest, asked);
                 ticker::within(ticker::Coarse::now() + timeout, head).await
