@@ -238,22 +238,9 @@ fn large_bodies_go_through_a_temporary_file_and_reach_the_upstream_whole() {
 /// relayed, as nginx relays it, not a 502.
 #[test]
 fn an_answer_before_the_upload_is_taken_is_relayed() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for mut c in l.incoming().map_while(Result::ok) {
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                let n = c.read(&mut buf).unwrap();
-                got.extend_from_slice(&buf[..n]);
-            }
-            let _ = c.write_all(
-                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\nConnection: close\r\n\r\nforbidden",
-            );
-            // Dropped with the body unread: the kernel resets the connection.
-        }
-    });
+    let addr = crate::common::upstream::answer_and_close(
+        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\nConnection: close\r\n\r\nforbidden",
+    );
     let s = Staticd::proxy(&["--upstream", &addr, "--max-body", "64M"]);
     const LEN: usize = 8 << 20;
     let mut req = format!(

@@ -273,16 +273,10 @@ fn small_bodies_are_awaited_whole_unless_long_or_unbuffered() {
 /// broken response, rather than a head promising bytes that never follow.
 #[test]
 fn a_small_body_cut_short_is_502() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for mut c in l.incoming().map_while(Result::ok) {
-            let mut buf = Vec::new();
-            read_until(&mut c, &mut buf, b"\r\n\r\n");
-            // Then closed, six bytes short.
-            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf");
-        }
-    });
+    // Closed six bytes short.
+    let addr = crate::common::upstream::answer_and_close(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf",
+    );
     let s = Staticd::proxy(&["--upstream", &addr, "--workers", "1"]);
     let r = s.get("/cut", &[]);
     assert_eq!(r.status, 502, "{}", r.text());

@@ -173,3 +173,24 @@ pub fn large_answer(len: usize) -> (String, Arc<std::sync::atomic::AtomicBool>) 
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
+
+/// An upstream that reads each request's head (never its body), writes `answer` and closes
+/// the connection: with a body left unread, the kernel resets it. Its address.
+pub fn answer_and_close(answer: &'static [u8]) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().map_while(Result::ok) {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = c.write_all(answer);
+        }
+    });
+    addr
+}
