@@ -152,7 +152,9 @@ impl Spool {
 /// [`AHEAD_IN_MEMORY`] bytes wait in memory, more in a nameless temporary file (as
 /// [`Spool`]'s), [`AHEAD_MAX`] in all; past that the upstream is read no faster than the
 /// client. Nothing is delayed: the client is written what is there as soon as it can take
-/// it, so a server-sent event stream flows as before.
+/// it, so a server-sent event stream flows as before. If the file cannot be made or
+/// written (a full `$TMPDIR`), the response goes on without reading ahead: a warning, not
+/// a cut answer.
 #[derive(Default)]
 pub struct Backlog {
     /// The oldest bytes, in order.
@@ -162,6 +164,11 @@ pub struct Backlog {
     file: Option<File>,
     read: u64,
     written: u64,
+    /// The file failed: no more is read ahead for this response.
+    broken: bool,
+    /// The bytes that came as the file failed, the newest of all.
+    stuck: VecDeque<Bytes>,
+    stuck_len: usize,
 }
 
 /// What a [`Backlog`] keeps in memory before it uses a file.
@@ -173,7 +180,7 @@ const AHEAD_READ: usize = 64 * 1024;
 
 impl Backlog {
     pub fn len(&self) -> u64 {
-        self.mem_len as u64 + (self.written - self.read)
+        (self.mem_len + self.stuck_len) as u64 + (self.written - self.read)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -182,20 +189,35 @@ impl Backlog {
 
     /// No more is taken in: the upstream waits for the client.
     pub fn is_full(&self) -> bool {
-        self.len() >= AHEAD_MAX
+        self.broken || self.len() >= AHEAD_MAX
     }
 
-    /// Adds `bytes` after everything held.
-    pub fn push(&mut self, bytes: Bytes) -> Result<(), SpoolError> {
+    /// Adds `bytes` after everything held. Should the file fail, they are kept in memory
+    /// and the backlog is full from then on (the failure is logged).
+    pub fn push(&mut self, bytes: Bytes) {
         if bytes.is_empty() {
-            return Ok(());
+            return;
         }
         let on_file = self.written > self.read;
-        if !on_file && self.mem_len + bytes.len() <= AHEAD_IN_MEMORY {
+        if !self.broken && !on_file && self.mem_len + bytes.len() <= AHEAD_IN_MEMORY {
             self.mem_len += bytes.len();
             self.mem.push_back(bytes);
-            return Ok(());
+            return;
         }
+        if !self.broken {
+            match self.write_to_file(&bytes) {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!("{e}: the rest of this response is read from the upstream no faster than the client takes it");
+                    self.broken = true;
+                }
+            }
+        }
+        self.stuck_len += bytes.len();
+        self.stuck.push_back(bytes);
+    }
+
+    fn write_to_file(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
         let dir = std::env::temp_dir();
         let failed = |e| SpoolError {
             dir: dir.clone(),
@@ -205,7 +227,7 @@ impl Backlog {
             self.file = Some(temp_file(&dir).map_err(failed)?);
         }
         let file = self.file.as_ref().expect("just made");
-        file.write_all_at(&bytes, self.written).map_err(failed)?;
+        file.write_all_at(bytes, self.written).map_err(failed)?;
         self.written += bytes.len() as u64;
         Ok(())
     }
@@ -217,7 +239,9 @@ impl Backlog {
             return Ok(Some(b));
         }
         let (Some(file), true) = (self.file.as_ref(), self.written > self.read) else {
-            return Ok(None);
+            let b = self.stuck.pop_front();
+            self.stuck_len -= b.as_ref().map_or(0, Bytes::len);
+            return Ok(b);
         };
         let n = ((self.written - self.read) as usize).min(AHEAD_READ);
         let mut buf = vec![0u8; n];
@@ -337,7 +361,7 @@ mod tests {
                 let piece: Vec<u8> = (0..50_000).map(|i| ((n + i) % 253) as u8).collect();
                 n += 1;
                 expected.extend_from_slice(&piece);
-                b.push(piece.into()).unwrap();
+                b.push(piece.into());
             }
             for _ in 0..(round % 5) {
                 if let Some(x) = b.take().unwrap() {
@@ -351,6 +375,25 @@ mod tests {
         }
         assert!(b.is_empty());
         assert!(got == expected, "bytes out of order or lost");
+    }
+
+    /// A file that cannot be written: what was pushed still comes out, in order, and the
+    /// backlog takes no more.
+    #[test]
+    fn a_backlog_whose_file_fails_keeps_every_byte_and_stops() {
+        let mut b = Backlog::default();
+        let first = Bytes::from(vec![1u8; AHEAD_IN_MEMORY]);
+        b.push(first.clone());
+        assert!(!b.is_full());
+        // A file open for reading only: every write to it fails.
+        b.file = Some(File::open("/proc/self/status").unwrap());
+        let second = Bytes::from(vec![2u8; 1000]);
+        b.push(second.clone());
+        assert!(b.is_full(), "still reading ahead after the file failed");
+        assert_eq!(b.take().unwrap(), Some(first));
+        assert_eq!(b.take().unwrap(), Some(second));
+        assert_eq!(b.take().unwrap(), None);
+        assert!(b.is_full());
     }
 
     #[test]

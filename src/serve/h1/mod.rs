@@ -764,12 +764,7 @@ impl<I: ClientIo> Conn<'_, I> {
                                 written?;
                                 break;
                             }
-                            Either::Right((Some(Ok(c)), _)) => {
-                                if let Err(e) = ahead.push(c) {
-                                    tracing::error!("{e}");
-                                    ended = Some(Err(std::io::Error::other(e.to_string())));
-                                }
-                            }
+                            Either::Right((Some(Ok(c)), _)) => ahead.push(c),
                             Either::Right((Some(Err(e)), _)) => ended = Some(Err(e)),
                             Either::Right((None, _)) => ended = Some(Ok(())),
                         }

@@ -109,12 +109,7 @@ pub async fn reply(
                             break;
                         }
                         next = stream.next() => match next {
-                            Some(Ok(c)) => {
-                                if let Err(e) = ahead.push(c) {
-                                    tracing::error!("{e}");
-                                    ended = Some(Err(std::io::Error::other(e.to_string())));
-                                }
-                            }
+                            Some(Ok(c)) => ahead.push(c),
                             Some(Err(e)) => ended = Some(Err(e)),
                             None => ended = Some(Ok(())),
                         },
