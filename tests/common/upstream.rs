@@ -153,18 +153,13 @@ pub fn large_answer(len: usize) -> (String, Arc<std::sync::atomic::AtomicBool>) 
     let finished = done.clone();
     std::thread::spawn(move || {
         let (mut c, _) = l.accept().unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = c.read(&mut buf).unwrap();
-            got.extend_from_slice(&buf[..n]);
-        }
+        assert!(skip_head(&mut c), "no request head");
         let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
         c.write_all(head.as_bytes()).unwrap();
         c.write_all(&pattern(len)).unwrap();
         finished.store(true, std::sync::atomic::Ordering::SeqCst);
         // Held open until staticd closes it.
-        let _ = c.read(&mut buf);
+        let _ = c.read(&mut [0u8; 1]);
     });
     (addr, done)
 }
@@ -181,16 +176,24 @@ pub fn answer_and_close(answer: &'static [u8]) -> String {
     let addr = l.local_addr().unwrap().to_string();
     std::thread::spawn(move || {
         for mut c in l.incoming().map_while(Result::ok) {
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                match c.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
+            if skip_head(&mut c) {
+                let _ = c.write_all(answer);
             }
-            let _ = c.write_all(answer);
         }
     });
     addr
+}
+
+/// Reads up to the end of a request head (and whatever came with it); `false` if the
+/// connection ended first.
+fn skip_head(c: &mut TcpStream) -> bool {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    true
 }
