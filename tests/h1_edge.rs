@@ -184,12 +184,7 @@ fn large_bodies_go_through_a_temporary_file_and_reach_the_upstream_whole() {
     let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let tmp = tempfile::tempdir().unwrap();
     let (s, _root) = proxy_with_tmpdir(&up, tmp.path());
-    let mut sized = format!(
-        "POST /sized HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    sized.extend_from_slice(&body);
+    let sized = http::request_bytes("POST", "/sized", &[], &body);
     assert_eq!(send_all(&s, sized, GET).text(), "POST /sized 300000");
     let mut chunked =
         b"PUT /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
@@ -213,12 +208,7 @@ fn large_bodies_go_through_a_temporary_file_and_reach_the_upstream_whole() {
 
     let gone = tmp.path().join("missing");
     let (s, _root) = proxy_with_tmpdir(&up, &gone);
-    let mut big = format!(
-        "POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    big.extend_from_slice(&body);
+    let big = http::request_bytes("POST", "/big", &[], &body);
     assert_eq!(send_all(&s, big, GET).status, 500);
     let small =
         b"POST /small HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
@@ -243,11 +233,7 @@ fn an_answer_before_the_upload_is_taken_is_relayed() {
     );
     let s = Staticd::proxy(&["--upstream", &addr, "--max-body", "64M"]);
     const LEN: usize = 8 << 20;
-    let mut req = format!(
-        "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {LEN}\r\nConnection: close\r\n\r\n"
-    )
-    .into_bytes();
-    req.extend(std::iter::repeat_n(b'x', LEN));
+    let req = http::request_bytes("POST", "/upload", &[], &vec![b'x'; LEN]);
     let r = send_all(&s, req, GET);
     assert_eq!((r.status, r.text().as_str()), (403, "forbidden"));
 }
@@ -295,11 +281,7 @@ fn a_large_upload_to_a_slow_upstream_is_timed_per_write() {
         "--max-body",
         "64M",
     ]);
-    let mut req = format!(
-        "PUT /big HTTP/1.1\r\nHost: t\r\nContent-Length: {LEN}\r\nConnection: close\r\n\r\n"
-    )
-    .into_bytes();
-    req.extend(std::iter::repeat_n(b'x', LEN));
+    let req = http::request_bytes("PUT", "/big", &[], &vec![b'x'; LEN]);
     let started = Instant::now();
     let r = send_all(&s, req, GET);
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
