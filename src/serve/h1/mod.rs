@@ -246,13 +246,12 @@ impl<I: ClientIo> Conn<'_, I> {
             } else {
                 // The head's bytes apart; `buf` goes on with what follows them.
                 let hb = buf.split_to(head.len);
+                // Routed once here: only the upstream's answer depends on the body.
+                let local = head.body != BodyLen::None && !self.needs_body(&live, &head, &hb);
                 if head.body == BodyLen::None {
                     self.answer(&live, &head, &hb, &Spooled::empty(), start, Some(buf))
                         .await
-                } else if head.expect_continue
-                    && buf.is_empty()
-                    && !self.needs_body(&live, &head, &hb)
-                {
+                } else if local && head.expect_continue && buf.is_empty() {
                     // RFC 9110 §10.1.1: a final status that can be decided from the head
                     // is sent at once, without `100 Continue` (as nginx answers a 405 or a
                     // static file); the body is not read, so the connection then closes.
@@ -260,7 +259,7 @@ impl<I: ClientIo> Conn<'_, I> {
                     self.answer(&live, &head, &hb, &Spooled::empty(), start, None)
                         .await;
                     false
-                } else if !self.needs_body(&live, &head, &hb) {
+                } else if local {
                     // nginx's discarded body: the answer goes out at once, and the body is
                     // read and dropped after it, so the connection can go on.
                     match body::Decoder::new(head.body, self.settings.max_body) {
