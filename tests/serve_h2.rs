@@ -180,6 +180,40 @@ fn a_slow_reader_does_not_hold_the_upstream() {
     });
 }
 
+/// An upstream that closes before its declared length is in: the bytes that came are
+/// relayed, then the stream is reset, so the client cannot take a cut body for a whole one
+/// (over HTTP/1 the connection closes: `upstream_strict`).
+#[test]
+fn an_answer_cut_short_by_the_upstream_resets_the_stream() {
+    const SENT: usize = 100_000; // more than is awaited whole: the answer is streamed
+    let mut answer = b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n".to_vec();
+    answer.extend(crate::common::upstream::pattern(SENT));
+    let upstream = crate::common::upstream::answer_and_close(answer.leak());
+    let s = Staticd::proxy(&["--upstream", &upstream]);
+    let addr = s.addr;
+    run(async move {
+        let (send, _driver) = connect(addr).await;
+        let mut send = send.ready().await.unwrap();
+        let res = exchange(&mut send, request("GET", addr, "/cut")).await;
+        assert_eq!(res.status(), 200);
+        let mut body = res.into_body();
+        let mut got = 0;
+        let end = loop {
+            match body.data().await {
+                Some(Ok(chunk)) => {
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                    got += chunk.len();
+                }
+                Some(Err(e)) => break Some(e),
+                None => break None,
+            }
+        };
+        let e = end.expect("the cut body ended as if whole");
+        assert_eq!(e.reason(), Some(h2::Reason::INTERNAL_ERROR), "{e}");
+        assert!(got <= SENT, "{got} bytes relayed, {SENT} sent");
+    });
+}
+
 #[test]
 fn a_stream_reset_while_the_upstream_works_is_logged_499() {
     let gate = Gate::default();

@@ -1,5 +1,5 @@
 //! Bodies held on their way through: a request body going to an upstream ([`Spool`]) and a
-//! response read ahead of a slow client ([`Backlog`]).
+//! response read ahead of a slow client ([`Backlog`], driven by [`ReadAhead`]).
 //!
 //! Request bodies on their way to an upstream: kept in memory up to [`IN_MEMORY`] bytes and
 //! beyond that in a nameless temporary file, as nginx keeps them in `client_body_buffer_size`
@@ -14,9 +14,13 @@
 //! blocking calls on the worker thread, as nginx writes its temp files (without
 //! `aio threads`): the writes go to the page cache.
 
+use super::message;
 use bytes::{Bytes, BytesMut};
+use futures_util::future::{select, Either};
+use futures_util::StreamExt as _;
 use std::collections::VecDeque;
 use std::fs::File;
+use std::future::Future;
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -255,6 +259,70 @@ impl Backlog {
     }
 }
 
+/// A streamed answer on its way to a client, read ahead of it into a [`Backlog`]: the one
+/// relay loop of HTTP/1 and h2, which differ only in how they write a piece.
+pub struct ReadAhead<'a> {
+    stream: &'a mut message::Stream,
+    backlog: Backlog,
+    /// The stream's end, or its failure: given out once what came before it is.
+    ended: Option<io::Result<()>>,
+    /// `X-Accel-Buffering: no`: the upstream is read no faster than the client takes it.
+    unbuffered: bool,
+}
+
+impl<'a> ReadAhead<'a> {
+    pub fn new(stream: &'a mut message::Stream, unbuffered: bool) -> ReadAhead<'a> {
+        ReadAhead {
+            stream,
+            backlog: Backlog::default(),
+            ended: None,
+            unbuffered,
+        }
+    }
+
+    /// The next piece to write, never empty: what is held first, then the stream's. `None`
+    /// at the stream's end; an error once the stream failed (after every piece that came
+    /// before the failure) or when held bytes cannot be read back.
+    pub async fn next(&mut self) -> Option<io::Result<Bytes>> {
+        loop {
+            let piece = match self.backlog.take() {
+                Ok(Some(b)) => Ok(b),
+                Ok(None) => match self.ended.take() {
+                    Some(Ok(())) => return None,
+                    Some(Err(e)) => Err(e),
+                    None => self.stream.next().await?,
+                },
+                Err(e) => Err(io::Error::new(
+                    e.kind(),
+                    format!("reading back a response held for a slow client: {e}"),
+                )),
+            };
+            match piece {
+                Ok(b) if b.is_empty() => continue,
+                piece => return Some(piece),
+            }
+        }
+    }
+
+    /// Drives `write` (of a piece [`next`](Self::next) gave) to its end, reading the stream
+    /// ahead meanwhile, unless the backlog is full, the stream has ended, or the upstream
+    /// asked for no buffering. Nothing waits for the read-ahead: the write's end ends it.
+    pub async fn while_writing<T>(&mut self, write: impl Future<Output = T>) -> T {
+        let mut write = std::pin::pin!(write);
+        loop {
+            if self.unbuffered || self.ended.is_some() || self.backlog.is_full() {
+                return write.await;
+            }
+            match select(write.as_mut(), self.stream.next()).await {
+                Either::Left((done, _)) => return done,
+                Either::Right((Some(Ok(b)), _)) => self.backlog.push(b),
+                Either::Right((Some(Err(e)), _)) => self.ended = Some(Err(e)),
+                Either::Right((None, _)) => self.ended = Some(Ok(())),
+            }
+        }
+    }
+}
+
 /// The temporary file could not be made or written.
 #[derive(Debug)]
 pub struct SpoolError {
@@ -309,6 +377,8 @@ fn temp_file(dir: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
 
     fn read_all(s: &Spooled) -> Vec<u8> {
         let mut out = Vec::new();
@@ -394,6 +464,91 @@ mod tests {
         assert_eq!(b.take().unwrap(), Some(second));
         assert_eq!(b.take().unwrap(), None);
         assert!(b.is_full());
+    }
+
+    /// A stream of `pieces` (an `Err` for each `None`), and how many it has given.
+    fn stream_of(pieces: &[Option<&'static [u8]>]) -> (message::Stream, Rc<Cell<usize>>) {
+        let given = Rc::new(Cell::new(0));
+        let counted = given.clone();
+        let items: Vec<_> = pieces
+            .iter()
+            .map(|p| {
+                p.map(Bytes::from_static)
+                    .ok_or_else(|| io::Error::other("cut"))
+            })
+            .collect();
+        let stream =
+            futures_util::stream::iter(items).inspect(move |_| counted.set(counted.get() + 1));
+        (Box::pin(stream), given)
+    }
+
+    /// A write that is not done until it has been polled `polls` times.
+    fn slow_write(polls: usize) -> impl Future<Output = &'static str> {
+        let mut left = polls;
+        std::future::poll_fn(move |cx| {
+            if left == 0 {
+                return std::task::Poll::Ready("written");
+            }
+            left -= 1;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        })
+    }
+
+    fn run<T>(f: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn read_ahead_takes_the_stream_while_a_write_waits_and_gives_it_back_in_order() {
+        let pieces = [
+            Some(&b"a"[..]),
+            Some(b""),
+            Some(b"b"),
+            Some(b"c"),
+            Some(b"d"),
+        ];
+        let (mut stream, given) = stream_of(&pieces);
+        run(async {
+            let mut ahead = ReadAhead::new(&mut stream, false);
+            assert_eq!(ahead.next().await.unwrap().unwrap(), "a");
+            // The write is polled first each time: it is pending twice, so two more
+            // pieces are read meanwhile (the empty one is held as nothing).
+            assert_eq!(ahead.while_writing(slow_write(2)).await, "written");
+            assert_eq!(given.get(), 3);
+            let mut rest = Vec::new();
+            while let Some(p) = ahead.next().await {
+                rest.push(p.unwrap());
+            }
+            assert_eq!(rest, ["b", "c", "d"]);
+        });
+    }
+
+    #[test]
+    fn read_ahead_gives_a_failure_after_what_came_before_it() {
+        let (mut stream, _) = stream_of(&[Some(b"a"), Some(b"b"), None, Some(b"never")]);
+        run(async {
+            let mut ahead = ReadAhead::new(&mut stream, false);
+            assert_eq!(ahead.next().await.unwrap().unwrap(), "a");
+            ahead.while_writing(slow_write(5)).await;
+            assert_eq!(ahead.next().await.unwrap().unwrap(), "b");
+            assert_eq!(ahead.next().await.unwrap().unwrap_err().to_string(), "cut");
+        });
+    }
+
+    #[test]
+    fn unbuffered_reads_no_further_than_the_client() {
+        let (mut stream, given) = stream_of(&[Some(b"a"), Some(b"b"), Some(b"c")]);
+        run(async {
+            let mut ahead = ReadAhead::new(&mut stream, true);
+            assert_eq!(ahead.next().await.unwrap().unwrap(), "a");
+            ahead.while_writing(slow_write(5)).await;
+            assert_eq!(given.get(), 1);
+            assert_eq!(ahead.next().await.unwrap().unwrap(), "b");
+        });
     }
 
     #[test]

@@ -55,7 +55,7 @@ use super::message::{error_page, Body, Reply, Verb};
 use super::metrics::{self, Coding, RouteKind};
 use super::proxy;
 use super::socket::{self, Client, Peer, Prefixed};
-use super::spool::{Backlog, Spool, SpoolError, Spooled};
+use super::spool::{ReadAhead, Spool, SpoolError, Spooled};
 use super::state::{Live, State};
 use super::stream::ClientIo;
 use super::ticker;
@@ -65,7 +65,6 @@ use actix_web::http::StatusCode;
 use body::{BodyError, BodyLen};
 use bytes::{Buf, BytesMut};
 use futures_util::future::{select, Either};
-use futures_util::StreamExt as _;
 use request::{Form, Head, HeadError, Parse};
 use response::{Framing, Persist};
 use std::borrow::Cow;
@@ -726,49 +725,18 @@ impl<I: ClientIo> Conn<'_, I> {
                 // does not slow the upstream down (nginx's `proxy_buffering`), unless the
                 // upstream asked for none.
                 io.write_all(&self.out, &[]).await?;
-                let mut ahead = Backlog::default();
-                // The stream's end, or its failure: reported once what came before it is out.
-                let mut ended: Option<std::io::Result<()>> = None;
-                loop {
-                    let chunk = match ahead.take()? {
-                        Some(c) => c,
-                        None => match ended.take() {
-                            Some(end) => {
-                                end?;
-                                break;
+                let mut ahead = ReadAhead::new(stream, unbuffered);
+                while let Some(piece) = ahead.next().await {
+                    let piece = piece?;
+                    ahead
+                        .while_writing(async {
+                            match framing {
+                                Framing::Chunked => io.write_chunk(&piece).await,
+                                _ => io.write_all(&piece, &[]).await,
                             }
-                            None => match stream.next().await {
-                                Some(c) => c?,
-                                None => break,
-                            },
-                        },
-                    };
-                    if chunk.is_empty() {
-                        continue;
-                    }
-                    let write = async {
-                        match framing {
-                            Framing::Chunked => io.write_chunk(&chunk).await,
-                            _ => io.write_all(&chunk, &[]).await,
-                        }
-                    };
-                    let mut write = std::pin::pin!(write);
-                    loop {
-                        if unbuffered || ended.is_some() || ahead.is_full() {
-                            write.await?;
-                            break;
-                        }
-                        match select(write.as_mut(), stream.next()).await {
-                            Either::Left((written, _)) => {
-                                written?;
-                                break;
-                            }
-                            Either::Right((Some(Ok(c)), _)) => ahead.push(c),
-                            Either::Right((Some(Err(e)), _)) => ended = Some(Err(e)),
-                            Either::Right((None, _)) => ended = Some(Ok(())),
-                        }
-                    }
-                    *streamed += chunk.len() as u64;
+                        })
+                        .await?;
+                    *streamed += piece.len() as u64;
                 }
                 if framing == Framing::Chunked {
                     io.write_all(b"0\r\n\r\n", &[]).await?;

@@ -6,17 +6,16 @@
 //! yet (the bytes are shared, not copied), which saves a wake-up per response on the small
 //! files that make most of a page. Files are sent as the window opens, so a slow reader
 //! holds at most a window of them; an upstream's stream is read ahead of a slow reader
-//! (`spool::Backlog`), so it does not hold the upstream.
+//! (`spool::ReadAhead`), so it does not hold the upstream.
 
 use crate::serve::body::Segment;
 use crate::serve::message::{Body, Reply};
 use crate::serve::socket::SEND_TIMEOUT;
-use crate::serve::spool::Backlog;
+use crate::serve::spool::ReadAhead;
 use crate::serve::stream::{read_file, FILE_CHUNK};
 use actix_web::http::header::{self as ax, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt as _;
 use h2::server::SendResponse;
 use h2::SendStream;
 use std::future::poll_fn;
@@ -49,74 +48,30 @@ pub async fn reply(
         }
         Body::Parts { segments, file } => parts(&mut tx, segments, file.as_ref(), &mut sent).await,
         Body::Stream { stream, .. } => {
-            // Read ahead of a slow reader, as over HTTP/1 (`spool::Backlog`), unless the
-            // upstream asked for none.
-            let mut ahead = Backlog::default();
-            // The stream's end, or its failure: acted on once what came before it is sent.
-            let mut ended: Option<std::io::Result<()>> = None;
-            let mut result = Ok(());
-            'relay: loop {
-                let chunk = match ahead.take() {
-                    Ok(Some(c)) => c,
-                    Ok(None) => {
-                        let next = match ended.take() {
-                            Some(Ok(())) => None,
-                            Some(Err(e)) => Some(Err(e)),
-                            // A client that resets the stream stops the relay at once, not
-                            // at the upstream's next chunk (a server-sent event stream may
-                            // send none for long).
-                            None => tokio::select! {
-                                next = stream.next() => next,
-                                _ = poll_fn(|cx| tx.poll_reset(cx)) => return sent,
-                            },
-                        };
-                        match next {
-                            None => break,
-                            Some(Ok(c)) => c,
-                            Some(Err(e)) => {
-                                // The upstream broke off: the client must not take a cut
-                                // body for a whole one.
-                                tracing::warn!("upstream body ended early: {e}; stream reset");
-                                tx.send_reset(h2::Reason::INTERNAL_ERROR);
-                                return sent;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            "reading a response held for a slow client failed: {e}; stream reset"
-                        );
+            // Read ahead of a slow reader, as over HTTP/1, unless the upstream asked for none.
+            let mut ahead = ReadAhead::new(stream, unbuffered);
+            loop {
+                // A client that resets the stream stops the relay at once, not at the
+                // upstream's next piece (a server-sent event stream may send none for long).
+                let next = tokio::select! {
+                    next = ahead.next() => next,
+                    _ = poll_fn(|cx| tx.poll_reset(cx)) => return sent,
+                };
+                let piece = match next {
+                    None => break tx.send_data(Bytes::new(), true),
+                    Some(Ok(piece)) => piece,
+                    Some(Err(e)) => {
+                        // The client must not take a cut body for a whole one.
+                        tracing::warn!("response body cut short: {e}; stream reset");
                         tx.send_reset(h2::Reason::INTERNAL_ERROR);
                         return sent;
                     }
                 };
-                sent += chunk.len() as u64;
-                let mut sending = std::pin::pin!(send(&mut tx, chunk));
-                loop {
-                    if unbuffered || ended.is_some() || ahead.is_full() {
-                        if let Err(e) = sending.await {
-                            result = Err(e);
-                            break 'relay;
-                        }
-                        break;
-                    }
-                    tokio::select! {
-                        r = sending.as_mut() => {
-                            if let Err(e) = r {
-                                result = Err(e);
-                                break 'relay;
-                            }
-                            break;
-                        }
-                        next = stream.next() => match next {
-                            Some(Ok(c)) => ahead.push(c),
-                            Some(Err(e)) => ended = Some(Err(e)),
-                            None => ended = Some(Ok(())),
-                        },
-                    }
+                sent += piece.len() as u64;
+                if let Err(e) = ahead.while_writing(send(&mut tx, piece)).await {
+                    break Err(e);
                 }
             }
-            result.and_then(|()| tx.send_data(Bytes::new(), true))
         }
     };
     if let Err(e) = result {
