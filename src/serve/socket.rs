@@ -351,11 +351,19 @@ pub async fn read_some(io: &Client, buf: &mut BytesMut) -> io::Result<usize> {
 /// A read that did not fill the space offered drained the socket, so its readiness is
 /// cleared at once: the next call then waits for epoll instead of spending a `recv` on
 /// EAGAIN first (edge-triggered epoll reports any byte that arrives after this read).
+///
+/// An empty `buf` is let go of while the socket has nothing to read, and taken again when
+/// it has (as nginx frees a keep-alive connection's header buffer): an idle connection,
+/// new or between requests, holds no buffer. With glibc's allocator the 4 KiB going back
+/// and forth costs well under 1 % of a small file's answer.
 pub async fn read_more(io: &Client, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < reserve / 4 {
-        buf.reserve(reserve);
-    }
     loop {
+        if buf.capacity() - buf.len() < reserve / 4 {
+            if buf.is_empty() {
+                io.readable().await?;
+            }
+            buf.reserve(reserve);
+        }
         let offered = buf.capacity() - buf.len();
         match io.try_read_buf(buf) {
             Ok(n) => {
@@ -366,7 +374,12 @@ pub async fn read_more(io: &Client, buf: &mut BytesMut, reserve: usize) -> io::R
                 }
                 return Ok(n);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.readable().await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if buf.is_empty() {
+                    *buf = BytesMut::new();
+                }
+                io.readable().await?;
+            }
             Err(e) => return Err(e),
         }
     }
