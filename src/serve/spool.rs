@@ -14,7 +14,6 @@
 //! blocking calls on the worker thread, as nginx writes its temp files (without
 //! `aio threads`): the writes go to the page cache.
 
-use super::message;
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{select, Either};
 use futures_util::StreamExt as _;
@@ -261,8 +260,8 @@ impl Backlog {
 
 /// A streamed answer on its way to a client, read ahead of it into a [`Backlog`]: the one
 /// relay loop of HTTP/1 and h2, which differ only in how they write a piece.
-pub struct ReadAhead<'a> {
-    stream: &'a mut message::Stream,
+pub struct ReadAhead<'a, S: ?Sized> {
+    stream: &'a mut S,
     backlog: Backlog,
     /// The stream's end, or its failure: given out once what came before it is.
     ended: Option<io::Result<()>>,
@@ -270,8 +269,8 @@ pub struct ReadAhead<'a> {
     unbuffered: bool,
 }
 
-impl<'a> ReadAhead<'a> {
-    pub fn new(stream: &'a mut message::Stream, unbuffered: bool) -> ReadAhead<'a> {
+impl<'a, S: futures_util::Stream<Item = io::Result<Bytes>> + Unpin + ?Sized> ReadAhead<'a, S> {
+    pub fn new(stream: &'a mut S, unbuffered: bool) -> ReadAhead<'a, S> {
         ReadAhead {
             stream,
             backlog: Backlog::default(),
@@ -377,6 +376,7 @@ fn temp_file(dir: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::Stream;
     use std::cell::Cell;
     use std::rc::Rc;
 
@@ -467,7 +467,12 @@ mod tests {
     }
 
     /// A stream of `pieces` (an `Err` for each `None`), and how many it has given.
-    fn stream_of(pieces: &[Option<&'static [u8]>]) -> (message::Stream, Rc<Cell<usize>>) {
+    fn stream_of(
+        pieces: &[Option<&'static [u8]>],
+    ) -> (
+        impl Stream<Item = io::Result<Bytes>> + Unpin,
+        Rc<Cell<usize>>,
+    ) {
         let given = Rc::new(Cell::new(0));
         let counted = given.clone();
         let items: Vec<_> = pieces
@@ -479,7 +484,7 @@ mod tests {
             .collect();
         let stream =
             futures_util::stream::iter(items).inspect(move |_| counted.set(counted.get() + 1));
-        (Box::pin(stream), given)
+        (stream, given)
     }
 
     /// A write that is not done until it has been polled `polls` times.
