@@ -354,8 +354,9 @@ pub async fn read_some(io: &Client, buf: &mut BytesMut) -> io::Result<usize> {
 ///
 /// An empty `buf` is let go of while the socket has nothing to read, and taken again when
 /// it has (as nginx frees a keep-alive connection's header buffer): an idle connection,
-/// new or between requests, holds no buffer. With glibc's allocator the 4 KiB going back
-/// and forth costs well under 1 % of a small file's answer.
+/// new or between requests, holds no buffer. That is one free and one allocation of 4 KiB
+/// per request on a keep-alive connection; the serve bench's small file showed no change
+/// beyond its noise (README, "Static tier").
 pub async fn read_more(io: &Client, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
     loop {
         if buf.capacity() - buf.len() < reserve / 4 {
