@@ -754,10 +754,7 @@ impl<I: ClientIo> Conn<'_, I> {
             }
             Body::Stream { stream, .. } => {
                 // The head goes at once: a server-sent event stream may wait long for its
-                // first event. Each piece is written as soon as it is here, and while one is
-                // being written the stream is read ahead into a backlog, so a slow client
-                // does not slow the upstream down (nginx's `proxy_buffering`), unless the
-                // upstream asked for none.
+                // first event.
                 io.write_all(&self.out, &[]).await?;
                 // Boxed, as is a proxied exchange (`Conn::answer`).
                 Box::pin(relay(io, stream, framing, unbuffered, streamed)).await?;
