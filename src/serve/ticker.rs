@@ -31,11 +31,12 @@
 //! [`Ticket`] is `!Send`, so the compiler holds them to that).
 
 use std::cell::RefCell;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::marker::PhantomData;
 use std::ops::Add;
 use std::os::unix::io::RawFd;
-use std::task::{Poll, Waker};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 /// A point of `CLOCK_MONOTONIC_COARSE` (a few milliseconds' resolution), in nanoseconds:
@@ -91,34 +92,53 @@ pub enum Fired {
 /// Runs `work` unless `deadline` passes or the client on `fd` leaves first; then `work` is
 /// dropped (cancelling what it had sent) and the reason returned. With neither, `work`
 /// simply runs.
-pub async fn guard<T>(
-    deadline: Option<Coarse>,
-    fd: Option<RawFd>,
-    work: impl Future<Output = T>,
-) -> Result<T, Fired> {
-    if deadline.is_none() && fd.is_none() {
-        return Ok(work.await);
+pub fn guard<F: Future>(deadline: Option<Coarse>, fd: Option<RawFd>, work: F) -> Guard<F> {
+    Guard {
+        work,
+        deadline,
+        fd,
+        ticket: None,
     }
-    // Taken at the first `Pending`: work ready at once (a head already buffered) never
-    // touches the table.
-    let mut ticket: Option<Ticket> = None;
-    let mut work = std::pin::pin!(work);
-    poll_fn(|cx| {
-        // As `tokio::time::timeout`: work that is ready wins over a guard that fired.
-        if let Poll::Ready(v) = work.as_mut().poll(cx) {
-            return Poll::Ready(Ok(v));
-        }
-        ticket
-            .get_or_insert_with(|| Ticket::new(deadline, fd))
-            .pending(cx.waker())
-            .map(Err)
-    })
-    .await
 }
 
 /// [`guard`] with a deadline only: `Err(Fired::TimedOut)` once it passes.
-pub async fn within<T>(deadline: Coarse, work: impl Future<Output = T>) -> Result<T, Fired> {
-    guard(Some(deadline), None, work).await
+pub fn within<F: Future>(deadline: Coarse, work: F) -> Guard<F> {
+    guard(Some(deadline), None, work)
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`guard`]. A struct rather than an `async fn`: that one held `work`
+    /// twice (as its argument and pinned), so every guarded exchange was copied twice its
+    /// size, per request, nested (`within` in `guard`).
+    pub struct Guard<F> {
+        #[pin]
+        work: F,
+        deadline: Option<Coarse>,
+        fd: Option<RawFd>,
+        // Taken at the first `Pending`: work ready at once (a head already buffered)
+        // never touches the table.
+        ticket: Option<Ticket>,
+    }
+}
+
+impl<F: Future> Future for Guard<F> {
+    type Output = Result<F::Output, Fired>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // As `tokio::time::timeout`: work that is ready wins over a guard that fired.
+        if let Poll::Ready(v) = this.work.poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        if this.deadline.is_none() && this.fd.is_none() {
+            return Poll::Pending;
+        }
+        let (deadline, fd) = (*this.deadline, *this.fd);
+        this.ticket
+            .get_or_insert_with(|| Ticket::new(deadline, fd))
+            .pending(cx.waker())
+            .map(Err)
+    }
 }
 
 /// One guarded request's entry in its thread's table; removed on drop.

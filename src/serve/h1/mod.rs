@@ -180,6 +180,13 @@ async fn relay<I: ClientIo>(
     Ok(())
 }
 
+/// A future made in its box rather than on the stack and then moved: `Box::pin(f)` copies
+/// the whole of `f` (5.6 KB for a proxied exchange, of which 88 bytes are set before it
+/// first runs), which showed as 1.7 % of a proxied request's CPU.
+fn in_box<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
+}
+
 /// What waiting for a head gave.
 // Returned by value once per request and never stored (as `Parse`).
 #[allow(clippy::large_enum_variant)]
@@ -519,7 +526,7 @@ impl<I: ClientIo> Conn<'_, I> {
                 // exchange made every connection's 7 KB, idle or not; boxed, the
                 // allocation is made per proxied request (costing far less than the
                 // exchange) and an idle connection's future is 2.6 KB.
-                Box::pin(self.proxied(&live.proxy, head, buf, path, body, start, rest)).await
+                in_box(|| self.proxied(&live.proxy, head, buf, path, body, start, rest)).await
             }
         }
     }
@@ -701,7 +708,7 @@ impl<I: ClientIo> Conn<'_, I> {
         }
         let unread = after == After::Linger || (self.body_pending && persist == Persist::Close);
         if unread && sent.is_ok() {
-            Box::pin(self.io.linger(self.settings.shutdown.notified())).await;
+            in_box(|| self.io.linger(self.settings.shutdown.notified())).await;
         }
         sent.is_ok() && persist != Persist::Close
     }
@@ -757,7 +764,7 @@ impl<I: ClientIo> Conn<'_, I> {
                 // first event.
                 io.write_all(&self.out, &[]).await?;
                 // Boxed, as is a proxied exchange (`Conn::answer`).
-                Box::pin(relay(io, stream, framing, unbuffered, streamed)).await?;
+                in_box(|| relay(io, stream, framing, unbuffered, streamed)).await?;
                 return Ok(*streamed);
             }
         }
