@@ -26,8 +26,10 @@
 //! 3. CPU layout on 2 cores: each proxy pinned to core 0 with one worker; wrk (`-t1`) and the
 //!    upstream share core 1. A `direct` row (wrk straight to the upstream) shows what core 1
 //!    delivers without a proxy in between.
-//! 4. wrk keep-alive (`-c32` for `fast`, `-c8` for gunicorn), 10 s runs, repetitions outermost
-//!    with the targets rotated; medians of req/s, p99 and the proxy's CPU per request
+//! 4. wrk keep-alive (`-c32` for `fast`, `-c8` for gunicorn), 9 runs of 4 s per target,
+//!    repetitions outermost with the targets rotated (many short runs rather than 3 of 10 s:
+//!    on a machine whose speed drifts by a quarter over seconds, back-to-back runs of the
+//!    targets see the same machine, and a median of 9 moves less than one of 3); medians of req/s, p99 and the proxy's CPU per request
 //!    (utime+stime from /proc over the run; nginx: master+worker), plus the upstream's CPU per
 //!    request and, for `fast`, the upstream connections opened per 1000 requests.
 //! 5. Prints the table, the staticd/nginx ratios against the target (req/s ≥ 1.0x nginx; met or
@@ -35,7 +37,7 @@
 //!    scenario where staticd or nginx answered anything but 200 to the check before the runs, or
 //!    any non-2xx/3xx during them, is reported INVALID instead of met or missed.
 //!
-//! Knobs: `PROXY_BENCH_SECS` (default 10), `PROXY_BENCH_REPS` (default 3),
+//! Knobs: `PROXY_BENCH_SECS` (default 4), `PROXY_BENCH_REPS` (default 9),
 //! `PROXY_BENCH_FAST_CONNS` (32, also for `post`), `PROXY_BENCH_GUNICORN_CONNS` (8),
 //! `PROXY_BENCH_VENV` (a venv directory handed to `.ci/venv`, e.g. an already built one; default
 //! `.ci/venv`'s own), `PROXY_BENCH_SCENARIOS` (default `fast,post,gunicorn,compress`: which to
@@ -924,8 +926,8 @@ fn compress_scenario(
 }
 
 fn run() -> Result<(), String> {
-    let secs = env_num("PROXY_BENCH_SECS", 10);
-    let reps = env_num("PROXY_BENCH_REPS", 3).max(1) as usize;
+    let secs = env_num("PROXY_BENCH_SECS", 4);
+    let reps = env_num("PROXY_BENCH_REPS", 9).max(1) as usize;
     let fast_conns = env_num("PROXY_BENCH_FAST_CONNS", 32);
     let gunicorn_conns = env_num("PROXY_BENCH_GUNICORN_CONNS", 8);
     let scenarios = env_list("PROXY_BENCH_SCENARIOS", "fast,post,gunicorn,compress");
