@@ -29,9 +29,10 @@
 //! 4. wrk keep-alive (`-c32` for `fast`, `-c8` for gunicorn), 9 runs of 4 s per target,
 //!    repetitions outermost with the targets rotated (many short runs rather than 3 of 10 s:
 //!    on a machine whose speed drifts by a quarter over seconds, back-to-back runs of the
-//!    targets see the same machine, and a median of 9 moves less than one of 3); medians of req/s, p99 and the proxy's CPU per request
-//!    (utime+stime from /proc over the run; nginx: master+worker), plus the upstream's CPU per
-//!    request and, for `fast`, the upstream connections opened per 1000 requests.
+//!    targets see the same machine, and a median of 9 moves less than one of 3); medians of
+//!    req/s, p99 and the proxy's CPU per request (utime+stime from /proc over the run; nginx:
+//!    master+worker), plus the upstream's CPU per request and, for `fast`, the upstream
+//!    connections opened per 1000 requests.
 //! 5. Prints the table, the staticd/nginx ratios against the target (req/s ≥ 1.0x nginx; met or
 //!    missed, never aborts) and writes the same as markdown to `target/bench-proxy.md`. A
 //!    scenario where staticd or nginx answered anything but 200 to the check before the runs, or

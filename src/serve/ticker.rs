@@ -89,9 +89,9 @@ pub enum Fired {
     ClientGone,
 }
 
-/// Runs `work` unless `deadline` passes or the client on `fd` leaves first; then `work` is
-/// dropped (cancelling what it had sent) and the reason returned. With neither, `work`
-/// simply runs.
+/// Runs `work` unless `deadline` passes or the client on `fd` leaves first; then the reason
+/// is returned, and `work` goes (cancelling what it had sent) with the guard, dropped by the
+/// `.await` that took the answer. With neither, `work` simply runs.
 pub fn guard<F: Future>(deadline: Option<Coarse>, fd: Option<RawFd>, work: F) -> Guard<F> {
     Guard {
         work,
