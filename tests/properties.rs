@@ -3,6 +3,7 @@
 
 use bytes::BytesMut;
 use proptest::prelude::*;
+use staticd::serve::h1::request::{self, Parse, RawFields};
 use staticd::serve::negotiate::{negotiate, Encoding};
 use staticd::serve::path::{route, Route};
 use staticd::serve::proxy::client::{chunk_size, content_length, BodyState, Framing, Piece};
@@ -146,5 +147,39 @@ proptest! {
             .collect();
         let (plain, coded) = (format!("/static/{key}"), format!("/static/{encoded}"));
         prop_assert_eq!(route(&plain, "/static/"), route(&coded, "/static/"));
+    }
+
+    /// The proxy forwards a head's field lines as [`RawFields`] splits them from the bytes
+    /// httparse accepted, without a second parse: the same lines httparse gives, whatever
+    /// the line ends and the whitespace around the values.
+    #[test]
+    fn raw_fields_split_like_httparse(
+        blank in 0usize..3,
+        lines in prop::collection::vec(
+            ("[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}", "[ \t]{0,2}", "[ -~\t\u{80}-\u{ff}]{0,20}", any::<bool>()),
+            0..10,
+        ),
+        lf_only in any::<bool>(),
+    ) {
+        let eol = if lf_only { "\n" } else { "\r\n" };
+        let mut raw = eol.repeat(blank).into_bytes();
+        raw.extend_from_slice(format!("GET /a:b?c HTTP/1.1{eol}Host: h{eol}").as_bytes());
+        for (name, ws, value, crlf) in &lines {
+            raw.extend_from_slice(format!("{name}:{ws}").as_bytes());
+            raw.extend(value.chars().map(|c| c as u32 as u8));
+            raw.extend_from_slice(if *crlf && !lf_only { b"\r\n" } else { b"\n" });
+        }
+        raw.extend_from_slice(eol.as_bytes());
+        raw.extend_from_slice(b"GET /next HTTP/1.1");
+        let Parse::Ready(head) = request::parse(&raw) else {
+            // Refused heads are never forwarded.
+            return Ok(());
+        };
+        let mut slots = vec![httparse::EMPTY_HEADER; request::MAX_FIELDS];
+        let mut req = httparse::Request::new(&mut slots);
+        prop_assert!(req.parse(&raw).unwrap().is_complete());
+        let want: Vec<(&str, &[u8])> = req.headers.iter().map(|h| (h.name, h.value)).collect();
+        let got: Vec<(&str, &[u8])> = RawFields::of(&head, &raw).iter().collect();
+        prop_assert_eq!(got, want);
     }
 }

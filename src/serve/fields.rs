@@ -28,17 +28,19 @@ impl Fields for http::HeaderMap {
     }
 }
 
-impl Fields for &[httparse::Header<'_>] {
+/// An HTTP/1 head's field lines as (name, value), split once from the parsed head
+/// ([`RawFields`](crate::serve::h1::request::RawFields)).
+impl Fields for &[(&str, &[u8])] {
     fn each<'s>(&'s self, f: &mut dyn FnMut(&'s str, &'s [u8])) {
-        for h in self.iter() {
-            f(h.name, h.value);
+        for (name, value) in self.iter() {
+            f(name, value);
         }
     }
 
     fn all(&self, name: &str) -> Vec<&[u8]> {
         self.iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
             .collect()
     }
 }

@@ -66,9 +66,9 @@ pub trait ClientIo {
     /// quarter of it is free; `Ok(0)` is the peer's end of stream.
     async fn read_more(&self, buf: &mut BytesMut, reserve: usize) -> io::Result<usize>;
 
-    /// [`ClientIo::read_more`] for request heads (4 KiB at a time).
+    /// [`ClientIo::read_more`] for request heads ([`socket::HEAD_READ`] at a time).
     async fn read_some(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        self.read_more(buf, 4096).await
+        self.read_more(buf, socket::HEAD_READ).await
     }
 
     /// Ends our side after a `Connection: close` response (the peer sees the end once the

@@ -55,7 +55,7 @@ use super::message::{self, error_page, Body, Reply, Verb};
 use super::metrics::{self, Coding, RouteKind};
 use super::proxy;
 use super::socket::{self, Client, Peer, Prefixed};
-use super::spool::{ReadAhead, Spool, SpoolError, Spooled};
+use super::spool::{ReadAhead, Spool, SpoolError, Spooled, IN_MEMORY};
 use super::state::{Live, State};
 use super::stream::ClientIo;
 use super::ticker;
@@ -67,6 +67,7 @@ use bytes::{Buf, BytesMut};
 use futures_util::future::{select, Either};
 use request::{Form, Head, HeadError, Parse};
 use response::{Framing, Persist};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
@@ -409,6 +410,11 @@ impl<I: ClientIo> Conn<'_, I> {
             BodyLen::Length(n) => n,
             _ => 0,
         };
+        // A body that came whole with its head (a form, a small JSON POST) is taken from
+        // the buffer as it is, without a copy.
+        if declared > 0 && declared <= IN_MEMORY as u64 && buf.len() as u64 >= declared {
+            return Ok(Spooled::Mem(buf.split_to(declared as usize).freeze()));
+        }
         let mut spool = Spool::new(declared);
         loop {
             let done = decoder.decode(buf, spool.buf()).map_err(BodyFail::Bad)?;
@@ -579,9 +585,11 @@ impl<I: ClientIo> Conn<'_, I> {
         start: Option<Instant>,
         rest: Option<&mut BytesMut>,
     ) -> bool {
-        // All fields this time: they are forwarded.
-        let lines = request::fields(head, buf);
-        let fields: &[httparse::Header<'_>] = lines.get();
+        // All fields this time: they are forwarded. Split once (forwarding reads them
+        // several times), into the array where it lies (collected, 1 KB would be copied).
+        let mut lines: SmallVec<[(&str, &[u8]); 32]> = SmallVec::new();
+        lines.extend(request::RawFields::of(head, buf).iter());
+        let fields: &[(&str, &[u8])] = &lines;
         let host = head.host(buf);
         // Absolute-form goes upstream in origin form (`http://h?q` → `/?q`), Host from it.
         let origin = request::text(buf, Some(head.origin.clone()));

@@ -446,7 +446,10 @@ pub fn take_head(buf: &mut BytesMut, asked: Asked) -> Result<Option<Head>, Frami
     // Few slots first (they are zeroed on every parse), many only for a head that needs them.
     let mut few = [httparse::EMPTY_HEADER; 32];
     let mut many = Vec::new();
-    let (status, version, lines, end) = loop {
+    // Positions, not values yet: the values will share `raw`, split off below. Declared out
+    // of the loop, so the 1.5 KB array is filled where it lies rather than moved out.
+    let mut lines: smallvec::SmallVec<[_; 32]> = smallvec::SmallVec::new();
+    let (status, version, end) = loop {
         let slots: &mut [httparse::Header<'_>] = if many.is_empty() { &mut few } else { &mut many };
         let mut r = httparse::Response::new(slots);
         let n = match r.parse(&buf[start..]) {
@@ -481,15 +484,13 @@ pub fn take_head(buf: &mut BytesMut, asked: Asked) -> Result<Option<Head>, Frami
             continue;
         }
         let base = buf.as_ptr() as usize;
-        // Positions, not values yet: the values will share `raw`, split off below.
-        let mut lines: smallvec::SmallVec<[_; 32]> = smallvec::SmallVec::new();
         for h in r.headers.iter() {
             let name = HeaderName::from_bytes(h.name.as_bytes())
                 .map_err(|_| FramingError::BadHeaderName(h.name.to_string()))?;
             let at = h.value.as_ptr() as usize - base;
             lines.push((name, at..at + h.value.len()));
         }
-        break (status, r.version, lines, start + n);
+        break (status, r.version, start + n);
     };
     let raw = buf.split_to(end).freeze();
     let mut headers = Vec::with_capacity(lines.len());
