@@ -363,7 +363,7 @@ pub async fn read_some(io: &Client, buf: &mut BytesMut) -> io::Result<usize> {
 /// it has (as nginx frees a keep-alive connection's header buffer): an idle connection,
 /// new or between requests, holds no buffer. That is one free and one allocation of 8 KiB
 /// per request on a keep-alive connection; the serve bench's small file showed no change
-/// beyond its noise at 4 KiB (README, "Static tier").
+/// beyond its noise, at 4 KiB and again at 8 KiB (README, "Static tier").
 pub async fn read_more(io: &Client, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
     loop {
         if buf.capacity() - buf.len() < reserve / 4 {

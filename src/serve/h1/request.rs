@@ -183,7 +183,6 @@ pub fn parse(buf: &[u8]) -> Parse {
 /// second parse. A second httparse pass (1.5 KB of slots zeroed, filled and copied out)
 /// cost about 1,300 of the 19,500 user-space instructions of a proxied GET
 /// (`benches/proxy/instructions.sh`). The values are httparse's: whitespace around them cut.
-#[derive(Clone, Copy)]
 pub struct RawFields<'b>(&'b [u8]);
 
 impl<'b> RawFields<'b> {
