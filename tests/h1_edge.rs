@@ -902,8 +902,8 @@ fn switch_head(c: &mut Conn) -> Response {
 
 /// An upgrade (HTTP/1.1, `Connection: upgrade` and `Upgrade`) is tunnelled once the
 /// upstream answers 101; any other answer is a plain response and the connection goes on.
-/// A stray Upgrade (no `Connection: upgrade`, or on HTTP/1.0) is a plain request: the
-/// probe's got no answer at all.
+/// A stray Upgrade (no `Connection: upgrade`, or on HTTP/1.0), or one offering h2c, is a
+/// plain request: the probe's got no answer at all.
 #[test]
 fn upgrades_are_tunnelled_and_stray_ones_are_plain_requests() {
     let up = Upstream::start();
@@ -964,12 +964,21 @@ fn upgrades_are_tunnelled_and_stray_ones_are_plain_requests() {
         GET,
     );
     assert_eq!(r.text(), "GET /ws/old 0");
-    let seen = up.wait_for("/ws/old");
-    for req in seen
-        .iter()
-        .filter(|r| r.target.starts_with("/ws/stray") || r.target == "/ws/old")
-    {
+    // h2c is never tunnelled (h2c smuggling): the request is served as HTTP/1.1, and the
+    // upstream, which would switch to anything asked, is not asked.
+    let r = http::raw(
+        s.addr,
+        b"GET /ws/h2c HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+        GET,
+    );
+    assert_eq!((r.status, r.text().as_str()), (200, "GET /ws/h2c 0"));
+    let seen = up.wait_for("/ws/h2c");
+    for req in seen.iter().filter(|r| {
+        r.target.starts_with("/ws/stray") || r.target == "/ws/old" || r.target == "/ws/h2c"
+    }) {
         assert!(req.all("upgrade").is_empty(), "{req:?}");
+        assert!(req.all("http2-settings").is_empty(), "{req:?}");
+        assert!(req.all("connection").is_empty(), "{req:?}");
     }
     // On a static route an upgrade is ignored.
     let r = http::raw(

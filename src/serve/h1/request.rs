@@ -11,7 +11,10 @@
 //! body's framing ([`body::framing`](super::body::framing), and no bare-LF line end in a
 //! head that has a body); `Expect` (only `100-continue`,
 //! else 417; ignored in HTTP/1.0 as RFC 9110 §10.1.1 says). Upgrade is honoured only for
-//! HTTP/1.1 with `Connection: upgrade`; anything else leaves it a plain request.
+//! HTTP/1.1 with `Connection: upgrade`; anything else leaves it a plain request. An Upgrade
+//! that offers `h2c` is never honoured (the request is served as HTTP/1.1, which RFC 9113
+//! §3.1 allows): tunnelling it would hand the client an HTTP/2 connection straight to an
+//! upstream that speaks h2c, past every rule staticd applies ("h2c smuggling").
 
 use super::body::{self, BodyLen, FramingError};
 use crate::serve::conditional::Conditions;
@@ -315,6 +318,7 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
     let mut framing = body::Fields::default();
     let (mut close, mut keep, mut upgrade_token) = (false, false, false);
     let (mut hosts, mut upgrade, mut expect) = (0, None, None::<HeadError>);
+    let mut h2c = false;
     for h in req.headers.iter() {
         let v = Some(at(h.value));
         let name = h.name.as_bytes();
@@ -349,7 +353,13 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
                 }
             }
             7 if name.eq_ignore_ascii_case(b"referer") => head.referer = head.referer.or(v),
-            7 if name.eq_ignore_ascii_case(b"upgrade") => upgrade = upgrade.or(v),
+            7 if name.eq_ignore_ascii_case(b"upgrade") => {
+                h2c |= h
+                    .value
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"h2c"));
+                upgrade = upgrade.or(v);
+            }
             8 if name.eq_ignore_ascii_case(b"if-match") => head.if_match = head.if_match.or(v),
             8 if name.eq_ignore_ascii_case(b"if-range") => head.if_range = head.if_range.or(v),
             10 if name.eq_ignore_ascii_case(b"connection") => {
@@ -415,7 +425,7 @@ fn parse_with<'b>(buf: &'b [u8], lines: &mut [httparse::Header<'b>]) -> Parse {
     }
     if http10 {
         head.expect_continue = false;
-    } else if upgrade_token {
+    } else if upgrade_token && !h2c {
         head.upgrade = upgrade;
     }
     // HTTP/1.1 keeps the connection unless told otherwise; 1.0 only when asked (RFC 9112 §9.3).
@@ -765,6 +775,11 @@ mod tests {
             ready(b"GET /ws HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade,
             None
         );
+        // h2c is never tunnelled, alone or offered beside another protocol.
+        for up in ["h2c", "H2C", "websocket, h2c", " h2c ,foo"] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: {up}\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n");
+            assert_eq!(ready(raw.as_bytes()).upgrade, None, "{up}");
+        }
     }
 
     #[test]
