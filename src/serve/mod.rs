@@ -169,6 +169,7 @@ pub fn run_with(
     // Certificates first: a bad one stops staticd before anything else is done.
     let mut https = tls_listen::Https::from_args(&args.tls)?;
     let prepared = reconfigure::prepare(&args, args.max_body).map_err(anyhow::Error::msg)?;
+    observe::check(&args.observe)?;
     let opts = prepared.build;
     let root = opts.root.clone();
     let prefix = opts.prefix.clone();

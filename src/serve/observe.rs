@@ -189,12 +189,27 @@ impl Observe {
     }
 }
 
-/// Builds the root files' table from `dir` and starts its reloader.
-fn root_files(dir: &std::path::Path, static_opts: &BuildOptions) -> anyhow::Result<Arc<RootFiles>> {
+/// Refuses what [`Observe::new`] would refuse, before the static table is built: that can
+/// take a while for a large STATIC_ROOT, and a mistyped flag should not wait for it.
+pub fn check(args: &ObserveArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.root_files {
+        root_files_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// `--root-files` DIR, made absolute; an error unless it is a directory.
+fn root_files_dir(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     if !dir.is_dir() {
         anyhow::bail!("--root-files {}: not a directory", dir.display());
     }
+    Ok(dir)
+}
+
+/// Builds the root files' table from `dir` and starts its reloader.
+fn root_files(dir: &std::path::Path, static_opts: &BuildOptions) -> anyhow::Result<Arc<RootFiles>> {
+    let dir = root_files_dir(dir)?;
     let opts = BuildOptions {
         root: dir.clone(),
         // Answered at the site root.
