@@ -239,9 +239,26 @@ pub fn suggested_rule(missing: &[MissingReference]) -> String {
             format!("*{e}")
         }
         _ if missing.len() == 1 => missing[0].target.clone(),
-        _ => "*.map".to_string(),
+        // Mixed or no extensions (ES module imports name `./utils`, not `./utils.js`): the
+        // directory they share, whose `*` (fnmatch's, crossing `/`) covers them all.
+        _ => match common_dir(missing.iter().map(|m| m.target.as_str())) {
+            Some(dir) => format!("{dir}/*"),
+            None => "*".to_string(),
+        },
     };
     format!("warn:{pattern}")
+}
+
+/// The longest directory every target lies under (`a/b` for `a/b/c` and `a/b/d/e`), if any.
+fn common_dir<'a>(mut targets: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let first = targets.next()?;
+    let mut dir = first.rsplit_once('/')?.0;
+    for t in targets {
+        while !(t.starts_with(dir) && t.as_bytes().get(dir.len()) == Some(&b'/')) {
+            dir = dir.rsplit_once('/')?.0;
+        }
+    }
+    Some(dir)
 }
 
 /// `s` quoted for a POSIX shell when it needs it.
@@ -363,10 +380,22 @@ mod tests {
              use --missing warn:'*.map' or [collect] missing = [\"warn:*.map\"] in staticd.toml)"
         );
         assert_eq!(suggested_rule(&[missing("img/nodir")]), "warn:img/nodir");
+        // Nothing shared: only `*` covers them.
         assert_eq!(
             suggested_rule(&[missing("a.png"), missing("b.map")]),
-            "warn:*.map"
+            "warn:*"
         );
+        // Extensionless ES module imports (django-baton's sources): their common directory.
+        let imports = [
+            missing("baton/app/src/core/i18n"),
+            missing("baton/app/src/core/AI"),
+            missing("baton/app/src/index"),
+        ];
+        assert_eq!(suggested_rule(&imports), "warn:baton/app/src/*");
+        let p = Policy::new(None, vec![rule(&suggested_rule(&imports))]).unwrap();
+        assert!(imports.iter().all(|m| p.rule_for(&m.target).is_some()));
+        assert_eq!(common_dir(["a/bc/d", "a/b/e"].into_iter()), Some("a"));
+        assert_eq!(common_dir(["a/b", "c/d"].into_iter()), None);
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 
