@@ -56,13 +56,19 @@ fn is_claim(name: &str) -> bool {
     name.starts_with("x-forwarded-") || CLAIMS.contains(&name)
 }
 
-/// Names listed in `Connection` (lower-cased).
+/// Names listed in `Connection` (lower-cased). `close` and `keep-alive` name no field that
+/// is not dropped anyway, so the usual `Connection: close` allocates nothing here.
 fn connection_tokens<'a>(values: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
     values
         .flat_map(|v| v.split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"close")
+                && !t.eq_ignore_ascii_case(b"keep-alive")
+        })
         .filter_map(|t| std::str::from_utf8(t).ok())
-        .map(|t| t.trim().to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
+        .map(str::to_ascii_lowercase)
         .collect()
 }
 
@@ -289,28 +295,24 @@ fn real_ip(i: &Inbound<'_>) -> Option<IpAddr> {
 /// writer adds staticd's own `Date` (exactly one per response, RFC 9110 §6.6.1), and
 /// staticd sends no `Server` on any response, proxied or not.
 pub fn response_headers(
-    h: &[(HeaderName, HeaderValue)],
+    h: Vec<(HeaderName, HeaderValue)>,
     keep_upgrade: bool,
-) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
     let named = connection_tokens(
         h.iter()
             .filter(|(n, _)| n == ax::CONNECTION)
             .map(|(_, v)| v.as_bytes()),
     );
-    h.iter().filter_map(move |(name, value)| {
+    h.into_iter().filter(move |(name, _)| {
         let n = name.as_str();
-        if (is_hop(n) && !(keep_upgrade && n == "upgrade"))
+        !((is_hop(n) && !(keep_upgrade && n == "upgrade"))
             || named
                 .iter()
                 .any(|t| t == n && !(keep_upgrade && t == "upgrade"))
             || n == "content-length"
             || n == "date"
             || n == "server"
-            || n.starts_with("x-accel-")
-        {
-            return None;
-        }
-        Some((name, value))
+            || n.starts_with("x-accel-"))
     })
 }
 
@@ -441,9 +443,10 @@ mod tests {
             .iter()
             .map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v)))
             .collect();
-        let kept: Vec<_> = response_headers(&h, false)
-            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+        let kept: Vec<_> = response_headers(h, false)
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
             .collect();
+        let kept: Vec<_> = kept.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         assert_eq!(
             kept,
             [

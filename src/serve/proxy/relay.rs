@@ -48,10 +48,20 @@ impl Proxy {
         let Ok(status) = StatusCode::from_u16(head.status) else {
             return failure_page(Failure::Broken); // `take_head` admits only 100-599
         };
+        let declared = head
+            .get("content-length")
+            .and_then(|v| client::content_length(v.as_bytes()).ok());
+        let unbuffered = head.unbuffered();
+        let client::Head {
+            status: _,
+            headers,
+            framing,
+            keep_alive,
+        } = head;
         let mut r = Reply::new(status);
-        for (k, v) in forward::response_headers(&head.headers, false) {
-            r.headers.push((k.clone(), Cow::Owned(v.clone())));
-        }
+        // Moved, not cloned: the head is not needed again.
+        r.headers
+            .extend(forward::response_headers(headers, false).map(|(k, v)| (k, Cow::Owned(v))));
         let is_head = inc.method == "HEAD";
         let req = Request::from_fields(inc.headers);
         let asked = compress::Asked {
@@ -60,49 +70,51 @@ impl Proxy {
             accept_encoding: req.accept_encoding,
             path: inc.path,
         };
-        let declared = head
-            .get("content-length")
-            .and_then(|v| client::content_length(v.as_bytes()).ok());
         let mut plan = self
             .opts
             .compress
-            .plan(&asked, head.status, &r.headers, declared);
+            .plan(&asked, status.as_u16(), &r.headers, declared);
         let no_body = is_head
             || status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
         if no_body {
-            if head.framing == client::Framing::Empty && head.keep_alive {
+            if framing == client::Framing::Empty && keep_alive {
                 client::put_idle(conn);
             }
             if is_head && status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
-                r.body = match plan {
-                    // GET's compressed length is not known without its body.
-                    Plan::Compress(_) => unknown_length(),
-                    _ => head_body(&head),
+                // HEAD declares what GET's answer would: the upstream's Content-Length when
+                // it sent one (already checked by `client::framing`), else a stream of
+                // unknown length, which goes out as `Transfer-Encoding: chunked` to HTTP/1.1
+                // clients, as GET's streamed body does (RFC 9112 §6.1 allows that on HEAD).
+                // Never a length of 0 that nobody declared. GET's compressed length is not
+                // known without its body.
+                r.body = match (&plan, declared) {
+                    (Plan::Compress(_), _) | (_, None) => unknown_length(),
+                    (_, Some(n)) => Body::Omitted(n),
                 };
             }
             compress::apply(plan, &mut r.headers);
             return r;
         }
         if let Some(whole) = whole {
-            if head.keep_alive {
+            if keep_alive {
                 client::put_idle(conn);
             }
             r.body = whole_body(&mut plan, whole, inc);
             compress::apply(plan, &mut r.headers);
             return r;
         }
-        let len = match head.framing {
+        let len = match framing {
             client::Framing::Length(n) => Some(n),
             _ => None,
         };
-        r.unbuffered = head.unbuffered();
+        r.unbuffered = unbuffered;
         let stream: Stream = Box::pin(UpBody {
             conn: Some(conn),
             state,
             eof: false,
-            keep_alive: head.keep_alive,
+            keep_alive,
             read_timeout: self.opts.read_timeout,
             last_read: Instant::now(),
             sleep: None,
@@ -194,21 +206,6 @@ fn streamed_body(plan: &mut Plan, stream: Stream, len: Option<u64>, inc: &Incomi
             *plan = Plan::Vary;
             Body::Stream { len, stream }
         }
-    }
-}
-
-/// The body of the answer to HEAD, declaring what GET's would: the upstream's
-/// Content-Length when it sent one (already checked by `client::framing`), else a stream of
-/// unknown length, which goes out as `Transfer-Encoding: chunked` to HTTP/1.1 clients, as
-/// GET's streamed body does (RFC 9112 §6.1 allows that on HEAD). Never a length of 0 that
-/// nobody declared.
-fn head_body(head: &client::Head) -> Body {
-    let length = head
-        .get("content-length")
-        .and_then(|v| client::content_length(v.as_bytes()).ok());
-    match length {
-        Some(n) => Body::Omitted(n),
-        None => unknown_length(),
     }
 }
 

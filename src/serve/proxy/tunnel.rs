@@ -61,9 +61,7 @@ impl Proxy {
                 return Upgrade::Answer(failure_page(super::exchange::Failure::Broken));
             }
         }
-        let mut headers: Vec<_> = forward::response_headers(&head.headers, true)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut headers: Vec<_> = forward::response_headers(head.headers, true).collect();
         if !headers.iter().any(|(k, _)| k == "upgrade") {
             if let Ok(v) = HeaderValue::from_bytes(upgrade) {
                 headers.push((HeaderName::from_static("upgrade"), v));
