@@ -1,8 +1,9 @@
 //! The HTTP/1 request-head parser (request line, fields, Host, absolute-form, body framing):
-//! never a panic; an accepted head lies inside the bytes it came from, and its ranges too.
+//! never a panic; an accepted head lies inside the bytes it came from, and its ranges too;
+//! the field lines forwarded upstream (`RawFields`) are httparse's own, in order.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use staticd::serve::h1::request::{fields, parse, Parse, MAX_HEAD};
+use staticd::serve::h1::request::{parse, Parse, RawFields, MAX_FIELDS, MAX_HEAD};
 
 fuzz_target!(|data: &[u8]| {
     let mut data = data.to_vec();
@@ -23,7 +24,12 @@ fuzz_target!(|data: &[u8]| {
             }
             let _ = head.request(data);
             let _ = head.host(data);
-            let _ = fields(&head, data).get().len();
+            let mut slots = vec![httparse::EMPTY_HEADER; MAX_FIELDS];
+            let mut req = httparse::Request::new(&mut slots);
+            assert!(matches!(req.parse(data), Ok(httparse::Status::Complete(n)) if n == head.len));
+            let want: Vec<(&str, &[u8])> = req.headers.iter().map(|h| (h.name, h.value)).collect();
+            let got: Vec<(&str, &[u8])> = RawFields::of(&head, data).iter().collect();
+            assert_eq!(got, want);
         }
     }
 });
