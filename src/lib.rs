@@ -7,6 +7,8 @@
 pub mod collect;
 pub mod delta;
 pub mod django;
+#[cfg(any(test, fuzzing))]
+pub mod fuzzing;
 pub mod manifest;
 pub mod media_type;
 pub mod remote;
