@@ -485,7 +485,7 @@ pub fn take_head(buf: &mut BytesMut, asked: Asked) -> Result<Option<Head>, Frami
         }
         let base = buf.as_ptr() as usize;
         for h in r.headers.iter() {
-            let name = field_name(h.name.as_bytes())
+            let name = HeaderName::from_bytes(h.name.as_bytes())
                 .map_err(|_| FramingError::BadHeaderName(h.name.to_string()))?;
             let at = h.value.as_ptr() as usize - base;
             lines.push((name, at..at + h.value.len()));
@@ -508,30 +508,6 @@ pub fn take_head(buf: &mut BytesMut, asked: Asked) -> Result<Option<Head>, Frami
         framing,
         keep_alive,
     }))
-}
-
-/// Field names upstreams send that the `http` crate does not know (Django's
-/// `SecurityMiddleware` sends the first on every response, nginx's controls are read here):
-/// cloned from a static instead of lower-cased into a new allocation each time.
-static UNLISTED: [HeaderName; 7] = [
-    HeaderName::from_static("cross-origin-opener-policy"),
-    HeaderName::from_static("cross-origin-embedder-policy"),
-    HeaderName::from_static("cross-origin-resource-policy"),
-    HeaderName::from_static("permissions-policy"),
-    HeaderName::from_static("x-accel-redirect"),
-    HeaderName::from_static("x-accel-buffering"),
-    HeaderName::from_static("x-accel-expires"),
-];
-
-/// `raw` as a field name, without an allocation for a standard or [`UNLISTED`] one.
-fn field_name(raw: &[u8]) -> Result<HeaderName, actix_web::http::header::InvalidHeaderName> {
-    match UNLISTED
-        .iter()
-        .find(|n| n.as_str().as_bytes().eq_ignore_ascii_case(raw))
-    {
-        Some(n) => Ok(n.clone()),
-        None => HeaderName::from_bytes(raw),
-    }
 }
 
 /// The comma-separated tokens of every `name` line.
@@ -1207,22 +1183,6 @@ mod tests {
         let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-"[..]);
         assert!(take_head(&mut partial, GET).unwrap().is_none());
         assert_eq!(partial.len(), 25, "nothing consumed");
-    }
-
-    #[test]
-    fn unlisted_names_are_the_same_names() {
-        for raw in [
-            "Cross-Origin-Opener-Policy",
-            "x-accel-redirect",
-            "X-Unknown-Thing",
-            "ETag",
-        ] {
-            assert_eq!(
-                field_name(raw.as_bytes()).unwrap(),
-                HeaderName::from_bytes(raw.as_bytes()).unwrap()
-            );
-        }
-        assert!(field_name(b"bad name").is_err());
     }
 
     #[test]
