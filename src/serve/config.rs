@@ -435,6 +435,9 @@ pub fn parse_upstream(s: &str) -> Result<Addr, ValueError> {
     if hp.contains('/') {
         return Err(ValueError::UpstreamWithPath(s.into()));
     }
+    if let Ok(a) = hp.parse::<std::net::SocketAddr>() {
+        return Ok(Addr::Ip(a));
+    }
     match hp.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(Addr::Tcp(hp.into())),
         _ => Err(ValueError::NotAnUpstream(s.into())),
@@ -651,6 +654,15 @@ mod tests {
         assert_eq!(
             parse_upstream(" http://web:8000/ "),
             Ok(Addr::Tcp("web:8000".into()))
+        );
+        // A literal address is parsed once, here; IPv6 in brackets, as in a URL.
+        assert_eq!(
+            parse_upstream("127.0.0.1:8000"),
+            Ok(Addr::Ip(([127, 0, 0, 1], 8000).into()))
+        );
+        assert_eq!(
+            parse_upstream("http://[::1]:8000"),
+            Ok(Addr::Ip("[::1]:8000".parse().unwrap()))
         );
         assert_eq!(
             parse_upstream("unix:/run/g.sock"),

@@ -171,7 +171,7 @@ pub struct Reply<'a> {
 /// `$upstream_header_time`. Carried into HTTP/2 responses as an extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
-    pub addr: String,
+    pub addr: std::sync::Arc<str>,
     /// From the start of the attempt that answered (connect included) to its response head.
     pub header_time: std::time::Duration,
 }

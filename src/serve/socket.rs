@@ -9,6 +9,7 @@
 //! reading cannot hold a connection forever.
 
 use bytes::{Buf, BytesMut};
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -361,16 +362,18 @@ pub async fn read_some(io: &Client, buf: &mut BytesMut) -> io::Result<usize> {
 ///
 /// An empty `buf` is let go of while the socket has nothing to read, and taken again when
 /// it has (as nginx frees a keep-alive connection's header buffer): an idle connection,
-/// new or between requests, holds no buffer. That is one free and one allocation of 8 KiB
-/// per request on a keep-alive connection; the serve bench's small file showed no change
-/// beyond its noise, at 4 KiB and again at 8 KiB (README, "Static tier").
+/// new or between requests, holds no buffer. The buffers let go of wait in a short list per
+/// worker ([`SPARE`]) for the next connection that reads: without it each request on a
+/// keep-alive connection paid a `free` and a `malloc` of 8 KiB, which glibc serves from
+/// its general bins (its per-thread cache stops at 1 KiB), about 700 instructions of a
+/// proxied request's 29,000 (`benches/proxy/instructions.sh`).
 pub async fn read_more(io: &Client, buf: &mut BytesMut, reserve: usize) -> io::Result<usize> {
     loop {
         if buf.capacity() - buf.len() < reserve / 4 {
             if buf.is_empty() {
                 io.readable().await?;
             }
-            buf.reserve(reserve);
+            take_spare(buf, reserve);
         }
         let offered = buf.capacity() - buf.len();
         match io.try_read_buf(buf) {
@@ -384,12 +387,48 @@ pub async fn read_more(io: &Client, buf: &mut BytesMut, reserve: usize) -> io::R
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if buf.is_empty() {
-                    *buf = BytesMut::new();
+                    let_go(buf);
                 }
                 io.readable().await?;
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+thread_local! {
+    /// Per worker: head buffers that idle connections let go of, each empty and of
+    /// [`HEAD_READ`] bytes (at most two), for the next connection that reads.
+    static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// At most this many spare buffers per worker (at most 256 KiB): one worker reads one
+/// request at a time, so a few cover any number of keep-alive connections, and a burst of
+/// connections leaves no more than this behind.
+const SPARE_MAX: usize = 16;
+
+/// Room for `reserve` more bytes in `buf`: a spare buffer when `buf` has none.
+fn take_spare(buf: &mut BytesMut, reserve: usize) {
+    if buf.capacity() == 0 && reserve <= HEAD_READ {
+        if let Some(spare) = SPARE.with_borrow_mut(Vec::pop) {
+            *buf = spare;
+            return;
+        }
+    }
+    buf.reserve(reserve);
+}
+
+/// Lets go of an empty `buf`: into [`SPARE`] when its memory is its own (no request body
+/// split off it still alive) and of the head size; freed otherwise (a buffer a large body
+/// grew is not kept).
+fn let_go(buf: &mut BytesMut) {
+    let mut b = std::mem::take(buf);
+    if b.try_reclaim(HEAD_READ) && b.capacity() <= 2 * HEAD_READ {
+        SPARE.with_borrow_mut(|spare| {
+            if spare.len() < SPARE_MAX {
+                spare.push(b);
+            }
+        });
     }
 }
 
@@ -468,6 +507,46 @@ impl AsyncWrite for Prefixed {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    /// A head buffer let go of is the next one taken (its memory, not a new allocation); one
+    /// whose memory a split-off body still holds, or that a body grew, is not kept; at most
+    /// [`SPARE_MAX`] wait.
+    #[test]
+    fn head_buffers_are_reused_within_bounds() {
+        let take = || {
+            let mut b = BytesMut::new();
+            take_spare(&mut b, HEAD_READ);
+            b
+        };
+        let mut b = take();
+        let at = b.as_ptr();
+        b.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        b.advance(b.len());
+        let_go(&mut b);
+        assert_eq!(b.capacity(), 0, "an idle connection holds nothing");
+        let again = take();
+        assert_eq!(again.as_ptr(), at);
+        assert!(again.capacity() >= HEAD_READ);
+
+        // A body split off and still alive: its memory is not the buffer's to give.
+        let mut shared = take();
+        shared.extend_from_slice(&[1; 100]);
+        let body = shared.split_to(100).freeze();
+        let_go(&mut shared);
+        assert!(SPARE.with_borrow(Vec::is_empty));
+        drop(body);
+
+        // A buffer a large body grew is freed, not kept.
+        let mut big = BytesMut::with_capacity(BODY_READ);
+        let_go(&mut big);
+        assert!(SPARE.with_borrow(Vec::is_empty));
+
+        for _ in 0..SPARE_MAX + 5 {
+            let mut b = BytesMut::with_capacity(HEAD_READ);
+            let_go(&mut b);
+        }
+        assert_eq!(SPARE.with_borrow(Vec::len), SPARE_MAX);
+    }
 
     /// Evicted pages are seen as cold and `warm` brings them back (skipped where the kernel
     /// has no `cachestat`).

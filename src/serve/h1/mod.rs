@@ -811,10 +811,7 @@ impl<I: ClientIo> Conn<'_, I> {
                 user_agent: request::text(buf, head.user_agent.clone()),
                 elapsed,
                 route: self.route.as_str(),
-                upstream: reply
-                    .upstream
-                    .as_ref()
-                    .map(|u| (u.addr.as_str(), u.header_time)),
+                upstream: reply.upstream.as_ref().map(|u| (&*u.addr, u.header_time)),
             },
         );
     }

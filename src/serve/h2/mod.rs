@@ -454,10 +454,7 @@ fn account(
             user_agent: hdr(ax::USER_AGENT),
             elapsed,
             route: kind.as_str(),
-            upstream: reply
-                .upstream
-                .as_ref()
-                .map(|u| (u.addr.as_str(), u.header_time)),
+            upstream: reply.upstream.as_ref().map(|u| (&*u.addr, u.header_time)),
         },
     );
 }

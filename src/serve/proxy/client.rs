@@ -31,6 +31,7 @@ use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
@@ -140,26 +141,26 @@ const RESOLVED_FOR: Duration = Duration::from_secs(5);
 
 thread_local! {
     /// Per worker: `host:port` → its addresses and when they were resolved.
-    static RESOLVED: RefCell<Vec<(String, Instant, Vec<std::net::SocketAddr>)>> =
+    static RESOLVED: RefCell<Vec<(Box<str>, Instant, Addrs)>> =
         const { RefCell::new(Vec::new()) };
 }
 
-/// The addresses of `host:port`: a literal address as it is, a name from the worker's
-/// cache while it is fresh, else from the resolver.
-async fn resolve(hp: &str) -> io::Result<Vec<std::net::SocketAddr>> {
-    if let Ok(a) = hp.parse::<std::net::SocketAddr>() {
-        return Ok(vec![a]);
-    }
+/// A name's addresses, shared between the cache and the connects that use them.
+type Addrs = Rc<[std::net::SocketAddr]>;
+
+/// The addresses of a `host:port` with a name: from the worker's cache while it is fresh,
+/// else from the resolver. Shared with the cache, not copied.
+async fn resolve(hp: &str) -> io::Result<Addrs> {
     let now = Instant::now();
     let cached = RESOLVED.with_borrow(|c| {
         c.iter()
-            .find(|(name, at, _)| name == hp && now - *at < RESOLVED_FOR)
+            .find(|(name, at, _)| &**name == hp && now - *at < RESOLVED_FOR)
             .map(|(_, _, addrs)| addrs.clone())
     });
     if let Some(addrs) = cached {
         return Ok(addrs);
     }
-    let addrs: Vec<_> = tokio::net::lookup_host(hp).await?.collect();
+    let addrs: Addrs = tokio::net::lookup_host(hp).await?.collect();
     if addrs.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -167,15 +168,15 @@ async fn resolve(hp: &str) -> io::Result<Vec<std::net::SocketAddr>> {
         ));
     }
     RESOLVED.with_borrow_mut(|c| {
-        c.retain(|(name, _, _)| name != hp);
-        c.push((hp.to_string(), now, addrs.clone()));
+        c.retain(|(name, _, _)| &**name != hp);
+        c.push((hp.into(), now, addrs.clone()));
     });
     Ok(addrs)
 }
 
 /// Forgets `host:port`'s addresses: a connect to them failed, the next one resolves again.
 fn forget(hp: &str) {
-    RESOLVED.with_borrow_mut(|c| c.retain(|(name, _, _)| name != hp));
+    RESOLVED.with_borrow_mut(|c| c.retain(|(name, _, _)| &**name != hp));
 }
 
 /// Requests at least this long are written with `TCP_NODELAY` set. A request goes out in one
@@ -198,11 +199,12 @@ const NODELAY_FROM: usize = 64 * 1024;
 /// waiting for it, as `TcpStream::connect` does; one that finds it refused fails the
 /// address. With an empty `first` (readiness checks) the connect is awaited.
 pub async fn connect(addr: &Addr, upstream: usize, first: &[u8]) -> io::Result<(Conn, usize)> {
-    let (io, written) = match addr {
+    let tcp = match addr {
+        Addr::Ip(a) => connect_tcp(*a, first).await?,
         Addr::Tcp(hp) => {
             let mut last = None;
             let mut connected = None;
-            for a in resolve(hp).await? {
+            for &a in resolve(hp).await?.iter() {
                 match connect_tcp(a, first).await {
                     Ok(c) => {
                         connected = Some(c);
@@ -211,27 +213,34 @@ pub async fn connect(addr: &Addr, upstream: usize, first: &[u8]) -> io::Result<(
                     Err(e) => last = Some(e),
                 }
             }
-            let Some((s, written)) = connected else {
+            let Some(c) = connected else {
                 forget(hp);
                 return Err(last.unwrap_or_else(|| io::ErrorKind::NotFound.into()));
             };
-            if first.len() >= NODELAY_FROM {
-                let _ = s.set_nodelay(true);
-            }
-            (Stream::Tcp(s), written)
+            c
         }
-        Addr::Unix(p) => (Stream::Unix(UnixStream::connect(p).await?), 0),
+        Addr::Unix(p) => {
+            let s = UnixStream::connect(p).await?;
+            return Ok((Conn::new(Stream::Unix(s), upstream, addr), 0));
+        }
     };
-    Ok((
+    let (s, written) = tcp;
+    if first.len() >= NODELAY_FROM {
+        let _ = s.set_nodelay(true);
+    }
+    Ok((Conn::new(Stream::Tcp(s), upstream, addr), written))
+}
+
+impl Conn {
+    fn new(io: Stream, upstream: usize, addr: &Addr) -> Self {
         Conn {
             io,
             buf: BytesMut::with_capacity(READ_SIZE),
             upstream,
             addr: addr.clone(),
             reused: false,
-        },
-        written,
-    ))
+        }
+    }
 }
 
 /// One TCP address: a non-blocking connect and an immediate write of `first` (see
@@ -645,18 +654,24 @@ pub async fn answer(c: &mut Conn, asked: Asked, sent: io::Result<()>) -> Result<
         }
         Err(e) => return Err(ReadError::Io(e)),
     };
+    // Nothing to parse before the first read (a new connection, or a reused one whose
+    // last response was read whole).
+    let mut parse = !c.buf.is_empty();
     loop {
-        match take_head(&mut c.buf, asked) {
-            Ok(Some(mut head)) => {
-                if reset.is_some() {
-                    head.keep_alive = false;
+        if parse {
+            match take_head(&mut c.buf, asked) {
+                Ok(Some(mut head)) => {
+                    if reset.is_some() {
+                        head.keep_alive = false;
+                    }
+                    await_small_body(c, &head).await?;
+                    return Ok(head);
                 }
-                await_small_body(c, &head).await?;
-                return Ok(head);
+                Ok(None) => {}
+                Err(why) => return Err(ReadError::Invalid(why)),
             }
-            Ok(None) => {}
-            Err(why) => return Err(ReadError::Invalid(why)),
         }
+        parse = true;
         c.buf.reserve(READ_SIZE);
         match c.io.read_buf(&mut c.buf).await {
             // Nothing came: the failed write is the cause.

@@ -164,7 +164,7 @@ impl Proxy {
                         let took = s.elapsed();
                         crate::serve::metrics::upstream_header(took);
                         crate::serve::message::Upstream {
-                            addr: active.addr().to_string(),
+                            addr: active.name(),
                             header_time: took,
                         }
                     });

@@ -14,9 +14,13 @@ use tokio::net::{TcpStream, UnixStream};
 /// Where an upstream listens (`--upstream`, parsed by `config::parse_upstream`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Addr {
-    /// `host:port`: a name is resolved when connecting, its addresses kept for a few seconds
-    /// (`client::connect`), so container names work and a restarted container is found.
-    Tcp(String),
+    /// A literal `ip:port`, parsed once here rather than on every connection (a request to
+    /// gunicorn's sync workers opens one each time).
+    Ip(std::net::SocketAddr),
+    /// `host:port` with a name: resolved when connecting, its addresses kept for a few
+    /// seconds (`client::connect`), so container names work and a restarted container is
+    /// found. Shared, not copied, by each connection that remembers where it goes.
+    Tcp(Arc<str>),
     /// `unix:/path/to.sock`.
     Unix(PathBuf),
 }
@@ -24,6 +28,7 @@ pub enum Addr {
 impl std::fmt::Display for Addr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Addr::Ip(a) => write!(f, "{a}"),
             Addr::Tcp(hp) => f.write_str(hp),
             Addr::Unix(p) => write!(f, "unix:{}", p.display()),
         }
@@ -40,6 +45,8 @@ pub enum Balance {
 /// One upstream and its health.
 pub struct Upstream {
     pub addr: Addr,
+    /// `addr` as the access log shows it (`$upstream_addr`), formatted once.
+    pub name: Arc<str>,
     /// In-flight requests (least-conn).
     active: AtomicUsize,
     fails: AtomicU32,
@@ -69,6 +76,7 @@ impl Pool {
             upstreams: addrs
                 .into_iter()
                 .map(|addr| Upstream {
+                    name: addr.to_string().into(),
                     addr,
                     active: AtomicUsize::new(0),
                     fails: AtomicU32::new(0),
@@ -180,6 +188,11 @@ impl Active {
 
     pub fn addr(&self) -> &Addr {
         &self.0.upstreams[self.1].addr
+    }
+
+    /// [`Upstream::name`], shared.
+    pub fn name(&self) -> Arc<str> {
+        self.0.upstreams[self.1].name.clone()
     }
 }
 
