@@ -4,6 +4,7 @@
 //! compress → publish) → `manifest` → `serve` (table → responses). `collect` and `serve`
 //! meet only in the manifest and STATIC_ROOT. `tls` (certificates, ACME, the handshake)
 //! knows no HTTP; `serve` puts it in front of its listeners.
+pub mod alloc;
 pub mod collect;
 pub mod delta;
 pub mod django;

@@ -9,6 +9,10 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// glibc's malloc, over-aligned blocks included (see `staticd::alloc`).
+#[global_allocator]
+static ALLOCATOR: staticd::alloc::Allocator = staticd::alloc::Allocator;
+
 #[derive(Parser)]
 #[command(
     name = "staticd",
