@@ -199,7 +199,7 @@ const NODELAY_FROM: usize = 64 * 1024;
 /// waiting for it, as `TcpStream::connect` does; one that finds it refused fails the
 /// address. With an empty `first` (readiness checks) the connect is awaited.
 pub async fn connect(addr: &Addr, upstream: usize, first: &[u8]) -> io::Result<(Conn, usize)> {
-    let tcp = match addr {
+    let (s, written) = match addr {
         Addr::Ip(a) => connect_tcp(*a, first).await?,
         Addr::Tcp(hp) => {
             let mut last = None;
@@ -224,7 +224,6 @@ pub async fn connect(addr: &Addr, upstream: usize, first: &[u8]) -> io::Result<(
             return Ok((Conn::new(Stream::Unix(s), upstream, addr), 0));
         }
     };
-    let (s, written) = tcp;
     if first.len() >= NODELAY_FROM {
         let _ = s.set_nodelay(true);
     }
