@@ -7,6 +7,10 @@
 #
 #   benches/proxy/instructions.sh [TARGET ...]     (default: target/release/staticd nginx)
 #   POST=1 benches/proxy/instructions.sh ...       (POSTs with a 4 KiB body, as the bench's `post`)
+#   UP_PORT=8000 URLPATH=/echo/ benches/proxy/instructions.sh ...
+#                                                  (an upstream already listening on 127.0.0.1,
+#                                                   e.g. gunicorn with sample_project, as the
+#                                                   bench's `gunicorn`, instead of the fixed one)
 #
 # A TARGET is a staticd binary, or `nginx` (benches/proxy/nginx.conf.in, one process).
 # Needs valgrind, h2load (Debian: nghttp2-client) and the proxy bench's binary
@@ -19,10 +23,10 @@ cd "$(dirname "$0")/../.."
 up_bin=$(ls -t target/release/deps/proxy-* | grep -v '\.d$' | head -1)
 work=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-up_port=$(free_port)
-"$up_bin" --upstream-server "$up_port" >"$work/upstream.log" 2>&1 &
-up_pid=$!
-trap 'kill $up_pid 2>/dev/null; rm -rf "$work"' EXIT
+up_port=${UP_PORT:-$(free_port)}
+up_pid=
+[ -n "${UP_PORT:-}" ] || { "$up_bin" --upstream-server "$up_port" >"$work/upstream.log" 2>&1 & up_pid=$!; }
+trap '[ -z "$up_pid" ] || kill $up_pid 2>/dev/null; rm -rf "$work"' EXIT
 mkdir -p "$work/root/static" "$work/nginx"
 load=()
 if [ -n "${POST:-}" ]; then
@@ -49,11 +53,11 @@ instructions() {
   pid=$!
   # Under valgrind start-up takes seconds: poll, with a deadline.
   for _ in $(seq 600); do
-    curl -sf -o /dev/null "http://127.0.0.1:$port/x" && break
+    curl -sf -o /dev/null "http://127.0.0.1:$port${URLPATH:-/x}" && break
     kill -0 $pid 2>/dev/null || { cat "$work/staticd.log" >&2; exit 1; }
     sleep 0.1
   done
-  h2load --h1 -n "$2" -c 8 -m 1 "${load[@]}" "http://127.0.0.1:$port/x" | grep -q "$2 succeeded" ||
+  h2load --h1 -n "$2" -c 8 -m 1 "${load[@]}" "http://127.0.0.1:$port${URLPATH:-/x}" | grep -q "$2 succeeded" ||
     { echo "h2load: not all $2 requests succeeded" >&2; exit 1; }
   kill -INT $pid
   wait $pid || true
