@@ -398,7 +398,7 @@ pub async fn read_more(io: &Client, buf: &mut BytesMut, reserve: usize) -> io::R
 
 thread_local! {
     /// Per worker: head buffers that idle connections let go of, each empty and of
-    /// [`HEAD_READ`] bytes (at most two), for the next connection that reads.
+    /// [`HEAD_READ`] to twice as many bytes, for the next connection that reads.
     static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
