@@ -112,7 +112,8 @@ pub enum Body {
     /// File ranges and memory pieces (part headers of `multipart/byteranges`), in order.
     Parts {
         segments: Vec<Segment>,
-        file: Option<std::fs::File>,
+        /// Shared: the table keeps the files it serves open (`Variant::kept`).
+        file: Option<std::sync::Arc<std::fs::File>>,
     },
     /// The answer to HEAD when the bytes are not at hand: the length GET would send.
     Omitted(u64),

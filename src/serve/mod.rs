@@ -151,6 +151,26 @@ pub struct Start {
     pub inherited: Vec<Listener>,
 }
 
+/// Raises the soft limit on open descriptors to the hard one, as Go's runtime does for every
+/// server and nginx's `worker_rlimit_nofile` lets one ask: connections and the files the
+/// table keeps open (`table::Variant::kept`) share it, and the usual soft default of 1024
+/// is a limit nobody chose. Failing leaves the limit as it was.
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit read and write the struct they are given.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        // An unlimited hard limit is not a valid soft one (the kernel's `nr_open` caps it).
+        let want = |lim: &libc::rlimit| lim.rlim_max.min(1 << 20);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < want(&lim) {
+            let was = lim.rlim_cur;
+            lim.rlim_cur = want(&lim);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                tracing::debug!("open files limit raised from {was} to {}", lim.rlim_cur);
+            }
+        }
+    }
+}
+
 /// Runs the server until SIGTERM/SIGINT, then drains in-flight requests
 /// (bounded by `--shutdown-timeout`); SIGHUP reloads the configuration.
 pub fn run(loaded: Loaded, start: Start) -> anyhow::Result<()> {
@@ -166,6 +186,7 @@ pub fn run_with(
 ) -> anyhow::Result<()> {
     let args = loaded.args.clone();
     observe::init_logs(&args.observe)?;
+    raise_open_files_limit();
     // Certificates first: a bad one stops staticd before anything else is done.
     let mut https = tls_listen::Https::from_args(&args.tls)?;
     let prepared = reconfigure::prepare(&args, args.max_body).map_err(anyhow::Error::msg)?;

@@ -19,6 +19,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use bytes::Bytes;
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// What a handler needs besides the request.
 pub struct Ctx<'a> {
@@ -167,7 +168,7 @@ fn answer<'a>(verb: Verb, req: &Request<'_>, asset: &'a Asset, ctx: &Ctx<'a>) ->
     let file = match &v.source {
         Source::Memory(_) => None,
         Source::Remote { .. } => match ctx.fetched.take() {
-            Some(f) => Some(f),
+            Some(f) => Some(Arc::new(f)),
             // Only a caller that skipped the fetch gets here.
             None => return super::message::error_page(StatusCode::SERVICE_UNAVAILABLE),
         },
@@ -234,7 +235,7 @@ fn owned_value(s: String) -> HeaderValue {
 fn full<'a>(
     asset: &'a Asset,
     v: &'a Variant,
-    file: Option<std::fs::File>,
+    file: Option<Arc<std::fs::File>>,
     ctx: &Ctx<'a>,
 ) -> Reply<'a> {
     let mut r = Reply::new(StatusCode::OK);
@@ -263,7 +264,7 @@ fn full<'a>(
 fn replaced<'a>(
     asset: &'a Asset,
     v: &'a Variant,
-    file: std::fs::File,
+    file: Arc<std::fs::File>,
     len: u64,
     ctx: &Ctx<'a>,
 ) -> Reply<'a> {
@@ -307,7 +308,7 @@ fn unlisted<'a>(u: Unlisted, ctx: &Ctx<'a>) -> Reply<'a> {
             offset: 0,
             len: u.len,
         }],
-        file: Some(u.file),
+        file: Some(Arc::new(u.file)),
     };
     r.stale()
 }
@@ -315,7 +316,7 @@ fn unlisted<'a>(u: Unlisted, ctx: &Ctx<'a>) -> Reply<'a> {
 fn partial<'a>(
     asset: &'a Asset,
     v: &'a Variant,
-    file: Option<std::fs::File>,
+    file: Option<Arc<std::fs::File>>,
     ranges: &[(u64, u64)],
     ctx: &Ctx<'a>,
 ) -> Reply<'a> {

@@ -21,7 +21,8 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// Knobs of a build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +112,10 @@ pub struct Variant {
     pub id: FileId,
     pub hash: [u8; 32],
     pub source: Source,
+    /// This generation's file, opened on its first request and kept open while the table
+    /// lives (nginx's `open_file_cache`): later requests skip the path walk, `openat2` and
+    /// `close`, and check it with one `fstat`. At most [`Table::kept`]'s bound per table.
+    pub kept: OnceLock<Arc<File>>,
 }
 
 /// Everything needed to answer for one URL. Header values are interned across the table.
@@ -186,6 +191,25 @@ pub struct Table {
     /// trusted for [`OUTDATED_RECHECK`] after `outdated_checked` (ns since [`epoch`]).
     outdated_seen: std::sync::atomic::AtomicBool,
     outdated_checked: std::sync::atomic::AtomicU64,
+    /// Files kept open in [`Variant::kept`] (at most [`kept_bound`]).
+    kept: AtomicUsize,
+}
+
+/// How many files one table keeps open: a quarter of the descriptors this process may open
+/// (`serve` raises its soft limit to the hard one at start), at most 16,384. The rest stay
+/// for connections; a variant past the bound is opened per request, as before.
+fn kept_bound() -> usize {
+    static BOUND: OnceLock<usize> = OnceLock::new();
+    *BOUND.get_or_init(|| {
+        // SAFETY: getrlimit fills the struct it is given.
+        let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+        let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            lim.rlim_cur
+        } else {
+            1024
+        };
+        usize::try_from(soft / 4).unwrap_or(usize::MAX).min(16_384)
+    })
 }
 
 /// How long a miss trusts the last "no newer generation" answer: a new name published
@@ -359,6 +383,7 @@ impl Table {
                     id: f.id,
                     hash: *hash,
                     source,
+                    kept: OnceLock::new(),
                 });
             }
             let Some(identity) = variants.last().filter(|v| v.encoding == Encoding::Identity)
@@ -394,6 +419,7 @@ impl Table {
                         id: d.id,
                         hash: d.hash,
                         source,
+                        kept: OnceLock::new(),
                     };
                     (d.dict, v)
                 })
@@ -512,10 +538,17 @@ impl Table {
                 Path::new(&derived)
             }
         };
+        if let Some(f) = v.kept.get() {
+            // Still the bytes the table describes: a rewrite in place (`cp` over the file)
+            // changes its length or mtime, and then the name is looked up again below.
+            if f.metadata().is_ok_and(|m| FileId::of(&m) == v.id) {
+                return Opened::Same(f.clone());
+            }
+        }
         if let Some(dir) = &self.dir {
             if let Ok(f) = beneath::open(dir, rel, Links::Never) {
                 if f.metadata().is_ok_and(|m| FileId::of(&m) == v.id) {
-                    return Opened::Same(f);
+                    return Opened::Same(self.keep(v, f));
                 }
             }
         }
@@ -534,10 +567,22 @@ impl Table {
         if !md.is_file() {
             Opened::Gone
         } else if id.len == v.id.len && id.mtime_ns == v.id.mtime_ns {
-            Opened::Same(f)
+            Opened::Same(Arc::new(f))
         } else {
-            Opened::Replaced(f, md.len())
+            Opened::Replaced(Arc::new(f), md.len())
         }
+    }
+
+    /// `f`, opened from this generation's directory and checked against `v`, kept in
+    /// `v.kept` while the bound allows (another worker may have kept its own first).
+    fn keep(&self, v: &Variant, f: File) -> Arc<File> {
+        let f = Arc::new(f);
+        if self.kept.fetch_add(1, Ordering::Relaxed) >= kept_bound()
+            || v.kept.set(f.clone()).is_err()
+        {
+            self.kept.fetch_sub(1, Ordering::Relaxed);
+        }
+        f
     }
 }
 
@@ -552,9 +597,9 @@ pub struct Unlisted {
 /// What [`Table::open`] found.
 pub enum Opened {
     /// The very file the table describes.
-    Same(File),
+    Same(Arc<File>),
     /// Another file under the same name, of this many bytes.
-    Replaced(File, u64),
+    Replaced(Arc<File>, u64),
     /// Nothing (or not a regular file) under that name any more.
     Gone,
 }
@@ -1152,6 +1197,47 @@ mod unlisted_tests {
             br#"{"paths": {"c.css": "c.css"}, "version": "1.1"}"#,
         );
         assert!(found(&table, "c.css").is_some());
+    }
+
+    /// A served file is opened once and kept: later requests get the same descriptor. A name
+    /// renamed over leaves the kept file as the table describes it (its bytes, its length);
+    /// a rewrite in place (another length) is not served from it but looked up again.
+    #[test]
+    fn files_are_kept_open_and_checked() {
+        use std::os::unix::fs::FileExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("static");
+        write(&root.join("a.css"), b"aaaa");
+        write(&root.join("b.css"), b"bbbb");
+        let table = Table::build(&opts(&root), None).unwrap();
+        let open = |key: &str| {
+            let a = table.get(key).unwrap();
+            table.open(a, a.variant(Encoding::Identity).unwrap())
+        };
+        let same = |key: &str| match open(key) {
+            Opened::Same(f) => f,
+            _ => panic!("{key}: not the file the table describes"),
+        };
+        let first = same("a.css");
+        assert!(Arc::ptr_eq(&first, &same("a.css")));
+
+        write(&root.join("a.new"), b"AAAAAAA");
+        std::fs::rename(root.join("a.new"), root.join("a.css")).unwrap();
+        let kept = same("a.css");
+        assert!(Arc::ptr_eq(&first, &kept));
+        let mut buf = [0u8; 8];
+        assert_eq!(kept.read_at(&mut buf, 0).unwrap(), 4);
+        assert_eq!(&buf[..4], b"aaaa");
+
+        let b = same("b.css");
+        std::fs::write(root.join("b.css"), b"bbbbbbbb").unwrap(); // same inode
+        match open("b.css") {
+            Opened::Replaced(f, len) => {
+                assert_eq!(len, 8);
+                assert!(!Arc::ptr_eq(&f, &b));
+            }
+            _ => panic!("b.css rewritten in place still served as the kept file"),
+        }
     }
 
     /// A stream of misses costs a clock read each, not two `stat`s: "not outdated" is

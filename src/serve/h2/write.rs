@@ -46,7 +46,9 @@ pub async fn reply(
             sent = bytes.len() as u64;
             tx.send_data(bytes.clone(), true)
         }
-        Body::Parts { segments, file } => parts(&mut tx, segments, file.as_ref(), &mut sent).await,
+        Body::Parts { segments, file } => {
+            parts(&mut tx, segments, file.as_deref(), &mut sent).await
+        }
         Body::Stream { stream, .. } => {
             // Read ahead of a slow reader, as over HTTP/1, unless the upstream asked for none.
             let mut ahead = ReadAhead::new(stream, unbuffered);

@@ -100,6 +100,7 @@ pub fn build(manifest: &Manifest, listing: &HashMap<String, Entry>, opts: &Build
                 source: Source::Remote {
                     store_etag: e.etag.as_deref().map(Box::from),
                 },
+                kept: Default::default(),
             });
         }
         let name: Arc<str> = Arc::from(*name);

@@ -163,7 +163,7 @@ pub fn serve(
     }
     r.body = Body::Parts {
         segments,
-        file: Some(file),
+        file: Some(std::sync::Arc::new(file)),
     };
     r
 }
