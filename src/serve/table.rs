@@ -114,7 +114,7 @@ pub struct Variant {
     pub source: Source,
     /// This generation's file, opened on its first request and kept open while the table
     /// lives (nginx's `open_file_cache`): later requests skip the path walk, `openat2` and
-    /// `close`, and check it with one `fstat`. At most [`Table::kept`]'s bound per table.
+    /// `close`, and check it with one `fstat`. At most [`kept_bound`] of them per table.
     pub kept: OnceLock<Arc<File>>,
 }
 
