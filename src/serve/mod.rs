@@ -151,22 +151,29 @@ pub struct Start {
     pub inherited: Vec<Listener>,
 }
 
+/// The process's limits on open descriptors (`RLIMIT_NOFILE`), if the kernel says.
+pub(crate) fn open_files_limit() -> Option<libc::rlimit> {
+    // SAFETY: getrlimit fills the struct it is given.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim)
+}
+
 /// Raises the soft limit on open descriptors to the hard one, as Go's runtime does for every
 /// server and nginx's `worker_rlimit_nofile` lets one ask: connections and the files the
 /// table keeps open (`table::Variant::kept`) share it, and the usual soft default of 1024
 /// is a limit nobody chose. Failing leaves the limit as it was.
 fn raise_open_files_limit() {
-    // SAFETY: getrlimit/setrlimit read and write the struct they are given.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        // An unlimited hard limit is not a valid soft one (the kernel's `nr_open` caps it).
-        let want = |lim: &libc::rlimit| lim.rlim_max.min(1 << 20);
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < want(&lim) {
-            let was = lim.rlim_cur;
-            lim.rlim_cur = want(&lim);
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-                tracing::debug!("open files limit raised from {was} to {}", lim.rlim_cur);
-            }
+    let Some(mut lim) = open_files_limit() else {
+        return;
+    };
+    // An unlimited hard limit is not a valid soft one (the kernel's `nr_open` caps it).
+    let want = lim.rlim_max.min(1 << 20);
+    if lim.rlim_cur < want {
+        let was = lim.rlim_cur;
+        lim.rlim_cur = want;
+        // SAFETY: setrlimit reads the struct it is given.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+            tracing::debug!("open files limit raised from {was} to {want}");
         }
     }
 }

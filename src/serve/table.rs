@@ -201,13 +201,7 @@ pub struct Table {
 fn kept_bound() -> usize {
     static BOUND: OnceLock<usize> = OnceLock::new();
     *BOUND.get_or_init(|| {
-        // SAFETY: getrlimit fills the struct it is given.
-        let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
-        let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-            lim.rlim_cur
-        } else {
-            1024
-        };
+        let soft = super::open_files_limit().map_or(1024, |lim| lim.rlim_cur);
         usize::try_from(soft / 4).unwrap_or(usize::MAX).min(16_384)
     })
 }
