@@ -18,6 +18,7 @@
 //! Every bench is its own crate and uses only part of this module: unused items are expected.
 #![allow(dead_code)]
 
+pub mod cgroup;
 pub mod corpus;
 pub mod cpu;
 pub mod django_corpus;
