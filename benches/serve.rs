@@ -580,8 +580,8 @@ fn plain(
         Ok((percent, c)) => {
             let _ = writeln!(
                 md,
-                "\n## Equal CPU budget: {percent}% of core 0 each\n\n\
-                 wrk alone on core 1 costs about as much CPU per request as the fastest servers here, so at full \
+                "\n## Equal CPU budget: {percent}% of core {SERVER_CORE} each\n\n\
+                 wrk alone on core {LOAD_CORE} costs about as much CPU per request as the fastest servers here, so at full \
                  cores it, not the server, can be what runs out (see the caution below). Here each server runs in \
                  its own cgroup capped at {percent}% of one core (CFS quota, 10 ms period), the way a container \
                  with a CPU limit runs; wrk is then well below its limit and req/s is the server's own capacity \
